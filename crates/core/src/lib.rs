@@ -1,0 +1,5 @@
+//! Commonlab's pure domain: flag definitions in flagd's format, their compiled
+//! targeting, evaluation, and the API-key model. No IO, no async: the clock,
+//! randomness and state are passed in by the caller.
+
+pub mod auth;

@@ -1,0 +1,1 @@
+//! Persistence over SQLite and PostgreSQL.
