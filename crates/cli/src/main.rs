@@ -1,1 +1,455 @@
-fn main() {}
+//! `commonlab`: the command line, thin over the libraries.
+//!
+//! Exit codes: 0 success, 1 a user error (one line on standard error),
+//! 2 a usage error (from clap).
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use commonlab_core::auth::Role;
+use commonlab_server::service::{self, ChangeMeta};
+use commonlab_server::{Clock, Config};
+use commonlab_store::Store;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const DEFAULT_DB: &str = "sqlite://commonlab.db";
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+#[derive(Parser)]
+#[command(
+    name = "commonlab",
+    version,
+    about = "Experimentation and A/B evaluation harness for commons-based communities"
+)]
+struct Cli {
+    /// Database URL: sqlite://FILE (created if missing) or postgres://...
+    #[arg(long, env = "COMMONLAB_DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// Optional TOML config file (keys: database_url, listen, flag_set, poll_interval_ms, body_limit_bytes). Default: ./commonlab.toml if present.
+    #[arg(long, env = "COMMONLAB_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (OFREP, management API); applies migrations first.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Manage flags directly in the database.
+    #[command(subcommand)]
+    Flags(FlagsCmd),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "COMMONLAB_LISTEN")]
+    listen: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Create a key; the key itself is printed alone on the last line.
+    Create {
+        #[arg(long, value_parser = ["admin", "researcher", "developer", "sdk"])]
+        role: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Include revoked keys.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke a key by id or name.
+    Revoke { id_or_name: String },
+}
+
+#[derive(Subcommand)]
+enum FlagsCmd {
+    /// Replace the flag set with a flagd JSON file.
+    Import {
+        file: PathBuf,
+        /// Why (recorded in the audit log).
+        #[arg(long, default_value = "imported from the command line")]
+        reason: String,
+        /// Refuse the file on any schema warning.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print the flag set as JSON.
+    Export {
+        /// `commonlab` (with cohort overrides) or `flagd` (overrides inlined).
+        #[arg(long, default_value = "commonlab")]
+        format: String,
+        /// Write to a file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// List flags: key, state, type, default variant.
+    List,
+    /// Print one flag's definition.
+    Get { key: String },
+    /// Enable or disable a flag.
+    SetState {
+        key: String,
+        /// enabled or disabled
+        state: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    database_url: Option<String>,
+    listen: Option<String>,
+    flag_set: Option<String>,
+    poll_interval_ms: Option<u64>,
+    body_limit_bytes: Option<usize>,
+}
+
+fn load_config(path: Option<&Path>) -> Result<FileConfig> {
+    let (path, required) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from("commonlab.toml"), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(FileConfig::default())
+        }
+        Err(e) => return Err(anyhow!("cannot read config file {}: {e}", path.display())),
+    };
+    toml::from_str(&text).map_err(|e| {
+        let msg = e.message().to_string();
+        let at = e
+            .span()
+            .map(|s| {
+                let line = text[..s.start].matches('\n').count() + 1;
+                format!(":{line}")
+            })
+            .unwrap_or_default();
+        anyhow!("{}{at}: {msg}", path.display())
+    })
+}
+
+fn actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let line = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {line}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn open_store(url: &str) -> Result<Store> {
+    Store::connect_and_migrate(url)
+        .await
+        .with_context(|| format!("cannot open the database {url}"))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let file = load_config(cli.config.as_deref())?;
+    let db_url = cli
+        .database_url
+        .or(file.database_url.clone())
+        .unwrap_or_else(|| DEFAULT_DB.into());
+    let mut config = Config::default();
+    if let Some(s) = &file.flag_set {
+        config.flag_set = s.clone();
+    }
+    if let Some(ms) = file.poll_interval_ms {
+        config.poll_interval = std::time::Duration::from_millis(ms.max(10));
+    }
+    if let Some(b) = file.body_limit_bytes {
+        config.body_limit = b;
+    }
+    match cli.command {
+        Command::Serve(args) => {
+            let listen = args
+                .listen
+                .or(file.listen.clone())
+                .unwrap_or_else(|| DEFAULT_LISTEN.into());
+            serve(&db_url, &listen, config).await
+        }
+        Command::Migrate => {
+            open_store(&db_url).await?;
+            println!("migrations applied to {db_url}");
+            Ok(())
+        }
+        Command::Keys(cmd) => keys(&db_url, cmd).await,
+        Command::Flags(cmd) => flags(&db_url, &config.flag_set, cmd).await,
+    }
+}
+
+async fn serve(db_url: &str, listen: &str, config: Config) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COMMONLAB_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|_| anyhow!("--listen: '{listen}' is not an address like 127.0.0.1:8080"))?;
+    let store = open_store(db_url).await?;
+    if store.active_api_keys().await?.is_empty() {
+        match commonlab_server::keys::create_key(
+            &store,
+            "bootstrap-admin",
+            Role::Admin,
+            "serve:bootstrap",
+            chrono::Utc::now(),
+        )
+        .await
+        {
+            Ok(k) => {
+                println!("No API keys existed, so an admin key was created (shown once; revoke it with `commonlab keys revoke bootstrap-admin`):");
+                println!("{}", k.key);
+            }
+            Err(e) => tracing::info!(error = %e, "bootstrap key not created (another replica did)"),
+        }
+    }
+    let state = commonlab_server::build_state(store.clone(), config, Clock::System).await?;
+    let running = commonlab_server::start(addr, state)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(addr = %running.addr, database = %db_url, "commonlab serving");
+    let stop = running.shutdown_handle();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop.send(true);
+    });
+    running.wait().await?;
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn keys(db_url: &str, cmd: KeysCmd) -> Result<()> {
+    let store = open_store(db_url).await?;
+    match cmd {
+        KeysCmd::Create { role, name } => {
+            let role: Role = role.parse()?;
+            let k = commonlab_server::keys::create_key(
+                &store,
+                &name,
+                role,
+                &actor(),
+                chrono::Utc::now(),
+            )
+            .await?;
+            println!(
+                "Created {} key '{}' (id {}). It is shown only now:",
+                k.role, k.name, k.id
+            );
+            println!("{}", k.key);
+        }
+        KeysCmd::List { all } => {
+            let list = store.list_api_keys(all).await?;
+            println!(
+                "{:<14} {:<11} {:<26} {:<10} NAME",
+                "ID", "ROLE", "CREATED", "STATUS"
+            );
+            for k in list {
+                let status = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<14} {:<11} {:<26} {:<10} {}",
+                    k.id,
+                    k.role,
+                    k.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                    status,
+                    k.name
+                );
+            }
+        }
+        KeysCmd::Revoke { id_or_name } => {
+            let k = store
+                .revoke_api_key(&id_or_name, chrono::Utc::now())
+                .await?;
+            println!("revoked key '{}' ({})", k.name, k.id);
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+fn service_error(e: commonlab_server::Error, file: Option<&Path>) -> anyhow::Error {
+    match (&e, file) {
+        (commonlab_server::Error::Invalid { issues, .. }, Some(path)) => {
+            let mut parts = Vec::new();
+            for i in issues {
+                let loc = match (i.line, i.column) {
+                    (Some(l), Some(c)) => format!("{}:{l}:{c}", path.display()),
+                    (Some(l), None) => format!("{}:{l}", path.display()),
+                    _ => path.display().to_string(),
+                };
+                let field = if i.pointer.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}:", i.pointer)
+                };
+                parts.push(format!("{loc}:{field} {}", i.detail));
+            }
+            anyhow!(parts.join("; "))
+        }
+        _ => anyhow!(e),
+    }
+}
+
+async fn flags(db_url: &str, set: &str, cmd: FlagsCmd) -> Result<()> {
+    let store = open_store(db_url).await?;
+    let actor = actor();
+    match cmd {
+        FlagsCmd::Import {
+            file,
+            reason,
+            strict,
+        } => {
+            let source = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let meta = ChangeMeta {
+                actor: &actor,
+                reason: &reason,
+                at: chrono::Utc::now(),
+            };
+            let out = service::import(&store, set, &source, &meta, None, strict)
+                .await
+                .map_err(|e| service_error(e, Some(&file)))?;
+            for w in &out.warnings {
+                eprintln!("warning: {}: {}: {}", file.display(), w.pointer, w.message);
+            }
+            println!(
+                "imported {} flags from {} as revision {} ({} warnings)",
+                out.flags,
+                file.display(),
+                out.revision,
+                out.warnings.len()
+            );
+        }
+        FlagsCmd::Export { format, output } => {
+            let (_, doc) = service::head(&store, set).await?;
+            let doc = match format.as_str() {
+                "commonlab" => doc,
+                "flagd" => {
+                    let (fs, _) = commonlab_core::flags::FlagSet::from_value(
+                        &doc,
+                        commonlab_core::flags::LoadMode::Lenient,
+                    )?;
+                    fs.to_flagd_document()
+                }
+                other => bail!("--format: unknown format '{other}' (use commonlab or flagd)"),
+            };
+            let text = serde_json::to_string_pretty(&doc)?;
+            match output {
+                Some(path) => std::fs::write(&path, text + "\n")
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => println!("{text}"),
+            }
+        }
+        FlagsCmd::List => {
+            let (rev, doc) = service::head(&store, set).await?;
+            let (fs, _) = commonlab_core::flags::FlagSet::from_value(
+                &doc,
+                commonlab_core::flags::LoadMode::Lenient,
+            )?;
+            println!("flag set '{set}' at revision {rev}: {} flags", fs.len());
+            for key in fs.keys() {
+                if let Some(f) = fs.get(key) {
+                    println!(
+                        "{:<40} {:<9} {:<8} {}",
+                        key,
+                        format!("{:?}", f.state()).to_uppercase(),
+                        format!("{:?}", f.value_type()).to_lowercase(),
+                        f.default_variant().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        FlagsCmd::Get { key } => {
+            let (_, doc) = service::head(&store, set).await?;
+            let flag = doc
+                .get("flags")
+                .and_then(|f| f.get(&key))
+                .ok_or_else(|| anyhow!("flag '{key}' not found"))?;
+            println!("{}", serde_json::to_string_pretty(flag)?);
+        }
+        FlagsCmd::SetState { key, state, reason } => {
+            let enabled = match state.to_ascii_lowercase().as_str() {
+                "enabled" | "enable" | "on" => true,
+                "disabled" | "disable" | "off" => false,
+                other => bail!("state must be 'enabled' or 'disabled', not '{other}'"),
+            };
+            let meta = ChangeMeta {
+                actor: &actor,
+                reason: &reason,
+                at: chrono::Utc::now(),
+            };
+            let change = service::set_state(&store, set, &key, enabled, &meta, None).await?;
+            println!(
+                "flag '{key}' is now {} (revision {})",
+                if enabled { "enabled" } else { "disabled" },
+                change.revision
+            );
+        }
+    }
+    store.close().await;
+    Ok(())
+}

@@ -1,1 +1,140 @@
-//! HTTP server.
+//! Commonlab's HTTP server: OFREP flag evaluation, the flag management API,
+//! API keys, health. One router per feature module, merged in [`router`];
+//! one [`AppState`] with `FromRef` substates.
+//!
+//! The server is stateless: its caches are refreshed from the database by a
+//! poller ([`sync`]), so several replicas can serve one PostgreSQL.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod flags_api;
+pub mod health;
+pub mod keys;
+pub mod ofrep;
+pub mod problem;
+pub mod service;
+pub mod state;
+pub mod sync;
+
+pub use error::Error;
+pub use state::{AppState, Clock, Config};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use commonlab_store::Store;
+use problem::Problem;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower_http::trace::TraceLayer;
+
+/// The whole application, ready to serve.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.body_limit;
+    Router::new()
+        .merge(ofrep::router())
+        .merge(flags_api::router())
+        .merge(keys::router())
+        .merge(health::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .with_state(state)
+}
+
+async fn not_found() -> impl IntoResponse {
+    Problem::not_found("no such route; see README.md for the API")
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this route does not accept that method",
+    )
+}
+
+/// Builds the state for `store` and loads the caches once.
+pub async fn build_state(store: Store, config: Config, clock: Clock) -> Result<AppState, Error> {
+    let state = AppState {
+        store,
+        flags: state::FlagCache::new(),
+        keys: state::KeyCache::default(),
+        clock,
+        config: Arc::new(config),
+    };
+    sync::refresh_all(&state).await?;
+    Ok(state)
+}
+
+/// A running server: its address, and a handle to stop it and wait for it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    poller: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting connections, lets in-flight requests finish, stops the
+    /// poller and waits for both.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.wait().await
+    }
+
+    /// Waits until the server stops (after [`Running::stop`] or a signal
+    /// passed to [`start`]).
+    pub async fn wait(self) -> std::io::Result<()> {
+        let served = self.server.await.map_err(std::io::Error::other)?;
+        let _ = self.shutdown.send(true);
+        let _ = self.poller.await;
+        served
+    }
+
+    /// A sender that stops the server when `true` is sent.
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Binds `listen` and serves `state` until shut down. Both spawned tasks are
+/// owned by the returned [`Running`] and joined by it.
+pub async fn start(listen: SocketAddr, state: AppState) -> std::io::Result<Running> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = watch::channel(false);
+    let poller = tokio::spawn(sync::run(state.clone(), rx.clone()));
+    let app = router(state.clone());
+    let mut stop = rx;
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                while !*stop.borrow() {
+                    if stop.changed().await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .await
+    });
+    Ok(Running {
+        addr,
+        state,
+        shutdown: tx,
+        server,
+        poller,
+    })
+}

@@ -1,0 +1,201 @@
+//! Drives the real `commonlab` binary, on SQLite and PostgreSQL.
+
+use commonlab_store::testing::both_backends;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_commonlab");
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn run(db: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("COMMONLAB_DATABASE_URL", db)
+        .env_remove("COMMONLAB_CONFIG")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run commonlab")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn help_and_usage_errors() {
+    for args in [
+        &["--help"][..],
+        &["keys", "--help"],
+        &["flags", "import", "--help"],
+        &["serve", "--help"],
+    ] {
+        let o = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        assert!(stdout(&o).contains("Usage"), "{args:?}");
+    }
+    for args in [
+        &["frobnicate"][..],
+        &["keys", "create", "--name", "x"],
+        &["keys", "create", "--role", "root", "--name", "x"],
+    ] {
+        let o = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[tokio::test]
+async fn keys_and_flags_commands() {
+    both_backends(|db| async move {
+        let url = db.url().to_string();
+        let o = run(&url, &["keys", "create", "--role", "sdk", "--name", "web"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let out = stdout(&o);
+        let key = out.lines().last().unwrap();
+        assert!(key.starts_with("cl_") && !key.contains(' '), "{out}");
+
+        let o = run(&url, &["keys", "create", "--role", "sdk", "--name", "web"]);
+        assert_eq!(o.status.code(), Some(1));
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("already exists"), "{err}");
+
+        let o = run(&url, &["keys", "list"]);
+        assert!(stdout(&o).contains("web"));
+        assert!(!stdout(&o).contains(&key[16..]));
+        let o = run(&url, &["keys", "revoke", "web"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let o = run(&url, &["keys", "revoke", "web"]);
+        assert_eq!(o.status.code(), Some(1));
+
+        let good = fixtures().join("flags.json");
+        let o = run(
+            &url,
+            &[
+                "flags",
+                "import",
+                good.to_str().unwrap(),
+                "--reason",
+                "cli test",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stdout(&o).contains("imported 2 flags"), "{}", stdout(&o));
+
+        // A file that is not JSON: refused with file, line and reason; nothing changes.
+        let bad = fixtures().join("broken.json");
+        let o = run(&url, &["flags", "import", bad.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1));
+        let err = stderr(&o);
+        assert!(err.contains("broken.json:4:"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        // A file with a bad field: the field's pointer is named.
+        let bad = fixtures().join("bad-state.json");
+        let o = run(
+            &url,
+            &["flags", "import", bad.to_str().unwrap(), "--strict"],
+        );
+        assert_eq!(o.status.code(), Some(1));
+        let err = stderr(&o);
+        assert!(
+            err.contains("bad-state.json") && err.contains("/flags/banner/state"),
+            "{err}"
+        );
+
+        let o = run(&url, &["flags", "list"]);
+        let out = stdout(&o);
+        assert!(
+            out.contains("revision 1")
+                && out.contains("thanks-button")
+                && out.contains("new-editor"),
+            "{out}"
+        );
+
+        let o = run(
+            &url,
+            &[
+                "flags",
+                "set-state",
+                "new-editor",
+                "disabled",
+                "--reason",
+                "pause",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let o = run(&url, &["flags", "get", "new-editor"]);
+        assert!(stdout(&o).contains("\"DISABLED\""), "{}", stdout(&o));
+        let o = run(&url, &["flags", "get", "nope"]);
+        assert_eq!(o.status.code(), Some(1));
+        let o = run(
+            &url,
+            &[
+                "flags",
+                "set-state",
+                "new-editor",
+                "sideways",
+                "--reason",
+                "x",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(1));
+
+        let o = run(&url, &["flags", "export", "--format", "flagd"]);
+        let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(doc["flags"]["new-editor"]["state"], "DISABLED");
+        assert!(doc["flags"]["thanks-button"]["targeting"].is_object());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn serve_answers_and_shuts_down_gracefully() {
+    both_backends(|db| async move {
+        let url = db.url().to_string();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("COMMONLAB_DATABASE_URL", &url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = client
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+            {
+                assert_eq!(r.status(), 200);
+                break;
+            }
+            assert!(Instant::now() < deadline, "server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // No keys existed: serve printed a bootstrap admin key that works.
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "exit {:?}", out.status);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let key = text.lines().last().unwrap_or("");
+        assert!(key.starts_with("cl_"), "{text}");
+        let o = run(&url, &["keys", "list"]);
+        assert!(stdout(&o).contains("bootstrap-admin"));
+    })
+    .await;
+}

@@ -1,0 +1,285 @@
+//! OFREP: the OpenFeature Remote Evaluation Protocol (`/ofrep/v1/...`).
+//!
+//! Errors on these routes use OFREP's own bodies (`errorCode`,
+//! `errorDetails`), not problem+json, so that OpenFeature providers map them
+//! to their error codes; authentication failures (401/403), which OFREP gives
+//! no body for, are problem+json like the rest of the server.
+
+use crate::auth::authenticate;
+use crate::extract::{is_json, BodyError};
+use crate::state::{AppState, Clock, FlagCache, KeyCache};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use commonlab_core::auth::Role;
+use commonlab_core::flags::{ErrorCode, EvalContext, FlagValue, Metadata, Resolution};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ofrep/v1/evaluate/flags/{key}", post(evaluate_one))
+        .route("/ofrep/v1/evaluate/flags", post(evaluate_bulk))
+}
+
+#[derive(Deserialize)]
+struct EvaluationRequest {
+    context: Option<serde_json::Value>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Success<'a> {
+    key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a FlagValue>,
+    reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<&'a str>,
+    #[serde(skip_serializing_if = "Metadata::is_empty")]
+    metadata: &'a Metadata,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Failure<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    error_code: &'static str,
+    error_details: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a Metadata>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Item<'a> {
+    Ok(Success<'a>),
+    Err(Failure<'a>),
+}
+
+fn item<'a>(key: &'a str, r: &'a Resolution<'a>) -> Item<'a> {
+    match &r.error {
+        None => Item::Ok(Success {
+            key,
+            value: r.value,
+            reason: r.reason.as_str(),
+            variant: r.variant,
+            metadata: r.metadata,
+        }),
+        Some(e) => Item::Err(Failure {
+            key: Some(key),
+            error_code: e.code.as_str(),
+            error_details: &e.detail,
+            metadata: (!r.metadata.is_empty()).then_some(r.metadata),
+        }),
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn failure(status: StatusCode, key: Option<&str>, code: &'static str, details: &str) -> Response {
+    let body = serde_json::to_vec(&Failure {
+        key,
+        error_code: code,
+        error_details: details,
+        metadata: None,
+    })
+    .unwrap_or_default();
+    json_response(status, body)
+}
+
+/// Parses an OFREP request body; `Err` is the ready OFREP error response.
+fn parse_request(
+    headers: &HeaderMap,
+    body: &[u8],
+    key: Option<&str>,
+) -> Result<serde_json::Value, Response> {
+    if !is_json(headers) {
+        let e = BodyError::UnsupportedMediaType;
+        return Err(failure(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            key,
+            "GENERAL",
+            &e.message(),
+        ));
+    }
+    let req: EvaluationRequest = crate::extract::parse_json(body).map_err(|e| {
+        failure(
+            StatusCode::BAD_REQUEST,
+            key,
+            "INVALID_CONTEXT",
+            &e.message(),
+        )
+    })?;
+    match req.context {
+        Some(ctx @ serde_json::Value::Object(_)) => {
+            if let Some(tk) = ctx.get("targetingKey") {
+                if !tk.is_string() {
+                    return Err(failure(
+                        StatusCode::BAD_REQUEST,
+                        key,
+                        "INVALID_CONTEXT",
+                        "context.targetingKey must be a string",
+                    ));
+                }
+            }
+            Ok(ctx)
+        }
+        Some(_) => Err(failure(
+            StatusCode::BAD_REQUEST,
+            key,
+            "INVALID_CONTEXT",
+            "context must be a JSON object",
+        )),
+        // OFREP makes `context` required, but SDKs send `{}` when the
+        // application has no context: evaluate with an empty one.
+        None => Ok(serde_json::Value::Object(serde_json::Map::new())),
+    }
+}
+
+fn status_for(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::FlagNotFound => StatusCode::NOT_FOUND,
+        // A flag that cannot be evaluated for this context (PARSE_ERROR,
+        // TARGETING_KEY_MISSING, INVALID_CONTEXT, GENERAL): OFREP's 400
+        // `evaluationFailure`, which providers turn into the error code.
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+async fn evaluate_one(
+    State(keys): State<KeyCache>,
+    State(flags): State<FlagCache>,
+    State(clock): State<Clock>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let caller = match authenticate(&keys, &headers) {
+        Ok(c) => c,
+        Err(p) => return p.into_response(),
+    };
+    if let Err(p) = caller.require(Role::Sdk) {
+        return p.into_response();
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => {
+            let e = BodyError::from_bytes_rejection(r);
+            let status = match e {
+                BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return failure(status, Some(&key), "GENERAL", &e.message());
+        }
+    };
+    let ctx_value = match parse_request(&headers, &body, Some(&key)) {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    let loaded = flags.current();
+    let ctx = EvalContext::new(&ctx_value, clock.now().timestamp());
+    let r = loaded.set.evaluate(&key, &ctx);
+    let status = r
+        .error
+        .as_ref()
+        .map(|e| status_for(e.code))
+        .unwrap_or(StatusCode::OK);
+    let body = serde_json::to_vec(&item(&key, &r)).unwrap_or_default();
+    json_response(status, body)
+}
+
+#[derive(Serialize)]
+struct Bulk<'a> {
+    flags: Vec<Item<'a>>,
+    #[serde(skip_serializing_if = "Metadata::is_empty")]
+    metadata: &'a Metadata,
+}
+
+/// The bulk ETag names the flag-set revision and the context it was
+/// evaluated for: the same context at the same revision gives the same
+/// answer, so the client may keep its cache (304).
+fn bulk_etag(revision: i64, context_body: &[u8]) -> String {
+    let digest = Sha256::digest(context_body);
+    format!("\"{revision}-{}\"", hex::encode(&digest[..8]))
+}
+
+fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == etag || t == "*")
+}
+
+async fn evaluate_bulk(
+    State(keys): State<KeyCache>,
+    State(flags): State<FlagCache>,
+    State(clock): State<Clock>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let caller = match authenticate(&keys, &headers) {
+        Ok(c) => c,
+        Err(p) => return p.into_response(),
+    };
+    if let Err(p) = caller.require(Role::Sdk) {
+        return p.into_response();
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => {
+            let e = BodyError::from_bytes_rejection(r);
+            let status = match e {
+                BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return failure(status, None, "GENERAL", &e.message());
+        }
+    };
+    let ctx_value = match parse_request(&headers, &body, None) {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    let loaded = flags.current();
+    let canonical_ctx = serde_json::to_vec(&ctx_value).unwrap_or_default();
+    let etag = bulk_etag(loaded.revision, &canonical_ctx);
+    if etag_matches(&headers, &etag) {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            resp.headers_mut().insert(header::ETAG, v);
+        }
+        return resp;
+    }
+    let ctx = EvalContext::new(&ctx_value, clock.now().timestamp());
+    let keys: Vec<&str> = loaded.set.keys().collect();
+    let results: Vec<Resolution<'_>> = keys.iter().map(|k| loaded.set.evaluate(k, &ctx)).collect();
+    let items: Vec<Item<'_>> = keys
+        .iter()
+        .zip(results.iter())
+        .map(|(k, r)| item(k, r))
+        .collect();
+    let body = serde_json::to_vec(&Bulk {
+        flags: items,
+        metadata: loaded.set.metadata(),
+    })
+    .unwrap_or_default();
+    let mut resp = json_response(StatusCode::OK, body);
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp
+}

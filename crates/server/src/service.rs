@@ -1,0 +1,460 @@
+//! Flag-set changes, shared by the HTTP API and the CLI.
+//!
+//! Every change reads the head revision of the flag set from the database,
+//! applies itself to the document, recompiles it (refusing anything that does
+//! not compile cleanly for the flag it touches) and appends a new revision
+//! with the actor and reason, expecting the head it read. A concurrent writer
+//! makes the append fail; the change is then re-applied on the new head, as
+//! long as the flag it touches is still the one the caller read (If-Match).
+
+use crate::error::Error;
+use crate::problem::FieldError;
+use chrono::{DateTime, Utc};
+use commonlab_core::flags::{FlagSet, LoadMode, LoadWarning};
+use commonlab_store::{FlagSetRevision, NewRevision, Store, StoreError};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+const MAX_ATTEMPTS: usize = 8;
+const MAX_REASON: usize = 2000;
+
+/// Who changes what and why.
+#[derive(Debug, Clone)]
+pub struct ChangeMeta<'a> {
+    pub actor: &'a str,
+    pub reason: &'a str,
+    pub at: DateTime<Utc>,
+}
+
+/// The result of a change to one flag.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FlagChange {
+    pub revision: i64,
+    pub key: String,
+    /// The flag after the change; `None` when it was deleted.
+    pub flag: Option<Value>,
+    pub etag: Option<String>,
+}
+
+/// The result of importing a whole document.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImportOutcome {
+    pub revision: i64,
+    pub flags: usize,
+    pub warnings: Vec<WarningOut>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WarningOut {
+    pub pointer: String,
+    pub message: String,
+}
+
+impl From<&LoadWarning> for WarningOut {
+    fn from(w: &LoadWarning) -> Self {
+        WarningOut {
+            pointer: w.pointer.clone(),
+            message: w.message.clone(),
+        }
+    }
+}
+
+/// The ETag of one flag's definition: a hash of its canonical JSON.
+pub fn flag_etag(flag: &Value) -> String {
+    let bytes = serde_json::to_vec(flag).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    format!("\"f-{}\"", hex::encode(&digest[..8]))
+}
+
+/// The ETag of a whole flag-set revision.
+pub fn set_etag(revision: i64) -> String {
+    format!("\"rev-{revision}\"")
+}
+
+/// Parses a set ETag (`"rev-N"`, quotes optional, `W/` tolerated).
+pub fn parse_set_etag(tag: &str) -> Option<i64> {
+    let t = tag.trim().trim_start_matches("W/").trim_matches('"');
+    t.strip_prefix("rev-")?.parse().ok()
+}
+
+fn check_reason(reason: &str) -> Result<(), Error> {
+    let r = reason.trim();
+    if r.is_empty() {
+        return Err(Error::ReasonRequired);
+    }
+    if r.len() > MAX_REASON {
+        return Err(Error::invalid(
+            "/reason",
+            format!("the reason is longer than {MAX_REASON} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// The JSON pointer of a flag inside a document.
+pub fn flag_pointer(key: &str) -> String {
+    format!("/flags/{}", key.replace('~', "~0").replace('/', "~1"))
+}
+
+fn empty_document() -> Value {
+    json!({ "flags": {} })
+}
+
+/// The head revision and its document (revision 0 and an empty document when
+/// the set has never been written).
+pub async fn head(store: &Store, set: &str) -> Result<(i64, Value), Error> {
+    match store.flag_set_head(set).await? {
+        None => Ok((0, empty_document())),
+        Some(FlagSetRevision {
+            revision, document, ..
+        }) => {
+            let doc = serde_json::from_str(&document).map_err(|e| {
+                Error::Store(StoreError::NotFound(format!(
+                    "a readable document at revision {revision} ({e})"
+                )))
+            })?;
+            Ok((revision, doc))
+        }
+    }
+}
+
+fn flags_map(doc: &mut Value) -> &mut Map<String, Value> {
+    if !doc.get("flags").is_some_and(Value::is_object) {
+        doc["flags"] = Value::Object(Map::new());
+    }
+    doc["flags"].as_object_mut().expect("just made an object")
+}
+
+/// Compiles `doc` and returns its canonical form, refusing it if it does not
+/// parse or if any warning concerns the pointer prefix `strict_for`.
+fn compile(doc: &Value, strict_for: Option<&str>) -> Result<(FlagSet, Vec<LoadWarning>), Error> {
+    let (set, warnings) =
+        FlagSet::from_value(doc, LoadMode::Lenient).map_err(|e| Error::Invalid {
+            message: e.to_string(),
+            issues: vec![FieldError {
+                pointer: e.pointer.clone(),
+                detail: e.message.clone(),
+                line: (e.line > 0).then_some(e.line),
+                column: (e.column > 0).then_some(e.column),
+            }],
+        })?;
+    if let Some(prefix) = strict_for {
+        let bad: Vec<FieldError> = warnings
+            .iter()
+            .filter(|w| w.pointer == prefix || w.pointer.starts_with(&format!("{prefix}/")))
+            .map(|w| FieldError {
+                pointer: w.pointer.clone(),
+                detail: w.message.clone(),
+                line: None,
+                column: None,
+            })
+            .collect();
+        if let Some(first) = bad.first() {
+            return Err(Error::Invalid {
+                message: format!("{}: {}", first.pointer, first.detail),
+                issues: bad,
+            });
+        }
+    }
+    Ok((set, warnings))
+}
+
+/// Applies `f` to the current definition of flag `key` (None when absent) and
+/// stores the result (None deletes the flag). `if_match` is the flag's ETag
+/// as the caller read it; `None` means "whatever it is now".
+pub async fn change_flag<F>(
+    store: &Store,
+    set: &str,
+    key: &str,
+    action: &str,
+    meta: &ChangeMeta<'_>,
+    if_match: Option<&str>,
+    f: F,
+) -> Result<FlagChange, Error>
+where
+    F: Fn(Option<&Value>) -> Result<Option<Value>, Error>,
+{
+    check_reason(meta.reason)?;
+    let pointer = flag_pointer(key);
+    for _ in 0..MAX_ATTEMPTS {
+        let (revision, mut doc) = head(store, set).await?;
+        let current = doc.get("flags").and_then(|f| f.get(key)).cloned();
+        if let Some(expected) = if_match {
+            let actual = current
+                .as_ref()
+                .map(flag_etag)
+                .unwrap_or_else(|| "\"absent\"".into());
+            if expected.trim() != "*" && expected.trim() != actual {
+                return Err(Error::Stale {
+                    what: format!("flag {key}"),
+                    given: expected.to_string(),
+                    current: actual,
+                    revision,
+                });
+            }
+        }
+        let next = f(current.as_ref())?;
+        match &next {
+            Some(v) => {
+                flags_map(&mut doc).insert(key.to_string(), v.clone());
+            }
+            None => {
+                flags_map(&mut doc).shift_remove(key);
+            }
+        }
+        let (compiled, _) = compile(&doc, Some(&pointer))?;
+        let canonical = compiled.to_document();
+        let flag = compiled.get(key).map(|f| f.to_json());
+        let text = serde_json::to_string(&canonical).expect("JSON serialises");
+        let change = NewRevision {
+            document: &text,
+            actor: meta.actor,
+            action,
+            flag_key: Some(key),
+            reason: meta.reason.trim(),
+            at: meta.at,
+        };
+        match store.append_flag_set_revision(set, revision, &change).await {
+            Ok(rev) => {
+                return Ok(FlagChange {
+                    revision: rev.revision,
+                    key: key.to_string(),
+                    etag: flag.as_ref().map(flag_etag),
+                    flag,
+                })
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Busy)
+}
+
+/// Replaces the whole flag set with a flagd document. `expected` is the set
+/// revision the caller read (None: any). In strict mode any load warning
+/// refuses the document; otherwise warnings are returned (as flagd logs them).
+pub async fn import(
+    store: &Store,
+    set: &str,
+    source: &str,
+    meta: &ChangeMeta<'_>,
+    expected: Option<i64>,
+    strict: bool,
+) -> Result<ImportOutcome, Error> {
+    check_reason(meta.reason)?;
+    let mode = if strict {
+        LoadMode::Strict
+    } else {
+        LoadMode::Lenient
+    };
+    let (compiled, warnings) =
+        FlagSet::from_json_str(source, mode).map_err(|e| Error::Invalid {
+            message: e.to_string(),
+            issues: vec![FieldError {
+                pointer: e.pointer.clone(),
+                detail: e.message.clone(),
+                line: (e.line > 0).then_some(e.line),
+                column: (e.column > 0).then_some(e.column),
+            }],
+        })?;
+    let text = serde_json::to_string(&compiled.to_document()).expect("JSON serialises");
+    for _ in 0..MAX_ATTEMPTS {
+        let head_rev = store
+            .flag_set_head(set)
+            .await?
+            .map(|h| h.revision)
+            .unwrap_or(0);
+        if let Some(exp) = expected {
+            if exp != head_rev {
+                return Err(Error::Stale {
+                    what: format!("flag set {set}"),
+                    given: set_etag(exp),
+                    current: set_etag(head_rev),
+                    revision: head_rev,
+                });
+            }
+        }
+        let change = NewRevision {
+            document: &text,
+            actor: meta.actor,
+            action: "import",
+            flag_key: None,
+            reason: meta.reason.trim(),
+            at: meta.at,
+        };
+        match store.append_flag_set_revision(set, head_rev, &change).await {
+            Ok(rev) => {
+                return Ok(ImportOutcome {
+                    revision: rev.revision,
+                    flags: compiled.len(),
+                    warnings: warnings.iter().map(WarningOut::from).collect(),
+                })
+            }
+            Err(StoreError::Conflict { .. }) if expected.is_none() => continue,
+            Err(StoreError::Conflict { current, .. }) => {
+                return Err(Error::Stale {
+                    what: format!("flag set {set}"),
+                    given: set_etag(head_rev),
+                    current: set_etag(current),
+                    revision: current,
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Busy)
+}
+
+/// Creates a flag; refuses if it exists.
+pub async fn create_flag(
+    store: &Store,
+    set: &str,
+    key: &str,
+    flag: Value,
+    meta: &ChangeMeta<'_>,
+) -> Result<FlagChange, Error> {
+    validate_key(key)?;
+    change_flag(store, set, key, "create", meta, None, |current| {
+        if current.is_some() {
+            return Err(Error::FlagExists(key.to_string()));
+        }
+        Ok(Some(flag.clone()))
+    })
+    .await
+}
+
+/// Replaces a flag's definition; the flag must exist.
+pub async fn update_flag(
+    store: &Store,
+    set: &str,
+    key: &str,
+    flag: Value,
+    meta: &ChangeMeta<'_>,
+    if_match: Option<&str>,
+) -> Result<FlagChange, Error> {
+    let Some(tag) = if_match else {
+        return Err(Error::PreconditionRequired(
+            "GET the flag first; its ETag header",
+        ));
+    };
+    change_flag(store, set, key, "update", meta, Some(tag), |current| {
+        if current.is_none() {
+            return Err(Error::FlagNotFound(key.to_string()));
+        }
+        Ok(Some(flag.clone()))
+    })
+    .await
+}
+
+pub async fn delete_flag(
+    store: &Store,
+    set: &str,
+    key: &str,
+    meta: &ChangeMeta<'_>,
+    if_match: Option<&str>,
+) -> Result<FlagChange, Error> {
+    change_flag(store, set, key, "delete", meta, if_match, |current| {
+        if current.is_none() {
+            return Err(Error::FlagNotFound(key.to_string()));
+        }
+        Ok(None)
+    })
+    .await
+}
+
+/// Enables or disables a flag.
+pub async fn set_state(
+    store: &Store,
+    set: &str,
+    key: &str,
+    enabled: bool,
+    meta: &ChangeMeta<'_>,
+    if_match: Option<&str>,
+) -> Result<FlagChange, Error> {
+    let state = if enabled { "ENABLED" } else { "DISABLED" };
+    change_flag(store, set, key, "set-state", meta, if_match, |current| {
+        let mut flag = current
+            .cloned()
+            .ok_or_else(|| Error::FlagNotFound(key.to_string()))?;
+        flag["state"] = Value::String(state.into());
+        Ok(Some(flag))
+    })
+    .await
+}
+
+/// A cohort override: members whose `attribute` is one of `values` get `variant`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cohort {
+    pub attribute: String,
+    pub values: Vec<Value>,
+    pub variant: String,
+}
+
+/// Adds or replaces the cohort override `name` on a flag (`None` removes it).
+pub async fn set_cohort(
+    store: &Store,
+    set: &str,
+    key: &str,
+    name: &str,
+    cohort: Option<Cohort>,
+    meta: &ChangeMeta<'_>,
+    if_match: Option<&str>,
+) -> Result<FlagChange, Error> {
+    change_flag(store, set, key, "cohort", meta, if_match, |current| {
+        let mut flag = current
+            .cloned()
+            .ok_or_else(|| Error::FlagNotFound(key.to_string()))?;
+        let mut list: Vec<Value> = flag
+            .get("cohorts")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let pos = list
+            .iter()
+            .position(|c| c.get("name").and_then(Value::as_str) == Some(name));
+        match (&cohort, pos) {
+            (Some(c), at) => {
+                let entry = json!({
+                    "name": name,
+                    "attribute": c.attribute,
+                    "values": c.values,
+                    "variant": c.variant,
+                });
+                match at {
+                    Some(i) => list[i] = entry,
+                    None => list.push(entry),
+                }
+            }
+            (None, Some(i)) => {
+                list.remove(i);
+            }
+            (None, None) => {
+                return Err(Error::Store(StoreError::NotFound(format!(
+                    "cohort '{name}' on flag '{key}'"
+                ))))
+            }
+        }
+        let obj = flag
+            .as_object_mut()
+            .ok_or_else(|| Error::invalid(flag_pointer(key), "the stored flag is not an object"))?;
+        if list.is_empty() {
+            obj.shift_remove("cohorts");
+        } else {
+            obj.insert("cohorts".into(), Value::Array(list));
+        }
+        Ok(Some(flag))
+    })
+    .await
+}
+
+/// Flag keys: 1–200 characters, no control characters.
+pub fn validate_key(key: &str) -> Result<(), Error> {
+    if key.is_empty() || key.len() > 200 || key.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "/key",
+            "a flag key must be 1 to 200 characters without control characters",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! Shared state: the store, and in-memory caches of the compiled flag set and
+//! the active API keys. The caches are only caches: every server process
+//! refreshes them from the database (see [`crate::sync`]), so any number of
+//! replicas can run against one PostgreSQL.
+
+use arc_swap::ArcSwap;
+use axum::extract::FromRef;
+use chrono::{DateTime, Utc};
+use commonlab_core::auth::{ApiKeyHash, Role};
+use commonlab_core::flags::FlagSet;
+use commonlab_store::Store;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The flag set this server serves over OFREP and manages.
+    pub flag_set: String,
+    /// How often to look for changes made by other replicas.
+    pub poll_interval: Duration,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            flag_set: "default".into(),
+            poll_interval: Duration::from_millis(200),
+            body_limit: 1024 * 1024,
+        }
+    }
+}
+
+/// The time source: the system clock, or a settable one for tests.
+#[derive(Clone, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    Fixed(Arc<AtomicI64>),
+}
+
+impl Clock {
+    pub fn fixed(at: DateTime<Utc>) -> Self {
+        Clock::Fixed(Arc::new(AtomicI64::new(at.timestamp_millis())))
+    }
+    pub fn set(&self, at: DateTime<Utc>) {
+        if let Clock::Fixed(ms) = self {
+            ms.store(at.timestamp_millis(), Ordering::Relaxed);
+        }
+    }
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Clock::System => Utc::now(),
+            Clock::Fixed(ms) => {
+                DateTime::from_timestamp_millis(ms.load(Ordering::Relaxed)).unwrap_or_default()
+            }
+        }
+    }
+}
+
+/// The compiled flag set at one revision.
+pub struct LoadedFlags {
+    pub revision: i64,
+    pub set: FlagSet,
+}
+
+#[derive(Clone)]
+pub struct FlagCache(Arc<ArcSwap<LoadedFlags>>);
+
+impl FlagCache {
+    pub fn new() -> Self {
+        FlagCache(Arc::new(ArcSwap::from_pointee(LoadedFlags {
+            revision: 0,
+            set: FlagSet::empty(),
+        })))
+    }
+    pub fn current(&self) -> arc_swap::Guard<Arc<LoadedFlags>> {
+        self.0.load()
+    }
+    /// Installs `loaded` unless the cache already holds a newer revision.
+    pub fn install(&self, loaded: LoadedFlags) {
+        let new = Arc::new(loaded);
+        self.0.rcu(|old| {
+            if old.revision > new.revision {
+                Arc::clone(old)
+            } else {
+                Arc::clone(&new)
+            }
+        });
+    }
+}
+
+impl Default for FlagCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CachedKey {
+    pub name: String,
+    pub role: Role,
+    pub hash: ApiKeyHash,
+}
+
+#[derive(Default)]
+pub struct KeysSnapshot {
+    pub version: i64,
+    pub by_id: HashMap<String, CachedKey>,
+}
+
+#[derive(Clone, Default)]
+pub struct KeyCache(Arc<ArcSwap<KeysSnapshot>>);
+
+impl KeyCache {
+    pub fn current(&self) -> arc_swap::Guard<Arc<KeysSnapshot>> {
+        self.0.load()
+    }
+    pub fn install(&self, snap: KeysSnapshot) {
+        self.0.store(Arc::new(snap));
+    }
+}
+
+/// Everything a handler can ask for; handlers take the substate they need.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub flags: FlagCache,
+    pub keys: KeyCache,
+    pub clock: Clock,
+    pub config: Arc<Config>,
+}
+
+impl FromRef<AppState> for Store {
+    fn from_ref(s: &AppState) -> Store {
+        s.store.clone()
+    }
+}
+impl FromRef<AppState> for FlagCache {
+    fn from_ref(s: &AppState) -> FlagCache {
+        s.flags.clone()
+    }
+}
+impl FromRef<AppState> for KeyCache {
+    fn from_ref(s: &AppState) -> KeyCache {
+        s.keys.clone()
+    }
+}
+impl FromRef<AppState> for Clock {
+    fn from_ref(s: &AppState) -> Clock {
+        s.clock.clone()
+    }
+}
+impl FromRef<AppState> for Arc<Config> {
+    fn from_ref(s: &AppState) -> Arc<Config> {
+        s.config.clone()
+    }
+}
