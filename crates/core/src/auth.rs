@@ -81,7 +81,9 @@ pub struct NewApiKey {
 
 impl fmt::Debug for NewApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NewApiKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("NewApiKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -93,7 +95,11 @@ impl NewApiKey {
         let secret = base64url(&bytes[6..]);
         let plaintext = format!("{KEY_PREFIX}{id}_{secret}");
         let hash = ApiKeyHash::of(&plaintext);
-        NewApiKey { id, plaintext, hash }
+        NewApiKey {
+            id,
+            plaintext,
+            hash,
+        }
     }
 }
 
@@ -146,8 +152,7 @@ impl ApiKeyHash {
 }
 
 fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [
@@ -185,7 +190,13 @@ mod tests {
 
     #[test]
     fn malformed_keys_have_no_id() {
-        for bad in ["", "cl_", "cl_abc_def", "xx_0123456789ab_", "cl_0123456789ab"] {
+        for bad in [
+            "",
+            "cl_",
+            "cl_abc_def",
+            "xx_0123456789ab_",
+            "cl_0123456789ab",
+        ] {
             assert_eq!(key_id(bad), None, "{bad}");
         }
     }

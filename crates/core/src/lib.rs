@@ -3,3 +3,9 @@
 //! randomness and state are passed in by the caller.
 
 pub mod auth;
+pub mod flags;
+
+pub use flags::{
+    ErrorCode, EvalContext, EvalError, Flag, FlagSet, FlagState, FlagValue, LoadMode, LoadWarning,
+    Metadata, ParseError, Reason, Resolution, ValueType,
+};

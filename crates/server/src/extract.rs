@@ -199,6 +199,34 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Query parameters for the APIs; a bad parameter is a problem+json naming it.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let q = parts.uri.query().unwrap_or("");
+        let de = parse_query(q);
+        match de {
+            Ok(v) => Ok(ApiQuery(v)),
+            Err(e) => Err(Problem::validation(format!("bad query parameter: {e}"))
+                .with_field("/query", e.to_string())),
+        }
+    }
+}
+
+fn parse_query<T: DeserializeOwned>(q: &str) -> Result<T, String> {
+    // axum's Query extractor, with its rejection turned into text we control.
+    let uri: axum::http::Uri = format!("/?{q}").parse().map_err(|e| format!("{e}"))?;
+    axum::extract::Query::<T>::try_from_uri(&uri)
+        .map(|axum::extract::Query(v)| v)
+        .map_err(|e| e.body_text())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,32 +256,4 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
-}
-
-/// Query parameters for the APIs; a bad parameter is a problem+json naming it.
-pub struct ApiQuery<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = Problem;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        let q = parts.uri.query().unwrap_or("");
-        let de = parse_query(q);
-        match de {
-            Ok(v) => Ok(ApiQuery(v)),
-            Err(e) => Err(Problem::validation(format!("bad query parameter: {e}"))
-                .with_field("/query", e.to_string())),
-        }
-    }
-}
-
-fn parse_query<T: DeserializeOwned>(q: &str) -> Result<T, String> {
-    // axum's Query extractor, with its rejection turned into text we control.
-    let uri: axum::http::Uri = format!("/?{q}").parse().map_err(|e| format!("{e}"))?;
-    axum::extract::Query::<T>::try_from_uri(&uri)
-        .map(|axum::extract::Query(v)| v)
-        .map_err(|e| e.body_text())
 }

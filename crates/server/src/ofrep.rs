@@ -18,6 +18,7 @@ use commonlab_core::auth::Role;
 use commonlab_core::flags::{ErrorCode, EvalContext, FlagValue, Metadata, Resolution};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -49,7 +50,7 @@ struct Failure<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<&'a str>,
     error_code: &'static str,
-    error_details: &'a str,
+    error_details: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<&'a Metadata>,
 }
@@ -70,10 +71,16 @@ fn item<'a>(key: &'a str, r: &'a Resolution<'a>) -> Item<'a> {
             variant: r.variant,
             metadata: r.metadata,
         }),
+        Some(e) if e.code == ErrorCode::FlagNotFound => Item::Err(Failure {
+            key: Some(key),
+            error_code: e.code.as_str(),
+            error_details: Cow::Owned(format!("flag '{key}' was not found")),
+            metadata: None,
+        }),
         Some(e) => Item::Err(Failure {
             key: Some(key),
             error_code: e.code.as_str(),
-            error_details: &e.detail,
+            error_details: Cow::Borrowed(&e.detail),
             metadata: (!r.metadata.is_empty()).then_some(r.metadata),
         }),
     }
@@ -92,11 +99,20 @@ fn failure(status: StatusCode, key: Option<&str>, code: &'static str, details: &
     let body = serde_json::to_vec(&Failure {
         key,
         error_code: code,
-        error_details: details,
+        error_details: Cow::Borrowed(details),
         metadata: None,
     })
     .unwrap_or_default();
     json_response(status, body)
+}
+
+fn boxed_failure(
+    status: StatusCode,
+    key: Option<&str>,
+    code: &'static str,
+    details: &str,
+) -> Box<Response> {
+    Box::new(failure(status, key, code, details))
 }
 
 /// Parses an OFREP request body; `Err` is the ready OFREP error response.
@@ -104,10 +120,10 @@ fn parse_request(
     headers: &HeaderMap,
     body: &[u8],
     key: Option<&str>,
-) -> Result<serde_json::Value, Response> {
+) -> Result<serde_json::Value, Box<Response>> {
     if !is_json(headers) {
         let e = BodyError::UnsupportedMediaType;
-        return Err(failure(
+        return Err(boxed_failure(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             key,
             "GENERAL",
@@ -115,7 +131,7 @@ fn parse_request(
         ));
     }
     let req: EvaluationRequest = crate::extract::parse_json(body).map_err(|e| {
-        failure(
+        boxed_failure(
             StatusCode::BAD_REQUEST,
             key,
             "INVALID_CONTEXT",
@@ -126,7 +142,7 @@ fn parse_request(
         Some(ctx @ serde_json::Value::Object(_)) => {
             if let Some(tk) = ctx.get("targetingKey") {
                 if !tk.is_string() {
-                    return Err(failure(
+                    return Err(boxed_failure(
                         StatusCode::BAD_REQUEST,
                         key,
                         "INVALID_CONTEXT",
@@ -136,7 +152,7 @@ fn parse_request(
             }
             Ok(ctx)
         }
-        Some(_) => Err(failure(
+        Some(_) => Err(boxed_failure(
             StatusCode::BAD_REQUEST,
             key,
             "INVALID_CONTEXT",
@@ -186,7 +202,7 @@ async fn evaluate_one(
     };
     let ctx_value = match parse_request(&headers, &body, Some(&key)) {
         Ok(v) => v,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let loaded = flags.current();
     let ctx = EvalContext::new(&ctx_value, clock.now().timestamp());
@@ -252,7 +268,7 @@ async fn evaluate_bulk(
     };
     let ctx_value = match parse_request(&headers, &body, None) {
         Ok(v) => v,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let loaded = flags.current();
     let canonical_ctx = serde_json::to_vec(&ctx_value).unwrap_or_default();

@@ -7,6 +7,17 @@ use reqwest::{header, Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
+/// method, path, If-Match, body, content type, expected status, expected pointer prefix.
+type BadCase<'a> = (
+    Method,
+    String,
+    Option<&'a str>,
+    String,
+    &'a str,
+    StatusCode,
+    &'a str,
+);
+
 const FLAGS: &str = include_str!("fixtures/flags.json");
 const BODY_LIMIT: usize = 64 * 1024;
 
@@ -513,7 +524,7 @@ async fn managing_flags_and_refusing_bad_changes() {
         assert_ne!(after_good, before);
 
         // Bad changes: each refused with a problem naming the field, nothing stored.
-        let bad_cases: Vec<(Method, String, Option<&str>, String, &str, StatusCode, &str)> = vec![
+        let bad_cases: Vec<BadCase> = vec![
             (Method::POST, "/api/v1/flags".into(), None,
              json!({"key": "broken", "flag": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a", "targeting": {"no_such_op": [1]}}, "reason": "r"}).to_string(),
              "application/json", StatusCode::UNPROCESSABLE_ENTITY, "/flags/broken/targeting"),
