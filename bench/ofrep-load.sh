@@ -18,7 +18,7 @@ export COMMONLAB_DATABASE_URL="sqlite://$work/bench.db"
 "$bin" flags import "$here/flags.json" --reason benchmark >/dev/null
 export COMMONLAB_KEY=$("$bin" keys create --role sdk --name bench | tail -n 1)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-COMMONLAB_LOG=warn "$bin" serve --listen "127.0.0.1:$port" >/dev/null 2>&1 &
+"$bin" serve --listen "127.0.0.1:$port" >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 url="http://127.0.0.1:$port"
