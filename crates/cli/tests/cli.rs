@@ -199,3 +199,36 @@ async fn serve_answers_and_shuts_down_gracefully() {
     })
     .await;
 }
+
+#[test]
+fn config_file_is_read_and_checked() {
+    let dir = std::env::temp_dir().join(format!("commonlab-cli-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("from-config.db");
+    let cfg = dir.join("commonlab.toml");
+    std::fs::write(&cfg, format!("database_url = \"sqlite://{}\"\n", db.display())).unwrap();
+    let o = Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "migrate"])
+        .env_remove("COMMONLAB_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(db.exists(), "the database named in the config file was created");
+
+    std::fs::write(&cfg, "listen = \"127.0.0.1:9\"\nbogus = 1\n").unwrap();
+    let o = Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "flags", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("commonlab.toml:2") && err.contains("bogus"), "{err}");
+
+    let o = Command::new(BIN)
+        .args(["--config", dir.join("missing.toml").to_str().unwrap(), "flags", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("missing.toml"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -164,6 +164,29 @@ fn parse_request(
     }
 }
 
+/// Authenticates an OFREP request (role `sdk` or higher) and parses its
+/// context; `Err` is the ready response.
+fn admit(
+    keys: &KeyCache,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    key: Option<&str>,
+) -> Result<serde_json::Value, Box<Response>> {
+    let caller = authenticate(keys, headers).map_err(|p| Box::new(p.into_response()))?;
+    caller
+        .require(Role::Sdk)
+        .map_err(|p| Box::new(p.into_response()))?;
+    let body = body.map_err(|r| {
+        let e = BodyError::from_bytes_rejection(r);
+        let status = match e {
+            BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        boxed_failure(status, key, "GENERAL", &e.message())
+    })?;
+    parse_request(headers, &body, key)
+}
+
 fn status_for(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::FlagNotFound => StatusCode::NOT_FOUND,
@@ -182,25 +205,7 @@ async fn evaluate_one(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let caller = match authenticate(&keys, &headers) {
-        Ok(c) => c,
-        Err(p) => return p.into_response(),
-    };
-    if let Err(p) = caller.require(Role::Sdk) {
-        return p.into_response();
-    }
-    let body = match body {
-        Ok(b) => b,
-        Err(r) => {
-            let e = BodyError::from_bytes_rejection(r);
-            let status = match e {
-                BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            return failure(status, Some(&key), "GENERAL", &e.message());
-        }
-    };
-    let ctx_value = match parse_request(&headers, &body, Some(&key)) {
+    let ctx_value = match admit(&keys, &headers, body, Some(&key)) {
         Ok(v) => v,
         Err(resp) => return *resp,
     };
@@ -248,25 +253,7 @@ async fn evaluate_bulk(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let caller = match authenticate(&keys, &headers) {
-        Ok(c) => c,
-        Err(p) => return p.into_response(),
-    };
-    if let Err(p) = caller.require(Role::Sdk) {
-        return p.into_response();
-    }
-    let body = match body {
-        Ok(b) => b,
-        Err(r) => {
-            let e = BodyError::from_bytes_rejection(r);
-            let status = match e {
-                BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            return failure(status, None, "GENERAL", &e.message());
-        }
-    };
-    let ctx_value = match parse_request(&headers, &body, None) {
+    let ctx_value = match admit(&keys, &headers, body, None) {
         Ok(v) => v,
         Err(resp) => return *resp,
     };
