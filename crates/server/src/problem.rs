@@ -165,6 +165,11 @@ impl From<StoreError> for Problem {
             ),
             StoreError::NotFound(what) => Problem::not_found(format!("{what} not found")),
             StoreError::AlreadyExists(what) => Problem::conflict(format!("{what} already exists")),
+            StoreError::InvalidState(why) => Problem::conflict(why),
+            StoreError::SpecConflict { expected, current } => Problem::precondition_failed(
+                format!("the draft changed since you read it: expected spec {expected}, current is {current}"),
+                None,
+            ),
             StoreError::Unavailable(why) => {
                 tracing::warn!(error = %why, "database unavailable");
                 Problem::unavailable("the database is unavailable; retry shortly")

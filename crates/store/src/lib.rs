@@ -30,6 +30,41 @@
 //! * API-key changes bump the `api_keys` row of `change_counters` in the same
 //!   transaction, so [`Store::keys_version`] changes whenever the set of keys
 //!   does; the unique partial index on active key names arbitrates races.
+//! * Trial changes are one conditional `UPDATE trials … WHERE key = … AND
+//!   status IN (…)` (and `AND spec_hash = expected` for draft edits), the
+//!   `trial_events` row (its `seq` taken under that row lock) and a bump of
+//!   the `trials` change counter ([`Store::trials_version`]), in one
+//!   transaction. If the condition fails the trial is read again to report
+//!   [`StoreError::NotFound`], [`StoreError::InvalidState`] (naming the
+//!   current status) or [`StoreError::SpecConflict`].
+//! * Assignments: `PRIMARY KEY (trial_id, unit)` with `INSERT … ON CONFLICT
+//!   DO NOTHING` makes the first assignment of a unit stick. Blocked designs
+//!   ([`Store::assign_sequential`]) take the stratum's next position with an
+//!   upsert on `stratum_counters` that increments and locks the counter row
+//!   until commit, then insert the assignment; if the unit was assigned
+//!   meanwhile (the insert waits for the other transaction and does
+//!   nothing) the whole transaction, position included, is rolled back, so
+//!   positions within a stratum are consecutive. A unique index on (trial,
+//!   stratum, position) is the last guard.
+//! * Exposures: `PRIMARY KEY (trial_id, unit)` keeps the first exposure
+//!   only; batches are inserted in (trial, unit) order so that concurrent
+//!   batches on PostgreSQL take row locks in the same order (no deadlocks).
+//!
+//! # Schema
+//!
+//! * `flag_sets`, `flag_set_revisions` (append-only), `api_keys`,
+//!   `change_counters` (rows `api_keys`, `trials`): migration 0001.
+//! * `trials` (one row per trial: key, flag key, status, spec as TOML
+//!   source + canonical JSON + hash, version bumped by amendments, seed and
+//!   allocation fixed at start, lifecycle timestamps) and `trial_events`
+//!   (append-only audit log, triggers refuse UPDATE and DELETE): migration
+//!   0002.
+//! * `assignments`, `stratum_counters`, `exposures` (migration 0002): the
+//!   high-volume tables, millions of rows per trial. Rows are narrow (trial
+//!   as a BIGINT id, units as 64-hex pseudonyms, never raw identifiers),
+//!   keyed by (trial_id, unit), which also serves export pagination by unit;
+//!   per-arm counts use `(trial_id, arm)` indexes (for exposures, partial on
+//!   not excluded). On SQLite these tables are `WITHOUT ROWID`.
 //!
 //! ## SQLite specifics
 //!
@@ -50,7 +85,8 @@
 //! (say the CLI next to a running server) writes the same file. Should a
 //! write still report busy or locked, an append maps it to
 //! [`StoreError::Conflict`] with the fresh head (or to
-//! [`StoreError::Unavailable`] if the head did not move).
+//! [`StoreError::Unavailable`] if the head did not move); other writes map
+//! it to [`StoreError::Unavailable`] ("try again").
 //!
 //! `sqlite::memory:` uses one pool of exactly one connection that is never
 //! recycled (the database lives and dies with it).
@@ -132,6 +168,14 @@ pub enum StoreError {
     /// closed, I/O error, server shutting down).
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The thing is not in a state that allows the change, e.g. "trial 'x'
+    /// is running; starting needs draft".
+    #[error("{0}")]
+    InvalidState(String),
+    /// A draft trial's spec was changed by someone else: its spec hash is
+    /// not the one the caller based its change on.
+    #[error("spec conflict: expected spec hash {expected}, current is {current}")]
+    SpecConflict { expected: String, current: String },
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
@@ -223,6 +267,268 @@ impl ApiKeyRecord {
     pub fn is_active(&self) -> bool {
         self.revoked_at.is_none()
     }
+}
+
+/// Where a trial is in its life. Stored lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrialStatus {
+    Draft,
+    Running,
+    Stopped,
+    Concluded,
+    Archived,
+}
+
+impl TrialStatus {
+    pub const ALL: [TrialStatus; 5] = [
+        TrialStatus::Draft,
+        TrialStatus::Running,
+        TrialStatus::Stopped,
+        TrialStatus::Concluded,
+        TrialStatus::Archived,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialStatus::Draft => "draft",
+            TrialStatus::Running => "running",
+            TrialStatus::Stopped => "stopped",
+            TrialStatus::Concluded => "concluded",
+            TrialStatus::Archived => "archived",
+        }
+    }
+
+    /// The `trial_events.action` of a change to this status.
+    fn action(self) -> &'static str {
+        match self {
+            TrialStatus::Draft => "update",
+            TrialStatus::Running => "start",
+            TrialStatus::Stopped => "stop",
+            TrialStatus::Concluded => "conclude",
+            TrialStatus::Archived => "archive",
+        }
+    }
+}
+
+impl std::fmt::Display for TrialStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TrialStatus {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TrialStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownValue::new("trial status", s))
+    }
+}
+
+/// How an exposure was recorded: by a single evaluation, a bulk
+/// evaluation, or an explicit exposure call. Stored lowercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExposureSource {
+    Single,
+    Bulk,
+    Explicit,
+}
+
+impl ExposureSource {
+    pub const ALL: [ExposureSource; 3] = [
+        ExposureSource::Single,
+        ExposureSource::Bulk,
+        ExposureSource::Explicit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExposureSource::Single => "single",
+            ExposureSource::Bulk => "bulk",
+            ExposureSource::Explicit => "explicit",
+        }
+    }
+}
+
+impl std::fmt::Display for ExposureSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ExposureSource {
+    type Err = UnknownValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ExposureSource::ALL
+            .into_iter()
+            .find(|source| source.as_str() == s)
+            .ok_or_else(|| UnknownValue::new("exposure source", s))
+    }
+}
+
+/// A string that names no variant of an enum (see the `FromStr` impls).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} '{value}'")]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
+}
+
+impl UnknownValue {
+    fn new(what: &'static str, value: &str) -> Self {
+        UnknownValue {
+            what,
+            value: value.to_string(),
+        }
+    }
+}
+
+/// A trial to create (as a draft, version 1). The spec was validated by the
+/// caller; the store keeps its strings verbatim.
+#[derive(Debug, Clone, Copy)]
+pub struct NewTrial<'a> {
+    pub key: &'a str,
+    pub flag_key: &'a str,
+    /// The researcher's TOML, byte for byte.
+    pub spec_source: &'a str,
+    /// Canonical JSON of the spec.
+    pub spec_canonical: &'a str,
+    /// 64 lowercase hex characters.
+    pub spec_hash: &'a str,
+    pub actor: &'a str,
+    /// Why; must not be empty.
+    pub reason: &'a str,
+    pub at: DateTime<Utc>,
+}
+
+/// A stored trial.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrialRecord {
+    pub id: i64,
+    pub key: String,
+    pub flag_key: String,
+    pub status: TrialStatus,
+    pub spec_source: String,
+    pub spec_canonical: String,
+    pub spec_hash: String,
+    /// 1, bumped by every amendment.
+    pub version: i64,
+    /// Set when the trial starts.
+    pub seed: Option<i64>,
+    /// JSON recorded at start (cluster allocation, stepped-wedge schedule).
+    pub allocation: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    /// The latest stop.
+    pub stopped_at: Option<DateTime<Utc>>,
+    pub concluded_at: Option<DateTime<Utc>>,
+    pub archived_at: Option<DateTime<Utc>>,
+}
+
+/// One entry of a trial's audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrialEvent {
+    /// 1, 2, 3, … per trial.
+    pub seq: i64,
+    /// create, update, start, stop, conclude, archive or amend.
+    pub action: String,
+    pub actor: String,
+    pub reason: String,
+    /// The trial's spec hash and version after the change.
+    pub spec_hash: String,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Who changes a trial, why (not empty) and when.
+#[derive(Debug, Clone, Copy)]
+pub struct TrialChange<'a> {
+    pub actor: &'a str,
+    pub reason: &'a str,
+    pub at: DateTime<Utc>,
+}
+
+/// An assignment decided by the caller (hash, cluster and stepped-wedge
+/// designs). `stratum` and `community` are `None` when the design has none
+/// (`Some("")` is refused by the database).
+#[derive(Debug, Clone, Copy)]
+pub struct NewAssignment<'a> {
+    pub trial_id: i64,
+    /// 64 lowercase hex characters (a pseudonym, never a raw identifier).
+    pub unit: &'a str,
+    pub arm: &'a str,
+    pub stratum: Option<&'a str>,
+    pub community: Option<&'a str>,
+    pub trial_version: i64,
+    pub at: DateTime<Utc>,
+}
+
+/// An assignment in a blocked design: the store picks the position, the
+/// caller's `arm_for` the arm.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSequentialAssignment<'a> {
+    pub trial_id: i64,
+    pub unit: &'a str,
+    pub stratum: Option<&'a str>,
+    pub community: Option<&'a str>,
+    pub trial_version: i64,
+    pub at: DateTime<Utc>,
+}
+
+/// A stored assignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignmentRecord {
+    pub trial_id: i64,
+    pub unit: String,
+    pub arm: String,
+    pub stratum: Option<String>,
+    pub community: Option<String>,
+    /// Place in the stratum's sequence (0, 1, 2, …) for blocked designs.
+    pub position: Option<i64>,
+    pub trial_version: i64,
+    pub assigned_at: DateTime<Utc>,
+}
+
+/// An exposure to record (owned: servers batch them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewExposure {
+    pub trial_id: i64,
+    /// 64 lowercase hex characters.
+    pub unit: String,
+    pub arm: String,
+    pub community: Option<String>,
+    pub trial_version: i64,
+    pub at: DateTime<Utc>,
+    pub source: ExposureSource,
+    /// `Some` if the unit hit a developer override: the exposure is stored
+    /// as excluded from the analysis population.
+    pub excluded_reason: Option<String>,
+}
+
+/// An assignment with its first exposure, if any (analysis export).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignmentExport {
+    pub unit: String,
+    pub arm: String,
+    pub stratum: Option<String>,
+    pub community: Option<String>,
+    pub position: Option<i64>,
+    pub trial_version: i64,
+    pub assigned_at: DateTime<Utc>,
+    /// `None` if the unit was never exposed.
+    pub exposed_at: Option<DateTime<Utc>>,
+    pub exposure_source: Option<ExposureSource>,
+    /// The trial version at the first exposure.
+    pub exposure_trial_version: Option<i64>,
+    /// Exposed but outside the analysis population (false if not exposed).
+    pub excluded: bool,
+    pub excluded_reason: Option<String>,
 }
 
 /// Handle on the database: cheap to clone (clones share the pools).
@@ -402,6 +708,267 @@ impl Store {
     pub async fn active_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         self.list_api_keys(false).await
     }
+
+    /// Creates `t.key` as a draft at version 1, with its `create` event, and
+    /// bumps [`Store::trials_version`]. [`StoreError::AlreadyExists`]
+    /// (`trial 'key'`) if a trial has that key.
+    pub async fn create_trial(&self, t: &NewTrial<'_>) -> Result<TrialRecord, StoreError> {
+        let t = NewTrial {
+            at: micros(t.at),
+            ..*t
+        };
+        dispatch!(self.create_trial(&t))
+    }
+
+    pub async fn get_trial(&self, key: &str) -> Result<Option<TrialRecord>, StoreError> {
+        dispatch!(self.get_trial(key))
+    }
+
+    /// All trials, or those with `status`, sorted by key.
+    pub async fn list_trials(
+        &self,
+        status: Option<TrialStatus>,
+    ) -> Result<Vec<TrialRecord>, StoreError> {
+        dispatch!(self.list_trials(status))
+    }
+
+    /// The running trials, sorted by key (for server caches; poll
+    /// [`Store::trials_version`] to know when to reload).
+    pub async fn running_trials(&self) -> Result<Vec<TrialRecord>, StoreError> {
+        self.list_trials(Some(TrialStatus::Running)).await
+    }
+
+    /// A number that changes (grows) in the same transaction as every change
+    /// to any trial.
+    pub async fn trials_version(&self) -> Result<i64, StoreError> {
+        dispatch!(self.trials_version())
+    }
+
+    /// Replaces a draft's spec (and flag key) if its spec hash is still
+    /// `expected_hash`; records an `update` event. The version stays 1.
+    /// [`StoreError::NotFound`], [`StoreError::InvalidState`] if the trial
+    /// is not a draft, [`StoreError::SpecConflict`] if the hash moved.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_draft_spec(
+        &self,
+        key: &str,
+        expected_hash: &str,
+        source: &str,
+        canonical: &str,
+        hash: &str,
+        flag_key: &str,
+        change: &TrialChange<'_>,
+    ) -> Result<TrialRecord, StoreError> {
+        let update = TrialUpdate::DraftSpec {
+            expected_hash,
+            source,
+            canonical,
+            hash,
+            flag_key,
+        };
+        self.update_trial(key, &update, change).await
+    }
+
+    /// Draft → running: records the seed, the allocation (JSON) and
+    /// `started_at`, and a `start` event. [`StoreError::InvalidState`]
+    /// naming the current status if the trial is not a draft.
+    pub async fn start_trial(
+        &self,
+        key: &str,
+        seed: i64,
+        allocation: Option<&str>,
+        change: &TrialChange<'_>,
+    ) -> Result<TrialRecord, StoreError> {
+        self.update_trial(key, &TrialUpdate::Start { seed, allocation }, change)
+            .await
+    }
+
+    /// Moves a trial whose status is one of `from` to `to` (`stopped`,
+    /// `concluded`, `archived`, or back to `running` from `stopped`), sets
+    /// the matching `*_at` (a restart keeps the first `started_at`) and
+    /// records the event (`stop`, `conclude`, `archive`, `start`). Which
+    /// transitions are allowed is the caller's policy, given as `from`;
+    /// [`StoreError::InvalidState`] naming the current status otherwise.
+    /// Nothing can go back to draft, and a draft is started only by
+    /// [`Store::start_trial`] (which records the seed).
+    pub async fn set_trial_status(
+        &self,
+        key: &str,
+        from: &[TrialStatus],
+        to: TrialStatus,
+        change: &TrialChange<'_>,
+    ) -> Result<TrialRecord, StoreError> {
+        if to == TrialStatus::Draft {
+            return Err(StoreError::InvalidState(format!(
+                "trial '{key}' cannot go back to draft"
+            )));
+        }
+        if to == TrialStatus::Running && from.contains(&TrialStatus::Draft) {
+            return Err(StoreError::InvalidState(format!(
+                "trial '{key}': a draft is started with start_trial, which records the seed"
+            )));
+        }
+        if from.is_empty() {
+            return Err(StoreError::InvalidState(format!(
+                "trial '{key}': no status to move from"
+            )));
+        }
+        self.update_trial(key, &TrialUpdate::Status { from, to }, change)
+            .await
+    }
+
+    /// Replaces a running or stopped trial's spec, bumps its version and
+    /// records an `amend` event with the reason.
+    /// [`StoreError::InvalidState`] naming the current status otherwise.
+    pub async fn amend_trial(
+        &self,
+        key: &str,
+        source: &str,
+        canonical: &str,
+        hash: &str,
+        change: &TrialChange<'_>,
+    ) -> Result<TrialRecord, StoreError> {
+        let update = TrialUpdate::Amend {
+            source,
+            canonical,
+            hash,
+        };
+        self.update_trial(key, &update, change).await
+    }
+
+    /// The trial's audit log, oldest first; empty if there is no such trial.
+    pub async fn trial_events(&self, key: &str) -> Result<Vec<TrialEvent>, StoreError> {
+        dispatch!(self.trial_events(key))
+    }
+
+    /// One conditional `UPDATE` of the trial row plus its event and the
+    /// counter bump, in one transaction; if the condition did not hold, the
+    /// trial is read again to say why.
+    async fn update_trial(
+        &self,
+        key: &str,
+        update: &TrialUpdate<'_>,
+        change: &TrialChange<'_>,
+    ) -> Result<TrialRecord, StoreError> {
+        let change = TrialChange {
+            at: micros(change.at),
+            ..*change
+        };
+        // A retry only happens if the trial changed between the failed
+        // update and the read that explains it.
+        for _ in 0..3 {
+            if let Some(done) = dispatch!(self.update_trial(key, update, &change))? {
+                return Ok(done);
+            }
+            let current = self.get_trial(key).await?;
+            if let Some(err) = update.refusal(key, current.as_ref()) {
+                return Err(err);
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "trial '{key}' keeps changing, try again"
+        )))
+    }
+
+    /// Blocked designs: the unit's existing assignment (`false`), or a new
+    /// one (`true`) at the next position of its stratum (0, 1, 2, …), with
+    /// the arm `arm_for(position)`. Atomic across processes: concurrent calls
+    /// for the same new unit create exactly one assignment, and positions
+    /// within a stratum are consecutive (a call that loses the race for its
+    /// unit rolls back its position).
+    pub async fn assign_sequential(
+        &self,
+        a: &NewSequentialAssignment<'_>,
+        arm_for: &(dyn Fn(i64) -> String + Send + Sync),
+    ) -> Result<(AssignmentRecord, bool), StoreError> {
+        let a = NewSequentialAssignment {
+            at: micros(a.at),
+            ..*a
+        };
+        if let Some(existing) = self.get_assignment(a.trial_id, a.unit).await? {
+            return Ok((existing, false));
+        }
+        dispatch!(self.assign_sequential(&a, arm_for))
+    }
+
+    /// Stateless designs (hash, cluster, stepped wedge): stores the
+    /// assignment unless the unit has one, and returns the stored one
+    /// (`true` if it is this one): the first assignment sticks.
+    pub async fn assign_fixed(
+        &self,
+        a: &NewAssignment<'_>,
+    ) -> Result<(AssignmentRecord, bool), StoreError> {
+        let a = NewAssignment {
+            at: micros(a.at),
+            ..*a
+        };
+        if let Some(existing) = self.get_assignment(a.trial_id, a.unit).await? {
+            return Ok((existing, false));
+        }
+        dispatch!(self.assign_fixed(&a))
+    }
+
+    pub async fn get_assignment(
+        &self,
+        trial_id: i64,
+        unit: &str,
+    ) -> Result<Option<AssignmentRecord>, StoreError> {
+        dispatch!(self.get_assignment(trial_id, unit))
+    }
+
+    /// Stores the first exposure of each (trial, unit) in `batch`, in one
+    /// transaction (`INSERT … ON CONFLICT DO NOTHING`, many rows per
+    /// statement); returns how many were new. An exposure of a unit that
+    /// already has one is dropped, whether that one was stored earlier or
+    /// comes earlier in `batch`. Rows are written in (trial, unit) order so
+    /// that concurrent batches cannot deadlock on PostgreSQL.
+    pub async fn record_exposures(&self, batch: &[NewExposure]) -> Result<u64, StoreError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let mut sorted: Vec<NewExposure> = batch
+            .iter()
+            .map(|e| NewExposure {
+                at: micros(e.at),
+                ..e.clone()
+            })
+            .collect();
+        // Stable: duplicates keep their order, so the first one wins.
+        sorted.sort_by(|a, b| (a.trial_id, &a.unit).cmp(&(b.trial_id, &b.unit)));
+        dispatch!(self.record_exposures(&sorted))
+    }
+
+    /// A page of the trial's assignments, each with its first exposure if
+    /// any, ordered by unit: those after `after_unit` (pass the last unit of
+    /// a page to get the next), at most `limit`.
+    pub async fn export_assignments(
+        &self,
+        trial_id: i64,
+        after_unit: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AssignmentExport>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        dispatch!(self.export_assignments(trial_id, after_unit, limit))
+    }
+
+    /// Per arm, sorted by arm: units assigned to it, and units exposed to it
+    /// (the arm recorded with the exposure) that are not excluded.
+    pub async fn arm_counts(&self, trial_id: i64) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let (assigned, exposed) = dispatch!(self.arm_counts(trial_id))?;
+        let mut counts: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+        for (arm, n) in assigned {
+            counts.entry(arm).or_default().0 = n;
+        }
+        for (arm, n) in exposed {
+            counts.entry(arm).or_default().1 = n;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|(arm, (assigned, exposed))| (arm, assigned, exposed))
+            .collect())
+    }
 }
 
 /// Truncates to whole microseconds, the precision both backends keep.
@@ -541,6 +1108,161 @@ fn append_failure(err: Option<sqlx::Error>, expected: i64, current: i64) -> Stor
     }
 }
 
+/// A conditional change of a trial row (see `Store::update_trial`).
+pub(crate) enum TrialUpdate<'a> {
+    DraftSpec {
+        expected_hash: &'a str,
+        source: &'a str,
+        canonical: &'a str,
+        hash: &'a str,
+        flag_key: &'a str,
+    },
+    Start {
+        seed: i64,
+        allocation: Option<&'a str>,
+    },
+    Status {
+        from: &'a [TrialStatus],
+        to: TrialStatus,
+    },
+    Amend {
+        source: &'a str,
+        canonical: &'a str,
+        hash: &'a str,
+    },
+}
+
+impl TrialUpdate<'_> {
+    fn allowed(&self) -> &[TrialStatus] {
+        match self {
+            TrialUpdate::DraftSpec { .. } | TrialUpdate::Start { .. } => &[TrialStatus::Draft],
+            TrialUpdate::Status { from, .. } => from,
+            TrialUpdate::Amend { .. } => &[TrialStatus::Running, TrialStatus::Stopped],
+        }
+    }
+
+    /// The `trial_events.action` recorded for the change.
+    pub(crate) fn action(&self) -> &'static str {
+        match self {
+            TrialUpdate::DraftSpec { .. } => "update",
+            TrialUpdate::Start { .. } => "start",
+            TrialUpdate::Status { to, .. } => to.action(),
+            TrialUpdate::Amend { .. } => "amend",
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            TrialUpdate::DraftSpec { .. } => "updating the spec".to_string(),
+            TrialUpdate::Start { .. } => "starting".to_string(),
+            TrialUpdate::Status { to, .. } => format!("moving to {to}"),
+            TrialUpdate::Amend { .. } => "amending".to_string(),
+        }
+    }
+
+    /// Why the change cannot apply to `current`; `None` if it now could.
+    fn refusal(&self, key: &str, current: Option<&TrialRecord>) -> Option<StoreError> {
+        let Some(trial) = current else {
+            return Some(StoreError::NotFound(format!("trial '{key}'")));
+        };
+        let allowed = self.allowed();
+        if !allowed.contains(&trial.status) {
+            let needed: Vec<&str> = allowed.iter().map(|s| s.as_str()).collect();
+            return Some(StoreError::InvalidState(format!(
+                "trial '{key}' is {}; {} needs {}",
+                trial.status,
+                self.describe(),
+                needed.join(" or ")
+            )));
+        }
+        if let TrialUpdate::DraftSpec { expected_hash, .. } = self {
+            if trial.spec_hash != *expected_hash {
+                return Some(StoreError::SpecConflict {
+                    expected: expected_hash.to_string(),
+                    current: trial.spec_hash.clone(),
+                });
+            }
+        }
+        None
+    }
+
+    /// The conditional `UPDATE … RETURNING` the trial: `$1` key, `$2` at,
+    /// then the variant's values in declaration order (`expected_hash`
+    /// last).
+    pub(crate) fn sql(&self) -> String {
+        let cols = sql::TRIAL_COLUMNS;
+        match self {
+            TrialUpdate::DraftSpec { .. } => format!(
+                "UPDATE trials SET spec_source = $3, spec_canonical = $4, spec_hash = $5, \
+                 flag_key = $6, updated_at = $2 \
+                 WHERE key = $1 AND status = 'draft' AND spec_hash = $7 RETURNING {cols}"
+            ),
+            TrialUpdate::Start { .. } => format!(
+                "UPDATE trials SET status = 'running', seed = $3, allocation = $4, \
+                 started_at = $2, updated_at = $2 \
+                 WHERE key = $1 AND status = 'draft' RETURNING {cols}"
+            ),
+            TrialUpdate::Status { from, to } => {
+                // `Store::set_trial_status` never moves anything to draft.
+                let stamp = match to {
+                    TrialStatus::Running => ", started_at = COALESCE(started_at, $2)",
+                    TrialStatus::Stopped => ", stopped_at = $2",
+                    TrialStatus::Concluded => ", concluded_at = $2",
+                    TrialStatus::Archived => ", archived_at = $2",
+                    TrialStatus::Draft => "",
+                };
+                // Enum names only: safe to inline.
+                let from: Vec<String> = from.iter().map(|s| format!("'{s}'")).collect();
+                format!(
+                    "UPDATE trials SET status = '{to}', updated_at = $2{stamp} \
+                     WHERE key = $1 AND status IN ({}) RETURNING {cols}",
+                    from.join(", ")
+                )
+            }
+            TrialUpdate::Amend { .. } => format!(
+                "UPDATE trials SET spec_source = $3, spec_canonical = $4, spec_hash = $5, \
+                 version = version + 1, updated_at = $2 \
+                 WHERE key = $1 AND status IN ('running', 'stopped') RETURNING {cols}"
+            ),
+        }
+    }
+}
+
+/// Maps a failed write: lock contention (SQLite busy across processes,
+/// PostgreSQL deadlock or lock timeout) to `Unavailable`, the rest as
+/// [`db_err`].
+fn write_err(err: sqlx::Error) -> StoreError {
+    if is_contention(&err) {
+        StoreError::Unavailable(format!("database busy, try again ({err})"))
+    } else {
+        db_err(err)
+    }
+}
+
+fn trial_exists(err: sqlx::Error, key: &str) -> StoreError {
+    // PostgreSQL names the constraint, SQLite the column.
+    if unique_violation_on(&err, "trials_key_key") || unique_violation_on(&err, "trials.key") {
+        StoreError::AlreadyExists(format!("trial '{key}'"))
+    } else {
+        write_err(err)
+    }
+}
+
+fn decode_err(column: &str, e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Database(sqlx::Error::ColumnDecode {
+        index: column.to_string(),
+        source: Box::new(e),
+    })
+}
+
+/// Per-arm counts as two lists: (arm, assigned), (arm, exposed and not
+/// excluded).
+pub(crate) type ArmCounts = (Vec<(String, i64)>, Vec<(String, i64)>);
+
+/// How many exposures go into one `INSERT` (9 parameters each): within
+/// SQLite's 32766 parameters and PostgreSQL's 65535.
+const EXPOSURES_PER_STATEMENT: usize = 2000;
+
 /// SQL shared by both backends (SQLite accepts `$N` parameters too).
 mod sql {
     const REVISION_COLUMNS: &str = "s.name, r.revision, r.document, r.actor, r.action, \
@@ -622,6 +1344,87 @@ mod sql {
     pub(crate) const COUNTER: &str = "SELECT value FROM change_counters WHERE name = $1";
 
     pub(crate) const API_KEYS_COUNTER: &str = "api_keys";
+
+    pub(crate) const TRIALS_COUNTER: &str = "trials";
+
+    pub(crate) const TRIAL_COLUMNS: &str = "id, key, flag_key, status, spec_source, \
+         spec_canonical, spec_hash, version, seed, allocation, created_at, updated_at, \
+         started_at, stopped_at, concluded_at, archived_at";
+
+    /// $1 key, $2 flag_key, $3 source, $4 canonical, $5 hash, $6 at.
+    pub(crate) fn insert_trial() -> String {
+        format!(
+            "INSERT INTO trials (key, flag_key, status, spec_source, spec_canonical, spec_hash, \
+             version, created_at, updated_at) \
+             VALUES ($1, $2, 'draft', $3, $4, $5, 1, $6, $6) RETURNING {TRIAL_COLUMNS}"
+        )
+    }
+
+    pub(crate) fn get_trial() -> String {
+        format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE key = $1")
+    }
+
+    pub(crate) fn list_trials(filtered: bool) -> String {
+        let filter = if filtered { " WHERE status = $1" } else { "" };
+        format!("SELECT {TRIAL_COLUMNS} FROM trials{filter} ORDER BY key")
+    }
+
+    /// $1 trial id, $2 action, $3 actor, $4 reason, $5 spec hash, $6 version,
+    /// $7 at. Run after the change has locked the trial row (or inserted
+    /// it), so the next `seq` cannot be taken concurrently.
+    pub(crate) const INSERT_TRIAL_EVENT: &str = "INSERT INTO trial_events \
+         (trial_id, seq, action, actor, reason, spec_hash, version, created_at) \
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6, $7 \
+         FROM trial_events WHERE trial_id = $1";
+
+    pub(crate) const TRIAL_EVENTS: &str =
+        "SELECT e.seq, e.action, e.actor, e.reason, e.spec_hash, e.version, e.created_at \
+         FROM trial_events e JOIN trials t ON t.id = e.trial_id WHERE t.key = $1 \
+         ORDER BY e.seq";
+
+    pub(crate) const ASSIGNMENT_COLUMNS: &str =
+        "trial_id, unit, arm, stratum, community, position, trial_version, assigned_at";
+
+    pub(crate) fn get_assignment() -> String {
+        format!("SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE trial_id = $1 AND unit = $2")
+    }
+
+    /// $1 trial, $2 unit, $3 arm, $4 stratum, $5 community, $6 position,
+    /// $7 trial version, $8 at. No row if the unit is assigned already.
+    pub(crate) fn insert_assignment() -> String {
+        format!(
+            "INSERT INTO assignments \
+             (trial_id, unit, arm, stratum, community, position, trial_version, assigned_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (trial_id, unit) DO NOTHING RETURNING {ASSIGNMENT_COLUMNS}"
+        )
+    }
+
+    /// $1 trial, $2 stratum ('' for none): takes the stratum's next position
+    /// and holds its counter row locked until the transaction ends.
+    pub(crate) const TAKE_POSITION: &str =
+        "INSERT INTO stratum_counters (trial_id, stratum, next_position) VALUES ($1, $2, 1) \
+         ON CONFLICT (trial_id, stratum) \
+         DO UPDATE SET next_position = stratum_counters.next_position + 1 \
+         RETURNING next_position - 1";
+
+    pub(crate) const EXPOSURES_INSERT: &str = "INSERT INTO exposures (trial_id, unit, arm, \
+         community, trial_version, exposed_at, source, excluded, excluded_reason) ";
+
+    pub(crate) const EXPOSURES_ON_CONFLICT: &str = " ON CONFLICT (trial_id, unit) DO NOTHING";
+
+    /// Followed by the bound trial id, an optional `AND a.unit > ` bound
+    /// unit, and the limit.
+    pub(crate) const EXPORT_PREFIX: &str =
+        "SELECT a.unit, a.arm, a.stratum, a.community, a.position, a.trial_version, \
+         a.assigned_at, x.exposed_at, x.source, x.trial_version AS exposure_trial_version, \
+         x.excluded, x.excluded_reason \
+         FROM assignments a \
+         LEFT JOIN exposures x ON x.trial_id = a.trial_id AND x.unit = a.unit \
+         WHERE a.trial_id = ";
+
+    pub(crate) const ASSIGNED_PER_ARM: &str =
+        "SELECT arm, COUNT(*) FROM assignments WHERE trial_id = $1 GROUP BY arm";
 }
 
 #[cfg(test)]

@@ -12,8 +12,11 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use crate::{
-    already_exists, append_failure, bad_url, db_err, migrate_err, revoke_not_found, sql,
-    ApiKeyRecord, FlagSetRevision, NewApiKeyRecord, NewRevision, RevisionSummary, StoreError,
+    already_exists, append_failure, bad_url, db_err, decode_err, migrate_err, revoke_not_found,
+    sql, trial_exists, write_err, ApiKeyRecord, ArmCounts, AssignmentExport, AssignmentRecord,
+    FlagSetRevision, NewApiKeyRecord, NewAssignment, NewExposure, NewRevision,
+    NewSequentialAssignment, NewTrial, RevisionSummary, StoreError, TrialChange, TrialEvent,
+    TrialRecord, TrialStatus, TrialUpdate, EXPOSURES_PER_STATEMENT,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -332,11 +335,337 @@ impl SqliteStore {
             .await
             .map_err(db_err)
     }
+
+    pub(crate) async fn create_trial(&self, t: &NewTrial<'_>) -> Result<TrialRecord, StoreError> {
+        let result: Result<SqliteRow, sqlx::Error> = async {
+            let at = to_text(t.at);
+            let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+            let row = sqlx::query(&sql::insert_trial())
+                .bind(t.key)
+                .bind(t.flag_key)
+                .bind(t.spec_source)
+                .bind(t.spec_canonical)
+                .bind(t.spec_hash)
+                .bind(&at)
+                .fetch_one(&mut *tx)
+                .await?;
+            let id: i64 = row.try_get("id")?;
+            insert_trial_event(
+                &mut tx,
+                id,
+                "create",
+                t.actor,
+                t.reason,
+                t.spec_hash,
+                1,
+                &at,
+            )
+            .await?;
+            bump_counter(&mut tx, sql::TRIALS_COUNTER).await?;
+            tx.commit().await?;
+            Ok(row)
+        }
+        .await;
+        match result {
+            Ok(row) => trial_from_row(&row),
+            Err(e) => Err(trial_exists(e, t.key)),
+        }
+    }
+
+    pub(crate) async fn get_trial(&self, key: &str) -> Result<Option<TrialRecord>, StoreError> {
+        let row = sqlx::query(&sql::get_trial())
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(trial_from_row).transpose()
+    }
+
+    pub(crate) async fn list_trials(
+        &self,
+        status: Option<TrialStatus>,
+    ) -> Result<Vec<TrialRecord>, StoreError> {
+        let sql = sql::list_trials(status.is_some());
+        let mut q = sqlx::query(&sql);
+        if let Some(status) = status {
+            q = q.bind(status.as_str());
+        }
+        let rows = q.fetch_all(&self.read).await.map_err(db_err)?;
+        rows.iter().map(trial_from_row).collect()
+    }
+
+    pub(crate) async fn trials_version(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar(sql::COUNTER)
+            .bind(sql::TRIALS_COUNTER)
+            .fetch_one(&self.read)
+            .await
+            .map_err(db_err)
+    }
+
+    /// `Ok(None)` if the update's condition does not hold.
+    pub(crate) async fn update_trial(
+        &self,
+        key: &str,
+        update: &TrialUpdate<'_>,
+        change: &TrialChange<'_>,
+    ) -> Result<Option<TrialRecord>, StoreError> {
+        let result: Result<Option<SqliteRow>, sqlx::Error> = async {
+            let at = to_text(change.at);
+            let sql = update.sql();
+            let mut q = sqlx::query(&sql).bind(key).bind(&at);
+            q = match *update {
+                TrialUpdate::DraftSpec {
+                    expected_hash,
+                    source,
+                    canonical,
+                    hash,
+                    flag_key,
+                } => q
+                    .bind(source)
+                    .bind(canonical)
+                    .bind(hash)
+                    .bind(flag_key)
+                    .bind(expected_hash),
+                TrialUpdate::Start { seed, allocation } => q.bind(seed).bind(allocation),
+                TrialUpdate::Status { .. } => q,
+                TrialUpdate::Amend {
+                    source,
+                    canonical,
+                    hash,
+                } => q.bind(source).bind(canonical).bind(hash),
+            };
+            let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+            let Some(row) = q.fetch_optional(&mut *tx).await? else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            let id: i64 = row.try_get("id")?;
+            let hash: String = row.try_get("spec_hash")?;
+            let version: i64 = row.try_get("version")?;
+            insert_trial_event(
+                &mut tx,
+                id,
+                update.action(),
+                change.actor,
+                change.reason,
+                &hash,
+                version,
+                &at,
+            )
+            .await?;
+            bump_counter(&mut tx, sql::TRIALS_COUNTER).await?;
+            tx.commit().await?;
+            Ok(Some(row))
+        }
+        .await;
+        result
+            .map_err(write_err)?
+            .as_ref()
+            .map(trial_from_row)
+            .transpose()
+    }
+
+    pub(crate) async fn trial_events(&self, key: &str) -> Result<Vec<TrialEvent>, StoreError> {
+        let rows = sqlx::query(sql::TRIAL_EVENTS)
+            .bind(key)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    pub(crate) async fn get_assignment(
+        &self,
+        trial_id: i64,
+        unit: &str,
+    ) -> Result<Option<AssignmentRecord>, StoreError> {
+        let row = sqlx::query(&sql::get_assignment())
+            .bind(trial_id)
+            .bind(unit)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(assignment_from_row).transpose()
+    }
+
+    /// The write lock taken by `BEGIN IMMEDIATE` serialises this against
+    /// every other writer, in this process or another.
+    pub(crate) async fn assign_sequential(
+        &self,
+        a: &NewSequentialAssignment<'_>,
+        arm_for: &(dyn Fn(i64) -> String + Send + Sync),
+    ) -> Result<(AssignmentRecord, bool), StoreError> {
+        let result: Result<(SqliteRow, bool), sqlx::Error> = async {
+            let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+            let existing = sqlx::query(&sql::get_assignment())
+                .bind(a.trial_id)
+                .bind(a.unit)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = existing {
+                tx.rollback().await?;
+                return Ok((row, false));
+            }
+            let position: i64 = sqlx::query_scalar(sql::TAKE_POSITION)
+                .bind(a.trial_id)
+                .bind(a.stratum.unwrap_or(""))
+                .fetch_one(&mut *tx)
+                .await?;
+            let arm = arm_for(position);
+            let row = sqlx::query(&sql::insert_assignment())
+                .bind(a.trial_id)
+                .bind(a.unit)
+                .bind(&arm)
+                .bind(a.stratum)
+                .bind(a.community)
+                .bind(position)
+                .bind(a.trial_version)
+                .bind(to_text(a.at))
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok((row, true))
+        }
+        .await;
+        let (row, created) = result.map_err(write_err)?;
+        Ok((assignment_from_row(&row)?, created))
+    }
+
+    pub(crate) async fn assign_fixed(
+        &self,
+        a: &NewAssignment<'_>,
+    ) -> Result<(AssignmentRecord, bool), StoreError> {
+        let result: Result<(SqliteRow, bool), sqlx::Error> = async {
+            let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+            let inserted = sqlx::query(&sql::insert_assignment())
+                .bind(a.trial_id)
+                .bind(a.unit)
+                .bind(a.arm)
+                .bind(a.stratum)
+                .bind(a.community)
+                .bind(None::<i64>)
+                .bind(a.trial_version)
+                .bind(to_text(a.at))
+                .fetch_optional(&mut *tx)
+                .await?;
+            let done = match inserted {
+                Some(row) => (row, true),
+                None => {
+                    let row = sqlx::query(&sql::get_assignment())
+                        .bind(a.trial_id)
+                        .bind(a.unit)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    (row, false)
+                }
+            };
+            tx.commit().await?;
+            Ok(done)
+        }
+        .await;
+        let (row, created) = result.map_err(write_err)?;
+        Ok((assignment_from_row(&row)?, created))
+    }
+
+    /// `batch` is sorted by (trial, unit), timestamps truncated.
+    pub(crate) async fn record_exposures(&self, batch: &[NewExposure]) -> Result<u64, StoreError> {
+        let result: Result<u64, sqlx::Error> = async {
+            let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+            let mut new = 0;
+            for chunk in batch.chunks(EXPOSURES_PER_STATEMENT) {
+                let mut q = QueryBuilder::<Sqlite>::new(sql::EXPOSURES_INSERT);
+                q.push_values(chunk, |mut row, e| {
+                    row.push_bind(e.trial_id)
+                        .push_bind(e.unit.as_str())
+                        .push_bind(e.arm.as_str())
+                        .push_bind(e.community.as_deref())
+                        .push_bind(e.trial_version)
+                        .push_bind(to_text(e.at))
+                        .push_bind(e.source.as_str())
+                        .push_bind(e.excluded_reason.is_some())
+                        .push_bind(e.excluded_reason.as_deref());
+                });
+                q.push(sql::EXPOSURES_ON_CONFLICT);
+                new += q.build().execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await?;
+            Ok(new)
+        }
+        .await;
+        result.map_err(write_err)
+    }
+
+    pub(crate) async fn export_assignments(
+        &self,
+        trial_id: i64,
+        after_unit: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AssignmentExport>, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new(sql::EXPORT_PREFIX);
+        q.push_bind(trial_id);
+        if let Some(after) = after_unit {
+            q.push(" AND a.unit > ").push_bind(after);
+        }
+        q.push(" ORDER BY a.unit LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.read).await.map_err(db_err)?;
+        rows.iter().map(export_from_row).collect()
+    }
+
+    /// (assigned per arm, exposed and not excluded per arm).
+    pub(crate) async fn arm_counts(&self, trial_id: i64) -> Result<ArmCounts, StoreError> {
+        let assigned = sqlx::query_as(sql::ASSIGNED_PER_ARM)
+            .bind(trial_id)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+        let exposed = sqlx::query_as(EXPOSED_PER_ARM)
+            .bind(trial_id)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+        Ok((assigned, exposed))
+    }
 }
 
 async fn bump_keys_version(tx: &mut sqlx::Transaction<'_, Sqlite>) -> Result<(), sqlx::Error> {
+    bump_counter(tx, sql::API_KEYS_COUNTER).await
+}
+
+/// Matches the partial index `exposures_arm_idx` (`WHERE excluded = 0`).
+const EXPOSED_PER_ARM: &str =
+    "SELECT arm, COUNT(*) FROM exposures WHERE trial_id = $1 AND excluded = 0 GROUP BY arm";
+
+async fn bump_counter(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    name: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(sql::BUMP_COUNTER)
-        .bind(sql::API_KEYS_COUNTER)
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_trial_event(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    trial_id: i64,
+    action: &str,
+    actor: &str,
+    reason: &str,
+    spec_hash: &str,
+    version: i64,
+    at: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(sql::INSERT_TRIAL_EVENT)
+        .bind(trial_id)
+        .bind(action)
+        .bind(actor)
+        .bind(reason)
+        .bind(spec_hash)
+        .bind(version)
+        .bind(at)
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -403,6 +732,75 @@ fn key_from_row(row: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
         created_at: time(row, "created_at")?,
         created_by: row.try_get("created_by").map_err(db_err)?,
         revoked_at: optional_time(row, "revoked_at")?,
+    })
+}
+
+fn trial_from_row(row: &SqliteRow) -> Result<TrialRecord, StoreError> {
+    let status: String = row.try_get("status").map_err(db_err)?;
+    Ok(TrialRecord {
+        id: row.try_get("id").map_err(db_err)?,
+        key: row.try_get("key").map_err(db_err)?,
+        flag_key: row.try_get("flag_key").map_err(db_err)?,
+        status: status.parse().map_err(|e| decode_err("status", e))?,
+        spec_source: row.try_get("spec_source").map_err(db_err)?,
+        spec_canonical: row.try_get("spec_canonical").map_err(db_err)?,
+        spec_hash: row.try_get("spec_hash").map_err(db_err)?,
+        version: row.try_get("version").map_err(db_err)?,
+        seed: row.try_get("seed").map_err(db_err)?,
+        allocation: row.try_get("allocation").map_err(db_err)?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+        started_at: optional_time(row, "started_at")?,
+        stopped_at: optional_time(row, "stopped_at")?,
+        concluded_at: optional_time(row, "concluded_at")?,
+        archived_at: optional_time(row, "archived_at")?,
+    })
+}
+
+fn event_from_row(row: &SqliteRow) -> Result<TrialEvent, StoreError> {
+    Ok(TrialEvent {
+        seq: row.try_get("seq").map_err(db_err)?,
+        action: row.try_get("action").map_err(db_err)?,
+        actor: row.try_get("actor").map_err(db_err)?,
+        reason: row.try_get("reason").map_err(db_err)?,
+        spec_hash: row.try_get("spec_hash").map_err(db_err)?,
+        version: row.try_get("version").map_err(db_err)?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+fn assignment_from_row(row: &SqliteRow) -> Result<AssignmentRecord, StoreError> {
+    Ok(AssignmentRecord {
+        trial_id: row.try_get("trial_id").map_err(db_err)?,
+        unit: row.try_get("unit").map_err(db_err)?,
+        arm: row.try_get("arm").map_err(db_err)?,
+        stratum: row.try_get("stratum").map_err(db_err)?,
+        community: row.try_get("community").map_err(db_err)?,
+        position: row.try_get("position").map_err(db_err)?,
+        trial_version: row.try_get("trial_version").map_err(db_err)?,
+        assigned_at: time(row, "assigned_at")?,
+    })
+}
+
+fn export_from_row(row: &SqliteRow) -> Result<AssignmentExport, StoreError> {
+    let source: Option<String> = row.try_get("source").map_err(db_err)?;
+    let excluded: Option<bool> = row.try_get("excluded").map_err(db_err)?;
+    Ok(AssignmentExport {
+        unit: row.try_get("unit").map_err(db_err)?,
+        arm: row.try_get("arm").map_err(db_err)?,
+        stratum: row.try_get("stratum").map_err(db_err)?,
+        community: row.try_get("community").map_err(db_err)?,
+        position: row.try_get("position").map_err(db_err)?,
+        trial_version: row.try_get("trial_version").map_err(db_err)?,
+        assigned_at: time(row, "assigned_at")?,
+        exposed_at: optional_time(row, "exposed_at")?,
+        exposure_source: source
+            .map(|s| s.parse())
+            .transpose()
+            .map_err(|e| decode_err("source", e))?,
+        exposure_trial_version: row.try_get("exposure_trial_version").map_err(db_err)?,
+        excluded: excluded.unwrap_or(false),
+        excluded_reason: row.try_get("excluded_reason").map_err(db_err)?,
     })
 }
 
