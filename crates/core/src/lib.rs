@@ -3,7 +3,9 @@
 //! randomness and state are passed in by the caller.
 
 pub mod auth;
+pub mod experiments;
 pub mod flags;
+pub mod privacy;
 
 pub use flags::{
     ErrorCode, EvalContext, EvalError, Flag, FlagSet, FlagState, FlagValue, LoadMode, LoadWarning,

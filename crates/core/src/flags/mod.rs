@@ -48,12 +48,14 @@ mod load;
 mod locate;
 mod logic;
 pub mod murmur3;
+mod rule;
 mod semver;
 mod value;
 
 #[cfg(test)]
 mod tests;
 
+pub use rule::Rule;
 pub use value::{FlagValue, ValueType};
 
 use logic::val::{NumBuf, Val};

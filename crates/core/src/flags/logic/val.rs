@@ -34,8 +34,7 @@ impl<'s> Val<'s> {
         }
     }
 
-    /// Converts to an owned JSON value (tests and diagnostics).
-    #[cfg(test)]
+    /// Converts to an owned JSON value (tests, diagnostics, `Rule::evaluate`).
     pub(crate) fn to_json(&self) -> Value {
         match self {
             Val::Null => Value::Null,
