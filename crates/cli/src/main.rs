@@ -16,6 +16,47 @@ use std::process::ExitCode;
 
 const DEFAULT_DB: &str = "sqlite://commonlab.db";
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_STUDY_KEY: &str = "commonlab.study-key";
+
+/// Reads the study key, or creates the file with a fresh random key.
+fn load_study_key(path: &Path) -> Result<commonlab_core::privacy::StudyKey> {
+    use commonlab_core::privacy::StudyKey;
+    match std::fs::read_to_string(path) {
+        Ok(text) => StudyKey::from_key_file(&text)
+            .map_err(|e| anyhow!("study key file {}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+            let key = StudyKey::from_bytes(&bytes).map_err(|e| anyhow!("{e}"))?;
+            write_private(path, &key.to_key_file())
+                .with_context(|| format!("cannot create the study key file {}", path.display()))?;
+            eprintln!(
+                "Created a study key in {} (fingerprint {}). Keep it secret and back it up: units are pseudonymised with it, and destroying it makes the stored data anonymous.",
+                path.display(),
+                key.fingerprint()
+            );
+            Ok(key)
+        }
+        Err(e) => Err(anyhow!(
+            "cannot read the study key file {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +87,74 @@ enum Command {
     /// Manage flags directly in the database.
     #[command(subcommand)]
     Flags(FlagsCmd),
+    /// Trials as code: validate files, manage the lifecycle, export assignments.
+    #[command(subcommand)]
+    Experiments(ExperimentsCmd),
+}
+
+#[derive(Subcommand)]
+enum ExperimentsCmd {
+    /// Check trial files (default: every *.toml under experiments/); lists every error.
+    Validate {
+        paths: Vec<PathBuf>,
+        /// Flag file to check flags and arms against (default: experiments/flags.json,
+        /// else the database's flag set).
+        #[arg(long)]
+        flags: Option<PathBuf>,
+    },
+    /// Store a trial file as a draft.
+    Create {
+        file: PathBuf,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Start a draft: locks its plan, draws its seed, serves its arms.
+    Start {
+        key: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Stop a running trial (it can be resumed).
+    Stop {
+        key: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Resume a stopped trial.
+    Resume {
+        key: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Conclude a running or stopped trial.
+    Conclude {
+        key: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Archive a draft, stopped or concluded trial.
+    Archive {
+        key: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Amend a running or stopped trial with a new file (a recorded deviation).
+    Amend {
+        file: PathBuf,
+        #[arg(long)]
+        reason: String,
+    },
+    /// List trials.
+    List,
+    /// Show a trial: status, lock, events, arm counts.
+    Show { key: String },
+    /// Export a trial's assignments and exposures as CSV.
+    Assignments {
+        key: String,
+        /// Write to a file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -53,6 +162,10 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "COMMONLAB_LISTEN")]
     listen: Option<String>,
+    /// File holding the study key that pseudonymises units (created with a
+    /// fresh random key if missing; never stored in the database).
+    #[arg(long, env = "COMMONLAB_STUDY_KEY_FILE")]
+    study_key_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -117,6 +230,7 @@ struct FileConfig {
     flag_set: Option<String>,
     poll_interval_ms: Option<u64>,
     body_limit_bytes: Option<usize>,
+    study_key_file: Option<PathBuf>,
 }
 
 fn load_config(path: Option<&Path>) -> Result<FileConfig> {
@@ -199,8 +313,14 @@ async fn run(cli: Cli) -> Result<()> {
                 .listen
                 .or(file.listen.clone())
                 .unwrap_or_else(|| DEFAULT_LISTEN.into());
+            let key_file = args
+                .study_key_file
+                .or(file.study_key_file.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STUDY_KEY));
+            config.study_key = std::sync::Arc::new(load_study_key(&key_file)?);
             serve(&db_url, &listen, config).await
         }
+        Command::Experiments(cmd) => experiments(&db_url, &config.flag_set, cmd).await,
         Command::Migrate => {
             open_store(&db_url).await?;
             println!("migrations applied to {db_url}");
@@ -451,5 +571,278 @@ async fn flags(db_url: &str, set: &str, cmd: FlagsCmd) -> Result<()> {
         }
     }
     store.close().await;
+    Ok(())
+}
+
+fn toml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let roots: Vec<PathBuf> = if paths.is_empty() {
+        vec![PathBuf::from("experiments")]
+    } else {
+        paths.to_vec()
+    };
+    let mut files = Vec::new();
+    for root in roots {
+        if root.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(&root)
+                .with_context(|| format!("cannot read {}", root.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else if root.exists() {
+            files.push(root);
+        } else {
+            bail!("{}: no such file or directory", root.display());
+        }
+    }
+    Ok(files)
+}
+
+async fn experiments(db_url: &str, set: &str, cmd: ExperimentsCmd) -> Result<()> {
+    use commonlab_server::trial_service::{self, Move};
+    if let ExperimentsCmd::Validate { paths, flags } = &cmd {
+        return validate_trials(db_url, set, paths, flags.as_deref()).await;
+    }
+    let store = open_store(db_url).await?;
+    let actor = actor();
+    let now = chrono::Utc::now();
+    let read = |file: &Path| {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+    };
+    let file_error = |e: commonlab_server::Error| match e {
+        commonlab_server::Error::Invalid { message, .. } => anyhow!(message),
+        other => anyhow!(other),
+    };
+    match cmd {
+        ExperimentsCmd::Validate { .. } => unreachable!("handled above"),
+        ExperimentsCmd::Create { file, reason } => {
+            let source = read(&file)?;
+            let meta = ChangeMeta {
+                actor: &actor,
+                reason: &reason,
+                at: now,
+            };
+            let t = trial_service::create(&store, set, &source, &file.display().to_string(), &meta)
+                .await
+                .map_err(file_error)?;
+            println!(
+                "created trial '{}' as a draft (spec {})",
+                t.key,
+                &t.spec_hash[..12]
+            );
+        }
+        ExperimentsCmd::Start { key, reason } => {
+            let meta = ChangeMeta {
+                actor: &actor,
+                reason: &reason,
+                at: now,
+            };
+            let t = trial_service::start(&store, set, &key, &meta).await?;
+            println!(
+                "started trial '{}': plan locked (spec {}), seed {}",
+                t.key,
+                &t.spec_hash[..12],
+                t.seed.unwrap_or_default()
+            );
+            if let Some(a) = &t.allocation {
+                println!("allocation: {a}");
+            }
+        }
+        ExperimentsCmd::Stop { key, reason } => {
+            move_trial(&store, &key, Move::Stop, &actor, &reason).await?
+        }
+        ExperimentsCmd::Resume { key, reason } => {
+            move_trial(&store, &key, Move::Resume, &actor, &reason).await?
+        }
+        ExperimentsCmd::Conclude { key, reason } => {
+            move_trial(&store, &key, Move::Conclude, &actor, &reason).await?
+        }
+        ExperimentsCmd::Archive { key, reason } => {
+            move_trial(&store, &key, Move::Archive, &actor, &reason).await?
+        }
+        ExperimentsCmd::Amend { file, reason } => {
+            let source = read(&file)?;
+            let spec =
+                commonlab_core::experiments::parse_trial(&source, &file.display().to_string())
+                    .map_err(|errs| {
+                        anyhow!(errs
+                            .iter()
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                            .join("; "))
+                    })?;
+            let meta = ChangeMeta {
+                actor: &actor,
+                reason: &reason,
+                at: now,
+            };
+            let (t, changed) = trial_service::amend(
+                &store,
+                set,
+                &spec.key,
+                &source,
+                &file.display().to_string(),
+                &meta,
+            )
+            .await
+            .map_err(file_error)?;
+            println!("amended trial '{}' to version {}", t.key, t.version);
+            if !changed.is_empty() {
+                println!(
+                    "locked fields changed (reported as a deviation): {}",
+                    changed.join(", ")
+                );
+            }
+        }
+        ExperimentsCmd::List => {
+            println!(
+                "{:<32} {:<10} {:<8} {:<24} FLAG",
+                "KEY", "STATUS", "VERSION", "STARTED"
+            );
+            for t in store.list_trials(None).await? {
+                println!(
+                    "{:<32} {:<10} {:<8} {:<24} {}",
+                    t.key,
+                    t.status.as_str(),
+                    t.version,
+                    t.started_at
+                        .map(|s| s.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    t.flag_key
+                );
+            }
+        }
+        ExperimentsCmd::Show { key } => {
+            let t = store
+                .get_trial(&key)
+                .await?
+                .ok_or_else(|| anyhow!("trial '{key}' not found"))?;
+            println!(
+                "trial {} ({}), version {}, flag {}",
+                t.key,
+                t.status.as_str(),
+                t.version,
+                t.flag_key
+            );
+            println!("spec hash {}", t.spec_hash);
+            if let Some(seed) = t.seed {
+                println!("seed {seed}");
+            }
+            if let Some(a) = &t.allocation {
+                println!("allocation {a}");
+            }
+            for (arm, assigned, exposed) in store.arm_counts(t.id).await? {
+                println!("arm {arm}: {assigned} assigned, {exposed} exposed");
+            }
+            for e in store.trial_events(&key).await? {
+                println!(
+                    "{} {} by {}: {}",
+                    e.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                    e.action,
+                    e.actor,
+                    e.reason
+                );
+            }
+        }
+        ExperimentsCmd::Assignments { key, output } => {
+            let n = match output {
+                Some(path) => {
+                    let f = std::fs::File::create(&path)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    trial_service::export_csv(&store, &key, std::io::BufWriter::new(f)).await?
+                }
+                None => trial_service::export_csv(&store, &key, std::io::stdout().lock()).await?,
+            };
+            eprintln!("{n} assignments exported");
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn move_trial(
+    store: &Store,
+    key: &str,
+    mv: commonlab_server::trial_service::Move,
+    actor: &str,
+    reason: &str,
+) -> Result<()> {
+    let meta = ChangeMeta {
+        actor,
+        reason,
+        at: chrono::Utc::now(),
+    };
+    let t = commonlab_server::trial_service::transition(store, key, mv, &meta).await?;
+    println!("trial '{}' is now {}", t.key, t.status.as_str());
+    Ok(())
+}
+
+/// Validates trial files offline: every error of every file, then exit 1
+/// if there was any.
+async fn validate_trials(
+    db_url: &str,
+    set: &str,
+    paths: &[PathBuf],
+    flags: Option<&Path>,
+) -> Result<()> {
+    use commonlab_core::flags::{FlagSet, LoadMode};
+    let default_flags = PathBuf::from("experiments/flags.json");
+    let flag_file = flags
+        .map(Path::to_path_buf)
+        .or_else(|| default_flags.exists().then_some(default_flags));
+    let (flag_set, against) = match &flag_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let (fs, _) = FlagSet::from_json_str(&text, LoadMode::Lenient)
+                .map_err(|e| anyhow!("{}:{e}", path.display()))?;
+            (fs, path.display().to_string())
+        }
+        None => {
+            let store = open_store(db_url).await?;
+            let (_, doc) = service::head(&store, set).await?;
+            store.close().await;
+            let (fs, _) = FlagSet::from_value(&doc, LoadMode::Lenient)?;
+            (fs, format!("the flag set in {db_url}"))
+        }
+    };
+    let files = toml_files(paths)?;
+    if files.is_empty() {
+        bail!("no trial files (*.toml) found");
+    }
+    let mut errors = 0usize;
+    for file in &files {
+        let source = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        match commonlab_server::trial_service::check(
+            &source,
+            &file.display().to_string(),
+            &flag_set,
+        ) {
+            Ok(spec) => println!(
+                "ok  {} (trial {}, {} design)",
+                file.display(),
+                spec.key,
+                spec.design.kind()
+            ),
+            Err(errs) => {
+                for e in &errs {
+                    eprintln!("{e}");
+                }
+                errors += errs.len();
+            }
+        }
+    }
+    if errors > 0 {
+        bail!(
+            "{errors} error(s) in {} file(s) (flags checked against {against})",
+            files.len()
+        );
+    }
+    println!(
+        "{} trial file(s) valid (flags checked against {against})",
+        files.len()
+    );
     Ok(())
 }

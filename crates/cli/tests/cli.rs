@@ -206,14 +206,21 @@ fn config_file_is_read_and_checked() {
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("from-config.db");
     let cfg = dir.join("commonlab.toml");
-    std::fs::write(&cfg, format!("database_url = \"sqlite://{}\"\n", db.display())).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("database_url = \"sqlite://{}\"\n", db.display()),
+    )
+    .unwrap();
     let o = Command::new(BIN)
         .args(["--config", cfg.to_str().unwrap(), "migrate"])
         .env_remove("COMMONLAB_DATABASE_URL")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(db.exists(), "the database named in the config file was created");
+    assert!(
+        db.exists(),
+        "the database named in the config file was created"
+    );
 
     std::fs::write(&cfg, "listen = \"127.0.0.1:9\"\nbogus = 1\n").unwrap();
     let o = Command::new(BIN)
@@ -222,13 +229,137 @@ fn config_file_is_read_and_checked() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("commonlab.toml:2") && err.contains("bogus"), "{err}");
+    assert!(
+        err.contains("commonlab.toml:2") && err.contains("bogus"),
+        "{err}"
+    );
 
     let o = Command::new(BIN)
-        .args(["--config", dir.join("missing.toml").to_str().unwrap(), "flags", "list"])
+        .args([
+            "--config",
+            dir.join("missing.toml").to_str().unwrap(),
+            "flags",
+            "list",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("missing.toml"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `experiments validate` over the repository's own trial files.
+#[test]
+fn the_shipped_trials_are_valid() {
+    let o = Command::new(BIN)
+        .args(["experiments", "validate"])
+        .current_dir(workspace())
+        .env("COMMONLAB_DATABASE_URL", "sqlite::memory:")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("thanks-button.toml") && out.contains("value-dashboard.toml"),
+        "{out}"
+    );
+}
+
+#[test]
+fn invalid_trials_list_every_error_with_its_place() {
+    let bad = fixtures().join("bad-trial.toml");
+    let flags = workspace().join("experiments/flags.json");
+    let o = Command::new(BIN)
+        .args([
+            "experiments",
+            "validate",
+            bad.to_str().unwrap(),
+            "--flags",
+            flags.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("bad-trial.toml:2:8: flag:"), "{err}");
+    assert!(err.contains("bad-trial.toml:5:8: unit.kind:"), "{err}");
+    assert!(err.lines().count() >= 3, "{err}");
+}
+
+#[tokio::test]
+async fn trial_lifecycle_from_the_command_line() {
+    both_backends(|db| async move {
+        let url = db.url().to_string();
+        let flags = workspace().join("experiments/flags.json");
+        let trial = workspace().join("experiments/thanks-button.toml");
+        let o = run(&url, &["flags", "import", flags.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let o = run(
+            &url,
+            &[
+                "experiments",
+                "create",
+                trial.to_str().unwrap(),
+                "--reason",
+                "pilot",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let o = run(
+            &url,
+            &[
+                "experiments",
+                "create",
+                trial.to_str().unwrap(),
+                "--reason",
+                "again",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(1));
+        let o = run(
+            &url,
+            &[
+                "experiments",
+                "start",
+                "thanks-button",
+                "--reason",
+                "ethics approved",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stdout(&o).contains("plan locked"), "{}", stdout(&o));
+        let o = run(&url, &["experiments", "list"]);
+        assert!(
+            stdout(&o).contains("thanks-button") && stdout(&o).contains("running"),
+            "{}",
+            stdout(&o)
+        );
+        let o = run(
+            &url,
+            &["experiments", "stop", "thanks-button", "--reason", "pause"],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let o = run(
+            &url,
+            &["experiments", "stop", "thanks-button", "--reason", "pause"],
+        );
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("stopped"), "{}", stderr(&o));
+        let o = run(&url, &["experiments", "show", "thanks-button"]);
+        let out = stdout(&o);
+        assert!(
+            out.contains("start by cli:")
+                && out.contains("ethics approved")
+                && out.contains("seed"),
+            "{out}"
+        );
+        let o = run(&url, &["experiments", "assignments", "thanks-button"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stdout(&o).starts_with("trial,unit,arm,"), "{}", stdout(&o));
+    })
+    .await;
 }

@@ -16,6 +16,9 @@ pub mod problem;
 pub mod service;
 pub mod state;
 pub mod sync;
+pub mod trial_service;
+pub mod trials;
+pub mod trials_api;
 
 pub use error::Error;
 pub use state::{AppState, Clock, Config};
@@ -40,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ofrep::router())
         .merge(flags_api::router())
         .merge(keys::router())
+        .merge(trials_api::router())
         .merge(health::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -71,6 +75,8 @@ pub async fn build_state(store: Store, config: Config, clock: Clock) -> Result<A
         store,
         flags: state::FlagCache::new(),
         keys: state::KeyCache::default(),
+        trials: trials::TrialCache::default(),
+        exposures: trials::ExposureSink::default(),
         clock,
         config: Arc::new(config),
     };
@@ -85,6 +91,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     poller: JoinHandle<()>,
+    writer: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
 impl Running {
@@ -101,6 +108,11 @@ impl Running {
         let served = self.server.await.map_err(std::io::Error::other)?;
         let _ = self.shutdown.send(true);
         let _ = self.poller.await;
+        // Every request has finished: the writer drains what they sent.
+        if let Some((stop, writer)) = self.writer {
+            let _ = stop.send(true);
+            let _ = writer.await;
+        }
         served
     }
 
@@ -117,6 +129,16 @@ pub async fn start(listen: SocketAddr, state: AppState) -> std::io::Result<Runni
     let addr = listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
     let poller = tokio::spawn(sync::run(state.clone(), rx.clone()));
+    let writer = state.exposures.take_receiver().map(|exposures| {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(trials::run_writer(state.store.clone(), exposures, stopped));
+        (stop, task)
+    });
+    if writer.is_none() {
+        tracing::error!(
+            "this state is already served by another server; exposures go to its writer"
+        );
+    }
     let app = router(state.clone());
     let mut stop = rx;
     let server = tokio::spawn(async move {
@@ -136,5 +158,6 @@ pub async fn start(listen: SocketAddr, state: AppState) -> std::io::Result<Runni
         shutdown: tx,
         server,
         poller,
+        writer,
     })
 }

@@ -7,7 +7,8 @@
 
 use crate::auth::authenticate;
 use crate::extract::{is_json, BodyError};
-use crate::state::{AppState, Clock, FlagCache, KeyCache};
+use crate::state::{AppState, KeyCache};
+use crate::trials::{self, Decision};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -15,7 +16,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use commonlab_core::auth::Role;
-use commonlab_core::flags::{ErrorCode, EvalContext, FlagValue, Metadata, Resolution};
+use commonlab_core::flags::{
+    ErrorCode, EvalContext, FlagSet, FlagValue, Metadata, Reason, Resolution,
+};
+use commonlab_store::ExposureSource;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -41,7 +45,7 @@ struct Success<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     variant: Option<&'a str>,
     #[serde(skip_serializing_if = "Metadata::is_empty")]
-    metadata: &'a Metadata,
+    metadata: Cow<'a, Metadata>,
 }
 
 #[derive(Serialize)]
@@ -62,14 +66,36 @@ enum Item<'a> {
     Err(Failure<'a>),
 }
 
-fn item<'a>(key: &'a str, r: &'a Resolution<'a>) -> Item<'a> {
+/// The wire item for a resolution, or for the trial arm that replaces it
+/// (`trial`: the decision and the arm's value).
+fn item<'a>(
+    key: &'a str,
+    r: &'a Resolution<'a>,
+    trial: Option<(&'a Decision, &'a FlagValue)>,
+) -> Item<'a> {
+    if let (None, Some((d, value))) = (&r.error, trial) {
+        {
+            // The trial's arm, with metadata naming the trial and arm.
+            let mut metadata = r.metadata.clone();
+            metadata.insert("trialKey".into(), d.trial.key.clone().into());
+            metadata.insert("trialArm".into(), d.arm.clone().into());
+            metadata.insert("trialVersion".into(), d.trial.version.into());
+            return Item::Ok(Success {
+                key,
+                value: Some(value),
+                reason: "SPLIT",
+                variant: Some(&d.arm),
+                metadata: Cow::Owned(metadata),
+            });
+        }
+    }
     match &r.error {
         None => Item::Ok(Success {
             key,
             value: r.value,
             reason: r.reason.as_str(),
             variant: r.variant,
-            metadata: r.metadata,
+            metadata: Cow::Borrowed(r.metadata),
         }),
         Some(e) if e.code == ErrorCode::FlagNotFound => Item::Err(Failure {
             key: Some(key),
@@ -197,27 +223,64 @@ fn status_for(code: ErrorCode) -> StatusCode {
     }
 }
 
+/// The trial decision for a flag evaluation, if a running trial takes the
+/// context. A database failure (only blocked designs touch the database
+/// here) serves the flag's normal evaluation rather than an error.
+async fn trial_decision(
+    state: &AppState,
+    key: &str,
+    r: &Resolution<'_>,
+    ctx: &EvalContext<'_>,
+) -> Option<Decision> {
+    if r.error.is_some() || r.reason == Reason::Disabled {
+        return None;
+    }
+    let cohort = r.cohort.zip(r.variant);
+    match trials::decide(state, key, ctx, cohort).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(flag = key, error = %e, "trial assignment failed; serving the flag's own evaluation");
+            None
+        }
+    }
+}
+
+/// The value of a decision's arm (None for excluded units or an arm that is
+/// not a variant of the flag).
+fn arm_value<'a>(
+    set: &'a FlagSet,
+    key: &str,
+    d: Option<&'a Decision>,
+) -> Option<(&'a Decision, &'a FlagValue)> {
+    let d = d.filter(|d| d.excluded_reason.is_none())?;
+    Some((d, set.get(key)?.variant(&d.arm)?))
+}
+
 async fn evaluate_one(
-    State(keys): State<KeyCache>,
-    State(flags): State<FlagCache>,
-    State(clock): State<Clock>,
+    State(state): State<AppState>,
     Path(key): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let ctx_value = match admit(&keys, &headers, body, Some(&key)) {
+    let ctx_value = match admit(&state.keys, &headers, body, Some(&key)) {
         Ok(v) => v,
         Err(resp) => return *resp,
     };
-    let loaded = flags.current();
-    let ctx = EvalContext::new(&ctx_value, clock.now().timestamp());
+    let loaded = state.flags.snapshot();
+    let now = state.clock.now();
+    let ctx = EvalContext::new(&ctx_value, now.timestamp());
     let r = loaded.set.evaluate(&key, &ctx);
+    let decision = trial_decision(&state, &key, &r, &ctx).await;
+    if let Some(d) = &decision {
+        state.exposures.record(d, ExposureSource::Single, now).await;
+    }
+    let trial = arm_value(&loaded.set, &key, decision.as_ref());
     let status = r
         .error
         .as_ref()
         .map(|e| status_for(e.code))
         .unwrap_or(StatusCode::OK);
-    let body = serde_json::to_vec(&item(&key, &r)).unwrap_or_default();
+    let body = serde_json::to_vec(&item(&key, &r, trial)).unwrap_or_default();
     json_response(status, body)
 }
 
@@ -231,9 +294,12 @@ struct Bulk<'a> {
 /// The bulk ETag names the flag-set revision and the context it was
 /// evaluated for: the same context at the same revision gives the same
 /// answer, so the client may keep its cache (304).
-fn bulk_etag(revision: i64, context_body: &[u8]) -> String {
+fn bulk_etag(revision: i64, trials_version: i64, context_body: &[u8]) -> String {
     let digest = Sha256::digest(context_body);
-    format!("\"{revision}-{}\"", hex::encode(&digest[..8]))
+    format!(
+        "\"{revision}-{trials_version}-{}\"",
+        hex::encode(&digest[..8])
+    )
 }
 
 fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
@@ -247,19 +313,19 @@ fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
 }
 
 async fn evaluate_bulk(
-    State(keys): State<KeyCache>,
-    State(flags): State<FlagCache>,
-    State(clock): State<Clock>,
+    State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let ctx_value = match admit(&keys, &headers, body, None) {
+    let ctx_value = match admit(&state.keys, &headers, body, None) {
         Ok(v) => v,
         Err(resp) => return *resp,
     };
-    let loaded = flags.current();
+    let loaded = state.flags.snapshot();
+    let trials = state.trials.current();
     let canonical_ctx = serde_json::to_vec(&ctx_value).unwrap_or_default();
-    let etag = bulk_etag(loaded.revision, &canonical_ctx);
+    // Trials change the answer too: their version is part of the ETag.
+    let etag = bulk_etag(loaded.revision, trials.version, &canonical_ctx);
     if etag_matches(&headers, &etag) {
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
         if let Ok(v) = HeaderValue::from_str(&etag) {
@@ -267,13 +333,27 @@ async fn evaluate_bulk(
         }
         return resp;
     }
-    let ctx = EvalContext::new(&ctx_value, clock.now().timestamp());
+    let now = state.clock.now();
+    let ctx = EvalContext::new(&ctx_value, now.timestamp());
     let keys: Vec<&str> = loaded.set.keys().collect();
     let results: Vec<Resolution<'_>> = keys.iter().map(|k| loaded.set.evaluate(k, &ctx)).collect();
+    let mut decisions: Vec<Option<Decision>> = Vec::with_capacity(keys.len());
+    for (k, r) in keys.iter().zip(results.iter()) {
+        let d = if trials.by_flag.contains_key(*k) {
+            trial_decision(&state, k, r, &ctx).await
+        } else {
+            None
+        };
+        if let Some(d) = d.as_ref().filter(|d| d.trial.spec.exposure.bulk) {
+            state.exposures.record(d, ExposureSource::Bulk, now).await;
+        }
+        decisions.push(d);
+    }
     let items: Vec<Item<'_>> = keys
         .iter()
         .zip(results.iter())
-        .map(|(k, r)| item(k, r))
+        .zip(decisions.iter())
+        .map(|((k, r), d)| item(k, r, arm_value(&loaded.set, k, d.as_ref())))
         .collect();
     let body = serde_json::to_vec(&Bulk {
         flags: items,

@@ -3,11 +3,13 @@
 //! refreshes them from the database (see [`crate::sync`]), so any number of
 //! replicas can run against one PostgreSQL.
 
+use crate::trials::{ExposureSink, TrialCache};
 use arc_swap::ArcSwap;
 use axum::extract::FromRef;
 use chrono::{DateTime, Utc};
 use commonlab_core::auth::{ApiKeyHash, Role};
 use commonlab_core::flags::FlagSet;
+use commonlab_core::privacy::StudyKey;
 use commonlab_store::Store;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -15,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Server settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// The flag set this server serves over OFREP and manages.
     pub flag_set: String,
@@ -23,14 +25,20 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// The key that pseudonymises units (never stored in the database).
+    pub study_key: Arc<StudyKey>,
 }
 
 impl Default for Config {
+    /// Defaults with a fresh random study key (tests; `serve` loads one).
     fn default() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
         Config {
             flag_set: "default".into(),
             poll_interval: Duration::from_millis(200),
             body_limit: 1024 * 1024,
+            study_key: Arc::new(StudyKey::from_bytes(&bytes).expect("32 bytes is long enough")),
         }
     }
 }
@@ -80,6 +88,10 @@ impl FlagCache {
     }
     pub fn current(&self) -> arc_swap::Guard<Arc<LoadedFlags>> {
         self.0.load()
+    }
+    /// An owned handle on the current set, to hold across awaits.
+    pub fn snapshot(&self) -> Arc<LoadedFlags> {
+        self.0.load_full()
     }
     /// Installs `loaded` unless the cache already holds a newer revision.
     pub fn install(&self, loaded: LoadedFlags) {
@@ -131,6 +143,8 @@ pub struct AppState {
     pub store: Store,
     pub flags: FlagCache,
     pub keys: KeyCache,
+    pub trials: TrialCache,
+    pub exposures: ExposureSink,
     pub clock: Clock,
     pub config: Arc<Config>,
 }

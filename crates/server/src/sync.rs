@@ -69,7 +69,8 @@ pub async fn refresh_keys(state: &AppState) -> Result<(), StoreError> {
 /// Refreshes both caches once.
 pub async fn refresh_all(state: &AppState) -> Result<(), StoreError> {
     refresh_flags(state).await?;
-    refresh_keys(state).await
+    refresh_keys(state).await?;
+    crate::trials::refresh(state).await
 }
 
 /// Polls until `shutdown` turns true.

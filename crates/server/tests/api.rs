@@ -18,6 +18,8 @@ type BadCase<'a> = (
     &'a str,
 );
 
+mod trials;
+
 const FLAGS: &str = include_str!("fixtures/flags.json");
 const BODY_LIMIT: usize = 64 * 1024;
 
@@ -45,12 +47,21 @@ impl Harness {
     }
 
     async fn start_with(store: commonlab_store::Store, admin: String) -> Harness {
+        Self::start_full(store, admin, Clock::System, Config::default()).await
+    }
+
+    async fn start_full(
+        store: commonlab_store::Store,
+        admin: String,
+        clock: Clock,
+        base: Config,
+    ) -> Harness {
         let config = Config {
             poll_interval: Duration::from_millis(50),
             body_limit: BODY_LIMIT,
-            ..Config::default()
+            ..base
         };
-        let state = build_state(store, config, Clock::System).await.unwrap();
+        let state = build_state(store, config, clock).await.unwrap();
         let server = start("127.0.0.1:0".parse().unwrap(), state).await.unwrap();
         let base = format!("http://{}", server.addr);
         Harness {
@@ -424,6 +435,16 @@ async fn every_route_for_every_role() {
             (Method::PUT, "/api/v1/flags/new-editor", Some(json!({"flag": flag, "reason": "r"})), Role::Researcher),
             (Method::DELETE, "/api/v1/flags/page-size?reason=r", None, Role::Researcher),
             (Method::POST, "/api/v1/import?reason=r", Some(serde_json::from_str(FLAGS).unwrap()), Role::Researcher),
+            (Method::POST, "/api/v1/exposures", Some(json!({"flag": "new-editor", "context": {"targetingKey": "u"}})), Role::Sdk),
+            (Method::GET, "/api/v1/trials", None, Role::Developer),
+            (Method::GET, "/api/v1/trials/no-such", None, Role::Developer),
+            (Method::POST, "/api/v1/trials/validate", Some(json!({"source": "key = 1"})), Role::Developer),
+            (Method::POST, "/api/v1/trials", Some(json!({"source": "key = 1", "reason": "r"})), Role::Researcher),
+            (Method::PUT, "/api/v1/trials/no-such", Some(json!({"source": "key = 1", "reason": "r"})), Role::Researcher),
+            (Method::POST, "/api/v1/trials/no-such/start", Some(json!({"reason": "r"})), Role::Researcher),
+            (Method::POST, "/api/v1/trials/no-such/stop", Some(json!({"reason": "r"})), Role::Researcher),
+            (Method::POST, "/api/v1/trials/no-such/amend", Some(json!({"source": "key = 1", "reason": "r"})), Role::Researcher),
+            (Method::GET, "/api/v1/trials/no-such/assignments", None, Role::Researcher),
             (Method::GET, "/api/v1/keys", None, Role::Admin),
             (Method::POST, "/api/v1/keys", Some(json!({"name": "matrix-key", "role": "sdk"})), Role::Admin),
             (Method::DELETE, "/api/v1/keys/no-such-key", None, Role::Admin),

@@ -1,0 +1,328 @@
+//! Trial lifecycle, shared by the HTTP API and the CLI:
+//! `draft → running → stopped → concluded` (and `archived`), every change in
+//! the trial's event log with actor and reason.
+//!
+//! Starting locks the design and analysis plan (the spec's canonical hash is
+//! stored), draws the randomisation seed from the operating system, records
+//! the cluster allocation or stepped-wedge schedule, and refuses to start a
+//! trial that would control the same flag for the same units as a running
+//! one (unless layers keep them apart). After the start, changes to locked
+//! fields need an explicit `amend` with a reason, which the report shows as
+//! a deviation.
+
+use crate::error::Error;
+use crate::problem::FieldError;
+use crate::service::ChangeMeta;
+use crate::trials::Allocation;
+use commonlab_core::experiments::{parse_trial, SpecError, TrialSpec};
+use commonlab_core::flags::{FlagSet, LoadMode};
+use commonlab_store::{Store, TrialChange, TrialRecord, TrialStatus};
+use rand::RngCore;
+
+/// Turns spec errors into the crate's validation error (fields and
+/// positions kept).
+pub fn spec_errors(errors: Vec<SpecError>) -> Error {
+    let message = errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Error::Invalid {
+        message,
+        issues: errors
+            .into_iter()
+            .map(|e| FieldError {
+                pointer: e.field,
+                detail: e.message,
+                line: Some(e.line),
+                column: Some(e.column),
+            })
+            .collect(),
+    }
+}
+
+/// Parses a trial file and checks it against the flag set.
+pub fn check(source: &str, file: &str, flags: &FlagSet) -> Result<TrialSpec, Vec<SpecError>> {
+    let spec = parse_trial(source, file)?;
+    let errors = spec.check_against_flags(flags);
+    if errors.is_empty() {
+        Ok(spec)
+    } else {
+        Err(errors)
+    }
+}
+
+async fn flag_set(store: &Store, set: &str) -> Result<FlagSet, Error> {
+    let (_, doc) = crate::service::head(store, set).await?;
+    let (flags, _) = FlagSet::from_value(&doc, LoadMode::Lenient)
+        .map_err(|e| Error::invalid(e.pointer.clone(), e.to_string()))?;
+    Ok(flags)
+}
+
+fn change<'a>(meta: &'a ChangeMeta<'a>) -> Result<TrialChange<'a>, Error> {
+    if meta.reason.trim().is_empty() {
+        return Err(Error::ReasonRequired);
+    }
+    Ok(TrialChange {
+        actor: meta.actor,
+        reason: meta.reason.trim(),
+        at: meta.at,
+    })
+}
+
+/// Stores a new trial as a draft.
+pub async fn create(
+    store: &Store,
+    set: &str,
+    source: &str,
+    file: &str,
+    meta: &ChangeMeta<'_>,
+) -> Result<TrialRecord, Error> {
+    let spec = check(source, file, &flag_set(store, set).await?).map_err(spec_errors)?;
+    let c = change(meta)?;
+    Ok(store
+        .create_trial(&commonlab_store::NewTrial {
+            key: &spec.key,
+            flag_key: &spec.flag,
+            spec_source: source,
+            spec_canonical: &spec.canonical_json(),
+            spec_hash: &spec.canonical_hash(),
+            actor: c.actor,
+            reason: c.reason,
+            at: c.at,
+        })
+        .await?)
+}
+
+/// Replaces a draft's file (optimistic: `expected_hash` is the spec hash the
+/// caller read).
+pub async fn update_draft(
+    store: &Store,
+    set: &str,
+    key: &str,
+    source: &str,
+    file: &str,
+    expected_hash: &str,
+    meta: &ChangeMeta<'_>,
+) -> Result<TrialRecord, Error> {
+    let spec = check(source, file, &flag_set(store, set).await?).map_err(spec_errors)?;
+    if spec.key != key {
+        return Err(Error::invalid(
+            "key",
+            format!("the file is for trial '{}', not '{key}'", spec.key),
+        ));
+    }
+    let c = change(meta)?;
+    Ok(store
+        .update_draft_spec(
+            key,
+            expected_hash,
+            source,
+            &spec.canonical_json(),
+            &spec.canonical_hash(),
+            &spec.flag,
+            &c,
+        )
+        .await?)
+}
+
+async fn get(store: &Store, key: &str) -> Result<TrialRecord, Error> {
+    store.get_trial(key).await?.ok_or_else(|| {
+        Error::Store(commonlab_store::StoreError::NotFound(format!(
+            "trial '{key}'"
+        )))
+    })
+}
+
+/// Starts a draft: checks it again against the flags and the running
+/// trials, draws the seed and records the allocation.
+pub async fn start(
+    store: &Store,
+    set: &str,
+    key: &str,
+    meta: &ChangeMeta<'_>,
+) -> Result<TrialRecord, Error> {
+    let c = change(meta)?;
+    let record = get(store, key).await?;
+    if record.status != TrialStatus::Draft {
+        return Err(Error::Store(commonlab_store::StoreError::InvalidState(
+            format!(
+                "trial '{key}' is {}; only a draft can be started (a stopped trial is resumed)",
+                record.status
+            ),
+        )));
+    }
+    let file = format!("trial {key}");
+    let spec =
+        check(&record.spec_source, &file, &flag_set(store, set).await?).map_err(spec_errors)?;
+    for other in store.running_trials().await? {
+        let Ok(other_spec) = parse_trial(&other.spec_source, &other.key) else {
+            continue;
+        };
+        if let Some(why) = spec.conflicts_with(&other_spec) {
+            return Err(Error::Store(commonlab_store::StoreError::InvalidState(
+                format!(
+                    "trial '{key}' overlaps running trial '{}': {why}",
+                    other.key
+                ),
+            )));
+        }
+    }
+    let mut bytes = [0u8; 8];
+    rand::rng().fill_bytes(&mut bytes);
+    // Stored as a signed BIGINT; the bit pattern is the u64 seed.
+    let seed = u64::from_be_bytes(bytes) >> 1;
+    let (_, allocation) = Allocation::compute(&spec, seed);
+    Ok(store
+        .start_trial(key, seed as i64, allocation.as_deref(), &c)
+        .await?)
+}
+
+/// The lifecycle moves after the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Move {
+    Stop,
+    Resume,
+    Conclude,
+    Archive,
+}
+
+impl Move {
+    pub fn parse(s: &str) -> Option<Move> {
+        Some(match s {
+            "stop" => Move::Stop,
+            "resume" => Move::Resume,
+            "conclude" => Move::Conclude,
+            "archive" => Move::Archive,
+            _ => return None,
+        })
+    }
+}
+
+pub async fn transition(
+    store: &Store,
+    key: &str,
+    mv: Move,
+    meta: &ChangeMeta<'_>,
+) -> Result<TrialRecord, Error> {
+    use TrialStatus::*;
+    let c = change(meta)?;
+    let (from, to): (&[TrialStatus], TrialStatus) = match mv {
+        Move::Stop => (&[Running], Stopped),
+        Move::Resume => (&[Stopped], Running),
+        Move::Conclude => (&[Running, Stopped], Concluded),
+        Move::Archive => (&[Draft, Stopped, Concluded], Archived),
+    };
+    Ok(store.set_trial_status(key, from, to, &c).await?)
+}
+
+/// Amends a running or stopped trial: the new file is validated, the
+/// changed locked fields are listed in the reason recorded with the event.
+pub async fn amend(
+    store: &Store,
+    set: &str,
+    key: &str,
+    source: &str,
+    file: &str,
+    meta: &ChangeMeta<'_>,
+) -> Result<(TrialRecord, Vec<String>), Error> {
+    let record = get(store, key).await?;
+    let new = check(source, file, &flag_set(store, set).await?).map_err(spec_errors)?;
+    if new.key != key {
+        return Err(Error::invalid(
+            "key",
+            format!("the file is for trial '{}', not '{key}'", new.key),
+        ));
+    }
+    let old = parse_trial(&record.spec_source, &format!("trial {key}")).map_err(spec_errors)?;
+    if new.flag != old.flag || new.unit != old.unit || new.design.kind() != old.design.kind() {
+        return Err(Error::invalid(
+            "design",
+            "an amendment cannot change the flag, the unit or the kind of design: start a new trial with a new key",
+        ));
+    }
+    let changed = old.locked_changes(&new);
+    let reason = if changed.is_empty() {
+        meta.reason.trim().to_string()
+    } else {
+        format!(
+            "{} [locked fields changed: {}]",
+            meta.reason.trim(),
+            changed.join(", ")
+        )
+    };
+    let meta2 = ChangeMeta {
+        actor: meta.actor,
+        reason: &reason,
+        at: meta.at,
+    };
+    let c = change(&meta2)?;
+    if meta.reason.trim().is_empty() {
+        return Err(Error::ReasonRequired);
+    }
+    let record = store
+        .amend_trial(
+            key,
+            source,
+            &new.canonical_json(),
+            &new.canonical_hash(),
+            &c,
+        )
+        .await?;
+    Ok((record, changed))
+}
+
+/// Writes a trial's assignments and first exposures as CSV.
+pub async fn export_csv<W: std::io::Write>(store: &Store, key: &str, out: W) -> Result<u64, Error> {
+    let trial = get(store, key).await?;
+    let mut w = csv::Writer::from_writer(out);
+    let io = |e: csv::Error| Error::invalid("", format!("could not write CSV: {e}"));
+    w.write_record([
+        "trial",
+        "unit",
+        "arm",
+        "stratum",
+        "community",
+        "position",
+        "trial_version",
+        "assigned_at",
+        "exposed_at",
+        "exposure_source",
+        "excluded",
+        "excluded_reason",
+    ])
+    .map_err(io)?;
+    let mut after: Option<String> = None;
+    let mut n = 0u64;
+    loop {
+        let page = store
+            .export_assignments(trial.id, after.as_deref(), 5_000)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.unit.clone());
+        for a in &page {
+            w.write_record([
+                trial.key.as_str(),
+                &a.unit,
+                &a.arm,
+                a.stratum.as_deref().unwrap_or(""),
+                a.community.as_deref().unwrap_or(""),
+                &a.position.map(|p| p.to_string()).unwrap_or_default(),
+                &a.trial_version.to_string(),
+                &a.assigned_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                &a.exposed_at
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                    .unwrap_or_default(),
+                a.exposure_source.map(|s| s.as_str()).unwrap_or(""),
+                if a.excluded { "true" } else { "false" },
+                a.excluded_reason.as_deref().unwrap_or(""),
+            ])
+            .map_err(io)?;
+            n += 1;
+        }
+    }
+    w.flush()
+        .map_err(|e| Error::invalid("", format!("could not write CSV: {e}")))?;
+    Ok(n)
+}

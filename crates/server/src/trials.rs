@@ -1,0 +1,424 @@
+//! Running trials on the evaluation path: a cache of the running trials by
+//! flag (refreshed from the database like the flag set), the decision of
+//! which arm a unit gets, and the exposure writer that records first
+//! exposures in batches off the request path.
+//!
+//! Exposure rule: a single-flag OFREP evaluation that returns a trial arm is
+//! an exposure; a bulk evaluation is one only when the trial says
+//! `exposure.bulk = true`; clients that prefetch report real exposures with
+//! `POST /api/v1/exposures`. Units are pseudonymised (HMAC-SHA256 under the
+//! study key) before anything is stored.
+
+use crate::state::AppState;
+use commonlab_core::experiments::{arm_at, blocked_arm, hash_arm, parse_trial, Design, TrialSpec};
+use commonlab_core::flags::EvalContext;
+use commonlab_core::privacy::{pseudonymise, UnitHash};
+use commonlab_store::{
+    ExposureSource, NewAssignment, NewExposure, NewSequentialAssignment, Store, StoreError,
+    TrialRecord,
+};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// What was recorded at start besides the seed.
+#[derive(Debug, Clone)]
+pub enum Allocation {
+    None,
+    /// Community → arm (variant).
+    Cluster(BTreeMap<String, String>),
+    /// (community, crossover time in Unix seconds), in crossover order.
+    SteppedWedge(Vec<(String, i64)>),
+}
+
+impl Allocation {
+    /// The JSON recorded with the trial at start.
+    pub fn compute(spec: &TrialSpec, seed: u64) -> (Allocation, Option<String>) {
+        match &spec.design {
+            Design::Cluster { .. } => {
+                let map: BTreeMap<String, String> =
+                    commonlab_core::experiments::cluster_allocation(spec, seed)
+                        .into_iter()
+                        .map(|(c, a)| (c, a.variant.clone()))
+                        .collect();
+                let json = serde_json::to_string(&map).ok();
+                (Allocation::Cluster(map), json)
+            }
+            Design::SteppedWedge { .. } => {
+                let schedule = commonlab_core::experiments::stepped_wedge_schedule(spec, seed);
+                let json = serde_json::to_string(
+                    &schedule
+                        .iter()
+                        .map(|(c, t)| {
+                            serde_json::json!({
+                                "community": c,
+                                "crossover": commonlab_core::experiments::format_rfc3339(*t),
+                                "crossover_unix": t,
+                            })
+                        })
+                        .collect::<Vec<_>>(),
+                )
+                .ok();
+                (Allocation::SteppedWedge(schedule), json)
+            }
+            _ => (Allocation::None, None),
+        }
+    }
+
+    fn parse(spec: &TrialSpec, json: Option<&str>) -> Option<Allocation> {
+        match &spec.design {
+            Design::Cluster { .. } => serde_json::from_str(json?).ok().map(Allocation::Cluster),
+            Design::SteppedWedge { .. } => {
+                let items: Vec<serde_json::Value> = serde_json::from_str(json?).ok()?;
+                let mut out = Vec::with_capacity(items.len());
+                for it in items {
+                    out.push((
+                        it.get("community")?.as_str()?.to_string(),
+                        it.get("crossover_unix")?.as_i64()?,
+                    ));
+                }
+                Some(Allocation::SteppedWedge(out))
+            }
+            _ => Some(Allocation::None),
+        }
+    }
+}
+
+/// A running trial, compiled.
+#[derive(Debug)]
+pub struct RunningTrial {
+    pub id: i64,
+    pub key: String,
+    pub version: i64,
+    pub seed: u64,
+    pub spec: TrialSpec,
+    pub allocation: Allocation,
+}
+
+impl RunningTrial {
+    pub fn from_record(r: &TrialRecord) -> Result<RunningTrial, String> {
+        let spec = parse_trial(&r.spec_source, &format!("trial {}", r.key)).map_err(|errs| {
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        let seed = r.seed.ok_or("a running trial without a seed")? as u64;
+        let allocation = Allocation::parse(&spec, r.allocation.as_deref())
+            .ok_or("the recorded allocation does not match the design")?;
+        Ok(RunningTrial {
+            id: r.id,
+            key: r.key.clone(),
+            version: r.version,
+            seed,
+            spec,
+            allocation,
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct RunningTrials {
+    pub version: i64,
+    pub by_flag: HashMap<String, Vec<Arc<RunningTrial>>>,
+}
+
+#[derive(Clone, Default)]
+pub struct TrialCache(Arc<arc_swap::ArcSwap<RunningTrials>>);
+
+impl TrialCache {
+    pub fn current(&self) -> arc_swap::Guard<Arc<RunningTrials>> {
+        self.0.load()
+    }
+    pub fn install(&self, t: RunningTrials) {
+        self.0.store(Arc::new(t));
+    }
+}
+
+/// Reloads running trials when the trials version changed.
+pub async fn refresh(state: &AppState) -> Result<(), StoreError> {
+    let version = state.store.trials_version().await?;
+    if version == state.trials.current().version && version != 0 {
+        return Ok(());
+    }
+    let mut by_flag: HashMap<String, Vec<Arc<RunningTrial>>> = HashMap::new();
+    for r in state.store.running_trials().await? {
+        match RunningTrial::from_record(&r) {
+            Ok(t) => by_flag
+                .entry(t.spec.flag.clone())
+                .or_default()
+                .push(Arc::new(t)),
+            Err(e) => tracing::error!(trial = %r.key, error = %e, "running trial cannot be served"),
+        }
+    }
+    state.trials.install(RunningTrials { version, by_flag });
+    Ok(())
+}
+
+/// The arm a unit gets in a trial, with what the exposure record needs.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub trial: Arc<RunningTrial>,
+    pub arm: String,
+    pub unit: UnitHash,
+    pub community: Option<String>,
+    /// A developer's cohort override decided the value: the unit is
+    /// excluded from the analysis population.
+    pub excluded_reason: Option<String>,
+}
+
+fn community_of(ctx: &EvalContext<'_>) -> Option<String> {
+    match ctx.context().get("community")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Decides whether the context takes part in one of the flag's running
+/// trials and, if so, in which arm. `cohort` is the developer override that
+/// matched, if any, as (cohort name, variant served). Blocked designs assign
+/// through the database on a unit's first evaluation.
+pub async fn decide(
+    state: &AppState,
+    flag: &str,
+    ctx: &EvalContext<'_>,
+    cohort: Option<(&str, &str)>,
+) -> Result<Option<Decision>, StoreError> {
+    let trials = state.trials.current();
+    let Some(list) = trials.by_flag.get(flag) else {
+        return Ok(None);
+    };
+    let now = ctx.now_unix_secs();
+    for trial in list {
+        let spec = &trial.spec;
+        let Some(unit_id) = spec.unit.unit_id(ctx) else {
+            continue;
+        };
+        // Outside the schedule, beyond the ramp, ineligible or in another
+        // layer range: the flag's normal evaluation, and no exposure.
+        if !spec.in_ramp(&unit_id, now) || !spec.is_eligible(ctx) || !spec.in_layer(&unit_id) {
+            continue;
+        }
+        let unit = pseudonymise(&state.config.study_key, &unit_id);
+        let community = community_of(ctx);
+        if let Some((c, variant)) = cohort {
+            return Ok(Some(Decision {
+                trial: Arc::clone(trial),
+                arm: variant.to_string(),
+                unit,
+                community,
+                excluded_reason: Some(format!("cohort override '{c}'")),
+            }));
+        }
+        let arm = match (&spec.design, &trial.allocation) {
+            (Design::Hash { .. }, _) => hash_arm(spec, &unit_id).variant.clone(),
+            (Design::Cluster { .. }, Allocation::Cluster(map)) => match map.get(&unit_id) {
+                Some(a) => a.clone(),
+                None => continue,
+            },
+            (Design::SteppedWedge { .. }, Allocation::SteppedWedge(schedule)) => {
+                match arm_at(spec, schedule, &unit_id, now) {
+                    Some(a) => a.variant.clone(),
+                    None => continue,
+                }
+            }
+            (Design::Blocked { .. }, _) => {
+                blocked(state, trial, &unit, spec.stratum(ctx), community.as_deref()).await?
+            }
+            _ => continue,
+        };
+        return Ok(Some(Decision {
+            trial: Arc::clone(trial),
+            arm,
+            unit,
+            community,
+            excluded_reason: None,
+        }));
+    }
+    Ok(None)
+}
+
+async fn blocked(
+    state: &AppState,
+    trial: &Arc<RunningTrial>,
+    unit: &UnitHash,
+    stratum: String,
+    community: Option<&str>,
+) -> Result<String, StoreError> {
+    if let Some(arm) = state.exposures.cached_arm(trial.id, unit.as_str()) {
+        return Ok(arm);
+    }
+    let t = Arc::clone(trial);
+    let stratum_for_arm = stratum.clone();
+    let arm_for = move |position: i64| {
+        blocked_arm(&t.spec, t.seed, &stratum_for_arm, position as u64)
+            .variant
+            .clone()
+    };
+    let (record, _) = state
+        .store
+        .assign_sequential(
+            &NewSequentialAssignment {
+                trial_id: trial.id,
+                unit: unit.as_str(),
+                stratum: Some(&stratum),
+                community,
+                trial_version: trial.version,
+                at: state.clock.now(),
+            },
+            &arm_for,
+        )
+        .await?;
+    state
+        .exposures
+        .remember_arm(trial.id, unit.as_str(), &record.arm);
+    Ok(record.arm)
+}
+
+const SEEN_LIMIT: usize = 1_000_000;
+const BATCH: usize = 2_000;
+/// About two minutes of retries (backing off to 5 s) before a batch is given up.
+const WRITE_ATTEMPTS: u32 = 30;
+
+/// Sends first exposures to the writer. Each server remembers which units it
+/// already reported, so the database sees each (trial, unit) about once per
+/// server; the database keeps the first.
+#[derive(Clone)]
+pub struct ExposureSink {
+    tx: mpsc::Sender<NewExposure>,
+    rx: Arc<Mutex<Option<mpsc::Receiver<NewExposure>>>>,
+    seen: Arc<Mutex<HashSet<(i64, String)>>>,
+    arms: Arc<Mutex<HashMap<(i64, String), String>>>,
+}
+
+impl Default for ExposureSink {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel(65_536);
+        ExposureSink {
+            tx,
+            rx: Arc::new(Mutex::new(Some(rx))),
+            seen: Arc::default(),
+            arms: Arc::default(),
+        }
+    }
+}
+
+impl ExposureSink {
+    /// The receiving end, for the one writer task ([`run_writer`]).
+    pub fn take_receiver(&self) -> Option<mpsc::Receiver<NewExposure>> {
+        self.rx.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn cached_arm(&self, trial: i64, unit: &str) -> Option<String> {
+        let arms = self.arms.lock().unwrap_or_else(|e| e.into_inner());
+        arms.get(&(trial, unit.to_string())).cloned()
+    }
+
+    fn remember_arm(&self, trial: i64, unit: &str, arm: &str) {
+        let mut arms = self.arms.lock().unwrap_or_else(|e| e.into_inner());
+        if arms.len() >= SEEN_LIMIT {
+            arms.clear();
+        }
+        arms.insert((trial, unit.to_string()), arm.to_string());
+    }
+
+    /// Records the exposure of a decision (once per unit and server).
+    pub async fn record(
+        &self,
+        d: &Decision,
+        source: ExposureSource,
+        at: chrono::DateTime<chrono::Utc>,
+    ) {
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.len() >= SEEN_LIMIT {
+                seen.clear();
+            }
+            if !seen.insert((d.trial.id, d.unit.as_str().to_string())) {
+                return;
+            }
+        }
+        let e = NewExposure {
+            trial_id: d.trial.id,
+            unit: d.unit.as_str().to_string(),
+            arm: d.arm.clone(),
+            community: d.community.clone(),
+            trial_version: d.trial.version,
+            at,
+            source,
+            excluded_reason: d.excluded_reason.clone(),
+        };
+        // Waiting here only happens when the writer is 65,536 exposures
+        // behind: backpressure rather than loss.
+        if self.tx.send(e).await.is_err() {
+            tracing::error!("exposure writer is gone; exposure not recorded");
+        }
+    }
+}
+
+async fn write(store: &Store, batch: &mut Vec<NewExposure>) {
+    if batch.is_empty() {
+        return;
+    }
+    // Stateless designs get their assignment recorded with the exposure, so
+    // the export lists every exposed unit with its arm.
+    for e in batch.iter().filter(|e| e.excluded_reason.is_none()) {
+        let a = NewAssignment {
+            trial_id: e.trial_id,
+            unit: &e.unit,
+            arm: &e.arm,
+            stratum: None,
+            community: e.community.as_deref(),
+            trial_version: e.trial_version,
+            at: e.at,
+        };
+        if let Err(err) = store.assign_fixed(&a).await {
+            tracing::warn!(error = %err, "could not record an assignment");
+        }
+    }
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1..=WRITE_ATTEMPTS {
+        match store.record_exposures(batch).await {
+            Ok(_) => break,
+            Err(e) if attempt == WRITE_ATTEMPTS => {
+                tracing::error!(error = %e, n = batch.len(), "exposures could not be recorded; giving up on this batch");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, n = batch.len(), "could not record exposures; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    batch.clear();
+}
+
+/// Writes exposures in batches until `shutdown`, then drains what is left.
+pub async fn run_writer(
+    store: Store,
+    mut rx: mpsc::Receiver<NewExposure>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    break;
+                }
+                write(&store, &mut batch).await;
+            }
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    break;
+                }
+            }
+        }
+    }
+    rx.close();
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        write(&store, &mut batch).await;
+    }
+}
