@@ -145,6 +145,95 @@ fn bench(set: &FlagSet, key: &str, ctxs: &[EvalContext<'_>]) {
     );
 }
 
+const TRIAL: &str = r#"
+key = "bench-trial"
+title = "t"
+hypothesis = "h"
+owner = "o"
+flag = "realistic-string"
+eligibility = '{"in": [{"var": "community"}, ["wiki-a", "coop-b", "social-c"]]}'
+[links]
+wp2_parameter = "p"
+wp3_feature = "f"
+[[arms]]
+variant = "control"
+weight = 2
+control = true
+[[arms]]
+variant = "small"
+weight = 1
+[[arms]]
+variant = "big"
+weight = 1
+[unit]
+kind = "user"
+[design]
+kind = "hash"
+[metrics.primary]
+name = "m"
+kind = "proportion"
+events = ["e"]
+direction = "increase"
+[analysis]
+alpha = 0.05
+sidedness = "two-sided"
+mde = 0.05
+power = 0.8
+horizon = "fixed"
+correction = "none"
+[analysis.decision]
+ship = "s"
+iterate = "i"
+roll_back = "r"
+[schedule]
+start = 2023-01-01T00:00:00Z
+end = 2024-01-01T00:00:00Z
+"#;
+
+/// The flag evaluation plus what the server does in process for a running
+/// hash trial: the unit id, eligibility, layer and ramp, the arm.
+fn bench_trial(set: &FlagSet, ctxs: &[EvalContext<'_>]) {
+    use commonlab_core::experiments::{hash_arm, parse_trial};
+    let spec = parse_trial(TRIAL, "bench.toml").expect("bench trial parses");
+    let key = "realistic-string";
+    let mask = ctxs.len() - 1;
+    let mut sink = 0usize;
+    let one = |ctx: &EvalContext<'_>| {
+        let r = set.evaluate(black_box(key), ctx);
+        let mut variant = r.variant;
+        if let Some(unit) = ctx.targeting_key() {
+            let now = ctx.now_unix_secs();
+            if spec.in_ramp(unit, now) && spec.is_eligible(ctx) && spec.in_layer(unit) {
+                variant = Some(&hash_arm(&spec, unit).variant);
+            }
+        }
+        variant.map_or(0, str::len)
+    };
+    for i in 0..WARMUP {
+        sink = sink.wrapping_add(one(&ctxs[i & mask]));
+    }
+    let mut per_eval = Vec::with_capacity(BATCHES);
+    let allocations_before = ALLOCATIONS.load(Ordering::Relaxed);
+    for b in 0..BATCHES {
+        let start = Instant::now();
+        for i in 0..BATCH {
+            sink = sink.wrapping_add(one(&ctxs[(b * BATCH + i) & mask]));
+        }
+        per_eval.push(start.elapsed().as_nanos() as f64 / BATCH as f64);
+    }
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - allocations_before;
+    black_box(sink);
+    per_eval.sort_by(f64::total_cmp);
+    println!(
+        "{:<18} min {:>7.1} ns/eval   median {:>7.1} ns/eval   {:.3} allocs/eval   ({} evaluations)",
+        "hash-trial",
+        per_eval[0],
+        per_eval[per_eval.len() / 2],
+        allocations as f64 / (BATCHES * BATCH) as f64,
+        BATCHES * BATCH
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument selects cases.
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
@@ -171,5 +260,8 @@ fn main() {
             continue;
         }
         bench(&set, key, &ctxs);
+    }
+    if filter.as_deref().is_none_or(|f| "hash-trial".contains(f)) {
+        bench_trial(&set, &ctxs);
     }
 }

@@ -131,7 +131,12 @@ pub async fn start(listen: SocketAddr, state: AppState) -> std::io::Result<Runni
     let poller = tokio::spawn(sync::run(state.clone(), rx.clone()));
     let writer = state.exposures.take_receiver().map(|exposures| {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(trials::run_writer(state.store.clone(), exposures, stopped));
+        let task = tokio::spawn(trials::run_writer(
+            state.store.clone(),
+            state.config.study_key.clone(),
+            exposures,
+            stopped,
+        ));
         (stop, task)
     });
     if writer.is_none() {

@@ -12,7 +12,7 @@
 use crate::state::AppState;
 use commonlab_core::experiments::{arm_at, blocked_arm, hash_arm, parse_trial, Design, TrialSpec};
 use commonlab_core::flags::EvalContext;
-use commonlab_core::privacy::{pseudonymise, UnitHash};
+use commonlab_core::privacy::{pseudonymise, StudyKey};
 use commonlab_store::{
     ExposureSource, NewAssignment, NewExposure, NewSequentialAssignment, Store, StoreError,
     TrialRecord,
@@ -161,7 +161,9 @@ pub async fn refresh(state: &AppState) -> Result<(), StoreError> {
 pub struct Decision {
     pub trial: Arc<RunningTrial>,
     pub arm: String,
-    pub unit: UnitHash,
+    /// The raw unit id. It stays in memory: the exposure writer
+    /// pseudonymises it before anything is stored.
+    pub unit_id: String,
     pub community: Option<String>,
     /// A developer's cohort override decided the value: the unit is
     /// excluded from the analysis population.
@@ -201,13 +203,12 @@ pub async fn decide(
         if !spec.in_ramp(&unit_id, now) || !spec.is_eligible(ctx) || !spec.in_layer(&unit_id) {
             continue;
         }
-        let unit = pseudonymise(&state.config.study_key, &unit_id);
         let community = community_of(ctx);
         if let Some((c, variant)) = cohort {
             return Ok(Some(Decision {
                 trial: Arc::clone(trial),
                 arm: variant.to_string(),
-                unit,
+                unit_id,
                 community,
                 excluded_reason: Some(format!("cohort override '{c}'")),
             }));
@@ -225,14 +226,21 @@ pub async fn decide(
                 }
             }
             (Design::Blocked { .. }, _) => {
-                blocked(state, trial, &unit, spec.stratum(ctx), community.as_deref()).await?
+                blocked(
+                    state,
+                    trial,
+                    &unit_id,
+                    spec.stratum(ctx),
+                    community.as_deref(),
+                )
+                .await?
             }
             _ => continue,
         };
         return Ok(Some(Decision {
             trial: Arc::clone(trial),
             arm,
-            unit,
+            unit_id,
             community,
             excluded_reason: None,
         }));
@@ -243,13 +251,14 @@ pub async fn decide(
 async fn blocked(
     state: &AppState,
     trial: &Arc<RunningTrial>,
-    unit: &UnitHash,
+    unit_id: &str,
     stratum: String,
     community: Option<&str>,
 ) -> Result<String, StoreError> {
-    if let Some(arm) = state.exposures.cached_arm(trial.id, unit.as_str()) {
+    if let Some(arm) = state.exposures.cached_arm(trial.id, unit_id) {
         return Ok(arm);
     }
+    let unit = pseudonymise(&state.config.study_key, unit_id);
     let t = Arc::clone(trial);
     let stratum_for_arm = stratum.clone();
     let arm_for = move |position: i64| {
@@ -271,9 +280,7 @@ async fn blocked(
             &arm_for,
         )
         .await?;
-    state
-        .exposures
-        .remember_arm(trial.id, unit.as_str(), &record.arm);
+    state.exposures.remember_arm(trial.id, unit_id, &record.arm);
     Ok(record.arm)
 }
 
@@ -285,10 +292,23 @@ const WRITE_ATTEMPTS: u32 = 30;
 /// Sends first exposures to the writer. Each server remembers which units it
 /// already reported, so the database sees each (trial, unit) about once per
 /// server; the database keeps the first.
+/// An exposure on its way to the writer, with the raw unit id.
+#[derive(Debug)]
+pub struct PendingExposure {
+    trial_id: i64,
+    unit_id: String,
+    arm: String,
+    community: Option<String>,
+    trial_version: i64,
+    at: chrono::DateTime<chrono::Utc>,
+    source: ExposureSource,
+    excluded_reason: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct ExposureSink {
-    tx: mpsc::Sender<NewExposure>,
-    rx: Arc<Mutex<Option<mpsc::Receiver<NewExposure>>>>,
+    tx: mpsc::Sender<PendingExposure>,
+    rx: Arc<Mutex<Option<mpsc::Receiver<PendingExposure>>>>,
     seen: Arc<Mutex<HashSet<(i64, String)>>>,
     arms: Arc<Mutex<HashMap<(i64, String), String>>>,
 }
@@ -307,7 +327,7 @@ impl Default for ExposureSink {
 
 impl ExposureSink {
     /// The receiving end, for the one writer task ([`run_writer`]).
-    pub fn take_receiver(&self) -> Option<mpsc::Receiver<NewExposure>> {
+    pub fn take_receiver(&self) -> Option<mpsc::Receiver<PendingExposure>> {
         self.rx.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
@@ -336,13 +356,14 @@ impl ExposureSink {
             if seen.len() >= SEEN_LIMIT {
                 seen.clear();
             }
-            if !seen.insert((d.trial.id, d.unit.as_str().to_string())) {
+            if seen.contains(&(d.trial.id, d.unit_id.clone())) {
                 return;
             }
+            seen.insert((d.trial.id, d.unit_id.clone()));
         }
-        let e = NewExposure {
+        let e = PendingExposure {
             trial_id: d.trial.id,
-            unit: d.unit.as_str().to_string(),
+            unit_id: d.unit_id.clone(),
             arm: d.arm.clone(),
             community: d.community.clone(),
             trial_version: d.trial.version,
@@ -358,10 +379,23 @@ impl ExposureSink {
     }
 }
 
-async fn write(store: &Store, batch: &mut Vec<NewExposure>) {
-    if batch.is_empty() {
+async fn write(store: &Store, key: &StudyKey, pending: &mut Vec<PendingExposure>) {
+    if pending.is_empty() {
         return;
     }
+    let batch: Vec<NewExposure> = pending
+        .drain(..)
+        .map(|p| NewExposure {
+            trial_id: p.trial_id,
+            unit: pseudonymise(key, &p.unit_id).into_string(),
+            arm: p.arm,
+            community: p.community,
+            trial_version: p.trial_version,
+            at: p.at,
+            source: p.source,
+            excluded_reason: p.excluded_reason,
+        })
+        .collect();
     // Stateless designs get their assignment recorded with the exposure, so
     // the export lists every exposed unit with its arm.
     for e in batch.iter().filter(|e| e.excluded_reason.is_none()) {
@@ -380,7 +414,7 @@ async fn write(store: &Store, batch: &mut Vec<NewExposure>) {
     }
     let mut delay = Duration::from_millis(100);
     for attempt in 1..=WRITE_ATTEMPTS {
-        match store.record_exposures(batch).await {
+        match store.record_exposures(&batch).await {
             Ok(_) => break,
             Err(e) if attempt == WRITE_ATTEMPTS => {
                 tracing::error!(error = %e, n = batch.len(), "exposures could not be recorded; giving up on this batch");
@@ -392,13 +426,13 @@ async fn write(store: &Store, batch: &mut Vec<NewExposure>) {
             }
         }
     }
-    batch.clear();
 }
 
 /// Writes exposures in batches until `shutdown`, then drains what is left.
 pub async fn run_writer(
     store: Store,
-    mut rx: mpsc::Receiver<NewExposure>,
+    key: Arc<StudyKey>,
+    mut rx: mpsc::Receiver<PendingExposure>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
@@ -408,7 +442,7 @@ pub async fn run_writer(
                 if n == 0 {
                     break;
                 }
-                write(&store, &mut batch).await;
+                write(&store, &key, &mut batch).await;
             }
             _ = shutdown.changed() => {
                 if *shutdown.borrow() {
@@ -419,6 +453,6 @@ pub async fn run_writer(
     }
     rx.close();
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        write(&store, &mut batch).await;
+        write(&store, &key, &mut batch).await;
     }
 }

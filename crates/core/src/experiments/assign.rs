@@ -7,10 +7,18 @@
 //! scale(h, n)  = floor(h * n / 2^64)            (an integer in [0, n))
 //! ```
 //!
-//! - hash design: `h = prf(salt + ":" + unit_id)`; `p = scale(h, W)` with
-//!   `W` the sum of the weights; the arm is the first (in file order) whose
-//!   cumulative weight exceeds `p`.
-//! - layer position: `scale(prf("layer:" + layer_name + ":" + unit_id), 10000)`.
+//! The hot path (every evaluation under a running trial) uses flagd's
+//! bucketing instead of SHA-256, for speed: `m(msg) = murmur3_x86_32(msg,
+//! seed 0)` and `bucket(m, n) = floor(m * n / 2^32)`:
+//!
+//! - hash design: `p = bucket(m(salt + ":" + unit_id), W)` with `W` the sum
+//!   of the weights; the arm is the first (in file order) whose cumulative
+//!   weight exceeds `p` (flagd's `fractional` with bucketing value
+//!   `salt:unit_id`).
+//! - layer position: `bucket(m("layer:" + layer_name + ":" + unit_id), 10000)`.
+//! - ramp position: `bucket(m("ramp:" + trial_key + ":" + unit_id), 100)`.
+//!
+//! The draws made once per trial or per block use SHA-256:
 //! - blocked: block `k = position div B`, index `position mod B`; the block
 //!   starts as arm 0 repeated `B * w0 / W` times, then arm 1, ... (file
 //!   order) and is shuffled by Fisher–Yates from the end: for `j = B-1`
@@ -26,6 +34,7 @@
 //!   crosses over at step `floor(p * S / C)` (of `S`).
 
 use super::{Arm, Design, TrialSpec};
+use crate::flags::murmur3::Murmur3;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -63,14 +72,21 @@ pub fn scale(h: u64, n: u64) -> u64 {
     ((u128::from(h) * u128::from(n)) >> 64) as u64
 }
 
-/// `prf(salt ":" unit_id)`.
+/// The point of a unit on the hot path (hash design, layers, ramp):
+/// `murmur3_x86_32(parts joined, seed 0)` in the upper 32 bits of a u64, so
+/// that `scale(point, n) = (murmur3 * n) >> 32` is exactly flagd's
+/// `fractional` bucketing. Streaming: no string is built.
+fn murmur_point(parts: &[&str]) -> u64 {
+    let mut h = Murmur3::new(0);
+    for p in parts {
+        h.write_str(p);
+    }
+    u64::from(h.finish()) << 32
+}
+
+/// `murmur3(salt ":" unit_id)` as a point for [`scale`] (see the module docs).
 pub fn hash_point(salt: &str, unit_id: &str) -> u64 {
-    let mut h = Sha256::new();
-    h.update(salt.as_bytes());
-    h.update(b":");
-    h.update(unit_id.as_bytes());
-    let d = h.finalize();
-    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+    murmur_point(&[salt, ":", unit_id])
 }
 
 /// The arm at point `p` in `[0, total weight)`.
@@ -93,10 +109,19 @@ pub fn hash_arm<'a>(spec: &'a TrialSpec, unit_id: &str) -> &'a Arm {
     &spec.arms[arm_for_point(&spec.arms, p)]
 }
 
-/// A unit's position in a layer, in `0..10000`.
+/// A unit's position in a layer, in `0..10000`:
+/// `scale(murmur3("layer:" + layer + ":" + unit_id), 10000)`.
 pub fn layer_position(layer: &str, unit_id: &str) -> u32 {
-    let h = hash_point(&format!("layer:{layer}"), unit_id);
-    scale(h, u64::from(LAYER_SPACE)) as u32
+    scale(
+        murmur_point(&["layer:", layer, ":", unit_id]),
+        u64::from(LAYER_SPACE),
+    ) as u32
+}
+
+/// A unit's ramp position, in `0..100`:
+/// `scale(murmur3("ramp:" + trial_key + ":" + unit_id), 100)`.
+pub fn ramp_position(trial_key: &str, unit_id: &str) -> u64 {
+    scale(murmur_point(&["ramp:", trial_key, ":", unit_id]), 100)
 }
 
 fn shuffle<T>(items: &mut [T], mut draw: impl FnMut(usize) -> u64) {

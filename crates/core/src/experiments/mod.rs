@@ -27,7 +27,7 @@ mod tests;
 
 pub use assign::{
     arm_at, blocked_arm, blocked_block, cluster_allocation, hash_arm, hash_point, layer_position,
-    prf_u64, scale, stepped_wedge_schedule, Randomisation, LAYER_SPACE,
+    prf_u64, ramp_position, scale, stepped_wedge_schedule, Randomisation, LAYER_SPACE,
 };
 pub use canonical::LOCKED_FIELDS;
 pub use parse::parse_trial;
@@ -433,8 +433,7 @@ impl TrialSpec {
     /// grows. False outside the schedule.
     pub fn in_ramp(&self, unit_id: &str, now_unix: i64) -> bool {
         let percent = self.schedule.ramp_percent(now_unix);
-        percent >= 100
-            || scale(hash_point(&format!("ramp:{}", self.key), unit_id), 100) < u64::from(percent)
+        percent >= 100 || ramp_position(&self.key, unit_id) < u64::from(percent)
     }
 
     /// The stratum of a context for a blocked design: the canonical JSON
