@@ -2,7 +2,9 @@
 # OFREP load test on loopback: the release server on a fresh SQLite database,
 # wrk (Debian package) at 1, 16 and 64 connections for $DURATION seconds each.
 # Prints requests/s, p50/p99 latency and server CPU time per request (from
-# /proc/PID/stat). Usage: bash bench/ofrep-load.sh   (DURATION=10 by default)
+# /proc/PID/stat). Usage: bash bench/ofrep-load.sh   (DURATION=10 by default;
+# TRIAL=1 runs the same load with a running hash trial on the flag, so every
+# request is assigned and first exposures are logged).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -17,8 +19,12 @@ trap cleanup EXIT
 export COMMONLAB_DATABASE_URL="sqlite://$work/bench.db"
 "$bin" flags import "$here/flags.json" --reason benchmark >/dev/null
 export COMMONLAB_KEY=$("$bin" keys create --role sdk --name bench | tail -n 1)
+if [ "${TRIAL:-0}" = 1 ]; then
+  "$bin" experiments create "$here/trial.toml" --reason benchmark >/dev/null
+  "$bin" experiments start bench-thanks --reason benchmark >/dev/null
+fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" serve --listen "127.0.0.1:$port" >/dev/null 2>&1 &
+"$bin" serve --listen "127.0.0.1:$port" --study-key-file "$work/study.key" >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 url="http://127.0.0.1:$port"
