@@ -216,6 +216,9 @@ pub async fn transition(
     Ok(store.set_trial_status(key, from, to, &c).await?)
 }
 
+/// Fields that decide who is in a trial and in which arm.
+const ASSIGNMENT_FIELDS: &[&str] = &["flag", "unit", "design", "arms", "eligibility", "layer"];
+
 /// Amends a running or stopped trial: the new file is validated, the
 /// changed locked fields are listed in the reason recorded with the event.
 pub async fn amend(
@@ -242,6 +245,23 @@ pub async fn amend(
         ));
     }
     let changed = old.locked_changes(&new);
+    // Who is in the trial and which arm they get cannot change while units
+    // hold assignments: that would break stickiness.
+    let fixed: Vec<&String> = changed
+        .iter()
+        .filter(|f| ASSIGNMENT_FIELDS.iter().any(|p| f.starts_with(p)))
+        .collect();
+    if !fixed.is_empty() {
+        let list = fixed
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(Error::invalid(
+            fixed[0].as_str(),
+            format!("an amendment cannot change {list}: units already hold their assignments; start a new trial with a new key"),
+        ));
+    }
     let reason = if changed.is_empty() {
         meta.reason.trim().to_string()
     } else {

@@ -195,6 +195,11 @@ async fn hash_trial_lifecycle_assignment_and_exposure() {
         let v: Value = resp.json().await.unwrap();
         assert_eq!(v["lockedFieldsChanged"], json!(["analysis.alpha"]));
         assert_eq!(v["trial"]["version"], 2);
+        // Changing who gets which arm is not an amendment.
+        let reweighted = HASH.replacen("weight = 2", "weight = 3", 1);
+        let resp = h.post("/api/v1/trials/thanks-hash/amend", json!({"source": reweighted, "reason": "more control"})).await;
+        let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert!(p["detail"].as_str().unwrap().contains("arms"), "{p}");
         let shown: Value = h.req(Method::GET, "/api/v1/trials/thanks-hash", Some(&h.admin)).send().await.unwrap().json().await.unwrap();
         let actions: Vec<&str> = shown["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
         assert_eq!(actions, ["create", "start", "amend"]);
