@@ -90,6 +90,32 @@ enum Command {
     /// Trials as code: validate files, manage the lifecycle, export assignments.
     #[command(subcommand)]
     Experiments(ExperimentsCmd),
+    /// Run the statistics engine on data brought from elsewhere (docs/analyze.md).
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(Args)]
+struct AnalyzeArgs {
+    /// JSON per-arm sufficient statistics, or with --design a CSV of rows
+    /// (columns cluster, value, and arm or treated; optional period,
+    /// covariate, stratum). `-` reads standard input.
+    #[arg(long)]
+    input: PathBuf,
+    /// Output format.
+    #[arg(long, default_value = "json", value_parser = ["json", "md"])]
+    format: String,
+    /// Few-community analysis of CSV rows under this randomisation design.
+    #[arg(long, value_parser = ["cluster", "stepped_wedge", "blocked"])]
+    design: Option<String>,
+    /// With --design: the control arm's name in the `arm` column.
+    #[arg(long, default_value = "control")]
+    control_arm: String,
+    /// With --design: seed for sampled randomisations and the wild bootstrap.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// With --design stepped_wedge: add cluster fixed effects.
+    #[arg(long)]
+    cluster_fixed_effects: bool,
 }
 
 #[derive(Subcommand)]
@@ -321,6 +347,7 @@ async fn run(cli: Cli) -> Result<()> {
             serve(&db_url, &listen, config).await
         }
         Command::Experiments(cmd) => experiments(&db_url, &config.flag_set, cmd).await,
+        Command::Analyze(args) => analyze(args),
         Command::Migrate => {
             open_store(&db_url).await?;
             println!("migrations applied to {db_url}");
@@ -366,12 +393,15 @@ async fn serve(db_url: &str, listen: &str, config: Config) -> Result<()> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(addr = %running.addr, database = %db_url, "commonlab serving");
     let stop = running.shutdown_handle();
-    tokio::spawn(async move {
+    let signals = tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop.send(true);
     });
-    running.wait().await?;
+    let served = running.wait().await;
+    signals.abort();
+    let _ = signals.await;
+    served?;
     store.close().await;
     Ok(())
 }
@@ -845,4 +875,143 @@ async fn validate_trials(
         files.len()
     );
     Ok(())
+}
+
+fn read_input(path: &Path) -> Result<String> {
+    if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("cannot read standard input")?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+fn analyze(args: AnalyzeArgs) -> Result<()> {
+    use commonlab_stats::{analyze as sufficient, rows};
+    let text = read_input(&args.input)?;
+    let name = args.input.display().to_string();
+    match &args.design {
+        None => {
+            let input = sufficient::parse_input(&text).map_err(|e| anyhow!("{name}: {e}"))?;
+            let out = sufficient::analyze(&input);
+            match args.format.as_str() {
+                "md" => print!("{}", sufficient::to_markdown(&out)),
+                _ => println!("{}", serde_json::to_string_pretty(&out)?),
+            }
+        }
+        Some(design) => {
+            let kind: rows::DesignKind =
+                serde_json::from_value(serde_json::Value::String(design.clone()))?;
+            let input = rows::RowsInput {
+                rows: read_rows(&text, &name)?,
+                design: rows::RowsDesign {
+                    kind,
+                    control_arm: args.control_arm.clone(),
+                    cluster_fixed_effects: args.cluster_fixed_effects,
+                    seed: args.seed,
+                    ..serde_json::from_value(serde_json::json!({"kind": design}))?
+                },
+            };
+            let out = rows::analyze_rows(&input).map_err(|e| anyhow!("{name}: {e}"))?;
+            match args.format.as_str() {
+                "md" => print!("{}", rows_markdown(&out)?),
+                _ => println!("{}", serde_json::to_string_pretty(&out)?),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A plain Markdown rendering of the few-community result: its JSON, fenced.
+fn rows_markdown(out: &commonlab_stats::rows::RowsOutput) -> Result<String> {
+    Ok(format!(
+        "# Few-community analysis\n\n```json\n{}\n```\n",
+        serde_json::to_string_pretty(out)?
+    ))
+}
+
+/// Reads CSV rows with a header; errors name the file, line and column.
+fn read_rows(text: &str, file: &str) -> Result<Vec<commonlab_stats::rows::Row>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{file}: cannot read the header line"))?
+        .clone();
+    let known = [
+        "cluster",
+        "period",
+        "arm",
+        "treated",
+        "value",
+        "covariate",
+        "stratum",
+    ];
+    for h in headers.iter() {
+        if !known.contains(&h) {
+            bail!(
+                "{file}:1: unknown column '{h}' (expected {})",
+                known.join(", ")
+            );
+        }
+    }
+    let col = |name: &str| headers.iter().position(|h| h == name);
+    let Some(cluster) = col("cluster").filter(|_| col("value").is_some()) else {
+        bail!("{file}:1: the columns 'cluster' and 'value' are required");
+    };
+    if col("arm").is_none() && col("treated").is_none() {
+        bail!("{file}:1: one of the columns 'arm' or 'treated' is required");
+    }
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = record.with_context(|| format!("{file}:{line}: not a valid CSV record"))?;
+        let get = |c: Option<usize>| c.and_then(|c| record.get(c)).filter(|s| !s.is_empty());
+        let num = |name: &str| -> Result<Option<f64>> {
+            match get(col(name)) {
+                None => Ok(None),
+                Some(s) => s
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .map(Some)
+                    .ok_or_else(|| {
+                        anyhow!("{file}:{line}: column '{name}': '{s}' is not a finite number")
+                    }),
+            }
+        };
+        let value =
+            num("value")?.ok_or_else(|| anyhow!("{file}:{line}: column 'value' is empty"))?;
+        let period =
+            match get(col("period")) {
+                None => None,
+                Some(s) => Some(s.parse::<i64>().map_err(|_| {
+                    anyhow!("{file}:{line}: column 'period': '{s}' is not an integer")
+                })?),
+            };
+        let treated = match get(col("treated")) {
+            None => None,
+            Some("1" | "true" | "TRUE" | "True") => Some(true),
+            Some("0" | "false" | "FALSE" | "False") => Some(false),
+            Some(s) => bail!("{file}:{line}: column 'treated': '{s}' is not 0/1 or true/false"),
+        };
+        let cluster_name = get(Some(cluster))
+            .ok_or_else(|| anyhow!("{file}:{line}: column 'cluster' is empty"))?;
+        rows.push(commonlab_stats::rows::Row {
+            cluster: cluster_name.to_string(),
+            period,
+            arm: get(col("arm")).map(str::to_string),
+            treated,
+            value,
+            covariate: num("covariate")?,
+            stratum: get(col("stratum")).map(str::to_string),
+        });
+    }
+    if rows.is_empty() {
+        bail!("{file}: no data rows");
+    }
+    Ok(rows)
 }
