@@ -363,3 +363,58 @@ async fn trial_lifecycle_from_the_command_line() {
     })
     .await;
 }
+
+/// `commonlab analyze` on per-arm sufficient statistics (docs/analyze.md):
+/// the CLI prints exactly what the engine computes.
+#[test]
+fn analyze_sufficient_statistics() {
+    let input = fixtures().join("analyze.json");
+    let o = Command::new(BIN)
+        .args(["analyze", "--input", input.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let text = std::fs::read_to_string(&input).unwrap();
+    let expected =
+        commonlab_stats::analyze::analyze(&commonlab_stats::analyze::parse_input(&text).unwrap());
+    assert_eq!(out, serde_json::to_value(&expected).unwrap());
+    // SRM: chi-square of 1000 vs 1012 against 1:1.
+    let p = out["srm"]["p_value"].as_f64().unwrap();
+    assert!((p - 0.789_063_599_989_265_7).abs() < 1e-9, "{p}");
+    let two = &out["metrics"]["visits"]["comparisons"]["t1"]["absolute"]["two_sided"];
+    assert!(
+        two["p_value"].as_f64().unwrap() > 0.0
+            && two["ci_lower"].as_f64() < two["ci_upper"].as_f64()
+    );
+    assert!(out["metrics"]["visits"]["comparisons"]["t1"]["cuped"]["theta"].is_number());
+
+    let o = Command::new(BIN)
+        .args([
+            "analyze",
+            "--input",
+            input.to_str().unwrap(),
+            "--format",
+            "md",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("visits"));
+
+    // A mistake in the input names the field.
+    let bad =
+        std::env::temp_dir().join(format!("commonlab-bad-analyze-{}.json", std::process::id()));
+    std::fs::write(
+        &bad,
+        text.replace("\"sum_squares\": 34000", "\"sum_sq\": 34000"),
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .args(["analyze", "--input", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&bad).unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("sum_sq"), "{}", stderr(&o));
+}
