@@ -418,3 +418,52 @@ fn analyze_sufficient_statistics() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("sum_sq"), "{}", stderr(&o));
 }
+
+/// `commonlab analyze --design stepped_wedge` on CSV rows: a 4-community
+/// stepped wedge has 24 possible orders, so exact randomisation inference
+/// can never go below 1/24.
+#[test]
+fn analyze_few_community_rows() {
+    let input = fixtures().join("wedge-rows.csv");
+    let o = Command::new(BIN)
+        .args([
+            "analyze",
+            "--input",
+            input.to_str().unwrap(),
+            "--design",
+            "stepped_wedge",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let ri = &out["randomisation"]["result"];
+    assert_eq!(ri["total_assignments"], 24);
+    assert_eq!(ri["exact"], true);
+    let min_p = ri["min_attainable_p"].as_f64().unwrap();
+    assert!((min_p - 1.0 / 24.0).abs() < 1e-12, "{min_p}");
+    assert!(ri["p_value"].as_f64().unwrap() >= min_p);
+    assert_eq!(out["n_clusters"], 4);
+    assert!(out["cr2"]["result"]["df"].as_f64().unwrap() > 0.0);
+    assert_eq!(out["communities"].as_array().unwrap().len(), 4);
+
+    // A bad cell is reported with its line and column name.
+    let text = std::fs::read_to_string(&input).unwrap();
+    let bad_text = text.replacen("\nwiki-a,0,0,", "\nwiki-a,0,0,x", 1);
+    let bad = std::env::temp_dir().join(format!("commonlab-bad-rows-{}.csv", std::process::id()));
+    std::fs::write(&bad, bad_text).unwrap();
+    let o = Command::new(BIN)
+        .args([
+            "analyze",
+            "--input",
+            bad.to_str().unwrap(),
+            "--design",
+            "cluster",
+        ])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&bad).unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains(":2: column 'value'"), "{err}");
+}
