@@ -49,6 +49,12 @@
 //! * Exposures: `PRIMARY KEY (trial_id, unit)` keeps the first exposure
 //!   only; batches are inserted in (trial, unit) order so that concurrent
 //!   batches on PostgreSQL take row locks in the same order (no deadlocks).
+//! * Events: the unique `event_id` with `INSERT … ON CONFLICT (event_id) DO
+//!   NOTHING RETURNING event_id` stores each id once however many callers
+//!   race, and tells each caller which ids it stored; a batch is inserted
+//!   in id order, for the same reason as exposures.
+//! * Erasure of a unit is one transaction over every table holding its
+//!   rows plus its entry in the append-only `erasure_log`.
 //!
 //! # Schema
 //!
@@ -65,6 +71,18 @@
 //!   keyed by (trial_id, unit), which also serves export pagination by unit;
 //!   per-arm counts use `(trial_id, arm)` indexes (for exposures, partial on
 //!   not excluded). On SQLite these tables are `WITHOUT ROWID`.
+//! * `events` (migration 0003): telemetry, tens of millions of rows, only
+//!   two indexes, each paid for by every insert: unique `event_id` (the
+//!   client's UUID as 16 bytes: PostgreSQL `uuid`, SQLite 16-byte BLOB;
+//!   idempotency) and `(unit, name, ts)` (metric queries, erasure).
+//!   Properties are a JSON object (JSONB / TEXT). On SQLite a rowid table
+//!   (rows appended; random v4 ids only scatter their index entries).
+//!   Export pages by `(ts, event_id)` and retention by `ts` have no index
+//!   of their own: with a unit filter the `(unit, name, ts)` index serves,
+//!   otherwise they scan.
+//! * `consents` (append-only history per unit and scope, latest wins) and
+//!   `erasure_log` (append-only, triggers refuse UPDATE and DELETE):
+//!   migration 0003.
 //!
 //! ## SQLite specifics
 //!
@@ -531,6 +549,121 @@ pub struct AssignmentExport {
     pub excluded_reason: Option<String>,
 }
 
+/// A telemetry event to store (owned: servers batch them).
+///
+/// `event_id` is the client's UUID, kept as [`uuid::Uuid`] (16 bytes): the
+/// server parses the client's string once, malformed ids never reach the
+/// store, and both databases keep the 16 raw bytes (`uuid` on PostgreSQL,
+/// a 16-byte BLOB on SQLite) rather than 36 characters of text, which makes
+/// the idempotency index less than half the size and its comparisons plain
+/// byte comparisons. Random (v4) and time-ordered (v7) ids are both fine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// The idempotency key: an event whose id is stored already is dropped.
+    pub event_id: uuid::Uuid,
+    /// 64 lowercase hex characters: a pseudonym, never a raw identifier.
+    pub unit: String,
+    /// `None` when there is none (`Some("")` is refused by the database).
+    pub community: Option<String>,
+    /// Not empty.
+    pub name: String,
+    /// When the event happened (client time), truncated to microseconds.
+    pub ts: DateTime<Utc>,
+    /// A flat JSON object (validated by the caller).
+    pub properties: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub event_id: uuid::Uuid,
+    pub unit: String,
+    pub community: Option<String>,
+    pub name: String,
+    pub ts: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub properties: serde_json::Map<String, serde_json::Value>,
+}
+
+impl EventRecord {
+    /// Where the next page of an export starts (after this record).
+    pub fn cursor(&self) -> EventCursor {
+        EventCursor {
+            ts: self.ts,
+            event_id: self.event_id,
+        }
+    }
+}
+
+/// The position of an event in export order, (ts, event_id): pass the
+/// [`EventRecord::cursor`] of the last record of a page to get the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EventCursor {
+    pub ts: DateTime<Utc>,
+    pub event_id: uuid::Uuid,
+}
+
+/// Which events to count or export: every condition given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventFilter {
+    pub name: Option<String>,
+    pub unit: Option<String>,
+    pub community: Option<String>,
+    /// Events at or after this time (`ts >= from`).
+    pub from: Option<DateTime<Utc>>,
+    /// Events before this time (`ts < to`).
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// What [`Store::insert_events`] did with a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InsertOutcome {
+    /// Events stored by this call.
+    pub inserted: u64,
+    /// Ascending indexes into the batch of the events not stored because
+    /// their id was stored already (by an earlier call, or concurrently by
+    /// another) or occurs earlier in the same batch.
+    pub duplicates: Vec<usize>,
+}
+
+/// A consent decision of a unit for a scope (see [`Store::consent_state`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentRecord {
+    pub unit: String,
+    pub scope: String,
+    /// The version of the consent text the decision was made on.
+    pub text_version: String,
+    /// `true` granted, `false` withdrawn (stored as `granted` / `withdrawn`).
+    pub granted: bool,
+    pub at: DateTime<Utc>,
+}
+
+/// How many rows [`Store::erase_unit`] deleted; also the `counts` kept in
+/// the erasure log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureOutcome {
+    pub events: u64,
+    pub exposures: u64,
+    pub assignments: u64,
+    pub consents: u64,
+}
+
+/// One entry of the append-only erasure log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureRecord {
+    pub unit: String,
+    pub erased_at: DateTime<Utc>,
+    pub counts: ErasureOutcome,
+}
+
+/// An event ready for a backend: deduplicated within its batch, sorted by
+/// id, timestamps truncated, properties serialized.
+pub(crate) struct PreparedEvent<'a> {
+    pub(crate) event: &'a NewEvent,
+    pub(crate) ts: DateTime<Utc>,
+    pub(crate) properties: String,
+}
+
 /// Handle on the database: cheap to clone (clones share the pools).
 #[derive(Clone)]
 pub struct Store {
@@ -969,6 +1102,226 @@ impl Store {
             .map(|(arm, (assigned, exposed))| (arm, assigned, exposed))
             .collect())
     }
+
+    /// Stores the events of `batch` whose ids are not stored yet, all with
+    /// `received_at`, in one transaction: `Ok` only once they are committed
+    /// (durably: SQLite `synchronous = FULL`, PostgreSQL's default
+    /// `synchronous_commit`). Reports which events were duplicates (id
+    /// stored already, or repeated earlier in the batch: the first
+    /// occurrence wins), so a retried batch stores nothing twice. Safe
+    /// against concurrent callers in any number of processes: every id is
+    /// stored once and reported as inserted by exactly one of them. A row
+    /// the database refuses (malformed unit, empty name, …) fails the whole
+    /// batch with [`StoreError::Database`].
+    ///
+    /// PostgreSQL: `COPY` into a per-connection temporary staging table,
+    /// then `INSERT … SELECT … ORDER BY event_id ON CONFLICT DO NOTHING
+    /// RETURNING event_id` (sorted, so that concurrent batches take index
+    /// locks in the same order and cannot deadlock). SQLite: multi-row
+    /// `INSERT … ON CONFLICT DO NOTHING RETURNING event_id` statements in
+    /// one `BEGIN IMMEDIATE` transaction.
+    pub async fn insert_events(
+        &self,
+        batch: &[NewEvent],
+        received_at: DateTime<Utc>,
+    ) -> Result<InsertOutcome, StoreError> {
+        let (prepared, mut duplicates) = prepare_events(batch)?;
+        if prepared.is_empty() {
+            return Ok(InsertOutcome {
+                inserted: 0,
+                duplicates,
+            });
+        }
+        let received_at = micros(received_at);
+        let inserted: std::collections::HashSet<uuid::Uuid> =
+            dispatch!(self.insert_events(&prepared, received_at))?
+                .into_iter()
+                .collect();
+        let mut first_index: std::collections::HashMap<uuid::Uuid, usize> =
+            std::collections::HashMap::with_capacity(batch.len());
+        for (i, e) in batch.iter().enumerate() {
+            first_index.entry(e.event_id).or_insert(i);
+        }
+        for p in &prepared {
+            if !inserted.contains(&p.event.event_id) {
+                duplicates.push(first_index[&p.event.event_id]);
+            }
+        }
+        duplicates.sort_unstable();
+        Ok(InsertOutcome {
+            inserted: inserted.len() as u64,
+            duplicates,
+        })
+    }
+
+    /// How many stored events match `filter`.
+    pub async fn count_events(&self, filter: &EventFilter) -> Result<u64, StoreError> {
+        let filter = micros_filter(filter);
+        dispatch!(self.count_events(&filter))
+    }
+
+    /// A page of the events matching `filter` in (ts, event_id) order:
+    /// those after `after` (the [`EventRecord::cursor`] of the last record
+    /// of the previous page), at most `limit`. Keyset pagination: a page
+    /// costs the same wherever it is, and events inserted meanwhile are
+    /// neither skipped nor repeated unless they sort before the cursor.
+    pub async fn export_events(
+        &self,
+        filter: &EventFilter,
+        after: Option<&EventCursor>,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let filter = micros_filter(filter);
+        let after = after.map(|c| EventCursor {
+            ts: micros(c.ts),
+            event_id: c.event_id,
+        });
+        dispatch!(self.export_events(&filter, after.as_ref(), limit))
+    }
+
+    /// Retention: deletes the events whose `ts` is before `cutoff`, at most
+    /// `batch_limit` (at least 1) per transaction so that no transaction
+    /// holds locks (SQLite: the write lock) for long, until none is left;
+    /// returns how many were deleted. There is no index on `ts` alone:
+    /// each round scans until it has found its rows (PostgreSQL: the heap,
+    /// where old rows come first; SQLite: the covering `(unit, name, ts)`
+    /// index), so the last round of a call scans everything once.
+    pub async fn delete_events_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch_limit: u32,
+    ) -> Result<u64, StoreError> {
+        let cutoff = micros(cutoff);
+        let limit = i64::from(batch_limit.max(1));
+        let mut total = 0;
+        loop {
+            let deleted = dispatch!(self.delete_events_batch(cutoff, limit))?;
+            total += deleted;
+            if deleted < limit as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Appends a consent decision of `unit` for `scope` (history is kept:
+    /// [`Store::consent_state`] is the latest).
+    pub async fn set_consent(
+        &self,
+        unit: &str,
+        scope: &str,
+        text_version: &str,
+        granted: bool,
+        at: DateTime<Utc>,
+    ) -> Result<ConsentRecord, StoreError> {
+        let record = ConsentRecord {
+            unit: unit.to_string(),
+            scope: scope.to_string(),
+            text_version: text_version.to_string(),
+            granted,
+            at: micros(at),
+        };
+        dispatch!(self.set_consent(&record))?;
+        Ok(record)
+    }
+
+    /// The latest consent decision of `unit` for `scope` (latest `at`; of
+    /// equal ones the last recorded); `None` if there is none.
+    pub async fn consent_state(
+        &self,
+        unit: &str,
+        scope: &str,
+    ) -> Result<Option<ConsentRecord>, StoreError> {
+        dispatch!(self.consent_state(unit, scope))
+    }
+
+    /// Every consent decision of `unit`, all scopes, oldest first (for
+    /// access requests and audits).
+    pub async fn consent_history(&self, unit: &str) -> Result<Vec<ConsentRecord>, StoreError> {
+        dispatch!(self.consent_history(unit))
+    }
+
+    /// Erases everything stored about `unit` in ONE transaction: its
+    /// events, exposures, assignments and consent history, and appends the
+    /// counts to the append-only erasure log (kept to replay erasures after
+    /// a backup restore, see [`Store::erasures_since`]). Calling it again
+    /// deletes nothing and logs again. Events of the unit committed after
+    /// this returns are stored as usual: stop ingesting for the unit (record
+    /// the withdrawal of consent) first.
+    // Survey answers will be erased here too once they are stored.
+    pub async fn erase_unit(
+        &self,
+        unit: &str,
+        at: DateTime<Utc>,
+    ) -> Result<ErasureOutcome, StoreError> {
+        dispatch!(self.erase_unit(unit, micros(at)))
+    }
+
+    /// The erasure log from `at` on (inclusive), oldest first.
+    pub async fn erasures_since(
+        &self,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ErasureRecord>, StoreError> {
+        dispatch!(self.erasures_since(micros(at)))
+    }
+}
+
+/// Deduplicates `batch` by event id (the first occurrence wins; the
+/// indexes of later ones are returned), sorts the rest by id, truncates
+/// timestamps and serializes properties.
+fn prepare_events(batch: &[NewEvent]) -> Result<(Vec<PreparedEvent<'_>>, Vec<usize>), StoreError> {
+    let mut seen = std::collections::HashSet::with_capacity(batch.len());
+    let mut repeated = Vec::new();
+    let mut prepared = Vec::with_capacity(batch.len());
+    for (i, event) in batch.iter().enumerate() {
+        if !seen.insert(event.event_id) {
+            repeated.push(i);
+            continue;
+        }
+        let properties = serde_json::to_string(&event.properties)
+            .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?;
+        prepared.push(PreparedEvent {
+            event,
+            ts: micros(event.ts),
+            properties,
+        });
+    }
+    prepared.sort_unstable_by_key(|p| p.event.event_id);
+    Ok((prepared, repeated))
+}
+
+fn micros_filter(filter: &EventFilter) -> EventFilter {
+    EventFilter {
+        from: filter.from.map(micros),
+        to: filter.to.map(micros),
+        ..filter.clone()
+    }
+}
+
+/// The id of a stored event from its 16 bytes.
+fn event_id_from_bytes(bytes: &[u8]) -> Result<uuid::Uuid, StoreError> {
+    uuid::Uuid::from_slice(bytes).map_err(|e| decode_err("event_id", e))
+}
+
+fn consent_status(granted: bool) -> &'static str {
+    if granted {
+        "granted"
+    } else {
+        "withdrawn"
+    }
+}
+
+fn consent_granted(status: &str) -> Result<bool, StoreError> {
+    match status {
+        "granted" => Ok(true),
+        "withdrawn" => Ok(false),
+        other => Err(decode_err(
+            "status",
+            UnknownValue::new("consent status", other),
+        )),
+    }
 }
 
 /// Truncates to whole microseconds, the precision both backends keep.
@@ -1023,12 +1376,23 @@ fn is_unavailable(err: &sqlx::Error) -> bool {
                 code.starts_with("08")
                     || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "3D000")
                     // SQLite: SQLITE_CANTOPEN (and its extended codes).
-                    || code.parse::<i32>().is_ok_and(|c| c & 0xff == 14)
+                    || sqlite_primary_code(code) == Some(14)
             }
             None => false,
         },
         _ => false,
     }
+}
+
+/// The primary result code (low byte) of a SQLite error code. SQLite
+/// reports its (extended) codes as decimal numbers below 10000; PostgreSQL's
+/// SQLSTATEs always have five characters, and some are all digits (22021,
+/// "invalid byte sequence", would otherwise read as SQLITE_BUSY).
+fn sqlite_primary_code(code: &str) -> Option<i32> {
+    if code.len() > 4 {
+        return None;
+    }
+    code.parse::<i32>().ok().map(|c| c & 0xff)
 }
 
 /// Maps a sqlx error: connection trouble to `Unavailable`, the rest to
@@ -1087,7 +1451,7 @@ fn is_contention(err: &sqlx::Error) -> bool {
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             let code = code.as_ref();
             matches!(code, "40001" | "40P01" | "55P03")
-                || code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+                || matches!(sqlite_primary_code(code), Some(5 | 6))
         }),
         _ => false,
     }
@@ -1425,6 +1789,40 @@ mod sql {
 
     pub(crate) const ASSIGNED_PER_ARM: &str =
         "SELECT arm, COUNT(*) FROM assignments WHERE trial_id = $1 GROUP BY arm";
+
+    pub(crate) const EVENT_COLUMNS_AFTER_ID: &str =
+        "unit, community, name, ts, received_at, properties";
+
+    /// Deletes the events of one unit ($1), through `events_unit_name_ts_idx`.
+    pub(crate) const ERASE_EVENTS: &str = "DELETE FROM events WHERE unit = $1";
+
+    /// The primary keys are (trial_id, unit): going through every trial id
+    /// makes these a handful of index lookups instead of a scan of the
+    /// table (trials are few; exposures and assignments many).
+    pub(crate) const ERASE_EXPOSURES: &str =
+        "DELETE FROM exposures WHERE trial_id IN (SELECT id FROM trials) AND unit = $1";
+
+    pub(crate) const ERASE_ASSIGNMENTS: &str =
+        "DELETE FROM assignments WHERE trial_id IN (SELECT id FROM trials) AND unit = $1";
+
+    pub(crate) const ERASE_CONSENTS: &str = "DELETE FROM consents WHERE unit = $1";
+
+    /// $1 unit, $2 at, $3 counts (JSON).
+    pub(crate) const INSERT_ERASURE: &str =
+        "INSERT INTO erasure_log (unit, erased_at, counts) VALUES ($1, $2, $3)";
+
+    pub(crate) const ERASURES_SINCE: &str = "SELECT unit, erased_at, counts FROM erasure_log \
+         WHERE erased_at >= $1 ORDER BY erased_at, id";
+
+    /// $1 unit, $2 scope, $3 text version, $4 status, $5 at.
+    pub(crate) const INSERT_CONSENT: &str =
+        "INSERT INTO consents (unit, scope, text_version, status, at) VALUES ($1, $2, $3, $4, $5)";
+
+    pub(crate) const CONSENT_STATE: &str = "SELECT unit, scope, text_version, status, at \
+         FROM consents WHERE unit = $1 AND scope = $2 ORDER BY at DESC, id DESC LIMIT 1";
+
+    pub(crate) const CONSENT_HISTORY: &str = "SELECT unit, scope, text_version, status, at \
+         FROM consents WHERE unit = $1 ORDER BY at, id";
 }
 
 #[cfg(test)]
@@ -1440,6 +1838,16 @@ mod tests {
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
         assert_eq!(redact_url("mysql://x"), "mysql://x");
+    }
+
+    #[test]
+    fn numeric_sqlstates_are_not_sqlite_codes() {
+        assert_eq!(sqlite_primary_code("5"), Some(5));
+        assert_eq!(sqlite_primary_code("517"), Some(5)); // SQLITE_BUSY_SNAPSHOT
+        assert_eq!(sqlite_primary_code("262"), Some(6)); // SQLITE_LOCKED_SHAREDCACHE
+        assert_eq!(sqlite_primary_code("22021"), None);
+        assert_eq!(sqlite_primary_code("22030"), None);
+        assert_eq!(sqlite_primary_code("40P01"), None);
     }
 
     #[test]

@@ -6,14 +6,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::types::Json;
+use sqlx::{Executor, Postgres, QueryBuilder, Row};
 
 use crate::{
-    already_exists, append_failure, bad_url, db_err, decode_err, migrate_err, revoke_not_found,
-    sql, trial_exists, write_err, ApiKeyRecord, ArmCounts, AssignmentExport, AssignmentRecord,
-    FlagSetRevision, NewApiKeyRecord, NewAssignment, NewExposure, NewRevision,
-    NewSequentialAssignment, NewTrial, RevisionSummary, StoreError, TrialChange, TrialEvent,
-    TrialRecord, TrialStatus, TrialUpdate, EXPOSURES_PER_STATEMENT,
+    already_exists, append_failure, bad_url, consent_granted, consent_status, db_err, decode_err,
+    migrate_err, revoke_not_found, sql, trial_exists, write_err, ApiKeyRecord, ArmCounts,
+    AssignmentExport, AssignmentRecord, ConsentRecord, ErasureOutcome, ErasureRecord, EventCursor,
+    EventFilter, EventRecord, FlagSetRevision, NewApiKeyRecord, NewAssignment, NewExposure,
+    NewRevision, NewSequentialAssignment, NewTrial, PreparedEvent, RevisionSummary, StoreError,
+    TrialChange, TrialEvent, TrialRecord, TrialStatus, TrialUpdate, EXPOSURES_PER_STATEMENT,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -33,6 +35,12 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(CREATE_EVENTS_STAGING).await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(|e| match e {
@@ -586,6 +594,289 @@ impl PgStore {
             .map_err(db_err)?;
         Ok((assigned, exposed))
     }
+
+    /// `batch` is deduplicated and sorted by id, timestamps truncated.
+    /// Returns the ids inserted.
+    pub(crate) async fn insert_events(
+        &self,
+        batch: &[PreparedEvent<'_>],
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<uuid::Uuid>, StoreError> {
+        let data = copy_text(batch);
+        let result: Result<Vec<String>, sqlx::Error> = async {
+            let mut tx = self.pool.begin().await?;
+            let mut copy = tx.copy_in_raw(COPY_EVENTS).await?;
+            if let Err(e) = copy.send(data).await {
+                let _ = copy.abort(e.to_string()).await;
+                return Err(e);
+            }
+            copy.finish().await?;
+            let ids = sqlx::query_scalar(INSERT_STAGED_EVENTS)
+                .bind(received_at)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(ids)
+        }
+        .await;
+        result
+            .map_err(write_err)?
+            .iter()
+            .map(|id| uuid::Uuid::parse_str(id).map_err(|e| decode_err("event_id", e)))
+            .collect()
+    }
+
+    pub(crate) async fn count_events(&self, filter: &EventFilter) -> Result<u64, StoreError> {
+        let mut q = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM events WHERE TRUE");
+        push_event_filter(&mut q, filter);
+        let n: i64 = q
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(n as u64)
+    }
+
+    pub(crate) async fn export_events(
+        &self,
+        filter: &EventFilter,
+        after: Option<&EventCursor>,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let mut q = QueryBuilder::<Postgres>::new(format!(
+            "SELECT event_id::text AS event_id, {} FROM events WHERE TRUE",
+            sql::EVENT_COLUMNS_AFTER_ID
+        ));
+        push_event_filter(&mut q, filter);
+        if let Some(after) = after {
+            q.push(" AND (ts, event_id) > (")
+                .push_bind(after.ts)
+                .push(", CAST(")
+                .push_bind(after.event_id.to_string())
+                .push(" AS uuid))");
+        }
+        q.push(" ORDER BY ts, event_id LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.pool).await.map_err(db_err)?;
+        rows.iter().map(event_record_from_row).collect()
+    }
+
+    /// Deletes at most `limit` events older than `cutoff` in one
+    /// transaction.
+    pub(crate) async fn delete_events_batch(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(DELETE_EVENTS_BATCH)
+            .bind(cutoff)
+            .bind(limit)
+            .execute(&self.pool)
+            .await
+            .map_err(write_err)?;
+        Ok(done.rows_affected())
+    }
+
+    pub(crate) async fn set_consent(&self, c: &ConsentRecord) -> Result<(), StoreError> {
+        sqlx::query(sql::INSERT_CONSENT)
+            .bind(&c.unit)
+            .bind(&c.scope)
+            .bind(&c.text_version)
+            .bind(consent_status(c.granted))
+            .bind(c.at)
+            .execute(&self.pool)
+            .await
+            .map_err(write_err)?;
+        Ok(())
+    }
+
+    pub(crate) async fn consent_state(
+        &self,
+        unit: &str,
+        scope: &str,
+    ) -> Result<Option<ConsentRecord>, StoreError> {
+        let row = sqlx::query(sql::CONSENT_STATE)
+            .bind(unit)
+            .bind(scope)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(consent_from_row).transpose()
+    }
+
+    pub(crate) async fn consent_history(
+        &self,
+        unit: &str,
+    ) -> Result<Vec<ConsentRecord>, StoreError> {
+        let rows = sqlx::query(sql::CONSENT_HISTORY)
+            .bind(unit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(consent_from_row).collect()
+    }
+
+    pub(crate) async fn erase_unit(
+        &self,
+        unit: &str,
+        at: DateTime<Utc>,
+    ) -> Result<ErasureOutcome, StoreError> {
+        let result: Result<ErasureOutcome, sqlx::Error> = async {
+            let mut tx = self.pool.begin().await?;
+            let mut deleted = [0u64; 4];
+            for (n, statement) in deleted.iter_mut().zip([
+                sql::ERASE_EVENTS,
+                sql::ERASE_EXPOSURES,
+                sql::ERASE_ASSIGNMENTS,
+                sql::ERASE_CONSENTS,
+            ]) {
+                *n = sqlx::query(statement)
+                    .bind(unit)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            let [events, exposures, assignments, consents] = deleted;
+            let outcome = ErasureOutcome {
+                events,
+                exposures,
+                assignments,
+                consents,
+            };
+            sqlx::query(sql::INSERT_ERASURE)
+                .bind(unit)
+                .bind(at)
+                .bind(Json(outcome))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(outcome)
+        }
+        .await;
+        result.map_err(write_err)
+    }
+
+    pub(crate) async fn erasures_since(
+        &self,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ErasureRecord>, StoreError> {
+        let rows = sqlx::query(sql::ERASURES_SINCE)
+            .bind(at)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(erasure_from_row).collect()
+    }
+}
+
+/// Created on every new connection (`after_connect`): the COPY target of
+/// [`PgStore::insert_events`]. Temporary (private to its session, never
+/// WAL-logged) and emptied at the end of every transaction that used it.
+const CREATE_EVENTS_STAGING: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS events_staging (\
+     event_id uuid NOT NULL, unit text NOT NULL, community text, name text NOT NULL, \
+     ts timestamptz NOT NULL, properties jsonb NOT NULL) ON COMMIT DELETE ROWS";
+
+/// Text format: tab-separated, `\N` for NULL, backslash escapes.
+const COPY_EVENTS: &str =
+    "COPY events_staging (event_id, unit, community, name, ts, properties) FROM STDIN";
+
+/// $1 received_at. In id order, so that concurrent batches wait for each
+/// other's index entries in the same order (no deadlocks).
+const INSERT_STAGED_EVENTS: &str =
+    "INSERT INTO events (event_id, unit, community, name, ts, received_at, properties) \
+     SELECT event_id, unit, community, name, ts, $1, properties FROM events_staging \
+     ORDER BY event_id ON CONFLICT (event_id) DO NOTHING RETURNING event_id::text";
+
+/// A TID scan of at most $2 rows older than $1, found by a sequential scan
+/// (heap order is roughly insertion order: old rows first).
+const DELETE_EVENTS_BATCH: &str = "DELETE FROM events WHERE ctid = ANY(ARRAY(\
+     SELECT ctid FROM events WHERE ts < $1 LIMIT $2))";
+
+/// The COPY text-format rows of `batch`.
+fn copy_text(batch: &[PreparedEvent<'_>]) -> Vec<u8> {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(batch.len() * 256);
+    for p in batch {
+        let e = p.event;
+        let _ = write!(out, "{}\t", e.event_id.hyphenated());
+        copy_escape(&mut out, &e.unit);
+        out.push('\t');
+        match &e.community {
+            Some(c) => copy_escape(&mut out, c),
+            None => out.push_str("\\N"),
+        }
+        out.push('\t');
+        copy_escape(&mut out, &e.name);
+        let _ = write!(out, "\t{}\t", p.ts.format("%Y-%m-%dT%H:%M:%S%.6fZ"));
+        copy_escape(&mut out, &p.properties);
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+/// Appends `value` escaped for COPY's text format.
+fn copy_escape(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn push_event_filter(q: &mut QueryBuilder<'_, Postgres>, filter: &EventFilter) {
+    if let Some(name) = &filter.name {
+        q.push(" AND name = ").push_bind(name.clone());
+    }
+    if let Some(unit) = &filter.unit {
+        q.push(" AND unit = ").push_bind(unit.clone());
+    }
+    if let Some(community) = &filter.community {
+        q.push(" AND community = ").push_bind(community.clone());
+    }
+    if let Some(from) = filter.from {
+        q.push(" AND ts >= ").push_bind(from);
+    }
+    if let Some(to) = filter.to {
+        q.push(" AND ts < ").push_bind(to);
+    }
+}
+
+fn event_record_from_row(row: &PgRow) -> Result<EventRecord, StoreError> {
+    let id: String = row.try_get("event_id").map_err(db_err)?;
+    let Json(properties) = row.try_get("properties").map_err(db_err)?;
+    Ok(EventRecord {
+        event_id: uuid::Uuid::parse_str(&id).map_err(|e| decode_err("event_id", e))?,
+        unit: row.try_get("unit").map_err(db_err)?,
+        community: row.try_get("community").map_err(db_err)?,
+        name: row.try_get("name").map_err(db_err)?,
+        ts: row.try_get("ts").map_err(db_err)?,
+        received_at: row.try_get("received_at").map_err(db_err)?,
+        properties,
+    })
+}
+
+fn consent_from_row(row: &PgRow) -> Result<ConsentRecord, StoreError> {
+    let status: String = row.try_get("status").map_err(db_err)?;
+    Ok(ConsentRecord {
+        unit: row.try_get("unit").map_err(db_err)?,
+        scope: row.try_get("scope").map_err(db_err)?,
+        text_version: row.try_get("text_version").map_err(db_err)?,
+        granted: consent_granted(&status)?,
+        at: row.try_get("at").map_err(db_err)?,
+    })
+}
+
+fn erasure_from_row(row: &PgRow) -> Result<ErasureRecord, StoreError> {
+    let Json(counts) = row.try_get("counts").map_err(db_err)?;
+    Ok(ErasureRecord {
+        unit: row.try_get("unit").map_err(db_err)?,
+        erased_at: row.try_get("erased_at").map_err(db_err)?,
+        counts,
+    })
 }
 
 async fn bump_keys_version(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {

@@ -9,14 +9,17 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
+use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use crate::{
-    already_exists, append_failure, bad_url, db_err, decode_err, migrate_err, revoke_not_found,
-    sql, trial_exists, write_err, ApiKeyRecord, ArmCounts, AssignmentExport, AssignmentRecord,
-    FlagSetRevision, NewApiKeyRecord, NewAssignment, NewExposure, NewRevision,
-    NewSequentialAssignment, NewTrial, RevisionSummary, StoreError, TrialChange, TrialEvent,
-    TrialRecord, TrialStatus, TrialUpdate, EXPOSURES_PER_STATEMENT,
+    already_exists, append_failure, bad_url, consent_granted, consent_status, db_err, decode_err,
+    event_id_from_bytes, migrate_err, revoke_not_found, sql, trial_exists, write_err, ApiKeyRecord,
+    ArmCounts, AssignmentExport, AssignmentRecord, ConsentRecord, ErasureOutcome, ErasureRecord,
+    EventCursor, EventFilter, EventRecord, FlagSetRevision, NewApiKeyRecord, NewAssignment,
+    NewExposure, NewRevision, NewSequentialAssignment, NewTrial, PreparedEvent, RevisionSummary,
+    StoreError, TrialChange, TrialEvent, TrialRecord, TrialStatus, TrialUpdate,
+    EXPOSURES_PER_STATEMENT,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -626,6 +629,278 @@ impl SqliteStore {
             .map_err(db_err)?;
         Ok((assigned, exposed))
     }
+
+    /// `batch` is deduplicated and sorted by id, timestamps truncated.
+    /// Returns the ids inserted.
+    pub(crate) async fn insert_events(
+        &self,
+        batch: &[PreparedEvent<'_>],
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<uuid::Uuid>, StoreError> {
+        let received_at = to_text(received_at);
+        let result: Result<Vec<Vec<u8>>, sqlx::Error> = async {
+            let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+            let mut inserted = Vec::with_capacity(batch.len());
+            let mut rest = batch;
+            while !rest.is_empty() {
+                let (chunk, tail) = rest.split_at(event_chunk_len(rest.len()));
+                rest = tail;
+                let mut q = QueryBuilder::<Sqlite>::new(INSERT_EVENTS);
+                q.push_values(chunk, |mut row, p| {
+                    let e = p.event;
+                    row.push_bind(e.event_id.as_bytes().as_slice())
+                        .push_bind(e.unit.as_str())
+                        .push_bind(e.community.as_deref())
+                        .push_bind(e.name.as_str())
+                        .push_bind(to_text(p.ts))
+                        .push_bind(received_at.as_str())
+                        .push_bind(p.properties.as_str());
+                });
+                q.push(INSERT_EVENTS_ON_CONFLICT);
+                let ids: Vec<Vec<u8>> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+                inserted.extend(ids);
+            }
+            tx.commit().await?;
+            Ok(inserted)
+        }
+        .await;
+        result
+            .map_err(write_err)?
+            .iter()
+            .map(|id| event_id_from_bytes(id))
+            .collect()
+    }
+
+    pub(crate) async fn count_events(&self, filter: &EventFilter) -> Result<u64, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM events WHERE 1 = 1");
+        push_event_filter(&mut q, filter);
+        let n: i64 = q
+            .build_query_scalar()
+            .fetch_one(&self.read)
+            .await
+            .map_err(db_err)?;
+        Ok(n as u64)
+    }
+
+    pub(crate) async fn export_events(
+        &self,
+        filter: &EventFilter,
+        after: Option<&EventCursor>,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT event_id, {} FROM events WHERE 1 = 1",
+            sql::EVENT_COLUMNS_AFTER_ID
+        ));
+        push_event_filter(&mut q, filter);
+        if let Some(after) = after {
+            q.push(" AND (ts, event_id) > (")
+                .push_bind(to_text(after.ts))
+                .push(", ")
+                .push_bind(after.event_id.as_bytes().to_vec())
+                .push(")");
+        }
+        q.push(" ORDER BY ts, event_id LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.read).await.map_err(db_err)?;
+        rows.iter().map(event_record_from_row).collect()
+    }
+
+    /// Deletes at most `limit` events older than `cutoff` in one
+    /// transaction.
+    pub(crate) async fn delete_events_batch(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        let result: Result<u64, sqlx::Error> = async {
+            let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+            let done = sqlx::query(DELETE_EVENTS_BATCH)
+                .bind(to_text(cutoff))
+                .bind(limit)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(done.rows_affected())
+        }
+        .await;
+        result.map_err(write_err)
+    }
+
+    pub(crate) async fn set_consent(&self, c: &ConsentRecord) -> Result<(), StoreError> {
+        let result: Result<(), sqlx::Error> = async {
+            let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+            sqlx::query(sql::INSERT_CONSENT)
+                .bind(&c.unit)
+                .bind(&c.scope)
+                .bind(&c.text_version)
+                .bind(consent_status(c.granted))
+                .bind(to_text(c.at))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        result.map_err(write_err)
+    }
+
+    pub(crate) async fn consent_state(
+        &self,
+        unit: &str,
+        scope: &str,
+    ) -> Result<Option<ConsentRecord>, StoreError> {
+        let row = sqlx::query(sql::CONSENT_STATE)
+            .bind(unit)
+            .bind(scope)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(consent_from_row).transpose()
+    }
+
+    pub(crate) async fn consent_history(
+        &self,
+        unit: &str,
+    ) -> Result<Vec<ConsentRecord>, StoreError> {
+        let rows = sqlx::query(sql::CONSENT_HISTORY)
+            .bind(unit)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(consent_from_row).collect()
+    }
+
+    pub(crate) async fn erase_unit(
+        &self,
+        unit: &str,
+        at: DateTime<Utc>,
+    ) -> Result<ErasureOutcome, StoreError> {
+        let result: Result<ErasureOutcome, sqlx::Error> = async {
+            let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+            let mut deleted = [0u64; 4];
+            for (n, statement) in deleted.iter_mut().zip([
+                sql::ERASE_EVENTS,
+                sql::ERASE_EXPOSURES,
+                sql::ERASE_ASSIGNMENTS,
+                sql::ERASE_CONSENTS,
+            ]) {
+                *n = sqlx::query(statement)
+                    .bind(unit)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            let [events, exposures, assignments, consents] = deleted;
+            let outcome = ErasureOutcome {
+                events,
+                exposures,
+                assignments,
+                consents,
+            };
+            sqlx::query(sql::INSERT_ERASURE)
+                .bind(unit)
+                .bind(to_text(at))
+                .bind(Json(outcome))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(outcome)
+        }
+        .await;
+        result.map_err(write_err)
+    }
+
+    pub(crate) async fn erasures_since(
+        &self,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ErasureRecord>, StoreError> {
+        let rows = sqlx::query(sql::ERASURES_SINCE)
+            .bind(to_text(at))
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(erasure_from_row).collect()
+    }
+}
+
+const INSERT_EVENTS: &str =
+    "INSERT INTO events (event_id, unit, community, name, ts, received_at, properties) ";
+
+const INSERT_EVENTS_ON_CONFLICT: &str = " ON CONFLICT (event_id) DO NOTHING RETURNING event_id";
+
+/// The most events in one `INSERT` (7 parameters each, within SQLite's
+/// 32766).
+const EVENTS_PER_STATEMENT: usize = 512;
+
+/// How many of `remaining` events go into the next statement: 512 while
+/// there are that many, then the largest power of two that fits, so that a
+/// batch of any size uses at most 10 distinct statements, all of which stay
+/// in the connection's prepared-statement cache.
+fn event_chunk_len(remaining: usize) -> usize {
+    if remaining >= EVENTS_PER_STATEMENT {
+        EVENTS_PER_STATEMENT
+    } else {
+        1 << remaining.ilog2()
+    }
+}
+
+/// At most $2 rows older than $1, found by a scan that stops as soon as it
+/// has them (SQLite scans the covering `(unit, name, ts)` index, smaller
+/// than the table), deleted by rowid.
+const DELETE_EVENTS_BATCH: &str =
+    "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE ts < $1 LIMIT $2)";
+
+fn push_event_filter(q: &mut QueryBuilder<'_, Sqlite>, filter: &EventFilter) {
+    if let Some(name) = &filter.name {
+        q.push(" AND name = ").push_bind(name.clone());
+    }
+    if let Some(unit) = &filter.unit {
+        q.push(" AND unit = ").push_bind(unit.clone());
+    }
+    if let Some(community) = &filter.community {
+        q.push(" AND community = ").push_bind(community.clone());
+    }
+    if let Some(from) = filter.from {
+        q.push(" AND ts >= ").push_bind(to_text(from));
+    }
+    if let Some(to) = filter.to {
+        q.push(" AND ts < ").push_bind(to_text(to));
+    }
+}
+
+fn event_record_from_row(row: &SqliteRow) -> Result<EventRecord, StoreError> {
+    let id: Vec<u8> = row.try_get("event_id").map_err(db_err)?;
+    let Json(properties) = row.try_get("properties").map_err(db_err)?;
+    Ok(EventRecord {
+        event_id: event_id_from_bytes(&id)?,
+        unit: row.try_get("unit").map_err(db_err)?,
+        community: row.try_get("community").map_err(db_err)?,
+        name: row.try_get("name").map_err(db_err)?,
+        ts: time(row, "ts")?,
+        received_at: time(row, "received_at")?,
+        properties,
+    })
+}
+
+fn consent_from_row(row: &SqliteRow) -> Result<ConsentRecord, StoreError> {
+    let status: String = row.try_get("status").map_err(db_err)?;
+    Ok(ConsentRecord {
+        unit: row.try_get("unit").map_err(db_err)?,
+        scope: row.try_get("scope").map_err(db_err)?,
+        text_version: row.try_get("text_version").map_err(db_err)?,
+        granted: consent_granted(&status)?,
+        at: time(row, "at")?,
+    })
+}
+
+fn erasure_from_row(row: &SqliteRow) -> Result<ErasureRecord, StoreError> {
+    let Json(counts) = row.try_get("counts").map_err(db_err)?;
+    Ok(ErasureRecord {
+        unit: row.try_get("unit").map_err(db_err)?,
+        erased_at: time(row, "erased_at")?,
+        counts,
+    })
 }
 
 async fn bump_keys_version(tx: &mut sqlx::Transaction<'_, Sqlite>) -> Result<(), sqlx::Error> {

@@ -1567,3 +1567,725 @@ async fn export_pages_by_unit() {
     })
     .await;
 }
+
+// --- Telemetry events, consents, erasure ---------------------------------
+
+use commonlab_store::{EventFilter, NewEvent};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+fn props(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+/// Event `id` (a small UUID) of `unit(u)` named `name` at `at(secs)`.
+fn event(id: u128, u: u64, name: &str, secs: i64) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::from_u128(id),
+        unit: unit(u),
+        community: None,
+        name: name.to_string(),
+        ts: at(secs),
+        properties: props(json!({"n": id as u64})),
+    }
+}
+
+fn ids_of(events: &[commonlab_store::EventRecord]) -> Vec<u128> {
+    events.iter().map(|e| e.event_id.as_u128()).collect()
+}
+
+#[tokio::test]
+async fn events_are_stored_once_and_duplicates_reported() {
+    both_backends(|db| async move {
+        let store = db.store();
+        let received = DateTime::from_timestamp(1_750_000_100, 123_456_789).unwrap();
+        let empty = store.insert_events(&[], received).await.unwrap();
+        assert_eq!((empty.inserted, empty.duplicates.len()), (0, 0));
+
+        // Index 3 repeats index 0 (with other content: the first wins).
+        let batch = vec![
+            event(1, 1, "open", 1),
+            event(2, 1, "open", 2),
+            event(3, 2, "click", 3),
+            NewEvent {
+                name: "other".into(),
+                ..event(1, 9, "x", 9)
+            },
+        ];
+        let out = store.insert_events(&batch, received).await.unwrap();
+        assert_eq!(out.inserted, 3);
+        assert_eq!(out.duplicates, vec![3]);
+
+        // A retried batch stores nothing and reports every event.
+        let again = store.insert_events(&batch, at(200)).await.unwrap();
+        assert_eq!(again.inserted, 0);
+        assert_eq!(again.duplicates, vec![0, 1, 2, 3]);
+
+        // Overlap across batches, and a repeat of a stored id in the batch.
+        let mixed = vec![
+            event(4, 1, "open", 4),
+            event(2, 1, "open", 2),
+            event(5, 2, "open", 5),
+            event(2, 1, "open", 2),
+            event(4, 1, "open", 4),
+        ];
+        let out = store.insert_events(&mixed, at(300)).await.unwrap();
+        assert_eq!(out.inserted, 2);
+        assert_eq!(out.duplicates, vec![1, 3, 4]);
+
+        let all = store
+            .export_events(&EventFilter::default(), None, 100)
+            .await
+            .unwrap();
+        assert_eq!(ids_of(&all), vec![1, 2, 3, 4, 5]);
+        assert_eq!(all[0].name, "open", "the first occurrence is stored");
+        assert_eq!(all[0].unit, unit(1));
+        assert_eq!(
+            all[0].received_at.timestamp_subsec_nanos(),
+            123_456_000,
+            "received_at is truncated to microseconds"
+        );
+        assert_eq!(all[3].received_at, at(300));
+        assert_eq!(
+            store.count_events(&EventFilter::default()).await.unwrap(),
+            5
+        );
+
+        // A row the database refuses fails the whole batch.
+        let bad = vec![
+            event(10, 1, "open", 10),
+            NewEvent {
+                unit: "not-a-pseudonym".into(),
+                ..event(11, 1, "open", 11)
+            },
+        ];
+        let err = store.insert_events(&bad, at(400)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+        let err = store
+            .insert_events(
+                &[NewEvent {
+                    name: String::new(),
+                    ..event(12, 1, "", 12)
+                }],
+                at(400),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+        assert_eq!(
+            store.count_events(&EventFilter::default()).await.unwrap(),
+            5
+        );
+        if db.backend() == Backend::Postgres {
+            // PostgreSQL text cannot hold NUL: the COPY itself fails.
+            let err = store
+                .insert_events(
+                    &[NewEvent {
+                        name: "a\0b".into(),
+                        ..event(13, 1, "", 13)
+                    }],
+                    at(400),
+                )
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+        }
+        // The connections are still usable after the failures.
+        let out = store.insert_events(&bad[..1], at(401)).await.unwrap();
+        assert_eq!(out.inserted, 1);
+        assert_eq!(
+            store.count_events(&EventFilter::default()).await.unwrap(),
+            6
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn event_properties_and_text_round_trip_with_types() {
+    both_backends(|db| async move {
+        let store = db.store();
+        let precise = DateTime::from_timestamp(1_750_000_000, 987_654_321).unwrap();
+        let properties = props(json!({
+            "count": 42,
+            "negative": -7,
+            "big": 9_007_199_254_740_993_i64,
+            "ratio": 0.25,
+            "whole_float": 2.0,
+            "tiny": 1.5e-7,
+            "flag": true,
+            "off": false,
+            "label": "tab\there \\ back\\slash \"quoted\" new\nline ünï ✓",
+            "nothing": null,
+        }));
+        let weird = NewEvent {
+            event_id: Uuid::new_v4(),
+            unit: unit(7),
+            community: Some("north\twest \\ ü".into()),
+            name: "form\\submit\nx".into(),
+            ts: precise,
+            properties: properties.clone(),
+        };
+        let plain = NewEvent {
+            properties: Map::new(),
+            ..event(1, 8, "empty", 1)
+        };
+        let out = store
+            .insert_events(&[weird.clone(), plain.clone()], at(5))
+            .await
+            .unwrap();
+        assert_eq!(out.inserted, 2);
+        let got = store
+            .export_events(
+                &EventFilter {
+                    unit: Some(unit(7)),
+                    ..Default::default()
+                },
+                None,
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        let e = &got[0];
+        assert_eq!(e.event_id, weird.event_id);
+        assert_eq!(e.community, weird.community);
+        assert_eq!(e.name, weird.name);
+        assert_eq!(e.ts.timestamp_subsec_nanos(), 987_654_000);
+        assert_eq!(e.properties, properties);
+        let p = &e.properties;
+        assert_eq!(p["count"].as_i64(), Some(42));
+        assert!(p["count"].is_i64());
+        assert_eq!(p["negative"].as_i64(), Some(-7));
+        assert_eq!(p["big"].as_i64(), Some(9_007_199_254_740_993));
+        assert!(p["ratio"].is_f64());
+        assert_eq!(p["ratio"].as_f64(), Some(0.25));
+        assert!(p["whole_float"].is_f64(), "2.0 stays a float");
+        assert_eq!(p["tiny"].as_f64(), Some(1.5e-7));
+        assert_eq!(p["flag"], Value::Bool(true));
+        assert_eq!(p["off"], Value::Bool(false));
+        assert!(p["nothing"].is_null());
+        assert_eq!(p["label"], properties["label"]);
+
+        let empty = store
+            .export_events(
+                &EventFilter {
+                    name: Some("empty".into()),
+                    ..Default::default()
+                },
+                None,
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(empty.len(), 1);
+        assert!(empty[0].properties.is_empty());
+        assert_eq!(empty[0].community, None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn export_pages_by_time_and_id_with_filters() {
+    both_backends(|db| async move {
+        let store = db.store();
+        // Ids deliberately out of time order; 3 events share a timestamp.
+        let mut batch = vec![
+            event(50, 1, "open", 5),
+            event(10, 1, "open", 7),
+            event(30, 2, "open", 7),
+            event(20, 1, "click", 7),
+            event(40, 2, "click", 1),
+            event(60, 3, "open", 9),
+            event(70, 1, "open", 11),
+        ];
+        batch[1].community = Some("north".into());
+        batch[2].community = Some("north".into());
+        batch[5].community = Some("south".into());
+        store.insert_events(&batch, at(100)).await.unwrap();
+
+        // Export order: (ts, event_id).
+        let expected = vec![40, 50, 10, 20, 30, 60, 70];
+        let everything = EventFilter::default();
+        for page_size in [1u32, 2, 3, 7, 100] {
+            let mut pages = Vec::new();
+            let mut after = None;
+            loop {
+                let page = store
+                    .export_events(&everything, after.as_ref(), page_size)
+                    .await
+                    .unwrap();
+                if page.is_empty() {
+                    break;
+                }
+                assert!(page.len() <= page_size as usize);
+                after = page.last().map(|e| e.cursor());
+                pages.extend(ids_of(&page));
+            }
+            assert_eq!(pages, expected, "page size {page_size}");
+        }
+        assert!(store
+            .export_events(&everything, None, 0)
+            .await
+            .unwrap()
+            .is_empty());
+
+        let check = |filter: EventFilter, want: Vec<u128>| {
+            let store = store.clone();
+            async move {
+                let got = store.export_events(&filter, None, 100).await.unwrap();
+                assert_eq!(ids_of(&got), want, "{filter:?}");
+                assert_eq!(
+                    store.count_events(&filter).await.unwrap(),
+                    want.len() as u64,
+                    "{filter:?}"
+                );
+            }
+        };
+        check(everything.clone(), expected.clone()).await;
+        check(
+            EventFilter {
+                name: Some("open".into()),
+                ..Default::default()
+            },
+            vec![50, 10, 30, 60, 70],
+        )
+        .await;
+        check(
+            EventFilter {
+                unit: Some(unit(1)),
+                ..Default::default()
+            },
+            vec![50, 10, 20, 70],
+        )
+        .await;
+        check(
+            EventFilter {
+                unit: Some(unit(1)),
+                name: Some("open".into()),
+                from: Some(at(6)),
+                ..Default::default()
+            },
+            vec![10, 70],
+        )
+        .await;
+        check(
+            EventFilter {
+                community: Some("north".into()),
+                ..Default::default()
+            },
+            vec![10, 30],
+        )
+        .await;
+        // from inclusive, to exclusive.
+        check(
+            EventFilter {
+                from: Some(at(7)),
+                to: Some(at(11)),
+                ..Default::default()
+            },
+            vec![10, 20, 30, 60],
+        )
+        .await;
+        check(
+            EventFilter {
+                to: Some(at(7)),
+                ..Default::default()
+            },
+            vec![40, 50],
+        )
+        .await;
+        check(
+            EventFilter {
+                name: Some("nope".into()),
+                ..Default::default()
+            },
+            vec![],
+        )
+        .await;
+
+        // Filters and cursor together: the second page of unit 1's events.
+        let filter = EventFilter {
+            unit: Some(unit(1)),
+            ..Default::default()
+        };
+        let first = store.export_events(&filter, None, 2).await.unwrap();
+        assert_eq!(ids_of(&first), vec![50, 10]);
+        let cursor = first[1].cursor();
+        let second = store
+            .export_events(&filter, Some(&cursor), 2)
+            .await
+            .unwrap();
+        assert_eq!(ids_of(&second), vec![20, 70]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_5000_event_batch_is_stored_in_one_call() {
+    both_backends(|db| async move {
+        let store = db.store();
+        let batch: Vec<NewEvent> = (0..5000u64)
+            .map(|n| NewEvent {
+                event_id: Uuid::new_v4(),
+                community: Some(format!("c{}", n % 7)),
+                properties: props(json!({"n": n, "x": n as f64 / 3.0, "ok": n % 2 == 0})),
+                ..event(0, n % 100, if n % 3 == 0 { "a" } else { "b" }, n as i64)
+            })
+            .collect();
+        let started = Instant::now();
+        let out = store.insert_events(&batch, at(10_000)).await.unwrap();
+        eprintln!("5,000 events in {:?}", started.elapsed());
+        assert_eq!(out.inserted, 5000);
+        assert!(out.duplicates.is_empty());
+        let again = store.insert_events(&batch, at(10_001)).await.unwrap();
+        assert_eq!(again.inserted, 0);
+        assert_eq!(again.duplicates, (0..5000).collect::<Vec<_>>());
+        assert_eq!(
+            store.count_events(&EventFilter::default()).await.unwrap(),
+            5000
+        );
+        assert_eq!(
+            store
+                .count_events(&EventFilter {
+                    name: Some("a".into()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap(),
+            1667
+        );
+    })
+    .await;
+}
+
+/// 4 stores (as if 4 server processes) insert overlapping batches at the
+/// same time: every event is stored once and reported as inserted by
+/// exactly one call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_overlapping_batches_store_every_event_once() {
+    use rand::seq::SliceRandom;
+    use std::collections::BTreeMap;
+
+    both_backends(|db| async move {
+        let mut stores = vec![db.store().clone()];
+        for _ in 0..3 {
+            stores.push(db.connect_another().await);
+        }
+        const EVENTS: u128 = 3000;
+        let barrier = Arc::new(tokio::sync::Barrier::new(8));
+        let mut tasks = Vec::new();
+        for task in 0..8u128 {
+            let store = stores[task as usize % stores.len()].clone();
+            let barrier = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                // Each task covers 1/2 of the ids (overlapping the others),
+                // in a shuffled order, in batches of 250.
+                let start = task * EVENTS / 8;
+                let mut ids: Vec<u128> = (start..start + EVENTS / 2).map(|i| i % EVENTS).collect();
+                ids.shuffle(&mut rand::rng());
+                barrier.wait().await;
+                let mut inserted = Vec::new();
+                for chunk in ids.chunks(250) {
+                    let batch: Vec<NewEvent> = chunk
+                        .iter()
+                        .map(|&id| event(id + 1, (id % 10) as u64, "e", id as i64))
+                        .collect();
+                    let out = store
+                        .insert_events(&batch, at(0))
+                        .await
+                        .unwrap_or_else(|e| panic!("task {task}: {e:?}"));
+                    let mut dups = out.duplicates.iter().peekable();
+                    let mut n = 0;
+                    for (i, e) in batch.iter().enumerate() {
+                        if dups.peek() == Some(&&i) {
+                            dups.next();
+                        } else {
+                            inserted.push(e.event_id.as_u128());
+                            n += 1;
+                        }
+                    }
+                    assert_eq!(n, out.inserted);
+                }
+                inserted
+            }));
+        }
+        let mut times: BTreeMap<u128, usize> = BTreeMap::new();
+        for t in tasks {
+            for id in t.await.unwrap() {
+                *times.entry(id).or_default() += 1;
+            }
+        }
+        assert_eq!(times.len(), EVENTS as usize);
+        assert!(times.values().all(|&n| n == 1), "reported inserted twice");
+        assert_eq!(
+            db.store()
+                .count_events(&EventFilter::default())
+                .await
+                .unwrap(),
+            EVENTS as u64
+        );
+        for store in &stores[1..] {
+            store.close().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn consent_history_keeps_every_decision() {
+    both_backends(|db| async move {
+        let store = db.store();
+        let (a, b) = (unit(1), unit(2));
+        assert_eq!(store.consent_state(&a, "telemetry").await.unwrap(), None);
+        let first = store
+            .set_consent(&a, "telemetry", "v1", true, at(1))
+            .await
+            .unwrap();
+        assert!(first.granted);
+        assert_eq!(
+            store.consent_state(&a, "telemetry").await.unwrap(),
+            Some(first.clone())
+        );
+        store
+            .set_consent(&a, "surveys", "v1", true, at(2))
+            .await
+            .unwrap();
+        let withdrawn = store
+            .set_consent(&a, "telemetry", "v1", false, at(3))
+            .await
+            .unwrap();
+        store
+            .set_consent(&b, "telemetry", "v2", true, at(3))
+            .await
+            .unwrap();
+        let state = store.consent_state(&a, "telemetry").await.unwrap().unwrap();
+        assert_eq!(state, withdrawn);
+        assert!(!state.granted);
+        // Granted again on a new text version, at the same instant: the
+        // later decision wins.
+        let precise = DateTime::from_timestamp(1_750_000_003, 999_999_999).unwrap();
+        store
+            .set_consent(&a, "telemetry", "v2", false, precise)
+            .await
+            .unwrap();
+        let regranted = store
+            .set_consent(&a, "telemetry", "v2", true, precise)
+            .await
+            .unwrap();
+        assert_eq!(regranted.at.timestamp_subsec_nanos(), 999_999_000);
+        assert_eq!(
+            store.consent_state(&a, "telemetry").await.unwrap(),
+            Some(regranted)
+        );
+        assert_eq!(
+            store
+                .consent_state(&a, "surveys")
+                .await
+                .unwrap()
+                .map(|c| c.granted),
+            Some(true)
+        );
+        let history = store.consent_history(&a).await.unwrap();
+        let summary: Vec<(&str, &str, bool)> = history
+            .iter()
+            .map(|c| (c.scope.as_str(), c.text_version.as_str(), c.granted))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("telemetry", "v1", true),
+                ("surveys", "v1", true),
+                ("telemetry", "v1", false),
+                ("telemetry", "v2", false),
+                ("telemetry", "v2", true),
+            ]
+        );
+        assert_eq!(store.consent_history(&b).await.unwrap().len(), 1);
+        let err = store
+            .set_consent("raw-user-id", "telemetry", "v1", true, at(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn erase_unit_removes_only_that_unit_and_logs_it() {
+    use commonlab_store::ErasureOutcome;
+
+    both_backends(|db| async move {
+        let store = db.store();
+        let trial = running_trial(store, "t").await;
+        let other_trial = running_trial(store, "u").await;
+        let (a, b) = (unit(1), unit(2));
+        for (t, u) in [(trial, &a), (other_trial, &a), (trial, &b)] {
+            store.assign_fixed(&fixed(t, u, "A", 1)).await.unwrap();
+        }
+        store
+            .record_exposures(&[
+                exposure(trial, 1, "A", 2),
+                exposure(other_trial, 1, "A", 2),
+                exposure(trial, 2, "A", 2),
+            ])
+            .await
+            .unwrap();
+        let events: Vec<NewEvent> = (0..10u128)
+            .map(|i| event(i + 1, if i < 6 { 1 } else { 2 }, "e", i as i64))
+            .collect();
+        store.insert_events(&events, at(20)).await.unwrap();
+        for (u, scope) in [(&a, "telemetry"), (&a, "surveys"), (&b, "telemetry")] {
+            store
+                .set_consent(u, scope, "v1", true, at(3))
+                .await
+                .unwrap();
+        }
+
+        // A failure anywhere in the erasure undoes all of it: make the log
+        // insert fail.
+        let failing = match db.backend() {
+            Backend::Sqlite => "CREATE TRIGGER erasure_log_fail BEFORE INSERT ON erasure_log \
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+                .to_string(),
+            Backend::Postgres => "CREATE FUNCTION erasure_log_fail() RETURNS trigger \
+                 LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END; $$; \
+                 CREATE TRIGGER erasure_log_fail BEFORE INSERT ON erasure_log \
+                 FOR EACH ROW EXECUTE FUNCTION erasure_log_fail()"
+                .to_string(),
+        };
+        db.execute_raw(&failing).await.unwrap();
+        let err = store.erase_unit(&a, at(30)).await.unwrap_err();
+        assert!(err.to_string().contains("injected failure"), "{err}");
+        let a_events = EventFilter {
+            unit: Some(a.clone()),
+            ..Default::default()
+        };
+        assert_eq!(store.count_events(&a_events).await.unwrap(), 6);
+        assert!(store.get_assignment(trial, &a).await.unwrap().is_some());
+        assert!(store
+            .consent_state(&a, "telemetry")
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(store.arm_counts(trial).await.unwrap()[0].2, 2);
+        let drop = match db.backend() {
+            Backend::Sqlite => "DROP TRIGGER erasure_log_fail",
+            Backend::Postgres => "DROP TRIGGER erasure_log_fail ON erasure_log",
+        };
+        db.execute_raw(drop).await.unwrap();
+
+        let erased = store.erase_unit(&a, at(30)).await.unwrap();
+        assert_eq!(
+            erased,
+            ErasureOutcome {
+                events: 6,
+                exposures: 2,
+                assignments: 2,
+                consents: 2,
+            }
+        );
+        assert_eq!(store.count_events(&a_events).await.unwrap(), 0);
+        assert!(store.get_assignment(trial, &a).await.unwrap().is_none());
+        assert!(store
+            .get_assignment(other_trial, &a)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store.consent_history(&a).await.unwrap().is_empty());
+        // Unit b is untouched.
+        let b_events = EventFilter {
+            unit: Some(b.clone()),
+            ..Default::default()
+        };
+        assert_eq!(store.count_events(&b_events).await.unwrap(), 4);
+        assert!(store.get_assignment(trial, &b).await.unwrap().is_some());
+        assert_eq!(store.consent_history(&b).await.unwrap().len(), 1);
+        assert_eq!(
+            store.arm_counts(trial).await.unwrap(),
+            vec![("A".to_string(), 1, 1)]
+        );
+        assert_eq!(store.arm_counts(other_trial).await.unwrap(), vec![]);
+
+        // Erasing again deletes nothing and is logged again.
+        let again = store.erase_unit(&a, at(40)).await.unwrap();
+        assert_eq!(again, ErasureOutcome::default());
+        let log = store.erasures_since(at(0)).await.unwrap();
+        assert_eq!(log.len(), 2, "the failed erasure left no entry");
+        assert_eq!(log[0].unit, a);
+        assert_eq!(log[0].erased_at, at(30));
+        assert_eq!(log[0].counts, erased);
+        assert_eq!(log[1].erased_at, at(40));
+        assert_eq!(store.erasures_since(at(40)).await.unwrap().len(), 1);
+        assert!(store.erasures_since(at(41)).await.unwrap().is_empty());
+
+        // The log is append-only.
+        let mut attempts = vec![
+            "UPDATE erasure_log SET unit = erasure_log.unit",
+            "DELETE FROM erasure_log",
+        ];
+        if db.backend() == Backend::Postgres {
+            attempts.push("TRUNCATE erasure_log");
+        }
+        for sql in attempts {
+            let err = db.execute_raw(sql).await.unwrap_err();
+            assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+        }
+        assert_eq!(store.erasures_since(at(0)).await.unwrap().len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn retention_deletes_old_events_in_batches() {
+    both_backends(|db| async move {
+        let store = db.store();
+        // Event time is not insertion order: old and new events interleave.
+        let batch: Vec<NewEvent> = (0..1000u128)
+            .map(|i| {
+                let secs = if i % 4 == 0 {
+                    10_000 + i as i64
+                } else {
+                    i as i64
+                };
+                event(i + 1, (i % 5) as u64, "e", secs)
+            })
+            .collect();
+        store.insert_events(&batch, at(20_000)).await.unwrap();
+        let old = batch.iter().filter(|e| e.ts < at(500)).count() as u64;
+        assert_eq!(old, 375);
+        assert_eq!(store.delete_events_before(at(500), 100).await.unwrap(), old);
+        assert_eq!(
+            store
+                .count_events(&EventFilter {
+                    to: Some(at(500)),
+                    ..Default::default()
+                })
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store.count_events(&EventFilter::default()).await.unwrap(),
+            1000 - old
+        );
+        assert_eq!(store.delete_events_before(at(500), 100).await.unwrap(), 0);
+        // A batch limit of 0 still makes progress.
+        let before_600 = batch
+            .iter()
+            .filter(|e| e.ts >= at(500) && e.ts < at(600))
+            .count() as u64;
+        assert_eq!(
+            store.delete_events_before(at(600), 0).await.unwrap(),
+            before_600
+        );
+        // An id deleted by retention can be stored again (it is a new event
+        // as far as the store knows).
+        let out = store.insert_events(&batch[1..2], at(20_001)).await.unwrap();
+        assert_eq!(out.inserted, 1);
+    })
+    .await;
+}
