@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod flags_api;
 pub mod health;
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .merge(flags_api::router())
         .merge(keys::router())
         .merge(trials_api::router())
+        .merge(events::router())
         .merge(health::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -77,6 +79,9 @@ pub async fn build_state(store: Store, config: Config, clock: Clock) -> Result<A
         keys: state::KeyCache::default(),
         trials: trials::TrialCache::default(),
         exposures: trials::ExposureSink::default(),
+        ingest_slots: Arc::new(tokio::sync::Semaphore::new(
+            config.ingest_concurrency.max(1),
+        )),
         clock,
         config: Arc::new(config),
     };

@@ -27,6 +27,12 @@ pub struct Config {
     pub body_limit: usize,
     /// The key that pseudonymises units (never stored in the database).
     pub study_key: Arc<StudyKey>,
+    /// Most events accepted in one ingestion batch.
+    pub max_batch_events: usize,
+    /// How far in the future an event's timestamp may be (client clock skew).
+    pub max_future_skew: Duration,
+    /// Ingestion batches written at once; more wait up to a second, then 503.
+    pub ingest_concurrency: usize,
 }
 
 impl Default for Config {
@@ -39,6 +45,9 @@ impl Default for Config {
             poll_interval: Duration::from_millis(200),
             body_limit: 1024 * 1024,
             study_key: Arc::new(StudyKey::from_bytes(&bytes).expect("32 bytes is long enough")),
+            max_batch_events: 5_000,
+            max_future_skew: Duration::from_secs(300),
+            ingest_concurrency: 8,
         }
     }
 }
@@ -145,6 +154,8 @@ pub struct AppState {
     pub keys: KeyCache,
     pub trials: TrialCache,
     pub exposures: ExposureSink,
+    /// Bounds concurrent ingestion writes (backpressure).
+    pub ingest_slots: Arc<tokio::sync::Semaphore>,
     pub clock: Clock,
     pub config: Arc<Config>,
 }

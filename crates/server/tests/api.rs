@@ -18,6 +18,7 @@ type BadCase<'a> = (
     &'a str,
 );
 
+mod events;
 mod trials;
 
 const FLAGS: &str = include_str!("fixtures/flags.json");
@@ -436,6 +437,7 @@ async fn every_route_for_every_role() {
             (Method::DELETE, "/api/v1/flags/page-size?reason=r", None, Role::Researcher),
             (Method::POST, "/api/v1/import?reason=r", Some(serde_json::from_str(FLAGS).unwrap()), Role::Researcher),
             (Method::POST, "/api/v1/exposures", Some(json!({"flag": "new-editor", "context": {"targetingKey": "u"}})), Role::Sdk),
+            (Method::POST, "/v1/events", Some(json!([])), Role::Sdk),
             (Method::GET, "/api/v1/trials", None, Role::Developer),
             (Method::GET, "/api/v1/trials/no-such", None, Role::Developer),
             (Method::POST, "/api/v1/trials/validate", Some(json!({"source": "key = 1"})), Role::Developer),

@@ -1,0 +1,152 @@
+//! Telemetry ingestion end to end.
+
+use super::*;
+use commonlab_core::privacy::pseudonymise;
+use commonlab_store::EventFilter;
+
+fn event(id: &str, unit: &str, name: &str) -> Value {
+    json!({
+        "event_id": id, "unit": unit, "community": "wiki-a", "name": name,
+        "timestamp": "2026-11-26T08:00:00Z",
+        "properties": {"edits": 3, "minutes": 2.5, "mobile": true, "lang": "en", "none": null},
+    })
+}
+
+fn id(n: u32) -> String {
+    format!("0190a6b8-0000-7000-8000-{n:012}")
+}
+
+impl Harness {
+    async fn send_events(&self, key: &str, body: String, ct: &str) -> (StatusCode, Value) {
+        let resp = self
+            .req(Method::POST, "/v1/events", Some(key))
+            .header(header::CONTENT_TYPE, ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn events_are_stored_once_pseudonymised_with_per_event_errors() {
+    both_backends(|db| async move {
+        let h = Harness::start(&db).await;
+        let sdk = h.key(Role::Sdk).await;
+        let batch: Vec<Value> = (0..20).map(|i| event(&id(i), &format!("member-{}", i % 5), "contribution_created")).collect();
+        let body = serde_json::to_string(&batch).unwrap();
+        let (s, v) = h.send_events(&sdk, body.clone(), "application/json").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!((v["received"].as_u64(), v["stored"].as_u64(), v["duplicates"].as_u64()), (Some(20), Some(20), Some(0)));
+        // A retry: the same answer, nothing stored twice.
+        let (s, v) = h.send_events(&sdk, body, "application/json").await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!((v["stored"].as_u64(), v["duplicates"].as_u64()), (Some(20), Some(20)));
+        let store = db.store();
+        assert_eq!(store.count_events(&EventFilter::default()).await.unwrap(), 20);
+        // Units are stored pseudonymised, never raw.
+        let unit = pseudonymise(&h.server.state.config.study_key, "member-3").into_string();
+        let mine = EventFilter { unit: Some(unit), ..EventFilter::default() };
+        assert_eq!(store.count_events(&mine).await.unwrap(), 4);
+        let raw = EventFilter { unit: Some("member-3".into()), ..EventFilter::default() };
+        assert_eq!(store.count_events(&raw).await.unwrap(), 0);
+        let stored = store.export_events(&mine, None, 10).await.unwrap();
+        assert_eq!(stored[0].properties["minutes"], json!(2.5));
+        assert_eq!(stored[0].properties["mobile"], json!(true));
+
+        // NDJSON with some bad events: the good ones are stored, the bad ones named.
+        let lines = [
+            event(&id(100), "m", "thanks_given"),
+            json!({"event_id": "not-a-uuid", "unit": "m", "name": "x", "timestamp": "2026-11-26T08:00:00Z"}),
+            json!({"event_id": id(102), "unit": "m", "name": "x", "timestamp": "2099-01-01T00:00:00Z"}),
+            json!({"event_id": id(103), "unit": "m", "name": "x", "timestamp": "2026-11-26T08:00:00Z", "properties": {"nested": {"a": 1}}}),
+            json!({"event_id": id(104), "name": "x", "timestamp": "2026-11-26T08:00:00Z"}),
+            json!({"event_id": id(105), "unit": "m", "name": "<script>", "timestamp": "2026-11-26T08:00:00Z"}),
+            json!({"event_id": id(106), "unit": "m", "name": "x", "timestamp": "yesterday"}),
+            json!({"event_id": id(107), "unit": "m", "name": "x", "timestamp": "2026-11-26T08:00:00Z", "ip": "1.2.3.4"}),
+            event(&id(108), "m'; DROP TABLE events; --", "thanks_given"),
+        ];
+        let body = lines.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n");
+        let (s, v) = h.send_events(&sdk, body, "application/x-ndjson").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["stored"], 2);
+        let rejected: Vec<(u64, String)> = v["rejected"].as_array().unwrap().iter()
+            .map(|r| (r["index"].as_u64().unwrap(), r["field"].as_str().unwrap().to_string())).collect();
+        assert_eq!(rejected, [
+            (1, "event_id".to_string()), (2, "timestamp".into()), (3, "properties.nested".into()),
+            (4, "unit".into()), (5, "name".into()), (6, "timestamp".into()), (7, "ip".into()),
+        ]);
+        assert_eq!(store.count_events(&EventFilter::default()).await.unwrap(), 22);
+
+        // Not parseable: nothing stored.
+        let (s, v) = h.send_events(&sdk, format!("[{}, {{", event(&id(200), "m", "x")), "application/json").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        let (s, _) = h.send_events(&sdk, format!("{}\n{{oops", event(&id(201), "m", "x")), "application/x-ndjson").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let (s, _) = h.send_events(&sdk, "{}".into(), "application/json").await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        let (s, _) = h.send_events(&sdk, "[]".into(), "text/csv").await;
+        assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        // Every event invalid: 422, nothing stored.
+        let (s, v) = h.send_events(&sdk, json!([{"event_id": "x"}]).to_string(), "application/json").await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        // Deeply nested JSON is refused as a whole, without a crash.
+        let deep = format!("[{}{}]", "[".repeat(10_000), "]".repeat(10_000));
+        let (s, _) = h.send_events(&sdk, deep, "application/json").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(store.count_events(&EventFilter::default()).await.unwrap(), 22);
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn oversized_batches_are_refused_whole() {
+    both_backends(|db| async move {
+        let store = db.connect_another().await;
+        let admin = create_key(
+            &store,
+            "test-admin",
+            Role::Admin,
+            "test",
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap()
+        .key;
+        let h = Harness::start_full(
+            store,
+            admin,
+            Clock::System,
+            Config {
+                max_batch_events: 10,
+                ..Config::default()
+            },
+        )
+        .await;
+        let sdk = h.key(Role::Sdk).await;
+        let batch: Vec<Value> = (0..11).map(|i| event(&id(i), "m", "x")).collect();
+        let (s, _) = h
+            .send_events(
+                &sdk,
+                serde_json::to_string(&batch).unwrap(),
+                "application/json",
+            )
+            .await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+        let big = json!([event(&id(1), &"u".repeat(BODY_LIMIT), "x")]).to_string();
+        let (s, _) = h.send_events(&sdk, big, "application/json").await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            db.store()
+                .count_events(&EventFilter::default())
+                .await
+                .unwrap(),
+            0
+        );
+        h.stop().await;
+    })
+    .await;
+}
