@@ -92,6 +92,22 @@ enum Command {
     Experiments(ExperimentsCmd),
     /// Run the statistics engine on data brought from elsewhere (docs/analyze.md).
     Analyze(AnalyzeArgs),
+    /// A member's data: erase everything stored about them.
+    #[command(subcommand)]
+    Units(UnitsCmd),
+}
+
+#[derive(Subcommand)]
+enum UnitsCmd {
+    /// Erase a unit's events, exposures, assignments and consent records in
+    /// one transaction, and log the erasure (pseudonymous id and time only).
+    Erase {
+        /// The raw id the platform knows (pseudonymised with the study key).
+        id: String,
+        /// The study key file (as for `serve`).
+        #[arg(long, env = "COMMONLAB_STUDY_KEY_FILE")]
+        study_key_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -257,6 +273,13 @@ struct FileConfig {
     poll_interval_ms: Option<u64>,
     body_limit_bytes: Option<usize>,
     study_key_file: Option<PathBuf>,
+    /// Store events only for units that granted consent for this scope.
+    consent_scope: Option<String>,
+    /// Event names that may be stored (others are dropped and counted).
+    allowed_events: Option<Vec<String>>,
+    /// Property keys that may be stored (others are removed and counted).
+    allowed_properties: Option<Vec<String>>,
+    max_batch_events: Option<usize>,
 }
 
 fn load_config(path: Option<&Path>) -> Result<FileConfig> {
@@ -333,6 +356,18 @@ async fn run(cli: Cli) -> Result<()> {
     if let Some(b) = file.body_limit_bytes {
         config.body_limit = b;
     }
+    if let Some(n) = file.max_batch_events {
+        config.max_batch_events = n;
+    }
+    config.consent_scope = file.consent_scope.clone();
+    config.allowed_events = file
+        .allowed_events
+        .clone()
+        .map(|v| std::sync::Arc::new(v.into_iter().collect()));
+    config.allowed_properties = file
+        .allowed_properties
+        .clone()
+        .map(|v| std::sync::Arc::new(v.into_iter().collect()));
     match cli.command {
         Command::Serve(args) => {
             let listen = args
@@ -348,6 +383,27 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Experiments(cmd) => experiments(&db_url, &config.flag_set, cmd).await,
         Command::Analyze(args) => analyze(args),
+        Command::Units(UnitsCmd::Erase { id, study_key_file }) => {
+            let key_file = study_key_file
+                .or(file.study_key_file.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STUDY_KEY));
+            if !key_file.exists() {
+                bail!(
+                    "study key file {} not found: erasure needs the key the data was pseudonymised with",
+                    key_file.display()
+                );
+            }
+            let key = load_study_key(&key_file)?;
+            let store = open_store(&db_url).await?;
+            let (unit, counts) =
+                commonlab_server::units::erase_unit(&store, &key, &id, chrono::Utc::now()).await?;
+            store.close().await;
+            println!(
+                "erased unit {unit}: {} events, {} exposures, {} assignments, {} consent records (logged)",
+                counts.events, counts.exposures, counts.assignments, counts.consents
+            );
+            Ok(())
+        }
         Command::Migrate => {
             open_store(&db_url).await?;
             println!("migrations applied to {db_url}");

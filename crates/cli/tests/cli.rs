@@ -467,3 +467,53 @@ fn analyze_few_community_rows() {
     let err = stderr(&o);
     assert!(err.contains(":2: column 'value'"), "{err}");
 }
+
+#[tokio::test]
+async fn units_erase_needs_the_study_key_and_logs_the_erasure() {
+    both_backends(|db| async move {
+        let url = db.url().to_string();
+        let dir = std::env::temp_dir().join(format!(
+            "commonlab-erase-{}-{:?}",
+            std::process::id(),
+            db.backend()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("study.key");
+        let o = Command::new(BIN)
+            .args([
+                "units",
+                "erase",
+                "member-1",
+                "--study-key-file",
+                key.to_str().unwrap(),
+            ])
+            .env("COMMONLAB_DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "no key file, no erasure");
+        assert!(stderr(&o).contains("study key"), "{}", stderr(&o));
+        std::fs::write(&key, "00".repeat(32)).unwrap();
+        let o = Command::new(BIN)
+            .args([
+                "units",
+                "erase",
+                "member-1",
+                "--study-key-file",
+                key.to_str().unwrap(),
+            ])
+            .env("COMMONLAB_DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stdout(&o).contains("0 events"), "{}", stdout(&o));
+        let log = db
+            .store()
+            .erasures_since(chrono::DateTime::UNIX_EPOCH)
+            .await
+            .unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].unit.len(), 64);
+        std::fs::remove_dir_all(&dir).unwrap();
+    })
+    .await;
+}

@@ -21,7 +21,7 @@
 use crate::auth::Caller;
 use crate::extract::BodyError;
 use crate::problem::Problem;
-use crate::state::AppState;
+use crate::state::{AppState, IngestCounters};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -37,7 +37,19 @@ use serde_json::{Map, Value};
 use std::time::Duration;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/events", post(ingest))
+    Router::new()
+        .route("/v1/events", post(ingest))
+        .route("/metrics", axum::routing::get(metrics))
+}
+
+/// Ingestion counters in Prometheus' text format (no personal data).
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut resp = state.ingest_counters.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
 }
 
 const MAX_PROPERTIES: usize = 64;
@@ -61,7 +73,17 @@ pub struct IngestOutcome {
     pub stored: u64,
     /// Of those, how many were stored already (a retry).
     pub duplicates: usize,
+    /// Valid events not stored by policy: name not on the allow-list, or
+    /// no consent from the unit (they are counted, never stored).
+    pub dropped: Dropped,
     pub rejected: Vec<Rejected>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Dropped {
+    pub not_allowed: u64,
+    pub no_consent: u64,
+    pub properties_removed: u64,
 }
 
 fn reject(index: usize, id: Option<&str>, field: &str, reason: impl Into<String>) -> Rejected {
@@ -284,15 +306,43 @@ async fn ingest(
     }
     let now = state.clock.now();
     let mut rejected = Vec::new();
+    let mut dropped = Dropped::default();
     let mut batch = Vec::with_capacity(items.len());
     for (i, v) in items.iter().enumerate() {
         match validate_event(i, v, now, state.config.max_future_skew) {
             Ok(mut event) => {
+                if let Some(allowed) = &state.config.allowed_events {
+                    if !allowed.contains(&event.name) {
+                        dropped.not_allowed += 1;
+                        continue;
+                    }
+                }
+                if let Some(allowed) = &state.config.allowed_properties {
+                    let before = event.properties.len();
+                    event.properties.retain(|k, _| allowed.contains(k));
+                    dropped.properties_removed += (before - event.properties.len()) as u64;
+                }
                 event.unit = pseudonymise(&state.config.study_key, &event.unit).into_string();
                 batch.push(event);
             }
             Err(r) => rejected.push(r),
         }
+    }
+    if let Some(scope) = &state.config.consent_scope {
+        let mut consented: std::collections::HashMap<String, bool> = Default::default();
+        for e in &batch {
+            if !consented.contains_key(&e.unit) {
+                let ok = state
+                    .store
+                    .consent_state(&e.unit, scope)
+                    .await?
+                    .is_some_and(|c| c.granted);
+                consented.insert(e.unit.clone(), ok);
+            }
+        }
+        let before = batch.len();
+        batch.retain(|e| consented.get(&e.unit).copied().unwrap_or(false));
+        dropped.no_consent = (before - batch.len()) as u64;
     }
     let (stored, duplicates) = if batch.is_empty() {
         (0, 0)
@@ -310,15 +360,24 @@ async fn ingest(
             outcome.duplicates.len(),
         )
     };
-    let status = if batch.is_empty() && !rejected.is_empty() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let c = &state.ingest_counters;
+    IngestCounters::add(&c.stored, stored - duplicates as u64);
+    IngestCounters::add(&c.duplicates, duplicates as u64);
+    IngestCounters::add(&c.rejected, rejected.len() as u64);
+    IngestCounters::add(&c.dropped_not_allowed, dropped.not_allowed);
+    IngestCounters::add(&c.dropped_no_consent, dropped.no_consent);
+    IngestCounters::add(&c.properties_removed, dropped.properties_removed);
+    let status =
+        if stored == 0 && !rejected.is_empty() && dropped.not_allowed + dropped.no_consent == 0 {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::OK
+        };
     let out = IngestOutcome {
         received: items.len(),
         stored,
         duplicates,
+        dropped,
         rejected,
     };
     Ok((status, Json(out)).into_response())

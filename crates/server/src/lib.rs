@@ -20,6 +20,7 @@ pub mod sync;
 pub mod trial_service;
 pub mod trials;
 pub mod trials_api;
+pub mod units;
 
 pub use error::Error;
 pub use state::{AppState, Clock, Config};
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::router())
         .merge(trials_api::router())
         .merge(events::router())
+        .merge(units::router())
         .merge(health::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -82,6 +84,7 @@ pub async fn build_state(store: Store, config: Config, clock: Clock) -> Result<A
         ingest_slots: Arc::new(tokio::sync::Semaphore::new(
             config.ingest_concurrency.max(1),
         )),
+        ingest_counters: Arc::default(),
         clock,
         config: Arc::new(config),
     };

@@ -12,7 +12,7 @@ use commonlab_core::flags::FlagSet;
 use commonlab_core::privacy::StudyKey;
 use commonlab_store::Store;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,13 @@ pub struct Config {
     pub max_future_skew: Duration,
     /// Ingestion batches written at once; more wait up to a second, then 503.
     pub ingest_concurrency: usize,
+    /// When set, events are stored only for units whose latest consent for
+    /// this scope is granted; others are dropped and counted.
+    pub consent_scope: Option<String>,
+    /// When set, only these event names are stored; others are dropped and counted.
+    pub allowed_events: Option<Arc<std::collections::HashSet<String>>>,
+    /// When set, only these property keys are stored; others are removed and counted.
+    pub allowed_properties: Option<Arc<std::collections::HashSet<String>>>,
 }
 
 impl Default for Config {
@@ -48,6 +55,9 @@ impl Default for Config {
             max_batch_events: 5_000,
             max_future_skew: Duration::from_secs(300),
             ingest_concurrency: 8,
+            consent_scope: None,
+            allowed_events: None,
+            allowed_properties: None,
         }
     }
 }
@@ -156,6 +166,8 @@ pub struct AppState {
     pub exposures: ExposureSink,
     /// Bounds concurrent ingestion writes (backpressure).
     pub ingest_slots: Arc<tokio::sync::Semaphore>,
+    /// What ingestion stored, refused and dropped (served at `/metrics`).
+    pub ingest_counters: Arc<IngestCounters>,
     pub clock: Clock,
     pub config: Arc<Config>,
 }
@@ -183,5 +195,65 @@ impl FromRef<AppState> for Clock {
 impl FromRef<AppState> for Arc<Config> {
     fn from_ref(s: &AppState) -> Arc<Config> {
         s.config.clone()
+    }
+}
+
+/// Ingestion counters of this process (Prometheus text at `/metrics`).
+#[derive(Default)]
+pub struct IngestCounters {
+    pub stored: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub rejected: AtomicU64,
+    pub dropped_not_allowed: AtomicU64,
+    pub dropped_no_consent: AtomicU64,
+    pub properties_removed: AtomicU64,
+}
+
+impl IngestCounters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn render(&self) -> String {
+        let rows = [
+            (
+                "commonlab_events_stored_total",
+                "Events stored by this process.",
+                &self.stored,
+            ),
+            (
+                "commonlab_events_duplicate_total",
+                "Events already stored (retries).",
+                &self.duplicates,
+            ),
+            (
+                "commonlab_events_rejected_total",
+                "Invalid events refused with an error.",
+                &self.rejected,
+            ),
+            (
+                "commonlab_events_dropped_not_allowed_total",
+                "Events dropped: name not on the allow-list.",
+                &self.dropped_not_allowed,
+            ),
+            (
+                "commonlab_events_dropped_no_consent_total",
+                "Events dropped: the unit has not consented.",
+                &self.dropped_no_consent,
+            ),
+            (
+                "commonlab_event_properties_removed_total",
+                "Properties removed: key not on the allow-list.",
+                &self.properties_removed,
+            ),
+        ];
+        let mut out = String::new();
+        for (name, help, c) in rows {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                c.load(Ordering::Relaxed)
+            ));
+        }
+        out
     }
 }

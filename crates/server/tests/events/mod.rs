@@ -150,3 +150,143 @@ async fn oversized_batches_are_refused_whole() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn allow_list_consent_and_erasure() {
+    both_backends(|db| async move {
+        let store = db.connect_another().await;
+        let admin = create_key(
+            &store,
+            "test-admin",
+            Role::Admin,
+            "test",
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap()
+        .key;
+        let set = |xs: &[&str]| {
+            Some(std::sync::Arc::new(
+                xs.iter().map(|s| s.to_string()).collect(),
+            ))
+        };
+        let config = Config {
+            consent_scope: Some("research".into()),
+            allowed_events: set(&["contribution_created", "thanks_given"]),
+            allowed_properties: set(&["edits"]),
+            ..Config::default()
+        };
+        let h = Harness::start_full(store, admin, Clock::System, config).await;
+        let sdk = h.key(Role::Sdk).await;
+        let consent = |unit: &str, granted: bool| {
+            h.req(
+                Method::PUT,
+                &format!("/api/v1/units/{unit}/consent"),
+                Some(&sdk),
+            )
+            .json(&json!({"scope": "research", "text_version": "v2", "granted": granted}))
+            .send()
+        };
+        assert_eq!(
+            consent("member-1", true).await.unwrap().status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            consent("member-2", true).await.unwrap().status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            consent("member-2", false).await.unwrap().status(),
+            StatusCode::OK
+        );
+        let resp = h
+            .req(Method::PUT, "/api/v1/units/member-1/consent", Some(&sdk))
+            .json(&json!({"scope": "", "text_version": "v2", "granted": true}))
+            .send()
+            .await
+            .unwrap();
+        problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+
+        let batch = json!([
+            event(&id(1), "member-1", "contribution_created"),
+            event(&id(2), "member-1", "page_viewed"),
+            event(&id(3), "member-2", "thanks_given"),
+            event(&id(4), "member-3", "thanks_given"),
+        ]);
+        let (s, v) = h
+            .send_events(&sdk, batch.to_string(), "application/json")
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["stored"], 1, "{v}");
+        assert_eq!(v["dropped"]["not_allowed"], 1);
+        assert_eq!(v["dropped"]["no_consent"], 2);
+        // Four of the five properties are off the allow-list, for each of the
+        // three events whose name is allowed.
+        assert_eq!(v["dropped"]["properties_removed"], 12);
+        let stored = db
+            .store()
+            .export_events(&EventFilter::default(), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].properties.keys().collect::<Vec<_>>(), ["edits"]);
+
+        let metrics = h
+            .req(Method::GET, "/metrics", None)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("commonlab_events_dropped_no_consent_total 2"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("commonlab_events_stored_total 1"),
+            "{metrics}"
+        );
+
+        // Erasure: everything about member-1 goes, in one transaction, and is logged.
+        let researcher = h.key(Role::Researcher).await;
+        let resp = h
+            .req(Method::DELETE, "/api/v1/units/member-1", Some(&researcher))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["erased"]["events"], 1);
+        assert_eq!(v["erased"]["consents"], 1);
+        assert_eq!(
+            db.store()
+                .count_events(&EventFilter::default())
+                .await
+                .unwrap(),
+            0
+        );
+        let hist: Value = h
+            .req(
+                Method::GET,
+                "/api/v1/units/member-1/consent",
+                Some(&researcher),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(hist["consent"], json!([]));
+        let log = db
+            .store()
+            .erasures_since(chrono::DateTime::UNIX_EPOCH)
+            .await
+            .unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].unit, v["unit"].as_str().unwrap());
+        h.stop().await;
+    })
+    .await;
+}
