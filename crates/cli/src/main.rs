@@ -280,6 +280,8 @@ struct FileConfig {
     /// Property keys that may be stored (others are removed and counted).
     allowed_properties: Option<Vec<String>>,
     max_batch_events: Option<usize>,
+    /// Delete raw events older than this many days (default: keep them).
+    retention_days: Option<u64>,
 }
 
 fn load_config(path: Option<&Path>) -> Result<FileConfig> {
@@ -360,6 +362,9 @@ async fn run(cli: Cli) -> Result<()> {
         config.max_batch_events = n;
     }
     config.consent_scope = file.consent_scope.clone();
+    config.retention = file
+        .retention_days
+        .map(|d| std::time::Duration::from_secs(d * 86_400));
     config.allowed_events = file
         .allowed_events
         .clone()

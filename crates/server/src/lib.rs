@@ -14,6 +14,7 @@ pub mod health;
 pub mod keys;
 pub mod ofrep;
 pub mod problem;
+pub mod retention;
 pub mod service;
 pub mod state;
 pub mod sync;
@@ -99,6 +100,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     poller: JoinHandle<()>,
+    retention: JoinHandle<()>,
     writer: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
@@ -116,6 +118,7 @@ impl Running {
         let served = self.server.await.map_err(std::io::Error::other)?;
         let _ = self.shutdown.send(true);
         let _ = self.poller.await;
+        let _ = self.retention.await;
         // Every request has finished: the writer drains what they sent.
         if let Some((stop, writer)) = self.writer {
             let _ = stop.send(true);
@@ -137,6 +140,11 @@ pub async fn start(listen: SocketAddr, state: AppState) -> std::io::Result<Runni
     let addr = listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
     let poller = tokio::spawn(sync::run(state.clone(), rx.clone()));
+    let retention = tokio::spawn(retention::run(
+        state.clone(),
+        state.config.retention_interval,
+        rx.clone(),
+    ));
     let writer = state.exposures.take_receiver().map(|exposures| {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(trials::run_writer(
@@ -171,6 +179,7 @@ pub async fn start(listen: SocketAddr, state: AppState) -> std::io::Result<Runni
         shutdown: tx,
         server,
         poller,
+        retention,
         writer,
     })
 }

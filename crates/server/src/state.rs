@@ -40,6 +40,10 @@ pub struct Config {
     pub allowed_events: Option<Arc<std::collections::HashSet<String>>>,
     /// When set, only these property keys are stored; others are removed and counted.
     pub allowed_properties: Option<Arc<std::collections::HashSet<String>>>,
+    /// Raw events older than this are deleted by a background task.
+    pub retention: Option<Duration>,
+    /// How often that task runs.
+    pub retention_interval: Duration,
 }
 
 impl Default for Config {
@@ -58,6 +62,8 @@ impl Default for Config {
             consent_scope: None,
             allowed_events: None,
             allowed_properties: None,
+            retention: None,
+            retention_interval: Duration::from_secs(3600),
         }
     }
 }

@@ -290,3 +290,65 @@ async fn allow_list_consent_and_erasure() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn retention_deletes_old_raw_events() {
+    both_backends(|db| async move {
+        let store = db.connect_another().await;
+        let admin = create_key(
+            &store,
+            "test-admin",
+            Role::Admin,
+            "test",
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap()
+        .key;
+        let clock = Clock::fixed(
+            chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
+                .unwrap()
+                .into(),
+        );
+        let config = Config {
+            retention: Some(Duration::from_secs(7 * 86_400)),
+            ..Config::default()
+        };
+        let h = Harness::start_full(store, admin, clock, config).await;
+        let sdk = h.key(Role::Sdk).await;
+        let mut batch = Vec::new();
+        for (i, day) in ["2026-11-01", "2026-11-20", "2026-11-25", "2026-11-30"]
+            .iter()
+            .enumerate()
+        {
+            let mut e = event(&id(i as u32), "m", "x");
+            e["timestamp"] = json!(format!("{day}T12:00:00Z"));
+            batch.push(e);
+        }
+        let (s, v) = h
+            .send_events(&sdk, json!(batch).to_string(), "application/json")
+            .await;
+        assert_eq!((s, v["stored"].as_u64()), (StatusCode::OK, Some(4)), "{v}");
+        assert_eq!(
+            commonlab_server::retention::sweep(&h.server.state)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            db.store()
+                .count_events(&EventFilter::default())
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            commonlab_server::retention::sweep(&h.server.state)
+                .await
+                .unwrap(),
+            0
+        );
+        h.stop().await;
+    })
+    .await;
+}
