@@ -95,6 +95,42 @@ enum Command {
     /// A member's data: erase everything stored about them.
     #[command(subcommand)]
     Units(UnitsCmd),
+    /// Telemetry events: import historical data, export stored events.
+    #[command(subcommand)]
+    Events(EventsCmd),
+}
+
+#[derive(Subcommand)]
+enum EventsCmd {
+    /// Import events from NDJSON (.ndjson/.jsonl), a JSON array (.json) or CSV
+    /// (.csv: event_id,unit,community,name,timestamp,properties as a JSON
+    /// object). Same validation and idempotency as POST /v1/events; invalid
+    /// events are listed with their line and the valid ones stored.
+    Import {
+        file: PathBuf,
+        /// The study key file (as for `serve`).
+        #[arg(long, env = "COMMONLAB_STUDY_KEY_FILE")]
+        study_key_file: Option<PathBuf>,
+        /// Events per transaction.
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+    },
+    /// Export stored events as NDJSON (units are pseudonyms).
+    Export {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        community: Option<String>,
+        /// Events at or after this RFC 3339 time.
+        #[arg(long)]
+        from: Option<String>,
+        /// Events before this RFC 3339 time.
+        #[arg(long)]
+        to: Option<String>,
+        /// Write to a file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -388,6 +424,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Experiments(cmd) => experiments(&db_url, &config.flag_set, cmd).await,
         Command::Analyze(args) => analyze(args),
+        Command::Events(cmd) => events(&db_url, file.study_key_file.clone(), cmd).await,
         Command::Units(UnitsCmd::Erase { id, study_key_file }) => {
             let key_file = study_key_file
                 .or(file.study_key_file.clone())
@@ -1075,4 +1112,189 @@ fn read_rows(text: &str, file: &str) -> Result<Vec<commonlab_stats::rows::Row>> 
         bail!("{file}: no data rows");
     }
     Ok(rows)
+}
+
+/// Reads the events of a file as (line, JSON value) pairs.
+fn read_events(path: &Path, text: &str) -> Result<Vec<(usize, serde_json::Value)>> {
+    let name = path.display();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "csv" => {
+            let mut reader = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+            let headers = reader
+                .headers()
+                .with_context(|| format!("{name}: cannot read the header line"))?
+                .clone();
+            let mut out = Vec::new();
+            for (i, record) in reader.records().enumerate() {
+                let line = i + 2;
+                let record =
+                    record.with_context(|| format!("{name}:{line}: not a valid CSV record"))?;
+                let mut obj = serde_json::Map::new();
+                for (h, v) in headers.iter().zip(record.iter()) {
+                    if v.is_empty() {
+                        continue;
+                    }
+                    let value = if h == "properties" {
+                        serde_json::from_str(v).map_err(|e| {
+                            anyhow!("{name}:{line}: column 'properties': not a JSON object ({e})")
+                        })?
+                    } else {
+                        serde_json::Value::String(v.to_string())
+                    };
+                    obj.insert(h.to_string(), value);
+                }
+                out.push((line, serde_json::Value::Object(obj)));
+            }
+            Ok(out)
+        }
+        "json" => {
+            let v: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| anyhow!("{name}:{}:{}: not JSON: {e}", e.line(), e.column()))?;
+            match v {
+                serde_json::Value::Array(items) => Ok(items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (i + 1, v))
+                    .collect()),
+                _ => bail!("{name}: expected a JSON array of events"),
+            }
+        }
+        _ => {
+            let mut out = Vec::new();
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let v = serde_json::from_str(line)
+                    .map_err(|e| anyhow!("{name}:{}: not JSON: {e}", i + 1))?;
+                out.push((i + 1, v));
+            }
+            Ok(out)
+        }
+    }
+}
+
+async fn events(db_url: &str, config_key: Option<PathBuf>, cmd: EventsCmd) -> Result<()> {
+    let store = open_store(db_url).await?;
+    match cmd {
+        EventsCmd::Import {
+            file,
+            study_key_file,
+            batch,
+        } => {
+            let key_file = study_key_file
+                .or(config_key)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STUDY_KEY));
+            if !key_file.exists() {
+                bail!("study key file {} not found: imported units must be pseudonymised with the server's key", key_file.display());
+            }
+            let key = load_study_key(&key_file)?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let items = read_events(&file, &text)?;
+            let bar = indicatif::ProgressBar::new(items.len() as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} events ({per_sec}, eta {eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let now = chrono::Utc::now();
+            let (mut stored, mut duplicates, mut rejected) = (0u64, 0usize, 0usize);
+            for chunk in items.chunks(batch.max(1)) {
+                let mut events = Vec::with_capacity(chunk.len());
+                for (line, v) in chunk {
+                    match commonlab_server::events::validate_event(
+                        *line,
+                        v,
+                        now,
+                        std::time::Duration::from_secs(300),
+                    ) {
+                        Ok(mut e) => {
+                            e.unit =
+                                commonlab_core::privacy::pseudonymise(&key, &e.unit).into_string();
+                            events.push(e);
+                        }
+                        Err(r) => {
+                            rejected += 1;
+                            bar.suspend(|| {
+                                eprintln!("{}:{line}: {}: {}", file.display(), r.field, r.reason)
+                            });
+                        }
+                    }
+                }
+                if !events.is_empty() {
+                    let out = store.insert_events(&events, now).await?;
+                    stored += out.inserted;
+                    duplicates += out.duplicates.len();
+                }
+                bar.inc(chunk.len() as u64);
+            }
+            bar.finish_and_clear();
+            println!(
+                "{} events read: {stored} stored, {duplicates} already stored, {rejected} rejected",
+                items.len()
+            );
+            if rejected > 0 {
+                bail!("{rejected} event(s) rejected (listed above); the valid ones were stored");
+            }
+        }
+        EventsCmd::Export {
+            name,
+            community,
+            from,
+            to,
+            output,
+        } => {
+            let time =
+                |s: Option<String>, flag: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+                    s.map(|s| {
+                        chrono::DateTime::parse_from_rfc3339(&s)
+                            .map(|t| t.with_timezone(&chrono::Utc))
+                            .map_err(|_| anyhow!("{flag}: '{s}' is not an RFC 3339 time"))
+                    })
+                    .transpose()
+                };
+            let filter = commonlab_store::EventFilter {
+                name,
+                unit: None,
+                community,
+                from: time(from, "--from")?,
+                to: time(to, "--to")?,
+            };
+            let mut out: Box<dyn std::io::Write> = match &output {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("cannot write {}", p.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let mut after = None;
+            let mut n = 0u64;
+            loop {
+                let page = store.export_events(&filter, after.as_ref(), 5000).await?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.cursor());
+                for e in &page {
+                    let line = serde_json::json!({
+                        "event_id": e.event_id, "unit": e.unit, "community": e.community, "name": e.name,
+                        "timestamp": e.ts.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                        "received_at": e.received_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                        "properties": e.properties,
+                    });
+                    writeln!(out, "{line}")?;
+                    n += 1;
+                }
+            }
+            out.flush()?;
+            eprintln!("{n} events exported");
+        }
+    }
+    store.close().await;
+    Ok(())
 }
