@@ -583,3 +583,119 @@ async fn events_import_and_export() {
     })
     .await;
 }
+
+fn spawn_server(url: &str, port: u16, key: &Path) -> std::process::Child {
+    Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--study-key-file",
+            key.to_str().unwrap(),
+        ])
+        .env("COMMONLAB_DATABASE_URL", url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Kill -9 the server in the middle of a load; restart it; the client
+/// retries what was not acknowledged: every event is stored exactly once.
+#[tokio::test]
+async fn sigkill_under_load_loses_and_duplicates_nothing() {
+    use commonlab_client::{Event, EventClient, Options};
+    both_backends(|db| async move {
+        let url = db.url().to_string();
+        let dir = std::env::temp_dir().join(format!(
+            "commonlab-kill-{}-{:?}",
+            std::process::id(),
+            db.backend()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key_file = dir.join("study.key");
+        std::fs::write(&key_file, "22".repeat(32)).unwrap();
+        let o = run(
+            &url,
+            &["keys", "create", "--role", "sdk", "--name", "loader"],
+        );
+        let key = stdout(&o).lines().last().unwrap().to_string();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = spawn_server(&url, port, &key_file);
+        wait_ready(port).await;
+
+        const BATCHES: usize = 40;
+        const PER: usize = 250;
+        let base = format!("http://127.0.0.1:{port}");
+        let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let acked_in_load = acked.clone();
+        let load = tokio::spawn(async move {
+            let client = EventClient::new(
+                &base,
+                &key,
+                Options {
+                    max_attempts: 200,
+                    initial_backoff: Duration::from_millis(20),
+                    max_backoff: Duration::from_millis(200),
+                    ..Options::default()
+                },
+            );
+            let mut acknowledged = 0;
+            for b in 0..BATCHES {
+                let batch: Vec<Event> = (0..PER)
+                    .map(|i| {
+                        Event::new(format!("m{}", (b * PER + i) % 97), "contribution_created")
+                            .property("i", (b * PER + i) as u64)
+                    })
+                    .collect();
+                let report = client.send(&batch).await.expect("acknowledged eventually");
+                assert_eq!(report.stored, PER as u64);
+                acknowledged += 1;
+                acked_in_load.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            acknowledged
+        });
+        // Let some batches through, then kill the server without warning.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while acked.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+            assert!(Instant::now() < deadline, "no batch acknowledged");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!load.is_finished(), "the load ended before the kill");
+        server.kill().unwrap();
+        server.wait().unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut server = spawn_server(&url, port, &key_file);
+        let acknowledged = load.await.unwrap();
+        assert_eq!(acknowledged, BATCHES);
+        let stored = db
+            .store()
+            .count_events(&commonlab_store::EventFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            stored,
+            (BATCHES * PER) as u64,
+            "every acknowledged event exactly once"
+        );
+        server.kill().unwrap();
+        server.wait().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    })
+    .await;
+}
