@@ -14,12 +14,14 @@
 //! already there). **Partial acceptance:** invalid events are listed in
 //! `rejected` with their index, id, field and reason; the valid ones are
 //! stored. A body that is not JSON (or a line of NDJSON that is not) stores
-//! nothing. **Backpressure:** at most `ingest_concurrency` batches are
-//! written at once; a batch that cannot start within a second gets 503 with
-//! `Retry-After` instead of queueing without bound.
+//! nothing. **Group commit and backpressure:** batches of concurrent
+//! requests are committed together by one task ([`crate::group_commit`]); a
+//! batch that cannot be queued within a second gets 503 with `Retry-After`
+//! instead of queueing without bound.
 
 use crate::auth::Caller;
 use crate::extract::BodyError;
+use crate::group_commit::SubmitError;
 use crate::problem::Problem;
 use crate::state::{AppState, IngestCounters};
 use axum::body::Bytes;
@@ -347,14 +349,18 @@ async fn ingest(
     let (stored, duplicates) = if batch.is_empty() {
         (0, 0)
     } else {
-        let permit = tokio::time::timeout(Duration::from_secs(1), state.ingest_slots.acquire())
-            .await
-            .map_err(|_| {
-                Problem::unavailable("the event store is saturated; retry this batch shortly")
-            })?
-            .map_err(|_| Problem::unavailable("the server is shutting down"))?;
-        let outcome = state.store.insert_events(&batch, now).await?;
-        drop(permit);
+        let outcome = match state.committer.submit(batch, now).await {
+            Ok(o) => o,
+            Err(SubmitError::Saturated) => {
+                return Err(Problem::unavailable(
+                    "the event store is saturated; retry this batch shortly",
+                ))
+            }
+            Err(SubmitError::Closed) => {
+                return Err(Problem::unavailable("the server is shutting down; retry"))
+            }
+            Err(SubmitError::Store(e)) => return Err(e.into()),
+        };
         (
             outcome.inserted + outcome.duplicates.len() as u64,
             outcome.duplicates.len(),

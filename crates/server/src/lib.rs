@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod flags_api;
+pub mod group_commit;
 pub mod health;
 pub mod keys;
 pub mod ofrep;
@@ -82,9 +83,7 @@ pub async fn build_state(store: Store, config: Config, clock: Clock) -> Result<A
         keys: state::KeyCache::default(),
         trials: trials::TrialCache::default(),
         exposures: trials::ExposureSink::default(),
-        ingest_slots: Arc::new(tokio::sync::Semaphore::new(
-            config.ingest_concurrency.max(1),
-        )),
+        committer: group_commit::GroupCommitter::default(),
         ingest_counters: Arc::default(),
         clock,
         config: Arc::new(config),
@@ -102,6 +101,7 @@ pub struct Running {
     poller: JoinHandle<()>,
     retention: JoinHandle<()>,
     writer: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    committer: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
 impl Running {
@@ -123,6 +123,10 @@ impl Running {
         if let Some((stop, writer)) = self.writer {
             let _ = stop.send(true);
             let _ = writer.await;
+        }
+        if let Some((stop, committer)) = self.committer {
+            let _ = stop.send(true);
+            let _ = committer.await;
         }
         served
     }
@@ -155,6 +159,11 @@ pub async fn start(listen: SocketAddr, state: AppState) -> std::io::Result<Runni
         ));
         (stop, task)
     });
+    let committer = state.committer.take_receiver().map(|jobs| {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(group_commit::run(state.store.clone(), jobs, stopped));
+        (stop, task)
+    });
     if writer.is_none() {
         tracing::error!(
             "this state is already served by another server; exposures go to its writer"
@@ -181,5 +190,6 @@ pub async fn start(listen: SocketAddr, state: AppState) -> std::io::Result<Runni
         poller,
         retention,
         writer,
+        committer,
     })
 }

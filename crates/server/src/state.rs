@@ -31,8 +31,6 @@ pub struct Config {
     pub max_batch_events: usize,
     /// How far in the future an event's timestamp may be (client clock skew).
     pub max_future_skew: Duration,
-    /// Ingestion batches written at once; more wait up to a second, then 503.
-    pub ingest_concurrency: usize,
     /// When set, events are stored only for units whose latest consent for
     /// this scope is granted; others are dropped and counted.
     pub consent_scope: Option<String>,
@@ -58,7 +56,6 @@ impl Default for Config {
             study_key: Arc::new(StudyKey::from_bytes(&bytes).expect("32 bytes is long enough")),
             max_batch_events: 5_000,
             max_future_skew: Duration::from_secs(300),
-            ingest_concurrency: 8,
             consent_scope: None,
             allowed_events: None,
             allowed_properties: None,
@@ -170,8 +167,8 @@ pub struct AppState {
     pub keys: KeyCache,
     pub trials: TrialCache,
     pub exposures: ExposureSink,
-    /// Bounds concurrent ingestion writes (backpressure).
-    pub ingest_slots: Arc<tokio::sync::Semaphore>,
+    /// Commits ingestion batches of concurrent requests together.
+    pub committer: crate::group_commit::GroupCommitter,
     /// What ingestion stored, refused and dropped (served at `/metrics`).
     pub ingest_counters: Arc<IngestCounters>,
     pub clock: Clock,
