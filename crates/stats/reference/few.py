@@ -9,6 +9,11 @@ CR2 / Bell-McCaffrey df are written from the formulas with dense matrices
 (Bell & McCaffrey 2002; Pustejovsky & Tipton 2018, as clubSandwich computes
 for an lm with identity working model), independent of the Rust code's
 per-cluster low-rank algebra.
+
+Families (each >= 50 cases): cluster (CR1/CR2), randomization,
+nonparametric (Mann-Whitney, BCa pieces), survey (Cronbach alpha), power (incl.
+the confidence-sequence design, "sequential"), response (differential survey
+response: chi2_contingency / fisher_exact). Run one family: few.py response
 """
 import itertools
 import json
@@ -197,6 +202,21 @@ def cluster_cases():
         ("stepped_wedge_5x6_cell_rows", sw_design(5, 6, 1, cell_rows=True), True),
         ("stepped_wedge_12x13_large", sw_design(12, 13, 6), False),
     ]
+    r2 = np.random.default_rng(202611261)
+    for i in range(45):
+        G = int(r2.integers(4, 13))
+        treated = int(r2.integers(1, G))
+        lo = int(r2.integers(1, 4))
+        hi = lo + int(r2.integers(0, 8))
+        if lo == 1 and hi == 1:
+            hi = 2
+        shape = ["parallel", "parallel_nocov", "stepped_wedge", "stepped_wedge_cfe"][i % 4]
+        if shape.startswith("parallel"):
+            spec = parallel_design(G, treated, lo, hi, covariate=(shape == "parallel"))
+        else:
+            spec = sw_design(int(r2.integers(3, 7)), int(r2.integers(3, 7)), int(r2.integers(1, 5)) + 1,
+                             cluster_fe=(shape == "stepped_wedge_cfe"))
+        specs.append((f"generated_{i:02d}_{shape}_G{len(np.unique(spec[2]))}", spec, False))
     for name, (X, y, cl, k), enum in specs:
         g = pd.Series(cl)
         res = sm.OLS(y, X).fit(cov_type="cluster", cov_kwds={"groups": g}, use_t=True)
@@ -370,6 +390,37 @@ def randomization_cases():
                        [0, 1, 0, 1, 0, 1, 0, 0, 1], strata=[0, 0, 1, 1, 2, 2, 3, 3, 3]),
         rand_unit_case("ties_in_values", np.array([1.0, 1.0, 2.0, 2.0, 3.0, 3.0]), [1, 1, 0, 0, 0, 1]),
     ]
+    r8 = np.random.default_rng(8)
+    for i in range(50):
+        n = int(r8.integers(3, 11))
+        k = int(r8.integers(1, n))
+        labels = [1] * k + [0] * (n - k)
+        labels = [int(x) for x in r8.permutation(labels)]
+        if i % 5 == 4:
+            vals = r8.integers(0, 4, n).astype(float)  # heavy ties
+        elif i % 5 == 3:
+            vals = r8.exponential(size=n) + 0.7 * np.array(labels)
+        else:
+            vals = r8.normal(size=n) + 0.5 * np.array(labels)
+        strata = None
+        if i % 3 == 2 and n >= 6:
+            # pairs/blocks each containing both arms
+            order = np.argsort(np.array(labels), kind="stable")
+            ones = [j for j in range(n) if labels[j] == 1]
+            zeros = [j for j in range(n) if labels[j] == 0]
+            strata = [0] * n
+            for j in range(n):
+                strata[j] = 0
+            b = 0
+            while ones and zeros:
+                strata[ones.pop()] = b
+                strata[zeros.pop()] = b
+                b += 1
+            for j in ones + zeros:
+                strata[j] = max(b - 1, 0)
+            if len(set(strata)) < 2:
+                strata = None
+        unit.append(rand_unit_case(f"generated_{i:02d}_n{n}_k{k}" + ("_blocked" if strata else ""), vals, labels, strata=strata))
     panels = []
     # stepped wedge, 4 communities x 5 periods, individual rows
     def sw(G, T, lo, hi, effect, cov=False, seed=1):
@@ -460,6 +511,32 @@ def nonparametric_cases():
     add("exact_unequal", r.normal(size=13), r.normal(size=21) + 0.3, "exact")
     add("exact_larger", r.normal(size=40), r.normal(size=45) + 0.2, "exact")
     add("asymptotic_no_ties", r.normal(size=30), r.normal(size=25), "asymptotic")
+    # generated cases on their own stream (keeps the cases above and the BCa draws unchanged)
+    r9 = np.random.default_rng(9)
+    add("one_per_arm_exact", [1.5], [0.2], "exact")
+    add("one_per_arm_asymptotic", [1.5], [0.2], "asymptotic")
+    add("one_vs_five_exact", [0.3], r9.normal(size=5), "exact")
+    add("two_tied_of_three_asymptotic", [1.0, 2.0], [2.0], "asymptotic")
+    for i in range(12):
+        n1, n2 = int(r9.integers(1, 30)), int(r9.integers(1, 30))
+        shift = float(r9.normal(0, 0.7))
+        if i % 3 == 0:
+            x, y = r9.integers(1, 6, n1).astype(float), np.clip(r9.integers(1, 6, n2) + (shift > 0), 1, 5).astype(float)
+            if len(np.unique(np.concatenate([x, y]))) < 2:
+                continue
+            add(f"generated_{i:02d}_likert_{n1}x{n2}", x, y, "asymptotic")
+        elif i % 3 == 1:
+            add(f"generated_{i:02d}_exact_{n1}x{n2}", r9.normal(size=n1), r9.normal(size=n2) + shift, "exact")
+        else:
+            add(f"generated_{i:02d}_asymptotic_{n1}x{n2}", r9.exponential(size=n1), r9.exponential(size=n2) * math.exp(shift), "asymptotic")
+    # all values tied: zero variance; scipy returns p = 1 (NaN z clipped), the Rust code gives StatsError::Degenerate
+    for name, x, y in [("all_tied_small", [2.0, 2.0], [2.0, 2.0, 2.0]), ("all_tied_one_each", [5.0], [5.0])]:
+        for alt in ["two-sided", "greater", "less"]:
+            with np.errstate(all="ignore"):
+                res = stats.mannwhitneyu(x, y, alternative=alt, method="asymptotic")
+            mw.append({"name": f"{name}_{alt}", "x": x, "y": y, "method": "asymptotic",
+                       "alternative": alt.replace("-", "_"), "u": float(res.statistic), "p": None,
+                       "scipy_p": float(res.pvalue), "error": "degenerate"})
 
     # BCa pieces: fixed bootstrap distribution, scipy's own _bca_interval
     from scipy.stats._resampling import _bca_interval, _percentile_along_axis
@@ -477,6 +554,25 @@ def nonparametric_cases():
         lo = float(np.percentile(tb, float(a1) * 100)); hi = float(np.percentile(tb, float(a2) * 100))
         pieces.append({"name": name, "samples": [list(map(float, d)) for d in data], "theta_hat_b": tb.tolist(),
                        "alpha_1": float(a1), "alpha_2": float(a2), "a_hat": float(ah), "lower": lo, "upper": hi})
+
+    r10 = np.random.default_rng(10)
+    for i in range(48):
+        n = int(r10.integers(5, 40))
+        B = int(r10.integers(200, 600))
+        if i % 2 == 0:
+            data = [r10.lognormal(0, float(r10.uniform(0.3, 1.5)), n)]
+            stat = lambda x, axis=-1: np.mean(x, axis=axis)
+            tb = r10.choice(data[0], size=(B, n)).mean(axis=1)
+        else:
+            m = int(r10.integers(5, 40))
+            data = [r10.poisson(3, n).astype(float), r10.poisson(3.5, m).astype(float) + r10.normal(0, 0.1, m)]
+            stat = lambda x, y, axis=-1: np.mean(y, axis=axis) - np.mean(x, axis=axis)
+            tb = r10.choice(data[1], size=(B, m)).mean(axis=1) - r10.choice(data[0], size=(B, n)).mean(axis=1)
+        a1, a2, ah = _bca_interval(tuple(np.asarray(d) for d in data), stat, axis=-1, alpha=np.array(0.025), theta_hat_b=tb, batch=None)
+        lo = float(np.percentile(tb, float(a1) * 100)); hi = float(np.percentile(tb, float(a2) * 100))
+        pieces.append({"name": f"generated_{i:02d}_{len(data)}_sample_B{B}", "samples": [list(map(float, d)) for d in data],
+                       "theta_hat_b": tb.tolist(), "alpha_1": float(a1), "alpha_2": float(a2), "a_hat": float(ah),
+                       "lower": lo, "upper": hi})
 
     # Monte Carlo comparison: scipy.stats.bootstrap, 9999 resamples; MC sd from 20 seeds
     mc = []
@@ -520,6 +616,24 @@ def survey_cases():
         hi = 1 - (1 - a) * stats.f.ppf(0.025, df1, df2)
         tot = X.sum(axis=1)
         alpha_cases.append({"name": name, "responses": X.tolist(), "alpha": a, "feldt_lower": lo, "feldt_upper": hi,
+                            "item_total_r": [float(np.corrcoef(X[:, j], tot)[0, 1]) for j in range(k)],
+                            "corrected_item_total_r": [float(np.corrcoef(X[:, j], tot - X[:, j])[0, 1]) for j in range(k)],
+                            "alpha_if_deleted": [cronbach(np.delete(X, j, axis=1)) for j in range(k)]})
+    r14 = np.random.default_rng(14)
+    for i in range(50):
+        n, k = int(r14.integers(4, 150)), int(r14.integers(3, 12))
+        load = float(r14.uniform(0.1, 1.5))
+        f = r14.normal(size=n)
+        levels = [5, 7, 4, 11][i % 4]
+        X = np.clip(np.round((levels + 1) / 2 + load * f[:, None] + r14.normal(size=(n, k))), 1, levels)
+        if np.any(X.var(axis=0, ddof=1) == 0) or X.sum(axis=1).var(ddof=1) == 0:
+            continue
+        a = cronbach(X)
+        df1, df2 = n - 1, (n - 1) * (k - 1)
+        tot = X.sum(axis=1)
+        alpha_cases.append({"name": f"generated_{i:02d}_n{n}_k{k}_{levels}pt", "responses": X.tolist(), "alpha": a,
+                            "feldt_lower": 1 - (1 - a) * stats.f.ppf(0.975, df1, df2),
+                            "feldt_upper": 1 - (1 - a) * stats.f.ppf(0.025, df1, df2),
                             "item_total_r": [float(np.corrcoef(X[:, j], tot)[0, 1]) for j in range(k)],
                             "corrected_item_total_r": [float(np.corrcoef(X[:, j], tot - X[:, j])[0, 1]) for j in range(k)],
                             "alpha_if_deleted": [cronbach(np.delete(X, j, axis=1)) for j in range(k)]})
@@ -570,10 +684,122 @@ def power_cases():
         h = nn.solve_power(effect_size=None, nobs1=n1, alpha=alpha, power=pw, ratio=ratio, alternative=alt)
         out.append({"kind": "prop_mde", "p1": p1, "n1": n1, "power": pw, "ratio": ratio, "alpha": alpha, "alternative": alt,
                     "p2": float(math.sin(math.asin(math.sqrt(p1)) + h / 2) ** 2)})
-    dump("few_power.json", {"source": "scipy.stats.nct; statsmodels TTestIndPower/NormalIndPower, proportion_effectsize", "nct_cdf": nct, "power": out})
+    # generated grids (statsmodels directly; solve_power roots refined by brentq on statsmodels' power)
+    from scipy.optimize import brentq
+    alts = ["two-sided", "larger", "smaller"]
+    for i, (d, n1, ratio, alpha) in enumerate(itertools.product([0.1, 0.3, 0.6, 1.0], [8, 40, 250], [0.5, 1, 3], [0.01, 0.05])):
+        alt = alts[i % 3]
+        dd = -d if alt == "smaller" else d
+        if i % 2 == 0:
+            # reference = exact noncentral-t tail (scipy.stats.nct, confirmed by quadrature); statsmodels'
+            # TTestIndPower value is stored too but drifts (2e-8 relative at df ~ 1000, 6e-6 absolute
+            # for "smaller" with power near 1), so it is informational only
+            n2 = n1 * ratio
+            df, nc = n1 + n2 - 2, dd / math.sqrt(1 / n1 + 1 / n2)
+            if alt == "two-sided":
+                c = stats.t.isf(alpha / 2, df)
+                exact = stats.nct.sf(c, df, nc) + stats.nct.cdf(-c, df, nc)
+            elif alt == "larger":
+                exact = stats.nct.sf(stats.t.isf(alpha, df), df, nc)
+            else:
+                exact = stats.nct.cdf(-stats.t.isf(alpha, df), df, nc)
+            pw_sm = float(tt.power(dd, n1, alpha, ratio=ratio, alternative=alt))
+            # cross-check the nct tail by quadrature over the chi-square mixing density
+            from scipy import integrate
+            ct = stats.t.isf(alpha / 2 if alt == "two-sided" else alpha, df)
+            tails = [(ct, nc)] if alt == "larger" else [(ct, -nc)] if alt == "smaller" else [(ct, nc), (ct, -nc)]
+            quad = sum(integrate.quad(lambda v, c_=c_, m_=m_: stats.chi2.pdf(v, df) * stats.norm.sf(c_ * math.sqrt(v / df) - m_),
+                                      0, df * 4 + 50, epsabs=1e-15, epsrel=1e-13, limit=500, points=[df])[0] for c_, m_ in tails)
+            assert abs(quad - exact) < 1e-9 * exact, (quad, exact)
+            out.append({"kind": "t_power", "d": dd, "n1": n1, "ratio": ratio, "alpha": alpha, "alternative": alt,
+                        "power_statsmodels": pw_sm, "power": float(exact)})
+        else:
+            es = proportion_effectsize(min(0.3 + d / 4, 0.95), 0.3)
+            es = -es if alt == "smaller" else es
+            out.append({"kind": "prop_power", "p1": 0.3, "p2": float(0.3 + (1 if alt != "smaller" else -1) * (min(0.3 + d / 4, 0.95) - 0.3)),
+                        "n1": n1 * 4, "ratio": ratio, "alpha": alpha, "alternative": alt,
+                        "power": float(nn.power(proportion_effectsize(0.3 + (1 if alt != "smaller" else -1) * (min(0.3 + d / 4, 0.95) - 0.3), 0.3), n1 * 4, alpha, ratio=ratio, alternative=alt))})
+    for i, (d, pw, ratio) in enumerate(itertools.product([0.15, 0.4, 0.9], [0.7, 0.9], [1, 2])):
+        alt = ["two-sided", "larger"][i % 2]
+        n = brentq(lambda m: tt.power(d, m, 0.05, ratio=ratio, alternative=alt) - pw, 2.5, 1e7, xtol=1e-12, rtol=1e-15)
+        out.append({"kind": "t_nobs", "d": d, "power": pw, "ratio": ratio, "alpha": 0.05, "alternative": alt, "n1": float(n)})
+    for i, (n1, pw) in enumerate(itertools.product([12, 60, 400], [0.8, 0.95])):
+        alt = ["two-sided", "larger"][i % 2]
+        d = brentq(lambda e: tt.power(e, n1, 0.05, ratio=1, alternative=alt) - pw, 1e-6, 10, xtol=1e-15)
+        out.append({"kind": "t_mde", "n1": n1, "power": pw, "ratio": 1, "alpha": 0.05, "alternative": alt, "d": float(d)})
+    for i, (p1, p2) in enumerate([(0.1, 0.12), (0.3, 0.36), (0.5, 0.55), (0.7, 0.6), (0.02, 0.03), (0.9, 0.93)]):
+        alt = "two-sided"
+        es = proportion_effectsize(p2, p1)
+        n = nn.solve_power(effect_size=es, nobs1=None, alpha=0.05, power=0.8, ratio=1 + i % 2, alternative=alt)
+        n = brentq(lambda m: nn.power(es, m, 0.05, ratio=1 + i % 2, alternative=alt) - 0.8, n / 2, n * 2, xtol=1e-12, rtol=1e-15)
+        out.append({"kind": "prop_nobs", "p1": p1, "p2": p2, "power": 0.8, "ratio": 1 + i % 2, "alpha": 0.05, "alternative": alt, "n1": float(n)})
+    for p1, n1 in [(0.1, 2000), (0.5, 300), (0.05, 10000)]:
+        h = brentq(lambda e: nn.power(e, n1, 0.05, ratio=1, alternative="two-sided") - 0.8, 1e-6, 3, xtol=1e-15)
+        out.append({"kind": "prop_mde", "p1": p1, "n1": n1, "power": 0.8, "ratio": 1, "alpha": 0.05, "alternative": "two-sided",
+                    "p2": float(math.sin(math.asin(math.sqrt(p1)) + h / 2) ** 2)})
+    # always-valid confidence-sequence test (sequential.rs): normal approximation, numpy/scipy.stats.norm
+    from scipy.optimize import brentq
+    def seq_power(d, n, ratio, alpha, tuning):
+        l = -2 * np.log(alpha)
+        r2 = (l + np.log(l + 1)) / tuning
+        t = n * r2 + 1
+        b = np.sqrt(2 * t / (n * r2) * np.log(np.sqrt(t) / alpha))
+        m = np.sqrt(n) * abs(d) * np.sqrt(ratio) / (1 + ratio)
+        return float(stats.norm.cdf(m - b) + stats.norm.cdf(-m - b))
+    seq = []
+    for d, n, ratio, alpha in itertools.product([0.05, 0.2, 0.5], [100, 2000, 50000], [1, 3], [0.05, 0.01]):
+        tuning_ = [5000, n][len(seq) % 2]
+        seq.append({"kind": "power", "d": d, "n_total": n, "ratio": ratio, "alpha": alpha, "tuning": tuning_,
+                    "power": seq_power(d, n, ratio, alpha, tuning_)})
+    for d, pw, ratio, tuning in itertools.product([0.05, 0.1, 0.3, 0.8], [0.8, 0.9], [1, 2], [1000, 20000]):
+        n = brentq(lambda m: seq_power(d, m, ratio, 0.05, tuning) - pw, 1, 1e9, xtol=1e-12, rtol=1e-14)
+        seq.append({"kind": "n", "d": d, "power": pw, "ratio": ratio, "alpha": 0.05, "tuning": tuning, "n_total": n})
+    for n, pw, ratio, tuning in itertools.product([200, 5000, 100000], [0.8, 0.95], [1, 0.5], [10000]):
+        d = brentq(lambda e: seq_power(e, n, ratio, 0.05, tuning) - pw, 1e-9, 50, xtol=1e-15, rtol=1e-14)
+        seq.append({"kind": "mde", "n_total": n, "power": pw, "ratio": ratio, "alpha": 0.05, "tuning": tuning, "d": d})
+    dump("few_power.json", {"source": "scipy.stats.nct; statsmodels TTestIndPower/NormalIndPower, proportion_effectsize", "nct_cdf": nct, "power": out, "sequential": seq})
+
+
+# ------------------------------------------------------- survey response
+def response_cases():
+    """Differential survey response between arms: chi-square test of independence on the
+    arms x {responded, did not respond} table (scipy.stats.chi2_contingency, correction=False)
+    and, for two arms, Fisher's exact test (scipy.stats.fisher_exact, two-sided)."""
+    r = np.random.default_rng(15)
+    cases = []
+    def add(name, invited, responded):
+        t = np.array([[rr, i - rr] for i, rr in zip(invited, responded)], float)
+        case = {"name": name, "invited": list(map(int, invited)), "responded": list(map(int, responded))}
+        col = t.sum(axis=0)
+        if np.any(col == 0):
+            case["error"] = "degenerate"
+        else:
+            chi2, p, dof, expected = stats.chi2_contingency(t, correction=False)
+            case.update({"chi2": float(chi2), "df": int(dof), "chi2_p": float(p),
+                         "rates": [float(x) for x in t[:, 0] / t.sum(axis=1)],
+                         "min_expected": float(expected.min())})
+            if len(invited) == 2:
+                case["fisher_p"] = float(stats.fisher_exact(t.astype(int), alternative="two-sided").pvalue)
+        cases.append(case)
+    add("balanced_two_arms", [500, 500], [210, 205])
+    add("differential_two_arms", [1000, 1000], [420, 330])
+    add("tiny_two_arms", [6, 7], [1, 6])
+    add("one_invited_each", [1, 1], [1, 0])
+    add("three_arms", [300, 310, 290], [120, 150, 95])
+    add("nobody_responded", [50, 60], [0, 0])
+    add("everybody_responded", [5, 8], [5, 8])
+    for i in range(50):
+        k = 2 if i % 2 == 0 else int(r.integers(3, 6))
+        scale = [8, 30, 200, 5000][i % 4]
+        invited = r.integers(max(2, scale // 4), scale + 1, k)
+        base = float(r.uniform(0.05, 0.9))
+        rates = np.clip(base + r.normal(0, 0.08 if i % 3 else 0.0, k), 0.01, 0.99)
+        responded = r.binomial(invited, rates)
+        add(f"generated_{i:02d}_{k}_arms_scale{scale}", invited, responded)
+    dump("few_response.json", {"source": "scipy.stats.chi2_contingency(correction=False); scipy.stats.fisher_exact", "cases": cases})
 
 
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["cluster", "randomization", "nonparametric", "survey", "power"]
+    which = sys.argv[1:] or ["cluster", "randomization", "nonparametric", "survey", "power", "response"]
     for w in which:
         globals()[f"{w}_cases"]()

@@ -29,6 +29,7 @@ pub mod permutation;
 pub mod poststrat;
 pub mod power;
 pub mod randomization;
+pub mod response;
 pub mod rows;
 pub mod sequential;
 pub mod srm;
