@@ -27,7 +27,8 @@ pub async fn sweep(state: &AppState) -> Result<u64, StoreError> {
 
 /// Sweeps every `interval` until `shutdown`.
 pub async fn run(state: AppState, interval: Duration, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(interval);
+    // The first sweep comes one interval after the start, not at once.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
