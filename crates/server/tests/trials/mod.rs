@@ -251,8 +251,9 @@ async fn blocked_trial_is_balanced_and_sticky_across_two_servers() {
         a.import_fixture().await;
         a.create_and_start(BLOCKED).await;
         let sdk = a.key(Role::Sdk).await;
-        // b learns about the trial and the key by polling.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // b learns about the trial and the key by polling; make sure it has.
+        commonlab_server::sync::refresh_all(&b.server.state).await.unwrap();
+        assert!(b.server.state.trials.current().by_flag.contains_key("welcome-text"));
         let mut tasks = Vec::new();
         for i in 0..48 {
             for (j, base) in [a.base.clone(), b.base.clone()].into_iter().enumerate() {
