@@ -5,7 +5,10 @@
 //! whitespace, strings escaped as JSON requires (serde_json's escaping),
 //! integers in decimal and floats in their shortest round-trip form.
 
-use super::{format_rfc3339, Design, Horizon, Metric, TrialSpec, Unit};
+use super::{
+    format_duration, format_rfc3339, Cap, Design, FilterOp, Horizon, Metric, MetricValue, Scalar,
+    TrialSpec, Unit, Window,
+};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -58,12 +61,55 @@ fn write_canonical(v: &Value, out: &mut String) {
     }
 }
 
-fn metric_json(m: &Metric) -> Value {
+fn scalar_json(s: &Scalar) -> Value {
+    match s {
+        Scalar::Str(s) => json!(s),
+        Scalar::Num(n) => json!(n),
+        Scalar::Bool(b) => json!(b),
+    }
+}
+
+fn window_json(w: &Window) -> Value {
+    json!([format_duration(w.start_secs), format_duration(w.end_secs)])
+}
+
+/// A metric as it is locked: every default resolved (window, covariate,
+/// value), filters in file order, library references inlined.
+pub(crate) fn metric_json(m: &Metric) -> Value {
+    let filters: Vec<Value> = m
+        .filters
+        .iter()
+        .map(|f| {
+            let (op, v) = match &f.op {
+                FilterOp::Eq(s) => ("eq", scalar_json(s)),
+                FilterOp::Ne(s) => ("ne", scalar_json(s)),
+                FilterOp::In(v) => ("in", Value::Array(v.iter().map(scalar_json).collect())),
+                FilterOp::Gt(x) => ("gt", json!(x)),
+                FilterOp::Gte(x) => ("gte", json!(x)),
+                FilterOp::Lt(x) => ("lt", json!(x)),
+                FilterOp::Lte(x) => ("lte", json!(x)),
+                FilterOp::Exists(b) => ("exists", json!(b)),
+            };
+            json!({"property": f.property, "op": op, "value": v})
+        })
+        .collect();
     json!({
         "name": m.name,
         "kind": m.kind.as_str(),
         "events": m.events,
         "direction": m.direction.as_str(),
+        "value": match &m.value {
+            MetricValue::Count => json!("count"),
+            MetricValue::Sum(p) => json!({"sum": p}),
+        },
+        "filter": filters,
+        "window": window_json(&m.window),
+        "covariate": m.covariate.as_ref().map_or(Value::Bool(false), window_json),
+        "cap": match m.cap {
+            None => Value::Null,
+            Some(Cap::Percentile(p)) => json!({"percentile": p}),
+            Some(Cap::Value(v)) => json!({"value": v}),
+        },
     })
 }
 

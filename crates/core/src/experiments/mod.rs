@@ -19,6 +19,7 @@
 
 mod assign;
 mod canonical;
+mod metric;
 mod parse;
 mod time;
 
@@ -30,7 +31,11 @@ pub use assign::{
     prf_u64, ramp_position, scale, stepped_wedge_schedule, Randomisation, LAYER_SPACE,
 };
 pub use canonical::LOCKED_FIELDS;
-pub use parse::parse_trial;
+pub use metric::{
+    format_duration, parse_duration, Cap, Direction, FilterOp, Metric, MetricKind, MetricLibrary,
+    MetricValue, PropertyFilter, Scalar, Window, DEFAULT_WINDOW,
+};
+pub use parse::{inline_metric_refs, parse_metric_library, parse_trial, parse_trial_with};
 pub use time::{format_rfc3339, parse_rfc3339};
 
 use crate::flags::{EvalContext, Rule};
@@ -210,52 +215,7 @@ pub struct Exposure {
     pub bulk: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricKind {
-    Proportion,
-    Mean,
-    /// `events` is `[numerator, denominator]`.
-    Ratio,
-    Count,
-}
-
-impl MetricKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MetricKind::Proportion => "proportion",
-            MetricKind::Mean => "mean",
-            MetricKind::Ratio => "ratio",
-            MetricKind::Count => "count",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Increase,
-    Decrease,
-}
-
-impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Increase => "increase",
-            Direction::Decrease => "decrease",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Metric {
-    pub name: String,
-    pub kind: MetricKind,
-    /// Event names (free text for now).
-    pub events: Vec<String>,
-    /// The desired direction.
-    pub direction: Direction,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Metrics {
     pub primary: Metric,
     pub secondary: Vec<Metric>,

@@ -6,6 +6,7 @@
 mod assignment;
 mod chi2;
 mod locking;
+mod metrics;
 mod validation;
 
 use super::*;
