@@ -93,7 +93,7 @@ fn locked_changes_name_the_fields() {
     );
     let changed = edit(
         &changed,
-        "[[metrics.secondary]]\nname = \"thanks_given\"\nkind = \"count\"\nevents = [\"thanks_given\"]\ndirection = \"increase\"\n",
+        "[[metrics.secondary]]\nname = \"thanks_given\"\nkind = \"count\"\nevents = [\"thanks_given\"]\ndirection = \"increase\"\nwindow = [\"0d\", \"28d\"]\n# Thanks cannot be given before the button exists: no covariate.\ncovariate = false\n",
         "",
     );
     let newer = spec(&changed, "a.toml");
