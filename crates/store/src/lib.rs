@@ -140,8 +140,11 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
+mod metrics;
 mod postgres;
 mod sqlite;
+
+pub use metrics::MetricCell;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
@@ -1101,6 +1104,46 @@ impl Store {
             .into_iter()
             .map(|(arm, (assigned, exposed))| (arm, assigned, exposed))
             .collect())
+    }
+
+    /// One metric of a trial, aggregated inside the database by a single
+    /// query (see [`metrics`](crate::metrics)): per (arm, community), the
+    /// sufficient statistics of the units exposed to the trial (not
+    /// excluded) whose analysis window closed at or before `as_of`.
+    pub async fn metric_cells(
+        &self,
+        trial_id: i64,
+        metric: &commonlab_core::experiments::Metric,
+        as_of: DateTime<Utc>,
+    ) -> Result<Vec<MetricCell>, StoreError> {
+        let q = metrics::compile(metric, self.dialect());
+        dispatch!(self.metric_cells(&q, trial_id, as_of))
+    }
+
+    /// The SQL [`Store::metric_cells`] runs for `metric` on this backend
+    /// (placeholders: 1 the trial id, 2 the as-of time, then the metric's
+    /// own values).
+    pub fn metric_sql(&self, metric: &commonlab_core::experiments::Metric) -> String {
+        metrics::compile(metric, self.dialect()).sql
+    }
+
+    /// The query plan of [`Store::metric_cells`] (`EXPLAIN QUERY PLAN` on
+    /// SQLite, `EXPLAIN` on PostgreSQL), one line per plan node.
+    pub async fn metric_plan(
+        &self,
+        trial_id: i64,
+        metric: &commonlab_core::experiments::Metric,
+        as_of: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let q = metrics::compile(metric, self.dialect());
+        dispatch!(self.metric_plan(&q, trial_id, as_of))
+    }
+
+    fn dialect(&self) -> metrics::Dialect {
+        match self.backend() {
+            Backend::Sqlite => metrics::Dialect::Sqlite,
+            Backend::Postgres => metrics::Dialect::Postgres,
+        }
     }
 
     /// Stores the events of `batch` whose ids are not stored yet, all with

@@ -630,6 +630,45 @@ impl SqliteStore {
         Ok((assigned, exposed))
     }
 
+    pub(crate) async fn metric_cells(
+        &self,
+        q: &crate::metrics::Compiled,
+        trial_id: i64,
+        as_of: DateTime<Utc>,
+    ) -> Result<Vec<crate::MetricCell>, StoreError> {
+        let mut query = sqlx::query_as(&q.sql).bind(trial_id).bind(to_text(as_of));
+        for b in &q.binds {
+            query = match b {
+                crate::metrics::Bind::Text(t) => query.bind(t.as_str()),
+                crate::metrics::Bind::Float(f) => query.bind(*f),
+            };
+        }
+        query.fetch_all(&self.read).await.map_err(db_err)
+    }
+
+    pub(crate) async fn metric_plan(
+        &self,
+        q: &crate::metrics::Compiled,
+        trial_id: i64,
+        as_of: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let sql = format!("{}{}", "EXPLAIN QUERY PLAN ", q.sql);
+        let mut query = sqlx::query(&sql).bind(trial_id).bind(to_text(as_of));
+        for b in &q.binds {
+            query = match b {
+                crate::metrics::Bind::Text(t) => query.bind(t.as_str()),
+                crate::metrics::Bind::Float(f) => query.bind(*f),
+            };
+        }
+        let rows = query.fetch_all(&self.read).await.map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let detail: String = r.try_get("detail").map_err(db_err)?;
+                Ok(detail)
+            })
+            .collect()
+    }
+
     /// `batch` is deduplicated and sorted by id, timestamps truncated.
     /// Returns the ids inserted.
     pub(crate) async fn insert_events(

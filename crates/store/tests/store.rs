@@ -2289,3 +2289,6 @@ async fn retention_deletes_old_events_in_batches() {
     })
     .await;
 }
+
+#[path = "store_metrics/mod.rs"]
+mod metrics;

@@ -5,15 +5,15 @@
 //! [`SpecError`] at the value's position (or the enclosing table's, for a
 //! missing field) and reading goes on.
 
+use super::metric::{
+    parse_duration, Cap, FilterOp, MetricLibrary, MetricValue, PropertyFilter, Scalar, Window,
+    DEFAULT_WINDOW,
+};
 use super::time::datetime_to_unix;
 use super::{
     minimal_block, Analysis, Arm, Correction, Decision, Design, Direction, Exposure, Horizon,
     Layer, Links, Metric, MetricKind, Metrics, RampStep, Schedule, Sidedness, SpecError, Survey,
     TrialSpec, Unit, LAYER_SPACE,
-};
-use super::metric::{
-    parse_duration, Cap, FilterOp, MetricLibrary, MetricValue, PropertyFilter, Scalar, Window,
-    DEFAULT_WINDOW,
 };
 use crate::flags::Rule;
 use serde_json::Value;
@@ -498,7 +498,12 @@ fn syntax_error(lines: &Lines<'_>, file: &str, e: &toml_edit::TomlError) -> Spec
     }
 }
 
-fn finish<T>(file: &str, value: Option<T>, mut errors: Vec<SpecError>, what: &str) -> Result<T, Vec<SpecError>> {
+fn finish<T>(
+    file: &str,
+    value: Option<T>,
+    mut errors: Vec<SpecError>,
+    what: &str,
+) -> Result<T, Vec<SpecError>> {
     match value {
         Some(v) if errors.is_empty() => Ok(v),
         _ => {
@@ -572,8 +577,13 @@ pub fn parse_metric_library(src: &str, file: &str) -> Result<MetricLibrary, Vec<
                     let mut names = BTreeSet::new();
                     for (i, item) in items.iter().enumerate() {
                         let path = format!("metric[{i}]");
-                        if matches!(&item.kind, Kind::Table(e) if e.iter().any(|(k, _)| k == "ref")) {
-                            cx.err(item.pos, &path, "a library metric cannot refer to another; define it in full");
+                        if matches!(&item.kind, Kind::Table(e) if e.iter().any(|(k, _)| k == "ref"))
+                        {
+                            cx.err(
+                                item.pos,
+                                &path,
+                                "a library metric cannot refer to another; define it in full",
+                            );
                             ok = false;
                             continue;
                         }
@@ -628,7 +638,9 @@ pub fn inline_metric_refs(
         let mut tables: Vec<&mut dyn toml_edit::TableLike> = Vec::new();
         match item {
             Item::Table(t) => tables.push(t),
-            Item::ArrayOfTables(a) => tables.extend(a.iter_mut().map(|t| t as &mut dyn toml_edit::TableLike)),
+            Item::ArrayOfTables(a) => {
+                tables.extend(a.iter_mut().map(|t| t as &mut dyn toml_edit::TableLike))
+            }
             Item::Value(toml_edit::Value::InlineTable(t)) => tables.push(t),
             Item::Value(toml_edit::Value::Array(a)) => {
                 for v in a.iter_mut() {
@@ -655,15 +667,19 @@ pub fn inline_metric_refs(
                     t.insert(k, Item::Value(v.clone()));
                 }
             }
-            let direction = direction
-                .or_else(|| source.get("direction").map(|v| Item::Value(v.clone())));
+            let direction =
+                direction.or_else(|| source.get("direction").map(|v| Item::Value(v.clone())));
             if let Some(d) = direction {
                 t.insert("direction", d);
             }
             changed = true;
         }
     }
-    Ok(if changed { doc.to_string() } else { src.to_string() })
+    Ok(if changed {
+        doc.to_string()
+    } else {
+        src.to_string()
+    })
 }
 
 fn read_trial(cx: &mut Cx<'_>, root: &Node) -> Option<TrialSpec> {
@@ -1323,7 +1339,11 @@ fn read_metric_body(cx: &mut Cx<'_>, t: &Tbl<'_>) -> Option<Metric> {
     })
 }
 
-fn read_metric_value(cx: &mut Cx<'_>, t: &Tbl<'_>, kind: Option<MetricKind>) -> Option<MetricValue> {
+fn read_metric_value(
+    cx: &mut Cx<'_>,
+    t: &Tbl<'_>,
+    kind: Option<MetricKind>,
+) -> Option<MetricValue> {
     let Some(n) = t.get("value") else {
         return Some(MetricValue::Count);
     };
@@ -1340,7 +1360,11 @@ fn read_metric_value(cx: &mut Cx<'_>, t: &Tbl<'_>, kind: Option<MetricKind>) -> 
             MetricValue::Sum(property_name(cx, &vt, "sum")?)
         }
         Kind::Str(s) => {
-            cx.err(n.pos, &field, format!("{s:?} is not valid; expected {expected}"));
+            cx.err(
+                n.pos,
+                &field,
+                format!("{s:?} is not valid; expected {expected}"),
+            );
             return None;
         }
         _ => {
@@ -1434,12 +1458,20 @@ fn read_filters(cx: &mut Cx<'_>, n: &Node, field: &str) -> Option<Vec<PropertyFi
             continue;
         }
         let Kind::Table(ops) = &v.kind else {
-            cx.wrong_type(v, &f, "a string, number or boolean, or a table of comparisons");
+            cx.wrong_type(
+                v,
+                &f,
+                "a string, number or boolean, or a table of comparisons",
+            );
             ok = false;
             continue;
         };
         if ops.is_empty() {
-            cx.err(v.pos, &f, "empty table; expected comparisons such as { gte = 1 }");
+            cx.err(
+                v.pos,
+                &f,
+                "empty table; expected comparisons such as { gte = 1 }",
+            );
             ok = false;
         }
         for (op, x) in ops {
@@ -1456,9 +1488,11 @@ fn read_filters(cx: &mut Cx<'_>, n: &Node, field: &str) -> Option<Vec<PropertyFi
                     _ => None,
                 },
                 "in" => match &x.kind {
-                    Kind::Array(items) if !items.is_empty() => {
-                        items.iter().map(scalar).collect::<Option<Vec<_>>>().map(FilterOp::In)
-                    }
+                    Kind::Array(items) if !items.is_empty() => items
+                        .iter()
+                        .map(scalar)
+                        .collect::<Option<Vec<_>>>()
+                        .map(FilterOp::In),
                     _ => None,
                 },
                 _ => {
@@ -1558,7 +1592,11 @@ fn read_window(cx: &mut Cx<'_>, n: &Node, field: &str, side: WindowSide) -> Opti
 
 fn read_cap(cx: &mut Cx<'_>, n: &Node, field: &str, kind: Option<MetricKind>) -> Option<Cap> {
     if kind == Some(MetricKind::Proportion) {
-        cx.err(n.pos, field, "a proportion is 0 or 1 per unit; capping does not apply");
+        cx.err(
+            n.pos,
+            field,
+            "a proportion is 0 or 1 per unit; capping does not apply",
+        );
         return None;
     }
     let t = Tbl::open(cx, n, field, &["percentile", "value"])?;

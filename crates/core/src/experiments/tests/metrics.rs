@@ -30,11 +30,8 @@ fn invalid_metrics_report_every_error() {
 
 #[test]
 fn invalid_library_reports_every_error() {
-    let errors = parse_metric_library(
-        include_str!("../testdata/invalid_library.toml"),
-        "bad.toml",
-    )
-    .unwrap_err();
+    let errors = parse_metric_library(include_str!("../testdata/invalid_library.toml"), "bad.toml")
+        .unwrap_err();
     assert_eq!(
         lines(&errors),
         vec![
@@ -137,7 +134,10 @@ fn inlined_references_lock_the_same_plan() {
         Direction::Decrease
     );
     // A trial without references is returned unchanged.
-    assert_eq!(inline_metric_refs(VALID_HASH, "v.toml", &lib).unwrap(), VALID_HASH);
+    assert_eq!(
+        inline_metric_refs(VALID_HASH, "v.toml", &lib).unwrap(),
+        VALID_HASH
+    );
     // Errors are reported, not inlined around.
     let bad = VALID_REFS.replace("ref = \"active_share\"", "ref = \"nope\"");
     assert!(inline_metric_refs(&bad, "bad.toml", &lib).is_err());

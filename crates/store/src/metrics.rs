@@ -1,0 +1,362 @@
+//! Metric definitions compiled to one SQL query per backend.
+//!
+//! A [`Metric`] becomes a single statement that aggregates per unit inside
+//! the database and returns per-(arm, community) sufficient statistics:
+//! n, Σy, Σy², Σx, Σx², Σxy (x the pre-exposure covariate), and for ratios
+//! Σd, Σd², Σyd, Σdx. No event row leaves the database.
+//!
+//! Shape (the plan is explained in `docs/benchmarks.md`):
+//!
+//! ```text
+//! exp  the trial's analysed exposures with each unit's window bounds
+//! pu   one row per unit: LEFT JOIN events on (unit, name, ts range) +
+//!      filters, GROUP BY unit, conditional sums per window
+//! cap  (optional) nearest-rank percentile of y and of x over all units
+//! out  GROUP BY arm, community
+//! ```
+//!
+//! Timestamps: PostgreSQL `timestamptz` arithmetic; SQLite stores RFC 3339
+//! text with six fractional digits (`YYYY-MM-DDTHH:MM:SS.ffffffZ`), so a
+//! bound is `strftime('%Y-%m-%dT%H:%M:%S', t, '+N seconds') || substr(t, 20)`
+//! (whole-second offsets keep the fraction) and compares as text.
+//!
+//! Only validated identifiers (property names `[A-Za-z_][A-Za-z0-9_]*`) and
+//! numbers produced here (seconds, percentiles, cap values) are written
+//! into the SQL text; event names and compared values are bound.
+
+use commonlab_core::experiments::{Cap, FilterOp, Metric, MetricKind, MetricValue, Scalar};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A value bound to a placeholder, in order after the trial id (`1`) and
+/// the as-of time (`2`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Bind {
+    Text(String),
+    Float(f64),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Compiled {
+    pub(crate) sql: String,
+    pub(crate) binds: Vec<Bind>,
+}
+
+/// Sufficient statistics of one metric for the units of one arm in one
+/// community (`None`: units exposed without a community).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct MetricCell {
+    pub arm: String,
+    pub community: Option<String>,
+    /// Units whose analysis window had closed by the as-of time.
+    pub n: i64,
+    pub sum: f64,
+    pub sum_squares: f64,
+    /// Covariate sums (0 without a covariate).
+    pub x_sum: f64,
+    pub x_sum_squares: f64,
+    pub xy_sum: f64,
+    /// Ratio denominator sums (0 for other kinds).
+    pub d_sum: f64,
+    pub d_sum_squares: f64,
+    pub md_sum: f64,
+    pub dx_sum: f64,
+    /// The cap applied to y (`None` without capping).
+    pub y_cap: Option<f64>,
+    /// The cap applied to x (`None` without capping or covariate).
+    pub x_cap: Option<f64>,
+}
+
+struct Builder {
+    dialect: Dialect,
+    binds: Vec<Bind>,
+}
+
+impl Builder {
+    fn bind(&mut self, b: Bind) -> String {
+        self.binds.push(b);
+        let n = self.binds.len() + 2;
+        match self.dialect {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+
+    /// `exposed_at` shifted by `secs`.
+    fn shifted(&self, secs: i64) -> String {
+        match (self.dialect, secs) {
+            (_, 0) => "exposed_at".to_string(),
+            (Dialect::Sqlite, s) => format!(
+                "strftime('%Y-%m-%dT%H:%M:%S', exposed_at, '{s:+} seconds') || substr(exposed_at, 20)"
+            ),
+            (Dialect::Postgres, s) => format!("exposed_at + interval '{s} seconds'"),
+        }
+    }
+
+    /// The JSON type test and numeric value of property `p` of `v`.
+    fn is_number(&self, p: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("json_type(v.properties, '$.{p}') IN ('integer', 'real')"),
+            Dialect::Postgres => format!("jsonb_typeof(v.properties -> '{p}') = 'number'"),
+        }
+    }
+
+    fn number(&self, p: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!(
+                "(CASE WHEN {} THEN json_extract(v.properties, '$.{p}') END)",
+                self.is_number(p)
+            ),
+            Dialect::Postgres => format!(
+                "(CASE WHEN {} THEN (v.properties ->> '{p}')::float8 END)",
+                self.is_number(p)
+            ),
+        }
+    }
+
+    fn equals(&mut self, p: &str, s: &Scalar) -> String {
+        match (self.dialect, s) {
+            (Dialect::Sqlite, Scalar::Str(x)) => {
+                let b = self.bind(Bind::Text(x.clone()));
+                format!("(json_type(v.properties, '$.{p}') = 'text' AND json_extract(v.properties, '$.{p}') = {b})")
+            }
+            (Dialect::Sqlite, Scalar::Num(x)) => {
+                let b = self.bind(Bind::Float(*x));
+                format!("({} = {b})", self.number(p))
+            }
+            (Dialect::Sqlite, Scalar::Bool(x)) => {
+                format!("(json_type(v.properties, '$.{p}') = '{x}')")
+            }
+            (Dialect::Postgres, s) => {
+                let json = match s {
+                    Scalar::Str(x) => serde_json::json!({ p: x }),
+                    Scalar::Num(x) => serde_json::json!({ p: x }),
+                    Scalar::Bool(x) => serde_json::json!({ p: x }),
+                };
+                let b = self.bind(Bind::Text(json.to_string()));
+                format!("(v.properties @> {b}::jsonb)")
+            }
+        }
+    }
+
+    fn compare(&mut self, p: &str, op: &str, x: f64) -> String {
+        let b = self.bind(Bind::Float(x));
+        format!("({} {op} {b})", self.number(p))
+    }
+
+    /// A condition that is never NULL.
+    fn filter(&mut self, p: &str, op: &FilterOp) -> String {
+        let cond = match op {
+            FilterOp::Eq(s) => self.equals(p, s),
+            FilterOp::Ne(s) => {
+                let eq = self.equals(p, s);
+                format!("NOT {}", self.not_null(&eq))
+            }
+            FilterOp::In(list) => {
+                let parts: Vec<String> = list.iter().map(|s| self.equals(p, s)).collect();
+                format!("({})", parts.join(" OR "))
+            }
+            FilterOp::Gt(x) => self.compare(p, ">", *x),
+            FilterOp::Gte(x) => self.compare(p, ">=", *x),
+            FilterOp::Lt(x) => self.compare(p, "<", *x),
+            FilterOp::Lte(x) => self.compare(p, "<=", *x),
+            FilterOp::Exists(b) => {
+                let present = match self.dialect {
+                    Dialect::Sqlite => format!("json_type(v.properties, '$.{p}') IS NOT NULL"),
+                    Dialect::Postgres => format!("v.properties -> '{p}' IS NOT NULL"),
+                };
+                if *b {
+                    present
+                } else {
+                    format!("NOT ({present})")
+                }
+            }
+        };
+        // NULL (property absent) counts as false.
+        self.not_null(&cond)
+    }
+
+    fn not_null(&self, cond: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("coalesce({cond}, 0)"),
+            Dialect::Postgres => format!("coalesce({cond}, false)"),
+        }
+    }
+
+    fn float(&self, expr: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("total({expr})"),
+            Dialect::Postgres => format!("coalesce(sum({expr}), 0)::float8"),
+        }
+    }
+}
+
+fn lit(x: f64) -> String {
+    // `{:?}` prints the shortest text that reads back as the same f64,
+    // always with a decimal point or exponent.
+    format!("{x:?}")
+}
+
+/// Compiles `metric` for `dialect`. Placeholders: 1 the trial id, 2 the
+/// as-of time (units whose window ends after it are left out), then the
+/// returned binds.
+pub(crate) fn compile(metric: &Metric, dialect: Dialect) -> Compiled {
+    let mut b = Builder {
+        dialect,
+        binds: Vec::new(),
+    };
+    let (p1, p2) = match dialect {
+        Dialect::Sqlite => ("?1", "?2"),
+        Dialect::Postgres => ("$1", "$2"),
+    };
+    let w = metric.window;
+    let c = metric.covariate;
+    let (jlo, jhi) = match c {
+        Some(c) => (w.start_secs.min(c.start_secs), w.end_secs.max(c.end_secs)),
+        None => (w.start_secs, w.end_secs),
+    };
+
+    // Event names: bound, so any name is safe.
+    let names: Vec<String> = metric
+        .events
+        .iter()
+        .map(|e| b.bind(Bind::Text(e.clone())))
+        .collect();
+    let mut on = vec![
+        "v.unit = e.unit".to_string(),
+        if names.len() == 1 {
+            format!("v.name = {}", names[0])
+        } else {
+            format!("v.name IN ({})", names.join(", "))
+        },
+        "v.ts >= e.jlo".to_string(),
+        "v.ts < e.jhi".to_string(),
+    ];
+    for f in &metric.filters {
+        on.push(b.filter(&f.property, &f.op));
+    }
+
+    let value = match &metric.value {
+        MetricValue::Count => "1.0".to_string(),
+        MetricValue::Sum(p) => format!("coalesce({}, 0.0)", b.number(p)),
+    };
+    let in_window = "v.ts >= e.lo AND v.ts < e.hi";
+    let in_pre = "v.ts >= e.clo AND v.ts < e.chi";
+    let (y, x, d) = match metric.kind {
+        MetricKind::Proportion => (
+            format!("coalesce(max(CASE WHEN {in_window} THEN 1.0 ELSE 0.0 END), 0.0)"),
+            format!("coalesce(max(CASE WHEN {in_pre} THEN 1.0 ELSE 0.0 END), 0.0)"),
+            "0.0".to_string(),
+        ),
+        MetricKind::Mean | MetricKind::Count => (
+            b.float(&format!("CASE WHEN {in_window} THEN {value} ELSE 0.0 END")),
+            b.float(&format!("CASE WHEN {in_pre} THEN {value} ELSE 0.0 END")),
+            "0.0".to_string(),
+        ),
+        MetricKind::Ratio => {
+            let (num, den) = (&names[0], &names[1]);
+            (
+                b.float(&format!(
+                    "CASE WHEN v.name = {num} AND {in_window} THEN {value} ELSE 0.0 END"
+                )),
+                b.float(&format!(
+                    "CASE WHEN v.name = {num} AND {in_pre} THEN {value} ELSE 0.0 END"
+                )),
+                b.float(&format!(
+                    "CASE WHEN v.name = {den} AND {in_window} THEN 1.0 ELSE 0.0 END"
+                )),
+            )
+        }
+    };
+    let x = if c.is_some() { x } else { "0.0".to_string() };
+    let (clo, chi) = match c {
+        Some(c) => (b.shifted(c.start_secs), b.shifted(c.end_secs)),
+        None => (b.shifted(w.start_secs), b.shifted(w.start_secs)),
+    };
+    let materialized = match (metric.cap, dialect) {
+        (Some(Cap::Percentile(_)), _) => "MATERIALIZED ",
+        _ => "",
+    };
+    let included = match dialect {
+        Dialect::Sqlite => "excluded = 0",
+        Dialect::Postgres => "NOT excluded",
+    };
+    let as_of_cmp = match dialect {
+        Dialect::Sqlite => format!("hi <= {p2}"),
+        Dialect::Postgres => format!("hi <= {p2}::timestamptz"),
+    };
+
+    let mut sql = format!(
+        "WITH exp AS (\n  SELECT unit, arm, community,\n    {lo} AS lo, {hi} AS hi, {clo} AS clo, {chi} AS chi, {jlo} AS jlo, {jhi} AS jhi\n  FROM exposures\n  WHERE trial_id = {p1} AND {included}\n),\n\
+         live AS (SELECT * FROM exp WHERE {as_of_cmp}),\n\
+         pu AS {materialized}(\n  SELECT e.arm, e.community,\n    {y} AS y,\n    {x} AS x,\n    {d} AS d\n  FROM live e\n  LEFT JOIN events v ON {on}\n  GROUP BY e.unit, e.arm, e.community\n)",
+        lo = b.shifted(w.start_secs),
+        hi = b.shifted(w.end_secs),
+        jlo = b.shifted(jlo),
+        jhi = b.shifted(jhi),
+        on = on.join("\n    AND "),
+    );
+    let (ycap, xcap, from) = match metric.cap {
+        None => ("NULL".to_string(), "NULL".to_string(), "pu".to_string()),
+        Some(Cap::Value(v)) => (
+            lit(v),
+            if c.is_some() { lit(v) } else { "NULL".into() },
+            "pu".to_string(),
+        ),
+        Some(Cap::Percentile(p)) => {
+            let p = lit(p);
+            for col in ["y", "x"] {
+                sql.push_str(&format!(
+                    ",\n{col}_ranked AS (\n  SELECT {col}, row_number() OVER (ORDER BY {col}) AS r, count(*) OVER () AS n FROM pu\n),\n\
+                     {col}_cap AS (\n  SELECT coalesce(max({col}), 0.0) AS c FROM {col}_ranked WHERE r >= {p} * n AND r - 1 < {p} * n\n)"
+                ));
+            }
+            (
+                "y_cap.c".to_string(),
+                if c.is_some() {
+                    "x_cap.c".into()
+                } else {
+                    "NULL".into()
+                },
+                "pu, y_cap, x_cap".to_string(),
+            )
+        }
+    };
+    let capped = |col: &str, cap: &str| {
+        if cap == "NULL" {
+            col.to_string()
+        } else {
+            format!("(CASE WHEN {col} > {cap} THEN {cap} ELSE {col} END)")
+        }
+    };
+    let yv = capped("y", &ycap);
+    let xv = capped("x", &xcap);
+    let cast_null = |s: &str| match dialect {
+        Dialect::Postgres => format!("({s})::float8"),
+        Dialect::Sqlite => s.to_string(),
+    };
+    sql.push_str(&format!(
+        ",\nout AS (\n  SELECT arm, community, {yv} AS y, {xv} AS x, d, {yc} AS yc, {xc} AS xc FROM {from}\n)\n\
+         SELECT arm, community, count(*) AS n,\n  {sy} AS sum, {syy} AS sum_squares,\n  {sx} AS x_sum, {sxx} AS x_sum_squares, {sxy} AS xy_sum,\n  {sd} AS d_sum, {sdd} AS d_sum_squares, {syd} AS md_sum, {sdx} AS dx_sum,\n  max(yc) AS y_cap, max(xc) AS x_cap\nFROM out\nGROUP BY arm, community\nORDER BY arm, community",
+        yc = cast_null(&ycap),
+        xc = cast_null(&xcap),
+        sy = b.float("y"),
+        syy = b.float("y * y"),
+        sx = b.float("x"),
+        sxx = b.float("x * x"),
+        sxy = b.float("x * y"),
+        sd = b.float("d"),
+        sdd = b.float("d * d"),
+        syd = b.float("y * d"),
+        sdx = b.float("d * x"),
+    ));
+    Compiled {
+        sql,
+        binds: b.binds,
+    }
+}
