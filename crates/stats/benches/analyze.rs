@@ -76,6 +76,7 @@ fn input() -> AnalyzeInput {
         users: Some(vec![10_000.0, 10_037.0, 10_074.0]),
         arms: vec!["control".into(), "t1".into(), "t2".into()],
         metrics,
+        survey_response: None,
     }
 }
 

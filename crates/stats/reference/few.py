@@ -13,7 +13,9 @@ per-cluster low-rank algebra.
 Families (each >= 50 cases): cluster (CR1/CR2), randomization,
 nonparametric (Mann-Whitney, BCa pieces), survey (Cronbach alpha), power (incl.
 the confidence-sequence design, "sequential"), response (differential survey
-response: chi2_contingency / fisher_exact). Run one family: few.py response
+response: chi2_contingency / fisher_exact), response_waves (the `survey_response`
+block of `analyze`), blocked_users (users randomised within communities).
+Run one family: few.py response
 """
 import itertools
 import json
@@ -799,7 +801,160 @@ def response_cases():
     dump("few_response.json", {"source": "scipy.stats.chi2_contingency(correction=False); scipy.stats.fisher_exact", "cases": cases})
 
 
+# ------------------------------------------- survey response in `analyze`
+def response_waves_cases():
+    """The `survey_response` block of `analyze`: per-wave and pooled differential-response
+    checks (scipy.stats.chi2_contingency(correction=False); scipy.stats.fisher_exact for two
+    arms, used when the smallest expected count is below 5), flag when p < 0.001."""
+    r = np.random.default_rng(16)
+
+    def check(invited, responded):
+        invited, responded = np.array(invited), np.array(responded)
+        if np.any(invited == 0) or np.any(responded > invited):
+            return {"error": "invalid_input"}
+        t = np.column_stack([responded, invited - responded]).astype(float)
+        if np.any(t.sum(axis=0) == 0):
+            return {"error": "degenerate"}
+        chi2, p, dof, expected = stats.chi2_contingency(t, correction=False)
+        out = {"chi2": float(chi2), "df": int(dof), "chi2_p": float(p),
+               "rates": [float(x) for x in responded / invited], "min_expected": float(expected.min())}
+        if len(invited) == 2:
+            out["fisher_p"] = float(stats.fisher_exact(t.astype(int), alternative="two-sided").pvalue)
+        use_fisher = len(invited) == 2 and expected.min() < 5
+        out["test"] = "fisher_exact" if use_fisher else "chi_square"
+        out["p_value"] = out["fisher_p"] if use_fisher else out["chi2_p"]
+        out["flagged"] = bool(out["p_value"] < 0.001)
+        return out
+
+    cases = []
+    for i in range(52):
+        k = [2, 2, 3, 4][i % 4]
+        nw = [1, 2, 3][i % 3]
+        waves = []
+        for w in range(nw):
+            scale = [6, 40, 400, 3000][(i + w) % 4]
+            invited = r.integers(max(2, scale // 3), scale + 1, k)
+            base = float(r.uniform(0.1, 0.8))
+            shift = 0.25 if (i % 5 == 1 and w == nw - 1) else 0.0  # differential response
+            rates = np.clip(base + np.concatenate([[0.0], np.full(k - 1, -shift)]) + r.normal(0, 0.03, k), 0.01, 0.99)
+            responded = r.binomial(invited, rates)
+            if i % 13 == 7 and w == 0:
+                responded = np.zeros(k, int)  # nobody responded -> degenerate wave
+            if i % 17 == 9 and w == nw - 1:
+                responded = invited.copy()
+                responded[0] += 1  # more responders than invited -> invalid wave
+            waves.append({"wave": f"wave{w}", "invited": [int(x) for x in invited],
+                          "responded": [int(x) for x in responded]})
+        expected = {"waves": [check(w["invited"], w["responded"]) for w in waves]}
+        if nw > 1:
+            if any(e.get("error") == "invalid_input" for e in expected["waves"]):
+                expected["pooled"] = {"error": "invalid_input"}
+            else:
+                inv = np.sum([w["invited"] for w in waves], axis=0)
+                res = np.sum([w["responded"] for w in waves], axis=0)
+                expected["pooled"] = check(inv, res)
+        flags = [e.get("flagged", False) for e in expected["waves"]] + [expected.get("pooled", {}).get("flagged", False)]
+        expected["differential_response"] = bool(any(flags))
+        cases.append({"name": f"generated_{i:02d}_{k}_arms_{nw}_waves",
+                      "arms": ["control"] + [f"t{j}" for j in range(1, k)],
+                      "survey_response": waves, "expected": expected})
+    assert sum(c["expected"]["differential_response"] for c in cases) >= 5
+    dump("few_response_waves.json", {"source": "scipy.stats.chi2_contingency(correction=False); scipy.stats.fisher_exact", "cases": cases})
+
+
+# ------------------------------ users randomised within communities (blocked_users)
+def blocked_users_cases():
+    """`analyze_rows` with kind `blocked_users`: post-stratified difference in means with the
+    Neyman variance (Imbens & Rubin 2015, 9.5), per-community differences with Welch se, and
+    the stratified permutation test by itertools enumeration of every within-community
+    assignment (ties within 1e-9 of the largest |T|)."""
+    r = np.random.default_rng(17)
+    alts = ["two_sided", "greater", "less"]
+
+    def tau(values, lab, comm, C):
+        num = w = 0.0
+        for c in range(C):
+            m = comm == c
+            t, u = values[m & (lab == 1)], values[m & (lab == 0)]
+            if len(t) and len(u):
+                num += m.sum() * (t.mean() - u.mean())
+                w += m.sum()
+        return num / w
+
+    cases = []
+    for i in range(52):
+        C = int(r.integers(2, 6))
+        sizes = r.integers(4, 9, C)
+        ks = [int(r.integers(2, n - 1)) for n in sizes]
+        if i % 10 == 3:
+            ks[0] = 0  # a community with control users only
+        if i % 10 == 6:
+            sizes[0], ks[0] = 2, 1  # one user per arm: no Welch se, no Neyman se
+        total = math.prod(math.comb(int(n), k) for n, k in zip(sizes, ks))
+        while total > 20000:
+            sizes = np.maximum(sizes - 1, 4)
+            ks = [max(min(k, n - 2), 2) if k else 0 for n, k in zip(sizes, ks)]
+            total = math.prod(math.comb(int(n), k) for n, k in zip(sizes, ks))
+        comm = np.concatenate([[c] * int(n) for c, n in enumerate(sizes)])
+        lab = np.concatenate([r.permutation([1] * k + [0] * (int(n) - k)) for n, k in zip(sizes, ks)])
+        effect = [0.0, 0.5, 1.5][i % 3]
+        base = r.normal(0, 1, C)
+        if i % 7 == 5:
+            values = r.integers(0, 3, len(comm)).astype(float)  # heavy ties
+        else:
+            values = np.round(base[comm] + effect * lab + r.standard_t(5, len(comm)), 6)
+        alt = alts[i % 3] if i % 2 else "two_sided"
+        obs = tau(values, lab, comm, C)
+        per = [list(itertools.combinations(np.where(comm == c)[0], k)) for c, k in enumerate(ks)]
+        st = []
+        for combo in itertools.product(*per):
+            l2 = np.zeros(len(comm), int)
+            for cidx in combo:
+                l2[list(cidx)] = 1
+            st.append(tau(values, l2, comm, C))
+        st = np.array(st)
+        tol = 1e-9 * max(np.abs(st).max(), abs(obs))
+        if alt == "two_sided":
+            p, most = np.mean(np.abs(st) >= abs(obs) - tol), np.abs(st).max()
+            minp = np.mean(np.abs(st) >= most - tol)
+        elif alt == "greater":
+            p, minp = np.mean(st >= obs - tol), np.mean(st >= st.max() - tol)
+        else:
+            p, minp = np.mean(st <= obs + tol), np.mean(st <= st.min() + tol)
+        comms, num, var, w, ok, used = [], 0.0, 0.0, 0.0, True, 0
+        for c in range(C):
+            t, u = values[(comm == c) & (lab == 1)], values[(comm == c) & (lab == 0)]
+            e = {"cluster": f"community{c}", "n_treated": len(t), "n_control": len(u),
+                 "estimate": float(t.mean() - u.mean()) if len(t) and len(u) else None,
+                 "se": float(math.sqrt(t.var(ddof=1) / len(t) + u.var(ddof=1) / len(u))) if len(t) > 1 and len(u) > 1 else None}
+            comms.append(e)
+            if len(t) and len(u):
+                n = len(t) + len(u)
+                used += 1
+                num += n * (t.mean() - u.mean())
+                w += n
+                if len(t) > 1 and len(u) > 1:
+                    var += n * n * (t.var(ddof=1) / len(t) + u.var(ddof=1) / len(u))
+                else:
+                    ok = False
+        post = {"strata": used, "strata_skipped": C - used}
+        if ok and var > 0:
+            se = math.sqrt(var) / w
+            post.update({"estimate": num / w, "se": se, "p": float(2 * stats.norm.sf(abs(num / w / se))),
+                         "ci95": [num / w - stats.norm.ppf(0.975) * se, num / w + stats.norm.ppf(0.975) * se]})
+        else:
+            post["error"] = "degenerate"
+        rows = [{"cluster": f"community{comm[j]}", "arm": "treatment" if lab[j] else "control",
+                 "value": float(values[j])} for j in range(len(comm))]
+        cases.append({"name": f"generated_{i:02d}_C{C}_{alt}", "input": {
+            "rows": rows, "design": {"kind": "blocked_users", "alternative": alt, "seed": 3}},
+            "expected": {"estimate": obs, "randomisation": {"n_assignments": len(st), "p": float(p), "min_p": float(minp)},
+                         "post_stratified": post, "communities": comms}})
+    dump("few_blocked_users.json", {"source": "numpy; scipy.stats.norm; itertools enumeration", "cases": cases})
+
+
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["cluster", "randomization", "nonparametric", "survey", "power", "response"]
+    which = sys.argv[1:] or ["cluster", "randomization", "nonparametric", "survey", "power", "response",
+                             "response_waves", "blocked_users"]
     for w in which:
         globals()[f"{w}_cases"]()

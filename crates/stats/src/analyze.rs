@@ -9,6 +9,7 @@
 
 use crate::bayes::{self, BayesResult, Prior};
 use crate::effects::{self, Alternative, ArmMoments, ArmStats, Estimate, MetricKind, Scale};
+use crate::response::{self, ArmResponse, ResponseCheck};
 use crate::{cuped, multiple, poststrat, sequential, srm, Result, StatsError};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
@@ -44,6 +45,23 @@ pub struct AnalyzeInput {
     pub arms: Vec<String>,
     /// Metrics to analyse.
     pub metrics: Vec<MetricInput>,
+    /// Survey waves: invited and responding units per arm, for the
+    /// differential-response check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survey_response: Option<Vec<SurveyWaveInput>>,
+}
+
+/// One survey wave: per arm (in the order of `arms`) the units invited and
+/// the units that responded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurveyWaveInput {
+    /// Wave name (unique), e.g. "baseline".
+    pub wave: String,
+    /// Units invited, one count per arm.
+    pub invited: Vec<u64>,
+    /// Units that responded, one count per arm.
+    pub responded: Vec<u64>,
 }
 
 /// One metric: either `stats` (one entry per arm) or `strata`.
@@ -111,6 +129,28 @@ pub fn validate(input: &AnalyzeInput) -> Result<()> {
     if let Some(u) = &input.users {
         if u.len() != k {
             return bad(format!("users: {} entries for {k} arms", u.len()));
+        }
+    }
+    if let Some(waves) = &input.survey_response {
+        if waves.is_empty() {
+            return bad("survey_response: empty (leave it out instead)".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, w) in waves.iter().enumerate() {
+            if !seen.insert(w.wave.as_str()) {
+                return bad(format!(
+                    "survey_response[{i}].wave: duplicate wave {:?}",
+                    w.wave
+                ));
+            }
+            for (field, v) in [("invited", &w.invited), ("responded", &w.responded)] {
+                if v.len() != k {
+                    return bad(format!(
+                        "survey_response[{i}].{field}: {} entries for {k} arms",
+                        v.len()
+                    ));
+                }
+            }
         }
     }
     let mut names = std::collections::HashSet::new();
@@ -418,11 +458,132 @@ pub struct MultipleTesting {
     pub bh: Vec<AdjustedEntry>,
 }
 
+/// The differential-response check of one wave (or of the pooled counts),
+/// or why it did not run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ResponseEntry {
+    /// Test results (see [`crate::response::check`]).
+    Ok {
+        /// Wave name, or `"pooled"`.
+        wave: String,
+        /// The check.
+        #[serde(flatten)]
+        check: ResponseCheck,
+    },
+    /// No test.
+    Error {
+        /// Wave name, or `"pooled"`.
+        wave: String,
+        /// Reason.
+        error: String,
+    },
+}
+
+impl ResponseEntry {
+    fn new(wave: &str, r: Result<ResponseCheck>) -> Self {
+        match r {
+            Ok(check) => ResponseEntry::Ok {
+                wave: wave.to_string(),
+                check,
+            },
+            Err(e) => ResponseEntry::Error {
+                wave: wave.to_string(),
+                error: e.to_string(),
+            },
+        }
+    }
+    /// True when the check ran and flagged differential response.
+    pub fn flagged(&self) -> bool {
+        matches!(self, ResponseEntry::Ok { check, .. } if check.flagged)
+    }
+}
+
+/// Differential survey response between arms, per wave and pooled.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SurveyResponseBlock {
+    /// One entry per input wave, in input order.
+    pub waves: Vec<ResponseEntry>,
+    /// Counts summed over waves (only with two or more waves).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pooled: Option<ResponseEntry>,
+    /// True when any wave or the pooled check is flagged: response rates
+    /// differ between arms, survey outcomes are not comparable as randomised.
+    pub differential_response: bool,
+    /// Flag threshold on the p-value (0.001, as for SRM).
+    pub threshold: f64,
+}
+
+fn survey_response_block(waves: &[SurveyWaveInput], k: usize) -> SurveyResponseBlock {
+    let arms = |w: &SurveyWaveInput| -> Result<Vec<ArmResponse>> {
+        if w.invited.len() != k || w.responded.len() != k {
+            return Err(StatsError::InvalidInput(format!(
+                "wave {:?} needs one invited and one responded count for each of the {k} arms",
+                w.wave
+            )));
+        }
+        Ok(w.invited
+            .iter()
+            .zip(&w.responded)
+            .map(|(&invited, &responded)| ArmResponse { invited, responded })
+            .collect())
+    };
+    let entries: Vec<ResponseEntry> = waves
+        .iter()
+        .map(|w| ResponseEntry::new(&w.wave, arms(w).and_then(|a| response::check(&a))))
+        .collect();
+    let pooled = (waves.len() > 1).then(|| {
+        let invalid = waves
+            .iter()
+            .map(|w| arms(w).and_then(|a| response::check(&a)));
+        if let Some((w, e)) = waves.iter().zip(invalid).find_map(|(w, r)| match r {
+            Err(e @ StatsError::InvalidInput(_)) => Some((w, e)),
+            _ => None,
+        }) {
+            return ResponseEntry::new(
+                "pooled",
+                Err(StatsError::InvalidInput(format!(
+                    "not pooled: wave {:?} is invalid ({e})",
+                    w.wave
+                ))),
+            );
+        }
+        let summed = waves.iter().map(arms).try_fold(
+            vec![
+                ArmResponse {
+                    invited: 0,
+                    responded: 0
+                };
+                k
+            ],
+            |mut acc, w| {
+                for (a, b) in acc.iter_mut().zip(w?) {
+                    a.invited = a.invited.saturating_add(b.invited);
+                    a.responded = a.responded.saturating_add(b.responded);
+                }
+                Ok::<_, StatsError>(acc)
+            },
+        );
+        ResponseEntry::new("pooled", summed.and_then(|a| response::check(&a)))
+    });
+    let differential_response = entries.iter().any(ResponseEntry::flagged)
+        || pooled.as_ref().is_some_and(ResponseEntry::flagged);
+    SurveyResponseBlock {
+        waves: entries,
+        pooled,
+        differential_response,
+        threshold: response::RESPONSE_P_THRESHOLD,
+    }
+}
+
 /// Output document of `commonlab analyze`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AnalyzeOutput {
     /// Sample-ratio mismatch and covariate balance.
     pub srm: SrmBlock,
+    /// Differential survey response, when `survey_response` was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub survey_response: Option<SurveyResponseBlock>,
     /// Metric name → results (or `{"error": ...}`).
     pub metrics: Named<MetricOutcome>,
     /// Adjusted p-values and intervals over the family.
@@ -691,6 +852,10 @@ pub fn analyze(input: &AnalyzeInput) -> AnalyzeOutput {
     };
     AnalyzeOutput {
         srm: srm_block(input, balance),
+        survey_response: input
+            .survey_response
+            .as_deref()
+            .map(|w| survey_response_block(w, input.arms.len())),
         metrics: Named(metrics),
         multiple_testing: MultipleTesting { holm, bh },
     }
@@ -770,6 +935,46 @@ pub fn to_markdown(out: &AnalyzeOutput) -> String {
                     .map(fmt_num)
                     .unwrap_or_else(|| b.error.clone().unwrap_or_default())
             );
+        }
+        s.push('\n');
+    }
+    if let Some(sr) = &out.survey_response {
+        s.push_str("## Survey response\n\n");
+        let _ = writeln!(
+            s,
+            "{} (threshold {}).\n",
+            if sr.differential_response {
+                "**DIFFERENTIAL RESPONSE** between arms — survey outcomes are suspect"
+            } else {
+                "No differential response between arms"
+            },
+            sr.threshold
+        );
+        s.push_str("| Wave | Response rate per arm | Test | p | Flag |\n|---|---|---|---|---|\n");
+        for e in sr.waves.iter().chain(&sr.pooled) {
+            match e {
+                ResponseEntry::Ok { wave, check } => {
+                    let rates: Vec<String> = check
+                        .rates
+                        .iter()
+                        .map(|r| format!("{:.1}%", 100.0 * r))
+                        .collect();
+                    let test = match check.test {
+                        response::ResponseTest::ChiSquare => "χ²",
+                        response::ResponseTest::FisherExact => "Fisher exact",
+                    };
+                    let _ = writeln!(
+                        s,
+                        "| {wave} | {} | {test} | {} | {} |",
+                        rates.join(" / "),
+                        fmt_num(check.p_value),
+                        if check.flagged { "**flagged**" } else { "ok" }
+                    );
+                }
+                ResponseEntry::Error { wave, error } => {
+                    let _ = writeln!(s, "| {wave} | — ({error}) | — | — | — |");
+                }
+            }
         }
         s.push('\n');
     }
@@ -1003,7 +1208,7 @@ mod tests {
             let input = AnalyzeInput {
                 alpha: 0.05, sequential_tuning_parameter: 5000.0, prior: None, weights: None,
                 users: Some(vec![3.0, 0.0, 2.0]), arms: vec!["c".into(), "t1".into(), "t2".into()],
-                metrics: vec![metric],
+                metrics: vec![metric], survey_response: None,
             };
             let out = analyze(&input);
             if let Some(MetricOutcome::Ok(m)) = out.metrics.get("m") {
@@ -1017,6 +1222,165 @@ mod tests {
             let _ = to_markdown(&out);
             serde_json::to_string(&out).unwrap();
         }
+    }
+
+    const RESPONSE_REF: &str = include_str!("../reference/few_response_waves.json");
+
+    fn close(name: &str, what: &str, got: &serde_json::Value, want: &serde_json::Value) {
+        let (g, w) = (got.as_f64().unwrap(), want.as_f64().unwrap());
+        assert!(
+            (g - w).abs() <= 1e-9 * w.abs() || (g - w).abs() < 1e-15,
+            "{name} {what}: {g:e} vs {w:e}"
+        );
+    }
+
+    fn check_response_entry(name: &str, got: &serde_json::Value, want: &serde_json::Value) {
+        match want["error"].as_str() {
+            Some(kind) => {
+                let e = got["error"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name}: {got}"));
+                assert_eq!(
+                    e.starts_with("invalid input"),
+                    kind == "invalid_input",
+                    "{name}: {e}"
+                );
+                assert!(got.get("p_value").is_none());
+            }
+            None => {
+                for key in ["chi2", "chi2_p", "min_expected", "p_value"] {
+                    close(name, key, &got[key], &want[key]);
+                }
+                assert_eq!(got["df"].as_f64(), want["df"].as_f64(), "{name}");
+                assert_eq!(got["test"], want["test"], "{name}");
+                assert_eq!(got["flagged"], want["flagged"], "{name}");
+                match want.get("fisher_p") {
+                    Some(fp) => close(name, "fisher_p", &got["fisher_p"], fp),
+                    None => assert!(got["fisher_p"].is_null(), "{name}"),
+                }
+                for (a, b) in got["rates"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .zip(want["rates"].as_array().unwrap())
+                {
+                    close(name, "rate", a, b);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn survey_response_matches_scipy() {
+        let v: serde_json::Value = serde_json::from_str(RESPONSE_REF).unwrap();
+        let cases = v["cases"].as_array().unwrap();
+        assert!(cases.len() >= 50);
+        let (mut flagged, mut fisher, mut errors) = (0, 0, 0);
+        for c in cases {
+            let name = c["name"].as_str().unwrap();
+            let doc = serde_json::json!({
+                "arms": c["arms"], "metrics": [], "survey_response": c["survey_response"]
+            });
+            let out = analyze(&parse_input(&doc.to_string()).unwrap());
+            let got = serde_json::to_value(&out).unwrap()["survey_response"].clone();
+            let want = &c["expected"];
+            let gw = got["waves"].as_array().unwrap();
+            let ww = want["waves"].as_array().unwrap();
+            assert_eq!(gw.len(), ww.len());
+            for (i, (g, w)) in gw.iter().zip(ww).enumerate() {
+                assert_eq!(g["wave"], c["survey_response"][i]["wave"]);
+                check_response_entry(name, g, w);
+                fisher += usize::from(w["test"] == "fisher_exact");
+                errors += usize::from(w.get("error").is_some());
+            }
+            match want.get("pooled") {
+                Some(w) => {
+                    assert_eq!(got["pooled"]["wave"], "pooled");
+                    check_response_entry(name, &got["pooled"], w);
+                }
+                None => assert!(got.get("pooled").is_none(), "{name}"),
+            }
+            assert_eq!(
+                got["differential_response"], want["differential_response"],
+                "{name}"
+            );
+            assert_eq!(got["threshold"], 0.001);
+            flagged += usize::from(want["differential_response"] == true);
+            let md = to_markdown(&out);
+            assert!(md.contains("## Survey response"));
+            assert_eq!(
+                md.contains("DIFFERENTIAL RESPONSE"),
+                want["differential_response"] == true
+            );
+        }
+        assert!(
+            flagged >= 5 && fisher >= 5 && errors >= 3,
+            "{flagged} {fisher} {errors}"
+        );
+    }
+
+    #[test]
+    fn survey_response_is_optional_and_validated() {
+        let out = analyze(&parse_input(EXAMPLE).unwrap());
+        assert!(out.survey_response.is_none());
+        let v = serde_json::to_value(&out).unwrap();
+        assert!(v.get("survey_response").is_none());
+        let with = |sr: &str| {
+            EXAMPLE.replacen(
+                "\"alpha\": 0.05,",
+                &format!("\"alpha\": 0.05, \"survey_response\": {sr},"),
+                1,
+            )
+        };
+        let ok = parse_input(&with(
+            r#"[{"wave": "endline", "invited": [900, 450, 450], "responded": [400, 150, 205]}]"#,
+        ))
+        .unwrap();
+        let out = analyze(&ok);
+        let sr = out.survey_response.as_ref().unwrap();
+        assert!(sr.pooled.is_none() && sr.differential_response);
+        let e = parse_input(&with(
+            r#"[{"wave": "w", "invited": [1, 2], "responded": [1, 1, 1]}]"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("survey_response[0].invited"), "{e}");
+        let e = parse_input(&with(
+            r#"[{"wave": "w", "invited": [1, 2, 3], "responded": [1, 1, 1]}, {"wave": "w", "invited": [1, 2, 3], "responded": [1, 1, 1]}]"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("survey_response[1].wave"), "{e}");
+        let e = parse_input(&with(
+            r#"[{"wave": "w", "invited": [1, 2, 3], "responded": [1, 1, 1], "sent": 3}]"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("survey_response[0]") && e.contains("sent"),
+            "{e}"
+        );
+        assert!(parse_input(&with("[]")).is_err());
+        // analyze() without parse_input: a wave of the wrong length is an entry error, not a panic
+        let mut bad = ok.clone();
+        bad.survey_response = Some(vec![
+            SurveyWaveInput {
+                wave: "a".into(),
+                invited: vec![10, 10],
+                responded: vec![5, 5],
+            },
+            SurveyWaveInput {
+                wave: "b".into(),
+                invited: vec![10, 10, 10],
+                responded: vec![5, 5, 5],
+            },
+        ]);
+        let sr = analyze(&bad).survey_response.unwrap();
+        assert!(
+            matches!(&sr.waves[0], ResponseEntry::Error { error, .. } if error.contains("3 arms"))
+        );
+        assert!(matches!(sr.pooled, Some(ResponseEntry::Error { .. })));
+        assert!(matches!(sr.waves[1], ResponseEntry::Ok { .. }));
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //!   Bell–McCaffrey / Satterthwaite degrees of freedom for a single
 //!   coefficient under an identity working model (Pustejovsky & Tipton 2018):
 //!   `ν = (Σ_g p_g'p_g)² / Σ_g Σ_h (p_g'p_h)²`, `p_g = (I−H)_{·g} A_g X_g M c`.
+//!   Checked against clubSandwich 0.5.8 (`vcovCR(type = "CR2")`,
+//!   `coef_test(test = "Satterthwaite")`) on 54 designs to 1e-9
+//!   (`reference/cr2.R`; our CR1 is clubSandwich's `CR1S`).
 //! * **CR2-IK**: the same CR2 variance with Imbens & Kolesár's (2016) df —
 //!   the Bell–McCaffrey df evaluated under an equicorrelated working model
 //!   with the residual intra-cluster correlation; in our stepped-wedge
@@ -792,3 +795,7 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+#[path = "cr2_reference_tests.rs"]
+mod cr2_reference_tests;

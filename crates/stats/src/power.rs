@@ -541,10 +541,10 @@ pub fn simulate_stepped_wedge_power(cfg: &SteppedWedgeSim) -> Result<SimPower> {
         })?;
         let (Some(r), Some(a), Some(k), Some(b), Some(w), Some(Some(i))) = (
             out.randomisation.result,
-            out.cr2.result,
-            out.cr2_ik.result,
-            out.cr1.result,
-            out.wild_bootstrap.result,
+            out.cr2.and_then(|o| o.result),
+            out.cr2_ik.and_then(|o| o.result),
+            out.cr1.and_then(|o| o.result),
+            out.wild_bootstrap.and_then(|o| o.result),
             out.ibragimov_muller.map(|o| o.result),
         ) else {
             continue;
