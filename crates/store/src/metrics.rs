@@ -202,9 +202,33 @@ fn lit(x: f64) -> String {
     format!("{x:?}")
 }
 
+/// Window bounds of the `exp` rows: one column per distinct offset.
+struct Bounds {
+    offsets: Vec<i64>,
+}
+
+impl Bounds {
+    fn col(&mut self, secs: i64) -> String {
+        let i = match self.offsets.iter().position(|&o| o == secs) {
+            Some(i) => i,
+            None => {
+                self.offsets.push(secs);
+                self.offsets.len() - 1
+            }
+        };
+        format!("e.b{i}")
+    }
+}
+
 /// Compiles `metric` for `dialect`. Placeholders: 1 the trial id, 2 the
 /// as-of time (units whose window ends after it are left out), then the
 /// returned binds.
+///
+/// Per-unit values: on SQLite, correlated scalar subqueries per exposure
+/// (`EXISTS` for proportions, `count(*)` for counts: each one range seek
+/// on the covering `(unit, name, ts)` index); on PostgreSQL, one `LEFT
+/// JOIN LATERAL` aggregate per exposure over both windows with `FILTER`
+/// clauses (index-only scans, parallel workers).
 pub(crate) fn compile(metric: &Metric, dialect: Dialect) -> Compiled {
     let mut b = Builder {
         dialect,
@@ -216,10 +240,11 @@ pub(crate) fn compile(metric: &Metric, dialect: Dialect) -> Compiled {
     };
     let w = metric.window;
     let c = metric.covariate;
-    let (jlo, jhi) = match c {
-        Some(c) => (w.start_secs.min(c.start_secs), w.end_secs.max(c.end_secs)),
-        None => (w.start_secs, w.end_secs),
+    let mut bounds = Bounds {
+        offsets: Vec::new(),
     };
+    let (lo, hi) = (bounds.col(w.start_secs), bounds.col(w.end_secs));
+    let pre = c.map(|c| (bounds.col(c.start_secs), bounds.col(c.end_secs)));
 
     // Event names: bound, so any name is safe.
     let names: Vec<String> = metric
@@ -227,79 +252,145 @@ pub(crate) fn compile(metric: &Metric, dialect: Dialect) -> Compiled {
         .iter()
         .map(|e| b.bind(Bind::Text(e.clone())))
         .collect();
-    let mut on = vec![
-        "v.unit = e.unit".to_string(),
+    let name_in = |names: &[String]| {
         if names.len() == 1 {
             format!("v.name = {}", names[0])
         } else {
             format!("v.name IN ({})", names.join(", "))
-        },
-        "v.ts >= e.jlo".to_string(),
-        "v.ts < e.jhi".to_string(),
-    ];
-    for f in &metric.filters {
-        on.push(b.filter(&f.property, &f.op));
-    }
-
-    let value = match &metric.value {
-        MetricValue::Count => "1.0".to_string(),
-        MetricValue::Sum(p) => format!("coalesce({}, 0.0)", b.number(p)),
+        }
     };
-    let in_window = "v.ts >= e.lo AND v.ts < e.hi";
-    let in_pre = "v.ts >= e.clo AND v.ts < e.chi";
-    let (y, x, d) = match metric.kind {
-        MetricKind::Proportion => (
-            format!("coalesce(max(CASE WHEN {in_window} THEN 1.0 ELSE 0.0 END), 0.0)"),
-            format!("coalesce(max(CASE WHEN {in_pre} THEN 1.0 ELSE 0.0 END), 0.0)"),
-            "0.0".to_string(),
-        ),
-        MetricKind::Mean | MetricKind::Count => (
-            b.float(&format!("CASE WHEN {in_window} THEN {value} ELSE 0.0 END")),
-            b.float(&format!("CASE WHEN {in_pre} THEN {value} ELSE 0.0 END")),
-            "0.0".to_string(),
-        ),
-        MetricKind::Ratio => {
-            let (num, den) = (&names[0], &names[1]);
-            (
-                b.float(&format!(
-                    "CASE WHEN v.name = {num} AND {in_window} THEN {value} ELSE 0.0 END"
-                )),
-                b.float(&format!(
-                    "CASE WHEN v.name = {num} AND {in_pre} THEN {value} ELSE 0.0 END"
-                )),
-                b.float(&format!(
-                    "CASE WHEN v.name = {den} AND {in_window} THEN 1.0 ELSE 0.0 END"
-                )),
+    let filters: Vec<String> = metric
+        .filters
+        .iter()
+        .map(|f| b.filter(&f.property, &f.op))
+        .collect();
+    let value = match &metric.value {
+        MetricValue::Count => None,
+        MetricValue::Sum(p) => Some(format!("coalesce({}, 0.0)", b.number(p))),
+    };
+    // (events matched, window) for y, x and d.
+    let (y_names, d_names) = match metric.kind {
+        MetricKind::Ratio => (vec![names[0].clone()], Some(vec![names[1].clone()])),
+        _ => (names.clone(), None),
+    };
+
+    let pu = match dialect {
+        Dialect::Sqlite => {
+            let seek = |names: &[String], lo: &str, hi: &str| {
+                let mut conds = vec![
+                    "v.unit = e.unit".to_string(),
+                    name_in(names),
+                    format!("v.ts >= {lo}"),
+                    format!("v.ts < {hi}"),
+                ];
+                conds.extend(filters.iter().cloned());
+                format!("FROM events v WHERE {}", conds.join(" AND "))
+            };
+            let agg = |names: &[String], lo: &str, hi: &str, count_only: bool| {
+                let from = seek(names, lo, hi);
+                match (metric.kind, &value) {
+                    (MetricKind::Proportion, _) => {
+                        format!("(CASE WHEN EXISTS (SELECT 1 {from}) THEN 1.0 ELSE 0.0 END)")
+                    }
+                    (_, Some(v)) if !count_only => format!("(SELECT total({v}) {from})"),
+                    _ => format!("(1.0 * (SELECT count(*) {from}))"),
+                }
+            };
+            let y = agg(&y_names, &lo, &hi, false);
+            let x = match &pre {
+                Some((clo, chi)) => agg(&y_names, clo, chi, false),
+                None => "0.0".into(),
+            };
+            let d = match &d_names {
+                Some(dn) => agg(dn, &lo, &hi, true),
+                None => "0.0".into(),
+            };
+            format!("  SELECT e.arm, e.community,\n    {y} AS y,\n    {x} AS x,\n    {d} AS d\n  FROM exp e")
+        }
+        Dialect::Postgres => {
+            let (jlo, jhi) = match &pre {
+                Some(_) => {
+                    let c = c.expect("pre implies a covariate");
+                    (
+                        bounds.col(w.start_secs.min(c.start_secs)),
+                        bounds.col(w.end_secs.max(c.end_secs)),
+                    )
+                }
+                None => (lo.clone(), hi.clone()),
+            };
+            let mut conds = vec![
+                "v.unit = e.unit".to_string(),
+                name_in(&names),
+                format!("v.ts >= {jlo}"),
+                format!("v.ts < {jhi}"),
+            ];
+            conds.extend(filters.iter().cloned());
+            let is = |names: &[String]| {
+                if metric.kind == MetricKind::Ratio {
+                    format!("{} AND ", name_in(names))
+                } else {
+                    String::new()
+                }
+            };
+            let agg = |names: &[String], lo: &str, hi: &str, count_only: bool| {
+                let within = format!("{}v.ts >= {lo} AND v.ts < {hi}", is(names));
+                match (metric.kind, &value) {
+                    (MetricKind::Proportion, _) => {
+                        format!("(count(*) FILTER (WHERE {within}) > 0)::int::float8")
+                    }
+                    (_, Some(v)) if !count_only => {
+                        format!("coalesce(sum({v}) FILTER (WHERE {within}), 0)::float8")
+                    }
+                    _ => format!("(count(*) FILTER (WHERE {within}))::float8"),
+                }
+            };
+            let y = agg(&y_names, &lo, &hi, false);
+            let x = match &pre {
+                Some((clo, chi)) => agg(&y_names, clo, chi, false),
+                None => "0.0::float8".into(),
+            };
+            let d = match &d_names {
+                Some(dn) => agg(dn, &lo, &hi, true),
+                None => "0.0::float8".into(),
+            };
+            format!(
+                "  SELECT e.arm, e.community, a.y, a.x, a.d\n  FROM exp e\n  CROSS JOIN LATERAL (\n    SELECT {y} AS y,\n      {x} AS x,\n      {d} AS d\n    FROM events v\n    WHERE {}\n  ) a",
+                conds.join("\n      AND ")
             )
         }
     };
-    let x = if c.is_some() { x } else { "0.0".to_string() };
-    let (clo, chi) = match c {
-        Some(c) => (b.shifted(c.start_secs), b.shifted(c.end_secs)),
-        None => (b.shifted(w.start_secs), b.shifted(w.start_secs)),
-    };
-    let materialized = match (metric.cap, dialect) {
-        (Some(Cap::Percentile(_)), _) => "MATERIALIZED ",
-        _ => "",
-    };
+
     let included = match dialect {
         Dialect::Sqlite => "excluded = 0",
         Dialect::Postgres => "NOT excluded",
     };
+    let end = b.shifted(w.end_secs);
     let as_of_cmp = match dialect {
-        Dialect::Sqlite => format!("hi <= {p2}"),
-        Dialect::Postgres => format!("hi <= {p2}::timestamptz"),
+        Dialect::Sqlite => format!("{end} <= {p2}"),
+        Dialect::Postgres => format!("{end} <= {p2}::timestamptz"),
     };
-
+    let bound_cols: Vec<String> = bounds
+        .offsets
+        .iter()
+        .enumerate()
+        .map(|(i, &o)| format!("{} AS b{i}", b.shifted(o)))
+        .collect();
+    // SQLite: compute each unit's bounds once (strftime is the costly part).
+    let exp_mat = match dialect {
+        Dialect::Sqlite => "MATERIALIZED ",
+        Dialect::Postgres => "",
+    };
+    // SQLite would otherwise inline `pu` and run its subqueries once per
+    // reference of y and x below; PostgreSQL materialises a CTE referenced
+    // more than once by itself, and only the percentile cap does that.
+    let pu_mat = match (dialect, metric.cap) {
+        (Dialect::Sqlite, _) | (_, Some(Cap::Percentile(_))) => "MATERIALIZED ",
+        _ => "",
+    };
     let mut sql = format!(
-        "WITH exp AS (\n  SELECT unit, arm, community,\n    {lo} AS lo, {hi} AS hi, {clo} AS clo, {chi} AS chi, {jlo} AS jlo, {jhi} AS jhi\n  FROM exposures\n  WHERE trial_id = {p1} AND {included}\n),\n\
-         live AS (SELECT * FROM exp WHERE {as_of_cmp}),\n\
-         pu AS {materialized}(\n  SELECT e.arm, e.community,\n    {y} AS y,\n    {x} AS x,\n    {d} AS d\n  FROM live e\n  LEFT JOIN events v ON {on}\n  GROUP BY e.unit, e.arm, e.community\n)",
-        lo = b.shifted(w.start_secs),
-        hi = b.shifted(w.end_secs),
-        jlo = b.shifted(jlo),
-        jhi = b.shifted(jhi),
-        on = on.join("\n    AND "),
+        "WITH exp AS {exp_mat}(\n  SELECT unit, arm, community,\n    {}\n  FROM exposures\n  WHERE trial_id = {p1} AND {included} AND {as_of_cmp}\n),\n\
+         pu AS {pu_mat}(\n{pu}\n)",
+        bound_cols.join(",\n    "),
     );
     let (ycap, xcap, from) = match metric.cap {
         None => ("NULL".to_string(), "NULL".to_string(), "pu".to_string()),

@@ -1,0 +1,318 @@
+//! Metric computation in the database: one metric (per-unit count of an
+//! event in the 14 days after first exposure, the 14 days before as the
+//! CUPED covariate, aggregated to per-arm and community sums) over 10
+//! million events and 200,000 exposed units, on both backends.
+//!
+//! ```text
+//! cargo bench -p commonlab-store --bench metrics
+//! ```
+//!
+//! The dataset is generated inside each database the first time (a few
+//! minutes) and kept for later runs: SQLite in
+//! `target/bench-data/metrics.db`, PostgreSQL in the schema `bench_metrics`
+//! of `COMMONLAB_TEST_POSTGRES_URL`'s database (default
+//! `postgres://postgres@127.0.0.1:5432/test`). Environment:
+//!
+//! * `METRICS_BENCH_UNITS` (200000) and `METRICS_BENCH_EVENTS_PER_UNIT`
+//!   (50): the dataset's size; a different size regenerates it;
+//! * `METRICS_BENCH_RUNS` (5): timed runs per backend (after one warm-up);
+//! * `METRICS_BENCH_ONLY` (`sqlite` or `postgres`): one backend.
+//!
+//! Events: 40% are the metric's event, the rest three other names; times
+//! spread uniformly over 40 days either side of the unit's exposure (so
+//! about 3.5 metric events per unit fall in each window); ids time-ordered;
+//! rows stored in unit order.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use commonlab_core::experiments::parse_metric_library;
+use commonlab_store::{NewTrial, Store, TrialChange};
+use sqlx::Connection;
+
+const METRIC: &str = r#"
+[[metric]]
+name = "contributions_14d"
+kind = "count"
+events = ["contribution_created"]
+direction = "increase"
+window = ["0d", "14d"]
+covariate = ["-14d", "0d"]
+"#;
+
+const BASE: &str = "2027-01-01T00:00:00";
+const SPREAD_SECS: i64 = 40 * 86_400;
+const EXPOSURE_SPREAD_SECS: i64 = 20 * 86_400;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+fn pg_base() -> String {
+    std::env::var("COMMONLAB_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The generated rows, as SQL over a counter `k` (event) or `u` (unit).
+/// Shared by both dialects where the expressions agree.
+fn unit_hex(dialect_pg: bool, u: &str) -> String {
+    if dialect_pg {
+        format!("lpad(to_hex({u}), 64, '0')")
+    } else {
+        format!("printf('%064x', {u})")
+    }
+}
+
+async fn prepare_store(url: &str) -> (Store, i64) {
+    let store = Store::connect_and_migrate(url).await.expect("connect");
+    let trial = match store.get_trial("bench-metrics").await.unwrap() {
+        Some(t) => t.id,
+        None => {
+            let at: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
+            let hash = "ab".repeat(32);
+            store
+                .create_trial(&NewTrial {
+                    key: "bench-metrics",
+                    flag_key: "bench",
+                    spec_source: "# bench",
+                    spec_canonical: "{}",
+                    spec_hash: &hash,
+                    actor: "bench",
+                    reason: "bench",
+                    at,
+                })
+                .await
+                .unwrap();
+            store
+                .start_trial(
+                    "bench-metrics",
+                    1,
+                    None,
+                    &TrialChange {
+                        actor: "bench",
+                        reason: "bench",
+                        at,
+                    },
+                )
+                .await
+                .unwrap()
+                .id
+        }
+    };
+    (store, trial)
+}
+
+async fn sqlite_dataset(units: usize, per_unit: usize) -> (Store, i64) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench-data");
+    std::fs::create_dir_all(dir).unwrap();
+    let path = format!("{dir}/metrics.db");
+    let url = format!("sqlite://{path}");
+    let (store, trial) = prepare_store(&url).await;
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let have: (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM exposures), (SELECT count(*) FROM events)")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    if have == (units as i64, (units * per_unit) as i64) {
+        return (store, trial);
+    }
+    eprintln!(
+        "sqlite: generating {units} units and {} events in {path} …",
+        units * per_unit
+    );
+    let started = Instant::now();
+    sqlx::raw_sql("PRAGMA synchronous = OFF; DELETE FROM exposures; DELETE FROM events;")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let exposure = format!("'{BASE}', '+' || ((u * 7919) % {EXPOSURE_SPREAD_SECS}) || ' seconds'");
+    sqlx::query(&format!(
+        "INSERT INTO exposures (trial_id, unit, arm, community, trial_version, exposed_at, source, excluded)
+         WITH RECURSIVE c(u) AS (SELECT 0 UNION ALL SELECT u + 1 FROM c WHERE u < {last})
+         SELECT ?1, {hex}, CASE u % 2 WHEN 0 THEN 'control' ELSE 'treatment' END,
+                'c' || ((u / 2) % 4), 1, strftime('%Y-%m-%dT%H:%M:%S', {exposure}) || '.000000Z', 'single', 0
+         FROM c",
+        last = units - 1,
+        hex = unit_hex(false, "u"),
+    ))
+    .bind(trial)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // In chunks of units, one transaction each.
+    let chunk = 20_000usize;
+    for start in (0..units).step_by(chunk) {
+        let end = (start + chunk).min(units);
+        sqlx::query(&format!(
+            "INSERT INTO events (event_id, unit, community, name, ts, received_at, properties)
+             WITH RECURSIVE c(k) AS (SELECT {k0} UNION ALL SELECT k + 1 FROM c WHERE k < {k1}),
+             r AS (SELECT k, k / {per_unit} AS u FROM c)
+             SELECT CAST(printf('%016d', k) AS BLOB), {hex}, 'c' || ((u / 2) % 4),
+                    CASE WHEN k % 5 < 2 THEN 'contribution_created'
+                         WHEN k % 5 = 2 THEN 'comment_created'
+                         WHEN k % 5 = 3 THEN 'session_started'
+                         ELSE 'page_view' END,
+                    strftime('%Y-%m-%dT%H:%M:%S', '{BASE}',
+                        printf('%+d seconds', ((u * 7919) % {EXPOSURE_SPREAD_SECS}) + ((k * 2654435761) % {span}) - {SPREAD_SECS})) || '.000000Z',
+                    '{BASE}.000000Z', '{{}}'
+             FROM r",
+            k0 = start * per_unit,
+            k1 = end * per_unit - 1,
+            span = 2 * SPREAD_SECS,
+            hex = unit_hex(false, "u"),
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    sqlx::raw_sql("ANALYZE; PRAGMA wal_checkpoint(TRUNCATE);")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    eprintln!("sqlite: generated in {:.0?}", started.elapsed());
+    (store, trial)
+}
+
+async fn postgres_dataset(units: usize, per_unit: usize) -> (Store, i64) {
+    let base = pg_base();
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("PostgreSQL");
+    sqlx::raw_sql("CREATE SCHEMA IF NOT EXISTS bench_metrics")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3Dbench_metrics");
+    let (store, trial) = prepare_store(&url).await;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let have: (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM exposures), (SELECT count(*) FROM events)")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    if have == (units as i64, (units * per_unit) as i64) {
+        return (store, trial);
+    }
+    eprintln!(
+        "postgres: generating {units} units and {} events in schema bench_metrics …",
+        units * per_unit
+    );
+    let started = Instant::now();
+    sqlx::raw_sql("TRUNCATE exposures, events")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "INSERT INTO exposures (trial_id, unit, arm, community, trial_version, exposed_at, source, excluded)
+         SELECT $1, {hex}, CASE u % 2 WHEN 0 THEN 'control' ELSE 'treatment' END,
+                'c' || ((u / 2) % 4), 1, timestamptz '{BASE}Z' + make_interval(secs => (u * 7919) % {EXPOSURE_SPREAD_SECS}), 'single', false
+         FROM generate_series(0, {last}::bigint) u",
+        last = units - 1,
+        hex = unit_hex(true, "u"),
+    ))
+    .bind(trial)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let chunk = 20_000usize;
+    for start in (0..units).step_by(chunk) {
+        let end = (start + chunk).min(units);
+        sqlx::query(&format!(
+            "INSERT INTO events (event_id, unit, community, name, ts, received_at, properties)
+             SELECT lpad(to_hex(k), 32, '0')::uuid, {hex}, 'c' || ((u / 2) % 4),
+                    CASE WHEN k % 5 < 2 THEN 'contribution_created'
+                         WHEN k % 5 = 2 THEN 'comment_created'
+                         WHEN k % 5 = 3 THEN 'session_started'
+                         ELSE 'page_view' END,
+                    timestamptz '{BASE}Z' + make_interval(secs => ((u * 7919) % {EXPOSURE_SPREAD_SECS}) + ((k * 2654435761) % {span}) - {SPREAD_SECS}),
+                    timestamptz '{BASE}Z', '{{}}'::jsonb
+             FROM (SELECT k, k / {per_unit} AS u FROM generate_series({k0}::bigint, {k1}::bigint) k) r",
+            k0 = start * per_unit,
+            k1 = end * per_unit - 1,
+            span = 2 * SPREAD_SECS,
+            hex = unit_hex(true, "u"),
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    for table in ["events", "exposures"] {
+        sqlx::raw_sql(&format!("VACUUM (ANALYZE) {table}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    eprintln!("postgres: generated in {:.0?}", started.elapsed());
+    (store, trial)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let units = env_usize("METRICS_BENCH_UNITS", 200_000);
+    let per_unit = env_usize("METRICS_BENCH_EVENTS_PER_UNIT", 50);
+    let runs = env_usize("METRICS_BENCH_RUNS", 5).max(1);
+    let only = std::env::var("METRICS_BENCH_ONLY").unwrap_or_default();
+    let library = parse_metric_library(METRIC, "bench.toml").unwrap();
+    let metric = &library.metrics["contributions_14d"];
+    let as_of: DateTime<Utc> = "2027-03-01T00:00:00Z".parse().unwrap();
+    println!("| store | units | events | min | median | max |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for backend in ["sqlite", "postgres"] {
+        if !only.is_empty() && only != backend {
+            continue;
+        }
+        let (store, trial) = if backend == "sqlite" {
+            sqlite_dataset(units, per_unit).await
+        } else {
+            postgres_dataset(units, per_unit).await
+        };
+        if std::env::var_os("METRICS_BENCH_PLAN").is_some() {
+            eprintln!("{}", store.metric_sql(metric));
+            for line in store.metric_plan(trial, metric, as_of).await.unwrap() {
+                eprintln!("  {line}");
+            }
+        }
+        let cells = store.metric_cells(trial, metric, as_of).await.unwrap();
+        let n: i64 = cells.iter().map(|c| c.n).sum();
+        assert_eq!(n, units as i64, "every unit's window has closed");
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let t = Instant::now();
+            let again = store.metric_cells(trial, metric, as_of).await.unwrap();
+            times.push(t.elapsed());
+            assert_eq!(again, cells);
+        }
+        let per_arm: Vec<String> = cells
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}/{}: n={} mean={:.3} x̄={:.3}",
+                    c.arm,
+                    c.community.as_deref().unwrap_or("-"),
+                    c.n,
+                    c.sum / c.n as f64,
+                    c.x_sum / c.n as f64
+                )
+            })
+            .collect();
+        eprintln!("{backend}: {}", per_arm.join("; "));
+        println!(
+            "| {backend} | {units} | {} | {:.2} s | {:.2} s | {:.2} s |",
+            units * per_unit,
+            times.iter().min().unwrap().as_secs_f64(),
+            median(times.clone()).as_secs_f64(),
+            times.iter().max().unwrap().as_secs_f64(),
+        );
+        store.close().await;
+    }
+}
