@@ -90,8 +90,12 @@ enum Command {
     /// Trials as code: validate files, manage the lifecycle, export assignments.
     #[command(subcommand)]
     Experiments(ExperimentsCmd),
-    /// Run the statistics engine on data brought from elsewhere (docs/analyze.md).
+    /// Run the statistics engine on a stored trial (--trial) or on data
+    /// brought from elsewhere (docs/analyze.md).
     Analyze(AnalyzeArgs),
+    /// Metric definitions: check the library, show a metric's SQL and plan.
+    #[command(subcommand)]
+    Metrics(MetricsCmd),
     /// A member's data: erase everything stored about them.
     #[command(subcommand)]
     Units(UnitsCmd),
@@ -134,6 +138,20 @@ enum EventsCmd {
 }
 
 #[derive(Subcommand)]
+enum MetricsCmd {
+    /// Check a metric library (default experiments/metrics.toml).
+    Validate { file: Option<PathBuf> },
+    /// Print the SQL that computes a stored trial's metric on this database
+    /// (and with --explain its query plan).
+    Sql {
+        trial: String,
+        metric: String,
+        #[arg(long)]
+        explain: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum UnitsCmd {
     /// Erase a unit's events, exposures, assignments and consent records in
     /// one transaction, and log the erasure (pseudonymous id and time only).
@@ -151,13 +169,25 @@ struct AnalyzeArgs {
     /// JSON per-arm sufficient statistics, or with --design a CSV of rows
     /// (columns cluster, value, and arm or treated; optional period,
     /// covariate, stratum). `-` reads standard input.
+    #[arg(long, required_unless_present = "trial", conflicts_with = "trial")]
+    input: Option<PathBuf>,
+    /// Analyse a stored trial: every metric of its locked plan is computed
+    /// in the database (docs/metrics.md), then analysed.
     #[arg(long)]
-    input: PathBuf,
+    trial: Option<String>,
+    /// With --trial: the RFC 3339 time to analyse at (default now); units
+    /// whose metric window ends later are left out of that metric.
+    #[arg(long, requires = "trial")]
+    as_of: Option<String>,
+    /// With --trial: print only the engine's input (the `--input` format),
+    /// with where each metric came from.
+    #[arg(long, requires = "trial")]
+    input_only: bool,
     /// Output format.
     #[arg(long, default_value = "json", value_parser = ["json", "md"])]
     format: String,
     /// Few-community analysis of CSV rows under this randomisation design.
-    #[arg(long, value_parser = ["cluster", "stepped_wedge", "blocked"])]
+    #[arg(long, value_parser = ["cluster", "stepped_wedge", "blocked", "blocked_users"], conflicts_with = "trial")]
     design: Option<String>,
     /// With --design: the control arm's name in the `arm` column.
     #[arg(long, default_value = "control")]
@@ -423,7 +453,11 @@ async fn run(cli: Cli) -> Result<()> {
             serve(&db_url, &listen, config).await
         }
         Command::Experiments(cmd) => experiments(&db_url, &config.flag_set, cmd).await,
-        Command::Analyze(args) => analyze(args),
+        Command::Analyze(args) => match args.trial.clone() {
+            Some(key) => analyze_trial(&db_url, &key, &args).await,
+            None => analyze(args),
+        },
+        Command::Metrics(cmd) => metrics_cmd(&db_url, cmd).await,
         Command::Events(cmd) => events(&db_url, file.study_key_file.clone(), cmd).await,
         Command::Units(UnitsCmd::Erase { id, study_key_file }) => {
             let key_file = study_key_file
@@ -735,9 +769,6 @@ async fn experiments(db_url: &str, set: &str, cmd: ExperimentsCmd) -> Result<()>
     let store = open_store(db_url).await?;
     let actor = actor();
     let now = chrono::Utc::now();
-    let read = |file: &Path| {
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
-    };
     let file_error = |e: commonlab_server::Error| match e {
         commonlab_server::Error::Invalid { message, .. } => anyhow!(message),
         other => anyhow!(other),
@@ -745,7 +776,7 @@ async fn experiments(db_url: &str, set: &str, cmd: ExperimentsCmd) -> Result<()>
     match cmd {
         ExperimentsCmd::Validate { .. } => unreachable!("handled above"),
         ExperimentsCmd::Create { file, reason } => {
-            let source = read(&file)?;
+            let source = trial_source(&file)?;
             let meta = ChangeMeta {
                 actor: &actor,
                 reason: &reason,
@@ -790,7 +821,7 @@ async fn experiments(db_url: &str, set: &str, cmd: ExperimentsCmd) -> Result<()>
             move_trial(&store, &key, Move::Archive, &actor, &reason).await?
         }
         ExperimentsCmd::Amend { file, reason } => {
-            let source = read(&file)?;
+            let source = trial_source(&file)?;
             let spec =
                 commonlab_core::experiments::parse_trial(&source, &file.display().to_string())
                     .map_err(|errs| {
@@ -940,9 +971,31 @@ async fn validate_trials(
         bail!("no trial files (*.toml) found");
     }
     let mut errors = 0usize;
+    let (libraries, files): (Vec<PathBuf>, Vec<PathBuf>) = files
+        .into_iter()
+        .partition(|f| f.file_name().is_some_and(|n| n == "metrics.toml"));
+    for lib in &libraries {
+        match load_library(lib) {
+            Ok(l) => println!(
+                "ok  {} (metric library, {} metrics)",
+                lib.display(),
+                l.metrics.len()
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                errors += e.to_string().lines().count();
+            }
+        }
+    }
     for file in &files {
-        let source = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
+        let source = match trial_source(file) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}");
+                errors += e.to_string().lines().count();
+                continue;
+            }
+        };
         match commonlab_server::trial_service::check(
             &source,
             &file.display().to_string(),
@@ -975,6 +1028,154 @@ async fn validate_trials(
     Ok(())
 }
 
+fn parse_time(s: &str, what: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| anyhow!("{what}: {s:?} is not an RFC 3339 date-time ({e})"))
+}
+
+async fn analyze_trial(db_url: &str, key: &str, args: &AnalyzeArgs) -> Result<()> {
+    use commonlab_server::analysis;
+    let as_of = match &args.as_of {
+        Some(s) => parse_time(s, "--as-of")?,
+        None => chrono::Utc::now(),
+    };
+    let store = open_store(db_url).await?;
+    let result = if args.input_only {
+        let input = analysis::analysis_input(&store, key, as_of).await;
+        store.close().await;
+        let input = input?;
+        println!("{}", serde_json::to_string_pretty(&input)?);
+        return Ok(());
+    } else {
+        analysis::analyse(&store, key, as_of).await
+    };
+    store.close().await;
+    let result = result?;
+    match args.format.as_str() {
+        "md" => {
+            println!(
+                "# Trial {} (plan {}), as of {}\n",
+                result.input.trial,
+                &result.input.spec_hash[..12],
+                result.input.as_of.to_rfc3339()
+            );
+            for m in &result.input.metrics {
+                let units: Vec<String> = m.units.iter().map(|(a, n)| format!("{a} {n}")).collect();
+                println!(
+                    "- {} ({}, {}, {}): units {}{}",
+                    m.name,
+                    m.role,
+                    m.kind,
+                    m.direction,
+                    units.join(", "),
+                    if m.stratified {
+                        "; post-stratified by community"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            println!();
+            print!("{}", commonlab_stats::analyze::to_markdown(&result.output));
+        }
+        _ => println!("{}", serde_json::to_string_pretty(&result)?),
+    }
+    Ok(())
+}
+
+/// The metric library beside a trial file: `metrics.toml` in its directory.
+fn library_beside(file: &Path) -> Result<Option<commonlab_core::experiments::MetricLibrary>> {
+    let path = file
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("metrics.toml");
+    if !path.exists() {
+        return Ok(None);
+    }
+    load_library(&path).map(Some)
+}
+
+fn load_library(path: &Path) -> Result<commonlab_core::experiments::MetricLibrary> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    commonlab_core::experiments::parse_metric_library(&text, &path.display().to_string())
+        .map_err(|errs| anyhow!(join_errors(&errs)))
+}
+
+fn join_errors(errs: &[commonlab_core::experiments::SpecError]) -> String {
+    errs.iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A trial file's text with its metric references inlined from the
+/// library beside it (unchanged when it has none).
+fn trial_source(file: &Path) -> Result<String> {
+    let source =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    match library_beside(file)? {
+        Some(lib) => commonlab_core::experiments::inline_metric_refs(
+            &source,
+            &file.display().to_string(),
+            &lib,
+        )
+        .map_err(|errs| anyhow!(join_errors(&errs))),
+        None => Ok(source),
+    }
+}
+
+async fn metrics_cmd(db_url: &str, cmd: MetricsCmd) -> Result<()> {
+    match cmd {
+        MetricsCmd::Validate { file } => {
+            let path = file.unwrap_or_else(|| PathBuf::from("experiments/metrics.toml"));
+            let lib = load_library(&path)?;
+            println!(
+                "ok  {} ({} metrics: {})",
+                path.display(),
+                lib.metrics.len(),
+                lib.metrics.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        MetricsCmd::Sql {
+            trial,
+            metric,
+            explain,
+        } => {
+            let store = open_store(db_url).await?;
+            let record = store
+                .get_trial(&trial)
+                .await?
+                .ok_or_else(|| anyhow!("trial '{trial}' not found"))?;
+            let spec = commonlab_core::experiments::parse_trial(
+                &record.spec_source,
+                &format!("trial {trial}"),
+            )
+            .map_err(|errs| anyhow!(join_errors(&errs)))?;
+            let all = std::iter::once(&spec.metrics.primary)
+                .chain(&spec.metrics.secondary)
+                .chain(&spec.metrics.guardrails);
+            let Some(m) = all.clone().find(|m| m.name == metric) else {
+                let names: Vec<&str> = all.map(|m| m.name.as_str()).collect();
+                bail!(
+                    "trial '{trial}' has no metric '{metric}'; it has: {}",
+                    names.join(", ")
+                );
+            };
+            println!("-- ?1/$1 = trial id {}, ?2/$2 = as-of time", record.id);
+            println!("{};", store.metric_sql(m));
+            if explain {
+                for line in store.metric_plan(record.id, m, chrono::Utc::now()).await? {
+                    println!("-- {line}");
+                }
+            }
+            store.close().await;
+        }
+    }
+    Ok(())
+}
+
 fn read_input(path: &Path) -> Result<String> {
     if path == Path::new("-") {
         let mut s = String::new();
@@ -988,8 +1189,12 @@ fn read_input(path: &Path) -> Result<String> {
 
 fn analyze(args: AnalyzeArgs) -> Result<()> {
     use commonlab_stats::{analyze as sufficient, rows};
-    let text = read_input(&args.input)?;
-    let name = args.input.display().to_string();
+    let path = args
+        .input
+        .as_deref()
+        .ok_or_else(|| anyhow!("--input or --trial is required"))?;
+    let text = read_input(path)?;
+    let name = path.display().to_string();
     match &args.design {
         None => {
             let input = sufficient::parse_input(&text).map_err(|e| anyhow!("{name}: {e}"))?;

@@ -5,6 +5,7 @@
 //! The server is stateless: its caches are refreshed from the database by a
 //! poller ([`sync`]), so several replicas can serve one PostgreSQL.
 
+pub mod analysis;
 pub mod auth;
 pub mod error;
 pub mod events;

@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/trials/{key}", get(show).put(update_draft))
         .route("/api/v1/trials/{key}/amend", post(amend))
         .route("/api/v1/trials/{key}/assignments", get(assignments))
+        .route("/api/v1/trials/{key}/analysis", get(analysis))
         .route("/api/v1/trials/{key}/{action}", post(lifecycle))
         .route("/api/v1/exposures", post(exposure))
 }
@@ -251,6 +252,36 @@ async fn assignments(
         HeaderValue::from_static("text/csv; charset=utf-8"),
     );
     Ok(resp)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnalysisQuery {
+    /// RFC 3339; default now. Units whose metric window ends later are
+    /// left out of that metric.
+    as_of: Option<String>,
+}
+
+/// Every metric of the trial's locked plan computed in the database, and
+/// the statistics engine's results (`docs/metrics.md`, `docs/analyze.md`).
+async fn analysis(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<AnalysisQuery>,
+) -> Result<Response, Problem> {
+    caller.require(Role::Researcher)?;
+    let as_of = match q.as_of.as_deref() {
+        None => state.clock.now(),
+        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map_err(|e| {
+                let detail = format!("{s:?} is not an RFC 3339 date-time: {e}");
+                Problem::validation(detail.clone()).with_field("/query/as_of", detail)
+            })?
+            .with_timezone(&chrono::Utc),
+    };
+    let result = crate::analysis::analyse(&state.store, &key, as_of).await?;
+    Ok(Json(result).into_response())
 }
 
 #[derive(Deserialize)]

@@ -234,6 +234,85 @@ async fn hash_trial_lifecycle_assignment_and_exposure() {
     .await;
 }
 
+/// `GET /api/v1/trials/{key}/analysis`: every metric of the plan computed
+/// in the database from the stored exposures and events, then analysed.
+#[tokio::test]
+async fn analysis_of_a_running_trial() {
+    both_backends(|db| async move {
+        let (h, _) = start_at(&db, "2026-06-01T12:00:00Z").await;
+        h.import_fixture().await;
+        let sdk = h.key(Role::Sdk).await;
+        let spec = parse_trial(HASH, "hash.toml").unwrap();
+        h.create_and_start(HASH).await;
+        for i in 0..40 {
+            let ctx = json!({"targetingKey": format!("member-{i}"), "community": "wiki-a"});
+            assert_eq!(h.eval(&sdk, "thanks-button", ctx).await.0, StatusCode::OK);
+        }
+        h.wait_exposed("thanks-hash", 40).await;
+        // Every third member contributes two days after exposure.
+        let key = &h.server.state.config.study_key;
+        let events: Vec<commonlab_store::NewEvent> = (0..40)
+            .filter(|i| i % 3 == 0)
+            .map(|i| commonlab_store::NewEvent {
+                event_id: uuid::Uuid::from_u128(i + 1),
+                unit: pseudonymise(key, &format!("member-{i}")).into_string(),
+                community: Some("wiki-a".into()),
+                name: "contribution_created".into(),
+                ts: at("2026-06-03T12:00:00Z"),
+                properties: Default::default(),
+            })
+            .collect();
+        db.store().insert_events(&events, at("2026-06-03T12:00:00Z")).await.unwrap();
+        let mut expected: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+        for i in 0..40u128 {
+            let arm = hash_arm(&spec, &format!("member-{i}")).variant.clone();
+            let e = expected.entry(arm).or_default();
+            e.0 += 1.0;
+            if i % 3 == 0 {
+                e.1 += 1.0;
+            }
+        }
+
+        let url = "/api/v1/trials/thanks-hash/analysis?as_of=2026-08-01T00:00:00Z";
+        let resp = h.req(Method::GET, url, Some(&h.admin)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let v: Value = resp.json().await.unwrap();
+        let arms: Vec<String> = serde_json::from_value(v["input"]["arms"].clone()).unwrap();
+        assert_eq!(arms[0], spec.control().variant);
+        let stats = &v["input"]["metrics"][0]["stats"];
+        for (i, arm) in arms.iter().enumerate() {
+            let (n, sum) = expected.get(arm).copied().unwrap_or_default();
+            assert_eq!(stats[i]["n"].as_f64(), Some(n), "{arm}: {v}");
+            assert_eq!(stats[i]["sum"].as_f64(), Some(sum), "{arm}: {v}");
+            assert_eq!(v["input"]["users"][i].as_f64(), Some(n), "{arm}");
+        }
+        assert_eq!(v["metrics"][0]["name"], "repeat_contribution_28d");
+        assert_eq!(v["metrics"][0]["role"], "primary");
+        let treatment = &arms[1];
+        let cmp = &v["output"]["metrics"]["repeat_contribution_28d"]["comparisons"][treatment];
+        assert!(cmp["absolute"]["two_sided"].is_object(), "{v}");
+        assert!(v["output"]["srm"].is_object(), "{v}");
+
+        // Too early: no window has closed.
+        let resp = h.req(Method::GET, "/api/v1/trials/thanks-hash/analysis?as_of=2026-06-02T00:00:00Z", Some(&h.admin)).send().await.unwrap();
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["input"]["metrics"][0]["stats"][0]["n"].as_f64(), Some(0.0));
+        // Researchers only; bad input is a problem, not a 500.
+        let dev = h.key(Role::Developer).await;
+        let resp = h.req(Method::GET, url, Some(&dev)).send().await.unwrap();
+        problem(resp, StatusCode::FORBIDDEN).await;
+        let resp = h.req(Method::GET, "/api/v1/trials/thanks-hash/analysis?as_of=tomorrow", Some(&h.admin)).send().await.unwrap();
+        let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert!(p.to_string().contains("/query/as_of"), "{p}");
+        let resp = h.req(Method::GET, "/api/v1/trials/thanks-hash/analysis?when=now", Some(&h.admin)).send().await.unwrap();
+        problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+        let resp = h.req(Method::GET, "/api/v1/trials/nope/analysis", Some(&h.admin)).send().await.unwrap();
+        problem(resp, StatusCode::NOT_FOUND).await;
+        h.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn blocked_trial_is_balanced_and_sticky_across_two_servers() {
     both_backends(|db| async move {
