@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use commonlab_core::experiments::{parse_trial, Metric, MetricKind, TrialSpec};
 use commonlab_stats::analyze::{AnalyzeInput, AnalyzeOutput, MetricInput, StratumInput};
 use commonlab_stats::effects::{ArmStats, MetricKind as StatsKind};
-use commonlab_store::{MetricCell, Store, StoreError};
+use commonlab_store::{MetricCell, MetricSnapshot, Store, StoreError, TrialRecord, TrialStatus};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -32,6 +32,11 @@ pub struct MetricProvenance {
     pub stratified: bool,
     /// The metric library entry it came from, if any.
     pub library_ref: Option<String>,
+    /// `database` (computed now from the raw events) or `snapshot` (the
+    /// aggregates stored when the trial concluded).
+    pub source: &'static str,
+    /// The time the values are for: `as_of`, or the snapshot's.
+    pub as_of: DateTime<Utc>,
 }
 
 /// The engine's input for a trial, with where each number came from.
@@ -198,10 +203,31 @@ pub async fn analysis_input(
     let roles = std::iter::once((&spec.metrics.primary, "primary"))
         .chain(spec.metrics.secondary.iter().map(|m| (m, "secondary")))
         .chain(spec.metrics.guardrails.iter().map(|m| (m, "guardrail")));
+    // A concluded (or archived after concluding) trial is analysed from
+    // the aggregates stored at its conclusion.
+    let snapshots: BTreeMap<String, MetricSnapshot> =
+        if matches!(record.status, TrialStatus::Concluded | TrialStatus::Archived) {
+            store
+                .metric_snapshots(record.id)
+                .await?
+                .into_iter()
+                .filter(|s| s.spec_hash == record.spec_hash)
+                .map(|s| (s.metric.clone(), s))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
     let mut metrics = Vec::new();
     let mut provenance = Vec::new();
     for (metric, role) in roles {
-        let cells = store.metric_cells(record.id, metric, as_of).await?;
+        let (cells, source, metric_as_of) = match snapshots.get(&metric.name) {
+            Some(s) => (s.cells.clone(), "snapshot", s.as_of),
+            None => (
+                store.metric_cells(record.id, metric, as_of).await?,
+                "database",
+                as_of,
+            ),
+        };
         let (input, stratified, units) = metric_input(metric, &arms, &cells);
         metrics.push(input);
         provenance.push(MetricProvenance {
@@ -214,6 +240,8 @@ pub async fn analysis_input(
             x_cap: cells.iter().find_map(|c| c.x_cap),
             stratified,
             library_ref: metric.library_ref.clone(),
+            source,
+            as_of: metric_as_of,
         });
     }
     Ok(TrialAnalysisInput {
@@ -248,4 +276,30 @@ pub async fn analyse(
             .await
             .map_err(|e| Error::invalid("", format!("the analysis failed: {e}")))?;
     Ok(TrialAnalysis { input, output })
+}
+
+/// Computes every metric of the trial as of `at` and stores the aggregates
+/// (called when a trial concludes).
+pub async fn snapshot(
+    store: &Store,
+    record: &TrialRecord,
+    at: DateTime<Utc>,
+) -> Result<Vec<MetricSnapshot>, Error> {
+    let spec = parse_trial(&record.spec_source, &format!("trial {}", record.key))
+        .map_err(crate::trial_service::spec_errors)?;
+    let mut out = Vec::new();
+    for metric in std::iter::once(&spec.metrics.primary)
+        .chain(&spec.metrics.secondary)
+        .chain(&spec.metrics.guardrails)
+    {
+        out.push(MetricSnapshot {
+            metric: metric.name.clone(),
+            spec_hash: record.spec_hash.clone(),
+            as_of: at,
+            computed_at: at,
+            cells: store.metric_cells(record.id, metric, at).await?,
+        });
+    }
+    store.save_metric_snapshots(record.id, &out).await?;
+    Ok(out)
 }

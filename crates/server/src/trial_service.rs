@@ -213,6 +213,14 @@ pub async fn transition(
         Move::Conclude => (&[Running, Stopped], Concluded),
         Move::Archive => (&[Draft, Stopped, Concluded], Archived),
     };
+    if mv == Move::Conclude {
+        // Keep the aggregates: the analysis of a concluded trial must
+        // survive the retention job deleting raw events.
+        let record = get(store, key).await?;
+        if from.contains(&record.status) {
+            crate::analysis::snapshot(store, &record, meta.at).await?;
+        }
+    }
     Ok(store.set_trial_status(key, from, to, &c).await?)
 }
 

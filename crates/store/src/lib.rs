@@ -144,7 +144,7 @@ mod metrics;
 mod postgres;
 mod sqlite;
 
-pub use metrics::MetricCell;
+pub use metrics::{MetricCell, MetricSnapshot};
 #[cfg(feature = "test-support")]
 pub mod testing;
 
@@ -1137,6 +1137,22 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         let q = metrics::compile(metric, self.dialect());
         dispatch!(self.metric_plan(&q, trial_id, as_of))
+    }
+
+    /// Stores (replacing) aggregates of a trial's metrics in one
+    /// transaction: what a concluded trial is analysed from once the raw
+    /// events are gone.
+    pub async fn save_metric_snapshots(
+        &self,
+        trial_id: i64,
+        snapshots: &[MetricSnapshot],
+    ) -> Result<(), StoreError> {
+        dispatch!(self.save_metric_snapshots(trial_id, snapshots))
+    }
+
+    /// The stored aggregates of a trial, by metric name.
+    pub async fn metric_snapshots(&self, trial_id: i64) -> Result<Vec<MetricSnapshot>, StoreError> {
+        dispatch!(self.metric_snapshots(trial_id))
     }
 
     fn dialect(&self) -> metrics::Dialect {

@@ -72,6 +72,18 @@ pub struct MetricCell {
     pub x_cap: Option<f64>,
 }
 
+/// A metric's aggregates, kept for a concluded trial.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSnapshot {
+    pub metric: String,
+    /// The trial's locked plan the metric was computed under.
+    pub spec_hash: String,
+    /// The analysis time the cells were computed for.
+    pub as_of: chrono::DateTime<chrono::Utc>,
+    pub computed_at: chrono::DateTime<chrono::Utc>,
+    pub cells: Vec<MetricCell>,
+}
+
 struct Builder {
     dialect: Dialect,
     binds: Vec<Bind>,
@@ -451,3 +463,5 @@ pub(crate) fn compile(metric: &Metric, dialect: Dialect) -> Compiled {
         binds: b.binds,
     }
 }
+
+pub(crate) const SNAPSHOT_SELECT: &str = "SELECT metric, spec_hash, as_of, computed_at, cells FROM metric_snapshots WHERE trial_id = $1 ORDER BY metric";

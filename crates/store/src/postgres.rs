@@ -631,6 +631,59 @@ impl PgStore {
             .collect()
     }
 
+    pub(crate) async fn save_metric_snapshots(
+        &self,
+        trial_id: i64,
+        snapshots: &[crate::MetricSnapshot],
+    ) -> Result<(), StoreError> {
+        let result: Result<(), sqlx::Error> = async {
+            let mut tx = self.pool.begin().await?;
+            for s in snapshots {
+                sqlx::query(
+                    "INSERT INTO metric_snapshots (trial_id, metric, spec_hash, as_of, computed_at, cells) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (trial_id, metric) DO UPDATE SET spec_hash = excluded.spec_hash, \
+                     as_of = excluded.as_of, computed_at = excluded.computed_at, cells = excluded.cells",
+                )
+                .bind(trial_id)
+                .bind(s.metric.as_str())
+                .bind(s.spec_hash.as_str())
+                .bind(s.as_of)
+                .bind(s.computed_at)
+                .bind(Json(&s.cells))
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        }
+        .await;
+        result.map_err(write_err)
+    }
+
+    pub(crate) async fn metric_snapshots(
+        &self,
+        trial_id: i64,
+    ) -> Result<Vec<crate::MetricSnapshot>, StoreError> {
+        let rows = sqlx::query(crate::metrics::SNAPSHOT_SELECT)
+            .bind(trial_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let Json(cells): Json<Vec<crate::MetricCell>> =
+                    r.try_get("cells").map_err(|e| decode_err("cells", e))?;
+                Ok(crate::MetricSnapshot {
+                    metric: r.try_get("metric").map_err(|e| decode_err("metric", e))?,
+                    spec_hash: r.try_get("spec_hash").map_err(|e| decode_err("spec_hash", e))?,
+                    as_of: r.try_get("as_of").map_err(|e| decode_err("as_of", e))?,
+                    computed_at: r.try_get("computed_at").map_err(|e| decode_err("computed_at", e))?,
+                    cells,
+                })
+            })
+            .collect()
+    }
+
     /// `batch` is deduplicated and sorted by id, timestamps truncated.
     /// Returns the ids inserted.
     pub(crate) async fn insert_events(

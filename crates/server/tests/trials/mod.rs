@@ -239,7 +239,7 @@ async fn hash_trial_lifecycle_assignment_and_exposure() {
 #[tokio::test]
 async fn analysis_of_a_running_trial() {
     both_backends(|db| async move {
-        let (h, _) = start_at(&db, "2026-06-01T12:00:00Z").await;
+        let (h, clock) = start_at(&db, "2026-06-01T12:00:00Z").await;
         h.import_fixture().await;
         let sdk = h.key(Role::Sdk).await;
         let spec = parse_trial(HASH, "hash.toml").unwrap();
@@ -308,6 +308,21 @@ async fn analysis_of_a_running_trial() {
         problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
         let resp = h.req(Method::GET, "/api/v1/trials/nope/analysis", Some(&h.admin)).send().await.unwrap();
         problem(resp, StatusCode::NOT_FOUND).await;
+
+        // Concluding keeps the aggregates: the analysis survives the
+        // deletion of the raw events (what retention does).
+        let live: Value = h.req(Method::GET, url, Some(&h.admin)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(live["metrics"][0]["source"], "database");
+        clock.set(at("2026-08-01T00:00:00Z"));
+        let resp = h.post("/api/v1/trials/thanks-hash/conclude", json!({"reason": "done"})).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let deleted = db.store().delete_events_before(at("2030-01-01T00:00:00Z"), 1000).await.unwrap();
+        assert_eq!(deleted, events.len() as u64);
+        let kept: Value = h.req(Method::GET, "/api/v1/trials/thanks-hash/analysis", Some(&h.admin)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(kept["metrics"][0]["source"], "snapshot");
+        assert_eq!(kept["metrics"][0]["as_of"], "2026-08-01T00:00:00Z");
+        assert_eq!(kept["input"]["metrics"], live["input"]["metrics"]);
+        assert_eq!(kept["output"]["metrics"], live["output"]["metrics"]);
         h.stop().await;
     })
     .await;
