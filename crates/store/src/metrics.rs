@@ -41,6 +41,21 @@ pub(crate) enum Bind {
     Float(f64),
 }
 
+/// Binds a compiled metric's values to a sqlx query, in order.
+macro_rules! bind_metric {
+    ($query:expr, $binds:expr) => {{
+        let mut query = $query;
+        for b in $binds {
+            query = match b {
+                $crate::metrics::Bind::Text(t) => query.bind(t.as_str()),
+                $crate::metrics::Bind::Float(f) => query.bind(*f),
+            };
+        }
+        query
+    }};
+}
+pub(crate) use bind_metric;
+
 #[derive(Debug, Clone)]
 pub(crate) struct Compiled {
     pub(crate) sql: String,

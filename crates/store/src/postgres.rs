@@ -601,13 +601,10 @@ impl PgStore {
         trial_id: i64,
         as_of: DateTime<Utc>,
     ) -> Result<Vec<crate::MetricCell>, StoreError> {
-        let mut query = sqlx::query_as(&q.sql).bind(trial_id).bind(as_of);
-        for b in &q.binds {
-            query = match b {
-                crate::metrics::Bind::Text(t) => query.bind(t.as_str()),
-                crate::metrics::Bind::Float(f) => query.bind(*f),
-            };
-        }
+        let query = crate::metrics::bind_metric!(
+            sqlx::query_as(&q.sql).bind(trial_id).bind(as_of),
+            &q.binds
+        );
         query.fetch_all(&self.pool).await.map_err(db_err)
     }
 
@@ -618,13 +615,8 @@ impl PgStore {
         as_of: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
         let sql = format!("{}{}", "EXPLAIN ", q.sql);
-        let mut query = sqlx::query(&sql).bind(trial_id).bind(as_of);
-        for b in &q.binds {
-            query = match b {
-                crate::metrics::Bind::Text(t) => query.bind(t.as_str()),
-                crate::metrics::Bind::Float(f) => query.bind(*f),
-            };
-        }
+        let query =
+            crate::metrics::bind_metric!(sqlx::query(&sql).bind(trial_id).bind(as_of), &q.binds);
         let rows = query.fetch_all(&self.pool).await.map_err(db_err)?;
         rows.iter()
             .map(|r| r.try_get::<String, _>(0).map_err(db_err))
@@ -675,9 +667,13 @@ impl PgStore {
                     r.try_get("cells").map_err(|e| decode_err("cells", e))?;
                 Ok(crate::MetricSnapshot {
                     metric: r.try_get("metric").map_err(|e| decode_err("metric", e))?,
-                    spec_hash: r.try_get("spec_hash").map_err(|e| decode_err("spec_hash", e))?,
+                    spec_hash: r
+                        .try_get("spec_hash")
+                        .map_err(|e| decode_err("spec_hash", e))?,
                     as_of: r.try_get("as_of").map_err(|e| decode_err("as_of", e))?,
-                    computed_at: r.try_get("computed_at").map_err(|e| decode_err("computed_at", e))?,
+                    computed_at: r
+                        .try_get("computed_at")
+                        .map_err(|e| decode_err("computed_at", e))?,
                     cells,
                 })
             })
