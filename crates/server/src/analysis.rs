@@ -205,18 +205,20 @@ pub async fn analysis_input(
         .chain(spec.metrics.guardrails.iter().map(|m| (m, "guardrail")));
     // A concluded (or archived after concluding) trial is analysed from
     // the aggregates stored at its conclusion.
-    let snapshots: BTreeMap<String, MetricSnapshot> =
-        if matches!(record.status, TrialStatus::Concluded | TrialStatus::Archived) {
-            store
-                .metric_snapshots(record.id)
-                .await?
-                .into_iter()
-                .filter(|s| s.spec_hash == record.spec_hash)
-                .map(|s| (s.metric.clone(), s))
-                .collect()
-        } else {
-            BTreeMap::new()
-        };
+    let snapshots: BTreeMap<String, MetricSnapshot> = if matches!(
+        record.status,
+        TrialStatus::Concluded | TrialStatus::Archived
+    ) {
+        store
+            .metric_snapshots(record.id)
+            .await?
+            .into_iter()
+            .filter(|s| s.spec_hash == record.spec_hash)
+            .map(|s| (s.metric.clone(), s))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     let mut metrics = Vec::new();
     let mut provenance = Vec::new();
     for (metric, role) in roles {

@@ -17,7 +17,10 @@
 //! nothing. **Group commit and backpressure:** batches of concurrent
 //! requests are committed together by one task ([`crate::group_commit`]); a
 //! batch that cannot be queued within a second gets 503 with `Retry-After`
-//! instead of queueing without bound.
+//! instead of queueing without bound. When every event of a batch is
+//! invalid the answer is 422, a problem+json carrying the same members.
+//! The shapes are documented in `docs/openapi.json` (served at
+//! `GET /openapi.json`, see [`crate::openapi`]).
 
 use crate::auth::Caller;
 use crate::extract::BodyError;
@@ -373,12 +376,8 @@ async fn ingest(
     IngestCounters::add(&c.dropped_not_allowed, dropped.not_allowed);
     IngestCounters::add(&c.dropped_no_consent, dropped.no_consent);
     IngestCounters::add(&c.properties_removed, dropped.properties_removed);
-    let status =
-        if stored == 0 && !rejected.is_empty() && dropped.not_allowed + dropped.no_consent == 0 {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::OK
-        };
+    let all_invalid =
+        stored == 0 && !rejected.is_empty() && dropped.not_allowed + dropped.no_consent == 0;
     let out = IngestOutcome {
         received: items.len(),
         stored,
@@ -386,5 +385,55 @@ async fn ingest(
         dropped,
         rejected,
     };
-    Ok((status, Json(out)).into_response())
+    if all_invalid {
+        return Ok(all_invalid_problem(out));
+    }
+    Ok(Json(out).into_response())
+}
+
+/// 422 when every event of a batch is invalid: a problem+json (type
+/// `events-invalid`) with one `errors` entry per event, and the outcome's
+/// members (`received`, `stored`, `rejected`, ...) as extension members,
+/// so clients read the per-event errors the same way as in a 200.
+fn all_invalid_problem(out: IngestOutcome) -> Response {
+    let mut problem = Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "events-invalid",
+        "Every event of the batch is invalid",
+        format!(
+            "none of the {} events is valid (see rejected); nothing was stored",
+            out.received
+        ),
+    );
+    for r in &out.rejected {
+        problem = problem.with_field(rejected_pointer(r), r.reason.clone());
+    }
+    let mut body = match serde_json::to_value(&problem) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    if let Ok(Value::Object(members)) = serde_json::to_value(&out) {
+        body.extend(members);
+    }
+    let mut resp = (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/problem+json"),
+    );
+    resp
+}
+
+/// The JSON pointer (RFC 6901) of a rejected event's field in the batch:
+/// `/3/timestamp`, `/4/properties/a~1b`, `/5` for the event as a whole.
+fn rejected_pointer(r: &Rejected) -> String {
+    let escape = |s: &str| s.replace('~', "~0").replace('/', "~1");
+    let mut pointer = format!("/{}", r.index);
+    if let Some(key) = r.field.strip_prefix("properties.") {
+        pointer.push_str("/properties/");
+        pointer.push_str(&escape(key));
+    } else if !r.field.is_empty() {
+        pointer.push('/');
+        pointer.push_str(&escape(&r.field));
+    }
+    pointer
 }

@@ -15,6 +15,7 @@ pub mod group_commit;
 pub mod health;
 pub mod keys;
 pub mod ofrep;
+pub mod openapi;
 pub mod problem;
 pub mod retention;
 pub mod service;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(units::router())
         .merge(health::router())
+        .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -74,7 +74,15 @@ impl SqliteStore {
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(base.clone().journal_mode(SqliteJournalMode::Wal))
+            .connect_with(
+                base.clone()
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // Checkpoint every 10,000 WAL pages (40 MB) rather than
+                    // 1,000: ingestion commits of random ids dirty thousands
+                    // of index pages each, and a larger WAL lets a checkpoint
+                    // write a page once for several commits (docs/benchmarks.md).
+                    .pragma("wal_autocheckpoint", "10000"),
+            )
             .await
             .map_err(db_err)?;
         let read = SqlitePoolOptions::new()
@@ -636,13 +644,10 @@ impl SqliteStore {
         trial_id: i64,
         as_of: DateTime<Utc>,
     ) -> Result<Vec<crate::MetricCell>, StoreError> {
-        let mut query = sqlx::query_as(&q.sql).bind(trial_id).bind(to_text(as_of));
-        for b in &q.binds {
-            query = match b {
-                crate::metrics::Bind::Text(t) => query.bind(t.as_str()),
-                crate::metrics::Bind::Float(f) => query.bind(*f),
-            };
-        }
+        let query = crate::metrics::bind_metric!(
+            sqlx::query_as(&q.sql).bind(trial_id).bind(to_text(as_of)),
+            &q.binds
+        );
         query.fetch_all(&self.read).await.map_err(db_err)
     }
 
@@ -653,13 +658,10 @@ impl SqliteStore {
         as_of: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
         let sql = format!("{}{}", "EXPLAIN QUERY PLAN ", q.sql);
-        let mut query = sqlx::query(&sql).bind(trial_id).bind(to_text(as_of));
-        for b in &q.binds {
-            query = match b {
-                crate::metrics::Bind::Text(t) => query.bind(t.as_str()),
-                crate::metrics::Bind::Float(f) => query.bind(*f),
-            };
-        }
+        let query = crate::metrics::bind_metric!(
+            sqlx::query(&sql).bind(trial_id).bind(to_text(as_of)),
+            &q.binds
+        );
         let rows = query.fetch_all(&self.read).await.map_err(db_err)?;
         rows.iter()
             .map(|r| {
@@ -713,7 +715,9 @@ impl SqliteStore {
                     r.try_get("cells").map_err(|e| decode_err("cells", e))?;
                 Ok(crate::MetricSnapshot {
                     metric: r.try_get("metric").map_err(|e| decode_err("metric", e))?,
-                    spec_hash: r.try_get("spec_hash").map_err(|e| decode_err("spec_hash", e))?,
+                    spec_hash: r
+                        .try_get("spec_hash")
+                        .map_err(|e| decode_err("spec_hash", e))?,
                     as_of: time(r, "as_of")?,
                     computed_at: time(r, "computed_at")?,
                     cells,
@@ -937,9 +941,8 @@ fn event_chunk_len(remaining: usize) -> usize {
     }
 }
 
-/// At most $2 rows older than $1, found by a scan that stops as soon as it
-/// has them (SQLite scans the covering `(unit, name, ts)` index, smaller
-/// than the table), deleted by rowid.
+/// At most $2 rows older than $1, found through the `(ts, event_id)` index
+/// (migration 0005), deleted by rowid.
 const DELETE_EVENTS_BATCH: &str =
     "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE ts < $1 LIMIT $2)";
 

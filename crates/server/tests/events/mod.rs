@@ -4,6 +4,8 @@ use super::*;
 use commonlab_core::privacy::pseudonymise;
 use commonlab_store::EventFilter;
 
+mod openapi;
+
 fn event(id: &str, unit: &str, name: &str) -> Value {
     json!({
         "event_id": id, "unit": unit, "community": "wiki-a", "name": name,

@@ -262,7 +262,10 @@ async fn analysis_of_a_running_trial() {
                 properties: Default::default(),
             })
             .collect();
-        db.store().insert_events(&events, at("2026-06-03T12:00:00Z")).await.unwrap();
+        db.store()
+            .insert_events(&events, at("2026-06-03T12:00:00Z"))
+            .await
+            .unwrap();
         let mut expected: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
         for i in 0..40u128 {
             let arm = hash_arm(&spec, &format!("member-{i}")).variant.clone();
@@ -274,7 +277,11 @@ async fn analysis_of_a_running_trial() {
         }
 
         let url = "/api/v1/trials/thanks-hash/analysis?as_of=2026-08-01T00:00:00Z";
-        let resp = h.req(Method::GET, url, Some(&h.admin)).send().await.unwrap();
+        let resp = h
+            .req(Method::GET, url, Some(&h.admin))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         let v: Value = resp.json().await.unwrap();
         let arms: Vec<String> = serde_json::from_value(v["input"]["arms"].clone()).unwrap();
@@ -294,31 +301,89 @@ async fn analysis_of_a_running_trial() {
         assert!(v["output"]["srm"].is_object(), "{v}");
 
         // Too early: no window has closed.
-        let resp = h.req(Method::GET, "/api/v1/trials/thanks-hash/analysis?as_of=2026-06-02T00:00:00Z", Some(&h.admin)).send().await.unwrap();
+        let resp = h
+            .req(
+                Method::GET,
+                "/api/v1/trials/thanks-hash/analysis?as_of=2026-06-02T00:00:00Z",
+                Some(&h.admin),
+            )
+            .send()
+            .await
+            .unwrap();
         let v: Value = resp.json().await.unwrap();
-        assert_eq!(v["input"]["metrics"][0]["stats"][0]["n"].as_f64(), Some(0.0));
+        assert_eq!(
+            v["input"]["metrics"][0]["stats"][0]["n"].as_f64(),
+            Some(0.0)
+        );
         // Researchers only; bad input is a problem, not a 500.
         let dev = h.key(Role::Developer).await;
         let resp = h.req(Method::GET, url, Some(&dev)).send().await.unwrap();
         problem(resp, StatusCode::FORBIDDEN).await;
-        let resp = h.req(Method::GET, "/api/v1/trials/thanks-hash/analysis?as_of=tomorrow", Some(&h.admin)).send().await.unwrap();
+        let resp = h
+            .req(
+                Method::GET,
+                "/api/v1/trials/thanks-hash/analysis?as_of=tomorrow",
+                Some(&h.admin),
+            )
+            .send()
+            .await
+            .unwrap();
         let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
         assert!(p.to_string().contains("/query/as_of"), "{p}");
-        let resp = h.req(Method::GET, "/api/v1/trials/thanks-hash/analysis?when=now", Some(&h.admin)).send().await.unwrap();
+        let resp = h
+            .req(
+                Method::GET,
+                "/api/v1/trials/thanks-hash/analysis?when=now",
+                Some(&h.admin),
+            )
+            .send()
+            .await
+            .unwrap();
         problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
-        let resp = h.req(Method::GET, "/api/v1/trials/nope/analysis", Some(&h.admin)).send().await.unwrap();
+        let resp = h
+            .req(Method::GET, "/api/v1/trials/nope/analysis", Some(&h.admin))
+            .send()
+            .await
+            .unwrap();
         problem(resp, StatusCode::NOT_FOUND).await;
 
         // Concluding keeps the aggregates: the analysis survives the
         // deletion of the raw events (what retention does).
-        let live: Value = h.req(Method::GET, url, Some(&h.admin)).send().await.unwrap().json().await.unwrap();
+        let live: Value = h
+            .req(Method::GET, url, Some(&h.admin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(live["metrics"][0]["source"], "database");
         clock.set(at("2026-08-01T00:00:00Z"));
-        let resp = h.post("/api/v1/trials/thanks-hash/conclude", json!({"reason": "done"})).await;
+        let resp = h
+            .post(
+                "/api/v1/trials/thanks-hash/conclude",
+                json!({"reason": "done"}),
+            )
+            .await;
         assert_eq!(resp.status(), StatusCode::OK);
-        let deleted = db.store().delete_events_before(at("2030-01-01T00:00:00Z"), 1000).await.unwrap();
+        let deleted = db
+            .store()
+            .delete_events_before(at("2030-01-01T00:00:00Z"), 1000)
+            .await
+            .unwrap();
         assert_eq!(deleted, events.len() as u64);
-        let kept: Value = h.req(Method::GET, "/api/v1/trials/thanks-hash/analysis", Some(&h.admin)).send().await.unwrap().json().await.unwrap();
+        let kept: Value = h
+            .req(
+                Method::GET,
+                "/api/v1/trials/thanks-hash/analysis",
+                Some(&h.admin),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(kept["metrics"][0]["source"], "snapshot");
         assert_eq!(kept["metrics"][0]["as_of"], "2026-08-01T00:00:00Z");
         assert_eq!(kept["input"]["metrics"], live["input"]["metrics"]);
