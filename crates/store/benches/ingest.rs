@@ -12,6 +12,8 @@
 //! from `commonlab_store::testing`, removed afterwards. Environment:
 //!
 //! * `INGEST_BENCH_ROWS`: rows measured per configuration (default 100000);
+//! * `INGEST_BENCH_UNITS`: distinct units (default 200000, as in
+//!   `bench/ingest-load.sh`; the morning figures used 2,000);
 //! * `INGEST_BENCH_PRELOAD`: rows stored (same id kind, not measured) before
 //!   measuring, to see how the id kind behaves on a big table (default 0);
 //! * `INGEST_BENCH_WRITERS`: concurrent writers, each with its own `Store`
@@ -58,8 +60,23 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// A realistic event: one of 2,000 units, 8 names, 5 communities, four
-/// typed properties.
+/// SplitMix64: spreads unit numbers over the key space as HMAC pseudonyms are.
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Distinct units in the generated events (`INGEST_BENCH_UNITS`, default
+/// 200,000 as in `bench/ingest-load.sh`, so that this is the limit for the
+/// same rows).
+fn units() -> u64 {
+    env_usize("INGEST_BENCH_UNITS", 200_000).max(1) as u64
+}
+
+/// A realistic event: one of `units()` pseudonymous units (uniform 64-hex,
+/// like HMAC output), 8 names, 5 communities, four typed properties.
 fn make_event(ids: Ids, n: usize, base: DateTime<Utc>) -> NewEvent {
     let properties: Map<String, Value> = match json!({
         "screen": format!("screen-{}", n % 37),
@@ -72,7 +89,11 @@ fn make_event(ids: Ids, n: usize, base: DateTime<Utc>) -> NewEvent {
     };
     NewEvent {
         event_id: ids.next(),
-        unit: format!("{:064x}", (n * 2_654_435_761) % 2000),
+        unit: format!(
+            "{:016x}",
+            splitmix((n as u64).wrapping_mul(2_654_435_761) % units())
+        )
+        .repeat(4),
         // One event in six without a community.
         community: (!n.is_multiple_of(6)).then(|| format!("community-{}", n % 5)),
         name: NAMES[n % NAMES.len()].to_string(),
