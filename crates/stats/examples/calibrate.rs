@@ -939,7 +939,8 @@ fn bootstrap(out: &mut Vec<Row>) {
 
 /// Users randomised within communities (stream 7), analysed as
 /// `blocked_users` by `rows::analyze_rows`: the stratified permutation test
-/// and the post-stratified difference with its Neyman standard error.
+/// and the post-stratified difference with its Neyman standard error and a
+/// t reference with Welch–Satterthwaite df.
 /// Community baselines (1, 2, 4, 8), outcome b_c + (E − 1)·b_c/2; exactly half
 /// of each community treated.
 fn permutation_section(out: &mut Vec<Row>) {
@@ -1008,7 +1009,7 @@ fn permutation_section(out: &mut Vec<Row>) {
             Target::Band,
         ));
         out.push(Row::new(
-            &format!("Post-stratified, Neyman se, normal ref., {label}"),
+            &format!("Post-stratified, Neyman se, t ref. (Satterthwaite df), {label}"),
             &neyman,
             Target::Band,
         ));

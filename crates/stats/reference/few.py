@@ -865,7 +865,8 @@ def response_waves_cases():
 # ------------------------------ users randomised within communities (blocked_users)
 def blocked_users_cases():
     """`analyze_rows` with kind `blocked_users`: post-stratified difference in means with the
-    Neyman variance (Imbens & Rubin 2015, 9.5), per-community differences with Welch se, and
+    Neyman variance (Imbens & Rubin 2015, 9.5) and a t reference with Welch-Satterthwaite df
+    (scipy.stats.t), per-community differences with Welch se, and
     the stratified permutation test by itertools enumeration of every within-community
     assignment (ties within 1e-9 of the largest |T|)."""
     r = np.random.default_rng(17)
@@ -940,8 +941,28 @@ def blocked_users_cases():
         post = {"strata": used, "strata_skipped": C - used}
         if ok and var > 0:
             se = math.sqrt(var) / w
-            post.update({"estimate": num / w, "se": se, "p": float(2 * stats.norm.sf(abs(num / w / se))),
-                         "ci95": [num / w - stats.norm.ppf(0.975) * se, num / w + stats.norm.ppf(0.975) * se]})
+            # Welch-Satterthwaite df of the stratified variance (Satterthwaite 1946; Cochran 1977
+            # 5.4): cells k = w_s^2 s^2_{s,a} / n_{s,a} with w_s = n_s / N (normalised weights),
+            # df = (sum k)^2 / sum k^2 / (n_{s,a} - 1)
+            N = sum(int((comm == c).sum()) for c in range(C)
+                    if ((comm == c) & (lab == 1)).any() and ((comm == c) & (lab == 0)).any())
+            cells = []
+            for c in range(C):
+                m = comm == c
+                arms = [values[m & (lab == a)] for a in (0, 1)]
+                if all(len(x) for x in arms):
+                    ws = m.sum() / N
+                    cells += [(ws ** 2 * x.var(ddof=1) / len(x), len(x) - 1) for x in arms]
+            k = np.array([a for a, _ in cells])
+            nu = np.array([b for _, b in cells], float)
+            df = float(k.sum() ** 2 / np.sum(k ** 2 / nu))
+            assert nu.min() - 1e-9 <= df <= nu.sum() + 1e-9
+            tstat = num / w / se
+            q = stats.t.ppf(0.975, df)
+            post.update({"estimate": num / w, "se": se, "t": tstat, "df": df,
+                         "p": float(2 * stats.t.sf(abs(tstat), df)),
+                         "p_normal": float(2 * stats.norm.sf(abs(tstat))),
+                         "ci95": [num / w - q * se, num / w + q * se]})
         else:
             post["error"] = "degenerate"
         rows = [{"cluster": f"community{comm[j]}", "arm": "treatment" if lab[j] else "control",
@@ -950,7 +971,7 @@ def blocked_users_cases():
             "rows": rows, "design": {"kind": "blocked_users", "alternative": alt, "seed": 3}},
             "expected": {"estimate": obs, "randomisation": {"n_assignments": len(st), "p": float(p), "min_p": float(minp)},
                          "post_stratified": post, "communities": comms}})
-    dump("few_blocked_users.json", {"source": "numpy; scipy.stats.norm; itertools enumeration", "cases": cases})
+    dump("few_blocked_users.json", {"source": "numpy; scipy.stats.t (Welch-Satterthwaite df); itertools enumeration", "cases": cases})
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@
 //!   Ibragimov–Müller test, [`crate::stepped_wedge`]).
 //!
 //! For `blocked_users` the estimate is the post-stratified (by community)
-//! difference in means with its Neyman standard error, tested by the
+//! difference in means with its Neyman standard error and a t reference with
+//! Welch–Satterthwaite df ([`PostStratified`]), tested by the
 //! stratified permutation test ([`crate::permutation`]), with one estimate
 //! per community.
 //!
@@ -247,18 +248,41 @@ pub struct CommunityResult {
 /// communities (Imbens & Rubin 2015, §9.5): `τ̂ = Σ_c w_c (ȳ_1c − ȳ_0c)`,
 /// `w_c = n_c / Σ n_c` over communities with both arms, and the Neyman
 /// variance `V̂ = Σ_c w_c² (s²_1c/n_1c + s²_0c/n_0c)` (community sizes and
-/// arm counts fixed by the design); normal reference.
+/// arm counts fixed by the design).
+///
+/// Reference distribution: Student t with Welch–Satterthwaite degrees of
+/// freedom for a linear combination of independent variance estimates
+/// (Satterthwaite 1946, "An approximate distribution of estimates of
+/// variance components", *Biometrics Bulletin* 2:110–114; Welch 1947; the
+/// stratified-sample form in Cochran 1977, *Sampling Techniques*, §5.4):
+///
+/// `df = (Σ_c Σ_a k_ca)² / Σ_c Σ_a k_ca² / (n_ca − 1)`,
+/// `k_ca = w_c² s²_ca / n_ca`, `a ∈ {treated, control}`.
+///
+/// With one community this is Welch's df. It lies between
+/// `min(n_ca − 1)` and `Σ(n_ca − 1)` over the cells with non-zero variance.
+/// A normal reference over-rejected with 2 users per arm per community
+/// (10.65% at α = 0.05, `docs/calibration.md`); with large arms df is large
+/// and the t reference is the normal one.
+///
+/// Degenerate cases (typed `degenerate` error, as before the t reference):
+/// a community holding both arms with a single user in an arm has no
+/// variance estimate (`n_ca − 1 = 0`), so neither `V̂` nor df is defined;
+/// all within-community variances zero gives `V̂ = 0`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PostStratified {
     /// `τ̂`.
     pub estimate: f64,
     /// `√V̂`.
     pub se: f64,
-    /// `τ̂ / se`.
+    /// `τ̂ / se`, referred to Student t with `df` degrees of freedom (the
+    /// field keeps its original name).
     pub z: f64,
-    /// Two-sided normal p-value.
+    /// Welch–Satterthwaite degrees of freedom of `V̂` (see the type docs).
+    pub df: f64,
+    /// Two-sided p-value, `2·P(T_df > |z|)`.
     pub p_value: f64,
-    /// 95% normal interval.
+    /// 95% interval `τ̂ ± t_{0.975, df}·se`.
     pub ci95: (f64, f64),
     /// Communities with both arms (the strata used).
     pub strata: usize,
@@ -711,6 +735,9 @@ fn analyze_blocked_users(prep: &Prepared, d: &RowsDesign) -> Result<RowsOutput> 
     let mut notes = Vec::new();
     let mut communities = Vec::with_capacity(g);
     let (mut num, mut var, mut w, mut used, mut var_ok) = (0.0, 0.0, 0.0, 0usize, true);
+    // Σ k_ca² / (n_ca − 1) for the Satterthwaite df, with k_ca = n_c² s²_ca / n_ca
+    // (the common factor 1/(Σ n_c)² of the weights cancels in the df).
+    let mut df_den = 0.0;
     for (c, [v0, v1]) in vals.iter().enumerate() {
         let (n0, m0, s0) = moments(v0);
         let (n1, m1, s1) = moments(v1);
@@ -724,9 +751,15 @@ fn analyze_blocked_users(prep: &Prepared, d: &RowsDesign) -> Result<RowsOutput> 
             num += nc * (m1 - m0);
             w += nc;
             used += 1;
-            match se2 {
-                Some(v) => var += nc * nc * v,
-                None => var_ok = false,
+            match (se2, s0, s1) {
+                (Some(v), Some(a), Some(b)) => {
+                    var += nc * nc * v;
+                    for (s2, n) in [(a, n0), (b, n1)] {
+                        let k = nc * nc * s2 / n as f64;
+                        df_den += k * k / (n - 1) as f64;
+                    }
+                }
+                _ => var_ok = false,
             }
         }
         communities.push(CommunityResult {
@@ -760,14 +793,23 @@ fn analyze_blocked_users(prep: &Prepared, d: &RowsDesign) -> Result<RowsOutput> 
                 "zero within-community variance in both arms".into(),
             ));
         }
+        // Welch–Satterthwaite df (see [`PostStratified`]); var > 0 here, so
+        // some k_ca > 0 and df_den > 0.
+        let df = var * var / df_den;
+        if !(df.is_finite() && df > 0.0) {
+            return Err(StatsError::Degenerate(
+                "the Satterthwaite degrees of freedom are not finite".into(),
+            ));
+        }
         let tau = num / w;
         let z = tau / se;
-        let q = crate::dist::norm_ppf(0.975);
+        let q = crate::dist::t_ppf(0.975, df);
         Ok(PostStratified {
             estimate: tau,
             se,
             z,
-            p_value: (2.0 * crate::dist::norm_sf(z.abs())).min(1.0),
+            df,
+            p_value: (2.0 * crate::dist::t_sf(z.abs(), df)).min(1.0),
             ci95: (tau - q * se, tau + q * se),
             strata: used,
             strata_skipped: skipped,
@@ -1004,11 +1046,18 @@ mod tests {
                     let p = ps.result.as_ref().unwrap();
                     assert!(rel(p.estimate, f(&we["estimate"])) < 1e-9, "{name}");
                     assert!(rel(p.se, f(&we["se"])) < 1e-9, "{name} se");
+                    assert!(rel(p.df, f(&we["df"])) < 1e-9, "{name} df {}", p.df);
+                    assert!(rel(p.z, f(&we["t"])) < 1e-9, "{name} t");
                     assert!(rel(p.p_value, f(&we["p"])) < 1e-9, "{name} p");
                     assert!(
                         rel(p.ci95.0, f(&we["ci95"][0])) < 1e-9
-                            && rel(p.ci95.1, f(&we["ci95"][1])) < 1e-9
+                            && rel(p.ci95.1, f(&we["ci95"][1])) < 1e-9,
+                        "{name} ci95 {:?}",
+                        p.ci95
                     );
+                    // Satterthwaite df lies between the smallest and the
+                    // summed per-cell df
+                    assert!(p.df >= 1.0 - 1e-12, "{name} df {}", p.df);
                     assert_eq!(p.strata as u64, we["strata"].as_u64().unwrap());
                     assert_eq!(
                         p.strata_skipped as u64,
@@ -1100,6 +1149,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("blocked_users"), "{e}");
+    }
+
+    #[test]
+    fn blocked_users_one_community_is_welch() {
+        // One community: the post-stratified result is Welch's t-test.
+        // scipy.stats.ttest_ind([1.0, 1.5, 3.0], [2.0, 0.5, 0.7, 1.1], equal_var=False)
+        let rows = r#"[{"cluster":"a","treated":true,"value":1.0},{"cluster":"a","treated":true,"value":1.5},
+                       {"cluster":"a","treated":true,"value":3.0},{"cluster":"a","treated":false,"value":2.0},
+                       {"cluster":"a","treated":false,"value":0.5},{"cluster":"a","treated":false,"value":0.7},
+                       {"cluster":"a","treated":false,"value":1.1}]"#;
+        let out = analyze_rows(&tiny("blocked_users", rows)).unwrap();
+        let p = out.post_stratified.unwrap().result.unwrap();
+        assert!(rel(p.z, 1.104_105_529_852_595_7) < 1e-12);
+        assert!(rel(p.df, 3.212_113_658_450_371_6) < 1e-12, "{}", p.df);
+        assert!(rel(p.p_value, 0.345_320_925_541_256_8) < 1e-9);
+        assert!(rel(p.ci95.0, -1.348_037_313_481_912_4) < 1e-9);
+        assert!(rel(p.ci95.1, 2.864_703_980_148_578_7) < 1e-9);
+        // a single user in an arm of a used community: no variance, no df
+        let one = r#"[{"cluster":"a","treated":true,"value":1.0},{"cluster":"a","treated":false,"value":2.0},
+                      {"cluster":"b","treated":true,"value":1.0},{"cluster":"b","treated":true,"value":3.0},
+                      {"cluster":"b","treated":false,"value":2.0},{"cluster":"b","treated":false,"value":0.5}]"#;
+        let ps = analyze_rows(&tiny("blocked_users", one))
+            .unwrap()
+            .post_stratified
+            .unwrap();
+        assert!(matches!(ps.error, Some(StatsError::Degenerate(_))));
+        let js = serde_json::to_value(analyze_rows(&tiny("blocked_users", rows)).unwrap()).unwrap();
+        assert!(js["post_stratified"]["result"]["df"].is_number());
     }
 
     #[test]
