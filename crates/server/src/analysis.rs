@@ -274,9 +274,18 @@ pub async fn analyse(
     let input = analysis_input(store, key, as_of).await?;
     let engine_input = input.input.clone();
     let output =
-        tokio::task::spawn_blocking(move || commonlab_stats::analyze::analyze(&engine_input))
+        match tokio::task::spawn_blocking(move || commonlab_stats::analyze::analyze(&engine_input))
             .await
-            .map_err(|e| Error::invalid("", format!("the analysis failed: {e}")))?;
+        {
+            Ok(output) => output,
+            // The engine does not panic on any input (its property tests); if
+            // it did, that is our bug, not the client's: let it surface as one.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime is shutting down.
+            Err(_) => {
+                return Err(StoreError::Unavailable("the server is shutting down".into()).into())
+            }
+        };
     Ok(TrialAnalysis { input, output })
 }
 
