@@ -2,7 +2,8 @@
 //! batches to one committer task, which writes whatever has queued up (up to
 //! `MAX_GROUP` events) in a single transaction, so many requests share one
 //! fsync. Each request gets its own part of the outcome back, and answers
-//! only after the transaction committed.
+//! only after the transaction committed and is on disk. Commits are
+//! pipelined (see [`run`]).
 //!
 //! The queue is bounded: a request that cannot enqueue within a second gets
 //! 503 with `Retry-After` (backpressure instead of unbounded memory).
@@ -10,10 +11,14 @@
 use commonlab_store::{InsertOutcome, NewEvent, Store, StoreError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 const MAX_GROUP: usize = 10_000;
 const QUEUE: usize = 64;
+/// Groups committed and waiting for the disk, at most: bounds the memory
+/// held by answers not yet given when the disk is slow.
+const MAX_TASKS: usize = 16;
 
 pub struct Job {
     events: Vec<NewEvent>,
@@ -76,7 +81,16 @@ impl GroupCommitter {
 }
 
 /// Commits queued batches until shutdown, then drains the queue.
+///
+/// Pipelined: a group's transaction holds one of the store's
+/// [`Store::event_writers`] slots only while it commits; waiting for the
+/// disk ([`Store::sync_events`]) and answering happen in a task of their
+/// own, so the next group is written meanwhile (SQLite's one writer never
+/// waits on `fsync`; PostgreSQL overlaps a few transactions). Every such
+/// task is owned here and joined before this returns.
 pub async fn run(store: Store, mut rx: mpsc::Receiver<Job>, mut shutdown: watch::Receiver<bool>) {
+    let writers = Arc::new(Semaphore::new(store.event_writers()));
+    let mut tasks = JoinSet::new();
     loop {
         let first = tokio::select! {
             job = rx.recv() => job,
@@ -85,26 +99,57 @@ pub async fn run(store: Store, mut rx: mpsc::Receiver<Job>, mut shutdown: watch:
             }
         };
         let Some(first) = first else { break };
-        let mut jobs = vec![first];
-        let mut size = jobs[0].events.len();
-        while size < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(job) => {
-                    size += job.events.len();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        commit(&store, jobs).await;
+        start_group(&store, &writers, &mut tasks, &mut rx, first).await;
     }
     rx.close();
     while let Some(job) = rx.recv().await {
-        commit(&store, vec![job]).await;
+        start_group(&store, &writers, &mut tasks, &mut rx, job).await;
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Waits for a writer slot (more jobs queue up meanwhile), takes what has
+/// queued (up to `MAX_GROUP` events) and commits it in a task.
+async fn start_group(
+    store: &Store,
+    writers: &Arc<Semaphore>,
+    tasks: &mut JoinSet<()>,
+    rx: &mut mpsc::Receiver<Job>,
+    first: Job,
+) {
+    while let Some(done) = tasks.try_join_next() {
+        log_panic(done);
+    }
+    while tasks.len() >= MAX_TASKS {
+        if let Some(done) = tasks.join_next().await {
+            log_panic(done);
+        }
+    }
+    let Ok(slot) = writers.clone().acquire_owned().await else {
+        return;
+    };
+    let mut jobs = vec![first];
+    let mut size = jobs[0].events.len();
+    while size < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(job) => {
+                size += job.events.len();
+                jobs.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    let store = store.clone();
+    tasks.spawn(async move { commit(&store, jobs, slot).await });
+}
+
+fn log_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        tracing::error!(error = %e, "an event commit task failed");
     }
 }
 
-async fn commit(store: &Store, jobs: Vec<Job>) {
+async fn commit(store: &Store, jobs: Vec<Job>, slot: OwnedSemaphorePermit) {
     let received_at = jobs.iter().map(|j| j.received_at).max().unwrap_or_default();
     let mut all = Vec::with_capacity(jobs.iter().map(|j| j.events.len()).sum());
     let mut bounds = Vec::with_capacity(jobs.len());
@@ -114,7 +159,13 @@ async fn commit(store: &Store, jobs: Vec<Job>) {
         all.append(&mut job.events);
         bounds.push((start, all.len()));
     }
-    let result = store.insert_events(&all, received_at).await;
+    let committed = store.insert_events_unsynced(&all, received_at).await;
+    drop(slot);
+    drop(all);
+    let result = match committed {
+        Ok((outcome, point)) => store.sync_events(point).await.map(|()| outcome),
+        Err(e) => Err(e),
+    };
     for (job, (start, end)) in jobs.into_iter().zip(bounds) {
         let part = match &result {
             Ok(outcome) => {

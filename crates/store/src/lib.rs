@@ -673,6 +673,12 @@ pub struct Store {
     inner: Inner,
 }
 
+/// Where a [`Store::insert_events_unsynced`] commit stands in the order of
+/// commits, for [`Store::sync_events`].
+#[must_use = "the events are on disk only once Store::sync_events has returned for this point"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SyncPoint(u64);
+
 #[derive(Clone)]
 enum Inner {
     Sqlite(sqlite::SqliteStore),
@@ -1164,8 +1170,8 @@ impl Store {
 
     /// Stores the events of `batch` whose ids are not stored yet, all with
     /// `received_at`, in one transaction: `Ok` only once they are committed
-    /// (durably: SQLite `synchronous = FULL`, PostgreSQL's default
-    /// `synchronous_commit`). Reports which events were duplicates (id
+    /// durably ([`Store::insert_events_unsynced`] then
+    /// [`Store::sync_events`]). Reports which events were duplicates (id
     /// stored already, or repeated earlier in the batch: the first
     /// occurrence wins), so a retried batch stores nothing twice. Safe
     /// against concurrent callers in any number of processes: every id is
@@ -1177,25 +1183,46 @@ impl Store {
     /// then `INSERT … SELECT … ORDER BY event_id ON CONFLICT DO NOTHING
     /// RETURNING event_id` (sorted, so that concurrent batches take index
     /// locks in the same order and cannot deadlock). SQLite: multi-row
-    /// `INSERT … ON CONFLICT DO NOTHING RETURNING event_id` statements in
-    /// one `BEGIN IMMEDIATE` transaction.
+    /// `INSERT … ON CONFLICT DO NOTHING` statements in one `BEGIN
+    /// IMMEDIATE` transaction; only when fewer rows than events went in
+    /// does it read back which (the rows above the largest rowid before).
     pub async fn insert_events(
         &self,
         batch: &[NewEvent],
         received_at: DateTime<Utc>,
     ) -> Result<InsertOutcome, StoreError> {
+        let (outcome, point) = self.insert_events_unsynced(batch, received_at).await?;
+        self.sync_events(point).await?;
+        Ok(outcome)
+    }
+
+    /// [`Store::insert_events`] without waiting for the disk: the events
+    /// are committed (visible, and they survive the process being killed)
+    /// but survive a power loss only once [`Store::sync_events`] has
+    /// returned for the [`SyncPoint`]. Lets a caller start the next
+    /// transaction while the disk flushes this one. PostgreSQL commits
+    /// durably here already (its default `synchronous_commit`); SQLite
+    /// commits with `synchronous = NORMAL` and flushes the WAL in
+    /// `sync_events`, one flush for every commit made before it.
+    pub async fn insert_events_unsynced(
+        &self,
+        batch: &[NewEvent],
+        received_at: DateTime<Utc>,
+    ) -> Result<(InsertOutcome, SyncPoint), StoreError> {
         let (prepared, mut duplicates) = prepare_events(batch)?;
         if prepared.is_empty() {
-            return Ok(InsertOutcome {
+            let outcome = InsertOutcome {
                 inserted: 0,
                 duplicates,
-            });
+            };
+            return Ok((outcome, SyncPoint(0)));
         }
         let received_at = micros(received_at);
-        let inserted: std::collections::HashSet<uuid::Uuid> =
-            dispatch!(self.insert_events(&prepared, received_at))?
-                .into_iter()
-                .collect();
+        let (ids, point) = match &self.inner {
+            Inner::Sqlite(s) => s.insert_events_unsynced(&prepared, received_at).await?,
+            Inner::Postgres(p) => (p.insert_events(&prepared, received_at).await?, 0),
+        };
+        let inserted: std::collections::HashSet<uuid::Uuid> = ids.into_iter().collect();
         let mut first_index: std::collections::HashMap<uuid::Uuid, usize> =
             std::collections::HashMap::with_capacity(batch.len());
         for (i, e) in batch.iter().enumerate() {
@@ -1207,10 +1234,31 @@ impl Store {
             }
         }
         duplicates.sort_unstable();
-        Ok(InsertOutcome {
+        let outcome = InsertOutcome {
             inserted: inserted.len() as u64,
             duplicates,
-        })
+        };
+        Ok((outcome, SyncPoint(point)))
+    }
+
+    /// Returns once the events of the [`Store::insert_events_unsynced`]
+    /// call that gave `point` (and of every earlier one) are on disk.
+    /// Concurrent callers share one flush.
+    pub async fn sync_events(&self, point: SyncPoint) -> Result<(), StoreError> {
+        match &self.inner {
+            Inner::Sqlite(s) => s.sync_events(point.0).await,
+            Inner::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// How many event transactions are worth running at once: SQLite has
+    /// one writer; PostgreSQL overlaps one transaction's commit (its WAL
+    /// flush) with the next ones' work.
+    pub fn event_writers(&self) -> usize {
+        match &self.inner {
+            Inner::Sqlite(_) => 1,
+            Inner::Postgres(_) => postgres::EVENT_WRITERS,
+        }
     }
 
     /// How many stored events match `filter`.

@@ -21,6 +21,9 @@ use crate::{
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
 const MAX_CONNECTIONS: u32 = 10;
+/// Event transactions worth running at once (see [`crate::Store::event_writers`]);
+/// leaves most of the pool to other work.
+pub(crate) const EVENT_WRITERS: usize = 3;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
@@ -688,7 +691,7 @@ impl PgStore {
         received_at: DateTime<Utc>,
     ) -> Result<Vec<uuid::Uuid>, StoreError> {
         let data = copy_text(batch);
-        let result: Result<Vec<String>, sqlx::Error> = async {
+        let result: Result<Option<Vec<String>>, sqlx::Error> = async {
             let mut tx = self.pool.begin().await?;
             let mut copy = tx.copy_in_raw(COPY_EVENTS).await?;
             if let Err(e) = copy.send(data).await {
@@ -696,19 +699,33 @@ impl PgStore {
                 return Err(e);
             }
             copy.finish().await?;
-            let ids = sqlx::query_scalar(INSERT_STAGED_EVENTS)
+            let stored = sqlx::query(INSERT_STAGED_EVENTS)
                 .bind(received_at)
-                .fetch_all(&mut *tx)
-                .await?;
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            // Reading back which ids went in only when some did not is
+            // cheaper than `RETURNING` every id.
+            let ids = if stored == batch.len() as u64 {
+                None
+            } else {
+                Some(
+                    sqlx::query_scalar(EVENT_IDS_INSERTED_HERE)
+                        .fetch_all(&mut *tx)
+                        .await?,
+                )
+            };
             tx.commit().await?;
             Ok(ids)
         }
         .await;
-        result
-            .map_err(write_err)?
-            .iter()
-            .map(|id| uuid::Uuid::parse_str(id).map_err(|e| decode_err("event_id", e)))
-            .collect()
+        match result.map_err(write_err)? {
+            None => Ok(batch.iter().map(|p| p.event.event_id).collect()),
+            Some(ids) => ids
+                .iter()
+                .map(|id: &String| uuid::Uuid::parse_str(id).map_err(|e| decode_err("event_id", e)))
+                .collect(),
+        }
     }
 
     pub(crate) async fn count_events(&self, filter: &EventFilter) -> Result<u64, StoreError> {
@@ -870,7 +887,12 @@ const COPY_EVENTS: &str =
 const INSERT_STAGED_EVENTS: &str =
     "INSERT INTO events (event_id, unit, community, name, ts, received_at, properties) \
      SELECT event_id, unit, community, name, ts, $1, properties FROM events_staging \
-     ORDER BY event_id ON CONFLICT (event_id) DO NOTHING RETURNING event_id::text";
+     ORDER BY event_id ON CONFLICT (event_id) DO NOTHING";
+
+/// The staged events this transaction inserted (a row's `xmin` is the id of
+/// the transaction that inserted it; a conflicting row is someone else's).
+const EVENT_IDS_INSERTED_HERE: &str = "SELECT e.event_id::text FROM events e \
+     JOIN events_staging s USING (event_id) WHERE e.xmin = pg_current_xact_id()::xid";
 
 /// A TID scan of at most $2 rows older than $1, found by a sequential scan
 /// (heap order is roughly insertion order: old rows first).

@@ -1,6 +1,8 @@
 //! SQLite backend. See the crate documentation for the pool layout (one
 //! writer connection, a few readers) and `BEGIN IMMEDIATE`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,7 +12,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::types::Json;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 
 use crate::{
     already_exists, append_failure, bad_url, consent_granted, consent_status, db_err, decode_err,
@@ -35,6 +37,89 @@ pub(crate) struct SqliteStore {
     read: SqlitePool,
     /// Exactly one connection.
     write: SqlitePool,
+    /// Durability of event commits made with `synchronous = NORMAL`.
+    wal: Arc<WalSync>,
+}
+
+/// Event inserts commit with `synchronous = NORMAL` (the writer does not
+/// wait for the disk) and become durable when [`WalSync::sync`] has called
+/// `fdatasync` on the WAL file after them. The writer can so build the next
+/// transaction while the disk flushes the previous one, and one flush covers
+/// every commit made before it started (docs/benchmarks.md).
+///
+/// Why this is as durable as `synchronous = FULL` once `sync` returns: a
+/// commit's WAL frames (and the WAL header) are written to the file before
+/// `COMMIT` returns, and `fdatasync` on any descriptor of the file flushes
+/// them all. If a checkpoint has meanwhile copied them into the database
+/// (and possibly restarted the WAL), SQLite syncs the WAL before and the
+/// database after every checkpoint in `NORMAL` mode, so they are durable
+/// there; if the WAL file is gone (the last connection checkpointed and
+/// deleted it), likewise.
+pub(crate) struct WalSync {
+    /// `None` for in-memory databases, which have nothing to flush.
+    path: Option<std::path::PathBuf>,
+    /// Number of event commits made so far.
+    committed: AtomicU64,
+    /// Every commit up to this number is durable. The lock makes
+    /// concurrent callers share one flush.
+    synced: tokio::sync::Mutex<u64>,
+}
+
+/// The writer connection while it commits with `synchronous = NORMAL`:
+/// unless it was set back to `FULL`, dropping it (an error, a cancelled
+/// future) closes the connection instead of handing the other writes one
+/// that does not wait for the disk.
+struct NormalSyncGuard {
+    conn: sqlx::pool::PoolConnection<Sqlite>,
+    restored: bool,
+}
+
+impl Drop for NormalSyncGuard {
+    fn drop(&mut self) {
+        if !self.restored {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+impl WalSync {
+    fn new(path: Option<std::path::PathBuf>) -> WalSync {
+        WalSync {
+            path,
+            committed: AtomicU64::new(0),
+            synced: tokio::sync::Mutex::new(0),
+        }
+    }
+
+    /// Records a commit; returns its number for [`WalSync::sync`].
+    fn committed(&self) -> u64 {
+        self.committed.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Returns once commit number `upto` (and every earlier one) is durable.
+    pub(crate) async fn sync(&self, upto: u64) -> Result<(), StoreError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let mut synced = self.synced.lock().await;
+        if *synced >= upto {
+            return Ok(());
+        }
+        // Everything committed before the flush starts is covered by it.
+        let target = self.committed.load(Ordering::SeqCst);
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || match std::fs::File::open(&path) {
+            Ok(file) => file.sync_data(),
+            // Checkpointed into the (synced) database and deleted.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the WAL flush did not finish: {e}")))?
+        .map_err(|e| StoreError::Unavailable(format!("could not flush the WAL to disk: {e}")))?;
+        *synced = target;
+        Ok(())
+    }
 }
 
 fn is_memory(url: &str) -> bool {
@@ -65,9 +150,12 @@ impl SqliteStore {
             return Ok(SqliteStore {
                 read: pool.clone(),
                 write: pool,
+                wal: Arc::new(WalSync::new(None)),
             });
         }
 
+        let mut wal = base.get_filename().as_os_str().to_owned();
+        wal.push("-wal");
         // The writer opens (and creates) the file first and switches it to
         // WAL, which is persistent; readers then need not touch the journal
         // mode (changing it needs a lock that busy_timeout cannot wait for).
@@ -77,11 +165,14 @@ impl SqliteStore {
             .connect_with(
                 base.clone()
                     .journal_mode(SqliteJournalMode::Wal)
-                    // Checkpoint every 10,000 WAL pages (40 MB) rather than
-                    // 1,000: ingestion commits of random ids dirty thousands
-                    // of index pages each, and a larger WAL lets a checkpoint
-                    // write a page once for several commits (docs/benchmarks.md).
-                    .pragma("wal_autocheckpoint", "10000"),
+                    // Checkpoint every 100,000 WAL pages (400 MB) rather than
+                    // 1,000: ingestion commits of random ids and units dirty
+                    // thousands of index pages each, and a larger WAL lets a
+                    // checkpoint write a page once for many commits; a 64 MB
+                    // page cache (2 MB by default) keeps the indexes' upper
+                    // levels and hot leaves. Measured in docs/benchmarks.md.
+                    .pragma("wal_autocheckpoint", "100000")
+                    .pragma("cache_size", "-65536"),
             )
             .await
             .map_err(db_err)?;
@@ -91,7 +182,11 @@ impl SqliteStore {
             .connect_with(base.pragma("query_only", "ON"))
             .await
             .map_err(db_err)?;
-        Ok(SqliteStore { read, write })
+        Ok(SqliteStore {
+            read,
+            write,
+            wal: Arc::new(WalSync::new(Some(wal.into()))),
+        })
     }
 
     pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
@@ -728,15 +823,34 @@ impl SqliteStore {
 
     /// `batch` is deduplicated and sorted by id, timestamps truncated.
     /// Returns the ids inserted.
-    pub(crate) async fn insert_events(
+    /// Inserts the batch in one transaction committed with `synchronous =
+    /// NORMAL`; returns the inserted ids and the commit's number, durable
+    /// once [`WalSync::sync`] has returned for it.
+    pub(crate) async fn insert_events_unsynced(
         &self,
         batch: &[PreparedEvent<'_>],
         received_at: DateTime<Utc>,
-    ) -> Result<Vec<uuid::Uuid>, StoreError> {
+    ) -> Result<(Vec<uuid::Uuid>, u64), StoreError> {
         let received_at = to_text(received_at);
-        let result: Result<Vec<Vec<u8>>, sqlx::Error> = async {
-            let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
-            let mut inserted = Vec::with_capacity(batch.len());
+        let mut guard = NormalSyncGuard {
+            conn: self.write.acquire().await.map_err(write_err)?,
+            restored: false,
+        };
+        let conn = &mut guard.conn;
+        let result: Result<Inserted, sqlx::Error> = async {
+            sqlx::query("PRAGMA synchronous = NORMAL")
+                .execute(&mut **conn)
+                .await?;
+            let mut tx = conn.begin_with(BEGIN_WRITE).await?;
+            // New rows get rowids above the largest one (rowid table, no
+            // AUTOINCREMENT), and the write lock keeps others out: the rows
+            // above `before` are exactly this transaction's. Reading ids
+            // back only when some event was a duplicate is cheaper than
+            // `RETURNING`, which streams every id back row by row.
+            let before: i64 = sqlx::query_scalar(LARGEST_EVENT_ROWID)
+                .fetch_one(&mut *tx)
+                .await?;
+            let mut stored = 0u64;
             let mut rest = batch;
             while !rest.is_empty() {
                 let (chunk, tail) = rest.split_at(event_chunk_len(rest.len()));
@@ -753,18 +867,47 @@ impl SqliteStore {
                         .push_bind(p.properties.as_str());
                 });
                 q.push(INSERT_EVENTS_ON_CONFLICT);
-                let ids: Vec<Vec<u8>> = q.build_query_scalar().fetch_all(&mut *tx).await?;
-                inserted.extend(ids);
+                stored += q.build().execute(&mut *tx).await?.rows_affected();
             }
+            let inserted = if stored == batch.len() as u64 {
+                Inserted::All
+            } else {
+                Inserted::These(
+                    sqlx::query_scalar(EVENT_IDS_ABOVE_ROWID)
+                        .bind(before)
+                        .fetch_all(&mut *tx)
+                        .await?,
+                )
+            };
             tx.commit().await?;
             Ok(inserted)
         }
         .await;
-        result
-            .map_err(write_err)?
-            .iter()
-            .map(|id| event_id_from_bytes(id))
-            .collect()
+        let restored = sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut **conn)
+            .await;
+        guard.restored = true;
+        drop(guard);
+        let inserted = result.map_err(write_err)?;
+        let seq = self.wal.committed();
+        restored.map_err(write_err)?;
+        let ids = match inserted {
+            Inserted::All => batch.iter().map(|p| p.event.event_id).collect(),
+            Inserted::These(ids) => ids
+                .iter()
+                .map(|id| event_id_from_bytes(id))
+                .collect::<Result<_, _>>()?,
+        };
+        Ok((ids, seq))
+    }
+
+    #[cfg(feature = "test-support")]
+    pub(crate) fn wal_path(&self) -> Option<std::path::PathBuf> {
+        self.wal.path.clone()
+    }
+
+    pub(crate) async fn sync_events(&self, upto: u64) -> Result<(), StoreError> {
+        self.wal.sync(upto).await
     }
 
     pub(crate) async fn count_events(&self, filter: &EventFilter) -> Result<u64, StoreError> {
@@ -923,7 +1066,18 @@ impl SqliteStore {
 const INSERT_EVENTS: &str =
     "INSERT INTO events (event_id, unit, community, name, ts, received_at, properties) ";
 
-const INSERT_EVENTS_ON_CONFLICT: &str = " ON CONFLICT (event_id) DO NOTHING RETURNING event_id";
+const INSERT_EVENTS_ON_CONFLICT: &str = " ON CONFLICT (event_id) DO NOTHING";
+
+const LARGEST_EVENT_ROWID: &str = "SELECT COALESCE(MAX(rowid), 0) FROM events";
+
+const EVENT_IDS_ABOVE_ROWID: &str = "SELECT event_id FROM events WHERE rowid > ?";
+
+/// Which events of a batch a transaction stored.
+enum Inserted {
+    All,
+    /// Their ids (16 bytes each).
+    These(Vec<Vec<u8>>),
+}
 
 /// The most events in one `INSERT` (7 parameters each, within SQLite's
 /// 32766).

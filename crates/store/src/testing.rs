@@ -205,6 +205,15 @@ pub async fn fetch_text_raw(store: &Store, query: &str) -> Result<Option<String>
     .map_err(db_err)
 }
 
+/// The WAL file whose flush makes SQLite event commits durable (`None` for
+/// PostgreSQL and in-memory SQLite).
+pub fn sqlite_wal_path(store: &Store) -> Option<std::path::PathBuf> {
+    match &store.inner {
+        crate::Inner::Sqlite(s) => s.wal_path(),
+        crate::Inner::Postgres(_) => None,
+    }
+}
+
 /// The PostgreSQL URL tests use.
 pub fn postgres_url() -> String {
     std::env::var(POSTGRES_URL_ENV).unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_string())

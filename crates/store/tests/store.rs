@@ -1704,6 +1704,118 @@ async fn events_are_stored_once_and_duplicates_reported() {
     .await;
 }
 
+/// SQLite's writer connection must be back at `synchronous = FULL` (2)
+/// whatever happened to an unsynced insert; PostgreSQL has nothing to check.
+async fn assert_writer_waits_for_disk(db: &TestDb, when: &str) {
+    if db.backend() == Backend::Sqlite {
+        let mode = db
+            .fetch_text_raw("SELECT CAST(synchronous AS TEXT) FROM pragma_synchronous")
+            .await
+            .unwrap();
+        assert_eq!(mode.as_deref(), Some("2"), "{when}");
+    }
+}
+
+#[tokio::test]
+async fn unsynced_event_commits_are_visible_and_synced_in_order() {
+    both_backends(|db| async move {
+        let store = db.store();
+        let (out, first) = store
+            .insert_events_unsynced(&[event(1, 1, "open", 1), event(2, 1, "open", 2)], at(10))
+            .await
+            .unwrap();
+        assert_eq!((out.inserted, out.duplicates.len()), (2, 0));
+        assert_eq!(
+            store.count_events(&EventFilter::default()).await.unwrap(),
+            2,
+            "committed (visible) before the flush"
+        );
+        assert_writer_waits_for_disk(&db, "after an unsynced commit").await;
+        let (again, second) = store
+            .insert_events_unsynced(&[event(2, 1, "open", 2), event(3, 2, "x", 3)], at(11))
+            .await
+            .unwrap();
+        assert_eq!((again.inserted, again.duplicates.clone()), (1, vec![0]));
+        let (_, empty) = store.insert_events_unsynced(&[], at(12)).await.unwrap();
+        if db.backend() == Backend::Sqlite {
+            assert!(first < second, "{first:?} then {second:?}");
+            assert!(empty < first, "an empty batch commits nothing");
+            let wal = commonlab_store::testing::sqlite_wal_path(store).unwrap();
+            assert!(
+                wal.exists(),
+                "the flushed file is the WAL: {}",
+                wal.display()
+            );
+            assert!(
+                wal.to_string_lossy().ends_with(".db-wal"),
+                "{}",
+                wal.display()
+            );
+        }
+        // One flush covers both; flushing again (or an older point) is free.
+        store.sync_events(second).await.unwrap();
+        store.sync_events(first).await.unwrap();
+        store.sync_events(empty).await.unwrap();
+
+        // A refused batch leaves nothing, and the writer back at FULL.
+        let bad = [
+            event(10, 1, "open", 10),
+            NewEvent {
+                unit: "not-a-pseudonym".into(),
+                ..event(11, 1, "open", 11)
+            },
+        ];
+        let err = store
+            .insert_events_unsynced(&bad, at(13))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+        assert_writer_waits_for_disk(&db, "after a refused batch").await;
+        assert_eq!(
+            store.count_events(&EventFilter::default()).await.unwrap(),
+            3
+        );
+
+        // Cancelled at every stage (the caller's future dropped): the batch
+        // is stored whole or not at all, and the writer never stays at
+        // NORMAL for the next write.
+        let batch: Vec<NewEvent> = (0..2_000u128)
+            .map(|i| event(1_000 + i, (i % 50) as u64, "open", 100 + i as i64))
+            .collect();
+        let mut stored = 3;
+        // The last one has time to finish.
+        for micros in [
+            0u64, 50, 200, 500, 1_000, 2_000, 5_000, 10_000, 50_000, 30_000_000,
+        ] {
+            let attempt = tokio::time::timeout(
+                std::time::Duration::from_micros(micros),
+                store.insert_events_unsynced(&batch, at(14)),
+            )
+            .await;
+            assert_writer_waits_for_disk(&db, &format!("cancelled after {micros} µs")).await;
+            let now = store.count_events(&EventFilter::default()).await.unwrap();
+            assert!(
+                now == stored || (stored == 3 && now == 3 + 2_000),
+                "{micros} µs: {now} events, {stored} before: a batch is all or nothing"
+            );
+            if let Ok(done) = attempt {
+                let (out, point) = done.unwrap();
+                store.sync_events(point).await.unwrap();
+                assert_eq!(out.inserted + out.duplicates.len() as u64, 2_000);
+            }
+            stored = now;
+        }
+        let (out, point) = store.insert_events_unsynced(&batch, at(15)).await.unwrap();
+        store.sync_events(point).await.unwrap();
+        assert_eq!(out.inserted + out.duplicates.len() as u64, 2_000);
+        assert_eq!(
+            store.count_events(&EventFilter::default()).await.unwrap(),
+            3 + 2_000
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn event_properties_and_text_round_trip_with_types() {
     both_backends(|db| async move {
