@@ -50,9 +50,11 @@
 //!   only; batches are inserted in (trial, unit) order so that concurrent
 //!   batches on PostgreSQL take row locks in the same order (no deadlocks).
 //! * Events: the unique `event_id` with `INSERT … ON CONFLICT (event_id) DO
-//!   NOTHING RETURNING event_id` stores each id once however many callers
-//!   race, and tells each caller which ids it stored; a batch is inserted
-//!   in id order, for the same reason as exposures.
+//!   NOTHING` stores each id once however many callers race; when fewer
+//!   rows went in than were sent, the caller reads back which are its own
+//!   (SQLite: rowids above the largest before; PostgreSQL: this
+//!   transaction's `xmin`). A batch is inserted in id order, for the same
+//!   reason as exposures.
 //! * Erasure of a unit is one transaction over every table holding its
 //!   rows plus its entry in the append-only `erasure_log`.
 //!
@@ -1180,12 +1182,13 @@ impl Store {
     /// batch with [`StoreError::Database`].
     ///
     /// PostgreSQL: `COPY` into a per-connection temporary staging table,
-    /// then `INSERT … SELECT … ORDER BY event_id ON CONFLICT DO NOTHING
-    /// RETURNING event_id` (sorted, so that concurrent batches take index
-    /// locks in the same order and cannot deadlock). SQLite: multi-row
-    /// `INSERT … ON CONFLICT DO NOTHING` statements in one `BEGIN
-    /// IMMEDIATE` transaction; only when fewer rows than events went in
-    /// does it read back which (the rows above the largest rowid before).
+    /// then `INSERT … SELECT … ORDER BY event_id ON CONFLICT DO NOTHING`
+    /// (sorted, so that concurrent batches take index locks in the same
+    /// order and cannot deadlock). SQLite: multi-row `INSERT … ON CONFLICT
+    /// DO NOTHING` statements in one `BEGIN IMMEDIATE` transaction. Only
+    /// when fewer rows than events went in does either read back which ids
+    /// are its own (SQLite: the rows above the largest rowid before;
+    /// PostgreSQL: the rows whose `xmin` is this transaction).
     pub async fn insert_events(
         &self,
         batch: &[NewEvent],

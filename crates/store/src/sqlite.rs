@@ -60,9 +60,9 @@ pub(crate) struct WalSync {
     path: Option<std::path::PathBuf>,
     /// Number of event commits made so far.
     committed: AtomicU64,
-    /// Every commit up to this number is durable. The lock makes
-    /// concurrent callers share one flush.
-    synced: tokio::sync::Mutex<u64>,
+    /// Every commit up to this number is durable, or the error of a flush
+    /// that failed. The lock makes concurrent callers share one flush.
+    synced: tokio::sync::Mutex<Result<u64, String>>,
 }
 
 /// The writer connection while it commits with `synchronous = NORMAL`:
@@ -87,7 +87,7 @@ impl WalSync {
         WalSync {
             path,
             committed: AtomicU64::new(0),
-            synced: tokio::sync::Mutex::new(0),
+            synced: tokio::sync::Mutex::new(Ok(0)),
         }
     }
 
@@ -97,28 +97,44 @@ impl WalSync {
     }
 
     /// Returns once commit number `upto` (and every earlier one) is durable.
+    ///
+    /// After a failed flush, every later call fails too: the kernel may
+    /// have dropped the unwritten pages and marked them clean, so a later
+    /// flush that succeeds proves nothing about them (PostgreSQL stops for
+    /// the same reason). Nothing is acknowledged until the process is
+    /// restarted and SQLite recovers from what is really on disk; clients
+    /// retry the batches they were refused.
     pub(crate) async fn sync(&self, upto: u64) -> Result<(), StoreError> {
         let Some(path) = &self.path else {
             return Ok(());
         };
         let mut synced = self.synced.lock().await;
-        if *synced >= upto {
-            return Ok(());
+        match &*synced {
+            Err(failed) => return Err(StoreError::Unavailable(failed.clone())),
+            Ok(done) if *done >= upto => return Ok(()),
+            Ok(_) => {}
         }
         // Everything committed before the flush starts is covered by it.
         let target = self.committed.load(Ordering::SeqCst);
         let path = path.clone();
-        tokio::task::spawn_blocking(move || match std::fs::File::open(&path) {
+        let flushed = tokio::task::spawn_blocking(move || match std::fs::File::open(&path) {
             Ok(file) => file.sync_data(),
             // Checkpointed into the (synced) database and deleted.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("the WAL flush did not finish: {e}")))?
-        .map_err(|e| StoreError::Unavailable(format!("could not flush the WAL to disk: {e}")))?;
-        *synced = target;
-        Ok(())
+        .await;
+        let failure = match flushed {
+            Ok(Ok(())) => {
+                *synced = Ok(target);
+                return Ok(());
+            }
+            Ok(Err(e)) => format!("could not flush the WAL to disk: {e}; restart the server"),
+            Err(e) => format!("the WAL flush did not finish: {e}; restart the server"),
+        };
+        tracing::error!(error = %failure, "events can no longer be acknowledged");
+        *synced = Err(failure.clone());
+        Err(StoreError::Unavailable(failure))
     }
 }
 
@@ -821,11 +837,10 @@ impl SqliteStore {
             .collect()
     }
 
-    /// `batch` is deduplicated and sorted by id, timestamps truncated.
-    /// Returns the ids inserted.
-    /// Inserts the batch in one transaction committed with `synchronous =
-    /// NORMAL`; returns the inserted ids and the commit's number, durable
-    /// once [`WalSync::sync`] has returned for it.
+    /// Inserts `batch` (deduplicated and sorted by id, timestamps
+    /// truncated) in one transaction committed with `synchronous = NORMAL`;
+    /// returns the ids inserted and the commit's number, durable once
+    /// [`WalSync::sync`] has returned for it.
     pub(crate) async fn insert_events_unsynced(
         &self,
         batch: &[PreparedEvent<'_>],
@@ -886,7 +901,7 @@ impl SqliteStore {
         let restored = sqlx::query("PRAGMA synchronous = FULL")
             .execute(&mut **conn)
             .await;
-        guard.restored = true;
+        guard.restored = restored.is_ok();
         drop(guard);
         let inserted = result.map_err(write_err)?;
         let seq = self.wal.committed();
@@ -1331,6 +1346,42 @@ fn export_from_row(row: &SqliteRow) -> Result<AssignmentExport, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_wal_flush_refuses_every_later_acknowledgement() {
+        let dir = std::env::temp_dir().join(format!("commonlab-walsync-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // `sub` is a file, so opening `sub/db-wal` fails (not "not found").
+        let sub = dir.join("sub");
+        std::fs::write(&sub, b"").unwrap();
+        let wal = WalSync::new(Some(sub.join("db-wal")));
+        assert!(
+            wal.sync(0).await.is_ok(),
+            "nothing committed, nothing to flush"
+        );
+        let first = wal.committed();
+        let err = wal.sync(first).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Unavailable(m) if m.contains("restart")),
+            "{err:?}"
+        );
+
+        // The file can be flushed now, yet nothing is acknowledged any more.
+        std::fs::remove_file(&sub).unwrap();
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("db-wal"), b"frames").unwrap();
+        let second = wal.committed();
+        assert!(wal.sync(second).await.is_err());
+        assert!(wal.sync(first).await.is_err());
+
+        // A healthy one flushes and then answers from what it flushed.
+        let healthy = WalSync::new(Some(sub.join("db-wal")));
+        let point = healthy.committed();
+        healthy.sync(point).await.unwrap();
+        assert_eq!(*healthy.synced.lock().await, Ok(point));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn timestamps_are_fixed_width_and_round_trip() {
