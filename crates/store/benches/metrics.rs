@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use commonlab_core::experiments::parse_metric_library;
 use commonlab_store::{NewTrial, Store, TrialChange};
-use sqlx::Connection;
+use sqlx::{AssertSqlSafe, Connection};
 
 const METRIC: &str = r#"
 [[metric]]
@@ -130,7 +130,7 @@ async fn sqlite_dataset(units: usize, per_unit: usize) -> (Store, i64) {
         .await
         .unwrap();
     let exposure = format!("'{BASE}', '+' || ((u * 7919) % {EXPOSURE_SPREAD_SECS}) || ' seconds'");
-    sqlx::query(&format!(
+    sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO exposures (trial_id, unit, arm, community, trial_version, exposed_at, source, excluded)
          WITH RECURSIVE c(u) AS (SELECT 0 UNION ALL SELECT u + 1 FROM c WHERE u < {last})
          SELECT ?1, {hex}, CASE u % 2 WHEN 0 THEN 'control' ELSE 'treatment' END,
@@ -138,7 +138,7 @@ async fn sqlite_dataset(units: usize, per_unit: usize) -> (Store, i64) {
          FROM c",
         last = units - 1,
         hex = unit_hex(false, "u"),
-    ))
+    )))
     .bind(trial)
     .execute(&mut conn)
     .await
@@ -147,7 +147,7 @@ async fn sqlite_dataset(units: usize, per_unit: usize) -> (Store, i64) {
     let chunk = 20_000usize;
     for start in (0..units).step_by(chunk) {
         let end = (start + chunk).min(units);
-        sqlx::query(&format!(
+        sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO events (event_id, unit, community, name, ts, received_at, properties)
              WITH RECURSIVE c(k) AS (SELECT {k0} UNION ALL SELECT k + 1 FROM c WHERE k < {k1}),
              r AS (SELECT k, k / {per_unit} AS u FROM c)
@@ -164,7 +164,7 @@ async fn sqlite_dataset(units: usize, per_unit: usize) -> (Store, i64) {
             k1 = end * per_unit - 1,
             span = 2 * SPREAD_SECS,
             hex = unit_hex(false, "u"),
-        ))
+        )))
         .execute(&mut conn)
         .await
         .unwrap();
@@ -207,14 +207,14 @@ async fn postgres_dataset(units: usize, per_unit: usize) -> (Store, i64) {
         .execute(&mut conn)
         .await
         .unwrap();
-    sqlx::query(&format!(
+    sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO exposures (trial_id, unit, arm, community, trial_version, exposed_at, source, excluded)
          SELECT $1, {hex}, CASE u % 2 WHEN 0 THEN 'control' ELSE 'treatment' END,
                 'c' || ((u / 2) % 4), 1, timestamptz '{BASE}Z' + make_interval(secs => (u * 7919) % {EXPOSURE_SPREAD_SECS}), 'single', false
          FROM generate_series(0, {last}::bigint) u",
         last = units - 1,
         hex = unit_hex(true, "u"),
-    ))
+    )))
     .bind(trial)
     .execute(&mut conn)
     .await
@@ -222,7 +222,7 @@ async fn postgres_dataset(units: usize, per_unit: usize) -> (Store, i64) {
     let chunk = 20_000usize;
     for start in (0..units).step_by(chunk) {
         let end = (start + chunk).min(units);
-        sqlx::query(&format!(
+        sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO events (event_id, unit, community, name, ts, received_at, properties)
              SELECT lpad(to_hex(k), 32, '0')::uuid, {hex}, 'c' || ((u / 2) % 4),
                     CASE WHEN k % 5 < 2 THEN 'contribution_created'
@@ -236,13 +236,13 @@ async fn postgres_dataset(units: usize, per_unit: usize) -> (Store, i64) {
             k1 = end * per_unit - 1,
             span = 2 * SPREAD_SECS,
             hex = unit_hex(true, "u"),
-        ))
+        )))
         .execute(&mut conn)
         .await
         .unwrap();
     }
     for table in ["events", "exposures"] {
-        sqlx::raw_sql(&format!("VACUUM (ANALYZE) {table}"))
+        sqlx::raw_sql(AssertSqlSafe(format!("VACUUM (ANALYZE) {table}")))
             .execute(&mut conn)
             .await
             .unwrap();

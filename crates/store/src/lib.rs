@@ -704,14 +704,43 @@ macro_rules! dispatch {
     };
 }
 
+/// How a [`Store`] sizes its pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// PostgreSQL: connections in the pool. SQLite: reader connections
+    /// (there is always exactly one writer; an in-memory database has one
+    /// connection in all).
+    pub max_connections: u32,
+}
+
+impl StoreOptions {
+    /// The PostgreSQL pool size when none is given.
+    pub const DEFAULT_POSTGRES_CONNECTIONS: u32 = 10;
+    /// The SQLite reader count when none is given.
+    pub const DEFAULT_SQLITE_READERS: u32 = 4;
+}
+
 impl Store {
     /// Opens pools for `url` and checks that one connection can be made.
-    /// Does not migrate.
+    /// Does not migrate. Pool sizes are the defaults of [`StoreOptions`].
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_with(url, None).await
+    }
+
+    /// [`Store::connect`] with the pool size of `options` (`None`: the
+    /// backend's default).
+    pub async fn connect_with(
+        url: &str,
+        options: Option<StoreOptions>,
+    ) -> Result<Store, StoreError> {
+        if options.is_some_and(|o| o.max_connections == 0) {
+            return Err(bad_url(url, "the pool needs at least one connection"));
+        }
+        let size = options.map(|o| o.max_connections);
         let inner = if url.starts_with("sqlite:") {
-            Inner::Sqlite(sqlite::SqliteStore::connect(url).await?)
+            Inner::Sqlite(sqlite::SqliteStore::connect(url, size).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Inner::Postgres(postgres::PgStore::connect(url).await?)
+            Inner::Postgres(postgres::PgStore::connect(url, size).await?)
         } else {
             return Err(bad_url(
                 url,

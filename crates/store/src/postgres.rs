@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
-use sqlx::{Executor, Postgres, QueryBuilder, Row};
+use sqlx::{AssertSqlSafe, Executor, Postgres, QueryBuilder, Row};
 
 use crate::{
     already_exists, append_failure, bad_url, consent_granted, consent_status, db_err, decode_err,
@@ -20,7 +20,6 @@ use crate::{
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
-const MAX_CONNECTIONS: u32 = 10;
 /// Event transactions worth running at once (see [`crate::Store::event_writers`]);
 /// leaves most of the pool to other work.
 pub(crate) const EVENT_WRITERS: usize = 3;
@@ -32,11 +31,11 @@ pub(crate) struct PgStore {
 }
 
 impl PgStore {
-    pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub(crate) async fn connect(url: &str, size: Option<u32>) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url.parse().map_err(|e| bad_url(url, e))?;
         let target = format!("{}:{}", options.get_host(), options.get_port());
         let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
+            .max_connections(size.unwrap_or(crate::StoreOptions::DEFAULT_POSTGRES_CONNECTIONS))
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -76,13 +75,17 @@ impl PgStore {
 
     #[cfg(feature = "test-support")]
     pub(crate) async fn execute_raw(&self, statement: &str) -> Result<u64, sqlx::Error> {
-        let done = sqlx::raw_sql(statement).execute(&self.pool).await?;
+        let done = sqlx::raw_sql(AssertSqlSafe(statement))
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 
     #[cfg(feature = "test-support")]
     pub(crate) async fn fetch_text_raw(&self, query: &str) -> Result<Option<String>, sqlx::Error> {
-        let row = sqlx::query(query).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(AssertSqlSafe(query))
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| r.try_get::<Option<String>, _>(0))
             .transpose()
             .map(Option::flatten)
@@ -92,7 +95,7 @@ impl PgStore {
         &self,
         set: &str,
     ) -> Result<Option<FlagSetRevision>, StoreError> {
-        let row = sqlx::query(&sql::head())
+        let row = sqlx::query(AssertSqlSafe(sql::head()))
             .bind(set)
             .fetch_optional(&self.pool)
             .await
@@ -105,7 +108,7 @@ impl PgStore {
         set: &str,
         revision: i64,
     ) -> Result<Option<FlagSetRevision>, StoreError> {
-        let row = sqlx::query(&sql::revision())
+        let row = sqlx::query(AssertSqlSafe(sql::revision()))
             .bind(set)
             .bind(revision)
             .fetch_optional(&self.pool)
@@ -230,7 +233,7 @@ impl PgStore {
     ) -> Result<ApiKeyRecord, StoreError> {
         let result: Result<PgRow, sqlx::Error> = async {
             let mut tx = self.pool.begin().await?;
-            let row = sqlx::query(&sql::insert_key())
+            let row = sqlx::query(AssertSqlSafe(sql::insert_key()))
                 .bind(key.id)
                 .bind(key.name)
                 .bind(key.role)
@@ -254,7 +257,7 @@ impl PgStore {
         &self,
         include_revoked: bool,
     ) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let rows = sqlx::query(&sql::list_keys(include_revoked))
+        let rows = sqlx::query(AssertSqlSafe(sql::list_keys(include_revoked)))
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
@@ -262,7 +265,7 @@ impl PgStore {
     }
 
     pub(crate) async fn find_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let row = sqlx::query(&sql::find_key())
+        let row = sqlx::query(AssertSqlSafe(sql::find_key()))
             .bind(id)
             .fetch_optional(&self.pool)
             .await
@@ -279,7 +282,7 @@ impl PgStore {
             let mut tx = self.pool.begin().await?;
             let mut row = None;
             for column in ["id", "name"] {
-                row = sqlx::query(&sql::revoke_key_by(column))
+                row = sqlx::query(AssertSqlSafe(sql::revoke_key_by(column)))
                     .bind(id_or_name)
                     .bind(at)
                     .fetch_optional(&mut *tx)
@@ -315,7 +318,7 @@ impl PgStore {
         let result: Result<PgRow, sqlx::Error> = async {
             let at = t.at;
             let mut tx = self.pool.begin().await?;
-            let row = sqlx::query(&sql::insert_trial())
+            let row = sqlx::query(AssertSqlSafe(sql::insert_trial()))
                 .bind(t.key)
                 .bind(t.flag_key)
                 .bind(t.spec_source)
@@ -339,7 +342,7 @@ impl PgStore {
     }
 
     pub(crate) async fn get_trial(&self, key: &str) -> Result<Option<TrialRecord>, StoreError> {
-        let row = sqlx::query(&sql::get_trial())
+        let row = sqlx::query(AssertSqlSafe(sql::get_trial()))
             .bind(key)
             .fetch_optional(&self.pool)
             .await
@@ -352,7 +355,7 @@ impl PgStore {
         status: Option<TrialStatus>,
     ) -> Result<Vec<TrialRecord>, StoreError> {
         let sql = sql::list_trials(status.is_some());
-        let mut q = sqlx::query(&sql);
+        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
         if let Some(status) = status {
             q = q.bind(status.as_str());
         }
@@ -378,7 +381,7 @@ impl PgStore {
         let result: Result<Option<PgRow>, sqlx::Error> = async {
             let at = change.at;
             let sql = update.sql();
-            let mut q = sqlx::query(&sql).bind(key).bind(at);
+            let mut q = sqlx::query(AssertSqlSafe(sql.as_str())).bind(key).bind(at);
             q = match *update {
                 TrialUpdate::DraftSpec {
                     expected_hash,
@@ -445,7 +448,7 @@ impl PgStore {
         trial_id: i64,
         unit: &str,
     ) -> Result<Option<AssignmentRecord>, StoreError> {
-        let row = sqlx::query(&sql::get_assignment())
+        let row = sqlx::query(AssertSqlSafe(sql::get_assignment()))
             .bind(trial_id)
             .bind(unit)
             .fetch_optional(&self.pool)
@@ -473,7 +476,7 @@ impl PgStore {
                 .fetch_one(&mut *tx)
                 .await?;
             let arm = arm_for(position);
-            let inserted = sqlx::query(&sql::insert_assignment())
+            let inserted = sqlx::query(AssertSqlSafe(sql::insert_assignment()))
                 .bind(a.trial_id)
                 .bind(a.unit)
                 .bind(&arm)
@@ -490,7 +493,7 @@ impl PgStore {
             }
             tx.rollback().await?;
             // The winner has committed (the insert waited for it).
-            let row = sqlx::query(&sql::get_assignment())
+            let row = sqlx::query(AssertSqlSafe(sql::get_assignment()))
                 .bind(a.trial_id)
                 .bind(a.unit)
                 .fetch_one(&self.pool)
@@ -508,7 +511,7 @@ impl PgStore {
     ) -> Result<(AssignmentRecord, bool), StoreError> {
         let result: Result<(PgRow, bool), sqlx::Error> = async {
             let mut tx = self.pool.begin().await?;
-            let inserted = sqlx::query(&sql::insert_assignment())
+            let inserted = sqlx::query(AssertSqlSafe(sql::insert_assignment()))
                 .bind(a.trial_id)
                 .bind(a.unit)
                 .bind(a.arm)
@@ -522,7 +525,7 @@ impl PgStore {
             let done = match inserted {
                 Some(row) => (row, true),
                 None => {
-                    let row = sqlx::query(&sql::get_assignment())
+                    let row = sqlx::query(AssertSqlSafe(sql::get_assignment()))
                         .bind(a.trial_id)
                         .bind(a.unit)
                         .fetch_one(&mut *tx)
@@ -605,7 +608,9 @@ impl PgStore {
         as_of: DateTime<Utc>,
     ) -> Result<Vec<crate::MetricCell>, StoreError> {
         let query = crate::metrics::bind_metric!(
-            sqlx::query_as(&q.sql).bind(trial_id).bind(as_of),
+            sqlx::query_as(AssertSqlSafe(q.sql.as_str()))
+                .bind(trial_id)
+                .bind(as_of),
             &q.binds
         );
         query.fetch_all(&self.pool).await.map_err(db_err)
@@ -618,8 +623,12 @@ impl PgStore {
         as_of: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
         let sql = format!("{}{}", "EXPLAIN ", q.sql);
-        let query =
-            crate::metrics::bind_metric!(sqlx::query(&sql).bind(trial_id).bind(as_of), &q.binds);
+        let query = crate::metrics::bind_metric!(
+            sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(trial_id)
+                .bind(as_of),
+            &q.binds
+        );
         let rows = query.fetch_all(&self.pool).await.map_err(db_err)?;
         rows.iter()
             .map(|r| r.try_get::<String, _>(0).map_err(db_err))
@@ -685,41 +694,34 @@ impl PgStore {
 
     /// `batch` is deduplicated and sorted by id, timestamps truncated.
     /// Returns the ids inserted.
+    ///
+    /// The transaction runs in a task of its own, so dropping this future
+    /// (a client gone, a timeout) cannot interrupt it: sqlx's `COPY` is not
+    /// cancel-safe (a `PgCopyIn` dropped while `finish()` awaits its
+    /// `CommandComplete` leaves the connection one message out of step, and
+    /// the pool hands it on; seen as `BeginFailed` on the next `BEGIN`).
+    /// The task owns its data and its pooled connection; it commits or rolls
+    /// back whole, and [`PgStore::close`] waits for it (the pool closes only
+    /// once every connection is back).
     pub(crate) async fn insert_events(
         &self,
         batch: &[PreparedEvent<'_>],
         received_at: DateTime<Utc>,
     ) -> Result<Vec<uuid::Uuid>, StoreError> {
         let data = copy_text(batch);
-        let result: Result<Option<Vec<String>>, sqlx::Error> = async {
-            let mut tx = self.pool.begin().await?;
-            let mut copy = tx.copy_in_raw(COPY_EVENTS).await?;
-            if let Err(e) = copy.send(data).await {
-                let _ = copy.abort(e.to_string()).await;
-                return Err(e);
+        let expected = batch.len() as u64;
+        let pool = self.pool.clone();
+        let task = tokio::spawn(copy_events(pool, data, expected, received_at));
+        let inserted = match task.await {
+            Ok(result) => result.map_err(write_err)?,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => {
+                return Err(StoreError::Unavailable(format!(
+                    "the event transaction was cancelled: {e}"
+                )))
             }
-            copy.finish().await?;
-            let stored = sqlx::query(INSERT_STAGED_EVENTS)
-                .bind(received_at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            // Reading back which ids went in only when some did not is
-            // cheaper than `RETURNING` every id.
-            let ids = if stored == batch.len() as u64 {
-                None
-            } else {
-                Some(
-                    sqlx::query_scalar(EVENT_IDS_INSERTED_HERE)
-                        .fetch_all(&mut *tx)
-                        .await?,
-                )
-            };
-            tx.commit().await?;
-            Ok(ids)
-        }
-        .await;
-        match result.map_err(write_err)? {
+        };
+        match inserted {
             None => Ok(batch.iter().map(|p| p.event.event_id).collect()),
             Some(ids) => ids
                 .iter()
@@ -899,6 +901,42 @@ const EVENT_IDS_INSERTED_HERE: &str = "SELECT e.event_id::text FROM events e \
 const DELETE_EVENTS_BATCH: &str = "DELETE FROM events WHERE ctid = ANY(ARRAY(\
      SELECT ctid FROM events WHERE ts < $1 LIMIT $2))";
 
+/// One event transaction of [`PgStore::insert_events`]: `COPY` of `data`
+/// (`expected` rows) into the staging table, then the insert. `None` when
+/// every row went in, else the ids this transaction inserted.
+async fn copy_events(
+    pool: PgPool,
+    data: Vec<u8>,
+    expected: u64,
+    received_at: DateTime<Utc>,
+) -> Result<Option<Vec<String>>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut copy = tx.copy_in_raw(COPY_EVENTS).await?;
+    if let Err(e) = copy.send(data).await {
+        let _ = copy.abort(e.to_string()).await;
+        return Err(e);
+    }
+    copy.finish().await?;
+    let stored = sqlx::query(INSERT_STAGED_EVENTS)
+        .bind(received_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    // Reading back which ids went in only when some did not is cheaper
+    // than `RETURNING` every id.
+    let ids = if stored == expected {
+        None
+    } else {
+        Some(
+            sqlx::query_scalar(EVENT_IDS_INSERTED_HERE)
+                .fetch_all(&mut *tx)
+                .await?,
+        )
+    };
+    tx.commit().await?;
+    Ok(ids)
+}
+
 /// The COPY text-format rows of `batch`.
 fn copy_text(batch: &[PreparedEvent<'_>]) -> Vec<u8> {
     use std::fmt::Write;
@@ -934,7 +972,7 @@ fn copy_escape(out: &mut String, value: &str) {
     }
 }
 
-fn push_event_filter(q: &mut QueryBuilder<'_, Postgres>, filter: &EventFilter) {
+fn push_event_filter(q: &mut QueryBuilder<Postgres>, filter: &EventFilter) {
     if let Some(name) = &filter.name {
         q.push(" AND name = ").push_bind(name.clone());
     }

@@ -12,7 +12,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::types::Json;
-use sqlx::{Connection, QueryBuilder, Row, Sqlite};
+use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
 
 use crate::{
     already_exists, append_failure, bad_url, consent_granted, consent_status, db_err, decode_err,
@@ -28,12 +28,11 @@ static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-const READERS: u32 = 4;
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 #[derive(Clone)]
 pub(crate) struct SqliteStore {
-    /// Up to [`READERS`] connections (the writer itself for `:memory:`).
+    /// Up to [`crate::StoreOptions::max_connections`] connections (the writer itself for `:memory:`).
     read: SqlitePool,
     /// Exactly one connection.
     write: SqlitePool,
@@ -143,7 +142,7 @@ fn is_memory(url: &str) -> bool {
 }
 
 impl SqliteStore {
-    pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub(crate) async fn connect(url: &str, readers: Option<u32>) -> Result<Self, StoreError> {
         let base: SqliteConnectOptions = url.parse().map_err(|e| bad_url(url, e))?;
         let base = base
             .create_if_missing(true)
@@ -193,7 +192,7 @@ impl SqliteStore {
             .await
             .map_err(db_err)?;
         let read = SqlitePoolOptions::new()
-            .max_connections(READERS)
+            .max_connections(readers.unwrap_or(crate::StoreOptions::DEFAULT_SQLITE_READERS))
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(base.pragma("query_only", "ON"))
             .await
@@ -224,13 +223,17 @@ impl SqliteStore {
 
     #[cfg(feature = "test-support")]
     pub(crate) async fn execute_raw(&self, statement: &str) -> Result<u64, sqlx::Error> {
-        let done = sqlx::raw_sql(statement).execute(&self.write).await?;
+        let done = sqlx::raw_sql(AssertSqlSafe(statement))
+            .execute(&self.write)
+            .await?;
         Ok(done.rows_affected())
     }
 
     #[cfg(feature = "test-support")]
     pub(crate) async fn fetch_text_raw(&self, query: &str) -> Result<Option<String>, sqlx::Error> {
-        let row = sqlx::query(query).fetch_optional(&self.write).await?;
+        let row = sqlx::query(AssertSqlSafe(query))
+            .fetch_optional(&self.write)
+            .await?;
         row.map(|r| r.try_get::<Option<String>, _>(0))
             .transpose()
             .map(Option::flatten)
@@ -240,7 +243,7 @@ impl SqliteStore {
         &self,
         set: &str,
     ) -> Result<Option<FlagSetRevision>, StoreError> {
-        let row = sqlx::query(&sql::head())
+        let row = sqlx::query(AssertSqlSafe(sql::head()))
             .bind(set)
             .fetch_optional(&self.read)
             .await
@@ -253,7 +256,7 @@ impl SqliteStore {
         set: &str,
         revision: i64,
     ) -> Result<Option<FlagSetRevision>, StoreError> {
-        let row = sqlx::query(&sql::revision())
+        let row = sqlx::query(AssertSqlSafe(sql::revision()))
             .bind(set)
             .bind(revision)
             .fetch_optional(&self.read)
@@ -376,7 +379,7 @@ impl SqliteStore {
     ) -> Result<ApiKeyRecord, StoreError> {
         let result: Result<SqliteRow, sqlx::Error> = async {
             let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
-            let row = sqlx::query(&sql::insert_key())
+            let row = sqlx::query(AssertSqlSafe(sql::insert_key()))
                 .bind(key.id)
                 .bind(key.name)
                 .bind(key.role)
@@ -400,7 +403,7 @@ impl SqliteStore {
         &self,
         include_revoked: bool,
     ) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let rows = sqlx::query(&sql::list_keys(include_revoked))
+        let rows = sqlx::query(AssertSqlSafe(sql::list_keys(include_revoked)))
             .fetch_all(&self.read)
             .await
             .map_err(db_err)?;
@@ -408,7 +411,7 @@ impl SqliteStore {
     }
 
     pub(crate) async fn find_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let row = sqlx::query(&sql::find_key())
+        let row = sqlx::query(AssertSqlSafe(sql::find_key()))
             .bind(id)
             .fetch_optional(&self.read)
             .await
@@ -426,7 +429,7 @@ impl SqliteStore {
             let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
             let mut row = None;
             for column in ["id", "name"] {
-                row = sqlx::query(&sql::revoke_key_by(column))
+                row = sqlx::query(AssertSqlSafe(sql::revoke_key_by(column)))
                     .bind(id_or_name)
                     .bind(&at)
                     .fetch_optional(&mut *tx)
@@ -462,7 +465,7 @@ impl SqliteStore {
         let result: Result<SqliteRow, sqlx::Error> = async {
             let at = to_text(t.at);
             let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
-            let row = sqlx::query(&sql::insert_trial())
+            let row = sqlx::query(AssertSqlSafe(sql::insert_trial()))
                 .bind(t.key)
                 .bind(t.flag_key)
                 .bind(t.spec_source)
@@ -495,7 +498,7 @@ impl SqliteStore {
     }
 
     pub(crate) async fn get_trial(&self, key: &str) -> Result<Option<TrialRecord>, StoreError> {
-        let row = sqlx::query(&sql::get_trial())
+        let row = sqlx::query(AssertSqlSafe(sql::get_trial()))
             .bind(key)
             .fetch_optional(&self.read)
             .await
@@ -508,7 +511,7 @@ impl SqliteStore {
         status: Option<TrialStatus>,
     ) -> Result<Vec<TrialRecord>, StoreError> {
         let sql = sql::list_trials(status.is_some());
-        let mut q = sqlx::query(&sql);
+        let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
         if let Some(status) = status {
             q = q.bind(status.as_str());
         }
@@ -534,7 +537,7 @@ impl SqliteStore {
         let result: Result<Option<SqliteRow>, sqlx::Error> = async {
             let at = to_text(change.at);
             let sql = update.sql();
-            let mut q = sqlx::query(&sql).bind(key).bind(&at);
+            let mut q = sqlx::query(AssertSqlSafe(sql.as_str())).bind(key).bind(&at);
             q = match *update {
                 TrialUpdate::DraftSpec {
                     expected_hash,
@@ -601,7 +604,7 @@ impl SqliteStore {
         trial_id: i64,
         unit: &str,
     ) -> Result<Option<AssignmentRecord>, StoreError> {
-        let row = sqlx::query(&sql::get_assignment())
+        let row = sqlx::query(AssertSqlSafe(sql::get_assignment()))
             .bind(trial_id)
             .bind(unit)
             .fetch_optional(&self.read)
@@ -619,7 +622,7 @@ impl SqliteStore {
     ) -> Result<(AssignmentRecord, bool), StoreError> {
         let result: Result<(SqliteRow, bool), sqlx::Error> = async {
             let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
-            let existing = sqlx::query(&sql::get_assignment())
+            let existing = sqlx::query(AssertSqlSafe(sql::get_assignment()))
                 .bind(a.trial_id)
                 .bind(a.unit)
                 .fetch_optional(&mut *tx)
@@ -634,7 +637,7 @@ impl SqliteStore {
                 .fetch_one(&mut *tx)
                 .await?;
             let arm = arm_for(position);
-            let row = sqlx::query(&sql::insert_assignment())
+            let row = sqlx::query(AssertSqlSafe(sql::insert_assignment()))
                 .bind(a.trial_id)
                 .bind(a.unit)
                 .bind(&arm)
@@ -659,7 +662,7 @@ impl SqliteStore {
     ) -> Result<(AssignmentRecord, bool), StoreError> {
         let result: Result<(SqliteRow, bool), sqlx::Error> = async {
             let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
-            let inserted = sqlx::query(&sql::insert_assignment())
+            let inserted = sqlx::query(AssertSqlSafe(sql::insert_assignment()))
                 .bind(a.trial_id)
                 .bind(a.unit)
                 .bind(a.arm)
@@ -673,7 +676,7 @@ impl SqliteStore {
             let done = match inserted {
                 Some(row) => (row, true),
                 None => {
-                    let row = sqlx::query(&sql::get_assignment())
+                    let row = sqlx::query(AssertSqlSafe(sql::get_assignment()))
                         .bind(a.trial_id)
                         .bind(a.unit)
                         .fetch_one(&mut *tx)
@@ -756,7 +759,9 @@ impl SqliteStore {
         as_of: DateTime<Utc>,
     ) -> Result<Vec<crate::MetricCell>, StoreError> {
         let query = crate::metrics::bind_metric!(
-            sqlx::query_as(&q.sql).bind(trial_id).bind(to_text(as_of)),
+            sqlx::query_as(AssertSqlSafe(q.sql.as_str()))
+                .bind(trial_id)
+                .bind(to_text(as_of)),
             &q.binds
         );
         query.fetch_all(&self.read).await.map_err(db_err)
@@ -770,7 +775,9 @@ impl SqliteStore {
     ) -> Result<Vec<String>, StoreError> {
         let sql = format!("{}{}", "EXPLAIN QUERY PLAN ", q.sql);
         let query = crate::metrics::bind_metric!(
-            sqlx::query(&sql).bind(trial_id).bind(to_text(as_of)),
+            sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(trial_id)
+                .bind(to_text(as_of)),
             &q.binds
         );
         let rows = query.fetch_all(&self.read).await.map_err(db_err)?;
@@ -815,11 +822,13 @@ impl SqliteStore {
         &self,
         trial_id: i64,
     ) -> Result<Vec<crate::MetricSnapshot>, StoreError> {
-        let rows = sqlx::query(&crate::metrics::SNAPSHOT_SELECT.replace("$1", "?1"))
-            .bind(trial_id)
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_err)?;
+        let rows = sqlx::query(AssertSqlSafe(
+            crate::metrics::SNAPSHOT_SELECT.replace("$1", "?1"),
+        ))
+        .bind(trial_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
         rows.iter()
             .map(|r| {
                 let Json(cells): Json<Vec<crate::MetricCell>> =
@@ -1115,7 +1124,7 @@ fn event_chunk_len(remaining: usize) -> usize {
 const DELETE_EVENTS_BATCH: &str =
     "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE ts < $1 LIMIT $2)";
 
-fn push_event_filter(q: &mut QueryBuilder<'_, Sqlite>, filter: &EventFilter) {
+fn push_event_filter(q: &mut QueryBuilder<Sqlite>, filter: &EventFilter) {
     if let Some(name) = &filter.name {
         q.push(" AND name = ").push_bind(name.clone());
     }

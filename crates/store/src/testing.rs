@@ -159,6 +159,16 @@ impl TestDb {
         }
     }
 
+    /// [`TestDb::connect_another`] with pools of `max_connections` (for
+    /// PostgreSQL the pool; for SQLite the readers, beside the one writer).
+    pub async fn connect_another_with(&self, max_connections: u32) -> Store {
+        let options = crate::StoreOptions { max_connections };
+        match Store::connect_with(&self.url, Some(options)).await {
+            Ok(store) => store,
+            Err(e) => panic!("connecting again to {} failed: {e}", self.url),
+        }
+    }
+
     /// Runs raw SQL (one or more statements) on the store's (write)
     /// connection; returns the rows affected.
     pub async fn execute_raw(&self, statements: &str) -> Result<u64, StoreError> {
@@ -270,9 +280,9 @@ impl Cleanup {
                 )
                 .execute(&mut conn)
                 .await;
-                if let Err(e) = sqlx::raw_sql(&format!(
+                if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                     "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-                ))
+                )))
                 .execute(&mut conn)
                 .await
                 {
@@ -317,7 +327,7 @@ async fn new_postgres_schema() -> (String, Cleanup) {
     sweep_stale_schemas(&mut conn).await;
     let (secs, pid, n) = unique_suffix();
     let schema = format!("{SCHEMA_PREFIX}{secs}_{pid}_{n}");
-    if let Err(e) = sqlx::raw_sql(&format!("CREATE SCHEMA \"{schema}\""))
+    if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
         .execute(&mut conn)
         .await
     {
@@ -354,7 +364,7 @@ async fn admin_connect(base: &str, admin: &PgConnectOptions) -> PgConnection {
                 Ok(conn) => conn,
                 Err(e) => unreachable(&e),
             };
-            let created = sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\""))
+            let created = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
                 .execute(&mut maintenance)
                 .await;
             // Another test may have created it at the same moment.
@@ -398,9 +408,11 @@ async fn sweep_stale_schemas(conn: &mut PgConnection) {
             .and_then(|rest| rest.split('_').next())
             .and_then(|secs| secs.parse::<u64>().ok());
         if created.is_some_and(|secs| now.saturating_sub(secs) > STALE_AFTER.as_secs()) {
-            let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
-                .execute(&mut *conn)
-                .await;
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
+            )))
+            .execute(&mut *conn)
+            .await;
         }
     }
 }

@@ -2404,3 +2404,6 @@ async fn retention_deletes_old_events_in_batches() {
 
 #[path = "store_metrics/mod.rs"]
 mod metrics;
+
+#[path = "store_cancel/mod.rs"]
+mod cancel;
