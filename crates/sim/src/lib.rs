@@ -1,12 +1,12 @@
 //! A small agent-based simulator of commons-based peer production (CBPP)
 //! communities, for rehearsing trials before real communities see them.
 //!
-//! Pure and seeded: no IO, no clock. [`Simulation::step`] simulates one day
+//! The model is pure and seeded: no IO, no clock. [`Simulation::step`] simulates one day
 //! and asks its caller which arm each visiting member is served (the driver
 //! answers by evaluating the flag over OFREP, so assignment and exposure go
 //! through the real server); it returns the day's events for the driver to
 //! send through the ingestion API. The same seed and the same answers give
-//! the same events.
+//! the same events. [`drive`] runs it against a real server.
 //!
 //! The model (defaults in [`params`], documented in `docs/simulator.md`):
 //! - **Members** have a role (core, contributor, peripheral, lurker) and an
@@ -31,6 +31,7 @@
 //!   times the arm's `retention_multiplier` if treated.
 //! - **Surveys:** see [`Simulation::answer`].
 
+pub mod drive;
 pub mod params;
 pub mod summary;
 
@@ -111,6 +112,27 @@ pub struct SimEvent {
     pub name: &'static str,
     /// Seconds after the start of the day (0 ..< 86,400).
     pub second: u32,
+}
+
+/// Who joins and who visits on a day, before their arms are known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Visits {
+    day: u32,
+    joined: Vec<usize>,
+    /// (member, session start seconds, sorted).
+    sessions: Vec<(usize, Vec<u32>)>,
+}
+
+impl Visits {
+    pub fn day(&self) -> u32 {
+        self.day
+    }
+
+    /// The visitors (indices into [`Simulation::members`]), in member
+    /// order, with the second their first session starts.
+    pub fn visitors(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
+        self.sessions.iter().map(|(i, s)| (*i, s[0]))
+    }
 }
 
 /// What happened on one day.
@@ -243,16 +265,18 @@ impl Simulation {
         debug_assert_eq!(self.thresholds.len(), c + 1);
     }
 
-    /// Simulates one day. `arm_of` is asked once for each member who
-    /// visits, in member order, and answers the arm served (`None`: no
-    /// trial arm, as for a member the trial does not enrol).
+    /// Simulates one day: [`Simulation::begin_day`] then
+    /// [`Simulation::end_day`].
     pub fn step(&mut self, arm_of: &mut dyn FnMut(&Member) -> Option<String>) -> Day {
-        let day = self.day;
-        let mut out = Day {
-            day,
-            ..Day::default()
-        };
-        // Joins.
+        let visits = self.begin_day();
+        self.end_day(visits, arm_of)
+    }
+
+    /// The first half of a day: who joins, who visits and when. The caller
+    /// then finds out each visitor's arm (over OFREP, say) and passes it to
+    /// [`Simulation::end_day`].
+    pub fn begin_day(&mut self) -> Visits {
+        let mut joined = Vec::new();
         for c in 0..self.params.communities.len() {
             let rate = self.params.communities[c].join_rate;
             for _ in 0..poisson(rate, &mut self.rng) {
@@ -267,11 +291,10 @@ impl Simulation {
                         Role::Peripheral
                     };
                 }
-                out.joined.push(self.members.len());
+                joined.push(self.members.len());
                 self.members.push(m);
             }
         }
-        // Visits, arms and each visitor's sessions.
         let mut sessions: Vec<(usize, Vec<u32>)> = Vec::new();
         for i in 0..self.members.len() {
             let m = &self.members[i];
@@ -288,20 +311,52 @@ impl Simulation {
             if n == 0 {
                 continue;
             }
-            let arm = arm_of(m);
-            self.members[i].arm = arm;
-            let starts: Vec<u32> = (0..n)
+            let mut starts: Vec<u32> = (0..n)
                 .map(|_| self.rng.random_range(0..86_400 - 3_600))
                 .collect();
-            for &s in &starts {
+            starts.sort_unstable();
+            sessions.push((i, starts));
+        }
+        Visits {
+            day: self.day,
+            joined,
+            sessions,
+        }
+    }
+
+    /// The second half of a day: `arm_of` is asked once for each visitor, in
+    /// member order, and answers the arm served (`None`: no trial arm, as
+    /// for a member the trial does not enrol); then what they do, who
+    /// thanks whom, and who leaves.
+    ///
+    /// # Panics
+    /// If `visits` is not the last [`Simulation::begin_day`]'s.
+    pub fn end_day(
+        &mut self,
+        visits: Visits,
+        arm_of: &mut dyn FnMut(&Member) -> Option<String>,
+    ) -> Day {
+        assert_eq!(visits.day, self.day, "end_day with another day's visits");
+        let day = self.day;
+        let Visits {
+            joined, sessions, ..
+        } = visits;
+        let mut out = Day {
+            day,
+            joined,
+            ..Day::default()
+        };
+        for (i, starts) in &sessions {
+            let arm = arm_of(&self.members[*i]);
+            self.members[*i].arm = arm;
+            for &s in starts {
                 out.events.push(SimEvent {
-                    member: i,
+                    member: *i,
                     name: SESSION,
                     second: s,
                 });
             }
-            out.visitors.push(i);
-            sessions.push((i, starts));
+            out.visitors.push(*i);
         }
         // Contributions.
         let mut contributions: Vec<(usize, u32)> = Vec::new();

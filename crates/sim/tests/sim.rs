@@ -299,3 +299,6 @@ fn parameter_files_round_trip_and_errors_name_the_field() {
         other => panic!("{other:?}"),
     }
 }
+
+#[path = "drive/mod.rs"]
+mod drive;
