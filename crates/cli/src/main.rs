@@ -195,8 +195,16 @@ struct AnalyzeArgs {
     /// With --design: seed for sampled randomisations and the wild bootstrap.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// With --design stepped_wedge: add cluster fixed effects.
-    #[arg(long)]
+    /// With --design: fit `value ~ period FE + treated` without community
+    /// fixed effects. Only on request: the default compares each community
+    /// with itself (community and period fixed effects) wherever a community
+    /// is observed both untreated and treated; without them the estimate
+    /// mixes between-community differences into the effect.
+    #[arg(long, requires = "design")]
+    without_community_effects: bool,
+    /// Accepted for old scripts and ignored: community fixed effects are the
+    /// default now (a note says so on standard error).
+    #[arg(long, conflicts_with = "without_community_effects")]
     cluster_fixed_effects: bool,
 }
 
@@ -1205,6 +1213,12 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
             }
         }
         Some(design) => {
+            if args.cluster_fixed_effects {
+                eprintln!(
+                    "note: --cluster-fixed-effects does nothing and will be removed: community and period \
+                     fixed effects are the default (--without-community-effects leaves them out)"
+                );
+            }
             let kind: rows::DesignKind =
                 serde_json::from_value(serde_json::Value::String(design.clone()))?;
             let input = rows::RowsInput {
@@ -1212,7 +1226,9 @@ fn analyze(args: AnalyzeArgs) -> Result<()> {
                 design: rows::RowsDesign {
                     kind,
                     control_arm: args.control_arm.clone(),
-                    cluster_fixed_effects: args.cluster_fixed_effects,
+                    community_effects: args
+                        .without_community_effects
+                        .then_some(rows::CommunityEffects::None),
                     seed: args.seed,
                     ..serde_json::from_value(serde_json::json!({"kind": design}))?
                 },

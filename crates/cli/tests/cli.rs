@@ -446,6 +446,37 @@ fn analyze_few_community_rows() {
     assert_eq!(out["n_clusters"], 4);
     assert!(out["cr2"]["result"]["df"].as_f64().unwrap() > 0.0);
     assert_eq!(out["communities"].as_array().unwrap().len(), 4);
+    // Community and period fixed effects by default (issue #10 item 27);
+    // exact randomisation inference leads, with its floor stated.
+    assert_eq!(out["model"], "value ~ 1 + period FE + cluster FE + treated");
+    assert_eq!(out["lead"]["method"], "randomisation");
+    assert_eq!(out["lead"]["reason"], "exact_enumeration");
+    assert_eq!(out["lead"]["min_attainable_p"], ri["min_attainable_p"]);
+    assert_eq!(out["cr2_lead"]["reason"], "community_fixed_effects");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["analyze", "--input", input.to_str().unwrap()];
+        args.extend_from_slice(&["--design", "stepped_wedge"]);
+        args.extend_from_slice(extra);
+        Command::new(BIN).args(args).output().unwrap()
+    };
+    // The model without community effects only on request.
+    let o = run(&["--without-community-effects"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let pooled: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(pooled["model"], "value ~ 1 + period FE + treated");
+    assert_ne!(pooled["estimate"], out["estimate"]);
+    assert!(pooled["model_reason"]
+        .as_str()
+        .unwrap()
+        .contains("on request"));
+    // The old flag is accepted, does nothing, and says so.
+    let o = run(&["--cluster-fixed-effects"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("does nothing"), "{}", stderr(&o));
+    let same: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(same, out);
+    let o = run(&["--cluster-fixed-effects", "--without-community-effects"]);
+    assert_eq!(o.status.code(), Some(2), "contradictory flags are refused");
 
     // A bad cell is reported with its line and column name.
     let text = std::fs::read_to_string(&input).unwrap();

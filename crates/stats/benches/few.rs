@@ -140,7 +140,7 @@ fn main() {
         design: RowsDesign {
             kind: DesignKind::SteppedWedge,
             control_arm: "control".into(),
-            cluster_fixed_effects: false,
+            community_effects: None,
             alternative: Alternative::TwoSided,
             max_enumerate: 100_000,
             randomisation_draws: 9_999,

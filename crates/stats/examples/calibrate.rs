@@ -977,7 +977,7 @@ fn permutation_section(out: &mut Vec<Row>) {
                 design: RowsDesign {
                     kind: DesignKind::BlockedUsers,
                     control_arm: "control".into(),
-                    cluster_fixed_effects: false,
+                    community_effects: None,
                     alternative: RAlt::TwoSided,
                     max_enumerate: 100_000,
                     randomisation_draws: PERM_DRAWS,

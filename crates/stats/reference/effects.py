@@ -5,7 +5,8 @@ post-stratification, sequential, Bayesian, SRM and multiple-testing methods.
 Pinned environment (checked at run time):
     numpy 2.1.3, scipy 1.14.1, statsmodels 0.14.4
 
-Run:  /work/pyref/bin/python crates/stats/reference/effects.py
+Run:  python -m venv /tmp/pyref && /tmp/pyref/bin/pip install numpy==2.1.3 scipy==1.14.1 statsmodels==0.14.4
+      /tmp/pyref/bin/python crates/stats/reference/effects.py
 Writes crates/stats/reference/effects_cases.json (loaded by the Rust tests
 with include_str!).
 
@@ -63,8 +64,12 @@ def moments(kind, s, with_x=False):
     z = np.array([s["sum"] / n, 1.0, 0.0])
     C = np.zeros((3, 3))
 
+    # one divisor per arm: n for every moment of a proportion (Var(Y) = p(1-p)),
+    # n - 1 for means and ratios
+    div = n if kind == "proportion" else n - 1
+
     def co(sab, sa, sb):
-        return (sab - sa * sb / n) / (n - 1) if n > 1 else 0.0
+        return (sab - sa * sb / n) / div if n > 1 else 0.0
 
     if kind == "proportion":
         p = s["sum"] / n
@@ -107,11 +112,13 @@ def effect_from_mu(kind, mu, cov, theta, scale):
 
 
 def pooled_theta(kind, arms):
+    # centred sums S = divisor * covariance: theta is the pooled within-arm OLS slope
     num = den = 0.0
     for z, C, n in arms:
         _, g = h_and_grad(kind, z, 0.0)
-        num += (n - 1) * (g[0] * C[0, 2] + g[1] * C[1, 2])
-        den += (n - 1) * C[2, 2]
+        w = n if kind == "proportion" else n - 1
+        num += w * (g[0] * C[0, 2] + g[1] * C[1, 2])
+        den += w * C[2, 2]
     return num / den if den > 0 else 0.0
 
 

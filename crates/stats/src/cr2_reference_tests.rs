@@ -137,10 +137,9 @@ fn cr1_cr2_and_bell_mccaffrey_df_match_clubsandwich() {
         if kind == "stepped_wedge" && g <= 4 {
             sw_small += 1;
         }
-        let input: RowsInput = serde_json::from_value(serde_json::json!({
+        let input: RowsInput = crate::rows_model::legacy_input(&serde_json::json!({
             "rows": c["rows"], "design": c["design"]
-        }))
-        .unwrap();
+        }));
         let out = analyze_rows(&input);
         if kind != "stepped_wedge" && (treated < 2 || g - treated < 2) {
             assert!(matches!(out, Err(StatsError::Degenerate(_))), "{name}");

@@ -7,9 +7,11 @@
 //! ([`crate::cuped`]) and post-stratification ([`crate::poststrat`]):
 //! Var(g(z̄)) ≈ ∇gᵀ Σ ∇g, where Σ is the covariance of the means.
 //!
-//! Conventions (GrowthBook `gbstats`, re-derived from the formulas):
+//! Conventions (GrowthBook `gbstats`, re-derived from the formulas; CUPED's
+//! θ and relative variance differ from gbstats, see [`crate::cuped`]):
 //! - unit variance: sample variance with divisor n − 1 for means and for the
-//!   components of ratios; p(1 − p) for proportions;
+//!   components of ratios; p(1 − p) for proportions, whose covariate moments
+//!   (CUPED) use the same divisor n ([`moment_divisor`]);
 //! - absolute lift Δ = μ_B − μ_A; relative lift Δ / |μ_A| (the absolute value
 //!   keeps "positive = treatment higher" when the baseline is negative; its
 //!   delta-method variance Var(μ̂_B)/μ_A² + Var(μ̂_A) μ_B²/μ_A⁴ is unchanged);
@@ -156,6 +158,15 @@ pub fn comoment(sum_ab: f64, sum_a: f64, sum_b: f64, n: f64, is_variance: bool) 
     if n < 2.0 {
         return 0.0;
     }
+    centred_sum(sum_ab, sum_a, sum_b, n, is_variance) / (n - 1.0)
+}
+
+/// Centred cross-product Σ(a − ā)(b − b̄) = Σab − Σa·(Σb/n), with the
+/// rounding-noise clamp of [`comoment`]; 0 when n < 2.
+pub fn centred_sum(sum_ab: f64, sum_a: f64, sum_b: f64, n: f64, is_variance: bool) -> f64 {
+    if n < 2.0 {
+        return 0.0;
+    }
     let mean_b = sum_b / n;
     let centered = (-sum_a).mul_add(mean_b, sum_ab);
     let noise = 64.0 * f64::EPSILON * (sum_ab.abs() + (sum_a * mean_b).abs());
@@ -165,7 +176,19 @@ pub fn comoment(sum_ab: f64, sum_a: f64, sum_b: f64, n: f64, is_variance: bool) 
     if is_variance && centered < 0.0 {
         return 0.0;
     }
-    centered / (n - 1.0)
+    centered
+}
+
+/// Divisor of every unit-level (co)variance of one arm: n for a proportion
+/// (its Var(Y) is p(1 − p) = Σ(y − ȳ)²/n, so Var(X) and Cov(Y, X) use n as
+/// well), n − 1 for mean and ratio metrics. One divisor per arm keeps the
+/// covariance matrix of (Y, D, X) positive semi-definite, so a CUPED-adjusted
+/// variance is never negative.
+pub fn moment_divisor(kind: MetricKind, n: f64) -> f64 {
+    match kind {
+        MetricKind::Proportion => n,
+        MetricKind::Mean | MetricKind::Ratio => n - 1.0,
+    }
 }
 
 /// Sample means z̄ = (Ȳ, D̄, X̄) of one arm and the unit-level covariance of
@@ -176,7 +199,9 @@ pub struct ArmMoments {
     pub n: f64,
     /// (Ȳ, D̄, X̄).
     pub mean: [f64; 3],
-    /// Unit-level covariance matrix of (Y, D, X), divisor n − 1 (p(1−p) for a proportion's Y).
+    /// Unit-level covariance matrix of (Y, D, X) with divisor
+    /// [`moment_divisor`]: n − 1 for means and ratios, n for every entry of a
+    /// proportion (whose Var(Y) is p(1 − p)).
     pub cov: [[f64; 3]; 3],
 }
 
@@ -259,9 +284,20 @@ impl ArmMoments {
                 return Err(StatsError::InvalidInput("x_sum_squares is negative".into()));
             }
             mean[2] = xs / n;
-            cov[2][2] = comoment(xss, xs, xs, n, true);
-            cov[0][2] = comoment(xys, sum, xs, n, false);
+            let div = moment_divisor(kind, n);
+            if n >= 2.0 {
+                cov[2][2] = centred_sum(xss, xs, xs, n, true) / div;
+                cov[0][2] = centred_sum(xys, sum, xs, n, false) / div;
+            }
             cov[2][0] = cov[0][2];
+            // Cauchy–Schwarz: sums that no set of units can produce.
+            if cov[0][2] * cov[0][2] > cov[0][0] * cov[2][2] * (1.0 + 1e-6) {
+                return Err(StatsError::InvalidInput(
+                    "xy_sum is inconsistent with sum, sum_squares, x_sum and x_sum_squares \
+                     (|Cov(Y, X)| exceeds SD(Y)·SD(X))"
+                        .into(),
+                ));
+            }
             if kind == MetricKind::Ratio {
                 let Some(dxs) = s.dx_sum else {
                     return Err(StatsError::InvalidInput(

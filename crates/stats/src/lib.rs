@@ -31,6 +31,7 @@ pub mod power;
 pub mod randomization;
 pub mod response;
 pub mod rows;
+pub mod rows_model;
 pub mod sequential;
 pub mod srm;
 pub mod stepped_wedge;

@@ -31,7 +31,7 @@ use statrs::function::beta::beta_reg;
 use statrs::function::gamma::ln_gamma;
 
 use crate::randomization::Alternative;
-use crate::rows::{analyze_rows, DesignKind, Row, RowsDesign, RowsInput};
+use crate::rows::{analyze_rows, CommunityEffects, DesignKind, Row, RowsDesign, RowsInput};
 use crate::{Result, StatsError};
 
 /// Non-central t CDF `P(T ≤ t)` with `df` degrees of freedom and
@@ -443,6 +443,10 @@ pub struct SteppedWedgeSim {
     pub alpha: f64,
     /// RNG seed.
     pub seed: u64,
+    /// Community effects in the analysed model (`None`: the default of
+    /// [`analyze_rows`], community and period fixed effects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub community_effects: Option<CommunityEffects>,
 }
 
 /// Rejection rates across simulated trials.
@@ -525,7 +529,7 @@ pub fn simulate_stepped_wedge_power(cfg: &SteppedWedgeSim) -> Result<SimPower> {
     let design = RowsDesign {
         kind: DesignKind::SteppedWedge,
         control_arm: "control".into(),
-        cluster_fixed_effects: false,
+        community_effects: cfg.community_effects,
         alternative: Alternative::TwoSided,
         max_enumerate: 100_000,
         randomisation_draws: 999,
@@ -821,6 +825,7 @@ mod tests {
             sims: 20,
             alpha: 0.05,
             seed: 5,
+            community_effects: None,
         };
         let a = simulate_stepped_wedge_power(&cfg).unwrap();
         assert_eq!(a, simulate_stepped_wedge_power(&cfg).unwrap());

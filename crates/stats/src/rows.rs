@@ -6,14 +6,15 @@
 //! `blocked_users`: users randomised within communities). For community-level
 //! designs the output is the treatment coefficient of
 //! `value ~ 1 + period FE [+ cluster FE | stratum FE] [+ covariate] + treated`
-//! with
+//! (community fixed effects by default wherever a community is observed both
+//! untreated and treated; [`crate::rows_model`] chooses and says why) with
 //!
 //! * randomisation inference over the assignments the design allowed, with
-//!   the smallest attainable p-value ([`crate::randomization`]);
+//!   the smallest attainable p-value ([`crate::randomization`]); it is the
+//!   [`Lead`] result whenever it ran;
 //! * CR2 with Bell–McCaffrey df and with Imbens–Kolesár df, and which of the
-//!   two leads ([`Cr2Lead`]: Imbens–Kolesár with fewer than
-//!   [`FEW_CLUSTERS`] clusters, where the Bell–McCaffrey df over-rejected in
-//!   calibration), CR1 (labelled anti-conservative) ([`crate::cluster`]);
+//!   two leads the model-based checks ([`Cr2Lead`]), CR1 (labelled
+//!   anti-conservative) ([`crate::cluster`]);
 //! * the wild cluster restricted bootstrap with Webb weights;
 //! * per-community results (stepped wedge: own-trajectory estimates and the
 //!   Ibragimov–Müller test, [`crate::stepped_wedge`]).
@@ -34,9 +35,10 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::{ClusterTest, ClusteredOls, WildBootstrap};
 use crate::permutation::{stratified_difference, stratified_permutation_test};
 use crate::randomization::{randomisation_test, Alternative, RandomisationResult};
+use crate::rows_model::{choose_model, community_starts};
 use crate::stepped_wedge::{
-    community_estimates, crossover_periods, ibragimov_muller, CellFwl, CommunityEstimate,
-    IbragimovMuller, ModelSpec, Panel,
+    community_estimates, ibragimov_muller, CellFwl, CommunityEstimate, IbragimovMuller, ModelSpec,
+    Panel,
 };
 use crate::{Result, StatsError};
 
@@ -82,65 +84,9 @@ pub enum DesignKind {
     BlockedUsers,
 }
 
-/// Below this many clusters the design counts as "few clusters": CR2 with
-/// Imbens–Kolesár df leads and CR1 carries an over-rejection note
-/// (Angrist & Pischke's 42; our calibration used 4–6 communities).
-pub const FEW_CLUSTERS: usize = 42;
-
-/// Why a CR2 variant leads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LeadReason {
-    /// Fewer than [`FEW_CLUSTERS`] clusters: the Bell–McCaffrey df under the
-    /// identity working model over-rejected in our stepped-wedge calibration,
-    /// the Imbens–Kolesár df (same CR2 variance) held the nominal level.
-    FewClustersCalibration,
-    /// [`FEW_CLUSTERS`] or more clusters: the two df are close; the
-    /// Bell–McCaffrey df (clubSandwich's default) leads.
-    ManyClusters,
-}
-
-/// Which CR2 result the engine presents as its lead model-based result.
-/// Both stay in the output.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Cr2Lead {
-    /// `"CR2-IK"` or `"CR2"` (the `method` of the leading [`ClusterTest`]).
-    pub method: String,
-    /// Output field holding the leading result: `"cr2_ik"` or `"cr2"`.
-    pub field: String,
-    /// Machine-readable reason.
-    pub reason: LeadReason,
-    /// The reason in words, with the calibration figures.
-    pub detail: String,
-}
-
-/// The lead CR2 variant for a design with `clusters` clusters.
-pub fn cr2_lead(clusters: usize) -> Cr2Lead {
-    if clusters < FEW_CLUSTERS {
-        Cr2Lead {
-            method: "CR2-IK".into(),
-            field: "cr2_ik".into(),
-            reason: LeadReason::FewClustersCalibration,
-            detail: format!(
-                "{clusters} clusters (< {FEW_CLUSTERS}): CR2 with Imbens–Kolesár df leads. Under the null, \
-                 CR2 with Bell–McCaffrey df (identity working model, clubSandwich's default) rejected \
-                 5.3–5.8% at nominal 5% in 10,000 simulated 4–6-community stepped wedges; with the \
-                 Imbens–Kolesár df (Bell–McCaffrey under a working model with the residual \
-                 intra-cluster correlation) 3.9–4.7%. Same standard error, fewer df."
-            ),
-        }
-    } else {
-        Cr2Lead {
-            method: "CR2".into(),
-            field: "cr2".into(),
-            reason: LeadReason::ManyClusters,
-            detail: format!(
-                "{clusters} clusters (≥ {FEW_CLUSTERS}): CR2 with Bell–McCaffrey df leads; the \
-                 Imbens–Kolesár df differs little with this many clusters."
-            ),
-        }
-    }
-}
+pub use crate::rows_model::{
+    cr2_lead, lead, CommunityEffects, Cr2Lead, Lead, LeadMethodReason, LeadReason, FEW_CLUSTERS,
+};
 
 fn default_max_enumerate() -> usize {
     100_000
@@ -161,9 +107,11 @@ pub struct RowsDesign {
     /// Name of the control arm when rows use `arm` (default "control").
     #[serde(default = "default_control")]
     pub control_arm: String,
-    /// Add cluster fixed effects (stepped wedge only).
-    #[serde(default)]
-    pub cluster_fixed_effects: bool,
+    /// Community fixed effects: absent (default) = wherever some community is
+    /// observed untreated and treated; `fixed` = required; `none` = the
+    /// model without them, on request (see [`crate::rows_model`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub community_effects: Option<CommunityEffects>,
     /// Test direction for the randomisation test (default two-sided).
     #[serde(default)]
     pub alternative: Alternative,
@@ -295,8 +243,10 @@ pub struct PostStratified {
 pub struct RowsOutput {
     /// Design analysed.
     pub design: DesignKind,
-    /// Model in words, e.g. "value ~ 1 + period FE + treated".
+    /// Model in words, e.g. "value ~ 1 + period FE + cluster FE + treated".
     pub model: String,
+    /// Why this model (see [`crate::rows_model`]).
+    pub model_reason: String,
     /// Number of rows, clusters and periods.
     pub n_rows: usize,
     /// Number of clusters.
@@ -320,6 +270,8 @@ pub struct RowsOutput {
     pub cr2_ik: Option<Outcome<ClusterTest>>,
     /// Which of `cr2` / `cr2_ik` is the lead model-based result, and why.
     pub cr2_lead: Option<Cr2Lead>,
+    /// The result to report first, and why ([`lead`]).
+    pub lead: Lead,
     /// CR1 with `G−1` df (anti-conservative with few clusters; comparison only).
     pub cr1: Option<Outcome<ClusterTest>>,
     /// Wild cluster restricted bootstrap (Webb weights).
@@ -419,18 +371,19 @@ fn prepare(input: &RowsInput) -> Result<Prepared> {
             }
         }
     }
+    // Community fixed effects are decided in `analyze_rows` from the crossovers.
     let spec = ModelSpec {
         period_fe: panel.n_periods > 1,
-        cluster_fe: d.cluster_fixed_effects,
+        cluster_fe: false,
         stratum_fe: d.kind == DesignKind::Blocked,
     };
-    if d.cluster_fixed_effects && d.kind != DesignKind::SteppedWedge {
-        return Err(StatsError::InvalidInput(
-            "cluster fixed effects are collinear with a cluster-level treatment; only allowed for stepped wedges"
-                .into(),
-        ));
-    }
     if d.kind == DesignKind::BlockedUsers {
+        if d.community_effects.is_some() {
+            return Err(StatsError::InvalidInput(
+                "blocked_users compares users within each community already; community_effects does not apply"
+                    .into(),
+            ));
+        }
         if has_cov || has_st {
             return Err(StatsError::InvalidInput(
                 "blocked_users: the randomisation strata are the communities (`cluster`); `covariate` and `stratum` are not used by this design, leave them out"
@@ -475,11 +428,12 @@ pub fn analyze_rows(input: &RowsInput) -> Result<RowsOutput> {
     let g = panel.n_clusters;
     let mut notes = Vec::new();
 
-    // Randomisation unit labels.
-    let starts = crossover_periods(panel);
+    // Randomisation unit labels: the crossover step (stepped wedge) or
+    // treated / control (communities treated from a common period `start`).
+    let t = panel.n_periods;
+    let starts = community_starts(panel, &prep.cluster_names, d.kind)?;
     let (labels, start_of_label): (Vec<usize>, Vec<usize>) = match d.kind {
         DesignKind::SteppedWedge => {
-            let starts = starts?;
             let mut distinct: Vec<usize> = starts.clone();
             distinct.sort_unstable();
             distinct.dedup();
@@ -489,7 +443,7 @@ pub fn analyze_rows(input: &RowsInput) -> Result<RowsOutput> {
                         .into(),
                 ));
             }
-            if !starts.iter().any(|&s| s > 0) || !starts.iter().any(|&s| s < panel.n_periods) {
+            if !starts.iter().any(|&s| s > 0) || !starts.iter().any(|&s| s < t) {
                 return Err(StatsError::Degenerate(
                     "stepped wedge needs both control and treated periods".into(),
                 ));
@@ -501,24 +455,19 @@ pub fn analyze_rows(input: &RowsInput) -> Result<RowsOutput> {
             (labels, distinct)
         }
         DesignKind::Cluster | DesignKind::Blocked | DesignKind::BlockedUsers => {
-            let mut lab = vec![None::<bool>; g];
-            for i in 0..panel.y.len() {
-                let c = panel.cluster[i];
-                match lab[c] {
-                    None => lab[c] = Some(panel.treated[i]),
-                    Some(t) if t != panel.treated[i] => {
-                        return Err(StatsError::InvalidInput(format!(
-                            "cluster {} has both treated and control rows; a {:?} design randomises whole clusters (users randomised within communities: kind `blocked_users`)",
-                            prep.cluster_names[c], d.kind
-                        )))
-                    }
-                    _ => {}
-                }
+            let mut treated_starts: Vec<usize> =
+                starts.iter().copied().filter(|&s| s < t).collect();
+            treated_starts.sort_unstable();
+            treated_starts.dedup();
+            if treated_starts.len() > 1 {
+                return Err(StatsError::InvalidInput(format!(
+                    "treated communities start in different periods ({} distinct starts): a {:?} design treats \
+                     them all from one period on (staggered starts: kind `stepped_wedge`)",
+                    treated_starts.len(),
+                    d.kind
+                )));
             }
-            let lab: Vec<usize> = lab
-                .into_iter()
-                .map(|t| usize::from(t == Some(true)))
-                .collect();
+            let lab: Vec<usize> = starts.iter().map(|&s| usize::from(s < t)).collect();
             let nt = lab.iter().filter(|&&l| l == 1).count();
             if nt < 2 || g - nt < 2 {
                 return Err(StatsError::Degenerate(format!(
@@ -526,8 +475,14 @@ pub fn analyze_rows(input: &RowsInput) -> Result<RowsOutput> {
                     g - nt
                 )));
             }
-            (lab, vec![])
+            // label 0 never starts; label 1 starts at the common period
+            (lab, vec![t, treated_starts[0]])
         }
+    };
+    let choice = choose_model(d.kind, d.community_effects, &starts, t)?;
+    let spec = ModelSpec {
+        cluster_fe: choice.cluster_fe,
+        ..prep.spec
     };
     let cluster_strata: Option<Vec<usize>> = match (&panel.stratum, d.kind) {
         (Some(s), DesignKind::Blocked) => {
@@ -550,27 +505,22 @@ pub fn analyze_rows(input: &RowsInput) -> Result<RowsOutput> {
     };
 
     // Pooled model.
-    let x = panel.design_matrix(prep.spec);
+    let x = panel.design_matrix(spec);
     let k = x.ncols() - 1;
     let fit = ClusteredOls::new(x, &panel.y, &panel.cluster)?;
     let estimate = fit.beta()[k];
 
     // Randomisation inference via the cell FWL form.
-    let t = panel.n_periods;
     let n_cells = g * t;
-    let z = panel.nuisance_matrix(prep.spec);
+    let z = panel.nuisance_matrix(spec);
     let cells = panel.cell_of_row();
     let randomisation: Outcome<RandomisationResult> = (|| {
         let fwl = CellFwl::new(&z, &panel.y, &cells, n_cells)?;
         let mut dcell = vec![0.0; n_cells];
-        let kind = d.kind;
         let stat = |a: &[usize]| {
             for c in 0..g {
                 for p in 0..t {
-                    dcell[c * t + p] = match kind {
-                        DesignKind::SteppedWedge => f64::from(u8::from(p >= start_of_label[a[c]])),
-                        _ => a[c] as f64,
-                    };
+                    dcell[c * t + p] = f64::from(u8::from(p >= start_of_label[a[c]]));
                 }
             }
             fwl.theta(&dcell)
@@ -592,9 +542,12 @@ pub fn analyze_rows(input: &RowsInput) -> Result<RowsOutput> {
     let cr1: Outcome<ClusterTest> = fit.cr1(k).into();
     let wild_bootstrap: Outcome<WildBootstrap> =
         fit.wild_bootstrap(k, d.wild_bootstrap_draws, d.seed).into();
+    let cr2_lead = cr2_lead(g, spec.cluster_fe);
+    let lead = lead(&randomisation, Some(&cr2_lead), d.kind);
     if g < FEW_CLUSTERS {
         notes.push(format!(
-            "{g} clusters: the randomisation p-value is primary; CR2 with Imbens–Kolesár df is the lead model-based check (`cr2_lead`; CR2 with Bell–McCaffrey df ran at 5.3–5.8% false positives at nominal 5% with 4–6 communities in calibration); CR1 over-rejects with few clusters (10–13% there)"
+            "{g} clusters: {} leads (`lead`); the lead model-based check is {} (`cr2_lead`); CR1 over-rejects with few clusters",
+            lead.method, cr2_lead.method
         ));
     }
     if let Some(r) = &randomisation.result {
@@ -643,7 +596,6 @@ pub fn analyze_rows(input: &RowsInput) -> Result<RowsOutput> {
     } else {
         (None, vec![None; g])
     };
-    let starts_any = crossover_periods(panel).ok();
     let communities = (0..g)
         .map(|c| {
             let s = sums[c];
@@ -652,9 +604,7 @@ pub fn analyze_rows(input: &RowsInput) -> Result<RowsOutput> {
                 n: s.1 + s.3,
                 mean_control: (s.1 > 0).then(|| s.0 / s.1 as f64),
                 mean_treated: (s.3 > 0).then(|| s.2 / s.3 as f64),
-                crossover_period: starts_any
-                    .as_ref()
-                    .and_then(|st| (st[c] < t).then(|| prep.period_labels[st[c]])),
+                crossover_period: (starts[c] < t).then(|| prep.period_labels[starts[c]]),
                 estimate: est[c].as_ref().and_then(|e| e.estimate),
                 se: None,
                 n_treated: None,
@@ -662,18 +612,14 @@ pub fn analyze_rows(input: &RowsInput) -> Result<RowsOutput> {
             }
         })
         .collect();
-    let treated_clusters = if d.kind == DesignKind::SteppedWedge {
-        labels.iter().filter(|&&l| start_of_label[l] < t).count()
-    } else {
-        labels.iter().filter(|&&l| l == 1).count()
-    };
+    let treated_clusters = labels.iter().filter(|&&l| start_of_label[l] < t).count();
     let mut model = String::from("value ~ 1");
-    if prep.spec.period_fe {
+    if spec.period_fe {
         model.push_str(" + period FE");
     }
-    if prep.spec.cluster_fe {
+    if spec.cluster_fe {
         model.push_str(" + cluster FE");
-    } else if prep.spec.stratum_fe {
+    } else if spec.stratum_fe {
         model.push_str(" + stratum FE");
     }
     if panel.covariate.is_some() {
@@ -683,6 +629,7 @@ pub fn analyze_rows(input: &RowsInput) -> Result<RowsOutput> {
     Ok(RowsOutput {
         design: d.kind,
         model,
+        model_reason: choice.reason,
         n_rows: panel.y.len(),
         n_clusters: g,
         n_periods: t,
@@ -692,7 +639,8 @@ pub fn analyze_rows(input: &RowsInput) -> Result<RowsOutput> {
         randomisation,
         cr2: Some(cr2),
         cr2_ik: Some(cr2_ik),
-        cr2_lead: Some(cr2_lead(g)),
+        cr2_lead: Some(cr2_lead),
+        lead,
         cr1: Some(cr1),
         wild_bootstrap: Some(wild_bootstrap),
         post_stratified: None,
@@ -833,11 +781,16 @@ fn analyze_blocked_users(prep: &Prepared, d: &RowsDesign) -> Result<RowsOutput> 
             ));
         }
     }
+    let blocked_lead = lead(&randomisation, None, d.kind);
     let has = |arm: usize| vals.iter().filter(|v| !v[arm].is_empty()).count();
     Ok(RowsOutput {
         design: d.kind,
         model:
             "value ~ treated within community: post-stratified difference in means (weights n_c/n)"
+                .into(),
+        model_reason:
+            "users were randomised within communities: each community is a stratum, so the \
+                       comparison is within communities by design"
                 .into(),
         n_rows: panel.y.len(),
         n_clusters: g,
@@ -849,6 +802,7 @@ fn analyze_blocked_users(prep: &Prepared, d: &RowsDesign) -> Result<RowsOutput> 
         cr2: None,
         cr2_ik: None,
         cr2_lead: None,
+        lead: blocked_lead,
         cr1: None,
         wild_bootstrap: None,
         post_stratified: Some(post.into()),
@@ -876,7 +830,7 @@ mod tests {
         assert!(cases.len() >= 5);
         for c in cases {
             let name = c["name"].as_str().unwrap();
-            let input: RowsInput = serde_json::from_value(c["input"].clone()).unwrap();
+            let input = crate::rows_model::legacy_input(&c["input"]);
             let out = analyze_rows(&input).unwrap();
             let e = &c["expected"];
             assert!(
@@ -973,7 +927,7 @@ mod tests {
     fn invariant_to_renaming_clusters_and_row_order() {
         let v: Value = serde_json::from_str(REF).unwrap();
         for c in v["panel_cases"].as_array().unwrap() {
-            let input: RowsInput = serde_json::from_value(c["input"].clone()).unwrap();
+            let input = crate::rows_model::legacy_input(&c["input"]);
             let a = analyze_rows(&input).unwrap();
             let mut renamed = input.clone();
             for r in renamed.rows.iter_mut() {
@@ -1182,8 +1136,8 @@ mod tests {
     #[test]
     fn cr2_lead_is_a_field_and_follows_the_cluster_count() {
         let v: Value = serde_json::from_str(REF).unwrap();
-        let input: RowsInput =
-            serde_json::from_value(v["panel_cases"][0]["input"].clone()).unwrap();
+        // sw_4x5_period_fe: fitted without community effects
+        let input = crate::rows_model::legacy_input(&v["panel_cases"][0]["input"]);
         let out = analyze_rows(&input).unwrap();
         let lead = out.cr2_lead.as_ref().unwrap();
         assert_eq!(
@@ -1196,12 +1150,17 @@ mod tests {
         let field = js["cr2_lead"]["field"].as_str().unwrap();
         assert_eq!(js[field]["result"]["method"], "CR2-IK");
         assert!(js["cr2"]["result"]["method"] == "CR2", "BM stays reported");
-        let many = cr2_lead(FEW_CLUSTERS);
+        let many = cr2_lead(FEW_CLUSTERS, false);
         assert_eq!(
             (many.method.as_str(), many.reason),
             ("CR2", LeadReason::ManyClusters)
         );
-        assert_eq!(cr2_lead(FEW_CLUSTERS - 1).method, "CR2-IK");
+        assert_eq!(cr2_lead(FEW_CLUSTERS - 1, false).method, "CR2-IK");
+        let fe = cr2_lead(4, true);
+        assert_eq!(
+            (fe.method.as_str(), fe.reason),
+            ("CR2", LeadReason::CommunityFixedEffects)
+        );
     }
 
     fn tiny(kind: &str, rows: &str) -> RowsInput {
