@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod auth;
+pub mod csv_out;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -24,6 +25,7 @@ pub mod sync;
 pub mod trial_service;
 pub mod trials;
 pub mod trials_api;
+pub mod unit_cache;
 pub mod units;
 
 pub use error::Error;
@@ -86,6 +88,7 @@ pub async fn build_state(store: Store, config: Config, clock: Clock) -> Result<A
         keys: state::KeyCache::default(),
         trials: trials::TrialCache::default(),
         exposures: trials::ExposureSink::default(),
+        units: unit_cache::UnitCache::default(),
         committer: group_commit::GroupCommitter::default(),
         ingest_counters: Arc::default(),
         clock,
