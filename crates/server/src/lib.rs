@@ -2,8 +2,9 @@
 //! API keys, health. One router per feature module, merged in [`router`];
 //! one [`AppState`] with `FromRef` substates.
 //!
-//! The server is stateless: its caches are refreshed from the database by a
-//! poller ([`sync`]), so several replicas can serve one PostgreSQL.
+//! The server keeps no state but caches, refreshed from the database by a
+//! poller ([`sync`]), so several replicas can serve one PostgreSQL; they
+//! must share one study key (its fingerprint is recorded in the database).
 
 pub mod analysis;
 pub mod auth;

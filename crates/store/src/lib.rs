@@ -85,11 +85,18 @@
 //! * `consents` (append-only history per unit and scope, latest wins) and
 //!   `erasure_log` (append-only, triggers refuse UPDATE and DELETE):
 //!   migration 0003.
+//! * `study_key` (the fingerprint of the key the pseudonyms were made with,
+//!   recorded once), the erasure log's `actor` and `reason`, API keys'
+//!   reasons and revoker, and the `erasures` and `consents` rows of
+//!   `change_counters` (bumped with every erasure and consent decision, for
+//!   replicas to drop what they cached about units): migration 0006.
 //!
 //! ## SQLite specifics
 //!
 //! Connections use WAL, `synchronous = FULL` (a commit is durable once it
-//! returns), `busy_timeout = 5 s` and foreign keys. A file database gets two
+//! returns), `busy_timeout = 5 s` and foreign keys; the writer also
+//! `secure_delete = ON` (deleted rows are overwritten with zeros, not left
+//! readable in free pages; SQLite has no per-table setting). A file database gets two
 //! pools:
 //!
 //! * a **write pool with a single connection**: writers in one process queue
