@@ -18,7 +18,10 @@ const DEFAULT_DB: &str = "sqlite://commonlab.db";
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_STUDY_KEY: &str = "commonlab.study-key";
 
+mod audit;
 mod study_key;
+
+use audit::actor;
 
 #[derive(Parser)]
 #[command(
@@ -356,30 +359,6 @@ fn load_config(path: Option<&Path>) -> Result<FileConfig> {
             .unwrap_or_default();
         anyhow!("{}{at}: {msg}", path.display())
     })
-}
-
-/// Who makes a change, as the audit logs name it: `cli:` and `--actor`
-/// (`COMMONLAB_ACTOR`), else the operating system's user running the
-/// command (its account name, not `$USER`, which cron and containers may
-/// leave unset), else `$USER` or `$LOGNAME`; an error when none is known.
-fn actor(given: Option<&str>) -> Result<String> {
-    let name = given
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .or_else(|| whoami::username().ok().filter(|s| !s.trim().is_empty()))
-        .or_else(|| {
-            ["USER", "LOGNAME"]
-                .iter()
-                .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
-        })
-        .ok_or_else(|| {
-            anyhow!("cannot tell who makes this change: pass --actor NAME or set COMMONLAB_ACTOR")
-        })?;
-    if name.chars().any(char::is_control) || name.len() > 100 {
-        bail!("--actor: 1 to 100 printable characters");
-    }
-    Ok(format!("cli:{name}"))
 }
 
 fn main() -> ExitCode {
