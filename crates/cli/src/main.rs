@@ -127,7 +127,9 @@ enum MetricsCmd {
 #[derive(Subcommand)]
 enum UnitsCmd {
     /// Erase a unit's events, exposures, assignments and consent records in
-    /// one transaction, and log the erasure (pseudonymous id and time only).
+    /// one transaction, and log the erasure (pseudonymous id, time, counts,
+    /// who and why). Running servers forget the unit's cached arm within a
+    /// poll interval.
     Erase {
         /// The raw id the platform knows (pseudonymised with the study key).
         id: String,
@@ -628,7 +630,7 @@ fn service_error(e: commonlab_server::Error, file: Option<&Path>) -> anyhow::Err
 
 async fn flags(db_url: &str, set: &str, given_actor: Option<&str>, cmd: FlagsCmd) -> Result<()> {
     let store = open_store(db_url).await?;
-    let actor = || actor(given_actor);
+    let who = || actor(given_actor);
     match cmd {
         FlagsCmd::Import {
             file,
@@ -637,7 +639,7 @@ async fn flags(db_url: &str, set: &str, given_actor: Option<&str>, cmd: FlagsCmd
         } => {
             let source = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let actor = actor()?;
+            let actor = who()?;
             let meta = ChangeMeta {
                 actor: &actor,
                 reason: &reason,
@@ -710,7 +712,7 @@ async fn flags(db_url: &str, set: &str, given_actor: Option<&str>, cmd: FlagsCmd
                 "disabled" | "disable" | "off" => false,
                 other => bail!("state must be 'enabled' or 'disabled', not '{other}'"),
             };
-            let actor = actor()?;
+            let actor = who()?;
             let meta = ChangeMeta {
                 actor: &actor,
                 reason: &reason,
