@@ -31,7 +31,7 @@ if [ "${DB:-sqlite}" = postgres ]; then
 else
   export COMMONLAB_DATABASE_URL="sqlite://$work/bench.db"
 fi
-export COMMONLAB_KEY=$("$bin" keys create --role sdk --name bench | tail -n 1)
+export COMMONLAB_KEY=$("$bin" keys create --role sdk --name bench --reason benchmark | tail -n 1)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf 'body_limit_bytes = 4194304\n' > "$work/commonlab.toml"
 "$bin" --config "$work/commonlab.toml" serve --listen "127.0.0.1:$port" --study-key-file "$work/study.key" >/dev/null 2>&1 &

@@ -18,7 +18,7 @@ cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "
 trap cleanup EXIT
 export COMMONLAB_DATABASE_URL="sqlite://$work/bench.db"
 "$bin" flags import "$here/flags.json" --reason benchmark >/dev/null
-export COMMONLAB_KEY=$("$bin" keys create --role sdk --name bench | tail -n 1)
+export COMMONLAB_KEY=$("$bin" keys create --role sdk --name bench --reason benchmark | tail -n 1)
 if [ "${TRIAL:-0}" = 1 ]; then
   "$bin" experiments create "$here/trial.toml" --reason benchmark >/dev/null
   "$bin" experiments start bench-thanks --reason benchmark >/dev/null

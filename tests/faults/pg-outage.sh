@@ -24,7 +24,7 @@ url="postgres://postgres@127.0.0.1:5432/test?options=-c%20search_path%3Dfault_ou
 cargo build -q -p commonlab-cli
 bin="$root/target/debug/commonlab"
 export COMMONLAB_DATABASE_URL="$url"
-key=$("$bin" keys create --role sdk --name fault | tail -n 1)
+key=$("$bin" keys create --role sdk --name fault --reason "fault test" | tail -n 1)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$bin" serve --listen "127.0.0.1:$port" --study-key-file "$work/study.key" >"$work/out" 2>"$work/err" &
 pid=$!

@@ -21,9 +21,9 @@ cleanup() {
 trap cleanup EXIT
 export COMMONLAB_DATABASE_URL="sqlite://$work/sdk.db"
 "$bin" flags import "$here/flags.json" --reason "sdk end-to-end test" >/dev/null
-key=$("$bin" keys create --role sdk --name sdk-e2e | tail -n 1)
+key=$("$bin" keys create --role sdk --name sdk-e2e --reason "sdk end-to-end test" | tail -n 1)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" serve --listen "127.0.0.1:$port" >"$work/server.out" 2>"$work/server.err" &
+"$bin" serve --listen "127.0.0.1:$port" --study-key-file "$work/study.key" >"$work/server.out" 2>"$work/server.err" &
 server_pid=$!
 for _ in $(seq 1 100); do
   if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/readyz')" 2>/dev/null; then break; fi

@@ -18,45 +18,10 @@ const DEFAULT_DB: &str = "sqlite://commonlab.db";
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_STUDY_KEY: &str = "commonlab.study-key";
 
-/// Reads the study key, or creates the file with a fresh random key.
-fn load_study_key(path: &Path) -> Result<commonlab_core::privacy::StudyKey> {
-    use commonlab_core::privacy::StudyKey;
-    match std::fs::read_to_string(path) {
-        Ok(text) => StudyKey::from_key_file(&text)
-            .map_err(|e| anyhow!("study key file {}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut bytes = [0u8; 32];
-            rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-            let key = StudyKey::from_bytes(&bytes).map_err(|e| anyhow!("{e}"))?;
-            write_private(path, &key.to_key_file())
-                .with_context(|| format!("cannot create the study key file {}", path.display()))?;
-            eprintln!(
-                "Created a study key in {} (fingerprint {}). Keep it secret and back it up: units are pseudonymised with it, and destroying it makes the stored data anonymous.",
-                path.display(),
-                key.fingerprint()
-            );
-            Ok(key)
-        }
-        Err(e) => Err(anyhow!(
-            "cannot read the study key file {}: {e}",
-            path.display()
-        )),
-    }
-}
+mod audit;
+mod study_key;
 
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
-}
+use audit::actor;
 
 #[derive(Parser)]
 #[command(
@@ -65,12 +30,20 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     about = "Experimentation and A/B evaluation harness for commons-based communities"
 )]
 struct Cli {
-    /// Database URL: sqlite://FILE (created if missing) or postgres://...
+    /// Database URL: sqlite://FILE (the file is created if missing, its
+    /// directory is not) or postgres://...
     #[arg(long, env = "COMMONLAB_DATABASE_URL", global = true)]
     database_url: Option<String>,
-    /// Optional TOML config file (keys: database_url, listen, flag_set, poll_interval_ms, body_limit_bytes). Default: ./commonlab.toml if present.
+    /// Optional TOML config file; default ./commonlab.toml if present. Keys:
+    /// database_url, listen, flag_set, poll_interval_ms, body_limit_bytes,
+    /// study_key_file, max_batch_events, consent_scope, allowed_events,
+    /// allowed_properties, retention_days (README.md, "Using it").
     #[arg(long, env = "COMMONLAB_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// Who makes a change, for the audit logs (recorded as cli:NAME).
+    /// Default: the operating system's user running the command.
+    #[arg(long, env = "COMMONLAB_ACTOR", global = true)]
+    actor: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -154,13 +127,18 @@ enum MetricsCmd {
 #[derive(Subcommand)]
 enum UnitsCmd {
     /// Erase a unit's events, exposures, assignments and consent records in
-    /// one transaction, and log the erasure (pseudonymous id and time only).
+    /// one transaction, and log the erasure (pseudonymous id, time, counts,
+    /// who and why). Running servers forget the unit's cached arm within a
+    /// poll interval.
     Erase {
         /// The raw id the platform knows (pseudonymised with the study key).
         id: String,
         /// The study key file (as for `serve`).
         #[arg(long, env = "COMMONLAB_STUDY_KEY_FILE")]
         study_key_file: Option<PathBuf>,
+        /// Why (recorded in the erasure log with who erased).
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -278,8 +256,10 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "COMMONLAB_LISTEN")]
     listen: Option<String>,
-    /// File holding the study key that pseudonymises units (created with a
-    /// fresh random key if missing; never stored in the database).
+    /// File holding the study key that pseudonymises units (never stored in
+    /// the database, only its fingerprint). Created with a fresh random key
+    /// if missing, unless the database already holds pseudonymised data or
+    /// another key's fingerprint; every replica needs the same key file.
     #[arg(long, env = "COMMONLAB_STUDY_KEY_FILE")]
     study_key_file: Option<PathBuf>,
 }
@@ -292,6 +272,9 @@ enum KeysCmd {
         role: String,
         #[arg(long)]
         name: String,
+        /// Why (recorded with the key and who made it).
+        #[arg(long)]
+        reason: String,
     },
     /// List keys (never their secrets).
     List {
@@ -300,7 +283,12 @@ enum KeysCmd {
         all: bool,
     },
     /// Revoke a key by id or name.
-    Revoke { id_or_name: String },
+    Revoke {
+        id_or_name: String,
+        /// Why (recorded with the key and who revoked it).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -309,7 +297,7 @@ enum FlagsCmd {
     Import {
         file: PathBuf,
         /// Why (recorded in the audit log).
-        #[arg(long, default_value = "imported from the command line")]
+        #[arg(long)]
         reason: String,
         /// Refuse the file on any schema warning.
         #[arg(long)]
@@ -383,11 +371,6 @@ fn load_config(path: Option<&Path>) -> Result<FileConfig> {
     })
 }
 
-fn actor() -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    format!("cli:{user}")
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -457,31 +440,36 @@ async fn run(cli: Cli) -> Result<()> {
                 .study_key_file
                 .or(file.study_key_file.clone())
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STUDY_KEY));
-            config.study_key = std::sync::Arc::new(load_study_key(&key_file)?);
-            serve(&db_url, &listen, config).await
+            serve(&db_url, &listen, &key_file, config).await
         }
-        Command::Experiments(cmd) => experiments(&db_url, &config.flag_set, cmd).await,
+        Command::Experiments(cmd) => {
+            experiments(&db_url, &config.flag_set, cli.actor.as_deref(), cmd).await
+        }
         Command::Analyze(args) => match args.trial.clone() {
             Some(key) => analyze_trial(&db_url, &key, &args).await,
             None => analyze(args),
         },
         Command::Metrics(cmd) => metrics_cmd(&db_url, cmd).await,
-        Command::Events(cmd) => events(&db_url, file.study_key_file.clone(), cmd).await,
-        Command::Units(UnitsCmd::Erase { id, study_key_file }) => {
+        Command::Events(cmd) => events(&db_url, file.study_key_file.clone(), config, cmd).await,
+        Command::Units(UnitsCmd::Erase {
+            id,
+            study_key_file,
+            reason,
+        }) => {
             let key_file = study_key_file
                 .or(file.study_key_file.clone())
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STUDY_KEY));
-            if !key_file.exists() {
-                bail!(
-                    "study key file {} not found: erasure needs the key the data was pseudonymised with",
-                    key_file.display()
-                );
-            }
-            let key = load_study_key(&key_file)?;
+            let actor = actor(cli.actor.as_deref())?;
             let store = open_store(&db_url).await?;
-            let (unit, counts) =
-                commonlab_server::units::erase_unit(&store, &key, &id, chrono::Utc::now()).await?;
+            let key = study_key::existing(&key_file, &store).await?;
+            let meta = ChangeMeta {
+                actor: &actor,
+                reason: &reason,
+                at: chrono::Utc::now(),
+            };
+            let erased = commonlab_server::units::erase_unit(&store, &key, &id, &meta).await;
             store.close().await;
+            let (unit, counts) = erased?;
             println!(
                 "erased unit {unit}: {} events, {} exposures, {} assignments, {} consent records (logged)",
                 counts.events, counts.exposures, counts.assignments, counts.consents
@@ -493,12 +481,12 @@ async fn run(cli: Cli) -> Result<()> {
             println!("migrations applied to {db_url}");
             Ok(())
         }
-        Command::Keys(cmd) => keys(&db_url, cmd).await,
-        Command::Flags(cmd) => flags(&db_url, &config.flag_set, cmd).await,
+        Command::Keys(cmd) => keys(&db_url, cli.actor.as_deref(), cmd).await,
+        Command::Flags(cmd) => flags(&db_url, &config.flag_set, cli.actor.as_deref(), cmd).await,
     }
 }
 
-async fn serve(db_url: &str, listen: &str, config: Config) -> Result<()> {
+async fn serve(db_url: &str, listen: &str, key_file: &Path, mut config: Config) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("COMMONLAB_LOG")
@@ -510,6 +498,7 @@ async fn serve(db_url: &str, listen: &str, config: Config) -> Result<()> {
         .parse()
         .map_err(|_| anyhow!("--listen: '{listen}' is not an address like 127.0.0.1:8080"))?;
     let store = open_store(db_url).await?;
+    config.study_key = std::sync::Arc::new(study_key::for_serve(key_file, &store).await?);
     if store.active_api_keys().await?.is_empty() {
         match commonlab_server::keys::create_key(
             &store,
@@ -569,19 +558,18 @@ async fn shutdown_signal() {
     }
 }
 
-async fn keys(db_url: &str, cmd: KeysCmd) -> Result<()> {
+async fn keys(db_url: &str, given_actor: Option<&str>, cmd: KeysCmd) -> Result<()> {
     let store = open_store(db_url).await?;
     match cmd {
-        KeysCmd::Create { role, name } => {
+        KeysCmd::Create { role, name, reason } => {
             let role: Role = role.parse()?;
-            let k = commonlab_server::keys::create_key(
-                &store,
-                &name,
-                role,
-                &actor(),
-                chrono::Utc::now(),
-            )
-            .await?;
+            let actor = actor(given_actor)?;
+            let meta = ChangeMeta {
+                actor: &actor,
+                reason: &reason,
+                at: chrono::Utc::now(),
+            };
+            let k = commonlab_server::keys::create_key_because(&store, &name, role, &meta).await?;
             println!(
                 "Created {} key '{}' (id {}). It is shown only now:",
                 k.role, k.name, k.id
@@ -610,9 +598,13 @@ async fn keys(db_url: &str, cmd: KeysCmd) -> Result<()> {
                 );
             }
         }
-        KeysCmd::Revoke { id_or_name } => {
+        KeysCmd::Revoke { id_or_name, reason } => {
+            if reason.trim().is_empty() {
+                return Err(commonlab_server::Error::ReasonRequired.into());
+            }
+            let actor = actor(given_actor)?;
             let k = store
-                .revoke_api_key(&id_or_name, chrono::Utc::now())
+                .revoke_api_key_by(&id_or_name, Some(&actor), Some(&reason), chrono::Utc::now())
                 .await?;
             println!("revoked key '{}' ({})", k.name, k.id);
         }
@@ -644,9 +636,9 @@ fn service_error(e: commonlab_server::Error, file: Option<&Path>) -> anyhow::Err
     }
 }
 
-async fn flags(db_url: &str, set: &str, cmd: FlagsCmd) -> Result<()> {
+async fn flags(db_url: &str, set: &str, given_actor: Option<&str>, cmd: FlagsCmd) -> Result<()> {
     let store = open_store(db_url).await?;
-    let actor = actor();
+    let who = || actor(given_actor);
     match cmd {
         FlagsCmd::Import {
             file,
@@ -655,6 +647,7 @@ async fn flags(db_url: &str, set: &str, cmd: FlagsCmd) -> Result<()> {
         } => {
             let source = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
+            let actor = who()?;
             let meta = ChangeMeta {
                 actor: &actor,
                 reason: &reason,
@@ -727,6 +720,7 @@ async fn flags(db_url: &str, set: &str, cmd: FlagsCmd) -> Result<()> {
                 "disabled" | "disable" | "off" => false,
                 other => bail!("state must be 'enabled' or 'disabled', not '{other}'"),
             };
+            let actor = who()?;
             let meta = ChangeMeta {
                 actor: &actor,
                 reason: &reason,
@@ -769,13 +763,23 @@ fn toml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-async fn experiments(db_url: &str, set: &str, cmd: ExperimentsCmd) -> Result<()> {
+async fn experiments(
+    db_url: &str,
+    set: &str,
+    given_actor: Option<&str>,
+    cmd: ExperimentsCmd,
+) -> Result<()> {
     use commonlab_server::trial_service::{self, Move};
     if let ExperimentsCmd::Validate { paths, flags } = &cmd {
         return validate_trials(db_url, set, paths, flags.as_deref()).await;
     }
     let store = open_store(db_url).await?;
-    let actor = actor();
+    let actor = match &cmd {
+        ExperimentsCmd::List | ExperimentsCmd::Show { .. } | ExperimentsCmd::Assignments { .. } => {
+            String::new()
+        }
+        _ => actor(given_actor)?,
+    };
     let now = chrono::Utc::now();
     let file_error = |e: commonlab_server::Error| match e {
         commonlab_server::Error::Invalid { message, .. } => anyhow!(message),
@@ -1400,7 +1404,12 @@ fn read_events(path: &Path, text: &str) -> Result<Vec<(usize, serde_json::Value)
     }
 }
 
-async fn events(db_url: &str, config_key: Option<PathBuf>, cmd: EventsCmd) -> Result<()> {
+async fn events(
+    db_url: &str,
+    config_key: Option<PathBuf>,
+    mut config: Config,
+    cmd: EventsCmd,
+) -> Result<()> {
     let store = open_store(db_url).await?;
     match cmd {
         EventsCmd::Import {
@@ -1411,10 +1420,7 @@ async fn events(db_url: &str, config_key: Option<PathBuf>, cmd: EventsCmd) -> Re
             let key_file = study_key_file
                 .or(config_key)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STUDY_KEY));
-            if !key_file.exists() {
-                bail!("study key file {} not found: imported units must be pseudonymised with the server's key", key_file.display());
-            }
-            let key = load_study_key(&key_file)?;
+            config.study_key = std::sync::Arc::new(study_key::existing(&key_file, &store).await?);
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let items = read_events(&file, &text)?;
@@ -1427,30 +1433,28 @@ async fn events(db_url: &str, config_key: Option<PathBuf>, cmd: EventsCmd) -> Re
             );
             let now = chrono::Utc::now();
             let (mut stored, mut duplicates, mut rejected) = (0u64, 0usize, 0usize);
+            let mut dropped = commonlab_server::events::Dropped::default();
             for chunk in items.chunks(batch.max(1)) {
-                let mut events = Vec::with_capacity(chunk.len());
-                for (line, v) in chunk {
-                    match commonlab_server::events::validate_event(
-                        *line,
-                        v,
-                        now,
-                        std::time::Duration::from_secs(300),
-                    ) {
-                        Ok(mut e) => {
-                            e.unit =
-                                commonlab_core::privacy::pseudonymise(&key, &e.unit).into_string();
-                            events.push(e);
-                        }
-                        Err(r) => {
-                            rejected += 1;
-                            bar.suspend(|| {
-                                eprintln!("{}:{line}: {}: {}", file.display(), r.field, r.reason)
-                            });
-                        }
-                    }
+                // The pipeline of POST /v1/events: validation, allow-lists,
+                // pseudonymisation, consent.
+                let admitted = commonlab_server::events::admit(
+                    &store,
+                    &config,
+                    chunk.iter().map(|(line, v)| (*line, v)),
+                    now,
+                )
+                .await?;
+                for r in &admitted.rejected {
+                    rejected += 1;
+                    bar.suspend(|| {
+                        eprintln!("{}:{}: {}: {}", file.display(), r.index, r.field, r.reason)
+                    });
                 }
-                if !events.is_empty() {
-                    let out = store.insert_events(&events, now).await?;
+                dropped.not_allowed += admitted.dropped.not_allowed;
+                dropped.no_consent += admitted.dropped.no_consent;
+                dropped.properties_removed += admitted.dropped.properties_removed;
+                if !admitted.events.is_empty() {
+                    let out = store.insert_events(&admitted.events, now).await?;
                     stored += out.inserted;
                     duplicates += out.duplicates.len();
                 }
@@ -1458,8 +1462,11 @@ async fn events(db_url: &str, config_key: Option<PathBuf>, cmd: EventsCmd) -> Re
             }
             bar.finish_and_clear();
             println!(
-                "{} events read: {stored} stored, {duplicates} already stored, {rejected} rejected",
-                items.len()
+                "{} events read: {stored} stored, {duplicates} already stored, {rejected} rejected, {} not on the allow-list, {} without consent ({} properties removed)",
+                items.len(),
+                dropped.not_allowed,
+                dropped.no_consent,
+                dropped.properties_removed
             );
             if rejected > 0 {
                 bail!("{rejected} event(s) rejected (listed above); the valid ones were stored");

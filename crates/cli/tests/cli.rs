@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_commonlab");
 
+mod privacy;
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
@@ -16,6 +18,7 @@ fn run(db: &str, args: &[&str]) -> Output {
         .args(args)
         .env("COMMONLAB_DATABASE_URL", db)
         .env_remove("COMMONLAB_CONFIG")
+        .env("COMMONLAB_ACTOR", "cli-test")
         .current_dir(std::env::temp_dir())
         .output()
         .expect("run commonlab")
@@ -54,13 +57,23 @@ fn help_and_usage_errors() {
 async fn keys_and_flags_commands() {
     both_backends(|db| async move {
         let url = db.url().to_string();
-        let o = run(&url, &["keys", "create", "--role", "sdk", "--name", "web"]);
+        let o = run(
+            &url,
+            &[
+                "keys", "create", "--role", "sdk", "--name", "web", "--reason", "cli test",
+            ],
+        );
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let out = stdout(&o);
         let key = out.lines().last().unwrap();
         assert!(key.starts_with("cl_") && !key.contains(' '), "{out}");
 
-        let o = run(&url, &["keys", "create", "--role", "sdk", "--name", "web"]);
+        let o = run(
+            &url,
+            &[
+                "keys", "create", "--role", "sdk", "--name", "web", "--reason", "cli test",
+            ],
+        );
         assert_eq!(o.status.code(), Some(1));
         let err = stderr(&o);
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -69,9 +82,9 @@ async fn keys_and_flags_commands() {
         let o = run(&url, &["keys", "list"]);
         assert!(stdout(&o).contains("web"));
         assert!(!stdout(&o).contains(&key[16..]));
-        let o = run(&url, &["keys", "revoke", "web"]);
+        let o = run(&url, &["keys", "revoke", "web", "--reason", "cli test"]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        let o = run(&url, &["keys", "revoke", "web"]);
+        let o = run(&url, &["keys", "revoke", "web", "--reason", "cli test"]);
         assert_eq!(o.status.code(), Some(1));
 
         let good = fixtures().join("flags.json");
@@ -90,7 +103,10 @@ async fn keys_and_flags_commands() {
 
         // A file that is not JSON: refused with file, line and reason; nothing changes.
         let bad = fixtures().join("broken.json");
-        let o = run(&url, &["flags", "import", bad.to_str().unwrap()]);
+        let o = run(
+            &url,
+            &["flags", "import", bad.to_str().unwrap(), "--reason", "t"],
+        );
         assert_eq!(o.status.code(), Some(1));
         let err = stderr(&o);
         assert!(err.contains("broken.json:4:"), "{err}");
@@ -99,7 +115,14 @@ async fn keys_and_flags_commands() {
         let bad = fixtures().join("bad-state.json");
         let o = run(
             &url,
-            &["flags", "import", bad.to_str().unwrap(), "--strict"],
+            &[
+                "flags",
+                "import",
+                bad.to_str().unwrap(),
+                "--strict",
+                "--reason",
+                "t",
+            ],
         );
         assert_eq!(o.status.code(), Some(1));
         let err = stderr(&o);
@@ -162,9 +185,19 @@ async fn serve_answers_and_shuts_down_gracefully() {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        // In a directory of its own: the study key it creates must not land
+        // in the source tree (or anywhere shared).
+        let dir = std::env::temp_dir().join(format!(
+            "commonlab-serve-{}-{:?}",
+            std::process::id(),
+            db.backend()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
         let child = Command::new(BIN)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("COMMONLAB_DATABASE_URL", &url)
+            .env_remove("COMMONLAB_STUDY_KEY_FILE")
+            .current_dir(&dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -196,6 +229,8 @@ async fn serve_answers_and_shuts_down_gracefully() {
         assert!(key.starts_with("cl_"), "{text}");
         let o = run(&url, &["keys", "list"]);
         assert!(stdout(&o).contains("bootstrap-admin"));
+        assert!(dir.join("commonlab.study-key").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     })
     .await;
 }
@@ -296,7 +331,10 @@ async fn trial_lifecycle_from_the_command_line() {
         let url = db.url().to_string();
         let flags = workspace().join("experiments/flags.json");
         let trial = workspace().join("experiments/thanks-button.toml");
-        let o = run(&url, &["flags", "import", flags.to_str().unwrap()]);
+        let o = run(
+            &url,
+            &["flags", "import", flags.to_str().unwrap(), "--reason", "t"],
+        );
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let o = run(
             &url,
@@ -517,8 +555,12 @@ async fn units_erase_needs_the_study_key_and_logs_the_erasure() {
                 "member-1",
                 "--study-key-file",
                 key.to_str().unwrap(),
+                "--reason",
+                "member asked",
             ])
             .env("COMMONLAB_DATABASE_URL", &url)
+            .env("COMMONLAB_ACTOR", "dpo")
+            .current_dir(&dir)
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(1), "no key file, no erasure");
@@ -531,8 +573,12 @@ async fn units_erase_needs_the_study_key_and_logs_the_erasure() {
                 "member-1",
                 "--study-key-file",
                 key.to_str().unwrap(),
+                "--reason",
+                "member asked",
             ])
             .env("COMMONLAB_DATABASE_URL", &url)
+            .env("COMMONLAB_ACTOR", "dpo")
+            .current_dir(&dir)
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -544,6 +590,8 @@ async fn units_erase_needs_the_study_key_and_logs_the_erasure() {
             .unwrap();
         assert_eq!(log.len(), 1);
         assert_eq!(log[0].unit.len(), 64);
+        assert_eq!(log[0].actor.as_deref(), Some("cli:dpo"));
+        assert_eq!(log[0].reason.as_deref(), Some("member asked"));
         std::fs::remove_dir_all(&dir).unwrap();
     })
     .await;
@@ -659,7 +707,9 @@ async fn sigkill_under_load_loses_and_duplicates_nothing() {
         std::fs::write(&key_file, "22".repeat(32)).unwrap();
         let o = run(
             &url,
-            &["keys", "create", "--role", "sdk", "--name", "loader"],
+            &[
+                "keys", "create", "--role", "sdk", "--name", "loader", "--reason", "t",
+            ],
         );
         let key = stdout(&o).lines().last().unwrap().to_string();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -743,7 +793,7 @@ async fn metrics_from_the_library_are_computed_in_the_database() {
         let dir = fixtures().join("refs");
         let trial = dir.join("trial.toml");
         let flags = workspace().join("experiments/flags.json");
-        let o = run(&url, &["flags", "import", flags.to_str().unwrap()]);
+        let o = run(&url, &["flags", "import", flags.to_str().unwrap(), "--reason", "t"]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let o = run(&url, &["metrics", "validate", dir.join("metrics.toml").to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

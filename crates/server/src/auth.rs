@@ -45,12 +45,36 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// Why no key was found: none sent, or an `Authorization` header without
+/// the `Bearer` scheme (the header's value is never echoed, only a scheme
+/// name that looks like one).
+fn missing_key_detail(headers: &HeaderMap) -> String {
+    const HOW: &str = "send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'";
+    let Some(auth) = headers.get(header::AUTHORIZATION) else {
+        return format!("an API key is required: {HOW}");
+    };
+    let auth = auth.to_str().unwrap_or("").trim();
+    match auth.split_once(' ') {
+        None if auth.eq_ignore_ascii_case("bearer") => {
+            format!("the Authorization header has no key after 'Bearer': {HOW}")
+        }
+        None => format!("the Authorization header has no scheme: {HOW}"),
+        Some((scheme, _))
+            if scheme.len() <= 20
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+        {
+            format!("the Authorization scheme '{scheme}' is not supported: {HOW}")
+        }
+        Some(_) => format!("the Authorization scheme is not supported: {HOW}"),
+    }
+}
+
 /// Authenticates a request against the key cache.
 pub fn authenticate(keys: &KeyCache, headers: &HeaderMap) -> Result<Caller, Problem> {
     let Some(presented) = presented_key(headers) else {
-        return Err(Problem::unauthorized(
-            "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-        ));
+        return Err(Problem::unauthorized(missing_key_detail(headers)));
     };
     let invalid = || Problem::unauthorized("the API key is not valid or has been revoked");
     let id = key_id(presented).ok_or_else(invalid)?;

@@ -26,7 +26,7 @@ use crate::auth::Caller;
 use crate::extract::BodyError;
 use crate::group_commit::SubmitError;
 use crate::problem::Problem;
-use crate::state::{AppState, IngestCounters};
+use crate::state::{AppState, Config, IngestCounters};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -36,7 +36,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use commonlab_core::auth::Role;
 use commonlab_core::privacy::pseudonymise;
-use commonlab_store::NewEvent;
+use commonlab_store::{NewEvent, Store, StoreError};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::time::Duration;
@@ -241,6 +241,61 @@ pub fn validate_event(
     })
 }
 
+/// What the ingestion pipeline ([`admit`]) made of a batch.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    /// Valid, allowed and consented events, units pseudonymised: to store.
+    pub events: Vec<NewEvent>,
+    /// Invalid events, with the index they were given.
+    pub rejected: Vec<Rejected>,
+    /// Valid events (and properties) not stored by policy.
+    pub dropped: Dropped,
+}
+
+/// The ingestion pipeline, the same for `POST /v1/events` and `commonlab
+/// events import`: validates each event (`index` is what an error names:
+/// the position in a batch, the line of a file), drops events whose name is
+/// not on `allowed_events` and properties not on `allowed_properties`,
+/// pseudonymises the unit with the study key and, with `consent_scope`,
+/// keeps only units whose latest decision for it is a grant (one lookup for
+/// the whole batch).
+pub async fn admit<'a>(
+    store: &Store,
+    config: &Config,
+    items: impl IntoIterator<Item = (usize, &'a Value)>,
+    now: DateTime<Utc>,
+) -> Result<Admitted, StoreError> {
+    let mut out = Admitted::default();
+    for (index, v) in items {
+        match validate_event(index, v, now, config.max_future_skew) {
+            Ok(mut event) => {
+                if let Some(allowed) = &config.allowed_events {
+                    if !allowed.contains(&event.name) {
+                        out.dropped.not_allowed += 1;
+                        continue;
+                    }
+                }
+                if let Some(allowed) = &config.allowed_properties {
+                    let before = event.properties.len();
+                    event.properties.retain(|k, _| allowed.contains(k));
+                    out.dropped.properties_removed += (before - event.properties.len()) as u64;
+                }
+                event.unit = pseudonymise(&config.study_key, &event.unit).into_string();
+                out.events.push(event);
+            }
+            Err(r) => out.rejected.push(r),
+        }
+    }
+    if let Some(scope) = &config.consent_scope {
+        let units: Vec<&str> = out.events.iter().map(|e| e.unit.as_str()).collect();
+        let consented = store.units_with_consent(&units, scope).await?;
+        let before = out.events.len();
+        out.events.retain(|e| consented.contains(&e.unit));
+        out.dropped.no_consent = (before - out.events.len()) as u64;
+    }
+    Ok(out)
+}
+
 /// Splits the body into events; `Err` means nothing is stored.
 fn parse_batch(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, Problem> {
     let ct = headers
@@ -310,45 +365,11 @@ async fn ingest(
         ));
     }
     let now = state.clock.now();
-    let mut rejected = Vec::new();
-    let mut dropped = Dropped::default();
-    let mut batch = Vec::with_capacity(items.len());
-    for (i, v) in items.iter().enumerate() {
-        match validate_event(i, v, now, state.config.max_future_skew) {
-            Ok(mut event) => {
-                if let Some(allowed) = &state.config.allowed_events {
-                    if !allowed.contains(&event.name) {
-                        dropped.not_allowed += 1;
-                        continue;
-                    }
-                }
-                if let Some(allowed) = &state.config.allowed_properties {
-                    let before = event.properties.len();
-                    event.properties.retain(|k, _| allowed.contains(k));
-                    dropped.properties_removed += (before - event.properties.len()) as u64;
-                }
-                event.unit = pseudonymise(&state.config.study_key, &event.unit).into_string();
-                batch.push(event);
-            }
-            Err(r) => rejected.push(r),
-        }
-    }
-    if let Some(scope) = &state.config.consent_scope {
-        let mut consented: std::collections::HashMap<String, bool> = Default::default();
-        for e in &batch {
-            if !consented.contains_key(&e.unit) {
-                let ok = state
-                    .store
-                    .consent_state(&e.unit, scope)
-                    .await?
-                    .is_some_and(|c| c.granted);
-                consented.insert(e.unit.clone(), ok);
-            }
-        }
-        let before = batch.len();
-        batch.retain(|e| consented.get(&e.unit).copied().unwrap_or(false));
-        dropped.no_consent = (before - batch.len()) as u64;
-    }
+    let Admitted {
+        events: batch,
+        rejected,
+        dropped,
+    } = admit(&state.store, &state.config, items.iter().enumerate(), now).await?;
     let (stored, duplicates) = if batch.is_empty() {
         (0, 0)
     } else {

@@ -2,7 +2,7 @@
 
 use crate::auth::Caller;
 use crate::error::Error;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
 use crate::problem::Problem;
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -50,6 +50,31 @@ pub async fn create_key(
     created_by: &str,
     at: DateTime<Utc>,
 ) -> Result<CreatedKey, Error> {
+    insert_key(store, name, role, created_by, None, at).await
+}
+
+/// [`create_key`] with the reason recorded beside who made it (the CLI
+/// requires one).
+pub async fn create_key_because(
+    store: &Store,
+    name: &str,
+    role: Role,
+    meta: &crate::service::ChangeMeta<'_>,
+) -> Result<CreatedKey, Error> {
+    if meta.reason.trim().is_empty() {
+        return Err(Error::ReasonRequired);
+    }
+    insert_key(store, name, role, meta.actor, Some(meta.reason), meta.at).await
+}
+
+async fn insert_key(
+    store: &Store,
+    name: &str,
+    role: Role,
+    created_by: &str,
+    reason: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<CreatedKey, Error> {
     validate_name(name)?;
     let mut bytes = [0u8; 38];
     // ThreadRng: a CSPRNG (ChaCha) seeded from the operating system.
@@ -63,6 +88,7 @@ pub async fn create_key(
             role: role.as_str(),
             hash_hex: &hash,
             created_by,
+            reason,
             at,
         })
         .await?;
@@ -111,15 +137,23 @@ async fn create(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
+#[derive(Deserialize)]
+struct RevokeQuery {
+    reason: Option<String>,
+}
+
 async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<RevokeQuery>,
 ) -> Result<Response, Problem> {
     caller.require(Role::Admin)?;
+    let actor = caller.actor();
+    let reason = q.reason.as_deref().filter(|r| !r.trim().is_empty());
     let rec = state
         .store
-        .revoke_api_key(&id, state.clock.now())
+        .revoke_api_key_by(&id, Some(&actor), reason, state.clock.now())
         .await
         .map_err(Error::from)?;
     let _ = crate::sync::refresh_keys(&state).await;

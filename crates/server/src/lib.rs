@@ -2,11 +2,13 @@
 //! API keys, health. One router per feature module, merged in [`router`];
 //! one [`AppState`] with `FromRef` substates.
 //!
-//! The server is stateless: its caches are refreshed from the database by a
-//! poller ([`sync`]), so several replicas can serve one PostgreSQL.
+//! The server keeps no state but caches, refreshed from the database by a
+//! poller ([`sync`]), so several replicas can serve one PostgreSQL; they
+//! must share one study key (its fingerprint is recorded in the database).
 
 pub mod analysis;
 pub mod auth;
+pub mod csv_out;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -24,6 +26,7 @@ pub mod sync;
 pub mod trial_service;
 pub mod trials;
 pub mod trials_api;
+pub mod unit_cache;
 pub mod units;
 
 pub use error::Error;
@@ -86,6 +89,7 @@ pub async fn build_state(store: Store, config: Config, clock: Clock) -> Result<A
         keys: state::KeyCache::default(),
         trials: trials::TrialCache::default(),
         exposures: trials::ExposureSink::default(),
+        units: unit_cache::UnitCache::default(),
         committer: group_commit::GroupCommitter::default(),
         ingest_counters: Arc::default(),
         clock,

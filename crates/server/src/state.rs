@@ -167,6 +167,8 @@ pub struct AppState {
     pub keys: KeyCache,
     pub trials: TrialCache,
     pub exposures: ExposureSink,
+    /// Consent decisions of units, and when to forget cached unit data.
+    pub units: crate::unit_cache::UnitCache,
     /// Commits ingestion batches of concurrent requests together.
     pub committer: crate::group_commit::GroupCommitter,
     /// What ingestion stored, refused and dropped (served at `/metrics`).

@@ -1,6 +1,7 @@
 //! Keeping a replica's caches fresh: every `poll_interval` the server asks the
-//! database for the flag set's head revision and the keys version (two cheap
-//! queries) and reloads what changed. With the default 200 ms a change made
+//! database for the flag set's head revision, the keys and trials versions
+//! and the erasure and consent counters (cheap queries) and reloads, or
+//! forgets, what changed. With the default 200 ms a change made
 //! through any replica is served by all of them well within a second.
 
 use crate::state::{AppState, CachedKey, KeysSnapshot, LoadedFlags};
@@ -66,10 +67,11 @@ pub async fn refresh_keys(state: &AppState) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Refreshes both caches once.
+/// Refreshes every cache once.
 pub async fn refresh_all(state: &AppState) -> Result<(), StoreError> {
     refresh_flags(state).await?;
     refresh_keys(state).await?;
+    crate::unit_cache::refresh(state).await?;
     crate::trials::refresh(state).await
 }
 

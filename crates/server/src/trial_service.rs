@@ -300,10 +300,11 @@ pub async fn amend(
     Ok((record, changed))
 }
 
-/// Writes a trial's assignments and first exposures as CSV.
+/// Writes a trial's assignments and first exposures as CSV (cells that a
+/// spreadsheet would run as formulas are neutralised: [`crate::csv_out`]).
 pub async fn export_csv<W: std::io::Write>(store: &Store, key: &str, out: W) -> Result<u64, Error> {
     let trial = get(store, key).await?;
-    let mut w = csv::Writer::from_writer(out);
+    let mut w = crate::csv_out::Writer::from_writer(out);
     let io = |e: csv::Error| Error::invalid("", format!("could not write CSV: {e}"));
     w.write_record([
         "trial",

@@ -10,7 +10,9 @@
 //! study key) before anything is stored.
 
 use crate::state::AppState;
-use commonlab_core::experiments::{arm_at, blocked_arm, hash_arm, parse_trial, Design, TrialSpec};
+use commonlab_core::experiments::{
+    arm_at, blocked_arm, hash_arm, parse_trial, Design, TrialSpec, Unit,
+};
 use commonlab_core::flags::EvalContext;
 use commonlab_core::privacy::{pseudonymise, StudyKey};
 use commonlab_store::{
@@ -181,7 +183,9 @@ fn community_of(ctx: &EvalContext<'_>) -> Option<String> {
 /// Decides whether the context takes part in one of the flag's running
 /// trials and, if so, in which arm. `cohort` is the developer override that
 /// matched, if any, as (cohort name, variant served). Blocked designs assign
-/// through the database on a unit's first evaluation.
+/// through the database on a unit's first evaluation. With `consent_scope`
+/// set, a member (a trial whose unit is the user) without a granted consent
+/// is not enrolled: `None`, the flag's own answer, nothing recorded.
 pub async fn decide(
     state: &AppState,
     flag: &str,
@@ -202,6 +206,11 @@ pub async fn decide(
         // layer range: the flag's normal evaluation, and no exposure.
         if !spec.in_ramp(&unit_id, now) || !spec.is_eligible(ctx) || !spec.in_layer(&unit_id) {
             continue;
+        }
+        if let (Some(scope), Unit::User) = (&state.config.consent_scope, &spec.unit) {
+            if !crate::unit_cache::consented(state, scope, &unit_id).await? {
+                continue;
+            }
         }
         let community = community_of(ctx);
         if let Some((c, variant)) = cohort {
@@ -334,6 +343,13 @@ impl ExposureSink {
     fn cached_arm(&self, trial: i64, unit: &str) -> Option<String> {
         let arms = self.arms.lock().unwrap_or_else(|e| e.into_inner());
         arms.get(&(trial, unit.to_string())).cloned()
+    }
+
+    /// Forgets every unit's arm and reported exposures (after an erasure:
+    /// the unit is assigned and reported afresh).
+    pub fn forget_units(&self) {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.arms.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     fn remember_arm(&self, trial: i64, unit: &str, arm: &str) {

@@ -85,11 +85,18 @@
 //! * `consents` (append-only history per unit and scope, latest wins) and
 //!   `erasure_log` (append-only, triggers refuse UPDATE and DELETE):
 //!   migration 0003.
+//! * `study_key` (the fingerprint of the key the pseudonyms were made with,
+//!   recorded once), the erasure log's `actor` and `reason`, API keys'
+//!   reasons and revoker, and the `erasures` and `consents` rows of
+//!   `change_counters` (bumped with every erasure and consent decision, for
+//!   replicas to drop what they cached about units): migration 0006.
 //!
 //! ## SQLite specifics
 //!
 //! Connections use WAL, `synchronous = FULL` (a commit is durable once it
-//! returns), `busy_timeout = 5 s` and foreign keys. A file database gets two
+//! returns), `busy_timeout = 5 s` and foreign keys; the writer also
+//! `secure_delete = ON` (deleted rows are overwritten with zeros, not left
+//! readable in free pages; SQLite has no per-table setting). A file database gets two
 //! pools:
 //!
 //! * a **write pool with a single connection**: writers in one process queue
@@ -269,6 +276,8 @@ pub struct NewApiKeyRecord<'a> {
     pub role: &'a str,
     pub hash_hex: &'a str,
     pub created_by: &'a str,
+    /// Why the key was made (`None` only for keys made by the server itself).
+    pub reason: Option<&'a str>,
     pub at: DateTime<Utc>,
 }
 
@@ -284,6 +293,15 @@ pub struct ApiKeyRecord {
     pub created_at: DateTime<Utc>,
     pub created_by: String,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Why it was made (`None` for keys made before this was recorded, or by
+    /// the server itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_reason: Option<String>,
+    /// Who revoked it and why, when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_reason: Option<String>,
 }
 
 impl ApiKeyRecord {
@@ -659,6 +677,10 @@ pub struct ErasureRecord {
     pub unit: String,
     pub erased_at: DateTime<Utc>,
     pub counts: ErasureOutcome,
+    /// Who erased the unit, and why (`None` only in entries logged before
+    /// they were recorded).
+    pub actor: Option<String>,
+    pub reason: Option<String>,
 }
 
 /// An event ready for a backend: deduplicated within its batch, sorted by
@@ -703,6 +725,9 @@ macro_rules! dispatch {
         }
     };
 }
+
+mod privacy;
+pub use privacy::{StudyKeyState, UnitVersions};
 
 /// How a [`Store`] sizes its pools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -869,7 +894,18 @@ impl Store {
         id_or_name: &str,
         at: DateTime<Utc>,
     ) -> Result<ApiKeyRecord, StoreError> {
-        dispatch!(self.revoke_api_key(id_or_name, micros(at)))
+        self.revoke_api_key_by(id_or_name, None, None, at).await
+    }
+
+    /// [`Store::revoke_api_key`], recording who revoked the key and why.
+    pub async fn revoke_api_key_by(
+        &self,
+        id_or_name: &str,
+        actor: Option<&str>,
+        reason: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        dispatch!(self.revoke_api_key(id_or_name, actor, reason, micros(at)))
     }
 
     /// A number that changes (grows) whenever a key is created or revoked.
@@ -1346,7 +1382,8 @@ impl Store {
     }
 
     /// Appends a consent decision of `unit` for `scope` (history is kept:
-    /// [`Store::consent_state`] is the latest).
+    /// [`Store::consent_state`] is the latest) and bumps the consent counter
+    /// ([`Store::unit_versions`]) in the same transaction.
     pub async fn set_consent(
         &self,
         unit: &str,
@@ -1388,14 +1425,24 @@ impl Store {
     /// a backup restore, see [`Store::erasures_since`]). Calling it again
     /// deletes nothing and logs again. Events of the unit committed after
     /// this returns are stored as usual: stop ingesting for the unit (record
-    /// the withdrawal of consent) first.
+    /// the withdrawal of consent) first. `actor` and `reason` (both
+    /// required, not empty) go into the log; the erasure counter
+    /// ([`Store::unit_versions`]) is bumped so that every replica drops what
+    /// it cached about units.
     // Survey answers will be erased here too once they are stored.
     pub async fn erase_unit(
         &self,
         unit: &str,
+        actor: &str,
+        reason: &str,
         at: DateTime<Utc>,
     ) -> Result<ErasureOutcome, StoreError> {
-        dispatch!(self.erase_unit(unit, micros(at)))
+        if actor.trim().is_empty() || reason.trim().is_empty() {
+            return Err(StoreError::InvalidState(
+                "an erasure needs an actor and a reason for the erasure log".into(),
+            ));
+        }
+        dispatch!(self.erase_unit(unit, actor, reason, micros(at)))
     }
 
     /// The erasure log from `at` on (inclusive), oldest first.
@@ -1810,13 +1857,13 @@ mod sql {
          (flag_set_id, revision, document, actor, action, flag_key, reason, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
-    pub(crate) const KEY_COLUMNS: &str =
-        "id, name, role, hash_hex, created_at, created_by, revoked_at";
+    pub(crate) const KEY_COLUMNS: &str = "id, name, role, hash_hex, created_at, created_by, \
+         revoked_at, created_reason, revoked_by, revoked_reason";
 
     pub(crate) fn insert_key() -> String {
         format!(
-            "INSERT INTO api_keys (id, name, role, hash_hex, created_at, created_by) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {KEY_COLUMNS}"
+            "INSERT INTO api_keys (id, name, role, hash_hex, created_at, created_by, \
+             created_reason) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {KEY_COLUMNS}"
         )
     }
 
@@ -1833,11 +1880,11 @@ mod sql {
         format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1")
     }
 
-    /// $1 id or name, $2 at.
+    /// $1 id or name, $2 at, $3 actor, $4 reason.
     pub(crate) fn revoke_key_by(column: &str) -> String {
         format!(
-            "UPDATE api_keys SET revoked_at = $2 WHERE {column} = $1 AND revoked_at IS NULL \
-             RETURNING {KEY_COLUMNS}"
+            "UPDATE api_keys SET revoked_at = $2, revoked_by = $3, revoked_reason = $4 \
+             WHERE {column} = $1 AND revoked_at IS NULL RETURNING {KEY_COLUMNS}"
         )
     }
 
@@ -1849,6 +1896,10 @@ mod sql {
     pub(crate) const API_KEYS_COUNTER: &str = "api_keys";
 
     pub(crate) const TRIALS_COUNTER: &str = "trials";
+
+    pub(crate) const ERASURES_COUNTER: &str = "erasures";
+
+    pub(crate) const CONSENTS_COUNTER: &str = "consents";
 
     pub(crate) const TRIAL_COLUMNS: &str = "id, key, flag_key, status, spec_source, \
          spec_canonical, spec_hash, version, seed, allocation, created_at, updated_at, \
@@ -1946,12 +1997,12 @@ mod sql {
 
     pub(crate) const ERASE_CONSENTS: &str = "DELETE FROM consents WHERE unit = $1";
 
-    /// $1 unit, $2 at, $3 counts (JSON).
-    pub(crate) const INSERT_ERASURE: &str =
-        "INSERT INTO erasure_log (unit, erased_at, counts) VALUES ($1, $2, $3)";
+    /// $1 unit, $2 at, $3 counts (JSON), $4 actor, $5 reason.
+    pub(crate) const INSERT_ERASURE: &str = "INSERT INTO erasure_log \
+         (unit, erased_at, counts, actor, reason) VALUES ($1, $2, $3, $4, $5)";
 
-    pub(crate) const ERASURES_SINCE: &str = "SELECT unit, erased_at, counts FROM erasure_log \
-         WHERE erased_at >= $1 ORDER BY erased_at, id";
+    pub(crate) const ERASURES_SINCE: &str = "SELECT unit, erased_at, counts, actor, reason \
+         FROM erasure_log WHERE erased_at >= $1 ORDER BY erased_at, id";
 
     /// $1 unit, $2 scope, $3 text version, $4 status, $5 at.
     pub(crate) const INSERT_CONSENT: &str =

@@ -18,6 +18,8 @@ use crate::{
     TrialChange, TrialEvent, TrialRecord, TrialStatus, TrialUpdate, EXPOSURES_PER_STATEMENT,
 };
 
+mod privacy;
+
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// Event transactions worth running at once (see [`crate::Store::event_writers`]);
@@ -240,6 +242,7 @@ impl PgStore {
                 .bind(key.hash_hex)
                 .bind(key.at)
                 .bind(key.created_by)
+                .bind(key.reason)
                 .fetch_one(&mut *tx)
                 .await?;
             bump_keys_version(&mut tx).await?;
@@ -276,6 +279,8 @@ impl PgStore {
     pub(crate) async fn revoke_api_key(
         &self,
         id_or_name: &str,
+        actor: Option<&str>,
+        reason: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<ApiKeyRecord, StoreError> {
         let result: Result<Option<PgRow>, sqlx::Error> = async {
@@ -285,6 +290,8 @@ impl PgStore {
                 row = sqlx::query(AssertSqlSafe(sql::revoke_key_by(column)))
                     .bind(id_or_name)
                     .bind(at)
+                    .bind(actor)
+                    .bind(reason)
                     .fetch_optional(&mut *tx)
                     .await?;
                 if row.is_some() {
@@ -782,16 +789,22 @@ impl PgStore {
     }
 
     pub(crate) async fn set_consent(&self, c: &ConsentRecord) -> Result<(), StoreError> {
-        sqlx::query(sql::INSERT_CONSENT)
-            .bind(&c.unit)
-            .bind(&c.scope)
-            .bind(&c.text_version)
-            .bind(consent_status(c.granted))
-            .bind(c.at)
-            .execute(&self.pool)
-            .await
-            .map_err(write_err)?;
-        Ok(())
+        let result: Result<(), sqlx::Error> = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(sql::INSERT_CONSENT)
+                .bind(&c.unit)
+                .bind(&c.scope)
+                .bind(&c.text_version)
+                .bind(consent_status(c.granted))
+                .bind(c.at)
+                .execute(&mut *tx)
+                .await?;
+            bump_counter(&mut tx, sql::CONSENTS_COUNTER).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        result.map_err(write_err)
     }
 
     pub(crate) async fn consent_state(
@@ -823,6 +836,8 @@ impl PgStore {
     pub(crate) async fn erase_unit(
         &self,
         unit: &str,
+        actor: &str,
+        reason: &str,
         at: DateTime<Utc>,
     ) -> Result<ErasureOutcome, StoreError> {
         let result: Result<ErasureOutcome, sqlx::Error> = async {
@@ -851,8 +866,11 @@ impl PgStore {
                 .bind(unit)
                 .bind(at)
                 .bind(Json(outcome))
+                .bind(actor)
+                .bind(reason)
                 .execute(&mut *tx)
                 .await?;
+            bump_counter(&mut tx, sql::ERASURES_COUNTER).await?;
             tx.commit().await?;
             Ok(outcome)
         }
@@ -1021,6 +1039,8 @@ fn erasure_from_row(row: &PgRow) -> Result<ErasureRecord, StoreError> {
         unit: row.try_get("unit").map_err(db_err)?,
         erased_at: row.try_get("erased_at").map_err(db_err)?,
         counts,
+        actor: row.try_get("actor").map_err(db_err)?,
+        reason: row.try_get("reason").map_err(db_err)?,
     })
 }
 
@@ -1101,6 +1121,9 @@ fn key_from_row(row: &PgRow) -> Result<ApiKeyRecord, StoreError> {
         created_at: row.try_get("created_at").map_err(db_err)?,
         created_by: row.try_get("created_by").map_err(db_err)?,
         revoked_at: row.try_get("revoked_at").map_err(db_err)?,
+        created_reason: row.try_get("created_reason").map_err(db_err)?,
+        revoked_by: row.try_get("revoked_by").map_err(db_err)?,
+        revoked_reason: row.try_get("revoked_reason").map_err(db_err)?,
     })
 }
 

@@ -24,6 +24,8 @@ use crate::{
     EXPOSURES_PER_STATEMENT,
 };
 
+mod privacy;
+
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -169,7 +171,17 @@ impl SqliteStore {
             });
         }
 
-        let mut wal = base.get_filename().as_os_str().to_owned();
+        // The file is created if missing, its directory is not: name it.
+        let file = base.get_filename();
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(StoreError::Unavailable(format!(
+                    "directory {} does not exist (the database file is created if missing, its directory is not)",
+                    dir.display()
+                )));
+            }
+        }
+        let mut wal = file.as_os_str().to_owned();
         wal.push("-wal");
         // The writer opens (and creates) the file first and switches it to
         // WAL, which is persistent; readers then need not touch the journal
@@ -187,7 +199,11 @@ impl SqliteStore {
                     // page cache (2 MB by default) keeps the indexes' upper
                     // levels and hot leaves. Measured in docs/benchmarks.md.
                     .pragma("wal_autocheckpoint", "100000")
-                    .pragma("cache_size", "-65536"),
+                    .pragma("cache_size", "-65536")
+                    // Deleted rows (erasure, retention) are overwritten with
+                    // zeros, in their pages and in freed pages, rather than
+                    // left readable in the file. Only the writer deletes.
+                    .pragma("secure_delete", "ON"),
             )
             .await
             .map_err(db_err)?;
@@ -386,6 +402,7 @@ impl SqliteStore {
                 .bind(key.hash_hex)
                 .bind(to_text(key.at))
                 .bind(key.created_by)
+                .bind(key.reason)
                 .fetch_one(&mut *tx)
                 .await?;
             bump_keys_version(&mut tx).await?;
@@ -422,6 +439,8 @@ impl SqliteStore {
     pub(crate) async fn revoke_api_key(
         &self,
         id_or_name: &str,
+        actor: Option<&str>,
+        reason: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<ApiKeyRecord, StoreError> {
         let result: Result<Option<SqliteRow>, sqlx::Error> = async {
@@ -432,6 +451,8 @@ impl SqliteStore {
                 row = sqlx::query(AssertSqlSafe(sql::revoke_key_by(column)))
                     .bind(id_or_name)
                     .bind(&at)
+                    .bind(actor)
+                    .bind(reason)
                     .fetch_optional(&mut *tx)
                     .await?;
                 if row.is_some() {
@@ -1001,6 +1022,7 @@ impl SqliteStore {
                 .bind(to_text(c.at))
                 .execute(&mut *tx)
                 .await?;
+            bump_counter(&mut tx, sql::CONSENTS_COUNTER).await?;
             tx.commit().await?;
             Ok(())
         }
@@ -1037,6 +1059,8 @@ impl SqliteStore {
     pub(crate) async fn erase_unit(
         &self,
         unit: &str,
+        actor: &str,
+        reason: &str,
         at: DateTime<Utc>,
     ) -> Result<ErasureOutcome, StoreError> {
         let result: Result<ErasureOutcome, sqlx::Error> = async {
@@ -1065,8 +1089,11 @@ impl SqliteStore {
                 .bind(unit)
                 .bind(to_text(at))
                 .bind(Json(outcome))
+                .bind(actor)
+                .bind(reason)
                 .execute(&mut *tx)
                 .await?;
+            bump_counter(&mut tx, sql::ERASURES_COUNTER).await?;
             tx.commit().await?;
             Ok(outcome)
         }
@@ -1173,6 +1200,8 @@ fn erasure_from_row(row: &SqliteRow) -> Result<ErasureRecord, StoreError> {
         unit: row.try_get("unit").map_err(db_err)?,
         erased_at: time(row, "erased_at")?,
         counts,
+        actor: row.try_get("actor").map_err(db_err)?,
+        reason: row.try_get("reason").map_err(db_err)?,
     })
 }
 
@@ -1280,6 +1309,9 @@ fn key_from_row(row: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
         created_at: time(row, "created_at")?,
         created_by: row.try_get("created_by").map_err(db_err)?,
         revoked_at: optional_time(row, "revoked_at")?,
+        created_reason: row.try_get("created_reason").map_err(db_err)?,
+        revoked_by: row.try_get("revoked_by").map_err(db_err)?,
+        revoked_reason: row.try_get("revoked_reason").map_err(db_err)?,
     })
 }
 

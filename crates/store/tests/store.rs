@@ -35,6 +35,7 @@ fn key<'a>(id: &'a str, name: &'a str, role: &'a str, secs: i64) -> NewApiKeyRec
         role,
         hash_hex: "ab".repeat(32).leak(),
         created_by: "cli:root",
+        reason: Some("a test key"),
         at: at(secs),
     }
 }
@@ -635,6 +636,11 @@ async fn unopenable_sqlite_is_unavailable() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("directory /nonexistent-commonlab-dir/x does not exist"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -2270,7 +2276,10 @@ async fn erase_unit_removes_only_that_unit_and_logs_it() {
                 .to_string(),
         };
         db.execute_raw(&failing).await.unwrap();
-        let err = store.erase_unit(&a, at(30)).await.unwrap_err();
+        let err = store
+            .erase_unit(&a, "cli:dpo", "member asked", at(30))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("injected failure"), "{err}");
         let a_events = EventFilter {
             unit: Some(a.clone()),
@@ -2290,7 +2299,10 @@ async fn erase_unit_removes_only_that_unit_and_logs_it() {
         };
         db.execute_raw(drop).await.unwrap();
 
-        let erased = store.erase_unit(&a, at(30)).await.unwrap();
+        let erased = store
+            .erase_unit(&a, "cli:dpo", "member asked", at(30))
+            .await
+            .unwrap();
         assert_eq!(
             erased,
             ErasureOutcome {
@@ -2323,13 +2335,18 @@ async fn erase_unit_removes_only_that_unit_and_logs_it() {
         assert_eq!(store.arm_counts(other_trial).await.unwrap(), vec![]);
 
         // Erasing again deletes nothing and is logged again.
-        let again = store.erase_unit(&a, at(40)).await.unwrap();
+        let again = store
+            .erase_unit(&a, "cli:dpo", "member asked", at(40))
+            .await
+            .unwrap();
         assert_eq!(again, ErasureOutcome::default());
         let log = store.erasures_since(at(0)).await.unwrap();
         assert_eq!(log.len(), 2, "the failed erasure left no entry");
         assert_eq!(log[0].unit, a);
         assert_eq!(log[0].erased_at, at(30));
         assert_eq!(log[0].counts, erased);
+        assert_eq!(log[0].actor.as_deref(), Some("cli:dpo"));
+        assert_eq!(log[0].reason.as_deref(), Some("member asked"));
         assert_eq!(log[1].erased_at, at(40));
         assert_eq!(store.erasures_since(at(40)).await.unwrap().len(), 1);
         assert!(store.erasures_since(at(41)).await.unwrap().is_empty());
@@ -2407,3 +2424,6 @@ mod metrics;
 
 #[path = "store_cancel/mod.rs"]
 mod cancel;
+
+#[path = "store_privacy/mod.rs"]
+mod privacy;

@@ -253,7 +253,11 @@ async fn allow_list_consent_and_erasure() {
         // Erasure: everything about member-1 goes, in one transaction, and is logged.
         let researcher = h.key(Role::Researcher).await;
         let resp = h
-            .req(Method::DELETE, "/api/v1/units/member-1", Some(&researcher))
+            .req(
+                Method::DELETE,
+                "/api/v1/units/member-1?reason=asked",
+                Some(&researcher),
+            )
             .send()
             .await
             .unwrap();

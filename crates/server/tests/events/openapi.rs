@@ -380,8 +380,10 @@ async fn openapi_document_matches_the_responses() {
         assert_eq!(v["consent"].as_array().unwrap().len(), 1);
         h.conforms(&doc, history, h.req(Method::GET, consent.1, Some(&sdk)), StatusCode::FORBIDDEN).await;
         let erase = (Method::DELETE, "/api/v1/units/member-1", "/api/v1/units/{id}");
+        h.conforms(&doc, erase.clone(), h.req(Method::DELETE, erase.1, Some(&researcher)), StatusCode::UNPROCESSABLE_ENTITY).await;
+        let with_reason = format!("{}?reason=asked", erase.1);
         let v = h
-            .conforms(&doc, erase.clone(), h.req(Method::DELETE, erase.1, Some(&researcher)), StatusCode::OK)
+            .conforms(&doc, erase.clone(), h.req(Method::DELETE, &with_reason, Some(&researcher)), StatusCode::OK)
             .await;
         assert_eq!((v["erased"]["events"].as_u64(), v["erased"]["consents"].as_u64()), (Some(1), Some(1)));
 

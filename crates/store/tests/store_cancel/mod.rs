@@ -520,7 +520,13 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
         let n = at_every_point(
             store,
             "erase_unit",
-            |_| Box::pin(async move { store.erase_unit(&pseudonym(5), at(80)).await }),
+            |_| {
+                Box::pin(async move {
+                    store
+                        .erase_unit(&pseudonym(5), "cli:dpo", "asked", at(80))
+                        .await
+                })
+            },
             |_, _| {
                 Box::pin(async move {
                     let filter = EventFilter {
@@ -541,6 +547,25 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
         )
         .await;
         dropped.push(("erase_unit", n));
+
+        // The study key's fingerprint: recorded once, whole.
+        let n = at_every_point(
+            store,
+            "record_study_key",
+            |_| Box::pin(async move { store.record_study_key("0123456789abcdef", at(85)).await }),
+            |_, outcome| {
+                let done = matches!(outcome, Some(Ok(_)));
+                Box::pin(async move {
+                    let recorded = store.study_key_state().await.unwrap().fingerprint;
+                    assert!(recorded.is_none() || recorded.as_deref() == Some("0123456789abcdef"));
+                    if done {
+                        assert!(recorded.is_some());
+                    }
+                })
+            },
+        )
+        .await;
+        dropped.push(("record_study_key", n));
 
         // Retention: batches of 100, each whole; nothing newer than the
         // cutoff goes.

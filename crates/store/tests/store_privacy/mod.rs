@@ -1,0 +1,302 @@
+//! Privacy guarantees of the store: the study key's fingerprint, batch
+//! consent lookups, the counters replicas poll, erasure attribution, and
+//! erased rows leaving no readable copy in the SQLite file.
+
+use super::*;
+use commonlab_store::NewEvent;
+use serde_json::json;
+
+#[tokio::test]
+async fn erased_text_does_not_stay_in_the_sqlite_file() {
+    both_backends(|db| async move {
+        let store = db.store();
+        let marker = |i: u128| format!("erase-me-{i:04}-{}", "x".repeat(200));
+        let events: Vec<NewEvent> = (0..400u128)
+            .map(|i| NewEvent {
+                event_id: uuid::Uuid::from_u128(i + 1),
+                unit: unit(if i % 2 == 0 { 1 } else { 2 }),
+                community: None,
+                name: "note".into(),
+                ts: at(i as i64),
+                properties: json!({ "text": if i % 2 == 0 { marker(i) } else { "kept".into() } })
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            })
+            .collect();
+        store.insert_events(&events, at(1000)).await.unwrap();
+        let checkpoint = "PRAGMA wal_checkpoint(TRUNCATE)";
+        if db.backend() == Backend::Sqlite {
+            // The rows reach the database file itself.
+            db.execute_raw(checkpoint).await.unwrap();
+        }
+        let erased = store
+            .erase_unit(&unit(1), "cli:dpo", "asked", at(2000))
+            .await
+            .unwrap();
+        assert_eq!(erased.events, 200);
+        let all = commonlab_store::EventFilter::default();
+        assert_eq!(store.count_events(&all).await.unwrap(), 200);
+        if db.backend() == Backend::Sqlite {
+            db.execute_raw(checkpoint).await.unwrap();
+            let path = db.url().strip_prefix("sqlite://").unwrap().to_string();
+            for file in [path.clone(), format!("{path}-wal")] {
+                let bytes = std::fs::read(&file).unwrap_or_default();
+                let found = bytes.windows(9).filter(|w| w == b"erase-me-").count();
+                assert_eq!(found, 0, "{file} still holds erased text");
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_study_key_fingerprint_is_recorded_once() {
+    both_backends(|db| async move {
+        let store = db.store();
+        let state = store.study_key_state().await.unwrap();
+        assert_eq!((state.fingerprint, state.pseudonymised_data), (None, false));
+        let (a, b) = ("0123456789abcdef", "fedcba9876543210");
+        // Two processes race at first start: both learn the same winner.
+        let other = db.connect_another().await;
+        let (x, y) = tokio::join!(
+            store.record_study_key(a, at(1)),
+            other.record_study_key(b, at(1))
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert_eq!(x, y);
+        assert!(x == a || x == b);
+        assert_eq!(store.record_study_key(b, at(2)).await.unwrap(), x);
+        assert_eq!(store.record_study_key(a, at(2)).await.unwrap(), x);
+        assert_eq!(
+            store
+                .study_key_state()
+                .await
+                .unwrap()
+                .fingerprint
+                .as_deref(),
+            Some(x.as_str())
+        );
+        // Never replaced, never removed; only well-formed fingerprints.
+        for sql in [
+            "UPDATE study_key SET fingerprint = '0000000000000000'",
+            "DELETE FROM study_key",
+        ] {
+            let err = db.execute_raw(sql).await.unwrap_err();
+            assert!(err.to_string().contains("recorded once"), "{sql}: {err}");
+        }
+        let fresh = TestDb::new(db.backend()).await;
+        for bad in ["0123", "0123456789ABCDEF", "0123456789abcdeg"] {
+            assert!(
+                fresh.store().record_study_key(bad, at(1)).await.is_err(),
+                "{bad}"
+            );
+        }
+        // An erasure log entry alone is pseudonymised data.
+        assert!(
+            !fresh
+                .store()
+                .study_key_state()
+                .await
+                .unwrap()
+                .pseudonymised_data
+        );
+        fresh
+            .store()
+            .erase_unit(&unit(9), "cli:dpo", "asked", at(3))
+            .await
+            .unwrap();
+        assert!(
+            fresh
+                .store()
+                .study_key_state()
+                .await
+                .unwrap()
+                .pseudonymised_data
+        );
+        fresh.cleanup().await;
+        other.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pseudonymised_data_of_every_kind_is_seen() {
+    both_backends(|db| async move {
+        let store = db.store();
+        let trial = running_trial(store, "t").await;
+        assert!(!store.study_key_state().await.unwrap().pseudonymised_data);
+        store
+            .assign_fixed(&fixed(trial, &unit(1), "A", 1))
+            .await
+            .unwrap();
+        assert!(
+            store.study_key_state().await.unwrap().pseudonymised_data,
+            "assignments"
+        );
+        store
+            .erase_unit(&unit(1), "cli:dpo", "asked", at(2))
+            .await
+            .unwrap();
+        for (what, insert) in [("exposures", 0), ("events", 1), ("consents", 2)] {
+            let fresh = TestDb::new(db.backend()).await;
+            let s = fresh.store();
+            let t = running_trial(s, "t").await;
+            match insert {
+                0 => {
+                    s.record_exposures(&[exposure(t, 1, "A", 2)]).await.unwrap();
+                }
+                1 => {
+                    s.insert_events(&[event(1, 1, "e", 1)], at(2))
+                        .await
+                        .unwrap();
+                }
+                _ => {
+                    s.set_consent(&unit(1), "research", "v1", true, at(2))
+                        .await
+                        .unwrap();
+                }
+            }
+            assert!(
+                s.study_key_state().await.unwrap().pseudonymised_data,
+                "{what}"
+            );
+            fresh.cleanup().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn erasures_and_consent_decisions_bump_their_counters() {
+    both_backends(|db| async move {
+        let store = db.store();
+        let v = |e, c| commonlab_store::UnitVersions {
+            erasures: e,
+            consents: c,
+        };
+        assert_eq!(store.unit_versions().await.unwrap(), v(0, 0));
+        store
+            .set_consent(&unit(1), "research", "v1", true, at(1))
+            .await
+            .unwrap();
+        store
+            .set_consent(&unit(1), "research", "v1", false, at(2))
+            .await
+            .unwrap();
+        assert_eq!(store.unit_versions().await.unwrap(), v(0, 2));
+        store
+            .erase_unit(&unit(1), "key:dpo", "asked", at(3))
+            .await
+            .unwrap();
+        assert_eq!(store.unit_versions().await.unwrap(), v(1, 2));
+        // An erasure without an actor or a reason is refused, and not counted.
+        for (actor, reason) in [("", "asked"), ("key:dpo", " "), ("key:dpo", "")] {
+            assert!(store
+                .erase_unit(&unit(1), actor, reason, at(4))
+                .await
+                .is_err());
+        }
+        assert_eq!(store.unit_versions().await.unwrap(), v(1, 2));
+        let log = store.erasures_since(at(0)).await.unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(
+            (log[0].actor.as_deref(), log[0].reason.as_deref()),
+            (Some("key:dpo"), Some("asked"))
+        );
+    })
+    .await;
+}
+
+/// The batch lookup agrees with [`Store::consent_state`] of each unit, over
+/// a seeded random history of grants and withdrawals (some at equal times)
+/// in two scopes, and for units that never decided.
+#[tokio::test]
+async fn batch_consent_agrees_with_each_unit_s_latest_decision() {
+    use rand::{Rng, SeedableRng};
+    both_backends(|db| async move {
+        let store = db.store();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..300 {
+            let u = unit(rng.random_range(0..40));
+            let scope = if rng.random_bool(0.7) {
+                "research"
+            } else {
+                "surveys"
+            };
+            store
+                .set_consent(
+                    &u,
+                    scope,
+                    "v1",
+                    rng.random_bool(0.5),
+                    at(rng.random_range(0..20)),
+                )
+                .await
+                .unwrap();
+        }
+        let units: Vec<String> = (0..50).map(unit).collect();
+        let refs: Vec<&str> = units.iter().map(String::as_str).collect();
+        for scope in ["research", "surveys", "other"] {
+            let batch = store.units_with_consent(&refs, scope).await.unwrap();
+            let mut expected = std::collections::HashSet::new();
+            for u in &units {
+                if store
+                    .consent_state(u, scope)
+                    .await
+                    .unwrap()
+                    .is_some_and(|c| c.granted)
+                {
+                    expected.insert(u.clone());
+                }
+            }
+            assert_eq!(batch, expected, "{scope}");
+            if scope != "other" {
+                assert!(
+                    !expected.is_empty(),
+                    "{scope}: a history with no grant tests little"
+                );
+            }
+        }
+        assert!(store
+            .units_with_consent(&[], "research")
+            .await
+            .unwrap()
+            .is_empty());
+        // Repeated units are fine.
+        let twice = [refs[0], refs[0]];
+        assert!(
+            store
+                .units_with_consent(&twice, "research")
+                .await
+                .unwrap()
+                .len()
+                <= 1
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn key_changes_keep_who_and_why() {
+    both_backends(|db| async move {
+        let store = db.store();
+        let made = store
+            .insert_api_key(&key("0123456789ab", "ci", "sdk", 1))
+            .await
+            .unwrap();
+        assert_eq!(made.created_reason.as_deref(), Some("a test key"));
+        assert_eq!(made.revoked_by, None);
+        let gone = store
+            .revoke_api_key_by("ci", Some("cli:alice"), Some("leaked in a log"), at(2))
+            .await
+            .unwrap();
+        assert_eq!(
+            (gone.revoked_by.as_deref(), gone.revoked_reason.as_deref()),
+            (Some("cli:alice"), Some("leaked in a log"))
+        );
+        let listed = store.list_api_keys(true).await.unwrap();
+        assert_eq!(listed, vec![gone]);
+    })
+    .await;
+}
