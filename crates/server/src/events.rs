@@ -13,7 +13,8 @@
 //! status and the same `stored` count (`duplicates` says how many were
 //! already there). **Partial acceptance:** invalid events are listed in
 //! `rejected` with their index, id, field and reason; the valid ones are
-//! stored. A body that is not JSON (or a line of NDJSON that is not) stores
+//! stored; so are events the database refuses (a constraint), with its
+//! reason. A body that is not JSON (or a line of NDJSON that is not) stores
 //! nothing. **Group commit and backpressure:** batches of concurrent
 //! requests are committed together by one task ([`crate::group_commit`]); a
 //! batch that cannot be queued within a second gets 503 with `Retry-After`
@@ -313,6 +314,8 @@ async fn ingest(
     let mut rejected = Vec::new();
     let mut dropped = Dropped::default();
     let mut batch = Vec::with_capacity(items.len());
+    // The index in `items` of each event of `batch`.
+    let mut origin = Vec::with_capacity(items.len());
     for (i, v) in items.iter().enumerate() {
         match validate_event(i, v, now, state.config.max_future_skew) {
             Ok(mut event) => {
@@ -329,6 +332,7 @@ async fn ingest(
                 }
                 event.unit = pseudonymise(&state.config.study_key, &event.unit).into_string();
                 batch.push(event);
+                origin.push(i);
             }
             Err(r) => rejected.push(r),
         }
@@ -346,7 +350,11 @@ async fn ingest(
             }
         }
         let before = batch.len();
-        batch.retain(|e| consented.get(&e.unit).copied().unwrap_or(false));
+        (batch, origin) = batch
+            .into_iter()
+            .zip(origin)
+            .filter(|(e, _)| consented.get(&e.unit).copied().unwrap_or(false))
+            .unzip();
         dropped.no_consent = (before - batch.len()) as u64;
     }
     let (stored, duplicates) = if batch.is_empty() {
@@ -364,6 +372,19 @@ async fn ingest(
             }
             Err(SubmitError::Store(e)) => return Err(e.into()),
         };
+        // Events the database refused (a constraint): rejected like invalid
+        // ones, the rest of the batch is stored.
+        for r in &outcome.refused {
+            let index = origin[r.index];
+            let id = items[index].get("event_id").and_then(Value::as_str);
+            rejected.push(reject(
+                index,
+                id,
+                "",
+                format!("the database refused this event: {}", r.reason),
+            ));
+        }
+        rejected.sort_by_key(|r| r.index);
         (
             outcome.inserted + outcome.duplicates.len() as u64,
             outcome.duplicates.len(),

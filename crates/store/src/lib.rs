@@ -142,10 +142,12 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
+mod ingest;
 mod metrics;
 mod postgres;
 mod sqlite;
 
+pub use ingest::RefusedEvent;
 pub use metrics::{MetricCell, MetricSnapshot};
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -203,6 +205,15 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
     Database(sqlx::Error),
+}
+
+impl StoreError {
+    /// Whether the database refused a row for its values (a check or other
+    /// constraint, a value it cannot store) rather than failing as a whole:
+    /// retrying the same row fails the same way.
+    pub fn is_refused_row(&self) -> bool {
+        ingest::is_row_refusal(self)
+    }
 }
 
 /// A change to append to a flag set's log.
@@ -629,6 +640,11 @@ pub struct InsertOutcome {
     /// their id was stored already (by an earlier call, or concurrently by
     /// another) or occurs earlier in the same batch.
     pub duplicates: Vec<usize>,
+    /// The events the database refused (a constraint, a value it cannot
+    /// store), ascending by index: not stored, while the rest of the batch
+    /// was.
+    #[serde(default)]
+    pub refused: Vec<RefusedEvent>,
 }
 
 /// A consent decision of a unit for a scope (see [`Store::consent_state`]).
@@ -1206,9 +1222,12 @@ impl Store {
     /// stored already, or repeated earlier in the batch: the first
     /// occurrence wins), so a retried batch stores nothing twice. Safe
     /// against concurrent callers in any number of processes: every id is
-    /// stored once and reported as inserted by exactly one of them. A row
-    /// the database refuses (malformed unit, empty name, …) fails the whole
-    /// batch with [`StoreError::Database`].
+    /// stored once and reported as inserted by exactly one of them. Rows
+    /// the database refuses (malformed unit, empty name, a NUL byte on
+    /// PostgreSQL, …) are left out and reported in
+    /// [`InsertOutcome::refused`]; the rest is committed in one transaction
+    /// (see `ingest`: they are found by bisection in transactions that are
+    /// rolled back).
     ///
     /// PostgreSQL: `COPY` into a per-connection temporary staging table,
     /// then `INSERT … SELECT … ORDER BY event_id ON CONFLICT DO NOTHING`
@@ -1241,19 +1260,18 @@ impl Store {
         batch: &[NewEvent],
         received_at: DateTime<Utc>,
     ) -> Result<(InsertOutcome, SyncPoint), StoreError> {
-        let (prepared, mut duplicates) = prepare_events(batch)?;
+        let (mut prepared, mut duplicates) = prepare_events(batch)?;
         if prepared.is_empty() {
             let outcome = InsertOutcome {
                 inserted: 0,
                 duplicates,
+                refused: Vec::new(),
             };
             return Ok((outcome, SyncPoint(0)));
         }
         let received_at = micros(received_at);
-        let (ids, point) = match &self.inner {
-            Inner::Sqlite(s) => s.insert_events_unsynced(&prepared, received_at).await?,
-            Inner::Postgres(p) => (p.insert_events(&prepared, received_at).await?, 0),
-        };
+        let ((ids, point), refused_ids) =
+            self.insert_isolating(&mut prepared, received_at).await?;
         let inserted: std::collections::HashSet<uuid::Uuid> = ids.into_iter().collect();
         let mut first_index: std::collections::HashMap<uuid::Uuid, usize> =
             std::collections::HashMap::with_capacity(batch.len());
@@ -1265,10 +1283,33 @@ impl Store {
                 duplicates.push(first_index[&p.event.event_id]);
             }
         }
+        let mut refused: Vec<RefusedEvent> = Vec::with_capacity(refused_ids.len());
+        if !refused_ids.is_empty() {
+            // A repeat of a refused event (same id later in the batch) is
+            // refused with it, not reported as stored.
+            let reasons: std::collections::HashMap<uuid::Uuid, String> =
+                refused_ids.into_iter().collect();
+            duplicates.retain(|&i| match reasons.get(&batch[i].event_id) {
+                Some(reason) => {
+                    refused.push(RefusedEvent {
+                        index: i,
+                        reason: reason.clone(),
+                    });
+                    false
+                }
+                None => true,
+            });
+            refused.extend(reasons.into_iter().map(|(id, reason)| RefusedEvent {
+                index: first_index[&id],
+                reason,
+            }));
+            refused.sort_unstable_by_key(|r| r.index);
+        }
         duplicates.sort_unstable();
         let outcome = InsertOutcome {
             inserted: inserted.len() as u64,
             duplicates,
+            refused,
         };
         Ok((outcome, SyncPoint(point)))
     }

@@ -708,25 +708,44 @@ impl PgStore {
         batch: &[PreparedEvent<'_>],
         received_at: DateTime<Utc>,
     ) -> Result<Vec<uuid::Uuid>, StoreError> {
-        let data = copy_text(batch);
-        let expected = batch.len() as u64;
-        let pool = self.pool.clone();
-        let task = tokio::spawn(copy_events(pool, data, expected, received_at));
-        let inserted = match task.await {
-            Ok(result) => result.map_err(write_err)?,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => {
-                return Err(StoreError::Unavailable(format!(
-                    "the event transaction was cancelled: {e}"
-                )))
-            }
-        };
+        let inserted = self.copy_in_task(batch, received_at, true).await?;
         match inserted {
             None => Ok(batch.iter().map(|p| p.event.event_id).collect()),
             Some(ids) => ids
                 .iter()
                 .map(|id: &String| uuid::Uuid::parse_str(id).map_err(|e| decode_err("event_id", e)))
                 .collect(),
+        }
+    }
+
+    /// Whether the database accepts every row of `batch`: the same
+    /// transaction as [`PgStore::insert_events`], rolled back (see
+    /// `crate::ingest`).
+    pub(crate) async fn probe_events(
+        &self,
+        batch: &[PreparedEvent<'_>],
+        received_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.copy_in_task(batch, received_at, false).await.map(drop)
+    }
+
+    /// [`copy_events`] in a task of its own (see [`PgStore::insert_events`]).
+    async fn copy_in_task(
+        &self,
+        batch: &[PreparedEvent<'_>],
+        received_at: DateTime<Utc>,
+        commit: bool,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let data = copy_text(batch);
+        let expected = batch.len() as u64;
+        let pool = self.pool.clone();
+        let task = tokio::spawn(copy_events(pool, data, expected, received_at, commit));
+        match task.await {
+            Ok(result) => result.map_err(write_err),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "the event transaction was cancelled: {e}"
+            ))),
         }
     }
 
@@ -903,12 +922,14 @@ const DELETE_EVENTS_BATCH: &str = "DELETE FROM events WHERE ctid = ANY(ARRAY(\
 
 /// One event transaction of [`PgStore::insert_events`]: `COPY` of `data`
 /// (`expected` rows) into the staging table, then the insert. `None` when
-/// every row went in, else the ids this transaction inserted.
+/// every row went in, else the ids this transaction inserted. Rolled back
+/// instead of committed unless `commit` (a probe).
 async fn copy_events(
     pool: PgPool,
     data: Vec<u8>,
     expected: u64,
     received_at: DateTime<Utc>,
+    commit: bool,
 ) -> Result<Option<Vec<String>>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut copy = tx.copy_in_raw(COPY_EVENTS).await?;
@@ -922,6 +943,12 @@ async fn copy_events(
         .execute(&mut *tx)
         .await?
         .rows_affected();
+    if !commit {
+        // The staging table is `ON COMMIT DELETE ROWS`: a rollback empties
+        // it as well.
+        tx.rollback().await?;
+        return Ok(None);
+    }
     // Reading back which ids went in only when some did not is cheaper
     // than `RETURNING` every id.
     let ids = if stored == expected {

@@ -874,25 +874,7 @@ impl SqliteStore {
             let before: i64 = sqlx::query_scalar(LARGEST_EVENT_ROWID)
                 .fetch_one(&mut *tx)
                 .await?;
-            let mut stored = 0u64;
-            let mut rest = batch;
-            while !rest.is_empty() {
-                let (chunk, tail) = rest.split_at(event_chunk_len(rest.len()));
-                rest = tail;
-                let mut q = QueryBuilder::<Sqlite>::new(INSERT_EVENTS);
-                q.push_values(chunk, |mut row, p| {
-                    let e = p.event;
-                    row.push_bind(e.event_id.as_bytes().as_slice())
-                        .push_bind(e.unit.as_str())
-                        .push_bind(e.community.as_deref())
-                        .push_bind(e.name.as_str())
-                        .push_bind(to_text(p.ts))
-                        .push_bind(received_at.as_str())
-                        .push_bind(p.properties.as_str());
-                });
-                q.push(INSERT_EVENTS_ON_CONFLICT);
-                stored += q.build().execute(&mut *tx).await?.rows_affected();
-            }
+            let stored = insert_event_rows(&mut tx, batch, &received_at).await?;
             let inserted = if stored == batch.len() as u64 {
                 Inserted::All
             } else {
@@ -923,6 +905,23 @@ impl SqliteStore {
                 .collect::<Result<_, _>>()?,
         };
         Ok((ids, seq))
+    }
+
+    /// Whether the database accepts every row of `batch`: inserts them in
+    /// a transaction that is always rolled back (see `crate::ingest`).
+    pub(crate) async fn probe_events(
+        &self,
+        batch: &[PreparedEvent<'_>],
+        received_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let received_at = to_text(received_at);
+        let result: Result<(), sqlx::Error> = async {
+            let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+            insert_event_rows(&mut tx, batch, &received_at).await?;
+            tx.rollback().await
+        }
+        .await;
+        result.map_err(write_err)
     }
 
     #[cfg(feature = "test-support")]
@@ -1095,6 +1094,35 @@ const INSERT_EVENTS_ON_CONFLICT: &str = " ON CONFLICT (event_id) DO NOTHING";
 const LARGEST_EVENT_ROWID: &str = "SELECT COALESCE(MAX(rowid), 0) FROM events";
 
 const EVENT_IDS_ABOVE_ROWID: &str = "SELECT event_id FROM events WHERE rowid > ?";
+
+/// Inserts `batch` in multi-row statements; returns how many rows went in
+/// (the others' ids were stored already).
+async fn insert_event_rows(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    batch: &[PreparedEvent<'_>],
+    received_at: &str,
+) -> Result<u64, sqlx::Error> {
+    let mut stored = 0u64;
+    let mut rest = batch;
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(event_chunk_len(rest.len()));
+        rest = tail;
+        let mut q = QueryBuilder::<Sqlite>::new(INSERT_EVENTS);
+        q.push_values(chunk, |mut row, p| {
+            let e = p.event;
+            row.push_bind(e.event_id.as_bytes().as_slice())
+                .push_bind(e.unit.as_str())
+                .push_bind(e.community.as_deref())
+                .push_bind(e.name.as_str())
+                .push_bind(to_text(p.ts))
+                .push_bind(received_at)
+                .push_bind(p.properties.as_str());
+        });
+        q.push(INSERT_EVENTS_ON_CONFLICT);
+        stored += q.build().execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(stored)
+}
 
 /// Which events of a batch a transaction stored.
 enum Inserted {

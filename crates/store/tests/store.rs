@@ -2407,3 +2407,6 @@ mod metrics;
 
 #[path = "store_cancel/mod.rs"]
 mod cancel;
+
+#[path = "store_refused/mod.rs"]
+mod refused;

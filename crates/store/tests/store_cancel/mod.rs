@@ -494,6 +494,39 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
         .await;
         dropped.push(("insert_events", n));
 
+        // Events with refused rows: the probes and the commit of the rest,
+        // whole or not at all.
+        let n = at_every_point(
+            store,
+            "insert_events (refused rows)",
+            |i| {
+                Box::pin(async move {
+                    let batch: Vec<NewEvent> = (0..100u128)
+                        .map(|e| NewEvent {
+                            unit: if e % 40 == 7 { "refused".into() } else { pseudonym(9) },
+                            ..event((1u128 << 90) | (i as u128) << 32 | e, 0, "edit", 60)
+                        })
+                        .collect();
+                    store.insert_events(&batch, at(61)).await
+                })
+            },
+            |_, outcome| {
+                if let Some(Ok(o)) = outcome {
+                    assert_eq!(o.refused.len(), 3, "{o:?}");
+                }
+                Box::pin(async move {
+                    let filter = EventFilter {
+                        unit: Some(pseudonym(9)),
+                        ..EventFilter::default()
+                    };
+                    let stored = store.count_events(&filter).await.unwrap();
+                    assert_eq!(stored % 97, 0, "a partial event batch: {stored}");
+                })
+            },
+        )
+        .await;
+        dropped.push(("insert_events (refused rows)", n));
+
         // Consent.
         let n = at_every_point(
             store,
