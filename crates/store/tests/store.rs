@@ -2410,3 +2410,6 @@ mod cancel;
 
 #[path = "store_refused/mod.rs"]
 mod refused;
+
+#[path = "store_lifecycle/mod.rs"]
+mod lifecycle;
