@@ -255,8 +255,8 @@ pub async fn transition(
         Move::Resume => {
             // Another trial may have started on the same units meanwhile.
             let record = get(store, key).await?;
-            let spec = parse_trial(&record.spec_source, &format!("trial {key}"))
-                .map_err(spec_errors)?;
+            let spec =
+                parse_trial(&record.spec_source, &format!("trial {key}")).map_err(spec_errors)?;
             let overlaps = |running: &[TrialRecord]| overlap(key, &spec, running);
             Ok(store.resume_trial_exclusive(key, &c, &overlaps).await?)
         }

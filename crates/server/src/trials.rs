@@ -560,7 +560,14 @@ pub async fn run_writer(
     // `batch` may still hold the batch the shutdown interrupted.
     while !batch.is_empty() || rx.recv_many(&mut batch, BATCH).await > 0 {
         if reachable {
-            reachable = write(&store, &key, &sink, &mut batch, Until::Attempts(SHUTDOWN_ATTEMPTS)).await;
+            reachable = write(
+                &store,
+                &key,
+                &sink,
+                &mut batch,
+                Until::Attempts(SHUTDOWN_ATTEMPTS),
+            )
+            .await;
         }
         if !reachable {
             sink.count_dropped(batch.len());

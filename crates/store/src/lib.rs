@@ -1291,8 +1291,7 @@ impl Store {
             return Ok((outcome, SyncPoint(0)));
         }
         let received_at = micros(received_at);
-        let ((ids, point), refused_ids) =
-            self.insert_isolating(&mut prepared, received_at).await?;
+        let ((ids, point), refused_ids) = self.insert_isolating(&mut prepared, received_at).await?;
         let inserted: std::collections::HashSet<uuid::Uuid> = ids.into_iter().collect();
         let mut first_index: std::collections::HashMap<uuid::Uuid, usize> =
             std::collections::HashMap::with_capacity(batch.len());

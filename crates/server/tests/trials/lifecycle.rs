@@ -38,7 +38,11 @@ fn start(store: Store, key: String) -> tokio::task::JoinHandle<Result<(), String
     })
 }
 
-fn conclude(store: Store, key: String, when: &'static str) -> tokio::task::JoinHandle<Result<(), String>> {
+fn conclude(
+    store: Store,
+    key: String,
+    when: &'static str,
+) -> tokio::task::JoinHandle<Result<(), String>> {
     tokio::spawn(async move {
         let meta = ChangeMeta {
             actor: "test",
@@ -65,12 +69,29 @@ async fn overlapping_trials_started_on_two_replicas_at_once_have_one_winner() {
             create(&one, &keyed(HASH_RIVAL, &b)).await;
             let (ra, rb) = (start(one.clone(), a.clone()), start(two.clone(), b.clone()));
             let (ra, rb) = (ra.await.unwrap(), rb.await.unwrap());
-            let running: Vec<String> = one.running_trials().await.unwrap().into_iter().map(|t| t.key).collect();
-            assert_eq!(running.len(), 1, "{}: round {round}: both started: {running:?}", db.backend());
+            let running: Vec<String> = one
+                .running_trials()
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.key)
+                .collect();
+            assert_eq!(
+                running.len(),
+                1,
+                "{}: round {round}: both started: {running:?}",
+                db.backend()
+            );
             let loser = if ra.is_ok() { rb } else { ra };
             assert!(loser.unwrap_err().contains("overlaps running trial"));
-            let meta = ChangeMeta { actor: "test", reason: "next", at: at("2026-06-01T12:00:02Z") };
-            trial_service::transition(&one, &running[0], Move::Stop, &meta).await.unwrap();
+            let meta = ChangeMeta {
+                actor: "test",
+                reason: "next",
+                at: at("2026-06-01T12:00:02Z"),
+            };
+            trial_service::transition(&one, &running[0], Move::Stop, &meta)
+                .await
+                .unwrap();
         }
     })
     .await;
@@ -96,7 +117,12 @@ async fn a_trial_concluded_on_two_replicas_at_once_keeps_its_own_snapshot() {
             let snapshots = one.metric_snapshots(trial.id).await.unwrap();
             assert!(!snapshots.is_empty());
             for s in snapshots {
-                assert_eq!(Some(s.as_of), trial.concluded_at, "{}: round {round}: the loser's snapshot was kept", db.backend());
+                assert_eq!(
+                    Some(s.as_of),
+                    trial.concluded_at,
+                    "{}: round {round}: the loser's snapshot was kept",
+                    db.backend()
+                );
             }
         }
     })

@@ -340,7 +340,10 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
             "start_trial_exclusive",
             |_| {
                 Box::pin(async move {
-                    match store.start_trial_exclusive("tc", 7, None, &by("go"), none).await {
+                    match store
+                        .start_trial_exclusive("tc", 7, None, &by("go"), none)
+                        .await
+                    {
                         Err(StoreError::InvalidState(m)) if m.contains("is running") => {
                             store.get_trial("tc").await.map(Option::unwrap)
                         }
@@ -566,7 +569,11 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
                 Box::pin(async move {
                     let batch: Vec<NewEvent> = (0..100u128)
                         .map(|e| NewEvent {
-                            unit: if e % 40 == 7 { "refused".into() } else { pseudonym(9) },
+                            unit: if e % 40 == 7 {
+                                "refused".into()
+                            } else {
+                                pseudonym(9)
+                            },
                             ..event((1u128 << 90) | (i as u128) << 32 | e, 0, "edit", 60)
                         })
                         .collect();

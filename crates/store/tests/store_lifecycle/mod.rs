@@ -63,7 +63,12 @@ async fn overlapping_starts_on_two_stores_have_one_winner() {
             let (ra, rb) = (start(one.clone(), a.clone()), start(two.clone(), b.clone()));
             let (ra, rb) = (ra.await.unwrap(), rb.await.unwrap());
             let running = one.running_trials().await.unwrap();
-            assert_eq!(running.len(), 1, "{}: round {round}: {running:?}", db.backend());
+            assert_eq!(
+                running.len(),
+                1,
+                "{}: round {round}: {running:?}",
+                db.backend()
+            );
             let (winner, loser) = if ra.is_ok() { (a, rb) } else { (b, ra) };
             assert_eq!(running[0].key, winner);
             match loser.unwrap_err() {
@@ -71,39 +76,63 @@ async fn overlapping_starts_on_two_stores_have_one_winner() {
                 other => panic!("{other:?}"),
             }
             // The refused start changed nothing, not even the log.
-            let log = one.trial_events(&format!("{}{round}", if winner.starts_with('a') { 'b' } else { 'a' })).await.unwrap();
+            let log = one
+                .trial_events(&format!(
+                    "{}{round}",
+                    if winner.starts_with('a') { 'b' } else { 'a' }
+                ))
+                .await
+                .unwrap();
             assert_eq!(log.len(), 1, "only its creation");
 
             // A stopped trial resumes only if nothing overlapping started
             // meanwhile; resuming and starting at once: one winner.
             let stopped = [TrialStatus::Running];
-            one.set_trial_status(&winner, &stopped, TrialStatus::Stopped, &trial_change("pause", 2))
-                .await
-                .unwrap();
+            one.set_trial_status(
+                &winner,
+                &stopped,
+                TrialStatus::Stopped,
+                &trial_change("pause", 2),
+            )
+            .await
+            .unwrap();
             let c = format!("c{round}");
             one.create_trial(&new_trial(&c, &h, 0)).await.unwrap();
             let resume = {
                 let store = one.clone();
                 let winner = winner.clone();
                 tokio::spawn(async move {
-                    store.resume_trial_exclusive(&winner, &trial_change("on", 3), &same_flag).await
+                    store
+                        .resume_trial_exclusive(&winner, &trial_change("on", 3), &same_flag)
+                        .await
                 })
             };
             let rc = start(two.clone(), c.clone());
             let (rr, rc) = (resume.await.unwrap(), rc.await.unwrap());
-            assert!(rr.is_ok() != rc.is_ok(), "{}: round {round}: {rr:?} {rc:?}", db.backend());
+            assert!(
+                rr.is_ok() != rc.is_ok(),
+                "{}: round {round}: {rr:?} {rc:?}",
+                db.backend()
+            );
             assert_eq!(one.running_trials().await.unwrap().len(), 1);
             // Clear the way for the next round.
             for t in one.running_trials().await.unwrap() {
-                one.set_trial_status(&t.key, &stopped, TrialStatus::Stopped, &trial_change("end", 4))
-                    .await
-                    .unwrap();
+                one.set_trial_status(
+                    &t.key,
+                    &stopped,
+                    TrialStatus::Stopped,
+                    &trial_change("end", 4),
+                )
+                .await
+                .unwrap();
             }
         }
         // Without an overlap, both start.
         one.create_trial(&new_trial("x", &h, 0)).await.unwrap();
         let none = |_: &[TrialRecord]| None;
-        one.start_trial_exclusive("x", 1, None, &trial_change("go", 5), &none).await.unwrap();
+        one.start_trial_exclusive("x", 1, None, &trial_change("go", 5), &none)
+            .await
+            .unwrap();
     })
     .await;
 }
@@ -118,12 +147,25 @@ async fn a_conclusion_and_its_snapshot_commit_together() {
 
         // Amended since the snapshot was computed: nothing is written.
         store
-            .amend_trial("t", "[trial]\n#2", "{}", &hash_of(2), &trial_change("fix", 2))
+            .amend_trial(
+                "t",
+                "[trial]\n#2",
+                "{}",
+                &hash_of(2),
+                &trial_change("fix", 2),
+            )
             .await
             .unwrap();
         let stale = snapshots(&trial.spec_hash, at(3), 1);
         let err = store
-            .conclude_trial("t", &from, &trial.spec_hash, trial.version, &stale, &trial_change("done", 3))
+            .conclude_trial(
+                "t",
+                &from,
+                &trial.spec_hash,
+                trial.version,
+                &stale,
+                &trial_change("done", 3),
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::SpecConflict { .. }), "{err:?}");
@@ -133,7 +175,14 @@ async fn a_conclusion_and_its_snapshot_commit_together() {
 
         // Not allowed from this status: nothing is written either.
         let err = store
-            .conclude_trial("t", &[TrialStatus::Stopped], &now.spec_hash, now.version, &snapshots(&now.spec_hash, at(4), 1), &trial_change("done", 4))
+            .conclude_trial(
+                "t",
+                &[TrialStatus::Stopped],
+                &now.spec_hash,
+                now.version,
+                &snapshots(&now.spec_hash, at(4), 1),
+                &trial_change("done", 4),
+            )
             .await
             .unwrap_err();
         assert_invalid_state(err, "running");
@@ -154,16 +203,29 @@ async fn a_conclusion_and_its_snapshot_commit_together() {
         };
         let (r1, r2) = (conclude(store.clone(), 10), conclude(two.clone(), 20));
         let (r1, r2) = (r1.await.unwrap(), r2.await.unwrap());
-        let (winner, loser) = if r1.is_ok() { (r1.unwrap(), r2) } else { (r2.unwrap(), r1) };
+        let (winner, loser) = if r1.is_ok() {
+            (r1.unwrap(), r2)
+        } else {
+            (r2.unwrap(), r1)
+        };
         assert_invalid_state(loser.unwrap_err(), "concluded");
         assert_eq!(winner.status, TrialStatus::Concluded);
         let stored = store.metric_snapshots(trial_id).await.unwrap();
         assert_eq!(stored.len(), 2);
         for s in &stored {
             assert_eq!(Some(s.as_of), winner.concluded_at, "{}", db.backend());
-            assert_eq!(s.cells[0].n, winner.concluded_at.unwrap().timestamp() - at(0).timestamp());
+            assert_eq!(
+                s.cells[0].n,
+                winner.concluded_at.unwrap().timestamp() - at(0).timestamp()
+            );
         }
-        let log: Vec<String> = store.trial_events("t").await.unwrap().into_iter().map(|e| e.action).collect();
+        let log: Vec<String> = store
+            .trial_events("t")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
         assert_eq!(log, ["create", "start", "amend", "conclude"]);
     })
     .await;

@@ -76,11 +76,7 @@ fn covariate(w: Window) -> impl Strategy<Value = Option<Window>> {
         prop::sample::select(vec![1i64, 60, 3_600]),
     )
         .prop_map(|(gap, len)| Window::new(-gap - len, -gap));
-    prop_oneof![
-        Just(None),
-        Just(Window::new(-w.len_secs(), 0)),
-        custom,
-    ]
+    prop_oneof![Just(None), Just(Window::new(-w.len_secs(), 0)), custom,]
 }
 
 fn cap() -> impl Strategy<Value = Option<Cap>> {
@@ -109,8 +105,8 @@ fn metric() -> impl Strategy<Value = Metric> {
         Some(FilterOp::Exists(false)),
         Some(FilterOp::Lt(2.5)),
     ]);
-    (kind, window(), any::<bool>(), any::<bool>(), filter, cap())
-        .prop_flat_map(|(kind, w, flip, sum, filter, cap)| {
+    (kind, window(), any::<bool>(), any::<bool>(), filter, cap()).prop_flat_map(
+        |(kind, w, flip, sum, filter, cap)| {
             covariate(w).prop_map(move |covariate| {
                 let events: Vec<String> = match (kind, flip) {
                     (MetricKind::Ratio, false) => vec!["a".into(), "b".into()],
@@ -147,7 +143,8 @@ fn metric() -> impl Strategy<Value = Metric> {
                     library_ref: None,
                 }
             })
-        })
+        },
+    )
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -160,7 +157,13 @@ fn case() -> impl Strategy<Value = Case> {
         999_000i64..1_000_000,
         0i64..1_000_000,
     ];
-    let unit = (0i64..3 * 86_400, micros, 0..ARMS.len(), 0..COMMUNITIES.len(), prop::bool::weighted(0.1))
+    let unit = (
+        0i64..3 * 86_400,
+        micros,
+        0..ARMS.len(),
+        0..COMMUNITIES.len(),
+        prop::bool::weighted(0.1),
+    )
         .prop_map(|(secs, micros, arm, community, excluded)| CaseUnit {
             secs,
             micros,
@@ -230,16 +233,19 @@ fn materialise(case: &Case, first_unit: u64) -> (Vec<Unit>, Vec<Ev>, DateTime<Ut
         .collect();
     let m = &case.metric;
     let c = m.covariate.unwrap_or(m.window);
-    let bounds = [m.window.start_secs, m.window.end_secs, c.start_secs, c.end_secs];
+    let bounds = [
+        m.window.start_secs,
+        m.window.end_secs,
+        c.start_secs,
+        c.end_secs,
+    ];
     let events = case
         .events
         .iter()
         .map(|e| {
             let t0 = units[e.unit].exposed_at;
             let ts = match e.when {
-                When::Bound(i, delta) => {
-                    t0 + Span::seconds(bounds[i]) + Span::microseconds(delta)
-                }
+                When::Bound(i, delta) => t0 + Span::seconds(bounds[i]) + Span::microseconds(delta),
                 When::LastMilli(secs, micros) => {
                     let t = t0 + Span::seconds(secs);
                     let whole = t - Span::nanoseconds(i64::from(t.timestamp_subsec_nanos()));
@@ -298,7 +304,10 @@ async fn run(store: &Store, case: &Case) -> Result<(Vec<MetricCell>, Vec<MetricC
             excluded_reason: u.excluded.then(|| "override".to_string()),
         })
         .collect();
-    store.record_exposures(&exposures).await.map_err(|e| e.to_string())?;
+    store
+        .record_exposures(&exposures)
+        .await
+        .map_err(|e| e.to_string())?;
     let batch: Vec<NewEvent> = events
         .iter()
         .enumerate()
@@ -311,7 +320,10 @@ async fn run(store: &Store, case: &Case) -> Result<(Vec<MetricCell>, Vec<MetricC
             properties: e.props.clone(),
         })
         .collect();
-    store.insert_events(&batch, base()).await.map_err(|e| e.to_string())?;
+    store
+        .insert_events(&batch, base())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut got = store
         .metric_cells(trial_id, &case.metric, as_of)
         .await

@@ -205,7 +205,10 @@ fn windows_and_percentiles_are_bounded_at_validation() {
         assert!(m.window.end_secs <= MAX_WINDOW_SECS, "{line}");
     }
     let wide = parse_metric_library(&metric(r#"window = ["0d", "3650d"]"#), "m.toml").unwrap();
-    assert_eq!(wide.metrics["m"].covariate, Window::new(-MAX_WINDOW_SECS, 0));
+    assert_eq!(
+        wide.metrics["m"].covariate,
+        Window::new(-MAX_WINDOW_SECS, 0)
+    );
     let refused = [
         (
             r#"window = ["0d", "999999999d"]"#,
