@@ -203,10 +203,9 @@ async fn a_conclusion_and_its_snapshot_commit_together() {
         };
         let (r1, r2) = (conclude(store.clone(), 10), conclude(two.clone(), 20));
         let (r1, r2) = (r1.await.unwrap(), r2.await.unwrap());
-        let (winner, loser) = if r1.is_ok() {
-            (r1.unwrap(), r2)
-        } else {
-            (r2.unwrap(), r1)
+        let (winner, loser) = match (r1, r2) {
+            (Ok(w), loser) | (loser, Ok(w)) => (w, loser),
+            (a, b) => panic!("neither concluded: {a:?} {b:?}"),
         };
         assert_invalid_state(loser.unwrap_err(), "concluded");
         assert_eq!(winner.status, TrialStatus::Concluded);

@@ -342,16 +342,19 @@ async fn both_stores_and_the_reference_give_identical_sufficient_statistics() {
         failure_persistence: None,
         ..Config::default()
     });
+    // The failure (with the minimal case) as text: proptest's error is large.
     let outcome = tokio::task::block_in_place(|| {
-        runner.run(&case(), |case| {
-            for db in [&sqlite, &postgres] {
-                let (got, want) = handle
-                    .block_on(run(db.store(), &case))
-                    .map_err(TestCaseError::fail)?;
-                prop_assert_eq!(got, want, "{}", db.backend());
-            }
-            Ok(())
-        })
+        runner
+            .run(&case(), |case| {
+                for db in [&sqlite, &postgres] {
+                    let (got, want) = handle
+                        .block_on(run(db.store(), &case))
+                        .map_err(TestCaseError::fail)?;
+                    prop_assert_eq!(got, want, "{}", db.backend());
+                }
+                Ok(())
+            })
+            .map_err(|e| e.to_string())
     });
     sqlite.cleanup().await;
     postgres.cleanup().await;
