@@ -83,6 +83,18 @@ async fn a_refused_event_is_rejected_alone_and_the_rest_is_stored() {
         }
         assert_eq!(store.count_events(&EventFilter::default()).await.unwrap(), 2 + 8 * 20 - 4);
 
+        // Reachable without a trigger: year 0000 passes validation (RFC
+        // 3339) and SQLite stores it, PostgreSQL refuses it ("date/time field
+        // value out of range") in the COPY itself.
+        let mut year_zero = event(&id(8_000), "m", "edit");
+        year_zero["timestamp"] = json!("0000-01-01T00:00:00Z");
+        let batch = json!([event(&id(8_001), "m", "edit"), year_zero]);
+        let (s, v) = h.send_events(&sdk, batch.to_string(), "application/json").await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let postgres = db.backend() == commonlab_store::Backend::Postgres;
+        assert_eq!(v["stored"].as_u64(), Some(if postgres { 1 } else { 2 }), "{v}");
+        assert_eq!(v["rejected"].as_array().unwrap().len(), usize::from(postgres), "{v}");
+
         // Only refused events: 422 like any batch without a valid event.
         let batch = json!([event(&id(9_000), "m", "poison")]);
         let (s, v) = h.send_events(&sdk, batch.to_string(), "application/json").await;
