@@ -1457,6 +1457,19 @@ async fn events(
                     let out = store.insert_events(&admitted.events, now).await?;
                     stored += out.inserted;
                     duplicates += out.duplicates.len();
+                    // Refused by the database (a constraint): named like
+                    // invalid events, by their line.
+                    for r in &out.refused {
+                        rejected += 1;
+                        let line = admitted.origin[r.index];
+                        bar.suspend(|| {
+                            eprintln!(
+                                "{}:{line}: the database refused this event: {}",
+                                file.display(),
+                                r.reason
+                            )
+                        });
+                    }
                 }
                 bar.inc(chunk.len() as u64);
             }

@@ -289,8 +289,8 @@ pub async fn analyse(
     Ok(TrialAnalysis { input, output })
 }
 
-/// Computes every metric of the trial as of `at` and stores the aggregates
-/// (called when a trial concludes).
+/// Computes every metric of the trial as of `at` (the aggregates a trial
+/// concludes with; `trial_service` stores them with the conclusion).
 pub async fn snapshot(
     store: &Store,
     record: &TrialRecord,
@@ -311,6 +311,5 @@ pub async fn snapshot(
             cells: store.metric_cells(record.id, metric, at).await?,
         });
     }
-    store.save_metric_snapshots(record.id, &out).await?;
     Ok(out)
 }

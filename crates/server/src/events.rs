@@ -13,7 +13,8 @@
 //! status and the same `stored` count (`duplicates` says how many were
 //! already there). **Partial acceptance:** invalid events are listed in
 //! `rejected` with their index, id, field and reason; the valid ones are
-//! stored. A body that is not JSON (or a line of NDJSON that is not) stores
+//! stored; so are events the database refuses (a constraint), with its
+//! reason. A body that is not JSON (or a line of NDJSON that is not) stores
 //! nothing. **Group commit and backpressure:** batches of concurrent
 //! requests are committed together by one task ([`crate::group_commit`]); a
 //! batch that cannot be queued within a second gets 503 with `Retry-After`
@@ -246,6 +247,8 @@ pub fn validate_event(
 pub struct Admitted {
     /// Valid, allowed and consented events, units pseudonymised: to store.
     pub events: Vec<NewEvent>,
+    /// The index each of `events` was given (its position in the batch).
+    pub origin: Vec<usize>,
     /// Invalid events, with the index they were given.
     pub rejected: Vec<Rejected>,
     /// Valid events (and properties) not stored by policy.
@@ -282,6 +285,7 @@ pub async fn admit<'a>(
                 }
                 event.unit = pseudonymise(&config.study_key, &event.unit).into_string();
                 out.events.push(event);
+                out.origin.push(index);
             }
             Err(r) => out.rejected.push(r),
         }
@@ -290,7 +294,11 @@ pub async fn admit<'a>(
         let units: Vec<&str> = out.events.iter().map(|e| e.unit.as_str()).collect();
         let consented = store.units_with_consent(&units, scope).await?;
         let before = out.events.len();
-        out.events.retain(|e| consented.contains(&e.unit));
+        (out.events, out.origin) = std::mem::take(&mut out.events)
+            .into_iter()
+            .zip(std::mem::take(&mut out.origin))
+            .filter(|(e, _)| consented.contains(&e.unit))
+            .unzip();
         out.dropped.no_consent = (before - out.events.len()) as u64;
     }
     Ok(out)
@@ -367,7 +375,8 @@ async fn ingest(
     let now = state.clock.now();
     let Admitted {
         events: batch,
-        rejected,
+        origin,
+        mut rejected,
         dropped,
     } = admit(&state.store, &state.config, items.iter().enumerate(), now).await?;
     let (stored, duplicates) = if batch.is_empty() {
@@ -385,6 +394,19 @@ async fn ingest(
             }
             Err(SubmitError::Store(e)) => return Err(e.into()),
         };
+        // Events the database refused (a constraint): rejected like invalid
+        // ones, the rest of the batch is stored.
+        for r in &outcome.refused {
+            let index = origin[r.index];
+            let id = items[index].get("event_id").and_then(Value::as_str);
+            rejected.push(reject(
+                index,
+                id,
+                "",
+                format!("the database refused this event: {}", r.reason),
+            ));
+        }
+        rejected.sort_by_key(|r| r.index);
         (
             outcome.inserted + outcome.duplicates.len() as u64,
             outcome.duplicates.len(),

@@ -7,8 +7,13 @@
 //!
 //! The queue is bounded: a request that cannot enqueue within a second gets
 //! 503 with `Retry-After` (backpressure instead of unbounded memory).
+//!
+//! An event the database refuses does not fail its group: the store leaves
+//! it out, commits the rest ([`Store::insert_events_unsynced`]), and the
+//! request it came from rejects it by index (a retry would be refused
+//! again, so it is never answered 503).
 
-use commonlab_store::{InsertOutcome, NewEvent, Store, StoreError};
+use commonlab_store::{InsertOutcome, NewEvent, RefusedEvent, Store, StoreError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
@@ -175,9 +180,21 @@ async fn commit(store: &Store, jobs: Vec<Job>, slot: OwnedSemaphorePermit) {
                     .filter(|&&i| i >= start && i < end)
                     .map(|i| i - start)
                     .collect();
+                // Refused rows were left out of the group's transaction;
+                // each request rejects its own.
+                let refused: Vec<RefusedEvent> = outcome
+                    .refused
+                    .iter()
+                    .filter(|r| r.index >= start && r.index < end)
+                    .map(|r| RefusedEvent {
+                        index: r.index - start,
+                        reason: r.reason.clone(),
+                    })
+                    .collect();
                 Ok(InsertOutcome {
-                    inserted: (end - start - duplicates.len()) as u64,
+                    inserted: (end - start - duplicates.len() - refused.len()) as u64,
                     duplicates,
+                    refused,
                 })
             }
             Err(e) => Err(clone_error(e)),

@@ -161,6 +161,7 @@ pub async fn start(listen: SocketAddr, state: AppState) -> std::io::Result<Runni
         let task = tokio::spawn(trials::run_writer(
             state.store.clone(),
             state.config.study_key.clone(),
+            state.exposures.clone(),
             exposures,
             stopped,
         ));

@@ -4,9 +4,11 @@
 //!
 //! Starting locks the design and analysis plan (the spec's canonical hash is
 //! stored), draws the randomisation seed from the operating system, records
-//! the cluster allocation or stepped-wedge schedule, and refuses to start a
-//! trial that would control the same flag for the same units as a running
-//! one (unless layers keep them apart). After the start, changes to locked
+//! the cluster allocation or stepped-wedge schedule, and refuses to start
+//! (or resume) a trial that would control the same flag for the same units
+//! as a running one (unless layers keep them apart), checked in the
+//! transaction that starts it. Concluding stores the metric snapshot in the
+//! transaction that concludes. After the start, changes to locked
 //! fields need an explicit `amend` with a reason, which the report shows as
 //! a deviation.
 
@@ -155,27 +157,62 @@ pub async fn start(
     let file = format!("trial {key}");
     let spec =
         check(&record.spec_source, &file, &flag_set(store, set).await?).map_err(spec_errors)?;
-    for other in store.running_trials().await? {
-        let Ok(other_spec) = parse_trial(&other.spec_source, &other.key) else {
-            continue;
-        };
-        if let Some(why) = spec.conflicts_with(&other_spec) {
-            return Err(Error::Store(commonlab_store::StoreError::InvalidState(
-                format!(
-                    "trial '{key}' overlaps running trial '{}': {why}",
-                    other.key
-                ),
-            )));
-        }
-    }
     let mut bytes = [0u8; 8];
     rand::rng().fill_bytes(&mut bytes);
     // Stored as a signed BIGINT; the bit pattern is the u64 seed.
     let seed = u64::from_be_bytes(bytes) >> 1;
     let (_, allocation) = Allocation::compute(&spec, seed);
+    // The overlap check runs in the transaction that starts the trial, so
+    // replicas starting overlapping trials at once cannot both succeed.
+    let overlaps = |running: &[TrialRecord]| overlap(key, &spec, running);
     Ok(store
-        .start_trial(key, seed as i64, allocation.as_deref(), &c)
+        .start_trial_exclusive(key, seed as i64, allocation.as_deref(), &c, &overlaps)
         .await?)
+}
+
+/// Why `spec` cannot run beside `running`, if it cannot.
+fn overlap(key: &str, spec: &TrialSpec, running: &[TrialRecord]) -> Option<String> {
+    running.iter().find_map(|other| {
+        let other_spec = parse_trial(&other.spec_source, &other.key).ok()?;
+        let why = spec.conflicts_with(&other_spec)?;
+        Some(format!(
+            "trial '{key}' overlaps running trial '{}': {why}",
+            other.key
+        ))
+    })
+}
+
+/// Concludes a running or stopped trial with the snapshot of its metrics
+/// as of the conclusion, both in one transaction (if the trial is amended
+/// between computing the snapshot and concluding, the snapshot is computed
+/// again).
+async fn conclude(
+    store: &Store,
+    key: &str,
+    from: &[TrialStatus],
+    meta: &ChangeMeta<'_>,
+    c: &TrialChange<'_>,
+) -> Result<TrialRecord, Error> {
+    for _ in 0..3 {
+        let record = get(store, key).await?;
+        // Keep the aggregates: the analysis of a concluded trial must
+        // survive the retention job deleting raw events.
+        let snapshots = if from.contains(&record.status) {
+            crate::analysis::snapshot(store, &record, meta.at).await?
+        } else {
+            Vec::new()
+        };
+        match store
+            .conclude_trial(key, from, &record.spec_hash, record.version, &snapshots, c)
+            .await
+        {
+            Err(commonlab_store::StoreError::SpecConflict { .. }) => continue,
+            done => return Ok(done?),
+        }
+    }
+    Err(Error::Store(commonlab_store::StoreError::Unavailable(
+        format!("trial '{key}' keeps being amended; try concluding again"),
+    )))
 }
 
 /// The lifecycle moves after the start.
@@ -213,15 +250,18 @@ pub async fn transition(
         Move::Conclude => (&[Running, Stopped], Concluded),
         Move::Archive => (&[Draft, Stopped, Concluded], Archived),
     };
-    if mv == Move::Conclude {
-        // Keep the aggregates: the analysis of a concluded trial must
-        // survive the retention job deleting raw events.
-        let record = get(store, key).await?;
-        if from.contains(&record.status) {
-            crate::analysis::snapshot(store, &record, meta.at).await?;
+    match mv {
+        Move::Conclude => conclude(store, key, from, meta, &c).await,
+        Move::Resume => {
+            // Another trial may have started on the same units meanwhile.
+            let record = get(store, key).await?;
+            let spec =
+                parse_trial(&record.spec_source, &format!("trial {key}")).map_err(spec_errors)?;
+            let overlaps = |running: &[TrialRecord]| overlap(key, &spec, running);
+            Ok(store.resume_trial_exclusive(key, &c, &overlaps).await?)
         }
+        Move::Stop | Move::Archive => Ok(store.set_trial_status(key, from, to, &c).await?),
     }
-    Ok(store.set_trial_status(key, from, to, &c).await?)
 }
 
 /// Fields that decide who is in a trial and in which arm.

@@ -20,6 +20,7 @@ use commonlab_store::{
     TrialRecord,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -295,12 +296,16 @@ async fn blocked(
 
 const SEEN_LIMIT: usize = 1_000_000;
 const BATCH: usize = 2_000;
-/// About two minutes of retries (backing off to 5 s) before a batch is given up.
-const WRITE_ATTEMPTS: u32 = 30;
+/// At shutdown, attempts (backing off from 100 ms) at each batch left
+/// before it is counted as dropped; while running, the writer never gives
+/// up on a batch.
+const SHUTDOWN_ATTEMPTS: u32 = 4;
 
-/// Sends first exposures to the writer. Each server remembers which units it
-/// already reported, so the database sees each (trial, unit) about once per
-/// server; the database keeps the first.
+/// Sends first exposures to the writer. Each server remembers which units'
+/// exposures it has written, so the database sees each (trial, unit) about
+/// once per server; the database keeps the first. A unit counts as seen only
+/// once its exposure is in the database: until then (a slow or unavailable
+/// store) every evaluation sends it again.
 /// An exposure on its way to the writer, with the raw unit id.
 #[derive(Debug)]
 pub struct PendingExposure {
@@ -320,6 +325,9 @@ pub struct ExposureSink {
     rx: Arc<Mutex<Option<mpsc::Receiver<PendingExposure>>>>,
     seen: Arc<Mutex<HashSet<(i64, String)>>>,
     arms: Arc<Mutex<HashMap<(i64, String), String>>>,
+    /// First exposures that were not recorded: refused by the database, or
+    /// still unwritten when the writer had to stop.
+    dropped: Arc<AtomicU64>,
 }
 
 impl Default for ExposureSink {
@@ -330,6 +338,7 @@ impl Default for ExposureSink {
             rx: Arc::new(Mutex::new(Some(rx))),
             seen: Arc::default(),
             arms: Arc::default(),
+            dropped: Arc::default(),
         }
     }
 }
@@ -360,7 +369,27 @@ impl ExposureSink {
         arms.insert((trial, unit.to_string()), arm.to_string());
     }
 
-    /// Records the exposure of a decision (once per unit and server).
+    /// First exposures this server did not record (refused by the
+    /// database, or unwritten at shutdown); each is also logged.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn count_dropped(&self, n: usize) {
+        self.dropped.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Remembers that the exposure of `unit` in `trial` is in the database.
+    fn mark_seen(&self, trial: i64, unit: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= SEEN_LIMIT {
+            seen.clear();
+        }
+        seen.insert((trial, unit.to_string()));
+    }
+
+    /// Records the exposure of a decision (once per unit and server, once
+    /// it is written).
     pub async fn record(
         &self,
         d: &Decision,
@@ -368,14 +397,10 @@ impl ExposureSink {
         at: chrono::DateTime<chrono::Utc>,
     ) {
         {
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            if seen.len() >= SEEN_LIMIT {
-                seen.clear();
-            }
+            let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
             if seen.contains(&(d.trial.id, d.unit_id.clone())) {
                 return;
             }
-            seen.insert((d.trial.id, d.unit_id.clone()));
         }
         let e = PendingExposure {
             trial_id: d.trial.id,
@@ -390,26 +415,46 @@ impl ExposureSink {
         // Waiting here only happens when the writer is 65,536 exposures
         // behind: backpressure rather than loss.
         if self.tx.send(e).await.is_err() {
+            self.count_dropped(1);
             tracing::error!("exposure writer is gone; exposure not recorded");
         }
     }
 }
 
-async fn write(store: &Store, key: &StudyKey, pending: &mut Vec<PendingExposure>) {
+/// How long [`write`] keeps trying.
+enum Until<'a> {
+    /// Until the batch is written or the shutdown signal comes.
+    Shutdown(&'a mut watch::Receiver<bool>),
+    /// At most this many attempts.
+    Attempts(u32),
+}
+
+/// Writes `pending` (and the assignments of stateless designs), marks the
+/// written units as seen and empties `pending`; `false` (leaving `pending`
+/// as it was) if the store stayed unavailable for as long as `until`
+/// allows. Exposures the database refuses are left out (see
+/// [`record_isolating`]), counted as dropped and logged.
+async fn write(
+    store: &Store,
+    key: &StudyKey,
+    sink: &ExposureSink,
+    pending: &mut Vec<PendingExposure>,
+    mut until: Until<'_>,
+) -> bool {
     if pending.is_empty() {
-        return;
+        return true;
     }
     let batch: Vec<NewExposure> = pending
-        .drain(..)
+        .iter()
         .map(|p| NewExposure {
             trial_id: p.trial_id,
             unit: pseudonymise(key, &p.unit_id).into_string(),
-            arm: p.arm,
-            community: p.community,
+            arm: p.arm.clone(),
+            community: p.community.clone(),
             trial_version: p.trial_version,
             at: p.at,
             source: p.source,
-            excluded_reason: p.excluded_reason,
+            excluded_reason: p.excluded_reason.clone(),
         })
         .collect();
     // Stateless designs get their assignment recorded with the exposure, so
@@ -429,25 +474,81 @@ async fn write(store: &Store, key: &StudyKey, pending: &mut Vec<PendingExposure>
         }
     }
     let mut delay = Duration::from_millis(100);
-    for attempt in 1..=WRITE_ATTEMPTS {
-        match store.record_exposures(&batch).await {
-            Ok(_) => break,
-            Err(e) if attempt == WRITE_ATTEMPTS => {
-                tracing::error!(error = %e, n = batch.len(), "exposures could not be recorded; giving up on this batch");
+    let mut attempt = 0;
+    let refused = loop {
+        attempt += 1;
+        let e = match record_isolating(store, &batch).await {
+            Ok(refused) => break refused,
+            Err(e) => e,
+        };
+        match &mut until {
+            Until::Attempts(n) if attempt >= *n => {
+                tracing::error!(error = %e, n = batch.len(), "could not record exposures at shutdown");
+                return false;
             }
-            Err(e) => {
+            Until::Attempts(_) => tokio::time::sleep(delay).await,
+            Until::Shutdown(stop) => {
                 tracing::warn!(error = %e, n = batch.len(), "could not record exposures; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                if *stop.borrow() {
+                    return false;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    changed = stop.changed() => {
+                        if changed.is_err() {
+                            return false;
+                        }
+                    }
+                }
             }
         }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    };
+    sink.count_dropped(refused.len());
+    for (i, p) in pending.drain(..).enumerate() {
+        if refused.binary_search(&i).is_err() {
+            sink.mark_seen(p.trial_id, &p.unit_id);
+        }
     }
+    true
+}
+
+/// Records `batch`; if the database refuses a row (a constraint), records
+/// the rest by halves and returns the indexes of the rows it refuses on
+/// their own, ascending, counted as dropped and logged (they are not marked
+/// as seen: a later evaluation sends the unit again). Recording is
+/// idempotent, so halves written before an error are harmless to repeat.
+async fn record_isolating(store: &Store, batch: &[NewExposure]) -> Result<Vec<usize>, StoreError> {
+    let mut refused = Vec::new();
+    let mut todo = vec![(0, batch.len())];
+    while let Some((lo, hi)) = todo.pop() {
+        match store.record_exposures(&batch[lo..hi]).await {
+            Ok(_) => {}
+            Err(e) if e.is_refused_row() && hi - lo == 1 => {
+                tracing::error!(error = %e, trial = batch[lo].trial_id, "the database refused a first exposure; not recorded");
+                refused.push(lo);
+            }
+            Err(e) if e.is_refused_row() => {
+                let mid = (lo + hi) / 2;
+                todo.push((mid, hi));
+                todo.push((lo, mid));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    refused.sort_unstable();
+    Ok(refused)
 }
 
 /// Writes exposures in batches until `shutdown`, then drains what is left.
+/// A batch is retried until it is written while the server runs; at
+/// shutdown each batch left gets a few attempts, and what still cannot be
+/// written is counted ([`ExposureSink::dropped`]) and logged, never dropped
+/// silently.
 pub async fn run_writer(
     store: Store,
     key: Arc<StudyKey>,
+    sink: ExposureSink,
     mut rx: mpsc::Receiver<PendingExposure>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -458,7 +559,9 @@ pub async fn run_writer(
                 if n == 0 {
                     break;
                 }
-                write(&store, &key, &mut batch).await;
+                if !write(&store, &key, &sink, &mut batch, Until::Shutdown(&mut shutdown)).await {
+                    break;
+                }
             }
             _ = shutdown.changed() => {
                 if *shutdown.borrow() {
@@ -468,7 +571,31 @@ pub async fn run_writer(
         }
     }
     rx.close();
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        write(&store, &key, &mut batch).await;
+    let before = sink.dropped();
+    let mut reachable = true;
+    // `batch` may still hold the batch the shutdown interrupted.
+    while !batch.is_empty() || rx.recv_many(&mut batch, BATCH).await > 0 {
+        if reachable {
+            reachable = write(
+                &store,
+                &key,
+                &sink,
+                &mut batch,
+                Until::Attempts(SHUTDOWN_ATTEMPTS),
+            )
+            .await;
+        }
+        if !reachable {
+            sink.count_dropped(batch.len());
+            batch.clear();
+        }
+    }
+    let dropped = sink.dropped();
+    if dropped > 0 {
+        tracing::error!(
+            dropped,
+            at_shutdown = dropped - before,
+            "first exposures were not recorded by this server (refused by the database, or the store was unavailable at shutdown)"
+        );
     }
 }

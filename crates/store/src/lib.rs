@@ -30,13 +30,18 @@
 //! * API-key changes bump the `api_keys` row of `change_counters` in the same
 //!   transaction, so [`Store::keys_version`] changes whenever the set of keys
 //!   does; the unique partial index on active key names arbitrates races.
-//! * Trial changes are one conditional `UPDATE trials … WHERE key = … AND
-//!   status IN (…)` (and `AND spec_hash = expected` for draft edits), the
-//!   `trial_events` row (its `seq` taken under that row lock) and a bump of
-//!   the `trials` change counter ([`Store::trials_version`]), in one
-//!   transaction. If the condition fails the trial is read again to report
-//!   [`StoreError::NotFound`], [`StoreError::InvalidState`] (naming the
-//!   current status) or [`StoreError::SpecConflict`].
+//! * Trial changes are a bump of the `trials` change counter
+//!   ([`Store::trials_version`]; first, so that its row lock serialises
+//!   trial changes across processes), one conditional `UPDATE trials …
+//!   WHERE key = … AND status IN (…)` (and `AND spec_hash = expected` for
+//!   draft edits and conclusions), the `trial_events` row (its `seq` taken
+//!   under that row lock) and, for a conclusion, the metric snapshots, in
+//!   one transaction. A start or resume that must not overlap running
+//!   trials reads them in that transaction, after the lock
+//!   ([`Store::start_trial_exclusive`]). If the condition fails the trial
+//!   is read again to report [`StoreError::NotFound`],
+//!   [`StoreError::InvalidState`] (naming the current status) or
+//!   [`StoreError::SpecConflict`].
 //! * Assignments: `PRIMARY KEY (trial_id, unit)` with `INSERT … ON CONFLICT
 //!   DO NOTHING` makes the first assignment of a unit stick. Blocked designs
 //!   ([`Store::assign_sequential`]) take the stratum's next position with an
@@ -149,10 +154,14 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
+mod ingest;
+mod lifecycle;
 mod metrics;
 mod postgres;
 mod sqlite;
 
+pub use ingest::RefusedEvent;
+pub use lifecycle::OverlapCheck;
 pub use metrics::{MetricCell, MetricSnapshot};
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -210,6 +219,15 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
     Database(sqlx::Error),
+}
+
+impl StoreError {
+    /// Whether the database refused a row for its values (a check or other
+    /// constraint, a value it cannot store) rather than failing as a whole:
+    /// retrying the same row fails the same way.
+    pub fn is_refused_row(&self) -> bool {
+        ingest::is_row_refusal(self)
+    }
 }
 
 /// A change to append to a flag set's log.
@@ -647,6 +665,11 @@ pub struct InsertOutcome {
     /// their id was stored already (by an earlier call, or concurrently by
     /// another) or occurs earlier in the same batch.
     pub duplicates: Vec<usize>,
+    /// The events the database refused (a constraint, a value it cannot
+    /// store), ascending by index: not stored, while the rest of the batch
+    /// was.
+    #[serde(default)]
+    pub refused: Vec<RefusedEvent>,
 }
 
 /// A consent decision of a unit for a scope (see [`Store::consent_state`]).
@@ -1059,6 +1082,20 @@ impl Store {
         update: &TrialUpdate<'_>,
         change: &TrialChange<'_>,
     ) -> Result<TrialRecord, StoreError> {
+        self.update_trial_checked(key, update, change, None).await
+    }
+
+    /// [`Store::update_trial`]; with `overlaps`, the running trials (but
+    /// this one) are read in the same transaction, after the lock every
+    /// trial change takes, and a reason `overlaps` gives refuses the change
+    /// ([`StoreError::InvalidState`]).
+    pub(crate) async fn update_trial_checked(
+        &self,
+        key: &str,
+        update: &TrialUpdate<'_>,
+        change: &TrialChange<'_>,
+        overlaps: Option<&OverlapCheck<'_>>,
+    ) -> Result<TrialRecord, StoreError> {
         let change = TrialChange {
             at: micros(change.at),
             ..*change
@@ -1066,7 +1103,7 @@ impl Store {
         // A retry only happens if the trial changed between the failed
         // update and the read that explains it.
         for _ in 0..3 {
-            if let Some(done) = dispatch!(self.update_trial(key, update, &change))? {
+            if let Some(done) = dispatch!(self.update_trial(key, update, &change, overlaps))? {
                 return Ok(done);
             }
             let current = self.get_trial(key).await?;
@@ -1242,9 +1279,12 @@ impl Store {
     /// stored already, or repeated earlier in the batch: the first
     /// occurrence wins), so a retried batch stores nothing twice. Safe
     /// against concurrent callers in any number of processes: every id is
-    /// stored once and reported as inserted by exactly one of them. A row
-    /// the database refuses (malformed unit, empty name, …) fails the whole
-    /// batch with [`StoreError::Database`].
+    /// stored once and reported as inserted by exactly one of them. Rows
+    /// the database refuses (malformed unit, empty name, a NUL byte on
+    /// PostgreSQL, …) are left out and reported in
+    /// [`InsertOutcome::refused`]; the rest is committed in one transaction
+    /// (see `ingest`: they are found by bisection in transactions that are
+    /// rolled back).
     ///
     /// PostgreSQL: `COPY` into a per-connection temporary staging table,
     /// then `INSERT … SELECT … ORDER BY event_id ON CONFLICT DO NOTHING`
@@ -1277,19 +1317,17 @@ impl Store {
         batch: &[NewEvent],
         received_at: DateTime<Utc>,
     ) -> Result<(InsertOutcome, SyncPoint), StoreError> {
-        let (prepared, mut duplicates) = prepare_events(batch)?;
+        let (mut prepared, mut duplicates) = prepare_events(batch)?;
         if prepared.is_empty() {
             let outcome = InsertOutcome {
                 inserted: 0,
                 duplicates,
+                refused: Vec::new(),
             };
             return Ok((outcome, SyncPoint(0)));
         }
         let received_at = micros(received_at);
-        let (ids, point) = match &self.inner {
-            Inner::Sqlite(s) => s.insert_events_unsynced(&prepared, received_at).await?,
-            Inner::Postgres(p) => (p.insert_events(&prepared, received_at).await?, 0),
-        };
+        let ((ids, point), refused_ids) = self.insert_isolating(&mut prepared, received_at).await?;
         let inserted: std::collections::HashSet<uuid::Uuid> = ids.into_iter().collect();
         let mut first_index: std::collections::HashMap<uuid::Uuid, usize> =
             std::collections::HashMap::with_capacity(batch.len());
@@ -1301,10 +1339,33 @@ impl Store {
                 duplicates.push(first_index[&p.event.event_id]);
             }
         }
+        let mut refused: Vec<RefusedEvent> = Vec::with_capacity(refused_ids.len());
+        if !refused_ids.is_empty() {
+            // A repeat of a refused event (same id later in the batch) is
+            // refused with it, not reported as stored.
+            let reasons: std::collections::HashMap<uuid::Uuid, String> =
+                refused_ids.into_iter().collect();
+            duplicates.retain(|&i| match reasons.get(&batch[i].event_id) {
+                Some(reason) => {
+                    refused.push(RefusedEvent {
+                        index: i,
+                        reason: reason.clone(),
+                    });
+                    false
+                }
+                None => true,
+            });
+            refused.extend(reasons.into_iter().map(|(id, reason)| RefusedEvent {
+                index: first_index[&id],
+                reason,
+            }));
+            refused.sort_unstable_by_key(|r| r.index);
+        }
         duplicates.sort_unstable();
         let outcome = InsertOutcome {
             inserted: inserted.len() as u64,
             duplicates,
+            refused,
         };
         Ok((outcome, SyncPoint(point)))
     }
@@ -1680,13 +1741,21 @@ pub(crate) enum TrialUpdate<'a> {
         canonical: &'a str,
         hash: &'a str,
     },
+    /// To concluded, if the spec is still the one `snapshots` were computed
+    /// under; the snapshots are stored in the same transaction.
+    Conclude {
+        from: &'a [TrialStatus],
+        spec_hash: &'a str,
+        version: i64,
+        snapshots: &'a [MetricSnapshot],
+    },
 }
 
 impl TrialUpdate<'_> {
     fn allowed(&self) -> &[TrialStatus] {
         match self {
             TrialUpdate::DraftSpec { .. } | TrialUpdate::Start { .. } => &[TrialStatus::Draft],
-            TrialUpdate::Status { from, .. } => from,
+            TrialUpdate::Status { from, .. } | TrialUpdate::Conclude { from, .. } => from,
             TrialUpdate::Amend { .. } => &[TrialStatus::Running, TrialStatus::Stopped],
         }
     }
@@ -1698,6 +1767,7 @@ impl TrialUpdate<'_> {
             TrialUpdate::Start { .. } => "start",
             TrialUpdate::Status { to, .. } => to.action(),
             TrialUpdate::Amend { .. } => "amend",
+            TrialUpdate::Conclude { .. } => "conclude",
         }
     }
 
@@ -1707,6 +1777,7 @@ impl TrialUpdate<'_> {
             TrialUpdate::Start { .. } => "starting".to_string(),
             TrialUpdate::Status { to, .. } => format!("moving to {to}"),
             TrialUpdate::Amend { .. } => "amending".to_string(),
+            TrialUpdate::Conclude { .. } => "concluding".to_string(),
         }
     }
 
@@ -1730,6 +1801,17 @@ impl TrialUpdate<'_> {
                 return Some(StoreError::SpecConflict {
                     expected: expected_hash.to_string(),
                     current: trial.spec_hash.clone(),
+                });
+            }
+        }
+        if let TrialUpdate::Conclude {
+            spec_hash, version, ..
+        } = self
+        {
+            if trial.spec_hash != *spec_hash || trial.version != *version {
+                return Some(StoreError::SpecConflict {
+                    expected: format!("{spec_hash} (version {version})"),
+                    current: format!("{} (version {})", trial.spec_hash, trial.version),
                 });
             }
         }
@@ -1774,7 +1856,34 @@ impl TrialUpdate<'_> {
                  version = version + 1, updated_at = $2 \
                  WHERE key = $1 AND status IN ('running', 'stopped') RETURNING {cols}"
             ),
+            TrialUpdate::Conclude { from, .. } => {
+                // Enum names only: safe to inline.
+                let from: Vec<String> = from.iter().map(|s| format!("'{s}'")).collect();
+                format!(
+                    "UPDATE trials SET status = 'concluded', updated_at = $2, concluded_at = $2 \
+                     WHERE key = $1 AND status IN ({}) AND spec_hash = $3 AND version = $4 \
+                     RETURNING {cols}",
+                    from.join(", ")
+                )
+            }
         }
+    }
+
+    /// The snapshots to store with the change.
+    pub(crate) fn snapshots(&self) -> &[MetricSnapshot] {
+        match self {
+            TrialUpdate::Conclude { snapshots, .. } => snapshots,
+            _ => &[],
+        }
+    }
+}
+
+/// A sqlx error for the store's own decoding errors inside a transaction
+/// block (they are `Database` already).
+fn into_sqlx(e: StoreError) -> sqlx::Error {
+    match e {
+        StoreError::Database(e) => e,
+        other => sqlx::Error::Protocol(other.to_string()),
     }
 }
 
@@ -1917,6 +2026,17 @@ mod sql {
     pub(crate) fn get_trial() -> String {
         format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE key = $1")
     }
+
+    /// $1 the key of the trial to leave out.
+    pub(crate) fn running_but() -> String {
+        format!("SELECT {TRIAL_COLUMNS} FROM trials WHERE status = 'running' AND key <> $1 ORDER BY key")
+    }
+
+    /// $1 trial id, $2 metric, $3 spec hash, $4 as of, $5 computed at, $6 cells.
+    pub(crate) const UPSERT_SNAPSHOT: &str = "INSERT INTO metric_snapshots \
+         (trial_id, metric, spec_hash, as_of, computed_at, cells) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (trial_id, metric) DO UPDATE SET spec_hash = excluded.spec_hash, \
+         as_of = excluded.as_of, computed_at = excluded.computed_at, cells = excluded.cells";
 
     pub(crate) fn list_trials(filtered: bool) -> String {
         let filter = if filtered { " WHERE status = $1" } else { "" };

@@ -17,14 +17,21 @@
 //!
 //! Timestamps: PostgreSQL `timestamptz` arithmetic; SQLite stores RFC 3339
 //! text with six fractional digits (`YYYY-MM-DDTHH:MM:SS.ffffffZ`), so a
-//! bound is `strftime('%Y-%m-%dT%H:%M:%S', t, '+N seconds') || substr(t, 20)`
-//! (whole-second offsets keep the fraction) and compares as text.
+//! bound is `strftime('%Y-%m-%dT%H:%M:%S', substr(t, 1, 19), '+N seconds')
+//! || substr(t, 20)` and compares as text: whole-second offsets keep the
+//! fraction, and only whole seconds go through SQLite's date functions,
+//! which round fractions to milliseconds.
+//!
+//! Percentile caps take the value at rank `ceil(p · n)` computed in
+//! integers (`p` has at most six decimals), the same on both databases.
 //!
 //! Only validated identifiers (property names `[A-Za-z_][A-Za-z0-9_]*`) and
 //! numbers produced here (seconds, percentiles, cap values) are written
 //! into the SQL text; event names and compared values are bound.
 
-use commonlab_core::experiments::{Cap, FilterOp, Metric, MetricKind, MetricValue, Scalar};
+use commonlab_core::experiments::{
+    Cap, FilterOp, Metric, MetricKind, MetricValue, Scalar, PERCENTILE_SCALE,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,8 +125,11 @@ impl Builder {
     fn shifted(&self, secs: i64) -> String {
         match (self.dialect, secs) {
             (_, 0) => "exposed_at".to_string(),
+            // Whole seconds only go through strftime: SQLite's date
+            // functions round a fraction to milliseconds (….999732 would
+            // become the next second); the fraction is appended unchanged.
             (Dialect::Sqlite, s) => format!(
-                "strftime('%Y-%m-%dT%H:%M:%S', exposed_at, '{s:+} seconds') || substr(exposed_at, 20)"
+                "strftime('%Y-%m-%dT%H:%M:%S', substr(exposed_at, 1, 19), '{s:+} seconds') || substr(exposed_at, 20)"
             ),
             (Dialect::Postgres, s) => format!("exposed_at + interval '{s} seconds'"),
         }
@@ -427,11 +437,18 @@ pub(crate) fn compile(metric: &Metric, dialect: Dialect) -> Compiled {
             "pu".to_string(),
         ),
         Some(Cap::Percentile(p)) => {
-            let p = lit(p);
+            // Rank ceil(p·n) in integers: p = k / SCALE exactly (at most six
+            // decimals, checked at validation), so both databases agree
+            // with the decimal the researcher wrote (0.55 · 100 is 55, not
+            // the 55.000000000000007 of floating point).
+            let scale = PERCENTILE_SCALE;
+            let k = Cap::percentile_millionths(p)
+                .unwrap_or_else(|| ((p * scale as f64).round() as i64).clamp(1, scale - 1));
+            let rank = format!("(n * {k} + {}) / {scale}", scale - 1);
             for col in ["y", "x"] {
                 sql.push_str(&format!(
                     ",\n{col}_ranked AS (\n  SELECT {col}, row_number() OVER (ORDER BY {col}) AS r, count(*) OVER () AS n FROM pu\n),\n\
-                     {col}_cap AS (\n  SELECT coalesce(max({col}), 0.0) AS c FROM {col}_ranked WHERE r >= {p} * n AND r - 1 < {p} * n\n)"
+                     {col}_cap AS (\n  SELECT coalesce(max({col}), 0.0) AS c FROM {col}_ranked WHERE r = {rank}\n)"
                 ));
             }
             (

@@ -378,14 +378,17 @@ impl PgStore {
             .map_err(db_err)
     }
 
-    /// `Ok(None)` if the update's condition does not hold.
+    /// `Ok(None)` if the update's condition does not hold. The counter is
+    /// bumped first: on PostgreSQL its row lock serialises trial changes, so
+    /// the running trials `overlaps` is given cannot change before commit.
     pub(crate) async fn update_trial(
         &self,
         key: &str,
         update: &TrialUpdate<'_>,
         change: &TrialChange<'_>,
+        overlaps: Option<&crate::OverlapCheck<'_>>,
     ) -> Result<Option<TrialRecord>, StoreError> {
-        let result: Result<Option<PgRow>, sqlx::Error> = async {
+        let result: Result<Result<Option<PgRow>, String>, sqlx::Error> = async {
             let at = change.at;
             let sql = update.sql();
             let mut q = sqlx::query(AssertSqlSafe(sql.as_str())).bind(key).bind(at);
@@ -409,11 +412,29 @@ impl PgStore {
                     canonical,
                     hash,
                 } => q.bind(source).bind(canonical).bind(hash),
+                TrialUpdate::Conclude {
+                    spec_hash, version, ..
+                } => q.bind(spec_hash).bind(version),
             };
             let mut tx = self.pool.begin().await?;
+            bump_counter(&mut tx, sql::TRIALS_COUNTER).await?;
+            if let Some(overlaps) = overlaps {
+                let running = sqlx::query(AssertSqlSafe(sql::running_but()))
+                    .bind(key)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(trial_from_row)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(crate::into_sqlx)?;
+                if let Some(why) = overlaps(&running) {
+                    tx.rollback().await?;
+                    return Ok(Err(why));
+                }
+            }
             let Some(row) = q.fetch_optional(&mut *tx).await? else {
                 tx.rollback().await?;
-                return Ok(None);
+                return Ok(Ok(None));
             };
             let id: i64 = row.try_get("id")?;
             let hash: String = row.try_get("spec_hash")?;
@@ -429,13 +450,14 @@ impl PgStore {
                 at,
             )
             .await?;
-            bump_counter(&mut tx, sql::TRIALS_COUNTER).await?;
+            insert_snapshots(&mut tx, id, update.snapshots()).await?;
             tx.commit().await?;
-            Ok(Some(row))
+            Ok(Ok(Some(row)))
         }
         .await;
         result
             .map_err(write_err)?
+            .map_err(StoreError::InvalidState)?
             .as_ref()
             .map(trial_from_row)
             .transpose()
@@ -649,22 +671,7 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         let result: Result<(), sqlx::Error> = async {
             let mut tx = self.pool.begin().await?;
-            for s in snapshots {
-                sqlx::query(
-                    "INSERT INTO metric_snapshots (trial_id, metric, spec_hash, as_of, computed_at, cells) \
-                     VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (trial_id, metric) DO UPDATE SET spec_hash = excluded.spec_hash, \
-                     as_of = excluded.as_of, computed_at = excluded.computed_at, cells = excluded.cells",
-                )
-                .bind(trial_id)
-                .bind(s.metric.as_str())
-                .bind(s.spec_hash.as_str())
-                .bind(s.as_of)
-                .bind(s.computed_at)
-                .bind(Json(&s.cells))
-                .execute(&mut *tx)
-                .await?;
-            }
+            insert_snapshots(&mut tx, trial_id, snapshots).await?;
             tx.commit().await
         }
         .await;
@@ -715,25 +722,44 @@ impl PgStore {
         batch: &[PreparedEvent<'_>],
         received_at: DateTime<Utc>,
     ) -> Result<Vec<uuid::Uuid>, StoreError> {
-        let data = copy_text(batch);
-        let expected = batch.len() as u64;
-        let pool = self.pool.clone();
-        let task = tokio::spawn(copy_events(pool, data, expected, received_at));
-        let inserted = match task.await {
-            Ok(result) => result.map_err(write_err)?,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => {
-                return Err(StoreError::Unavailable(format!(
-                    "the event transaction was cancelled: {e}"
-                )))
-            }
-        };
+        let inserted = self.copy_in_task(batch, received_at, true).await?;
         match inserted {
             None => Ok(batch.iter().map(|p| p.event.event_id).collect()),
             Some(ids) => ids
                 .iter()
                 .map(|id: &String| uuid::Uuid::parse_str(id).map_err(|e| decode_err("event_id", e)))
                 .collect(),
+        }
+    }
+
+    /// Whether the database accepts every row of `batch`: the same
+    /// transaction as [`PgStore::insert_events`], rolled back (see
+    /// `crate::ingest`).
+    pub(crate) async fn probe_events(
+        &self,
+        batch: &[PreparedEvent<'_>],
+        received_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.copy_in_task(batch, received_at, false).await.map(drop)
+    }
+
+    /// [`copy_events`] in a task of its own (see [`PgStore::insert_events`]).
+    async fn copy_in_task(
+        &self,
+        batch: &[PreparedEvent<'_>],
+        received_at: DateTime<Utc>,
+        commit: bool,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let data = copy_text(batch);
+        let expected = batch.len() as u64;
+        let pool = self.pool.clone();
+        let task = tokio::spawn(copy_events(pool, data, expected, received_at, commit));
+        match task.await {
+            Ok(result) => result.map_err(write_err),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "the event transaction was cancelled: {e}"
+            ))),
         }
     }
 
@@ -921,12 +947,14 @@ const DELETE_EVENTS_BATCH: &str = "DELETE FROM events WHERE ctid = ANY(ARRAY(\
 
 /// One event transaction of [`PgStore::insert_events`]: `COPY` of `data`
 /// (`expected` rows) into the staging table, then the insert. `None` when
-/// every row went in, else the ids this transaction inserted.
+/// every row went in, else the ids this transaction inserted. Rolled back
+/// instead of committed unless `commit` (a probe).
 async fn copy_events(
     pool: PgPool,
     data: Vec<u8>,
     expected: u64,
     received_at: DateTime<Utc>,
+    commit: bool,
 ) -> Result<Option<Vec<String>>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut copy = tx.copy_in_raw(COPY_EVENTS).await?;
@@ -940,6 +968,12 @@ async fn copy_events(
         .execute(&mut *tx)
         .await?
         .rows_affected();
+    if !commit {
+        // The staging table is `ON COMMIT DELETE ROWS`: a rollback empties
+        // it as well.
+        tx.rollback().await?;
+        return Ok(None);
+    }
     // Reading back which ids went in only when some did not is cheaper
     // than `RETURNING` every id.
     let ids = if stored == expected {
@@ -1051,6 +1085,26 @@ async fn bump_keys_version(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(
 /// Matches the partial index `exposures_arm_idx` (`WHERE NOT excluded`).
 const EXPOSED_PER_ARM: &str =
     "SELECT arm, COUNT(*) FROM exposures WHERE trial_id = $1 AND NOT excluded GROUP BY arm";
+
+/// Stores (replacing) metric snapshots of a trial inside `tx`.
+async fn insert_snapshots(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    trial_id: i64,
+    snapshots: &[crate::MetricSnapshot],
+) -> Result<(), sqlx::Error> {
+    for s in snapshots {
+        sqlx::query(sql::UPSERT_SNAPSHOT)
+            .bind(trial_id)
+            .bind(s.metric.as_str())
+            .bind(s.spec_hash.as_str())
+            .bind(s.as_of)
+            .bind(s.computed_at)
+            .bind(Json(&s.cells))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
 
 async fn bump_counter(
     tx: &mut sqlx::Transaction<'_, Postgres>,

@@ -548,14 +548,17 @@ impl SqliteStore {
             .map_err(db_err)
     }
 
-    /// `Ok(None)` if the update's condition does not hold.
+    /// `Ok(None)` if the update's condition does not hold. The counter is
+    /// bumped first: on PostgreSQL its row lock serialises trial changes, so
+    /// the running trials `overlaps` is given cannot change before commit.
     pub(crate) async fn update_trial(
         &self,
         key: &str,
         update: &TrialUpdate<'_>,
         change: &TrialChange<'_>,
+        overlaps: Option<&crate::OverlapCheck<'_>>,
     ) -> Result<Option<TrialRecord>, StoreError> {
-        let result: Result<Option<SqliteRow>, sqlx::Error> = async {
+        let result: Result<Result<Option<SqliteRow>, String>, sqlx::Error> = async {
             let at = to_text(change.at);
             let sql = update.sql();
             let mut q = sqlx::query(AssertSqlSafe(sql.as_str())).bind(key).bind(&at);
@@ -579,11 +582,29 @@ impl SqliteStore {
                     canonical,
                     hash,
                 } => q.bind(source).bind(canonical).bind(hash),
+                TrialUpdate::Conclude {
+                    spec_hash, version, ..
+                } => q.bind(spec_hash).bind(version),
             };
             let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+            bump_counter(&mut tx, sql::TRIALS_COUNTER).await?;
+            if let Some(overlaps) = overlaps {
+                let running = sqlx::query(AssertSqlSafe(sql::running_but()))
+                    .bind(key)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(trial_from_row)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(crate::into_sqlx)?;
+                if let Some(why) = overlaps(&running) {
+                    tx.rollback().await?;
+                    return Ok(Err(why));
+                }
+            }
             let Some(row) = q.fetch_optional(&mut *tx).await? else {
                 tx.rollback().await?;
-                return Ok(None);
+                return Ok(Ok(None));
             };
             let id: i64 = row.try_get("id")?;
             let hash: String = row.try_get("spec_hash")?;
@@ -599,13 +620,14 @@ impl SqliteStore {
                 &at,
             )
             .await?;
-            bump_counter(&mut tx, sql::TRIALS_COUNTER).await?;
+            insert_snapshots(&mut tx, id, update.snapshots()).await?;
             tx.commit().await?;
-            Ok(Some(row))
+            Ok(Ok(Some(row)))
         }
         .await;
         result
             .map_err(write_err)?
+            .map_err(StoreError::InvalidState)?
             .as_ref()
             .map(trial_from_row)
             .transpose()
@@ -817,22 +839,7 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let result: Result<(), sqlx::Error> = async {
             let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
-            for s in snapshots {
-                sqlx::query(
-                    "INSERT INTO metric_snapshots (trial_id, metric, spec_hash, as_of, computed_at, cells) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                     ON CONFLICT (trial_id, metric) DO UPDATE SET spec_hash = excluded.spec_hash, \
-                     as_of = excluded.as_of, computed_at = excluded.computed_at, cells = excluded.cells",
-                )
-                .bind(trial_id)
-                .bind(s.metric.as_str())
-                .bind(s.spec_hash.as_str())
-                .bind(to_text(s.as_of))
-                .bind(to_text(s.computed_at))
-                .bind(Json(&s.cells))
-                .execute(&mut *tx)
-                .await?;
-            }
+            insert_snapshots(&mut tx, trial_id, snapshots).await?;
             tx.commit().await
         }
         .await;
@@ -895,25 +902,7 @@ impl SqliteStore {
             let before: i64 = sqlx::query_scalar(LARGEST_EVENT_ROWID)
                 .fetch_one(&mut *tx)
                 .await?;
-            let mut stored = 0u64;
-            let mut rest = batch;
-            while !rest.is_empty() {
-                let (chunk, tail) = rest.split_at(event_chunk_len(rest.len()));
-                rest = tail;
-                let mut q = QueryBuilder::<Sqlite>::new(INSERT_EVENTS);
-                q.push_values(chunk, |mut row, p| {
-                    let e = p.event;
-                    row.push_bind(e.event_id.as_bytes().as_slice())
-                        .push_bind(e.unit.as_str())
-                        .push_bind(e.community.as_deref())
-                        .push_bind(e.name.as_str())
-                        .push_bind(to_text(p.ts))
-                        .push_bind(received_at.as_str())
-                        .push_bind(p.properties.as_str());
-                });
-                q.push(INSERT_EVENTS_ON_CONFLICT);
-                stored += q.build().execute(&mut *tx).await?.rows_affected();
-            }
+            let stored = insert_event_rows(&mut tx, batch, &received_at).await?;
             let inserted = if stored == batch.len() as u64 {
                 Inserted::All
             } else {
@@ -944,6 +933,23 @@ impl SqliteStore {
                 .collect::<Result<_, _>>()?,
         };
         Ok((ids, seq))
+    }
+
+    /// Whether the database accepts every row of `batch`: inserts them in
+    /// a transaction that is always rolled back (see `crate::ingest`).
+    pub(crate) async fn probe_events(
+        &self,
+        batch: &[PreparedEvent<'_>],
+        received_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let received_at = to_text(received_at);
+        let result: Result<(), sqlx::Error> = async {
+            let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
+            insert_event_rows(&mut tx, batch, &received_at).await?;
+            tx.rollback().await
+        }
+        .await;
+        result.map_err(write_err)
     }
 
     #[cfg(feature = "test-support")]
@@ -1123,6 +1129,35 @@ const LARGEST_EVENT_ROWID: &str = "SELECT COALESCE(MAX(rowid), 0) FROM events";
 
 const EVENT_IDS_ABOVE_ROWID: &str = "SELECT event_id FROM events WHERE rowid > ?";
 
+/// Inserts `batch` in multi-row statements; returns how many rows went in
+/// (the others' ids were stored already).
+async fn insert_event_rows(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    batch: &[PreparedEvent<'_>],
+    received_at: &str,
+) -> Result<u64, sqlx::Error> {
+    let mut stored = 0u64;
+    let mut rest = batch;
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(event_chunk_len(rest.len()));
+        rest = tail;
+        let mut q = QueryBuilder::<Sqlite>::new(INSERT_EVENTS);
+        q.push_values(chunk, |mut row, p| {
+            let e = p.event;
+            row.push_bind(e.event_id.as_bytes().as_slice())
+                .push_bind(e.unit.as_str())
+                .push_bind(e.community.as_deref())
+                .push_bind(e.name.as_str())
+                .push_bind(to_text(p.ts))
+                .push_bind(received_at)
+                .push_bind(p.properties.as_str());
+        });
+        q.push(INSERT_EVENTS_ON_CONFLICT);
+        stored += q.build().execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(stored)
+}
+
 /// Which events of a batch a transaction stored.
 enum Inserted {
     All,
@@ -1212,6 +1247,26 @@ async fn bump_keys_version(tx: &mut sqlx::Transaction<'_, Sqlite>) -> Result<(),
 /// Matches the partial index `exposures_arm_idx` (`WHERE excluded = 0`).
 const EXPOSED_PER_ARM: &str =
     "SELECT arm, COUNT(*) FROM exposures WHERE trial_id = $1 AND excluded = 0 GROUP BY arm";
+
+/// Stores (replacing) metric snapshots of a trial inside `tx`.
+async fn insert_snapshots(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    trial_id: i64,
+    snapshots: &[crate::MetricSnapshot],
+) -> Result<(), sqlx::Error> {
+    for s in snapshots {
+        sqlx::query(sql::UPSERT_SNAPSHOT)
+            .bind(trial_id)
+            .bind(s.metric.as_str())
+            .bind(s.spec_hash.as_str())
+            .bind(to_text(s.as_of))
+            .bind(to_text(s.computed_at))
+            .bind(Json(&s.cells))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
 
 async fn bump_counter(
     tx: &mut sqlx::Transaction<'_, Sqlite>,

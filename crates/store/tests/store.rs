@@ -1660,7 +1660,8 @@ async fn events_are_stored_once_and_duplicates_reported() {
             5
         );
 
-        // A row the database refuses fails the whole batch.
+        // A row the database refuses is left out and reported; the rest of
+        // the batch is stored (store_refused/ has the cases in full).
         let bad = vec![
             event(10, 1, "open", 10),
             NewEvent {
@@ -1668,40 +1669,29 @@ async fn events_are_stored_once_and_duplicates_reported() {
                 ..event(11, 1, "open", 11)
             },
         ];
-        let err = store.insert_events(&bad, at(400)).await.unwrap_err();
-        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
-        let err = store
-            .insert_events(
-                &[NewEvent {
-                    name: String::new(),
-                    ..event(12, 1, "", 12)
-                }],
-                at(400),
-            )
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
-        assert_eq!(
-            store.count_events(&EventFilter::default()).await.unwrap(),
-            5
-        );
+        let out = store.insert_events(&bad, at(400)).await.unwrap();
+        assert_eq!(out.inserted, 1);
+        let refused: Vec<usize> = out.refused.iter().map(|r| r.index).collect();
+        assert_eq!(refused, [1], "{out:?}");
+        let only_bad = [NewEvent {
+            name: String::new(),
+            ..event(12, 1, "", 12)
+        }];
+        let out = store.insert_events(&only_bad, at(400)).await.unwrap();
+        assert_eq!((out.inserted, out.refused.len()), (0, 1), "{out:?}");
         if db.backend() == Backend::Postgres {
-            // PostgreSQL text cannot hold NUL: the COPY itself fails.
-            let err = store
-                .insert_events(
-                    &[NewEvent {
-                        name: "a\0b".into(),
-                        ..event(13, 1, "", 13)
-                    }],
-                    at(400),
-                )
-                .await
-                .unwrap_err();
-            assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+            // PostgreSQL text cannot hold NUL: the COPY itself fails, for
+            // that row only.
+            let nul = [NewEvent {
+                name: "a\0b".into(),
+                ..event(13, 1, "", 13)
+            }];
+            let out = store.insert_events(&nul, at(400)).await.unwrap();
+            assert_eq!((out.inserted, out.refused.len()), (0, 1), "{out:?}");
         }
         // The connections are still usable after the failures.
         let out = store.insert_events(&bad[..1], at(401)).await.unwrap();
-        assert_eq!(out.inserted, 1);
+        assert_eq!((out.inserted, out.duplicates.len()), (0, 1));
         assert_eq!(
             store.count_events(&EventFilter::default()).await.unwrap(),
             6
@@ -1763,19 +1753,20 @@ async fn unsynced_event_commits_are_visible_and_synced_in_order() {
         store.sync_events(first).await.unwrap();
         store.sync_events(empty).await.unwrap();
 
-        // A refused batch leaves nothing, and the writer back at FULL.
+        // A batch of refused rows leaves nothing (its transaction failed,
+        // then the probes), and the writer back at FULL.
         let bad = [
-            event(10, 1, "open", 10),
+            NewEvent {
+                name: String::new(),
+                ..event(10, 1, "open", 10)
+            },
             NewEvent {
                 unit: "not-a-pseudonym".into(),
                 ..event(11, 1, "open", 11)
             },
         ];
-        let err = store
-            .insert_events_unsynced(&bad, at(13))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+        let (out, _) = store.insert_events_unsynced(&bad, at(13)).await.unwrap();
+        assert_eq!((out.inserted, out.refused.len()), (0, 2), "{out:?}");
         assert_writer_waits_for_disk(&db, "after a refused batch").await;
         assert_eq!(
             store.count_events(&EventFilter::default()).await.unwrap(),
@@ -2427,3 +2418,9 @@ mod cancel;
 
 #[path = "store_privacy/mod.rs"]
 mod privacy;
+
+#[path = "store_refused/mod.rs"]
+mod refused;
+
+#[path = "store_lifecycle/mod.rs"]
+mod lifecycle;

@@ -87,8 +87,15 @@ pub struct PropertyFilter {
     pub op: FilterOp,
 }
 
+/// How far from first exposure a window bound may lie, either way: 3650
+/// days (about ten years). Far beyond any trial's horizon, and far inside
+/// what both databases compute with (PostgreSQL's `interval` and
+/// `timestamptz`, SQLite's date functions, which stop at year 9999).
+pub const MAX_WINDOW_SECS: i64 = 3650 * 86_400;
+
 /// A half-open window `[start, end)` in seconds relative to the unit's
-/// first exposure. Invariant: `start < end`.
+/// first exposure. Invariants: `start < end`, both within
+/// ±[`MAX_WINDOW_SECS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     pub start_secs: i64,
@@ -96,9 +103,10 @@ pub struct Window {
 }
 
 impl Window {
-    /// `None` unless `start < end`.
+    /// `None` unless `start < end` and both are within ±[`MAX_WINDOW_SECS`].
     pub fn new(start_secs: i64, end_secs: i64) -> Option<Window> {
-        (start_secs < end_secs).then_some(Window {
+        let bounded = |s: i64| s.abs() <= MAX_WINDOW_SECS;
+        (start_secs < end_secs && bounded(start_secs) && bounded(end_secs)).then_some(Window {
             start_secs,
             end_secs,
         })
@@ -109,15 +117,37 @@ impl Window {
     }
 }
 
+/// Percentiles of caps have at most six decimals: `p` is the exact decimal
+/// `k / PERCENTILE_SCALE`, so that the rank `ceil(p · n)` is computed in
+/// integers, identically by both databases (`(k · n + SCALE − 1) / SCALE`).
+pub const PERCENTILE_SCALE: i64 = 1_000_000;
+
 /// Winsorising of per-unit values (and, separately, of the covariate).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Cap {
     /// At the nearest-rank percentile `p` in (0, 1) of the per-unit values
     /// of all analysed units (all arms together, zeros included): the
-    /// value at 1-based rank `ceil(p · n)` in ascending order.
+    /// value at 1-based rank `ceil(p · n)` in ascending order, with `p`
+    /// the decimal of at most six places it was written as (see
+    /// [`Cap::percentile_millionths`]).
     Percentile(f64),
     /// At a fixed value (> 0).
     Value(f64),
+}
+
+impl Cap {
+    /// A percentile as the integer `k` of `p = k / 1,000,000`, if `p` is in
+    /// (0, 1) and has at most six decimals (as written: `0.55` is 550000,
+    /// although the nearest `f64` is a little above 0.55).
+    pub fn percentile_millionths(p: f64) -> Option<i64> {
+        if !(p > 0.0 && p < 1.0) {
+            return None;
+        }
+        let k = (p * PERCENTILE_SCALE as f64).round();
+        // The division is correctly rounded: it gives back `p` exactly when
+        // `p` is the `f64` nearest to the decimal k / 10⁶.
+        (k / PERCENTILE_SCALE as f64 == p).then_some(k as i64)
+    }
 }
 
 /// A validated metric definition.

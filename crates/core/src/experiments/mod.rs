@@ -33,7 +33,7 @@ pub use assign::{
 pub use canonical::LOCKED_FIELDS;
 pub use metric::{
     format_duration, parse_duration, Cap, Direction, FilterOp, Metric, MetricKind, MetricLibrary,
-    MetricValue, PropertyFilter, Scalar, Window, DEFAULT_WINDOW,
+    MetricValue, PropertyFilter, Scalar, Window, DEFAULT_WINDOW, MAX_WINDOW_SECS, PERCENTILE_SCALE,
 };
 pub use parse::{inline_metric_refs, parse_metric_library, parse_trial, parse_trial_with};
 pub use time::{format_rfc3339, parse_rfc3339};

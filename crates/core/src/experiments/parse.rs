@@ -6,8 +6,8 @@
 //! missing field) and reading goes on.
 
 use super::metric::{
-    parse_duration, Cap, FilterOp, MetricLibrary, MetricValue, PropertyFilter, Scalar, Window,
-    DEFAULT_WINDOW,
+    format_duration, parse_duration, Cap, FilterOp, MetricLibrary, MetricValue, PropertyFilter,
+    Scalar, Window, DEFAULT_WINDOW, MAX_WINDOW_SECS,
 };
 use super::time::datetime_to_unix;
 use super::{
@@ -1554,6 +1554,18 @@ fn read_window(cx: &mut Cx<'_>, n: &Node, field: &str, side: WindowSide) -> Opti
             _ => None,
         };
         match secs {
+            Some(v) if v.abs() > MAX_WINDOW_SECS => {
+                cx.err(
+                    item.pos,
+                    &format!("{field}[{i}]"),
+                    format!(
+                        "\"{}\" is too far from first exposure; window bounds must lie within {} (about ten years) either way",
+                        format_duration(v),
+                        format_duration(MAX_WINDOW_SECS)
+                    ),
+                );
+                return None;
+            }
             Some(v) => bounds[i] = v,
             None => {
                 cx.err(
@@ -1601,10 +1613,18 @@ fn read_cap(cx: &mut Cx<'_>, n: &Node, field: &str, kind: Option<MetricKind>) ->
     }
     let t = Tbl::open(cx, n, field, &["percentile", "value"])?;
     match (t.get("percentile"), t.get("value")) {
-        (Some(_), None) => t
-            .opt_number(cx, "percentile", 0.0, 1.0)
-            .flatten()
-            .map(Cap::Percentile),
+        (Some(node), None) => {
+            let p = t.opt_number(cx, "percentile", 0.0, 1.0).flatten()?;
+            if Cap::percentile_millionths(p).is_none() {
+                cx.err(
+                    node.pos,
+                    &t.field("percentile"),
+                    format!("{p} has more than six decimals; write the percentile with at most six, such as 0.99 or 0.999999"),
+                );
+                return None;
+            }
+            Some(Cap::Percentile(p))
+        }
         (None, Some(_)) => t
             .opt_number(cx, "value", 0.0, f64::INFINITY)
             .flatten()

@@ -5,6 +5,7 @@ use commonlab_core::privacy::pseudonymise;
 use commonlab_store::EventFilter;
 
 mod openapi;
+mod refused;
 
 fn event(id: &str, unit: &str, name: &str) -> Value {
     json!({

@@ -4,6 +4,9 @@ use super::*;
 use commonlab_core::experiments::{hash_arm, parse_trial};
 use commonlab_core::privacy::pseudonymise;
 
+mod exposures;
+mod lifecycle;
+
 const HASH: &str = include_str!("../fixtures/trials/hash.toml");
 const HASH_AMENDED: &str = include_str!("../fixtures/trials/hash-amended.toml");
 const HASH_RIVAL: &str = include_str!("../fixtures/trials/hash-rival.toml");

@@ -330,6 +330,72 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
         .await;
         dropped.push(("set_trial_status", n));
 
+        // Starting against the running trials, and concluding with the
+        // snapshot: the status, the log and the snapshots agree.
+        store.create_trial(&trial("tc", &h)).await.unwrap();
+        let none = |_: &[commonlab_store::TrialRecord]| None;
+        let none = &none;
+        let n = at_every_point(
+            store,
+            "start_trial_exclusive",
+            |_| {
+                Box::pin(async move {
+                    match store
+                        .start_trial_exclusive("tc", 7, None, &by("go"), none)
+                        .await
+                    {
+                        Err(StoreError::InvalidState(m)) if m.contains("is running") => {
+                            store.get_trial("tc").await.map(Option::unwrap)
+                        }
+                        other => other,
+                    }
+                })
+            },
+            |_, _| Box::pin(assert_trial_consistent(store, "tc", "start exclusive")),
+        )
+        .await;
+        dropped.push(("start_trial_exclusive", n));
+        let tc = store.get_trial("tc").await.unwrap().unwrap();
+        let n = at_every_point(
+            store,
+            "conclude_trial",
+            |_| {
+                let (hash, version) = (tc.spec_hash.clone(), tc.version);
+                Box::pin(async move {
+                    let snapshots: Vec<MetricSnapshot> = (0..3)
+                        .map(|m| MetricSnapshot {
+                            metric: format!("c{m}"),
+                            spec_hash: hash.clone(),
+                            as_of: at(20),
+                            computed_at: at(20),
+                            cells: vec![cell("arm0")],
+                        })
+                        .collect();
+                    let from = [TrialStatus::Running, TrialStatus::Stopped];
+                    match store
+                        .conclude_trial("tc", &from, &hash, version, &snapshots, &by("done"))
+                        .await
+                    {
+                        Err(StoreError::InvalidState(m)) if m.contains("is concluded") => {
+                            store.get_trial("tc").await.map(Option::unwrap)
+                        }
+                        other => other,
+                    }
+                })
+            },
+            |_, _| {
+                Box::pin(async move {
+                    assert_trial_consistent(store, "tc", "conclude").await;
+                    let t = store.get_trial("tc").await.unwrap().unwrap();
+                    let stored = store.metric_snapshots(t.id).await.unwrap();
+                    let concluded = t.status == TrialStatus::Concluded;
+                    assert_eq!(stored.len(), if concluded { 3 } else { 0 }, "{t:?}");
+                })
+            },
+        )
+        .await;
+        dropped.push(("conclude_trial", n));
+
         // Assignments: sequential positions stay gap-free per stratum.
         let n = at_every_point(
             store,
@@ -493,6 +559,43 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
         )
         .await;
         dropped.push(("insert_events", n));
+
+        // Events with refused rows: the probes and the commit of the rest,
+        // whole or not at all.
+        let n = at_every_point(
+            store,
+            "insert_events (refused rows)",
+            |i| {
+                Box::pin(async move {
+                    let batch: Vec<NewEvent> = (0..100u128)
+                        .map(|e| NewEvent {
+                            unit: if e % 40 == 7 {
+                                "refused".into()
+                            } else {
+                                pseudonym(9)
+                            },
+                            ..event((1u128 << 90) | (i as u128) << 32 | e, 0, "edit", 60)
+                        })
+                        .collect();
+                    store.insert_events(&batch, at(61)).await
+                })
+            },
+            |_, outcome| {
+                if let Some(Ok(o)) = outcome {
+                    assert_eq!(o.refused.len(), 3, "{o:?}");
+                }
+                Box::pin(async move {
+                    let filter = EventFilter {
+                        unit: Some(pseudonym(9)),
+                        ..EventFilter::default()
+                    };
+                    let stored = store.count_events(&filter).await.unwrap();
+                    assert_eq!(stored % 97, 0, "a partial event batch: {stored}");
+                })
+            },
+        )
+        .await;
+        dropped.push(("insert_events (refused rows)", n));
 
         // Consent.
         let n = at_every_point(

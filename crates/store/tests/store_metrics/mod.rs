@@ -14,6 +14,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
+mod property;
+
 const METRICS: &str = r#"
 [[metric]]
 name = "any_e1_7d"
@@ -210,15 +212,19 @@ fn passes(m: &Metric, props: &Map<String, Value>) -> bool {
     })
 }
 
-/// Nearest rank: the value at 1-based rank ceil(p·n) of the sorted values.
+/// Nearest rank: the value at 1-based rank ceil(p·n) of the sorted values,
+/// with p the decimal written (at most six places): in integers.
 fn percentile(values: &[f64], p: f64) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
-    let n = v.len() as f64;
-    let r = (1..=v.len())
-        .find(|&r| r as f64 >= p * n && ((r - 1) as f64) < p * n)
-        .unwrap();
-    v[r - 1]
+    v[nearest_rank(p, v.len()) - 1]
+}
+
+fn nearest_rank(p: f64, n: usize) -> usize {
+    let k = Cap::percentile_millionths(p).expect("a validated percentile") as u128;
+    let n = n as u128;
+    // ceil(k·n / 10⁶)
+    (k * n).div_ceil(1_000_000) as usize
 }
 
 /// The documented semantics, computed in process.
@@ -462,6 +468,116 @@ async fn metric_queries_match_the_documented_semantics() {
             .await
             .unwrap()
             .is_empty());
+    })
+    .await;
+}
+
+fn rfc3339(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn exposure_at(trial_id: i64, unit: &str, at: DateTime<Utc>) -> NewExposure {
+    NewExposure {
+        trial_id,
+        unit: unit.to_string(),
+        arm: "control".into(),
+        community: None,
+        trial_version: 1,
+        at,
+        source: ExposureSource::Single,
+        excluded_reason: None,
+    }
+}
+
+fn event_at(id: u128, unit: &str, name: &str, ts: DateTime<Utc>, props: Value) -> NewEvent {
+    NewEvent {
+        event_id: uuid::Uuid::from_u128(id),
+        unit: unit.to_string(),
+        community: None,
+        name: name.to_string(),
+        ts,
+        properties: props.as_object().cloned().unwrap_or_default(),
+    }
+}
+
+/// Issue 10, item 22: a first exposure in the last millisecond of a second
+/// (SQLite's date functions round it up to the next second) still gets
+/// the window [e, e + 60 s), its covariate [e − 60 s, e), and its window
+/// closes at exactly e + 60 s.
+#[tokio::test]
+async fn windows_of_an_exposure_late_in_its_second_are_exact() {
+    both_backends(|db| async move {
+        let store = db.store();
+        let lib = parse_metric_library(
+            "[[metric]]\nname = \"minute\"\nkind = \"count\"\nevents = [\"e\"]\ndirection = \"increase\"\nwindow = [\"0s\", \"60s\"]\n",
+            "m.toml",
+        )
+        .unwrap();
+        let m = &lib.metrics["minute"];
+        let trial_id = running_trial(store, "late-fraction").await;
+        let e = rfc3339("2026-12-04T11:50:11.999732Z");
+        let u = unit(1);
+        store.record_exposures(&[exposure_at(trial_id, &u, e)]).await.unwrap();
+        let events = [
+            event_at(1, &u, "e", e + Span::milliseconds(60_500), json!({})),
+            event_at(2, &u, "e", e - Span::seconds(60), json!({})),
+        ];
+        store.insert_events(&events, e).await.unwrap();
+        let end = e + Span::seconds(60);
+        let cells = store.metric_cells(trial_id, m, end).await.unwrap();
+        assert_eq!(cells.len(), 1, "{}: the window closed at e + 60 s: {cells:?}", store.backend());
+        let c = &cells[0];
+        assert_eq!((c.n, c.sum, c.x_sum), (1, 0.0, 1.0), "{}: {c:?}", store.backend());
+        let open = store.metric_cells(trial_id, m, end - Span::microseconds(1)).await.unwrap();
+        assert!(open.is_empty(), "{}: the window is still open: {open:?}", store.backend());
+    })
+    .await;
+}
+
+/// Issue 10, item 23: the percentile cap is the value at rank ceil(p·n) for
+/// the decimal p, never p·n in floating point (0.55 · 100 is 55, and so
+/// is its rank; 0.55 · 100 in floating point is a little above).
+#[tokio::test]
+async fn percentile_caps_take_the_exact_nearest_rank() {
+    both_backends(|db| async move {
+        let store = db.store();
+        let mut next_id = 0u128;
+        for (n, percentiles) in [
+            (100u64, &[0.55, 0.07, 0.5, 0.936, 0.99, 0.000001][..]),
+            (300, &[0.81, 0.55, 0.999999][..]),
+        ] {
+            let trial_id = running_trial(store, &format!("ranks-{n}")).await;
+            let e = at(0);
+            let units: Vec<String> = (1..=n).map(|i| unit(10_000 * n + i)).collect();
+            let exposures: Vec<NewExposure> =
+                units.iter().map(|u| exposure_at(trial_id, u, e)).collect();
+            store.record_exposures(&exposures).await.unwrap();
+            // Unit i's value is i: the value at rank r is r.
+            let events: Vec<NewEvent> = units
+                .iter()
+                .zip(1..)
+                .map(|(u, i)| {
+                    next_id += 1;
+                    event_at(next_id, u, "v", e + Span::seconds(1), json!({ "v": i }))
+                })
+                .collect();
+            store.insert_events(&events, e).await.unwrap();
+            for &p in percentiles {
+                let toml = format!(
+                    "[[metric]]\nname = \"v\"\nkind = \"mean\"\nevents = [\"v\"]\ndirection = \"increase\"\nvalue = {{ sum = \"v\" }}\nwindow = [\"0s\", \"10s\"]\ncovariate = false\ncap = {{ percentile = {p} }}\n"
+                );
+                let lib = parse_metric_library(&toml, "m.toml").unwrap();
+                let cells = store
+                    .metric_cells(trial_id, &lib.metrics["v"], e + Span::days(1))
+                    .await
+                    .unwrap();
+                let want = nearest_rank(p, n as usize) as f64;
+                assert_eq!(cells.len(), 1);
+                assert_eq!(cells[0].y_cap, Some(want), "{}: p = {p}, n = {n}", store.backend());
+                let capped: f64 = (1..=n).map(|i| (i as f64).min(want)).sum();
+                assert_eq!(cells[0].sum, capped, "{}: p = {p}, n = {n}", store.backend());
+            }
+        }
     })
     .await;
 }

@@ -180,3 +180,75 @@ proptest! {
         prop_assert_eq!(parse_duration(&format_duration(secs)), Some(secs));
     }
 }
+
+/// Windows and cap percentiles the databases compute exactly: bounds within
+/// ±3650 days of first exposure (beyond, PostgreSQL fails with "interval
+/// out of range" and SQLite's date functions give NULL), percentiles with
+/// at most six decimals. Every refusal at the offending value.
+#[test]
+fn windows_and_percentiles_are_bounded_at_validation() {
+    let metric = |line: &str| {
+        format!("[[metric]]\nname = \"m\"\nkind = \"count\"\nevents = [\"e\"]\ndirection = \"increase\"\n{line}\n")
+    };
+    let accepted = [
+        r#"window = ["0d", "3650d"]"#,
+        r#"window = ["3649d", "87600h"]"#,
+        r#"covariate = ["-3650d", "-1s"]"#,
+        "cap = { percentile = 0.55 }",
+        "cap = { percentile = 0.999999 }",
+        "cap = { percentile = 0.000001 }",
+    ];
+    for line in accepted {
+        let lib = parse_metric_library(&metric(line), "m.toml")
+            .unwrap_or_else(|e| panic!("{line}: {}", lines(&e).join("\n")));
+        let m = &lib.metrics["m"];
+        assert!(m.window.end_secs <= MAX_WINDOW_SECS, "{line}");
+    }
+    let wide = parse_metric_library(&metric(r#"window = ["0d", "3650d"]"#), "m.toml").unwrap();
+    assert_eq!(
+        wide.metrics["m"].covariate,
+        Window::new(-MAX_WINDOW_SECS, 0)
+    );
+    let refused = [
+        (
+            r#"window = ["0d", "999999999d"]"#,
+            r#"m.toml:6:17: metric[0].window[1]: "999999999d" is too far from first exposure; window bounds must lie within 3650d (about ten years) either way"#,
+        ),
+        (
+            r#"window = ["0d", "3651d"]"#,
+            r#"m.toml:6:17: metric[0].window[1]: "3651d" is too far from first exposure; window bounds must lie within 3650d (about ten years) either way"#,
+        ),
+        (
+            r#"window = ["0d", "87601h"]"#,
+            r#"m.toml:6:17: metric[0].window[1]: "87601h" is too far from first exposure; window bounds must lie within 3650d (about ten years) either way"#,
+        ),
+        (
+            r#"window = ["999999999d", "0d"]"#,
+            r#"m.toml:6:11: metric[0].window[0]: "999999999d" is too far from first exposure; window bounds must lie within 3650d (about ten years) either way"#,
+        ),
+        (
+            r#"covariate = ["-315360001s", "0d"]"#,
+            r#"m.toml:6:14: metric[0].covariate[0]: "-315360001s" is too far from first exposure; window bounds must lie within 3650d (about ten years) either way"#,
+        ),
+        (
+            "cap = { percentile = 0.1234567 }",
+            "m.toml:6:22: metric[0].cap.percentile: 0.1234567 has more than six decimals; write the percentile with at most six, such as 0.99 or 0.999999",
+        ),
+        (
+            "cap = { percentile = 0.9999995 }",
+            "m.toml:6:22: metric[0].cap.percentile: 0.9999995 has more than six decimals; write the percentile with at most six, such as 0.99 or 0.999999",
+        ),
+    ];
+    for (line, want) in refused {
+        let errors = parse_metric_library(&metric(line), "m.toml").unwrap_err();
+        assert_eq!(lines(&errors), [want], "{line}");
+    }
+    // The type keeps the bound too.
+    assert!(Window::new(0, MAX_WINDOW_SECS).is_some());
+    assert!(Window::new(0, MAX_WINDOW_SECS + 1).is_none());
+    assert!(Window::new(-MAX_WINDOW_SECS - 1, 0).is_none());
+    assert_eq!(Cap::percentile_millionths(0.55), Some(550_000));
+    assert_eq!(Cap::percentile_millionths(0.936), Some(936_000));
+    assert_eq!(Cap::percentile_millionths(1e-7), None);
+    assert_eq!(Cap::percentile_millionths(1.0), None);
+}

@@ -1,0 +1,89 @@
+//! Trial lifecycle changes that must see the other trials, or the metric
+//! snapshot, in the same transaction (issue 10, item 12).
+//!
+//! Every trial change (`Store::update_trial`) first bumps the `trials` row
+//! of `change_counters`, which on PostgreSQL takes that row's lock until the
+//! transaction ends: trial changes are serialised across every process, and
+//! a transaction that reads the running trials after the bump sees every
+//! change committed before it and none that could commit in between. On
+//! SQLite `BEGIN IMMEDIATE` gives the same. So a start (or resume) that
+//! checks for overlaps with running trials is atomic with the check: two
+//! replicas starting overlapping trials at once get one start and one
+//! refusal. Concluding stores the metric snapshots in the transaction that
+//! concludes, conditional on the spec they were computed under.
+
+use crate::{
+    MetricSnapshot, Store, StoreError, TrialChange, TrialRecord, TrialStatus, TrialUpdate,
+};
+
+/// Decides whether a trial may run beside the running trials it is given
+/// (every running trial but itself): `Some(reason)` refuses. Called inside
+/// the transaction that starts (or resumes) the trial; keep it quick and
+/// pure.
+pub type OverlapCheck<'a> = dyn Fn(&[TrialRecord]) -> Option<String> + Send + Sync + 'a;
+
+impl Store {
+    /// [`Store::start_trial`], refused with [`StoreError::InvalidState`]
+    /// carrying the reason `overlaps` gives for the running trials, which
+    /// it is given in the same transaction as the start, under the lock
+    /// every trial change takes: no other trial can start in between.
+    pub async fn start_trial_exclusive(
+        &self,
+        key: &str,
+        seed: i64,
+        allocation: Option<&str>,
+        change: &TrialChange<'_>,
+        overlaps: &OverlapCheck<'_>,
+    ) -> Result<TrialRecord, StoreError> {
+        let update = TrialUpdate::Start { seed, allocation };
+        self.update_trial_checked(key, &update, change, Some(overlaps))
+            .await
+    }
+
+    /// Stopped → running, checked against the running trials like
+    /// [`Store::start_trial_exclusive`] (another trial may have started on
+    /// the same units while this one was stopped).
+    pub async fn resume_trial_exclusive(
+        &self,
+        key: &str,
+        change: &TrialChange<'_>,
+        overlaps: &OverlapCheck<'_>,
+    ) -> Result<TrialRecord, StoreError> {
+        let update = TrialUpdate::Status {
+            from: &[TrialStatus::Stopped],
+            to: TrialStatus::Running,
+        };
+        self.update_trial_checked(key, &update, change, Some(overlaps))
+            .await
+    }
+
+    /// Concludes a trial whose status is one of `from`, storing `snapshots`
+    /// (replacing any earlier ones of the same metrics) in the same
+    /// transaction, if the trial's spec is still `spec_hash` at `version`,
+    /// the plan the snapshots were computed under. Otherwise nothing is
+    /// written: [`StoreError::InvalidState`] naming the status, or
+    /// [`StoreError::SpecConflict`] (the trial was amended meanwhile:
+    /// compute the snapshots again).
+    pub async fn conclude_trial(
+        &self,
+        key: &str,
+        from: &[TrialStatus],
+        spec_hash: &str,
+        version: i64,
+        snapshots: &[MetricSnapshot],
+        change: &TrialChange<'_>,
+    ) -> Result<TrialRecord, StoreError> {
+        if from.is_empty() || from.contains(&TrialStatus::Draft) {
+            return Err(StoreError::InvalidState(format!(
+                "trial '{key}': only a started trial can be concluded"
+            )));
+        }
+        let update = TrialUpdate::Conclude {
+            from,
+            spec_hash,
+            version,
+            snapshots,
+        };
+        self.update_trial_checked(key, &update, change, None).await
+    }
+}
