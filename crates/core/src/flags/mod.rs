@@ -14,8 +14,13 @@
 //! string or number equal to one of `values`, the flag resolves to `variant`.
 //! [`FlagSet::to_flagd_document`] inlines them into plain flagd targeting.
 //!
-//! Loading compiles every rule once ([`FlagSet::from_json_str`]);
-//! [`FlagSet::evaluate`] then walks the compiled tree. Evaluating an ordinary
+//! Loading compiles every rule once ([`FlagSet::from_json_str`]), each
+//! shared evaluator once for all the rules that `$ref` it, and refuses a
+//! document whose rules would cost too much to evaluate or nest too deep
+//! ([`MAX_RULE_COST`], [`MAX_SET_COST`], [`MAX_RULE_DEPTH`]; in either load
+//! mode, naming the evaluator or flag); [`FlagSet::evaluate`] then walks
+//! the compiled tree, within a budget that the context cannot exceed (a
+//! flag that runs out fails with GENERAL). Evaluating an ordinary
 //! rule allocates nothing: values borrow from the rule and the context, and
 //! `fractional` hashes `flagKey + targetingKey` by streaming both slices.
 //!
@@ -55,11 +60,12 @@ mod value;
 #[cfg(test)]
 mod tests;
 
+pub use logic::{MAX_RULE_COST, MAX_RULE_DEPTH, MAX_SET_COST};
 pub use rule::Rule;
 pub use value::{FlagValue, ValueType};
 
 use logic::val::{NumBuf, Val};
-use logic::{Env, Expr, Origin};
+use logic::{Env, Expr, Fuel, Origin};
 use serde::ser::{Serialize, Serializer};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -399,7 +405,8 @@ enum DefaultVariant {
 enum Program {
     /// No targeting (absent, null or `{}`).
     None,
-    Rule(Expr),
+    /// A compiled rule and its static cost (see `docs/security.md`).
+    Rule { expr: Expr, cost: u64 },
     /// The rule can only fail (unknown operator or `$ref`): PARSE_ERROR.
     Broken(String),
 }
@@ -581,11 +588,16 @@ impl Flag {
         if let Some(problem) = ctx.invalid {
             return Resolution::error(ErrorCode::InvalidContext, problem, meta);
         }
+        let fuel = Fuel::new(match &self.program {
+            Program::Rule { cost, .. } => logic::fuel_for(*cost),
+            _ => 0,
+        });
         let env = Env {
             flag_key: &self.key,
             ctx: ctx.context,
             now: ctx.now,
             targeting_key: ctx.targeting_key,
+            fuel: &fuel,
         };
         for c in &self.cohorts {
             if c.matches(&env) {
@@ -610,9 +622,16 @@ impl Flag {
                     meta,
                 )
             }
-            Program::Rule(rule) => rule,
+            Program::Rule { expr, .. } => expr,
         };
         let (result, origin) = rule.eval_top(&env);
+        if fuel.ran_out() {
+            return Resolution::error(
+                ErrorCode::General,
+                "targeting ran out of its evaluation budget (the rule does too much work for this context; see docs/security.md)",
+                meta,
+            );
+        }
         let reason = match origin {
             Origin::Rule => Reason::TargetingMatch,
             Origin::Split => Reason::Split,

@@ -4,6 +4,7 @@
 
 mod alloc;
 mod fixtures;
+mod limits;
 mod murmur;
 mod props;
 
