@@ -1,0 +1,152 @@
+//! Flag-set hardening end to end: expensive sets refused at the API, a
+//! stored revision that does not compile never served (and reported), keys,
+//! imports that keep overrides, trial-controlled flags, contention.
+
+use super::*;
+use commonlab_store::NewRevision;
+
+/// `eN = {"and": [{"$ref": "eN-1"}, {"$ref": "eN-1"}]}`: over the cost
+/// limit from e14 on.
+pub(crate) fn ref_bomb(levels: usize) -> Value {
+    let mut evaluators = serde_json::Map::new();
+    evaluators.insert("e0".into(), json!({"==": [{"var": "tier"}, "gold"]}));
+    for n in 1..=levels {
+        let prev = format!("e{}", n - 1);
+        evaluators.insert(
+            format!("e{n}"),
+            json!({"and": [{"$ref": prev}, {"$ref": prev}]}),
+        );
+    }
+    json!({
+        "flags": {"bomb": {"state": "ENABLED", "variants": {"on": true, "off": false},
+            "defaultVariant": "off", "targeting": {"if": [{"$ref": format!("e{levels}")}, "on", "off"]}}},
+        "$evaluators": evaluators
+    })
+}
+
+impl Harness {
+    async fn import_json(&self, doc: &str, query: &str) -> reqwest::Response {
+        self.req(
+            Method::POST,
+            &format!("/api/v1/import?reason=test{query}"),
+            Some(&self.admin),
+        )
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(doc.to_string())
+        .send()
+        .await
+        .unwrap()
+    }
+
+    async fn readyz(&self) -> Value {
+        let resp = self.req(Method::GET, "/readyz", None).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn an_over_limit_set_is_refused_naming_the_evaluator() {
+    both_backends(|db| async move {
+        let h = Harness::start(&db).await;
+        h.import_fixture().await;
+        let bomb = ref_bomb(16).to_string();
+        for query in ["", "&strict=true"] {
+            let resp = h.import_json(&bomb, query).await;
+            let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+            assert_eq!(p["errors"][0]["pointer"], "/$evaluators/e14", "{p}");
+            assert!(
+                p["detail"].as_str().unwrap().contains("evaluator \"e14\""),
+                "{p}"
+            );
+            assert!(p["errors"][0]["line"].as_u64().is_some(), "{p}");
+        }
+        // Nothing was stored.
+        let v: Value = h
+            .req(Method::GET, "/api/v1/history", Some(&h.admin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["history"].as_array().unwrap().len(), 1, "{v}");
+
+        // A flag whose own targeting is too expensive.
+        let data: Vec<u32> = (0..1000).collect();
+        let flag = json!({"state": "ENABLED", "variants": {"true": 1, "false": 0},
+            "defaultVariant": "false",
+            "targeting": {"some": [data, {"some": [data, {"==": [{"var": ""}, -1]}]}]}});
+        let resp = h
+            .req(Method::POST, "/api/v1/flags", Some(&h.admin))
+            .json(&json!({"key": "loops", "flag": flag, "reason": "test"}))
+            .send()
+            .await
+            .unwrap();
+        let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(p["errors"][0]["pointer"], "/flags/loops/targeting", "{p}");
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stored_revision_that_does_not_compile_is_not_served_and_is_reported() {
+    both_backends(|db| async move {
+        let h = Harness::start(&db).await;
+        h.import_fixture().await;
+        let sdk = h.key(Role::Sdk).await;
+        // A revision stored before the limits existed (or by hand).
+        let bomb = ref_bomb(16).to_string();
+        let store = &h.server.state.store;
+        let stored = store
+            .append_flag_set_revision(
+                "default",
+                1,
+                &NewRevision {
+                    document: &bomb,
+                    actor: "old-version",
+                    action: "import",
+                    flag_key: None,
+                    reason: "stored before the limit",
+                    at: chrono::Utc::now(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(stored.revision, 2);
+        commonlab_server::sync::refresh_flags(&h.server.state)
+            .await
+            .unwrap();
+        let ready = h.readyz().await;
+        assert_eq!(ready["status"], "ready", "{ready}");
+        assert_eq!(ready["flagSetRevision"], 1, "{ready}");
+        assert_eq!(ready["flagSetProblem"]["revision"], 2, "{ready}");
+        let error = ready["flagSetProblem"]["error"].as_str().unwrap();
+        assert!(error.contains("/$evaluators/e14"), "{ready}");
+        let (status, body) = h.eval(&sdk, "new-editor", json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, _) = h.eval(&sdk, "bomb", json!({"tier": "gold"})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        // A replica started on that database serves revision 1 as well.
+        let other = Harness::start_with(db.connect_another().await, h.admin.clone()).await;
+        let ready = other.readyz().await;
+        assert_eq!(ready["flagSetRevision"], 1, "{ready}");
+        assert_eq!(ready["flagSetProblem"]["revision"], 2, "{ready}");
+        let (status, _) = other.eval(&sdk, "new-editor", json!({})).await;
+        assert_eq!(status, StatusCode::OK);
+
+        // A good revision replaces it, and the problem is gone.
+        h.import_fixture().await;
+        commonlab_server::sync::refresh_flags(&other.server.state)
+            .await
+            .unwrap();
+        let ready = other.readyz().await;
+        assert_eq!(ready["flagSetRevision"], 3, "{ready}");
+        assert!(ready.get("flagSetProblem").is_none(), "{ready}");
+        other.stop().await;
+        h.stop().await;
+    })
+    .await;
+}
