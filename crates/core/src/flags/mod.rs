@@ -45,8 +45,9 @@
 //! `var` defaults); the custom operators follow flagd: `fractional` uses
 //! flagd's current integer bucketing (`(murmur3(value) * total) >> 32`),
 //! bucketing on `flagKey + targetingKey` when there is no bucketing
-//! expression or it evaluates to null, and returns null (so DEFAULT) without
-//! a targeting key, on all-zero weights or on invalid weights; `sem_ver`,
+//! expression or it evaluates to null, and returns null (so the default
+//! variant with reason DEFAULT, as flagd answers) without a targeting key,
+//! on all-zero weights or on invalid weights; `sem_ver`,
 //! `starts_with` and `ends_with` return null on invalid input.
 
 mod load;
@@ -635,13 +636,6 @@ impl Flag {
         let reason = match origin {
             Origin::Rule => Reason::TargetingMatch,
             Origin::Split => Reason::Split,
-            Origin::SplitWithoutKey => {
-                return Resolution::error(
-                    ErrorCode::TargetingKeyMissing,
-                    "this flag splits subjects by targetingKey, and the context has none",
-                    meta,
-                )
-            }
         };
         let index = match &result {
             Val::Null => return self.default_resolution(Reason::Default),

@@ -14,10 +14,9 @@ use std::cell::Cell;
 pub(crate) enum Origin {
     /// An ordinary rule.
     Rule,
-    /// A `fractional` split (reason SPLIT).
+    /// A `fractional` split (reason SPLIT; DEFAULT when it returned null,
+    /// e.g. without a targeting key to bucket on, as flagd does).
     Split,
-    /// A `fractional` split on the targeting key, with no targeting key.
-    SplitWithoutKey,
 }
 
 /// What one evaluation may still spend (see `cost`): every node visited,
@@ -211,15 +210,7 @@ impl Expr {
         let mut e = self;
         loop {
             match e {
-                Expr::Fractional(f) => {
-                    // A split on the default bucketing value (flagKey +
-                    // targetingKey) cannot assign a subject that has no
-                    // targeting key: say so instead of silently falling back.
-                    if f.bucket_by.is_none() && env.targeting_key.is_none() {
-                        return (Val::Null, Origin::SplitWithoutKey);
-                    }
-                    return (f.eval(env, Scope::Root), Origin::Split);
-                }
+                Expr::Fractional(f) => return (f.eval(env, Scope::Root), Origin::Split),
                 Expr::Op(Op::If, args) => match if_branch(args, env, Scope::Root) {
                     Some(branch) => e = branch,
                     None => return (Val::Null, Origin::Rule),
