@@ -382,6 +382,7 @@ fn parse_flag(
                     Ok(compiled) => Program::Rule {
                         expr: compiled.expr,
                         cost: compiled.cost.units,
+                        reads_clock: compiled.cost.reads_clock,
                     },
                     Err(reason) => Program::Broken(reason),
                 };

@@ -406,8 +406,13 @@ enum DefaultVariant {
 enum Program {
     /// No targeting (absent, null or `{}`).
     None,
-    /// A compiled rule and its static cost (see `docs/security.md`).
-    Rule { expr: Expr, cost: u64 },
+    /// A compiled rule, its static cost (see `docs/security.md`) and
+    /// whether it reads the clock.
+    Rule {
+        expr: Expr,
+        cost: u64,
+        reads_clock: bool,
+    },
     /// The rule can only fail (unknown operator or `$ref`): PARSE_ERROR.
     Broken(String),
 }
@@ -477,6 +482,19 @@ impl Flag {
     /// Whether the flag has a targeting rule (beyond cohorts).
     pub fn has_targeting(&self) -> bool {
         !matches!(self.program, Program::None)
+    }
+
+    /// Whether the flag's answer may depend on the time of evaluation (its
+    /// targeting reads `$flagd.timestamp`, or a `var` path computed at
+    /// evaluation that might name it).
+    pub fn reads_clock(&self) -> bool {
+        matches!(
+            self.program,
+            Program::Rule {
+                reads_clock: true,
+                ..
+            }
+        )
     }
 
     #[inline]
@@ -783,6 +801,12 @@ impl FlagSet {
     /// The flag set's own metadata.
     pub fn metadata(&self) -> &Metadata {
         &self.metadata
+    }
+
+    /// Whether any flag's answer may depend on the time of evaluation
+    /// (see [`Flag::reads_clock`]): its answers may change every second.
+    pub fn reads_clock(&self) -> bool {
+        self.flags.iter().any(Flag::reads_clock)
     }
 
     /// Evaluates flag `key`.

@@ -15,6 +15,7 @@ pub struct Rule {
     source: Value,
     expr: Expr,
     cost: u64,
+    reads_clock: bool,
 }
 
 impl Rule {
@@ -39,7 +40,14 @@ impl Rule {
             source: rule.clone(),
             expr: compiled.expr,
             cost: compiled.cost.units,
+            reads_clock: compiled.cost.reads_clock,
         })
+    }
+
+    /// Whether the result may depend on the time of evaluation
+    /// (`$flagd.timestamp`).
+    pub fn reads_clock(&self) -> bool {
+        self.reads_clock
     }
 
     /// The rule as written.

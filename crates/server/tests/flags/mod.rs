@@ -150,3 +150,53 @@ async fn a_stored_revision_that_does_not_compile_is_not_served_and_is_reported()
     })
     .await;
 }
+
+/// Issue #10, item 11: a rule on `$flagd.timestamp` changes its answer
+/// with the clock, so the bulk ETag does not outlive the second.
+#[tokio::test]
+async fn bulk_etag_expires_when_a_timestamp_rule_changes_its_answer() {
+    both_backends(|db| async move {
+        let launch = 1_900_000_000i64;
+        let clock = Clock::fixed(chrono::DateTime::from_timestamp(launch - 10, 0).unwrap());
+        let store = db.connect_another().await;
+        let admin = create_key(
+            &store,
+            "test-admin",
+            Role::Admin,
+            "test",
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap()
+        .key;
+        let h = Harness::start_full(store, admin, clock.clone(), Config::default()).await;
+        let doc = json!({"flags": {"launch": {"state": "ENABLED",
+            "variants": {"on": true, "off": false}, "defaultVariant": "off",
+            "targeting": {"if": [{">=": [{"var": "$flagd.timestamp"}, launch]}, "on", "off"]}}}});
+        let resp = h.import_json(&doc.to_string(), "").await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let sdk = h.key(Role::Sdk).await;
+        let bulk = |tag: Option<String>| {
+            let mut r = h
+                .req(Method::POST, "/ofrep/v1/evaluate/flags", Some(&sdk))
+                .json(&json!({"context": {}}));
+            if let Some(t) = tag {
+                r = r.header(header::IF_NONE_MATCH, t);
+            }
+            r.send()
+        };
+        let resp = bulk(None).await.unwrap();
+        let before = resp.headers()[header::ETAG].to_str().unwrap().to_string();
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["flags"][0]["variant"], "off");
+        let resp = bulk(Some(before.clone())).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+        clock.set(chrono::DateTime::from_timestamp(launch, 0).unwrap());
+        let resp = bulk(Some(before)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["flags"][0]["variant"], "on");
+        h.stop().await;
+    })
+    .await;
+}

@@ -501,6 +501,56 @@ async fn stepped_wedge_follows_the_calendar() {
     .await;
 }
 
+/// Issue #10, item 11: a bulk answer cached before a stepped-wedge
+/// crossover is not revalidated (304) after it.
+#[tokio::test]
+async fn bulk_etag_expires_at_a_stepped_wedge_crossover() {
+    both_backends(|db| async move {
+        let (h, clock) = start_at(&db, "2026-02-15T00:00:00Z").await;
+        h.import_fixture().await;
+        let sdk = h.key(Role::Sdk).await;
+        let started = h.create_and_start(WEDGE).await;
+        let schedule: Vec<Value> =
+            serde_json::from_str(started["allocation"].as_str().unwrap()).unwrap();
+        let first = schedule[0]["community"].as_str().unwrap().to_string();
+        let crossover = schedule[0]["crossover"].as_str().unwrap().to_string();
+        let ctx = json!({"context": {"targetingKey": "anyone", "community": first}});
+        let bulk = |tag: Option<String>| {
+            let mut r = h
+                .req(Method::POST, "/ofrep/v1/evaluate/flags", Some(&sdk))
+                .json(&ctx);
+            if let Some(t) = tag {
+                r = r.header(header::IF_NONE_MATCH, t);
+            }
+            r.send()
+        };
+        let editor = |v: &Value| {
+            let flags = v["flags"].as_array().unwrap();
+            let f = flags.iter().find(|f| f["key"] == "new-editor").unwrap();
+            f["variant"].as_str().unwrap().to_string()
+        };
+        let resp = bulk(None).await.unwrap();
+        let before = resp.headers()[header::ETAG].to_str().unwrap().to_string();
+        assert_eq!(editor(&resp.json().await.unwrap()), "off");
+        // Still before the crossover: the cached answer holds.
+        clock.set(at(&crossover) - chrono::Duration::seconds(1));
+        let resp = bulk(Some(before.clone())).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+        // At the crossover the community's arm changes: a full answer.
+        clock.set(at(&crossover));
+        let resp = bulk(Some(before.clone())).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let after = resp.headers()[header::ETAG].to_str().unwrap().to_string();
+        assert_ne!(after, before);
+        assert_eq!(editor(&resp.json().await.unwrap()), "on");
+        // And the new answer is cacheable until the next change.
+        let resp = bulk(Some(after)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+        h.stop().await;
+    })
+    .await;
+}
+
 async fn futures_join<F: std::future::Future<Output = String>>(
     it: impl Iterator<Item = F>,
 ) -> Vec<String> {

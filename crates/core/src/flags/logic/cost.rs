@@ -53,15 +53,23 @@ pub(crate) fn text_units(bytes: usize) -> u64 {
     bytes as u64 / BYTES_PER_UNIT
 }
 
-/// A rule's static cost and depth.
+/// A rule's static cost and depth, and whether its result may depend on
+/// the time of evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Cost {
     pub(crate) units: u64,
     pub(crate) depth: usize,
+    /// It reads `$flagd.timestamp` (or a `var` path computed at evaluation,
+    /// which might name it).
+    pub(crate) reads_clock: bool,
 }
 
 impl Cost {
-    const LEAF: Cost = Cost { units: 1, depth: 1 };
+    const LEAF: Cost = Cost {
+        units: 1,
+        depth: 1,
+        reads_clock: false,
+    };
 }
 
 /// The cost of a compiled expression. Walks the expression's own nodes
@@ -71,19 +79,24 @@ pub(crate) fn measure(e: &Expr) -> Cost {
         Expr::Null | Expr::Bool(_) | Expr::Num(_) => Cost::LEAF,
         Expr::Str(s) => Cost {
             units: 1 + text_units(s.len()),
-            depth: 1,
+            ..Cost::LEAF
         },
         Expr::Json(v) => Cost {
             units: json_units(v),
-            depth: 1,
+            ..Cost::LEAF
         },
         Expr::Array(items) => node(items.iter().map(measure)),
         Expr::Var(var) => {
-            let path = match &var.path {
-                VarPath::Static(_) => None,
-                VarPath::Dynamic(e) => Some(measure(e)),
+            let (path, reads_clock) = match &var.path {
+                VarPath::Static(segs) => (
+                    None,
+                    matches!(&segs[..], [first, second] if &**first == "$flagd" && &**second == "timestamp"),
+                ),
+                VarPath::Dynamic(e) => (Some(measure(e)), true),
             };
-            node(path.into_iter().chain(var.default.as_ref().map(measure)))
+            let mut cost = node(path.into_iter().chain(var.default.as_ref().map(measure)));
+            cost.reads_clock |= reads_clock;
+            cost
         }
         Expr::Op(op, args) => {
             let parts: Vec<Cost> = args.iter().map(measure).collect();
@@ -121,6 +134,7 @@ pub(crate) fn measure(e: &Expr) -> Cost {
         Expr::Ref(shared) => Cost {
             units: shared.cost.units.saturating_add(1),
             depth: shared.cost.depth.saturating_add(1),
+            reads_clock: shared.cost.reads_clock,
         },
     }
 }
@@ -131,6 +145,7 @@ fn node(children: impl Iterator<Item = Cost>) -> Cost {
     for c in children {
         cost.units = cost.units.saturating_add(c.units);
         cost.depth = cost.depth.max(c.depth.saturating_add(1));
+        cost.reads_clock |= c.reads_clock;
     }
     cost
 }

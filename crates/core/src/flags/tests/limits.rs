@@ -262,3 +262,26 @@ fn warnings_still_see_through_refs() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn sets_know_whether_their_answers_depend_on_the_clock() {
+    let plain = strict(&ref_bomb(3));
+    assert!(!plain.reads_clock());
+    let timed = strict(&json!({
+        "flags": {
+            "launch": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                "targeting": {"if": [{"$ref": "launched"}, "on", "off"]}},
+            "plain": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on"}
+        },
+        "$evaluators": {"launched": {">=": [{"var": "$flagd.timestamp"}, 1_900_000_000]}}
+    }));
+    assert!(timed.reads_clock());
+    assert!(timed.get("launch").unwrap().reads_clock());
+    assert!(!timed.get("plain").unwrap().reads_clock());
+    // A path computed at evaluation might name the clock.
+    let dynamic = Rule::compile(&json!({"var": {"cat": ["$flagd.", {"var": "which"}]}})).unwrap();
+    assert!(dynamic.reads_clock());
+    assert!(!Rule::compile(&json!({"var": "$flagd.flagKey"}))
+        .unwrap()
+        .reads_clock());
+}
