@@ -259,11 +259,13 @@ pub async fn import(
         })?;
     let text = serde_json::to_string(&compiled.to_document()).expect("JSON serialises");
     for _ in 0..MAX_ATTEMPTS {
-        let head_rev = store
-            .flag_set_head(set)
-            .await?
-            .map(|h| h.revision)
-            .unwrap_or(0);
+        let stored = store.flag_set_head(set).await?;
+        let head_rev = stored.as_ref().map(|h| h.revision).unwrap_or(0);
+        // An unreadable head (edited by hand) is what an import repairs.
+        let current = stored
+            .and_then(|h| serde_json::from_str(&h.document).ok())
+            .unwrap_or_else(empty_document);
+        check_new_keys(&compiled, &current, source)?;
         if let Some(exp) = expected {
             if exp != head_rev {
                 return Err(Error::Stale {
@@ -448,13 +450,33 @@ pub async fn set_cohort(
     .await
 }
 
-/// Flag keys: 1–200 characters, no control characters.
+/// The key of a new flag: an identifier (see
+/// [`commonlab_core::flags::check_new_key`]).
 pub fn validate_key(key: &str) -> Result<(), Error> {
-    if key.is_empty() || key.len() > 200 || key.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "/key",
-            "a flag key must be 1 to 200 characters without control characters",
-        ));
+    commonlab_core::flags::check_new_key(key).map_err(|why| Error::invalid("/key", why))
+}
+
+/// Refuses an imported document that adds a flag whose key is not an
+/// identifier (flags already in `current` keep their keys).
+fn check_new_keys(compiled: &FlagSet, current: &Value, source: &str) -> Result<(), Error> {
+    let existing = current.get("flags").and_then(Value::as_object);
+    for key in compiled.keys() {
+        if existing.is_some_and(|m| m.contains_key(key)) {
+            continue;
+        }
+        if let Err(why) = commonlab_core::flags::check_new_key(key) {
+            let pointer = flag_pointer(key);
+            let (line, column) = commonlab_core::flags::position_of(source, &pointer);
+            return Err(Error::Invalid {
+                message: format!("{pointer}: {why}"),
+                issues: vec![FieldError {
+                    pointer,
+                    detail: why,
+                    line: Some(line),
+                    column: Some(column),
+                }],
+            });
+        }
     }
     Ok(())
 }

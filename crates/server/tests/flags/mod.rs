@@ -200,3 +200,91 @@ async fn bulk_etag_expires_when_a_timestamp_rule_changes_its_answer() {
     })
     .await;
 }
+
+/// Issue #10, item 18: keys of new flags are identifiers.
+#[tokio::test]
+async fn new_flag_keys_are_identifiers() {
+    both_backends(|db| async move {
+        let h = Harness::start(&db).await;
+        h.import_fixture().await;
+        let flag = json!({"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on"});
+        for bad in ["../../etc/passwd", "has space", "..", "caf\u{e9}"] {
+            let resp = h
+                .req(Method::POST, "/api/v1/flags", Some(&h.admin))
+                .json(&json!({"key": bad, "flag": flag, "reason": "test"}))
+                .send()
+                .await
+                .unwrap();
+            let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+            assert_eq!(p["errors"][0]["pointer"], "/key", "{bad}: {p}");
+        }
+        let resp = h
+            .req(Method::POST, "/api/v1/flags", Some(&h.admin))
+            .json(&json!({"key": "new_editor.v2", "flag": flag, "reason": "test"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+
+        // An import may not add one either, and says where it is.
+        let mut doc: Value = serde_json::from_str(FLAGS).unwrap();
+        doc["flags"]["bad key"] = flag.clone();
+        let text = serde_json::to_string_pretty(&doc).unwrap();
+        let resp = h.import_json(&text, "").await;
+        let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(p["errors"][0]["pointer"], "/flags/bad key", "{p}");
+        let line = p["errors"][0]["line"].as_u64().unwrap() as usize;
+        assert!(
+            text.lines().nth(line - 1).unwrap().contains("\"bad key\""),
+            "{p}"
+        );
+
+        // A flag stored before the rule keeps working: it can be exported,
+        // re-imported, changed and deleted.
+        let store = &h.server.state.store;
+        let (rev, mut current) = commonlab_server::service::head(store, "default")
+            .await
+            .unwrap();
+        current["flags"]["legacy key"] = flag.clone();
+        store
+            .append_flag_set_revision(
+                "default",
+                rev,
+                &NewRevision {
+                    document: &current.to_string(),
+                    actor: "old-version",
+                    action: "import",
+                    flag_key: None,
+                    reason: "stored before the rule",
+                    at: chrono::Utc::now(),
+                },
+            )
+            .await
+            .unwrap();
+        let resp = h.import_json(&current.to_string(), "").await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "{}",
+            resp.text().await.unwrap()
+        );
+        let resp = h
+            .req(
+                Method::PUT,
+                "/api/v1/flags/legacy%20key/state",
+                Some(&h.admin),
+            )
+            .json(&json!({"state": "DISABLED", "reason": "test"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "{}",
+            resp.text().await.unwrap()
+        );
+        h.stop().await;
+    })
+    .await;
+}
