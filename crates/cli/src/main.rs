@@ -306,6 +306,10 @@ enum FlagsCmd {
         /// Refuse the file on any schema warning.
         #[arg(long)]
         strict: bool,
+        /// Take the file's cohort overrides only: drop the stored ones
+        /// (by default, overrides of flags still in the file are kept).
+        #[arg(long)]
+        replace_overrides: bool,
     },
     /// Print the flag set as JSON.
     Export {
@@ -644,6 +648,7 @@ async fn flags(db_url: &str, set: &str, cmd: FlagsCmd) -> Result<()> {
             file,
             reason,
             strict,
+            replace_overrides,
         } => {
             let source = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
@@ -652,11 +657,20 @@ async fn flags(db_url: &str, set: &str, cmd: FlagsCmd) -> Result<()> {
                 reason: &reason,
                 at: chrono::Utc::now(),
             };
-            let out = service::import(&store, set, &source, &meta, None, strict)
+            let out = service::import(&store, set, &source, &meta, None, strict, replace_overrides)
                 .await
                 .map_err(|e| service_error(e, Some(&file)))?;
             for w in &out.warnings {
                 eprintln!("warning: {}: {}: {}", file.display(), w.pointer, w.message);
+            }
+            for k in &out.overrides.kept {
+                println!("kept cohort override '{}' of flag '{}'", k.cohort, k.flag);
+            }
+            for d in &out.overrides.dropped {
+                println!(
+                    "dropped cohort override '{}' of flag '{}': {}",
+                    d.cohort, d.flag, d.reason
+                );
             }
             println!(
                 "imported {} flags from {} as revision {} ({} warnings)",

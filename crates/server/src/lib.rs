@@ -16,6 +16,7 @@ pub mod health;
 pub mod keys;
 pub mod ofrep;
 pub mod openapi;
+pub mod overrides;
 pub mod problem;
 pub mod retention;
 pub mod service;

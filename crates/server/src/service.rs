@@ -42,6 +42,8 @@ pub struct ImportOutcome {
     pub revision: i64,
     pub flags: usize,
     pub warnings: Vec<WarningOut>,
+    /// Which cohort overrides of the previous revision were kept or dropped.
+    pub overrides: crate::overrides::OverridesReport,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -233,6 +235,8 @@ where
 /// Replaces the whole flag set with a flagd document. `expected` is the set
 /// revision the caller read (None: any). In strict mode any load warning
 /// refuses the document; otherwise warnings are returned (as flagd logs them).
+/// Cohort overrides of flags still in the document are kept unless
+/// `replace_overrides` (see [`crate::overrides`]).
 pub async fn import(
     store: &Store,
     set: &str,
@@ -240,6 +244,7 @@ pub async fn import(
     meta: &ChangeMeta<'_>,
     expected: Option<i64>,
     strict: bool,
+    replace_overrides: bool,
 ) -> Result<ImportOutcome, Error> {
     check_reason(meta.reason)?;
     let mode = if strict {
@@ -257,7 +262,6 @@ pub async fn import(
                 column: (e.column > 0).then_some(e.column),
             }],
         })?;
-    let text = serde_json::to_string(&compiled.to_document()).expect("JSON serialises");
     for _ in 0..MAX_ATTEMPTS {
         let stored = store.flag_set_head(set).await?;
         let head_rev = stored.as_ref().map(|h| h.revision).unwrap_or(0);
@@ -266,6 +270,12 @@ pub async fn import(
             .and_then(|h| serde_json::from_str(&h.document).ok())
             .unwrap_or_else(empty_document);
         check_new_keys(&compiled, &current, source)?;
+        let mut doc = compiled.to_document();
+        let overrides = crate::overrides::carry(&mut doc, &current, replace_overrides);
+        if !overrides.kept.is_empty() {
+            doc = compile(&doc, None)?.0.to_document();
+        }
+        let text = serde_json::to_string(&doc).expect("JSON serialises");
         if let Some(exp) = expected {
             if exp != head_rev {
                 return Err(Error::Stale {
@@ -290,6 +300,7 @@ pub async fn import(
                     revision: rev.revision,
                     flags: compiled.len(),
                     warnings: warnings.iter().map(WarningOut::from).collect(),
+                    overrides,
                 })
             }
             Err(StoreError::Conflict { .. }) if expected.is_none() => continue,

@@ -288,3 +288,99 @@ async fn new_flag_keys_are_identifiers() {
     })
     .await;
 }
+
+/// Issue #10, item 31: an import keeps the cohort overrides of flags still
+/// in the file and says which it kept and which it dropped.
+#[tokio::test]
+async fn an_import_keeps_cohort_overrides_and_reports_them() {
+    both_backends(|db| async move {
+        let h = Harness::start(&db).await;
+        h.import_fixture().await;
+        let dev = h.key(Role::Developer).await;
+        for (flag, name, variant) in [
+            ("welcome-text", "coop-plain", "plain"),
+            ("thanks-button", "opt-out", "control"),
+            ("page-size", "big-wiki", "large"),
+        ] {
+            let resp = h
+                .req(
+                    Method::PUT,
+                    &format!("/api/v1/flags/{flag}/cohorts/{name}"),
+                    Some(&dev),
+                )
+                .json(&json!({"attribute": "community", "values": ["coop-b"],
+                    "variant": variant, "reason": "test"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+        // The researcher's new file: thanks-button gone, page-size reworked.
+        let mut doc: Value = serde_json::from_str(FLAGS).unwrap();
+        let flags = doc["flags"].as_object_mut().unwrap();
+        flags.shift_remove("thanks-button");
+        flags["page-size"] = json!({"state": "ENABLED",
+            "variants": {"small": 10, "huge": 100}, "defaultVariant": "small"});
+        let resp = h.import_json(&doc.to_string(), "").await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let out: Value = resp.json().await.unwrap();
+        assert_eq!(
+            out["overrides"]["kept"],
+            json!([{"flag": "welcome-text", "cohort": "coop-plain"}]),
+            "{out}"
+        );
+        let dropped = out["overrides"]["dropped"].as_array().unwrap();
+        let names: Vec<&str> = dropped
+            .iter()
+            .map(|d| d["flag"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["page-size", "thanks-button"], "{out}");
+        assert!(dropped
+            .iter()
+            .all(|d| d["reason"].as_str().is_some_and(|r| !r.is_empty())));
+
+        let get = |flag: &'static str| {
+            let h = &h;
+            async move {
+                let v: Value = h
+                    .req(
+                        Method::GET,
+                        &format!("/api/v1/flags/{flag}"),
+                        Some(&h.admin),
+                    )
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                v["flag"].clone()
+            }
+        };
+        assert_eq!(
+            get("welcome-text").await["cohorts"][0]["name"],
+            "coop-plain"
+        );
+        assert!(get("page-size").await.get("cohorts").is_none());
+        let sdk = h.key(Role::Sdk).await;
+        let (_, body) = h
+            .eval(&sdk, "welcome-text", json!({"community": "coop-b"}))
+            .await;
+        assert_eq!(parse(&body)["variant"], "plain", "{body}");
+
+        // Asked to, the file's overrides (none) replace them.
+        let resp = h
+            .import_json(&doc.to_string(), "&replace_overrides=true")
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let out: Value = resp.json().await.unwrap();
+        assert_eq!(out["overrides"]["kept"], json!([]), "{out}");
+        assert_eq!(
+            out["overrides"]["dropped"][0]["cohort"], "coop-plain",
+            "{out}"
+        );
+        assert!(get("welcome-text").await.get("cohorts").is_none());
+        h.stop().await;
+    })
+    .await;
+}
