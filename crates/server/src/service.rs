@@ -15,8 +15,26 @@ use commonlab_store::{FlagSetRevision, NewRevision, Store, StoreError};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-const MAX_ATTEMPTS: usize = 8;
+/// Attempts of a change that keeps losing the race for the head revision
+/// before it answers 503 ([`Error::Busy`]).
+pub const MAX_ATTEMPTS: u32 = 40;
+/// The first backoff ceiling; it doubles after every lost race ...
+const BACKOFF_BASE: std::time::Duration = std::time::Duration::from_millis(4);
+/// ... up to this ceiling. Each pause is uniform in `[0, ceiling]` (full
+/// jitter), so writers that collided spread out: about 2 s in all in the
+/// worst case (40 attempts, all at the ceiling, averaging half of it).
+const BACKOFF_CAP: std::time::Duration = std::time::Duration::from_millis(100);
 const MAX_REASON: usize = 2000;
+
+/// Waits before attempt `attempt` (1-based) of a change that lost a race.
+async fn backoff(attempt: u32) {
+    use rand::Rng;
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(BACKOFF_CAP);
+    let micros = rand::rng().random_range(0..=ceiling.as_micros() as u64);
+    tokio::time::sleep(std::time::Duration::from_micros(micros)).await;
+}
 
 /// Who changes what and why.
 #[derive(Debug, Clone)]
@@ -178,7 +196,10 @@ where
 {
     check_reason(meta.reason)?;
     let pointer = flag_pointer(key);
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            backoff(attempt).await;
+        }
         let (revision, mut doc) = head(store, set).await?;
         let current = doc.get("flags").and_then(|f| f.get(key)).cloned();
         if let Some(expected) = if_match {
@@ -262,7 +283,10 @@ pub async fn import(
                 column: (e.column > 0).then_some(e.column),
             }],
         })?;
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            backoff(attempt).await;
+        }
         let stored = store.flag_set_head(set).await?;
         let head_rev = stored.as_ref().map(|h| h.revision).unwrap_or(0);
         // An unreadable head (edited by hand) is what an import repairs.

@@ -384,3 +384,58 @@ async fn an_import_keeps_cohort_overrides_and_reports_them() {
     })
     .await;
 }
+
+/// Issue #10, item 20: 30 concurrent cohort updates without If-Match, on
+/// two replicas: every one is kept, none answered 503.
+#[tokio::test]
+async fn thirty_concurrent_cohort_updates_all_succeed() {
+    both_backends(|db| async move {
+        let a = Harness::start(&db).await;
+        let b = Harness::start_with(db.connect_another().await, a.admin.clone()).await;
+        a.import_fixture().await;
+        let dev = a.key(Role::Developer).await;
+        commonlab_server::sync::refresh_keys(&b.server.state)
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..30 {
+            let base = if i % 2 == 0 {
+                a.base.clone()
+            } else {
+                b.base.clone()
+            };
+            let dev = dev.clone();
+            tasks.push(tokio::spawn(async move {
+                let resp = reqwest::Client::new()
+                    .put(format!("{base}/api/v1/flags/welcome-text/cohorts/c{i}"))
+                    .bearer_auth(dev)
+                    .json(
+                        &json!({"attribute": "community", "values": [format!("wiki-{i}")],
+                        "variant": "warm", "reason": "contention"}),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                let status = resp.status();
+                (status, resp.text().await.unwrap())
+            }));
+        }
+        for t in tasks {
+            let (status, body) = t.await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        let v: Value = a
+            .req(Method::GET, "/api/v1/flags/welcome-text", Some(&a.admin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["flag"]["cohorts"].as_array().unwrap().len(), 30, "{v}");
+        assert_eq!(v["revision"], 31);
+        a.stop().await;
+        b.stop().await;
+    })
+    .await;
+}
