@@ -672,6 +672,9 @@ async fn flags(db_url: &str, set: &str, cmd: FlagsCmd) -> Result<()> {
                     d.cohort, d.flag, d.reason
                 );
             }
+            for t in &out.deviations {
+                println!("recorded as a deviation in running trial '{t}' (its flag changed)");
+            }
             println!(
                 "imported {} flags from {} as revision {} ({} warnings)",
                 out.flags,
@@ -744,6 +747,11 @@ async fn flags(db_url: &str, set: &str, cmd: FlagsCmd) -> Result<()> {
                 if enabled { "enabled" } else { "disabled" },
                 change.revision
             );
+            for t in &change.deviations {
+                println!(
+                    "recorded as a deviation in running trial '{t}', which controls this flag"
+                );
+            }
         }
     }
     store.close().await;
@@ -908,7 +916,17 @@ async fn experiments(db_url: &str, set: &str, cmd: ExperimentsCmd) -> Result<()>
             for (arm, assigned, exposed) in store.arm_counts(t.id).await? {
                 println!("arm {arm}: {assigned} assigned, {exposed} exposed");
             }
-            for e in store.trial_events(&key).await? {
+            let events = store.trial_events(&key).await?;
+            let deviations = events
+                .iter()
+                .filter(|e| e.action == "deviation" || e.action == "amend")
+                .count();
+            if deviations > 0 {
+                println!(
+                    "deviations from the plan: {deviations} (amendments, and changes to the flag while running; listed below)"
+                );
+            }
+            for e in events {
                 println!(
                     "{} {} by {}: {}",
                     e.created_at.format("%Y-%m-%dT%H:%M:%SZ"),

@@ -377,6 +377,34 @@ async fn trial_lifecycle_from_the_command_line() {
             "{}",
             stdout(&o)
         );
+        // Disabling the running trial's flag is a deviation in its log
+        // (issue #10, item 19).
+        let o = run(
+            &url,
+            &[
+                "flags",
+                "set-state",
+                "thanks-button",
+                "disabled",
+                "--reason",
+                "assembly week",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(
+            stdout(&o).contains("recorded as a deviation in running trial 'thanks-button'"),
+            "{}",
+            stdout(&o)
+        );
+        let o = run(&url, &["experiments", "show", "thanks-button"]);
+        let out = stdout(&o);
+        assert!(
+            out.contains("deviations from the plan: 1")
+                && out.contains("deviation by cli:")
+                && out.contains("state ENABLED -> DISABLED")
+                && out.contains("assembly week"),
+            "{out}"
+        );
         let o = run(
             &url,
             &["experiments", "stop", "thanks-button", "--reason", "pause"],

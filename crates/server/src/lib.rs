@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod auth;
+pub mod deviations;
 pub mod error;
 pub mod events;
 pub mod extract;

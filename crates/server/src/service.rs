@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::problem::FieldError;
 use chrono::{DateTime, Utc};
 use commonlab_core::flags::{FlagSet, LoadMode, LoadWarning};
-use commonlab_store::{FlagSetRevision, NewRevision, Store, StoreError};
+use commonlab_store::{FlagDeviation, FlagSetRevision, NewRevision, Store, StoreError};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -52,6 +52,9 @@ pub struct FlagChange {
     /// The flag after the change; `None` when it was deleted.
     pub flag: Option<Value>,
     pub etag: Option<String>,
+    /// Running trials that control the flag and recorded this change as a
+    /// deviation in their log (see [`crate::deviations`]).
+    pub deviations: Vec<String>,
 }
 
 /// The result of importing a whole document.
@@ -62,6 +65,9 @@ pub struct ImportOutcome {
     pub warnings: Vec<WarningOut>,
     /// Which cohort overrides of the previous revision were kept or dropped.
     pub overrides: crate::overrides::OverridesReport,
+    /// Running trials whose flag the import changed: each recorded a
+    /// deviation (see [`crate::deviations`]).
+    pub deviations: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -237,13 +243,26 @@ where
             reason: meta.reason.trim(),
             at: meta.at,
         };
-        match store.append_flag_set_revision(set, revision, &change).await {
-            Ok(rev) => {
+        let deviation = crate::deviations::what_changed(key, current.as_ref(), flag.as_ref())
+            .map(|what| crate::deviations::reason(&what, action, revision + 1, meta.reason.trim()));
+        let deviations: Vec<FlagDeviation<'_>> = deviation
+            .iter()
+            .map(|reason| FlagDeviation {
+                flag_key: key,
+                reason,
+            })
+            .collect();
+        match store
+            .append_flag_set_revision_with_deviations(set, revision, &change, &deviations)
+            .await
+        {
+            Ok((rev, noted)) => {
                 return Ok(FlagChange {
                     revision: rev.revision,
                     key: key.to_string(),
                     etag: flag.as_ref().map(flag_etag),
                     flag,
+                    deviations: noted,
                 })
             }
             Err(StoreError::Conflict { .. }) => continue,
@@ -300,6 +319,11 @@ pub async fn import(
             doc = compile(&doc, None)?.0.to_document();
         }
         let text = serde_json::to_string(&doc).expect("JSON serialises");
+        let changed = changed_flags(&current, &doc, head_rev + 1, meta.reason.trim());
+        let deviations: Vec<FlagDeviation<'_>> = changed
+            .iter()
+            .map(|(flag_key, reason)| FlagDeviation { flag_key, reason })
+            .collect();
         if let Some(exp) = expected {
             if exp != head_rev {
                 return Err(Error::Stale {
@@ -318,13 +342,17 @@ pub async fn import(
             reason: meta.reason.trim(),
             at: meta.at,
         };
-        match store.append_flag_set_revision(set, head_rev, &change).await {
-            Ok(rev) => {
+        match store
+            .append_flag_set_revision_with_deviations(set, head_rev, &change, &deviations)
+            .await
+        {
+            Ok((rev, noted)) => {
                 return Ok(ImportOutcome {
                     revision: rev.revision,
                     flags: compiled.len(),
                     warnings: warnings.iter().map(WarningOut::from).collect(),
                     overrides,
+                    deviations: noted,
                 })
             }
             Err(StoreError::Conflict { .. }) if expected.is_none() => continue,
@@ -340,6 +368,30 @@ pub async fn import(
         }
     }
     Err(Error::Busy)
+}
+
+/// The flags an import changes, each with its deviation reason.
+fn changed_flags(before: &Value, after: &Value, revision: i64, why: &str) -> Vec<(String, String)> {
+    let no_flags = Map::new();
+    let flags = |doc: &'_ Value| -> Map<String, Value> {
+        doc.get("flags")
+            .and_then(Value::as_object)
+            .unwrap_or(&no_flags)
+            .clone()
+    };
+    let (b, a) = (flags(before), flags(after));
+    let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|k| {
+            let what = crate::deviations::what_changed(k, b.get(k), a.get(k))?;
+            Some((
+                k.clone(),
+                crate::deviations::reason(&what, "import", revision, why),
+            ))
+        })
+        .collect()
 }
 
 /// Creates a flag; refuses if it exists.

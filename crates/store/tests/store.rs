@@ -2407,3 +2407,6 @@ mod metrics;
 
 #[path = "store_cancel/mod.rs"]
 mod cancel;
+
+#[path = "store_deviations/mod.rs"]
+mod deviations;
