@@ -78,9 +78,12 @@ class OfrepSdk(unittest.TestCase):
         self.assertGreater(seen["control"], 70)
 
     def test_missing_targeting_key_for_split(self):
+        # As flagd: no targetingKey to split on, so the default variant.
         d = self.bearer.get_string_details("thanks-button", "fallback", EvaluationContext(attributes={"community": "wiki-a"}))
-        self.assertEqual(d.value, "fallback")
-        self.assertEqual(d.error_code, ErrorCode.TARGETING_KEY_MISSING)
+        self.assertEqual(d.value, "none")
+        self.assertEqual(d.variant, "control")
+        self.assertEqual(d.reason, Reason.DEFAULT)
+        self.assertIsNone(d.error_code)
 
     def test_flag_not_found(self):
         d = self.bearer.get_boolean_details("no-such-flag", True, self.ctx())

@@ -302,6 +302,10 @@ enum FlagsCmd {
         /// Refuse the file on any schema warning.
         #[arg(long)]
         strict: bool,
+        /// Take the file's cohort overrides only: drop the stored ones
+        /// (by default, overrides of flags still in the file are kept).
+        #[arg(long)]
+        replace_overrides: bool,
     },
     /// Print the flag set as JSON.
     Export {
@@ -644,6 +648,7 @@ async fn flags(db_url: &str, set: &str, given_actor: Option<&str>, cmd: FlagsCmd
             file,
             reason,
             strict,
+            replace_overrides,
         } => {
             let source = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
@@ -653,11 +658,23 @@ async fn flags(db_url: &str, set: &str, given_actor: Option<&str>, cmd: FlagsCmd
                 reason: &reason,
                 at: chrono::Utc::now(),
             };
-            let out = service::import(&store, set, &source, &meta, None, strict)
+            let out = service::import(&store, set, &source, &meta, None, strict, replace_overrides)
                 .await
                 .map_err(|e| service_error(e, Some(&file)))?;
             for w in &out.warnings {
                 eprintln!("warning: {}: {}: {}", file.display(), w.pointer, w.message);
+            }
+            for k in &out.overrides.kept {
+                println!("kept cohort override '{}' of flag '{}'", k.cohort, k.flag);
+            }
+            for d in &out.overrides.dropped {
+                println!(
+                    "dropped cohort override '{}' of flag '{}': {}",
+                    d.cohort, d.flag, d.reason
+                );
+            }
+            for t in &out.deviations {
+                println!("recorded as a deviation in running trial '{t}' (its flag changed)");
             }
             println!(
                 "imported {} flags from {} as revision {} ({} warnings)",
@@ -732,6 +749,11 @@ async fn flags(db_url: &str, set: &str, given_actor: Option<&str>, cmd: FlagsCmd
                 if enabled { "enabled" } else { "disabled" },
                 change.revision
             );
+            for t in &change.deviations {
+                println!(
+                    "recorded as a deviation in running trial '{t}', which controls this flag"
+                );
+            }
         }
     }
     store.close().await;
@@ -906,7 +928,17 @@ async fn experiments(
             for (arm, assigned, exposed) in store.arm_counts(t.id).await? {
                 println!("arm {arm}: {assigned} assigned, {exposed} exposed");
             }
-            for e in store.trial_events(&key).await? {
+            let events = store.trial_events(&key).await?;
+            let deviations = events
+                .iter()
+                .filter(|e| e.action == "deviation" || e.action == "amend")
+                .count();
+            if deviations > 0 {
+                println!(
+                    "deviations from the plan: {deviations} (amendments, and changes to the flag while running; listed below)"
+                );
+            }
+            for e in events {
                 println!(
                     "{} {} by {}: {}",
                     e.created_at.format("%Y-%m-%dT%H:%M:%SZ"),

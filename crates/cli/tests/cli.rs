@@ -177,6 +177,45 @@ async fn keys_and_flags_commands() {
     .await;
 }
 
+/// Issue #10, item 31: `flags import` keeps cohort overrides of flags still
+/// in the file, says so, and drops them only with `--replace-overrides`.
+#[tokio::test]
+async fn flags_import_keeps_cohort_overrides() {
+    both_backends(|db| async move {
+        let url = db.url().to_string();
+        let with = fixtures().join("flags.json");
+        let plain = fixtures().join("flags-plain.json");
+        let import = |file: &Path, extra: &[&str]| {
+            let mut args = vec!["flags", "import", file.to_str().unwrap(), "--reason", "t"];
+            args.extend_from_slice(extra);
+            run(&url, &args)
+        };
+        let o = import(&with, &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        // A plain flagd file (no cohorts): the override stays.
+        let o = import(&plain, &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(
+            stdout(&o).contains("kept cohort override 'coop-opt-out' of flag 'thanks-button'"),
+            "{}",
+            stdout(&o)
+        );
+        let o = run(&url, &["flags", "get", "thanks-button"]);
+        assert!(stdout(&o).contains("coop-opt-out"), "{}", stdout(&o));
+        // Asked to replace them: dropped, and said so.
+        let o = import(&plain, &["--replace-overrides"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(
+            stdout(&o).contains("dropped cohort override 'coop-opt-out' of flag 'thanks-button'"),
+            "{}",
+            stdout(&o)
+        );
+        let o = run(&url, &["flags", "get", "thanks-button"]);
+        assert!(!stdout(&o).contains("coop-opt-out"), "{}", stdout(&o));
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn serve_answers_and_shuts_down_gracefully() {
     both_backends(|db| async move {
@@ -375,6 +414,34 @@ async fn trial_lifecycle_from_the_command_line() {
             stdout(&o).contains("thanks-button") && stdout(&o).contains("running"),
             "{}",
             stdout(&o)
+        );
+        // Disabling the running trial's flag is a deviation in its log
+        // (issue #10, item 19).
+        let o = run(
+            &url,
+            &[
+                "flags",
+                "set-state",
+                "thanks-button",
+                "disabled",
+                "--reason",
+                "assembly week",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(
+            stdout(&o).contains("recorded as a deviation in running trial 'thanks-button'"),
+            "{}",
+            stdout(&o)
+        );
+        let o = run(&url, &["experiments", "show", "thanks-button"]);
+        let out = stdout(&o);
+        assert!(
+            out.contains("deviations from the plan: 1")
+                && out.contains("deviation by cli:")
+                && out.contains("state ENABLED -> DISABLED")
+                && out.contains("assembly week"),
+            "{out}"
         );
         let o = run(
             &url,

@@ -415,6 +415,8 @@ async fn export(
 struct ImportQuery {
     reason: Option<String>,
     strict: Option<bool>,
+    /// Take the file's cohort overrides only, dropping the stored ones.
+    replace_overrides: Option<bool>,
 }
 
 async fn import(
@@ -449,6 +451,7 @@ async fn import(
         &meta(&state, &actor, &reason),
         expected,
         q.strict.unwrap_or(false),
+        q.replace_overrides.unwrap_or(false),
     )
     .await?;
     after_write(&state).await;

@@ -1,4 +1,6 @@
-//! `/healthz` (the process is up) and `/readyz` (it can reach its database).
+//! `/healthz` (the process is up) and `/readyz` (it can reach its database;
+//! the detail says which flag-set revision it serves and, if the newest
+//! stored revision does not compile, why it serves an older one).
 
 use crate::problem::Problem;
 use crate::state::AppState;
@@ -19,8 +21,13 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
     state.store.ping().await?;
-    Ok(Json(json!({
+    let mut body = json!({
         "status": "ready",
         "flagSetRevision": state.flags.current().revision,
-    })))
+    });
+    // Still ready: the replica serves the last good set.
+    if let Some(problem) = state.flags.problem() {
+        body["flagSetProblem"] = json!(problem);
+    }
+    Ok(Json(body))
 }

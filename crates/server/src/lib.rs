@@ -9,6 +9,7 @@
 pub mod analysis;
 pub mod auth;
 pub mod csv_out;
+pub mod deviations;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -18,6 +19,7 @@ pub mod health;
 pub mod keys;
 pub mod ofrep;
 pub mod openapi;
+pub mod overrides;
 pub mod problem;
 pub mod retention;
 pub mod service;

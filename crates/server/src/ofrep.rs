@@ -291,15 +291,32 @@ struct Bulk<'a> {
     metadata: &'a Metadata,
 }
 
-/// The bulk ETag names the flag-set revision and the context it was
-/// evaluated for: the same context at the same revision gives the same
-/// answer, so the client may keep its cache (304).
-fn bulk_etag(revision: i64, trials_version: i64, context_body: &[u8]) -> String {
+/// The bulk ETag names the flag-set revision, the trials version, the
+/// context it was evaluated for and, when answers depend on the time, the
+/// instant until which they hold (`valid_until`, Unix seconds: the next
+/// stepped-wedge crossover, ramp step or schedule bound of a running trial,
+/// or the next second when a rule reads `$flagd.timestamp`). The same
+/// context at the same revision before that instant gives the same answer,
+/// so the client may keep its cache (304); from that instant on the ETag is
+/// another one.
+fn bulk_etag(
+    revision: i64,
+    trials_version: i64,
+    context_body: &[u8],
+    valid_until: Option<i64>,
+) -> String {
     let digest = Sha256::digest(context_body);
+    let until = valid_until.map(|t| format!("-t{t}")).unwrap_or_default();
     format!(
-        "\"{revision}-{trials_version}-{}\"",
+        "\"{revision}-{trials_version}-{}{until}\"",
         hex::encode(&digest[..8])
     )
+}
+
+/// When the bulk answers at `now` stop holding (see [`bulk_etag`]).
+fn valid_until(set: &FlagSet, trials: &trials::RunningTrials, now: i64) -> Option<i64> {
+    let clock = set.reads_clock().then_some(now.saturating_add(1));
+    trials.next_change(now).into_iter().chain(clock).min()
 }
 
 fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
@@ -324,8 +341,11 @@ async fn evaluate_bulk(
     let loaded = state.flags.snapshot();
     let trials = state.trials.current();
     let canonical_ctx = serde_json::to_vec(&ctx_value).unwrap_or_default();
-    // Trials change the answer too: their version is part of the ETag.
-    let etag = bulk_etag(loaded.revision, trials.version, &canonical_ctx);
+    let now = state.clock.now();
+    // Trials and the clock change the answer too: the trials version and
+    // the instant of the next change are part of the ETag.
+    let until = valid_until(&loaded.set, &trials, now.timestamp());
+    let etag = bulk_etag(loaded.revision, trials.version, &canonical_ctx, until);
     if etag_matches(&headers, &etag) {
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
         if let Ok(v) = HeaderValue::from_str(&etag) {
@@ -333,7 +353,6 @@ async fn evaluate_bulk(
         }
         return resp;
     }
-    let now = state.clock.now();
     let ctx = EvalContext::new(&ctx_value, now.timestamp());
     let keys: Vec<&str> = loaded.set.keys().collect();
     let results: Vec<Resolution<'_>> = keys.iter().map(|k| loaded.set.evaluate(k, &ctx)).collect();

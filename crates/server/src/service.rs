@@ -11,12 +11,30 @@ use crate::error::Error;
 use crate::problem::FieldError;
 use chrono::{DateTime, Utc};
 use commonlab_core::flags::{FlagSet, LoadMode, LoadWarning};
-use commonlab_store::{FlagSetRevision, NewRevision, Store, StoreError};
+use commonlab_store::{FlagDeviation, FlagSetRevision, NewRevision, Store, StoreError};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-const MAX_ATTEMPTS: usize = 8;
+/// Attempts of a change that keeps losing the race for the head revision
+/// before it answers 503 ([`Error::Busy`]).
+pub const MAX_ATTEMPTS: u32 = 40;
+/// The first backoff ceiling; it doubles after every lost race ...
+const BACKOFF_BASE: std::time::Duration = std::time::Duration::from_millis(4);
+/// ... up to this ceiling. Each pause is uniform in `[0, ceiling]` (full
+/// jitter), so writers that collided spread out: about 2 s in all in the
+/// worst case (40 attempts, all at the ceiling, averaging half of it).
+const BACKOFF_CAP: std::time::Duration = std::time::Duration::from_millis(100);
 const MAX_REASON: usize = 2000;
+
+/// Waits before attempt `attempt` (1-based) of a change that lost a race.
+async fn backoff(attempt: u32) {
+    use rand::Rng;
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(BACKOFF_CAP);
+    let micros = rand::rng().random_range(0..=ceiling.as_micros() as u64);
+    tokio::time::sleep(std::time::Duration::from_micros(micros)).await;
+}
 
 /// Who changes what and why.
 #[derive(Debug, Clone)]
@@ -34,6 +52,9 @@ pub struct FlagChange {
     /// The flag after the change; `None` when it was deleted.
     pub flag: Option<Value>,
     pub etag: Option<String>,
+    /// Running trials that control the flag and recorded this change as a
+    /// deviation in their log (see [`crate::deviations`]).
+    pub deviations: Vec<String>,
 }
 
 /// The result of importing a whole document.
@@ -42,6 +63,11 @@ pub struct ImportOutcome {
     pub revision: i64,
     pub flags: usize,
     pub warnings: Vec<WarningOut>,
+    /// Which cohort overrides of the previous revision were kept or dropped.
+    pub overrides: crate::overrides::OverridesReport,
+    /// Running trials whose flag the import changed: each recorded a
+    /// deviation (see [`crate::deviations`]).
+    pub deviations: Vec<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -176,7 +202,10 @@ where
 {
     check_reason(meta.reason)?;
     let pointer = flag_pointer(key);
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            backoff(attempt).await;
+        }
         let (revision, mut doc) = head(store, set).await?;
         let current = doc.get("flags").and_then(|f| f.get(key)).cloned();
         if let Some(expected) = if_match {
@@ -214,13 +243,26 @@ where
             reason: meta.reason.trim(),
             at: meta.at,
         };
-        match store.append_flag_set_revision(set, revision, &change).await {
-            Ok(rev) => {
+        let deviation = crate::deviations::what_changed(key, current.as_ref(), flag.as_ref())
+            .map(|what| crate::deviations::reason(&what, action, revision + 1, meta.reason.trim()));
+        let deviations: Vec<FlagDeviation<'_>> = deviation
+            .iter()
+            .map(|reason| FlagDeviation {
+                flag_key: key,
+                reason,
+            })
+            .collect();
+        match store
+            .append_flag_set_revision_with_deviations(set, revision, &change, &deviations)
+            .await
+        {
+            Ok((rev, noted)) => {
                 return Ok(FlagChange {
                     revision: rev.revision,
                     key: key.to_string(),
                     etag: flag.as_ref().map(flag_etag),
                     flag,
+                    deviations: noted,
                 })
             }
             Err(StoreError::Conflict { .. }) => continue,
@@ -233,6 +275,8 @@ where
 /// Replaces the whole flag set with a flagd document. `expected` is the set
 /// revision the caller read (None: any). In strict mode any load warning
 /// refuses the document; otherwise warnings are returned (as flagd logs them).
+/// Cohort overrides of flags still in the document are kept unless
+/// `replace_overrides` (see [`crate::overrides`]).
 pub async fn import(
     store: &Store,
     set: &str,
@@ -240,6 +284,7 @@ pub async fn import(
     meta: &ChangeMeta<'_>,
     expected: Option<i64>,
     strict: bool,
+    replace_overrides: bool,
 ) -> Result<ImportOutcome, Error> {
     check_reason(meta.reason)?;
     let mode = if strict {
@@ -257,13 +302,28 @@ pub async fn import(
                 column: (e.column > 0).then_some(e.column),
             }],
         })?;
-    let text = serde_json::to_string(&compiled.to_document()).expect("JSON serialises");
-    for _ in 0..MAX_ATTEMPTS {
-        let head_rev = store
-            .flag_set_head(set)
-            .await?
-            .map(|h| h.revision)
-            .unwrap_or(0);
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            backoff(attempt).await;
+        }
+        let stored = store.flag_set_head(set).await?;
+        let head_rev = stored.as_ref().map(|h| h.revision).unwrap_or(0);
+        // An unreadable head (edited by hand) is what an import repairs.
+        let current = stored
+            .and_then(|h| serde_json::from_str(&h.document).ok())
+            .unwrap_or_else(empty_document);
+        check_new_keys(&compiled, &current, source)?;
+        let mut doc = compiled.to_document();
+        let overrides = crate::overrides::carry(&mut doc, &current, replace_overrides);
+        if !overrides.kept.is_empty() {
+            doc = compile(&doc, None)?.0.to_document();
+        }
+        let text = serde_json::to_string(&doc).expect("JSON serialises");
+        let changed = changed_flags(&current, &doc, head_rev + 1, meta.reason.trim());
+        let deviations: Vec<FlagDeviation<'_>> = changed
+            .iter()
+            .map(|(flag_key, reason)| FlagDeviation { flag_key, reason })
+            .collect();
         if let Some(exp) = expected {
             if exp != head_rev {
                 return Err(Error::Stale {
@@ -282,12 +342,17 @@ pub async fn import(
             reason: meta.reason.trim(),
             at: meta.at,
         };
-        match store.append_flag_set_revision(set, head_rev, &change).await {
-            Ok(rev) => {
+        match store
+            .append_flag_set_revision_with_deviations(set, head_rev, &change, &deviations)
+            .await
+        {
+            Ok((rev, noted)) => {
                 return Ok(ImportOutcome {
                     revision: rev.revision,
                     flags: compiled.len(),
                     warnings: warnings.iter().map(WarningOut::from).collect(),
+                    overrides,
+                    deviations: noted,
                 })
             }
             Err(StoreError::Conflict { .. }) if expected.is_none() => continue,
@@ -303,6 +368,30 @@ pub async fn import(
         }
     }
     Err(Error::Busy)
+}
+
+/// The flags an import changes, each with its deviation reason.
+fn changed_flags(before: &Value, after: &Value, revision: i64, why: &str) -> Vec<(String, String)> {
+    let no_flags = Map::new();
+    let flags = |doc: &'_ Value| -> Map<String, Value> {
+        doc.get("flags")
+            .and_then(Value::as_object)
+            .unwrap_or(&no_flags)
+            .clone()
+    };
+    let (b, a) = (flags(before), flags(after));
+    let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|k| {
+            let what = crate::deviations::what_changed(k, b.get(k), a.get(k))?;
+            Some((
+                k.clone(),
+                crate::deviations::reason(&what, "import", revision, why),
+            ))
+        })
+        .collect()
 }
 
 /// Creates a flag; refuses if it exists.
@@ -448,13 +537,33 @@ pub async fn set_cohort(
     .await
 }
 
-/// Flag keys: 1–200 characters, no control characters.
+/// The key of a new flag: an identifier (see
+/// [`commonlab_core::flags::check_new_key`]).
 pub fn validate_key(key: &str) -> Result<(), Error> {
-    if key.is_empty() || key.len() > 200 || key.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "/key",
-            "a flag key must be 1 to 200 characters without control characters",
-        ));
+    commonlab_core::flags::check_new_key(key).map_err(|why| Error::invalid("/key", why))
+}
+
+/// Refuses an imported document that adds a flag whose key is not an
+/// identifier (flags already in `current` keep their keys).
+fn check_new_keys(compiled: &FlagSet, current: &Value, source: &str) -> Result<(), Error> {
+    let existing = current.get("flags").and_then(Value::as_object);
+    for key in compiled.keys() {
+        if existing.is_some_and(|m| m.contains_key(key)) {
+            continue;
+        }
+        if let Err(why) = commonlab_core::flags::check_new_key(key) {
+            let pointer = flag_pointer(key);
+            let (line, column) = commonlab_core::flags::position_of(source, &pointer);
+            return Err(Error::Invalid {
+                message: format!("{pointer}: {why}"),
+                issues: vec![FieldError {
+                    pointer,
+                    detail: why,
+                    line: Some(line),
+                    column: Some(column),
+                }],
+            });
+        }
     }
     Ok(())
 }

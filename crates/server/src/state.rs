@@ -98,33 +98,61 @@ pub struct LoadedFlags {
     pub set: FlagSet,
 }
 
+/// A stored revision this replica could not compile (see [`crate::sync`]):
+/// it keeps serving an older one and reports this at `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlagSetProblem {
+    /// The revision that does not compile (the head when it was read).
+    pub revision: i64,
+    /// Why, with the JSON pointer of the offending evaluator or flag.
+    pub error: String,
+}
+
 #[derive(Clone)]
-pub struct FlagCache(Arc<ArcSwap<LoadedFlags>>);
+pub struct FlagCache {
+    loaded: Arc<ArcSwap<LoadedFlags>>,
+    problem: Arc<std::sync::Mutex<Option<FlagSetProblem>>>,
+}
 
 impl FlagCache {
     pub fn new() -> Self {
-        FlagCache(Arc::new(ArcSwap::from_pointee(LoadedFlags {
-            revision: 0,
-            set: FlagSet::empty(),
-        })))
+        FlagCache {
+            loaded: Arc::new(ArcSwap::from_pointee(LoadedFlags {
+                revision: 0,
+                set: FlagSet::empty(),
+            })),
+            problem: Arc::default(),
+        }
     }
     pub fn current(&self) -> arc_swap::Guard<Arc<LoadedFlags>> {
-        self.0.load()
+        self.loaded.load()
     }
     /// An owned handle on the current set, to hold across awaits.
     pub fn snapshot(&self) -> Arc<LoadedFlags> {
-        self.0.load_full()
+        self.loaded.load_full()
     }
     /// Installs `loaded` unless the cache already holds a newer revision.
     pub fn install(&self, loaded: LoadedFlags) {
         let new = Arc::new(loaded);
-        self.0.rcu(|old| {
+        self.loaded.rcu(|old| {
             if old.revision > new.revision {
                 Arc::clone(old)
             } else {
                 Arc::clone(&new)
             }
         });
+    }
+    /// The newest stored revision that could not be compiled, if it is
+    /// still the head.
+    pub fn problem(&self) -> Option<FlagSetProblem> {
+        self.problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    pub(crate) fn set_problem(&self, problem: Option<FlagSetProblem>) {
+        *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
     }
 }
 

@@ -4,13 +4,24 @@
 //! forgets, what changed. With the default 200 ms a change made
 //! through any replica is served by all of them well within a second.
 
-use crate::state::{AppState, CachedKey, KeysSnapshot, LoadedFlags};
+use crate::state::{AppState, CachedKey, FlagSetProblem, KeysSnapshot, LoadedFlags};
 use commonlab_core::auth::{ApiKeyHash, Role};
 use commonlab_core::flags::{FlagSet, LoadMode};
 use commonlab_store::StoreError;
 use tokio::sync::watch;
 
+/// How many revisions below a head that does not compile are tried, newest
+/// first, for one that does.
+pub const MAX_FALLBACK_REVISIONS: i64 = 20;
+
 /// Reloads the flag set if the database has a newer revision than the cache.
+///
+/// A stored revision that does not compile (written before a limit existed,
+/// or by hand) never takes the replica down: the error is logged once, the
+/// newest older revision that compiles is served (the one already in the
+/// cache, or at start the newest of the [`MAX_FALLBACK_REVISIONS`] below
+/// the head), and the problem is reported at `/readyz` until a newer
+/// revision replaces it.
 pub async fn refresh_flags(state: &AppState) -> Result<(), StoreError> {
     let set = &state.config.flag_set;
     let versions = state.store.flag_set_versions().await?;
@@ -19,24 +30,69 @@ pub async fn refresh_flags(state: &AppState) -> Result<(), StoreError> {
         .find(|(name, _)| name == set)
         .map(|(_, r)| *r)
         .unwrap_or(0);
-    if head_rev == state.flags.current().revision {
+    let served = state.flags.current().revision;
+    if head_rev == served {
+        state.flags.set_problem(None);
+        return Ok(());
+    }
+    if state
+        .flags
+        .problem()
+        .is_some_and(|p| p.revision == head_rev)
+    {
         return Ok(());
     }
     let Some(head) = state.store.flag_set_head(set).await? else {
         return Ok(());
     };
-    install_document(state, head.revision, &head.document);
+    let error = match compile(&head.document) {
+        Ok(compiled) => {
+            state.flags.install(LoadedFlags {
+                revision: head.revision,
+                set: compiled,
+            });
+            state.flags.set_problem(None);
+            return Ok(());
+        }
+        Err(error) => error,
+    };
+    tracing::error!(
+        flag_set = %set,
+        revision = head.revision,
+        %error,
+        "stored flag set does not compile; serving the newest revision before it that does"
+    );
+    state.flags.set_problem(Some(FlagSetProblem {
+        revision: head.revision,
+        error,
+    }));
+    let floor = served.max(head.revision - 1 - MAX_FALLBACK_REVISIONS);
+    let mut rev = head.revision - 1;
+    while rev > floor {
+        if let Some(older) = state.store.flag_set_revision(set, rev).await? {
+            match compile(&older.document) {
+                Ok(compiled) => {
+                    tracing::warn!(flag_set = %set, revision = rev, "serving an older revision");
+                    state.flags.install(LoadedFlags {
+                        revision: rev,
+                        set: compiled,
+                    });
+                    break;
+                }
+                Err(error) => {
+                    tracing::error!(flag_set = %set, revision = rev, %error, "stored flag set does not compile")
+                }
+            }
+        }
+        rev -= 1;
+    }
     Ok(())
 }
 
-/// Compiles a stored document and installs it in the cache. Stored documents
-/// were validated when written, so failure here means the database was edited
-/// by hand: the previous set keeps being served and the error is logged.
-pub fn install_document(state: &AppState, revision: i64, document: &str) {
-    match FlagSet::from_json_str(document, LoadMode::Lenient) {
-        Ok((set, _warnings)) => state.flags.install(LoadedFlags { revision, set }),
-        Err(e) => tracing::error!(revision, error = %e, "stored flag set does not compile"),
-    }
+fn compile(document: &str) -> Result<FlagSet, String> {
+    FlagSet::from_json_str(document, LoadMode::Lenient)
+        .map(|(set, _warnings)| set)
+        .map_err(|e| e.to_string())
 }
 
 /// Reloads the active keys if the keys version changed.

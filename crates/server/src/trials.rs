@@ -121,10 +121,43 @@ impl RunningTrial {
     }
 }
 
+impl RunningTrial {
+    /// The first instant after `now_unix` at which the trial may answer a
+    /// context differently: [`TrialSpec::next_change`] or a stepped-wedge
+    /// crossover.
+    pub fn next_change(&self, now_unix: i64) -> Option<i64> {
+        let crossover = match &self.allocation {
+            Allocation::SteppedWedge(schedule) => schedule
+                .iter()
+                .map(|(_, t)| *t)
+                .filter(|&t| t > now_unix)
+                .min(),
+            _ => None,
+        };
+        self.spec
+            .next_change(now_unix)
+            .into_iter()
+            .chain(crossover)
+            .min()
+    }
+}
+
 #[derive(Default)]
 pub struct RunningTrials {
     pub version: i64,
     pub by_flag: HashMap<String, Vec<Arc<RunningTrial>>>,
+}
+
+impl RunningTrials {
+    /// The first instant after `now_unix` at which any running trial may
+    /// answer differently.
+    pub fn next_change(&self, now_unix: i64) -> Option<i64> {
+        self.by_flag
+            .values()
+            .flatten()
+            .filter_map(|t| t.next_change(now_unix))
+            .min()
+    }
 }
 
 #[derive(Clone, Default)]

@@ -71,7 +71,8 @@
 //!   source + canonical JSON + hash, version bumped by amendments, seed and
 //!   allocation fixed at start, lifecycle timestamps) and `trial_events`
 //!   (append-only audit log, triggers refuse UPDATE and DELETE): migration
-//!   0002.
+//!   0002; the action `deviation` (a change to a running trial's flag,
+//!   written with the flag-set revision): migration 0007.
 //! * `assignments`, `stratum_counters`, `exposures` (migration 0002): the
 //!   high-volume tables, millions of rows per trial. Rows are narrow (trial
 //!   as a BIGINT id, units as 64-hex pseudonyms, never raw identifiers),
@@ -465,6 +466,16 @@ pub struct NewTrial<'a> {
     pub at: DateTime<Utc>,
 }
 
+/// A change to a flag, recorded as a `deviation` event of every running
+/// trial that controls the flag (see
+/// [`Store::append_flag_set_revision_with_deviations`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FlagDeviation<'a> {
+    pub flag_key: &'a str,
+    /// What changed; the event's reason (not empty).
+    pub reason: &'a str,
+}
+
 /// A stored trial.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrialRecord {
@@ -495,7 +506,8 @@ pub struct TrialRecord {
 pub struct TrialEvent {
     /// 1, 2, 3, … per trial.
     pub seq: i64,
-    /// create, update, start, stop, conclude, archive or amend.
+    /// create, update, start, stop, conclude, archive, amend or deviation
+    /// (a change to the trial's flag while it ran).
     pub action: String,
     pub actor: String,
     pub reason: String,
@@ -858,11 +870,28 @@ impl Store {
         expected: i64,
         change: &NewRevision<'_>,
     ) -> Result<FlagSetRevision, StoreError> {
+        self.append_flag_set_revision_with_deviations(set, expected, change, &[])
+            .await
+            .map(|(revision, _)| revision)
+    }
+
+    /// [`Store::append_flag_set_revision`] that also records, in the same
+    /// transaction, a `deviation` event (actor and time of the change, the
+    /// deviation's reason) for every trial running at commit whose flag is
+    /// one of `deviations`' flags. Returns the revision and the keys of the
+    /// trials that recorded one, in trial order.
+    pub async fn append_flag_set_revision_with_deviations(
+        &self,
+        set: &str,
+        expected: i64,
+        change: &NewRevision<'_>,
+        deviations: &[FlagDeviation<'_>],
+    ) -> Result<(FlagSetRevision, Vec<String>), StoreError> {
         let change = NewRevision {
             at: micros(change.at),
             ..*change
         };
-        dispatch!(self.append_flag_set_revision(set, expected, &change))
+        dispatch!(self.append_flag_set_revision(set, expected, &change, deviations))
     }
 
     /// Revisions of `set`, newest first, without documents: only those about
@@ -2050,6 +2079,16 @@ mod sql {
          (trial_id, seq, action, actor, reason, spec_hash, version, created_at) \
          SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6, $7 \
          FROM trial_events WHERE trial_id = $1";
+
+    /// Running trials, for recording deviations: read inside the flag-set
+    /// transaction (PostgreSQL locks them, in id order, so the events'
+    /// `seq` cannot be taken concurrently).
+    pub(crate) const RUNNING_TRIAL_HEADS: &str =
+        "SELECT id, key, flag_key, spec_hash, version FROM trials \
+         WHERE status = 'running' ORDER BY id";
+    pub(crate) const RUNNING_TRIAL_HEADS_LOCKED: &str =
+        "SELECT id, key, flag_key, spec_hash, version FROM trials \
+         WHERE status = 'running' ORDER BY id FOR UPDATE";
 
     pub(crate) const TRIAL_EVENTS: &str =
         "SELECT e.seq, e.action, e.actor, e.reason, e.spec_hash, e.version, e.created_at \

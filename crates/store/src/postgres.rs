@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Executor, Postgres, QueryBuilder, Row};
 
+use crate::FlagDeviation;
 use crate::{
     already_exists, append_failure, bad_url, consent_granted, consent_status, db_err, decode_err,
     migrate_err, revoke_not_found, sql, trial_exists, write_err, ApiKeyRecord, ArmCounts,
@@ -140,11 +141,12 @@ impl PgStore {
         set: &str,
         expected: i64,
         change: &NewRevision<'_>,
-    ) -> Result<FlagSetRevision, StoreError> {
+        deviations: &[FlagDeviation<'_>],
+    ) -> Result<(FlagSetRevision, Vec<String>), StoreError> {
         let err = if expected < 0 {
             None
         } else {
-            match self.try_append(set, expected, change).await {
+            match self.try_append(set, expected, change, deviations).await {
                 Ok(Some(done)) => return Ok(done),
                 Ok(None) => None,
                 Err(e) => Some(e),
@@ -161,7 +163,8 @@ impl PgStore {
         set: &str,
         expected: i64,
         change: &NewRevision<'_>,
-    ) -> Result<Option<FlagSetRevision>, sqlx::Error> {
+        deviations: &[FlagDeviation<'_>],
+    ) -> Result<Option<(FlagSetRevision, Vec<String>)>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         // A concurrent writer of the same set makes these wait for its row
         // (or unique-index entry) and then re-check against its commit.
@@ -195,8 +198,34 @@ impl PgStore {
             .bind(change.at)
             .execute(&mut *tx)
             .await?;
+        let mut noted = Vec::new();
+        if !deviations.is_empty() {
+            let trials = sqlx::query(sql::RUNNING_TRIAL_HEADS_LOCKED)
+                .fetch_all(&mut *tx)
+                .await?;
+            for t in &trials {
+                let flag: String = t.try_get("flag_key")?;
+                for d in deviations.iter().filter(|d| d.flag_key == flag) {
+                    let id: i64 = t.try_get("id")?;
+                    let hash: String = t.try_get("spec_hash")?;
+                    let version: i64 = t.try_get("version")?;
+                    insert_trial_event(
+                        &mut tx,
+                        id,
+                        "deviation",
+                        change.actor,
+                        d.reason,
+                        &hash,
+                        version,
+                        change.at,
+                    )
+                    .await?;
+                    noted.push(t.try_get("key")?);
+                }
+            }
+        }
         tx.commit().await?;
-        Ok(Some(FlagSetRevision {
+        let stored = FlagSetRevision {
             set: set.to_string(),
             revision,
             document: change.document.to_string(),
@@ -205,7 +234,8 @@ impl PgStore {
             flag_key: change.flag_key.map(str::to_string),
             reason: change.reason.to_string(),
             created_at: change.at,
-        }))
+        };
+        Ok(Some((stored, noted)))
     }
 
     pub(crate) async fn flag_set_history(

@@ -14,6 +14,7 @@ use sqlx::sqlite::{
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
 
+use crate::FlagDeviation;
 use crate::{
     already_exists, append_failure, bad_url, consent_granted, consent_status, db_err, decode_err,
     event_id_from_bytes, migrate_err, revoke_not_found, sql, trial_exists, write_err, ApiKeyRecord,
@@ -302,11 +303,12 @@ impl SqliteStore {
         set: &str,
         expected: i64,
         change: &NewRevision<'_>,
-    ) -> Result<FlagSetRevision, StoreError> {
+        deviations: &[FlagDeviation<'_>],
+    ) -> Result<(FlagSetRevision, Vec<String>), StoreError> {
         let err = if expected < 0 {
             None
         } else {
-            match self.try_append(set, expected, change).await {
+            match self.try_append(set, expected, change, deviations).await {
                 Ok(Some(done)) => return Ok(done),
                 Ok(None) => None,
                 Err(e) => Some(e),
@@ -322,7 +324,8 @@ impl SqliteStore {
         set: &str,
         expected: i64,
         change: &NewRevision<'_>,
-    ) -> Result<Option<FlagSetRevision>, sqlx::Error> {
+        deviations: &[FlagDeviation<'_>],
+    ) -> Result<Option<(FlagSetRevision, Vec<String>)>, sqlx::Error> {
         let at = to_text(change.at);
         let mut tx = self.write.begin_with(BEGIN_WRITE).await?;
         let set_id: Option<i64> = if expected == 0 {
@@ -355,8 +358,34 @@ impl SqliteStore {
             .bind(&at)
             .execute(&mut *tx)
             .await?;
+        let mut noted = Vec::new();
+        if !deviations.is_empty() {
+            let trials = sqlx::query(sql::RUNNING_TRIAL_HEADS)
+                .fetch_all(&mut *tx)
+                .await?;
+            for t in &trials {
+                let flag: String = t.try_get("flag_key")?;
+                for d in deviations.iter().filter(|d| d.flag_key == flag) {
+                    let id: i64 = t.try_get("id")?;
+                    let hash: String = t.try_get("spec_hash")?;
+                    let version: i64 = t.try_get("version")?;
+                    insert_trial_event(
+                        &mut tx,
+                        id,
+                        "deviation",
+                        change.actor,
+                        d.reason,
+                        &hash,
+                        version,
+                        &at,
+                    )
+                    .await?;
+                    noted.push(t.try_get("key")?);
+                }
+            }
+        }
         tx.commit().await?;
-        Ok(Some(FlagSetRevision {
+        let stored = FlagSetRevision {
             set: set.to_string(),
             revision,
             document: change.document.to_string(),
@@ -365,7 +394,8 @@ impl SqliteStore {
             flag_key: change.flag_key.map(str::to_string),
             reason: change.reason.to_string(),
             created_at: change.at,
-        }))
+        };
+        Ok(Some((stored, noted)))
     }
 
     pub(crate) async fn flag_set_history(

@@ -2424,3 +2424,6 @@ mod refused;
 
 #[path = "store_lifecycle/mod.rs"]
 mod lifecycle;
+
+#[path = "store_deviations/mod.rs"]
+mod deviations;

@@ -387,6 +387,26 @@ impl TrialSpec {
         })
     }
 
+    /// The first instant after `now_unix` at which the trial may answer a
+    /// context differently than at `now_unix` (schedule start or end, a
+    /// ramp step; the next second when the eligibility rule reads the
+    /// clock). Stepped-wedge crossovers are in the allocation recorded at
+    /// start, not in the spec: the caller adds them. `None`: never again.
+    pub fn next_change(&self, now_unix: i64) -> Option<i64> {
+        let clock = self
+            .eligibility
+            .as_ref()
+            .is_some_and(|r| r.reads_clock())
+            .then_some(now_unix.saturating_add(1));
+        let s = &self.schedule;
+        [s.start, s.end]
+            .into_iter()
+            .chain(s.ramp.iter().map(|step| step.at))
+            .filter(|&t| t > now_unix)
+            .chain(clock)
+            .min()
+    }
+
     /// Whether a unit takes part at `now` under the ramp: its ramp position
     /// `scale(prf("ramp:" + key + ":" + unit_id), 100)` is below
     /// [`Schedule::ramp_percent`]. A unit that is in stays in as the ramp

@@ -2,7 +2,7 @@
 //! [`LoadWarning`]s), compilation of targeting, metadata merging.
 
 use super::locate::{locate, pointer, push_segment};
-use super::logic::Compiler;
+use super::logic::{Compiler, MAX_SET_COST};
 use super::{
     Cohort, DefaultVariant, Flag, FlagSet, FlagState, FlagValue, LoadMode, LoadWarning, Metadata,
     ParseError, Program, ValueType,
@@ -96,6 +96,9 @@ pub(super) fn load(
     }
     let metadata = parse_metadata(&mut c, root.get("metadata"), "/metadata");
     c.compile_evaluators();
+    if let Some(over) = c.fatal.take() {
+        return Err(loader.error(over.pointer, over.message));
+    }
 
     let mut entries: Vec<(String, &Value, String, bool)> = Vec::new();
     match root.get("flags") {
@@ -138,10 +141,25 @@ pub(super) fn load(
     }
 
     let mut flags = Vec::with_capacity(entries.len());
+    let mut set_cost = 0u64;
     for (key, v, p, array_form) in entries {
         if let Some(flag) = parse_flag(&loader, &mut c, key, v, &p, array_form, &metadata)? {
+            if let Program::Rule { cost, .. } = &flag.program {
+                set_cost = set_cost.saturating_add(*cost);
+            }
             flags.push(flag);
         }
+        if let Some(over) = c.fatal.take() {
+            return Err(loader.error(over.pointer, over.message));
+        }
+    }
+    if set_cost > MAX_SET_COST {
+        return Err(loader.error(
+            "/flags".into(),
+            format!(
+                "the flags' targeting rules cost {set_cost} units together, more than the limit of {MAX_SET_COST} for one flag set (what a bulk evaluation costs; see docs/security.md, Flags)"
+            ),
+        ));
     }
     let warnings = std::mem::take(&mut c.warnings);
     if mode == LoadMode::Strict {
@@ -359,10 +377,15 @@ fn parse_flag(
                     "targeting should be a JSONLogic rule (an object)",
                 );
             }
-            let program = match c.compile_rule(t, &mut tptr) {
-                Ok(expr) => Program::Rule(expr),
-                Err(reason) => Program::Broken(reason),
-            };
+            let program =
+                match c.compile_rule(t, &mut tptr, &format!("the targeting of flag {key:?}")) {
+                    Ok(compiled) => Program::Rule {
+                        expr: compiled.expr,
+                        cost: compiled.cost.units,
+                        reads_clock: compiled.cost.reads_clock,
+                    },
+                    Err(reason) => Program::Broken(reason),
+                };
             (Some(t.clone()), program)
         }
     };

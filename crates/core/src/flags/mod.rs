@@ -14,8 +14,13 @@
 //! string or number equal to one of `values`, the flag resolves to `variant`.
 //! [`FlagSet::to_flagd_document`] inlines them into plain flagd targeting.
 //!
-//! Loading compiles every rule once ([`FlagSet::from_json_str`]);
-//! [`FlagSet::evaluate`] then walks the compiled tree. Evaluating an ordinary
+//! Loading compiles every rule once ([`FlagSet::from_json_str`]), each
+//! shared evaluator once for all the rules that `$ref` it, and refuses a
+//! document whose rules would cost too much to evaluate or nest too deep
+//! ([`MAX_RULE_COST`], [`MAX_SET_COST`], [`MAX_RULE_DEPTH`]; in either load
+//! mode, naming the evaluator or flag); [`FlagSet::evaluate`] then walks
+//! the compiled tree, within a budget that the context cannot exceed (a
+//! flag that runs out fails with GENERAL). Evaluating an ordinary
 //! rule allocates nothing: values borrow from the rule and the context, and
 //! `fractional` hashes `flagKey + targetingKey` by streaming both slices.
 //!
@@ -40,10 +45,12 @@
 //! `var` defaults); the custom operators follow flagd: `fractional` uses
 //! flagd's current integer bucketing (`(murmur3(value) * total) >> 32`),
 //! bucketing on `flagKey + targetingKey` when there is no bucketing
-//! expression or it evaluates to null, and returns null (so DEFAULT) without
-//! a targeting key, on all-zero weights or on invalid weights; `sem_ver`,
+//! expression or it evaluates to null, and returns null (so the default
+//! variant with reason DEFAULT, as flagd answers) without a targeting key,
+//! on all-zero weights or on invalid weights; `sem_ver`,
 //! `starts_with` and `ends_with` return null on invalid input.
 
+mod keys;
 mod load;
 mod locate;
 mod logic;
@@ -55,11 +62,13 @@ mod value;
 #[cfg(test)]
 mod tests;
 
+pub use keys::{check_new_key, position_of, MAX_KEY_LEN};
+pub use logic::{MAX_RULE_COST, MAX_RULE_DEPTH, MAX_SET_COST};
 pub use rule::Rule;
 pub use value::{FlagValue, ValueType};
 
 use logic::val::{NumBuf, Val};
-use logic::{Env, Expr, Origin};
+use logic::{Env, Expr, Fuel, Origin};
 use serde::ser::{Serialize, Serializer};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -399,7 +408,13 @@ enum DefaultVariant {
 enum Program {
     /// No targeting (absent, null or `{}`).
     None,
-    Rule(Expr),
+    /// A compiled rule, its static cost (see `docs/security.md`) and
+    /// whether it reads the clock.
+    Rule {
+        expr: Expr,
+        cost: u64,
+        reads_clock: bool,
+    },
     /// The rule can only fail (unknown operator or `$ref`): PARSE_ERROR.
     Broken(String),
 }
@@ -469,6 +484,19 @@ impl Flag {
     /// Whether the flag has a targeting rule (beyond cohorts).
     pub fn has_targeting(&self) -> bool {
         !matches!(self.program, Program::None)
+    }
+
+    /// Whether the flag's answer may depend on the time of evaluation (its
+    /// targeting reads `$flagd.timestamp`, or a `var` path computed at
+    /// evaluation that might name it).
+    pub fn reads_clock(&self) -> bool {
+        matches!(
+            self.program,
+            Program::Rule {
+                reads_clock: true,
+                ..
+            }
+        )
     }
 
     #[inline]
@@ -581,11 +609,16 @@ impl Flag {
         if let Some(problem) = ctx.invalid {
             return Resolution::error(ErrorCode::InvalidContext, problem, meta);
         }
+        let fuel = Fuel::new(match &self.program {
+            Program::Rule { cost, .. } => logic::fuel_for(*cost),
+            _ => 0,
+        });
         let env = Env {
             flag_key: &self.key,
             ctx: ctx.context,
             now: ctx.now,
             targeting_key: ctx.targeting_key,
+            fuel: &fuel,
         };
         for c in &self.cohorts {
             if c.matches(&env) {
@@ -610,19 +643,19 @@ impl Flag {
                     meta,
                 )
             }
-            Program::Rule(rule) => rule,
+            Program::Rule { expr, .. } => expr,
         };
         let (result, origin) = rule.eval_top(&env);
+        if fuel.ran_out() {
+            return Resolution::error(
+                ErrorCode::General,
+                "targeting ran out of its evaluation budget (the rule does too much work for this context; see docs/security.md)",
+                meta,
+            );
+        }
         let reason = match origin {
             Origin::Rule => Reason::TargetingMatch,
             Origin::Split => Reason::Split,
-            Origin::SplitWithoutKey => {
-                return Resolution::error(
-                    ErrorCode::TargetingKeyMissing,
-                    "this flag splits subjects by targetingKey, and the context has none",
-                    meta,
-                )
-            }
         };
         let index = match &result {
             Val::Null => return self.default_resolution(Reason::Default),
@@ -770,6 +803,12 @@ impl FlagSet {
     /// The flag set's own metadata.
     pub fn metadata(&self) -> &Metadata {
         &self.metadata
+    }
+
+    /// Whether any flag's answer may depend on the time of evaluation
+    /// (see [`Flag::reads_clock`]): its answers may change every second.
+    pub fn reads_clock(&self) -> bool {
+        self.flags.iter().any(Flag::reads_clock)
     }
 
     /// Evaluates flag `key`.

@@ -5,7 +5,7 @@
 //! `$ref` is an error.
 
 use super::logic::val::Val;
-use super::logic::{Compiler, Env, Expr};
+use super::logic::{fuel_for, Compiler, Env, Expr, Fuel};
 use super::EvalContext;
 use serde_json::{Map, Value};
 
@@ -14,25 +14,40 @@ use serde_json::{Map, Value};
 pub struct Rule {
     source: Value,
     expr: Expr,
+    cost: u64,
+    reads_clock: bool,
 }
 
 impl Rule {
     /// Compiles `rule`. Strict: anything flag loading would only warn about
     /// (wrong argument counts, malformed `fractional`, objects with several
-    /// keys, ...) is an error, as are unknown operators and `$ref`. The
-    /// error names the JSON pointer of the problem inside the rule.
+    /// keys, ...) is an error, as are unknown operators and `$ref`, and a
+    /// rule over the cost and depth limits of flag targeting. The error
+    /// names the JSON pointer of the problem inside the rule.
     pub fn compile(rule: &Value) -> Result<Rule, String> {
         let evaluators = Map::new();
         let mut c = Compiler::new(&evaluators);
         let mut ptr = String::new();
-        let expr = c.compile_rule(rule, &mut ptr)?;
+        let compiled = c.compile_rule(rule, &mut ptr, "the rule");
+        if let Some(over) = c.fatal.take() {
+            return Err(over.to_string());
+        }
+        let compiled = compiled?;
         if let Some(w) = c.warnings.first() {
             return Err(w.to_string());
         }
         Ok(Rule {
             source: rule.clone(),
-            expr,
+            expr: compiled.expr,
+            cost: compiled.cost.units,
+            reads_clock: compiled.cost.reads_clock,
         })
+    }
+
+    /// Whether the result may depend on the time of evaluation
+    /// (`$flagd.timestamp`).
+    pub fn reads_clock(&self) -> bool {
+        self.reads_clock
     }
 
     /// The rule as written.
@@ -40,7 +55,8 @@ impl Rule {
         &self.source
     }
 
-    /// The rule's result as JSON (null for an invalid context). `fractional`
+    /// The rule's result as JSON (null for an invalid context, or when the
+    /// evaluation runs out of its budget). `fractional`
     /// without a bucketing expression buckets on the targeting key alone
     /// (the flag key is empty).
     pub fn evaluate(&self, ctx: &EvalContext<'_>) -> Value {
@@ -48,7 +64,7 @@ impl Rule {
     }
 
     /// Whether the result is truthy (JSONLogic truthiness); false for an
-    /// invalid context.
+    /// invalid context or an evaluation that runs out of its budget.
     pub fn matches(&self, ctx: &EvalContext<'_>) -> bool {
         self.eval_with(ctx, |v| v.truthy())
     }
@@ -57,13 +73,18 @@ impl Rule {
         if ctx.invalid.is_some() {
             return T::default();
         }
+        let fuel = Fuel::new(fuel_for(self.cost));
         let env = Env {
             flag_key: "",
             ctx: ctx.context,
             now: ctx.now,
             targeting_key: ctx.targeting_key,
+            fuel: &fuel,
         };
         let (v, _) = self.expr.eval_top(&env);
+        if fuel.ran_out() {
+            return T::default();
+        }
         f(&v)
     }
 }

@@ -504,6 +504,146 @@ async fn stepped_wedge_follows_the_calendar() {
     .await;
 }
 
+/// Issue #10, item 19: a change to a flag that a running trial controls is
+/// recorded in the trial's log as a deviation, whoever makes it and however.
+#[tokio::test]
+async fn changes_to_a_running_trials_flag_are_deviations_in_its_log() {
+    both_backends(|db| async move {
+        let (h, _) = start_at(&db, "2026-06-01T12:00:00Z").await;
+        h.import_fixture().await;
+        h.create_and_start(HASH).await; // controls thanks-button
+        let dev = h.key(Role::Developer).await;
+        async fn events(h: &Harness) -> Vec<Value> {
+            let v: Value = h
+                .req(Method::GET, "/api/v1/trials/thanks-hash", Some(&h.admin))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["events"].as_array().unwrap().clone()
+        }
+        let before = events(&h).await.len();
+
+        // A developer disables it: the arms stop; the trial's log says so.
+        let resp = h
+            .req(Method::PUT, "/api/v1/flags/thanks-button/state", Some(&dev))
+            .json(&json!({"state": "DISABLED", "reason": "pause during the assembly"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["deviations"], json!(["thanks-hash"]), "{v}");
+        let log = events(&h).await;
+        assert_eq!(log.len(), before + 1);
+        let last = &log[before];
+        assert_eq!(last["action"], "deviation");
+        assert!(last["actor"].as_str().unwrap().starts_with("key:developer-"), "{last}");
+        let reason = last["reason"].as_str().unwrap();
+        assert!(reason.contains("state ENABLED -> DISABLED"), "{reason}");
+        assert!(reason.contains("pause during the assembly"), "{reason}");
+
+        // A cohort override takes its members out of the trial: recorded.
+        let resp = h
+            .req(Method::PUT, "/api/v1/flags/thanks-button/cohorts/coop", Some(&dev))
+            .json(&json!({"attribute": "community", "values": ["coop-b"], "variant": "control", "reason": "coop asked"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let log = events(&h).await;
+        assert!(log.last().unwrap()["reason"].as_str().unwrap().contains("cohort overrides [] -> [coop]"));
+
+        // Another flag, or a change that changes nothing: no deviation.
+        let resp = h
+            .req(Method::PUT, "/api/v1/flags/new-editor/state", Some(&dev))
+            .json(&json!({"state": "DISABLED", "reason": "unrelated"}))
+            .send()
+            .await
+            .unwrap();
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["deviations"], json!([]), "{v}");
+        let resp = h
+            .req(Method::PUT, "/api/v1/flags/thanks-button/state", Some(&dev))
+            .json(&json!({"state": "DISABLED", "reason": "again"}))
+            .send()
+            .await
+            .unwrap();
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["deviations"], json!([]), "{v}");
+        let n = events(&h).await.len();
+        assert_eq!(n, before + 2);
+
+        // An import that changes the flag: recorded too.
+        let resp = h
+            .req(Method::POST, "/api/v1/import?reason=new%20plan", Some(&h.admin))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(FLAGS)
+            .send()
+            .await
+            .unwrap();
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["deviations"], json!(["thanks-hash"]), "{v}");
+        let log = events(&h).await;
+        assert_eq!(log.len(), n + 1);
+        assert!(log[n]["reason"].as_str().unwrap().contains("state DISABLED -> ENABLED"), "{}", log[n]);
+        h.stop().await;
+    })
+    .await;
+}
+
+/// Issue #10, item 11: a bulk answer cached before a stepped-wedge
+/// crossover is not revalidated (304) after it.
+#[tokio::test]
+async fn bulk_etag_expires_at_a_stepped_wedge_crossover() {
+    both_backends(|db| async move {
+        let (h, clock) = start_at(&db, "2026-02-15T00:00:00Z").await;
+        h.import_fixture().await;
+        let sdk = h.key(Role::Sdk).await;
+        let started = h.create_and_start(WEDGE).await;
+        let schedule: Vec<Value> =
+            serde_json::from_str(started["allocation"].as_str().unwrap()).unwrap();
+        let first = schedule[0]["community"].as_str().unwrap().to_string();
+        let crossover = schedule[0]["crossover"].as_str().unwrap().to_string();
+        let ctx = json!({"context": {"targetingKey": "anyone", "community": first}});
+        let bulk = |tag: Option<String>| {
+            let mut r = h
+                .req(Method::POST, "/ofrep/v1/evaluate/flags", Some(&sdk))
+                .json(&ctx);
+            if let Some(t) = tag {
+                r = r.header(header::IF_NONE_MATCH, t);
+            }
+            r.send()
+        };
+        let editor = |v: &Value| {
+            let flags = v["flags"].as_array().unwrap();
+            let f = flags.iter().find(|f| f["key"] == "new-editor").unwrap();
+            f["variant"].as_str().unwrap().to_string()
+        };
+        let resp = bulk(None).await.unwrap();
+        let before = resp.headers()[header::ETAG].to_str().unwrap().to_string();
+        assert_eq!(editor(&resp.json().await.unwrap()), "off");
+        // Still before the crossover: the cached answer holds.
+        clock.set(at(&crossover) - chrono::Duration::seconds(1));
+        let resp = bulk(Some(before.clone())).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+        // At the crossover the community's arm changes: a full answer.
+        clock.set(at(&crossover));
+        let resp = bulk(Some(before.clone())).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let after = resp.headers()[header::ETAG].to_str().unwrap().to_string();
+        assert_ne!(after, before);
+        assert_eq!(editor(&resp.json().await.unwrap()), "on");
+        // And the new answer is cacheable until the next change.
+        let resp = bulk(Some(after)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+        h.stop().await;
+    })
+    .await;
+}
+
 async fn futures_join<F: std::future::Future<Output = String>>(
     it: impl Iterator<Item = F>,
 ) -> Vec<String> {

@@ -230,6 +230,29 @@ fn cross_field_rules() {
 }
 
 #[test]
+fn next_change_is_the_next_schedule_or_ramp_instant() {
+    let src = VALID_HASH.replacen(
+        "end = \"2027-02-01T00:00:00+01:00\"",
+        "end = \"2027-02-01T00:00:00+01:00\"\nramp = [{ at = 2027-01-01T00:00:00Z, percent = 10 }, { at = 2027-01-05T12:00:00Z, percent = 100 }]",
+        1,
+    );
+    let h = spec(&src, "h");
+    assert_eq!(h.schedule.ramp.len(), 2);
+    let start = parse_rfc3339("2027-01-01T00:00:00Z").unwrap();
+    let step = parse_rfc3339("2027-01-05T12:00:00Z").unwrap();
+    let end = parse_rfc3339("2027-01-31T23:00:00Z").unwrap();
+    assert_eq!(h.next_change(start - 100), Some(start));
+    assert_eq!(h.next_change(start), Some(step));
+    assert_eq!(h.next_change(step - 1), Some(step));
+    assert_eq!(h.next_change(step), Some(end));
+    assert_eq!(h.next_change(end), None);
+    // An eligibility rule that reads the clock (thanks-button's reads
+    // $flagd.timestamp) may change the answer every second.
+    let thanks = spec(THANKS, "thanks-button.toml");
+    assert_eq!(thanks.next_change(end + 5), Some(end + 6));
+}
+
+#[test]
 fn ramp_and_schedule() {
     let s = spec(THANKS, "thanks-button.toml").schedule;
     let start = parse_rfc3339("2027-01-11T09:00:00Z").unwrap();

@@ -1,22 +1,36 @@
-//! JSON targeting rule -> [`Expr`], with `$ref`s to shared evaluators inlined
-//! and schema-level problems reported as [`LoadWarning`]s.
+//! JSON targeting rule -> [`Expr`], with `$ref`s to shared evaluators
+//! compiled once and shared, schema-level problems reported as
+//! [`LoadWarning`]s, and the limits of [`super::cost`] enforced.
 
+use super::cost::{measure, Cost, MAX_RULE_COST, MAX_RULE_DEPTH};
 use super::val::NumBuf;
-use super::{Bucket, Expr, Fractional, Op, Var, VarPath, Weight, MAX_TOTAL_WEIGHT};
+use super::{Bucket, Expr, Fractional, Op, Shared, Var, VarPath, Weight, MAX_TOTAL_WEIGHT};
 use crate::flags::locate::push_segment;
 use crate::flags::semver::{self, Version};
 use crate::flags::LoadWarning;
 use serde_json::{Map, Number, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Compiles targeting rules against one document's `$evaluators`.
 pub(crate) struct Compiler<'d> {
     evaluators: &'d Map<String, Value>,
     /// Compiled evaluators; `Err` holds why the evaluator can only fail.
-    cache: BTreeMap<String, Result<Expr, String>>,
+    cache: BTreeMap<String, Result<Arc<Shared>, String>>,
     /// Evaluators being compiled (to detect `$ref` cycles).
     active: Vec<String>,
+    /// Nesting of the value being compiled, `$ref`s followed.
+    depth: usize,
     pub(crate) warnings: Vec<LoadWarning>,
+    /// A limit was exceeded: the whole document (or rule) must be refused.
+    /// Once set, compilation stops descending.
+    pub(crate) fatal: Option<LoadWarning>,
+}
+
+/// A compiled rule and its cost.
+pub(crate) struct Compiled {
+    pub(crate) expr: Expr,
+    pub(crate) cost: Cost,
 }
 
 /// Why a rule can only fail: set by unknown operators and unresolvable `$ref`s.
@@ -28,7 +42,53 @@ impl<'d> Compiler<'d> {
             evaluators,
             cache: BTreeMap::new(),
             active: Vec::new(),
+            depth: 0,
             warnings: Vec::new(),
+            fatal: None,
+        }
+    }
+
+    fn refuse(&mut self, ptr: &str, message: String) {
+        if self.fatal.is_none() {
+            self.fatal = Some(LoadWarning {
+                pointer: ptr.to_string(),
+                message,
+            });
+        }
+    }
+
+    /// The `$ref` chain being compiled, for messages.
+    fn chain(&self) -> String {
+        if self.active.is_empty() {
+            String::new()
+        } else {
+            format!(" (through $ref {})", self.active.join(" -> "))
+        }
+    }
+
+    /// Refuses a rule whose cost or depth is over the limits. `what` names
+    /// it in the message.
+    fn check_limits(&mut self, cost: Cost, ptr: &str, what: &str) {
+        if cost.depth > MAX_RULE_DEPTH {
+            self.refuse(
+                ptr,
+                format!(
+                    "{what} nests {} levels deep counting its $refs, more than the limit of {MAX_RULE_DEPTH}",
+                    cost.depth
+                ),
+            );
+        } else if cost.units > MAX_RULE_COST {
+            let units = if cost.units == u64::MAX {
+                "more than 2^64".to_string()
+            } else {
+                cost.units.to_string()
+            };
+            self.refuse(
+                ptr,
+                format!(
+                    "{what} is too expensive to evaluate: {units} cost units counting every $ref each time it is reached, more than the limit of {MAX_RULE_COST} (see docs/security.md, Flags)"
+                ),
+            );
         }
     }
 
@@ -48,7 +108,7 @@ impl<'d> Compiler<'d> {
         }
     }
 
-    fn evaluator(&mut self, name: &str) -> Result<Expr, String> {
+    fn evaluator(&mut self, name: &str) -> Result<Arc<Shared>, String> {
         if let Some(done) = self.cache.get(name) {
             return done.clone();
         }
@@ -64,24 +124,58 @@ impl<'d> Compiler<'d> {
                 "a shared evaluator should be a JSONLogic rule (an object)",
             );
         }
-        let result = self.compile_rule(body, &mut ptr);
+        let result = self
+            .compile_rule(body, &mut ptr, &format!("evaluator {name:?}"))
+            .map(|c| {
+                Arc::new(Shared {
+                    expr: c.expr,
+                    cost: c.cost,
+                })
+            });
         self.active.pop();
         self.cache.insert(name.to_string(), result.clone());
         result
     }
 
-    /// Compiles a rule. `Err` (with the reason) when the rule can only fail
-    /// at evaluation: an unknown operator or an unresolvable `$ref`.
-    pub(crate) fn compile_rule(&mut self, rule: &Value, ptr: &mut String) -> Result<Expr, String> {
+    /// Compiles a rule (`what` names it in messages). `Err` (with the
+    /// reason) when the rule can only fail at evaluation: an unknown
+    /// operator or an unresolvable `$ref`. A rule over the limits sets
+    /// [`Compiler::fatal`].
+    pub(crate) fn compile_rule(
+        &mut self,
+        rule: &Value,
+        ptr: &mut String,
+        what: &str,
+    ) -> Result<Compiled, String> {
         let mut broken = None;
         let expr = self.compile(rule, ptr, &mut broken);
+        let cost = measure(&expr);
+        self.check_limits(cost, ptr, what);
         match broken {
             Some(reason) => Err(reason),
-            None => Ok(expr),
+            None => Ok(Compiled { expr, cost }),
         }
     }
 
     fn compile(&mut self, v: &Value, ptr: &mut String, broken: &mut Broken) -> Expr {
+        if self.fatal.is_some() {
+            return Expr::Null;
+        }
+        if self.depth >= MAX_RULE_DEPTH {
+            let message = format!(
+                "this rule nests deeper than the limit of {MAX_RULE_DEPTH} levels{}",
+                self.chain()
+            );
+            self.refuse(ptr, message);
+            return Expr::Null;
+        }
+        self.depth += 1;
+        let e = self.compile_value(v, ptr, broken);
+        self.depth -= 1;
+        e
+    }
+
+    fn compile_value(&mut self, v: &Value, ptr: &mut String, broken: &mut Broken) -> Expr {
         match v {
             Value::Null => Expr::Null,
             Value::Bool(b) => Expr::Bool(*b),
@@ -201,7 +295,7 @@ impl<'d> Compiler<'d> {
         };
         match op {
             Op::SemVer => {
-                for (i, arg) in args.iter().enumerate() {
+                for (i, arg) in args.iter().map(Expr::resolved).enumerate() {
                     let problem = match (i, arg) {
                         (1, Expr::Str(s)) if !semver::is_operator(s) => Some(format!(
                             "unknown sem_ver operator {s:?} (expected one of = != < <= > >= ^ ~); it always returns null"
@@ -225,7 +319,7 @@ impl<'d> Compiler<'d> {
                 }
             }
             Op::StartsWith | Op::EndsWith => {
-                for (i, arg) in args.iter().enumerate() {
+                for (i, arg) in args.iter().map(Expr::resolved).enumerate() {
                     if arg.is_const() && !matches!(arg, Expr::Str(_)) {
                         let mark = arg_ptr(ptr, i);
                         self.warn(
@@ -265,7 +359,7 @@ impl<'d> Compiler<'d> {
             return Expr::Null;
         }
         match self.evaluator(name) {
-            Ok(e) => e,
+            Ok(shared) => Expr::Ref(shared),
             Err(reason) => {
                 // Already reported where the evaluator is defined.
                 broken.get_or_insert_with(|| format!("evaluator {name:?}: {reason}"));

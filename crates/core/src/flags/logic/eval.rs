@@ -1,21 +1,58 @@
 //! Evaluation of compiled targeting expressions.
 
+use super::cost::text_units;
 use super::val::{js_less, js_less_eq, NumBuf, Val};
 use super::{Expr, Fractional, Op, Var, VarPath, Weight, MAX_TOTAL_WEIGHT};
 use crate::flags::murmur3::{bucket, Murmur3};
 use crate::flags::semver::{self, Version};
 use serde_json::Value;
 use std::borrow::Cow;
+use std::cell::Cell;
 
 /// Where a flag's top-level result came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Origin {
     /// An ordinary rule.
     Rule,
-    /// A `fractional` split (reason SPLIT).
+    /// A `fractional` split (reason SPLIT; DEFAULT when it returned null,
+    /// e.g. without a targeting key to bucket on, as flagd does).
     Split,
-    /// A `fractional` split on the targeting key, with no targeting key.
-    SplitWithoutKey,
+}
+
+/// What one evaluation may still spend (see `cost`): every node visited,
+/// and the bytes and elements operators copy or scan. Once it has run out,
+/// every expression evaluates to null and the caller reports the failure.
+#[derive(Debug)]
+pub(crate) struct Fuel {
+    left: Cell<u64>,
+    out: Cell<bool>,
+}
+
+impl Fuel {
+    pub(crate) fn new(units: u64) -> Fuel {
+        Fuel {
+            left: Cell::new(units),
+            out: Cell::new(false),
+        }
+    }
+
+    /// Spends `units`; `false` (for good) when there is not enough left.
+    #[inline]
+    pub(crate) fn burn(&self, units: u64) -> bool {
+        let left = self.left.get();
+        if left >= units && !self.out.get() {
+            self.left.set(left - units);
+            true
+        } else {
+            self.out.set(true);
+            false
+        }
+    }
+
+    /// Whether the evaluation ran out (its result is not to be used).
+    pub(crate) fn ran_out(&self) -> bool {
+        self.out.get()
+    }
 }
 
 /// What a rule can see besides its own literals.
@@ -26,6 +63,7 @@ pub(crate) struct Env<'s> {
     pub(crate) ctx: &'s Value,
     pub(crate) now: i64,
     pub(crate) targeting_key: Option<&'s str>,
+    pub(crate) fuel: &'s Fuel,
 }
 
 /// The data `var` reads: the context, or an element inside an array operator.
@@ -172,19 +210,12 @@ impl Expr {
         let mut e = self;
         loop {
             match e {
-                Expr::Fractional(f) => {
-                    // A split on the default bucketing value (flagKey +
-                    // targetingKey) cannot assign a subject that has no
-                    // targeting key: say so instead of silently falling back.
-                    if f.bucket_by.is_none() && env.targeting_key.is_none() {
-                        return (Val::Null, Origin::SplitWithoutKey);
-                    }
-                    return (f.eval(env, Scope::Root), Origin::Split);
-                }
+                Expr::Fractional(f) => return (f.eval(env, Scope::Root), Origin::Split),
                 Expr::Op(Op::If, args) => match if_branch(args, env, Scope::Root) {
                     Some(branch) => e = branch,
                     None => return (Val::Null, Origin::Rule),
                 },
+                Expr::Ref(shared) => e = &shared.expr,
                 _ => return (e.eval(env, Scope::Root), Origin::Rule),
             }
         }
@@ -196,6 +227,9 @@ impl Expr {
     }
 
     fn eval<'s>(&'s self, env: &Env<'s>, scope: Scope<'s, '_>) -> Val<'s> {
+        if !env.fuel.burn(1) {
+            return Val::Null;
+        }
         match self {
             Expr::Null => Val::Null,
             Expr::Bool(b) => Val::Bool(*b),
@@ -206,6 +240,7 @@ impl Expr {
             Expr::Var(var) => var.eval(env, scope),
             Expr::Op(op, args) => eval_op(*op, args, env, scope),
             Expr::Fractional(f) => f.eval(env, scope),
+            Expr::Ref(shared) => shared.expr.eval(env, scope),
         }
     }
 }
@@ -264,11 +299,20 @@ impl Fractional {
             // building the concatenated string.
             Some(Expr::Op(Op::Cat, parts)) => {
                 for p in parts.iter() {
-                    p.eval(env, scope).write_js(true, &mut |s| h.write_str(s));
+                    let v = p.eval(env, scope);
+                    if !env.fuel.burn(v.units()) {
+                        return Val::Null;
+                    }
+                    v.write_js(true, &mut |s| h.write_str(s));
                 }
             }
             Some(e) => match e.eval(env, scope) {
-                Val::Str(s) => h.write_str(&s),
+                Val::Str(s) => {
+                    if !env.fuel.burn(text_units(s.len())) {
+                        return Val::Null;
+                    }
+                    h.write_str(&s)
+                }
                 Val::Null => by_targeting_key = true,
                 _ => return Val::Null,
             },
@@ -382,7 +426,17 @@ fn eval_op<'s>(op: Op, args: &'s [Expr], env: &Env<'s>, scope: Scope<'s, '_>) ->
         Op::Ge => Val::Bool(js_less_eq(&arg(1), &arg(0))),
         Op::In => {
             let needle = arg(0);
-            Val::Bool(match arg(1) {
+            let haystack = arg(1);
+            let scanned = match &haystack {
+                Val::Str(s) => text_units(s.len()),
+                Val::Json(Value::Array(items)) => items.len() as u64,
+                Val::List(items) => items.len() as u64,
+                _ => 0,
+            };
+            if !env.fuel.burn(scanned) {
+                return Val::Null;
+            }
+            Val::Bool(match haystack {
                 Val::Str(hay) => match with_str(&needle, |n| hay.contains(n)) {
                     Some(found) => found,
                     None => hay.contains(&*needle.to_js_string()),
@@ -400,12 +454,20 @@ fn eval_op<'s>(op: Op, args: &'s [Expr], env: &Env<'s>, scope: Scope<'s, '_>) ->
             }
             let mut s = String::new();
             for e in args {
-                e.eval(env, scope).write_js(true, &mut |p| s.push_str(p));
+                let v = e.eval(env, scope);
+                if !env.fuel.burn(v.units()) {
+                    return Val::Null;
+                }
+                v.write_js(true, &mut |p| s.push_str(p));
             }
             Val::Str(Cow::Owned(s))
         }
         Op::Substr => {
-            let source = arg(0).to_js_string();
+            let source = arg(0);
+            if !env.fuel.burn(source.units()) {
+                return Val::Null;
+            }
+            let source = source.to_js_string();
             let start = arg(1).to_number();
             let len = (args.len() >= 3).then(|| arg(2).to_number());
             Val::Str(match len {
@@ -426,6 +488,9 @@ fn eval_op<'s>(op: Op, args: &'s [Expr], env: &Env<'s>, scope: Scope<'s, '_>) ->
             let mut out = Vec::new();
             for e in args {
                 let v = e.eval(env, scope);
+                if !env.fuel.burn(v.units()) {
+                    return Val::Null;
+                }
                 if v.is_array() {
                     v.for_each_elem(|x| {
                         out.push(x.clone());
@@ -439,6 +504,9 @@ fn eval_op<'s>(op: Op, args: &'s [Expr], env: &Env<'s>, scope: Scope<'s, '_>) ->
         }
         Op::Missing => {
             let first = arg(0);
+            if !env.fuel.burn(first.units()) {
+                return Val::Null;
+            }
             let mut missing = Vec::new();
             let mut check = |key: &Val<'s>| {
                 let path = key.to_js_string();
@@ -470,6 +538,9 @@ fn eval_op<'s>(op: Op, args: &'s [Expr], env: &Env<'s>, scope: Scope<'s, '_>) ->
         Op::MissingSome => {
             let need = arg(0).to_number();
             let options = arg(1);
+            if !env.fuel.burn(options.units()) {
+                return Val::Null;
+            }
             let total = options.array_len().unwrap_or(0);
             let mut missing = Vec::new();
             options.for_each_elem(|key| {
@@ -532,6 +603,10 @@ fn eval_op<'s>(op: Op, args: &'s [Expr], env: &Env<'s>, scope: Scope<'s, '_>) ->
         }
         Op::Map | Op::Filter | Op::All | Op::Some | Op::None => {
             let data = arg(0);
+            // Every element is visited (and may be copied) once.
+            if !env.fuel.burn(data.units()) {
+                return Val::Null;
+            }
             let Some(logic) = args.get(1) else {
                 return match op {
                     Op::Map | Op::Filter => Val::List(Vec::new()),
@@ -589,6 +664,9 @@ fn eval_op<'s>(op: Op, args: &'s [Expr], env: &Env<'s>, scope: Scope<'s, '_>) ->
                 return acc;
             }
             data.for_each_elem(|x| {
+                if !env.fuel.burn(x.units()) {
+                    return false;
+                }
                 acc = logic.eval(
                     env,
                     Scope::Reduce {

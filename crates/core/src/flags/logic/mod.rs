@@ -3,13 +3,17 @@
 //! without re-parsing and, for ordinary rules, without allocating.
 
 mod compile;
+mod cost;
 mod eval;
 pub(crate) mod val;
 
 pub(crate) use compile::Compiler;
-pub(crate) use eval::{lookup_path, Env, Origin};
+pub(crate) use cost::fuel_for;
+pub use cost::{MAX_RULE_COST, MAX_RULE_DEPTH, MAX_SET_COST};
+pub(crate) use eval::{lookup_path, Env, Fuel, Origin};
 
 use serde_json::Value;
+use std::sync::Arc;
 
 /// A compiled targeting expression.
 #[derive(Debug, Clone)]
@@ -25,6 +29,17 @@ pub(crate) enum Expr {
     Var(Box<Var>),
     Op(Op, Box<[Expr]>),
     Fractional(Box<Fractional>),
+    /// A `$ref` to a shared evaluator, compiled once and shared by every
+    /// rule that refers to it (never copied).
+    Ref(Arc<Shared>),
+}
+
+/// A compiled `$evaluators` entry.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) expr: Expr,
+    /// What evaluating it costs, `$ref`s included (see [`cost`]).
+    pub(crate) cost: cost::Cost,
 }
 
 impl Expr {
@@ -33,6 +48,15 @@ impl Expr {
             self,
             Expr::Null | Expr::Bool(_) | Expr::Num(_) | Expr::Str(_) | Expr::Json(_)
         )
+    }
+
+    /// The expression a `$ref` stands for (itself when it is not one).
+    fn resolved(&self) -> &Expr {
+        let mut e = self;
+        while let Expr::Ref(shared) = e {
+            e = &shared.expr;
+        }
+        e
     }
 }
 

@@ -66,6 +66,16 @@ impl<'s> Val<'s> {
         }
     }
 
+    /// What copying this value costs in fuel (see `cost`): one unit per
+    /// value plus its text.
+    pub(crate) fn units(&self) -> u64 {
+        match self {
+            Val::Str(s) => 1 + super::cost::text_units(s.len()),
+            Val::List(items) => items.iter().fold(1u64, |n, v| n.saturating_add(v.units())),
+            _ => 1,
+        }
+    }
+
     pub(crate) fn is_array(&self) -> bool {
         matches!(self, Val::Json(Value::Array(_)) | Val::List(_))
     }

@@ -2,7 +2,7 @@
 //! the outcomes they must produce.
 
 use super::{eval_json, lenient, strict};
-use crate::flags::logic::{Compiler, Env};
+use crate::flags::logic::{fuel_for, Compiler, Env, Fuel};
 use crate::flags::{EvalContext, FlagSet, LoadMode, ValueType};
 use serde_json::{Map, Value};
 
@@ -17,14 +17,16 @@ fn parse(name: &str, src: &str) -> Value {
 fn apply(logic: &Value, data: &Value, now: i64) -> Result<Value, String> {
     let evaluators = Map::new();
     let mut c = Compiler::new(&evaluators);
-    let expr = c.compile_rule(logic, &mut String::new())?;
+    let compiled = c.compile_rule(logic, &mut String::new(), "the rule")?;
+    let fuel = Fuel::new(fuel_for(compiled.cost.units));
     let env = Env {
         flag_key: "test-flag",
         ctx: data,
         now,
         targeting_key: data.get("targetingKey").and_then(Value::as_str),
+        fuel: &fuel,
     };
-    Ok(expr.eval_root(&env).to_json())
+    Ok(compiled.expr.eval_root(&env).to_json())
 }
 
 fn check_operator_file(name: &str, src: &str) {

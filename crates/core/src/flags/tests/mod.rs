@@ -4,6 +4,7 @@
 
 mod alloc;
 mod fixtures;
+mod limits;
 mod murmur;
 mod props;
 
@@ -113,4 +114,36 @@ fn wire_names_serialise_as_strings() {
         serde_json::to_string(&FlagValue::Object(serde_json::Map::new())).unwrap(),
         "{}"
     );
+}
+
+#[test]
+fn new_flag_keys_are_identifiers() {
+    use super::check_new_key;
+    for ok in [
+        "a",
+        "thanks-button",
+        "new_editor.v2",
+        "_private",
+        "0day",
+        "A-Z_09.x",
+    ] {
+        assert_eq!(check_new_key(ok), Ok(()), "{ok}");
+    }
+    let long = "k".repeat(201);
+    for (bad, why) in [
+        ("", "empty"),
+        ("../../etc/passwd", "'/'"),
+        ("has space", "' '"),
+        ("..", "starts with"),
+        (".hidden", "starts with"),
+        ("-x", "starts with"),
+        ("tab\there", "'\\t'"),
+        ("caf\u{e9}", "'\u{e9}'"),
+        ("a%2Fb", "'%'"),
+        (long.as_str(), "longer than 200"),
+    ] {
+        let e = check_new_key(bad).expect_err(bad);
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+    assert_eq!(check_new_key(&"k".repeat(200)), Ok(()));
 }

@@ -3,7 +3,7 @@
 
 use super::{realistic_document, strict};
 use crate::flags::murmur3::bucket;
-use crate::flags::{ErrorCode, EvalContext, FlagSet, LoadMode, Reason};
+use crate::flags::{EvalContext, FlagSet, LoadMode, Reason};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{json, Map, Value};
@@ -228,10 +228,9 @@ proptest! {
             prop_assert_eq!(r1.value, r3.value);
             prop_assert_eq!(r1.variant, r3.variant);
             prop_assert_eq!(r1.reason, r3.reason);
-            // The only error a valid document gives: a split without a targeting key.
-            if let Some(e) = &r1.error {
-                prop_assert!(e.code == ErrorCode::TargetingKeyMissing && ctx.get("targetingKey").is_none(), "{:?}", r1);
-            }
+            // A valid document gives no errors (a split without a
+            // targeting key is DEFAULT, as in flagd).
+            prop_assert!(r1.error.is_none(), "{:?}", r1);
             let flag = a.get(key).unwrap();
             if let Some(v) = r1.variant {
                 prop_assert_eq!(flag.variant(v), r1.value);
@@ -252,7 +251,10 @@ proptest! {
             prop_assert_eq!(r.reason, Reason::Split);
             prop_assert!(matches!(r.variant, Some("control" | "small" | "big")));
         } else if in_list {
-            prop_assert_eq!(r.error.map(|e| e.code), Some(ErrorCode::TargetingKeyMissing));
+            // flagd: no targeting key to split on, so the default variant.
+            prop_assert_eq!(r.error, None);
+            prop_assert_eq!(r.reason, Reason::Default);
+            prop_assert_eq!(r.variant, Some("off"));
         } else {
             prop_assert_eq!(r.variant, Some("off"));
         }
