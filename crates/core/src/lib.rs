@@ -6,6 +6,8 @@ pub mod auth;
 pub mod experiments;
 pub mod flags;
 pub mod privacy;
+mod time;
+pub(crate) mod toml_reader;
 
 pub use flags::{
     ErrorCode, EvalContext, EvalError, Flag, FlagSet, FlagState, FlagValue, LoadMode, LoadWarning,

@@ -21,11 +21,12 @@ mod assign;
 mod canonical;
 mod metric;
 mod parse;
-mod time;
 
 #[cfg(test)]
 mod tests;
 
+pub use crate::time::{format_rfc3339, parse_rfc3339};
+pub use crate::toml_reader::SpecError;
 pub use assign::{
     arm_at, blocked_arm, blocked_block, cluster_allocation, hash_arm, hash_point, layer_position,
     prf_u64, ramp_position, scale, stepped_wedge_schedule, Randomisation, LAYER_SPACE,
@@ -36,39 +37,10 @@ pub use metric::{
     MetricValue, PropertyFilter, Scalar, Window, DEFAULT_WINDOW, MAX_WINDOW_SECS, PERCENTILE_SCALE,
 };
 pub use parse::{inline_metric_refs, parse_metric_library, parse_trial, parse_trial_with};
-pub use time::{format_rfc3339, parse_rfc3339};
 
 use crate::flags::{EvalContext, Rule};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::fmt;
-
-/// One validation problem, with the position of the offending value (or of
-/// the enclosing table when a field is missing).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecError {
-    pub file: String,
-    /// 1-based.
-    pub line: usize,
-    /// 1-based, in characters.
-    pub column: usize,
-    /// Dotted path of the field, e.g. `metrics.secondary[0].kind`; empty for
-    /// TOML syntax errors.
-    pub field: String,
-    pub message: String,
-}
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
-        if !self.field.is_empty() {
-            write!(f, "{}: ", self.field)?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for SpecError {}
 
 /// A validated trial.
 #[derive(Debug, Clone)]

@@ -1,11 +1,12 @@
 //! Document -> [`FlagSet`]: validation (problems flagd only logs become
 //! [`LoadWarning`]s), compilation of targeting, metadata merging.
 
+use super::flag::{DefaultVariant, Program};
 use super::locate::{locate, pointer, push_segment};
 use super::logic::{Compiler, MAX_SET_COST};
 use super::{
-    Cohort, DefaultVariant, Flag, FlagSet, FlagState, FlagValue, LoadMode, LoadWarning, Metadata,
-    ParseError, Program, ValueType,
+    Cohort, Flag, FlagSet, FlagState, FlagValue, LoadMode, LoadWarning, Metadata, ParseError,
+    ValueType,
 };
 use serde_json::{Map, Value};
 
