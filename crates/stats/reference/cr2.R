@@ -6,7 +6,7 @@
 #         r-cran-clubsandwich 0.5.8-1). Checked at run time.
 # Run:    Rscript crates/stats/reference/cr2.R   (from the repository root)
 # Writes: crates/stats/reference/cr2_clubsandwich.json (read by the Rust tests
-#         in crates/stats/src/cluster.rs via include_str!; CI does not run R).
+#         in crates/stats/src/cr2_reference_tests.rs via include_str!; CI does not run R).
 #
 # Each case is a data set in the row format of `rows::analyze_rows` plus the
 # model it implies:
