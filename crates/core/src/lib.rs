@@ -6,6 +6,7 @@ pub mod auth;
 pub mod experiments;
 pub mod flags;
 pub mod privacy;
+pub mod surveys;
 mod time;
 pub(crate) mod toml_reader;
 
