@@ -7,6 +7,7 @@
 
 mod answers;
 mod parse;
+mod scale_parse;
 mod scoring;
 #[cfg(test)]
 mod tests;
