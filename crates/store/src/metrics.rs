@@ -33,6 +33,13 @@ use commonlab_core::experiments::{
     Cap, FilterOp, Metric, MetricKind, MetricValue, Scalar, PERCENTILE_SCALE,
 };
 use serde::{Deserialize, Serialize};
+use sqlx::query::Query;
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, Database, Encode, Type};
+
+use crate::column::Ts;
+use crate::error::{db_err, write_err};
+use crate::{Backend, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
@@ -61,7 +68,6 @@ macro_rules! bind_metric {
         query
     }};
 }
-pub(crate) use bind_metric;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Compiled {
@@ -95,7 +101,7 @@ pub struct MetricCell {
 }
 
 /// A metric's aggregates, kept for a concluded trial.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct MetricSnapshot {
     pub metric: String,
     /// The trial's locked plan the metric was computed under.
@@ -103,8 +109,138 @@ pub struct MetricSnapshot {
     /// The analysis time the cells were computed for.
     pub as_of: chrono::DateTime<chrono::Utc>,
     pub computed_at: chrono::DateTime<chrono::Utc>,
+    #[sqlx(json)]
     pub cells: Vec<MetricCell>,
 }
+
+impl Store {
+    /// One metric of a trial, aggregated inside the database by a single
+    /// query (see [`metrics`](crate::metrics)): per (arm, community), the
+    /// sufficient statistics of the units exposed to the trial (not
+    /// excluded) whose analysis window closed at or before `as_of`.
+    pub async fn metric_cells(
+        &self,
+        trial_id: i64,
+        metric: &Metric,
+        as_of: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<MetricCell>, StoreError> {
+        let q = compile(metric, self.dialect());
+        with_backend!(self, |db| bind_metric!(
+            sqlx::query_as(AssertSqlSafe(q.sql.as_str()))
+                .bind(trial_id)
+                .bind(Ts(as_of)),
+            &q.binds
+        )
+        .fetch_all(db.reader())
+        .await)
+        .map_err(db_err)
+    }
+
+    /// The SQL [`Store::metric_cells`] runs for `metric` on this backend
+    /// (placeholders: 1 the trial id, 2 the as-of time, then the metric's
+    /// own values).
+    pub fn metric_sql(&self, metric: &Metric) -> String {
+        compile(metric, self.dialect()).sql
+    }
+
+    /// The query plan of [`Store::metric_cells`] (`EXPLAIN QUERY PLAN` on
+    /// SQLite, `EXPLAIN` on PostgreSQL), one line per plan node.
+    pub async fn metric_plan(
+        &self,
+        trial_id: i64,
+        metric: &Metric,
+        as_of: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let q = compile(metric, self.dialect());
+        // SQLite's plan rows are (id, parent, notused, detail), PostgreSQL's
+        // one line of text.
+        let (explain, detail) = match self.backend() {
+            Backend::Sqlite => ("EXPLAIN QUERY PLAN ", 3),
+            Backend::Postgres => ("EXPLAIN ", 0),
+        };
+        let sql = format!("{explain}{}", q.sql);
+        with_backend!(self, |db| {
+            let rows = bind_metric!(
+                sqlx::query(AssertSqlSafe(sql.as_str()))
+                    .bind(trial_id)
+                    .bind(Ts(as_of)),
+                &q.binds
+            )
+            .fetch_all(db.reader())
+            .await
+            .map_err(db_err)?;
+            rows.iter()
+                .map(|r| sqlx::Row::try_get::<String, _>(r, detail).map_err(db_err))
+                .collect()
+        })
+    }
+
+    /// Stores (replacing) aggregates of a trial's metrics in one
+    /// transaction: what a concluded trial is analysed from once the raw
+    /// events are gone.
+    pub async fn save_metric_snapshots(
+        &self,
+        trial_id: i64,
+        snapshots: &[MetricSnapshot],
+    ) -> Result<(), StoreError> {
+        let result: Result<(), sqlx::Error> = with_backend!(self, async |db| {
+            let mut tx = db.begin_write().await?;
+            for snapshot in snapshots {
+                upsert_snapshot(trial_id, snapshot)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await
+        });
+        result.map_err(write_err)
+    }
+
+    /// The stored aggregates of a trial, by metric name.
+    pub async fn metric_snapshots(&self, trial_id: i64) -> Result<Vec<MetricSnapshot>, StoreError> {
+        with_backend!(self, |db| sqlx::query_as(SNAPSHOTS)
+            .bind(trial_id)
+            .fetch_all(db.reader())
+            .await)
+        .map_err(db_err)
+    }
+
+    fn dialect(&self) -> Dialect {
+        match self.backend() {
+            Backend::Sqlite => Dialect::Sqlite,
+            Backend::Postgres => Dialect::Postgres,
+        }
+    }
+}
+
+/// Stores (replacing) a metric snapshot of a trial, for either database
+/// (in the transaction that concludes the trial, or on its own).
+pub(crate) fn upsert_snapshot<'s, DB: Database>(
+    trial_id: i64,
+    s: &'s MetricSnapshot,
+) -> Query<'static, DB, DB::Arguments>
+where
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+    &'s str: for<'q> Encode<'q, DB> + Type<DB>,
+    Ts: for<'q> Encode<'q, DB> + Type<DB>,
+    Json<&'s [MetricCell]>: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query(UPSERT_SNAPSHOT)
+        .bind(trial_id)
+        .bind(s.metric.as_str())
+        .bind(s.spec_hash.as_str())
+        .bind(Ts(s.as_of))
+        .bind(Ts(s.computed_at))
+        .bind(Json(s.cells.as_slice()))
+}
+
+/// $1 trial id, $2 metric, $3 spec hash, $4 as of, $5 computed at, $6 cells.
+const UPSERT_SNAPSHOT: &str = "INSERT INTO metric_snapshots \
+     (trial_id, metric, spec_hash, as_of, computed_at, cells) VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (trial_id, metric) DO UPDATE SET spec_hash = excluded.spec_hash, \
+     as_of = excluded.as_of, computed_at = excluded.computed_at, cells = excluded.cells";
+
+const SNAPSHOTS: &str = "SELECT metric, spec_hash, as_of, computed_at, cells \
+     FROM metric_snapshots WHERE trial_id = $1 ORDER BY metric";
 
 struct Builder {
     dialect: Dialect,
@@ -495,5 +631,3 @@ pub(crate) fn compile(metric: &Metric, dialect: Dialect) -> Compiled {
         binds: b.binds,
     }
 }
-
-pub(crate) const SNAPSHOT_SELECT: &str = "SELECT metric, spec_hash, as_of, computed_at, cells FROM metric_snapshots WHERE trial_id = $1 ORDER BY metric";

@@ -54,7 +54,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
-use crate::{db_err, Backend, Store, StoreError};
+use crate::error::db_err;
+use crate::{Backend, Store, StoreError};
 
 /// Environment variable naming the PostgreSQL database tests use.
 pub const POSTGRES_URL_ENV: &str = "COMMONLAB_TEST_POSTGRES_URL";
@@ -198,21 +199,26 @@ impl TestDb {
 /// Runs raw SQL on `store` (tests only: outside tests, SQL stays inside the
 /// store's methods).
 pub async fn execute_raw(store: &Store, statements: &str) -> Result<u64, StoreError> {
-    match &store.inner {
-        crate::Inner::Sqlite(s) => s.execute_raw(statements).await,
-        crate::Inner::Postgres(p) => p.execute_raw(statements).await,
-    }
+    with_backend!(store, |db| sqlx::raw_sql(sqlx::AssertSqlSafe(statements))
+        .execute(db.writer())
+        .await
+        .map(|done| done.rows_affected()))
     .map_err(db_err)
 }
 
 /// Runs a raw query on `store`'s (write) connection and returns the first
 /// column of the first row as text (`None` for no row or NULL).
 pub async fn fetch_text_raw(store: &Store, query: &str) -> Result<Option<String>, StoreError> {
-    match &store.inner {
-        crate::Inner::Sqlite(s) => s.fetch_text_raw(query).await,
-        crate::Inner::Postgres(p) => p.fetch_text_raw(query).await,
-    }
-    .map_err(db_err)
+    with_backend!(store, |db| {
+        let row = sqlx::query(sqlx::AssertSqlSafe(query))
+            .fetch_optional(db.writer())
+            .await
+            .map_err(db_err)?;
+        row.map(|r| sqlx::Row::try_get::<Option<String>, _>(&r, 0))
+            .transpose()
+            .map(Option::flatten)
+            .map_err(db_err)
+    })
 }
 
 /// The WAL file whose flush makes SQLite event commits durable (`None` for

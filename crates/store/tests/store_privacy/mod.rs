@@ -1,6 +1,7 @@
-//! Privacy guarantees of the store: the study key's fingerprint, batch
-//! consent lookups, the counters replicas poll, erasure attribution, and
-//! erased rows leaving no readable copy in the SQLite file.
+//! Privacy guarantees of the store: consent history, erasure of a unit
+//! and its log, the study key's fingerprint, batch consent lookups, the
+//! counters replicas poll, erasure attribution, and erased rows leaving no
+//! readable copy in the SQLite file.
 
 use super::*;
 use commonlab_store::NewEvent;
@@ -297,6 +298,221 @@ async fn key_changes_keep_who_and_why() {
         );
         let listed = store.list_api_keys(true).await.unwrap();
         assert_eq!(listed, vec![gone]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn consent_history_keeps_every_decision() {
+    both_backends(|db| async move {
+        let store = db.store();
+        let (a, b) = (unit(1), unit(2));
+        assert_eq!(store.consent_state(&a, "telemetry").await.unwrap(), None);
+        let first = store
+            .set_consent(&a, "telemetry", "v1", true, at(1))
+            .await
+            .unwrap();
+        assert!(first.granted);
+        assert_eq!(
+            store.consent_state(&a, "telemetry").await.unwrap(),
+            Some(first.clone())
+        );
+        store
+            .set_consent(&a, "surveys", "v1", true, at(2))
+            .await
+            .unwrap();
+        let withdrawn = store
+            .set_consent(&a, "telemetry", "v1", false, at(3))
+            .await
+            .unwrap();
+        store
+            .set_consent(&b, "telemetry", "v2", true, at(3))
+            .await
+            .unwrap();
+        let state = store.consent_state(&a, "telemetry").await.unwrap().unwrap();
+        assert_eq!(state, withdrawn);
+        assert!(!state.granted);
+        // Granted again on a new text version, at the same instant: the
+        // later decision wins.
+        let precise = DateTime::from_timestamp(1_750_000_003, 999_999_999).unwrap();
+        store
+            .set_consent(&a, "telemetry", "v2", false, precise)
+            .await
+            .unwrap();
+        let regranted = store
+            .set_consent(&a, "telemetry", "v2", true, precise)
+            .await
+            .unwrap();
+        assert_eq!(regranted.at.timestamp_subsec_nanos(), 999_999_000);
+        assert_eq!(
+            store.consent_state(&a, "telemetry").await.unwrap(),
+            Some(regranted)
+        );
+        assert_eq!(
+            store
+                .consent_state(&a, "surveys")
+                .await
+                .unwrap()
+                .map(|c| c.granted),
+            Some(true)
+        );
+        let history = store.consent_history(&a).await.unwrap();
+        let summary: Vec<(&str, &str, bool)> = history
+            .iter()
+            .map(|c| (c.scope.as_str(), c.text_version.as_str(), c.granted))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("telemetry", "v1", true),
+                ("surveys", "v1", true),
+                ("telemetry", "v1", false),
+                ("telemetry", "v2", false),
+                ("telemetry", "v2", true),
+            ]
+        );
+        assert_eq!(store.consent_history(&b).await.unwrap().len(), 1);
+        let err = store
+            .set_consent("raw-user-id", "telemetry", "v1", true, at(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn erase_unit_removes_only_that_unit_and_logs_it() {
+    use commonlab_store::ErasureOutcome;
+
+    both_backends(|db| async move {
+        let store = db.store();
+        let trial = running_trial(store, "t").await;
+        let other_trial = running_trial(store, "u").await;
+        let (a, b) = (unit(1), unit(2));
+        for (t, u) in [(trial, &a), (other_trial, &a), (trial, &b)] {
+            store.assign_fixed(&fixed(t, u, "A", 1)).await.unwrap();
+        }
+        store
+            .record_exposures(&[
+                exposure(trial, 1, "A", 2),
+                exposure(other_trial, 1, "A", 2),
+                exposure(trial, 2, "A", 2),
+            ])
+            .await
+            .unwrap();
+        let events: Vec<NewEvent> = (0..10u128)
+            .map(|i| event(i + 1, if i < 6 { 1 } else { 2 }, "e", i as i64))
+            .collect();
+        store.insert_events(&events, at(20)).await.unwrap();
+        for (u, scope) in [(&a, "telemetry"), (&a, "surveys"), (&b, "telemetry")] {
+            store
+                .set_consent(u, scope, "v1", true, at(3))
+                .await
+                .unwrap();
+        }
+
+        // A failure anywhere in the erasure undoes all of it: make the log
+        // insert fail.
+        let failing = match db.backend() {
+            Backend::Sqlite => "CREATE TRIGGER erasure_log_fail BEFORE INSERT ON erasure_log \
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+                .to_string(),
+            Backend::Postgres => "CREATE FUNCTION erasure_log_fail() RETURNS trigger \
+                 LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END; $$; \
+                 CREATE TRIGGER erasure_log_fail BEFORE INSERT ON erasure_log \
+                 FOR EACH ROW EXECUTE FUNCTION erasure_log_fail()"
+                .to_string(),
+        };
+        db.execute_raw(&failing).await.unwrap();
+        let err = store
+            .erase_unit(&a, "cli:dpo", "member asked", at(30))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("injected failure"), "{err}");
+        let a_events = EventFilter {
+            unit: Some(a.clone()),
+            ..Default::default()
+        };
+        assert_eq!(store.count_events(&a_events).await.unwrap(), 6);
+        assert!(store.get_assignment(trial, &a).await.unwrap().is_some());
+        assert!(store
+            .consent_state(&a, "telemetry")
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(store.arm_counts(trial).await.unwrap()[0].2, 2);
+        let drop = match db.backend() {
+            Backend::Sqlite => "DROP TRIGGER erasure_log_fail",
+            Backend::Postgres => "DROP TRIGGER erasure_log_fail ON erasure_log",
+        };
+        db.execute_raw(drop).await.unwrap();
+
+        let erased = store
+            .erase_unit(&a, "cli:dpo", "member asked", at(30))
+            .await
+            .unwrap();
+        assert_eq!(
+            erased,
+            ErasureOutcome {
+                events: 6,
+                exposures: 2,
+                assignments: 2,
+                consents: 2,
+            }
+        );
+        assert_eq!(store.count_events(&a_events).await.unwrap(), 0);
+        assert!(store.get_assignment(trial, &a).await.unwrap().is_none());
+        assert!(store
+            .get_assignment(other_trial, &a)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store.consent_history(&a).await.unwrap().is_empty());
+        // Unit b is untouched.
+        let b_events = EventFilter {
+            unit: Some(b.clone()),
+            ..Default::default()
+        };
+        assert_eq!(store.count_events(&b_events).await.unwrap(), 4);
+        assert!(store.get_assignment(trial, &b).await.unwrap().is_some());
+        assert_eq!(store.consent_history(&b).await.unwrap().len(), 1);
+        assert_eq!(
+            store.arm_counts(trial).await.unwrap(),
+            vec![("A".to_string(), 1, 1)]
+        );
+        assert_eq!(store.arm_counts(other_trial).await.unwrap(), vec![]);
+
+        // Erasing again deletes nothing and is logged again.
+        let again = store
+            .erase_unit(&a, "cli:dpo", "member asked", at(40))
+            .await
+            .unwrap();
+        assert_eq!(again, ErasureOutcome::default());
+        let log = store.erasures_since(at(0)).await.unwrap();
+        assert_eq!(log.len(), 2, "the failed erasure left no entry");
+        assert_eq!(log[0].unit, a);
+        assert_eq!(log[0].erased_at, at(30));
+        assert_eq!(log[0].counts, erased);
+        assert_eq!(log[0].actor.as_deref(), Some("cli:dpo"));
+        assert_eq!(log[0].reason.as_deref(), Some("member asked"));
+        assert_eq!(log[1].erased_at, at(40));
+        assert_eq!(store.erasures_since(at(40)).await.unwrap().len(), 1);
+        assert!(store.erasures_since(at(41)).await.unwrap().is_empty());
+
+        // The log is append-only.
+        let mut attempts = vec![
+            "UPDATE erasure_log SET unit = erasure_log.unit",
+            "DELETE FROM erasure_log",
+        ];
+        if db.backend() == Backend::Postgres {
+            attempts.push("TRUNCATE erasure_log");
+        }
+        for sql in attempts {
+            let err = db.execute_raw(sql).await.unwrap_err();
+            assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+        }
+        assert_eq!(store.erasures_since(at(0)).await.unwrap().len(), 2);
     })
     .await;
 }

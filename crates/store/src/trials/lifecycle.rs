@@ -12,9 +12,8 @@
 //! refusal. Concluding stores the metric snapshots in the transaction that
 //! concludes, conditional on the spec they were computed under.
 
-use crate::{
-    MetricSnapshot, Store, StoreError, TrialChange, TrialRecord, TrialStatus, TrialUpdate,
-};
+use super::TrialUpdate;
+use crate::{MetricSnapshot, Store, StoreError, TrialChange, TrialRecord, TrialStatus};
 
 /// Decides whether a trial may run beside the running trials it is given
 /// (every running trial but itself): `Some(reason)` refuses. Called inside

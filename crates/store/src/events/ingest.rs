@@ -14,7 +14,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{sqlite_primary_code, PreparedEvent, Store, StoreError};
+use super::PreparedEvent;
+use crate::error::sqlite_primary_code;
+use crate::{Store, StoreError};
 
 /// An event of a batch that the database refused (see
 /// [`crate::InsertOutcome::refused`]).
@@ -146,9 +148,6 @@ impl Store {
         rows: &[PreparedEvent<'_>],
         received_at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), StoreError> {
-        match &self.inner {
-            crate::Inner::Sqlite(s) => s.probe_events(rows, received_at).await,
-            crate::Inner::Postgres(p) => p.probe_events(rows, received_at).await,
-        }
+        dispatch!(self.probe_events(rows, received_at))
     }
 }
