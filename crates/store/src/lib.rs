@@ -216,6 +216,7 @@ mod metrics;
 mod postgres;
 mod privacy;
 mod sqlite;
+mod surveys;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod trials;
@@ -229,6 +230,10 @@ pub use exposures::{AssignmentExport, ExposureSource, NewExposure};
 pub use flag_sets::{FlagDeviation, FlagSetRevision, NewRevision, RevisionSummary};
 pub use metrics::{MetricCell, MetricSnapshot};
 pub use privacy::{ConsentRecord, ErasureOutcome, ErasureRecord, StudyKeyState, UnitVersions};
+pub use surveys::{
+    CampaignRecord, InstrumentRecord, NewCampaign, NewInstrument, ResponseCounts, ResponseRecord,
+    ResponseStatus,
+};
 pub use trials::{
     AssignmentRecord, NewAssignment, NewSequentialAssignment, NewTrial, OverlapCheck, TrialChange,
     TrialEvent, TrialRecord, TrialStatus,

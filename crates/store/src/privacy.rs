@@ -35,6 +35,9 @@ pub struct ErasureOutcome {
     pub exposures: u64,
     pub assignments: u64,
     pub consents: u64,
+    /// Survey responses (0 in entries logged before surveys existed).
+    #[serde(default)]
+    pub survey_responses: u64,
 }
 
 /// One entry of the append-only erasure log.
@@ -219,8 +222,8 @@ impl Store {
     }
 
     /// Erases everything stored about `unit` in ONE transaction: its
-    /// events, exposures, assignments and consent history, and appends the
-    /// counts to the append-only erasure log (kept to replay erasures after
+    /// events, exposures, assignments, consent history and survey
+    /// responses, and appends the counts to the append-only erasure log (kept to replay erasures after
     /// a backup restore, see [`Store::erasures_since`]). Calling it again
     /// deletes nothing and logs again. Events of the unit committed after
     /// this returns are stored as usual: stop ingesting for the unit (record
@@ -228,7 +231,6 @@ impl Store {
     /// required, not empty) go into the log; the erasure counter
     /// ([`Store::unit_versions`]) is bumped so that every replica drops what
     /// it cached about units.
-    // Survey answers will be erased here too once they are stored.
     pub async fn erase_unit(
         &self,
         unit: &str,
@@ -244,12 +246,13 @@ impl Store {
         let at = Ts(micros(at));
         let result: Result<ErasureOutcome, sqlx::Error> = with_backend!(self, async |db| {
             let mut tx = db.begin_write().await?;
-            let mut deleted = [0u64; 4];
+            let mut deleted = [0u64; 5];
             for (n, statement) in deleted.iter_mut().zip([
                 ERASE_EVENTS,
                 ERASE_EXPOSURES,
                 ERASE_ASSIGNMENTS,
                 ERASE_CONSENTS,
+                ERASE_SURVEY_RESPONSES,
             ]) {
                 *n = sqlx::query(statement)
                     .bind(unit)
@@ -257,12 +260,13 @@ impl Store {
                     .await?
                     .rows_affected();
             }
-            let [events, exposures, assignments, consents] = deleted;
+            let [events, exposures, assignments, consents, survey_responses] = deleted;
             let outcome = ErasureOutcome {
                 events,
                 exposures,
                 assignments,
                 consents,
+                survey_responses,
             };
             sqlx::query(INSERT_ERASURE)
                 .bind(unit)
@@ -394,6 +398,7 @@ const ERASE_ASSIGNMENTS: &str =
     "DELETE FROM assignments WHERE trial_id IN (SELECT id FROM trials) AND unit = $1";
 
 const ERASE_CONSENTS: &str = "DELETE FROM consents WHERE unit = $1";
+const ERASE_SURVEY_RESPONSES: &str = "DELETE FROM survey_responses WHERE unit = $1";
 
 /// $1 unit, $2 at, $3 counts (JSON), $4 actor, $5 reason.
 const INSERT_ERASURE: &str = "INSERT INTO erasure_log \

@@ -180,3 +180,6 @@ mod lifecycle;
 
 #[path = "store_deviations/mod.rs"]
 mod deviations;
+
+#[path = "store_surveys/mod.rs"]
+mod surveys;

@@ -459,6 +459,7 @@ async fn erase_unit_removes_only_that_unit_and_logs_it() {
                 exposures: 2,
                 assignments: 2,
                 consents: 2,
+                survey_responses: 0,
             }
         );
         assert_eq!(store.count_events(&a_events).await.unwrap(), 0);
