@@ -176,6 +176,15 @@ fn parse_request(
                     ));
                 }
             }
+            // The limits of /v1/events: bounded lengths, no control characters.
+            crate::context::validate(&ctx).map_err(|e| {
+                boxed_failure(
+                    StatusCode::BAD_REQUEST,
+                    key,
+                    "INVALID_CONTEXT",
+                    &e.message(),
+                )
+            })?;
             Ok(ctx)
         }
         Some(_) => Err(boxed_failure(

@@ -9,6 +9,7 @@
 //! `POST /api/v1/exposures`. Units are pseudonymised (HMAC-SHA256 under the
 //! study key) before anything is stored.
 
+use crate::dedup::{ArmCache, BoundedSet, Digester};
 use crate::state::AppState;
 use commonlab_core::experiments::{arm_at, blocked_arm, hash_arm, parse_trial, Design, TrialSpec};
 use commonlab_core::flags::EvalContext;
@@ -17,7 +18,7 @@ use commonlab_store::{
     ExposureSource, NewAssignment, NewExposure, NewSequentialAssignment, Store, StoreError,
     TrialRecord,
 };
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -284,7 +285,6 @@ async fn blocked(
     Ok(record.arm)
 }
 
-const SEEN_LIMIT: usize = 1_000_000;
 const BATCH: usize = 2_000;
 /// About two minutes of retries (backing off to 5 s) before a batch is given up.
 const WRITE_ATTEMPTS: u32 = 30;
@@ -309,19 +309,17 @@ pub struct PendingExposure {
 pub struct ExposureSink {
     tx: mpsc::Sender<PendingExposure>,
     rx: Arc<Mutex<Option<mpsc::Receiver<PendingExposure>>>>,
-    seen: Arc<Mutex<HashSet<(i64, String)>>>,
-    arms: Arc<Mutex<HashMap<(i64, String), String>>>,
+    /// Digests of the (trial, unit) pairs already sent, bounded by memory
+    /// (`crate::dedup`): never the raw unit ids.
+    seen: Arc<Mutex<BoundedSet>>,
+    /// Blocked-design arms by digest of (trial, unit).
+    arms: Arc<Mutex<ArmCache>>,
+    digester: Arc<Digester>,
 }
 
 impl Default for ExposureSink {
     fn default() -> Self {
-        let (tx, rx) = mpsc::channel(65_536);
-        ExposureSink {
-            tx,
-            rx: Arc::new(Mutex::new(Some(rx))),
-            seen: Arc::default(),
-            arms: Arc::default(),
-        }
+        ExposureSink::with_budget(crate::state::Config::default().exposure_cache_bytes)
     }
 }
 
@@ -331,17 +329,35 @@ impl ExposureSink {
         self.rx.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    fn cached_arm(&self, trial: i64, unit: &str) -> Option<String> {
+    /// A sink whose two de-duplication caches take at most `bytes` each.
+    pub fn with_budget(bytes: usize) -> Self {
+        let (tx, rx) = mpsc::channel(65_536);
+        ExposureSink {
+            tx,
+            rx: Arc::new(Mutex::new(Some(rx))),
+            seen: Arc::new(Mutex::new(BoundedSet::with_budget(bytes))),
+            arms: Arc::new(Mutex::new(ArmCache::with_budget(bytes))),
+            digester: Arc::default(),
+        }
+    }
+
+    /// Bytes held by the two de-duplication caches.
+    pub fn cache_bytes(&self) -> usize {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let arms = self.arms.lock().unwrap_or_else(|e| e.into_inner());
-        arms.get(&(trial, unit.to_string())).cloned()
+        seen.allocated_bytes() + arms.allocated_bytes()
+    }
+
+    fn cached_arm(&self, trial: i64, unit: &str) -> Option<String> {
+        let d = self.digester.digest(trial, unit);
+        let mut arms = self.arms.lock().unwrap_or_else(|e| e.into_inner());
+        arms.get(d).map(|a| a.to_string())
     }
 
     fn remember_arm(&self, trial: i64, unit: &str, arm: &str) {
+        let d = self.digester.digest(trial, unit);
         let mut arms = self.arms.lock().unwrap_or_else(|e| e.into_inner());
-        if arms.len() >= SEEN_LIMIT {
-            arms.clear();
-        }
-        arms.insert((trial, unit.to_string()), arm.to_string());
+        arms.insert(d, arm);
     }
 
     /// Records the exposure of a decision (once per unit and server).
@@ -351,15 +367,14 @@ impl ExposureSink {
         source: ExposureSource,
         at: chrono::DateTime<chrono::Utc>,
     ) {
+        let digest = self.digester.digest(d.trial.id, &d.unit_id);
+        if !self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(digest)
         {
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            if seen.len() >= SEEN_LIMIT {
-                seen.clear();
-            }
-            if seen.contains(&(d.trial.id, d.unit_id.clone())) {
-                return;
-            }
-            seen.insert((d.trial.id, d.unit_id.clone()));
+            return;
         }
         let e = PendingExposure {
             trial_id: d.trial.id,

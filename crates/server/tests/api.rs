@@ -19,6 +19,7 @@ type BadCase<'a> = (
 );
 
 mod events;
+mod http;
 mod trials;
 
 const FLAGS: &str = include_str!("fixtures/flags.json");
