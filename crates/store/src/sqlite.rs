@@ -137,6 +137,20 @@ impl WalSync {
     }
 }
 
+/// Creates a missing database file readable by its owner only; SQLite
+/// gives its `-wal` and `-shm` files the same permissions. Any failure is
+/// left for SQLite's own open to report.
+fn create_private(path: &std::path::Path) {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let _ = opts.open(path);
+}
+
 fn is_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
@@ -169,6 +183,7 @@ impl SqliteStore {
             });
         }
 
+        create_private(base.get_filename());
         let mut wal = base.get_filename().as_os_str().to_owned();
         wal.push("-wal");
         // The writer opens (and creates) the file first and switches it to
