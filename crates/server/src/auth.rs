@@ -65,7 +65,7 @@ impl AuthFailures {
         self.count.load(Ordering::Relaxed)
     }
 
-    fn record(&self, reason: &'static str) {
+    fn record(&self, reason: &'static str, route: &str) {
         let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
         let Ok(mut logged) = self.logged.try_lock() else {
             return;
@@ -79,6 +79,7 @@ impl AuthFailures {
         *logged = Some((n, now));
         tracing::warn!(
             reason,
+            route,
             failures = since,
             "authentication failed (count since the last such line; the key is not logged)"
         );
@@ -87,14 +88,24 @@ impl AuthFailures {
 
 /// Authenticates a request against the key cache.
 pub fn authenticate(keys: &KeyCache, headers: &HeaderMap) -> Result<Caller, Problem> {
+    authenticate_on(keys, headers, "(route not given)")
+}
+
+/// [`authenticate`] for a request to `route` (its template, named in the
+/// log line of a failure).
+pub fn authenticate_on(
+    keys: &KeyCache,
+    headers: &HeaderMap,
+    route: &str,
+) -> Result<Caller, Problem> {
     let Some(presented) = presented_key(headers) else {
-        keys.failures.record("no API key");
+        keys.failures().record("no API key", route);
         return Err(Problem::unauthorized(
             "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
         ));
     };
     let invalid = |reason| {
-        keys.failures.record(reason);
+        keys.failures().record(reason, route);
         Problem::unauthorized("the API key is not valid or has been revoked")
     };
     let Some(id) = key_id(presented) else {
@@ -122,6 +133,10 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        authenticate(&KeyCache::from_ref(state), &parts.headers)
+        let route = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map_or("(no route)", |m| m.as_str());
+        authenticate_on(&KeyCache::from_ref(state), &parts.headers, route)
     }
 }

@@ -23,38 +23,41 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
 
 /// Timing state shared by a connection's socket wrapper and head timer.
 pub(crate) struct ConnClock {
-    base: Instant,
     idle: Duration,
     header: Duration,
     /// A request head is awaited (a [`HeadSleep`] of this generation lives).
     awaiting_head: AtomicBool,
     generation: AtomicU64,
-    /// Nanoseconds after `base` (plus one) when the head's first byte came;
-    /// 0 while none has.
-    first_byte: AtomicU64,
+    /// A byte of the awaited head has come.
+    head_started: AtomicBool,
+    /// The connection's one timer, moved to each head's deadline: moving a
+    /// registered tokio timer later is a compare-and-swap, where a new
+    /// timer per request would take the timer wheel's lock twice.
+    sleep: Mutex<Option<Pin<Box<tokio::time::Sleep>>>>,
 }
 
 impl ConnClock {
     pub(crate) fn new(idle: Duration, header: Duration) -> Arc<ConnClock> {
         Arc::new(ConnClock {
-            base: Instant::now(),
             idle,
             header,
             awaiting_head: AtomicBool::new(false),
             generation: AtomicU64::new(0),
-            first_byte: AtomicU64::new(0),
+            head_started: AtomicBool::new(false),
+            sleep: Mutex::new(None),
         })
     }
 
     fn arm(&self) -> u64 {
-        self.first_byte.store(0, Ordering::Relaxed);
+        self.head_started.store(false, Ordering::Relaxed);
         self.awaiting_head.store(true, Ordering::Relaxed);
         self.generation.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -70,16 +73,8 @@ impl ConnClock {
     }
 
     fn saw_bytes(&self) {
-        if self.awaiting_head() && self.first_byte.load(Ordering::Relaxed) == 0 {
-            let ns = self.base.elapsed().as_nanos().min(u64::MAX as u128 - 1) as u64;
-            self.first_byte.store(ns + 1, Ordering::Relaxed);
-        }
-    }
-
-    fn first_byte(&self) -> Option<Instant> {
-        match self.first_byte.load(Ordering::Relaxed) {
-            0 => None,
-            ns => Some(self.base + Duration::from_nanos(ns - 1)),
+        if self.awaiting_head() {
+            self.head_started.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -94,7 +89,7 @@ impl Timer for HeadTimer {
         self.head_sleep()
     }
 
-    fn sleep_until(&self, _deadline: Instant) -> Pin<Box<dyn Sleep>> {
+    fn sleep_until(&self, _deadline: std::time::Instant) -> Pin<Box<dyn Sleep>> {
         self.head_sleep()
     }
 }
@@ -103,36 +98,47 @@ impl HeadTimer {
     fn head_sleep(&self) -> Pin<Box<dyn Sleep>> {
         let clock = Arc::clone(&self.0);
         let generation = clock.arm();
-        let idle_deadline = tokio::time::Instant::now() + clock.idle;
         Box::pin(HeadSleep {
             clock,
             generation,
-            sleep: Box::pin(tokio::time::sleep_until(idle_deadline)),
-            started: false,
+            idle_deadline: None,
+            header_deadline: None,
         })
     }
 }
 
 /// Fires `idle` after it was armed if no byte came, otherwise `header`
-/// after the first byte.
+/// after the first byte. hyper polls it as soon as it is armed (when no
+/// head is buffered), and again after each read that leaves the head
+/// incomplete, so the time of those polls stands for the time of arming
+/// and of the first byte.
 struct HeadSleep {
     clock: Arc<ConnClock>,
     generation: u64,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-    started: bool,
+    idle_deadline: Option<Instant>,
+    header_deadline: Option<Instant>,
 }
 
 impl Future for HeadSleep {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.started {
-            if let Some(first) = self.clock.first_byte() {
-                self.started = true;
-                let deadline = first + self.clock.header;
-                self.sleep.as_mut().reset(deadline.into());
-            }
+        let (idle, header) = (self.clock.idle, self.clock.header);
+        let idle_deadline = *self
+            .idle_deadline
+            .get_or_insert_with(|| Instant::now() + idle);
+        let deadline = if self.clock.head_started.load(Ordering::Relaxed) {
+            *self
+                .header_deadline
+                .get_or_insert_with(|| Instant::now() + header)
+        } else {
+            idle_deadline
+        };
+        let mut slot = self.clock.sleep.lock().unwrap_or_else(|e| e.into_inner());
+        let sleep = slot.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
         }
-        self.sleep.as_mut().poll(cx)
+        sleep.as_mut().poll(cx)
     }
 }
 
@@ -190,7 +196,16 @@ impl<T: AsyncWrite + Unpin> ConnIo<T> {
         }
     }
 
+    #[inline]
     fn drain_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.replacement.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        self.drain_replacement_slow(cx)
+    }
+
+    #[cold]
+    fn drain_replacement_slow(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while let Some((bytes, at)) = self.replacement.take() {
             if at >= bytes.len() {
                 break;

@@ -33,10 +33,27 @@ impl ContextError {
     }
 }
 
-/// Checks `ctx` (the value of `context`) against the limits above.
+/// Checks `ctx` (the value of `context`) against the limits above. Walks
+/// the context once and allocates only to report an error.
 pub fn validate(ctx: &Value) -> Result<(), ContextError> {
-    let mut path = vec![];
-    check(ctx, &mut path, 0)
+    check(ctx, 0).map_err(|mut e| {
+        e.path.reverse();
+        error(&e.path, e.reason)
+    })
+}
+
+/// The path to the offending value, innermost first (built on the way
+/// out, so that success allocates nothing), and the reason.
+struct Refusal {
+    path: Vec<String>,
+    reason: String,
+}
+
+fn refuse(reason: String) -> Refusal {
+    Refusal {
+        path: Vec::new(),
+        reason,
+    }
 }
 
 fn error(path: &[String], reason: String) -> ContextError {
@@ -55,7 +72,8 @@ fn error(path: &[String], reason: String) -> ContextError {
     }
 }
 
-/// A name or path segment as shown in an error: at most 40 characters.
+/// A name as shown in an error: at most 40 characters, control characters
+/// as `?`.
 fn shown(key: &str) -> String {
     let cut: String = key
         .chars()
@@ -69,66 +87,74 @@ fn shown(key: &str) -> String {
     }
 }
 
-fn check(v: &Value, path: &mut Vec<String>, depth: usize) -> Result<(), ContextError> {
+/// `char::is_control` over `s`: one byte scan while `s` is ASCII, the
+/// characters from the first non-ASCII byte on (a character boundary, as
+/// every byte before it is ASCII).
+fn has_control(s: &str) -> bool {
+    match s.bytes().position(|b| !(0x20..0x7f).contains(&b)) {
+        None => false,
+        Some(i) if s.as_bytes()[i] < 0x80 => true,
+        Some(i) => s[i..].chars().any(char::is_control),
+    }
+}
+
+fn check(v: &Value, depth: usize) -> Result<(), Refusal> {
     match v {
         Value::String(s) => {
             if s.len() > MAX_TEXT {
-                return Err(error(
-                    path,
-                    format!("longer than {MAX_TEXT} bytes ({})", s.len()),
-                ));
+                return Err(refuse(format!(
+                    "longer than {MAX_TEXT} bytes ({})",
+                    s.len()
+                )));
             }
-            if s.chars().any(char::is_control) {
-                return Err(error(path, "must not contain control characters".into()));
+            if has_control(s) {
+                return Err(refuse("must not contain control characters".into()));
             }
             Ok(())
         }
         Value::Object(m) => {
             if depth > MAX_DEPTH {
-                return Err(error(
-                    path,
-                    format!("objects and arrays nest at most {MAX_DEPTH} deep"),
-                ));
+                return Err(refuse(format!(
+                    "objects and arrays nest at most {MAX_DEPTH} deep"
+                )));
             }
             if m.len() > MAX_ENTRIES {
-                return Err(error(
-                    path,
-                    format!("at most {MAX_ENTRIES} attributes ({})", m.len()),
-                ));
+                return Err(refuse(format!(
+                    "at most {MAX_ENTRIES} attributes ({})",
+                    m.len()
+                )));
             }
             for (k, item) in m {
-                if k.is_empty() || k.len() > MAX_KEY || k.chars().any(char::is_control) {
-                    path.push(shown(k));
-                    return Err(error(
-                        path,
-                        format!(
-                            "attribute names are 1 to {MAX_KEY} bytes without control characters"
-                        ),
-                    ));
+                let at = |mut r: Refusal| {
+                    r.path.push(shown(k));
+                    r
+                };
+                if k.is_empty() || k.len() > MAX_KEY || has_control(k) {
+                    return Err(at(refuse(format!(
+                        "attribute names are 1 to {MAX_KEY} bytes without control characters"
+                    ))));
                 }
-                path.push(k.clone());
-                check(item, path, depth + 1)?;
-                path.pop();
+                check(item, depth + 1).map_err(at)?;
             }
             Ok(())
         }
         Value::Array(items) => {
             if depth > MAX_DEPTH {
-                return Err(error(
-                    path,
-                    format!("objects and arrays nest at most {MAX_DEPTH} deep"),
-                ));
+                return Err(refuse(format!(
+                    "objects and arrays nest at most {MAX_DEPTH} deep"
+                )));
             }
             if items.len() > MAX_ENTRIES {
-                return Err(error(
-                    path,
-                    format!("at most {MAX_ENTRIES} items ({})", items.len()),
-                ));
+                return Err(refuse(format!(
+                    "at most {MAX_ENTRIES} items ({})",
+                    items.len()
+                )));
             }
             for (i, item) in items.iter().enumerate() {
-                path.push(i.to_string());
-                check(item, path, depth + 1)?;
-                path.pop();
+                check(item, depth + 1).map_err(|mut r| {
+                    r.path.push(i.to_string());
+                    r
+                })?;
             }
             Ok(())
         }

@@ -23,7 +23,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Makes the digests of (trial, unit) pairs.
 pub struct Digester(RandomState, RandomState);
@@ -221,6 +221,53 @@ impl ArmCache {
 
     pub fn allocated_bytes(&self) -> usize {
         self.map.allocated_bytes()
+    }
+}
+
+/// What one server remembers to send each first exposure once, and to look
+/// up a blocked design's arm once: both caches, each within `bytes`.
+pub struct ExposureDedup {
+    digester: Digester,
+    seen: Mutex<BoundedSet>,
+    arms: Mutex<ArmCache>,
+}
+
+impl ExposureDedup {
+    pub fn with_budget(bytes: usize) -> Self {
+        ExposureDedup {
+            digester: Digester::default(),
+            seen: Mutex::new(BoundedSet::with_budget(bytes)),
+            arms: Mutex::new(ArmCache::with_budget(bytes)),
+        }
+    }
+
+    /// True the first time (trial, unit) is seen (or after its eviction).
+    pub fn first_exposure(&self, trial: i64, unit: &str) -> bool {
+        let d = self.digester.digest(trial, unit);
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(d)
+    }
+
+    pub fn cached_arm(&self, trial: i64, unit: &str) -> Option<Arc<str>> {
+        let d = self.digester.digest(trial, unit);
+        self.arms.lock().unwrap_or_else(|e| e.into_inner()).get(d)
+    }
+
+    pub fn remember_arm(&self, trial: i64, unit: &str, arm: &str) {
+        let d = self.digester.digest(trial, unit);
+        self.arms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(d, arm);
+    }
+
+    /// Bytes held by both caches.
+    pub fn allocated_bytes(&self) -> usize {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let arms = self.arms.lock().unwrap_or_else(|e| e.into_inner());
+        seen.allocated_bytes() + arms.allocated_bytes()
     }
 }
 

@@ -50,7 +50,7 @@ pub fn router() -> Router<AppState> {
 /// Ingestion counters in Prometheus' text format (no personal data).
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = state.ingest_counters.render();
-    text.push_str(&state.http_counters.render(state.keys.failures.count()));
+    text.push_str(&state.http_counters.render(state.keys.failures().count()));
     let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -167,17 +167,24 @@ pub struct KeysSnapshot {
 
 /// The active API keys, and the count of failed authentications.
 #[derive(Clone, Default)]
-pub struct KeyCache {
-    keys: Arc<ArcSwap<KeysSnapshot>>,
-    pub failures: Arc<crate::auth::AuthFailures>,
+pub struct KeyCache(Arc<Keys>);
+
+#[derive(Default)]
+struct Keys {
+    current: ArcSwap<KeysSnapshot>,
+    failures: crate::auth::AuthFailures,
 }
 
 impl KeyCache {
     pub fn current(&self) -> arc_swap::Guard<Arc<KeysSnapshot>> {
-        self.keys.load()
+        self.0.current.load()
     }
     pub fn install(&self, snap: KeysSnapshot) {
-        self.keys.store(Arc::new(snap));
+        self.0.current.store(Arc::new(snap));
+    }
+    /// Failed authentications (counted and logged by [`crate::auth`]).
+    pub fn failures(&self) -> &crate::auth::AuthFailures {
+        &self.0.failures
     }
 }
 

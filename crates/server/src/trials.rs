@@ -9,7 +9,7 @@
 //! `POST /api/v1/exposures`. Units are pseudonymised (HMAC-SHA256 under the
 //! study key) before anything is stored.
 
-use crate::dedup::{ArmCache, BoundedSet, Digester};
+use crate::dedup::ExposureDedup;
 use crate::state::AppState;
 use commonlab_core::experiments::{arm_at, blocked_arm, hash_arm, parse_trial, Design, TrialSpec};
 use commonlab_core::flags::EvalContext;
@@ -309,12 +309,9 @@ pub struct PendingExposure {
 pub struct ExposureSink {
     tx: mpsc::Sender<PendingExposure>,
     rx: Arc<Mutex<Option<mpsc::Receiver<PendingExposure>>>>,
-    /// Digests of the (trial, unit) pairs already sent, bounded by memory
-    /// (`crate::dedup`): never the raw unit ids.
-    seen: Arc<Mutex<BoundedSet>>,
-    /// Blocked-design arms by digest of (trial, unit).
-    arms: Arc<Mutex<ArmCache>>,
-    digester: Arc<Digester>,
+    /// The (trial, unit) pairs already sent and blocked-design arms, by
+    /// digest and bounded by memory (`crate::dedup`): never the raw ids.
+    dedup: Arc<ExposureDedup>,
 }
 
 impl Default for ExposureSink {
@@ -335,29 +332,21 @@ impl ExposureSink {
         ExposureSink {
             tx,
             rx: Arc::new(Mutex::new(Some(rx))),
-            seen: Arc::new(Mutex::new(BoundedSet::with_budget(bytes))),
-            arms: Arc::new(Mutex::new(ArmCache::with_budget(bytes))),
-            digester: Arc::default(),
+            dedup: Arc::new(ExposureDedup::with_budget(bytes)),
         }
     }
 
     /// Bytes held by the two de-duplication caches.
     pub fn cache_bytes(&self) -> usize {
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let arms = self.arms.lock().unwrap_or_else(|e| e.into_inner());
-        seen.allocated_bytes() + arms.allocated_bytes()
+        self.dedup.allocated_bytes()
     }
 
     fn cached_arm(&self, trial: i64, unit: &str) -> Option<String> {
-        let d = self.digester.digest(trial, unit);
-        let mut arms = self.arms.lock().unwrap_or_else(|e| e.into_inner());
-        arms.get(d).map(|a| a.to_string())
+        self.dedup.cached_arm(trial, unit).map(|a| a.to_string())
     }
 
     fn remember_arm(&self, trial: i64, unit: &str, arm: &str) {
-        let d = self.digester.digest(trial, unit);
-        let mut arms = self.arms.lock().unwrap_or_else(|e| e.into_inner());
-        arms.insert(d, arm);
+        self.dedup.remember_arm(trial, unit, arm);
     }
 
     /// Records the exposure of a decision (once per unit and server).
@@ -367,13 +356,7 @@ impl ExposureSink {
         source: ExposureSource,
         at: chrono::DateTime<chrono::Utc>,
     ) {
-        let digest = self.digester.digest(d.trial.id, &d.unit_id);
-        if !self
-            .seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(digest)
-        {
+        if !self.dedup.first_exposure(d.trial.id, &d.unit_id) {
             return;
         }
         let e = PendingExposure {
