@@ -7,8 +7,8 @@
 # Each binary serves its own fresh SQLite database (release binaries of
 # `commonlab`, default settings, log level info). All run throughout and
 # are measured in turn, ROUNDS times (default 2): closed loop with wrk at
-# 16 connections for DURATION seconds (default 10; 2 wrk threads, 1,000
-# rotating contexts), then open loop with oha at RATE requests/s (default
+# each of CONNECTIONS (default "16") for DURATION seconds (default 10; 2 wrk
+# threads, 1 at one connection; 1,000 rotating contexts), then open loop with oha at RATE requests/s (default
 # 20,000) for DURATION seconds with latency correction (no coordinated
 # omission; one context). Prints a Markdown table: requests/s, p50, p99,
 # and server CPU per request (utime+stime from /proc/PID/stat over the run
@@ -19,6 +19,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 rounds=${ROUNDS:-2}
 duration=${DURATION:-10}
 rate=${RATE:-20000}
+connections=${CONNECTIONS:-16}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 command -v oha >/dev/null || { echo "oha is missing: cargo install oha" >&2; exit 1; }
 work=$(mktemp -d)
@@ -50,13 +51,14 @@ start() {
 
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-# closed NAME: wrk at 16 connections.
+# closed NAME C: wrk at C connections.
 closed() {
-  local name=$1 port pid key
+  local name=$1 c=$2 port pid key t=2
   port=${name}_port; port=${!port}; pid=${name}_pid; pid=${!pid}; key=${name}_key; key=${!key}
   local before after out
   before=$(cpu "$pid")
-  out=$(COMMONLAB_KEY=$key wrk -t2 -c16 -d"${duration}s" --latency -s "$here/ofrep.lua" "http://127.0.0.1:$port")
+  [ "$c" -gt 1 ] || t=1
+  out=$(COMMONLAB_KEY=$key wrk -t"$t" -c"$c" -d"${duration}s" --latency -s "$here/ofrep.lua" "http://127.0.0.1:$port")
   after=$(cpu "$pid")
   local reqs rps p50 p99 errs
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
@@ -67,7 +69,7 @@ closed() {
   [ -n "$errs" ] && { echo "non-2xx responses: $errs" >&2; echo "$out" >&2; exit 1; }
   local us
   us=$(python3 -c "print(f'{($after-$before)/$tck/$reqs*1e6:.1f} µs')")
-  echo "| $round | $name | wrk, 16 connections | $rps | $p50 | $p99 | $us |"
+  echo "| $round | $name | wrk, $c connections | $rps | $p50 | $p99 | $us |"
 }
 
 # open NAME: oha at $rate requests/s.
@@ -108,6 +110,8 @@ done
 echo "| round | build | load | requests/s | p50 | p99 | server CPU per request |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 for round in $(seq 1 "$rounds"); do
-  for name in "${names[@]}"; do closed "$name"; done
+  for c in $connections; do
+    for name in "${names[@]}"; do closed "$name" "$c"; done
+  done
   for name in "${names[@]}"; do open_loop "$name"; done
 done
