@@ -14,9 +14,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod serving;
+use serving::{apply_http_limits, bootstrap_admin_key, warn_if_few_descriptors};
+
 const DEFAULT_DB: &str = "sqlite://commonlab.db";
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_STUDY_KEY: &str = "commonlab.study-key";
+const DEFAULT_ADMIN_KEY: &str = "commonlab.admin-key";
 
 mod audit;
 mod study_key;
@@ -36,8 +40,11 @@ struct Cli {
     database_url: Option<String>,
     /// Optional TOML config file; default ./commonlab.toml if present. Keys:
     /// database_url, listen, flag_set, poll_interval_ms, body_limit_bytes,
-    /// study_key_file, max_batch_events, consent_scope, allowed_events,
-    /// allowed_properties, retention_days (README.md, "Using it").
+    /// study_key_file, admin_key_file, max_batch_events, consent_scope,
+    /// allowed_events, allowed_properties, retention_days,
+    /// idle_timeout_secs, header_read_timeout_secs, request_timeout_secs,
+    /// max_connections, exposure_cache_bytes (README.md, "Using it";
+    /// limits in docs/security.md).
     #[arg(long, env = "COMMONLAB_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Who makes a change, for the audit logs (recorded as cli:NAME).
@@ -262,6 +269,11 @@ struct ServeArgs {
     /// another key's fingerprint; every replica needs the same key file.
     #[arg(long, env = "COMMONLAB_STUDY_KEY_FILE")]
     study_key_file: Option<PathBuf>,
+    /// Where the first start writes the admin key it creates when standard
+    /// output is not a terminal (0600; default ./commonlab.admin-key). On a
+    /// terminal the key is shown there instead; it never goes to the log.
+    #[arg(long, env = "COMMONLAB_ADMIN_KEY_FILE")]
+    admin_key_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -348,6 +360,13 @@ struct FileConfig {
     max_batch_events: Option<usize>,
     /// Delete raw events older than this many days (default: keep them).
     retention_days: Option<u64>,
+    admin_key_file: Option<PathBuf>,
+    /// Connection limits (docs/security.md).
+    idle_timeout_secs: Option<u64>,
+    header_read_timeout_secs: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
+    exposure_cache_bytes: Option<usize>,
 }
 
 fn load_config(path: Option<&Path>) -> Result<FileConfig> {
@@ -398,9 +417,12 @@ fn main() -> ExitCode {
 }
 
 async fn open_store(url: &str) -> Result<Store> {
-    Store::connect_and_migrate(url)
-        .await
-        .with_context(|| format!("cannot open the database {url}"))
+    Store::connect_and_migrate(url).await.with_context(|| {
+        format!(
+            "cannot open the database {}",
+            commonlab_store::redact_url(url)
+        )
+    })
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -422,6 +444,7 @@ async fn run(cli: Cli) -> Result<()> {
     if let Some(n) = file.max_batch_events {
         config.max_batch_events = n;
     }
+    apply_http_limits(&file, &mut config)?;
     config.consent_scope = file.consent_scope.clone();
     config.retention = file
         .retention_days
@@ -444,7 +467,11 @@ async fn run(cli: Cli) -> Result<()> {
                 .study_key_file
                 .or(file.study_key_file.clone())
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STUDY_KEY));
-            serve(&db_url, &listen, &key_file, config).await
+            let admin_key_file = args
+                .admin_key_file
+                .or(file.admin_key_file.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_ADMIN_KEY));
+            serve(&db_url, &listen, &key_file, config, &admin_key_file).await
         }
         Command::Experiments(cmd) => {
             experiments(&db_url, &config.flag_set, cli.actor.as_deref(), cmd).await
@@ -482,7 +509,10 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Migrate => {
             open_store(&db_url).await?;
-            println!("migrations applied to {db_url}");
+            println!(
+                "migrations applied to {}",
+                commonlab_store::redact_url(&db_url)
+            );
             Ok(())
         }
         Command::Keys(cmd) => keys(&db_url, cli.actor.as_deref(), cmd).await,
@@ -490,7 +520,13 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn serve(db_url: &str, listen: &str, key_file: &Path, mut config: Config) -> Result<()> {
+async fn serve(
+    db_url: &str,
+    listen: &str,
+    key_file: &Path,
+    mut config: Config,
+    admin_key_file: &Path,
+) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("COMMONLAB_LOG")
@@ -501,30 +537,21 @@ async fn serve(db_url: &str, listen: &str, key_file: &Path, mut config: Config) 
     let addr: SocketAddr = listen
         .parse()
         .map_err(|_| anyhow!("--listen: '{listen}' is not an address like 127.0.0.1:8080"))?;
+    warn_if_few_descriptors(config.max_connections);
     let store = open_store(db_url).await?;
     config.study_key = std::sync::Arc::new(study_key::for_serve(key_file, &store).await?);
     if store.active_api_keys().await?.is_empty() {
-        match commonlab_server::keys::create_key(
-            &store,
-            "bootstrap-admin",
-            Role::Admin,
-            "serve:bootstrap",
-            chrono::Utc::now(),
-        )
-        .await
-        {
-            Ok(k) => {
-                println!("No API keys existed, so an admin key was created (shown once; revoke it with `commonlab keys revoke bootstrap-admin`):");
-                println!("{}", k.key);
-            }
-            Err(e) => tracing::info!(error = %e, "bootstrap key not created (another replica did)"),
-        }
+        bootstrap_admin_key(&store, admin_key_file).await;
     }
     let state = commonlab_server::build_state(store.clone(), config, Clock::System).await?;
     let running = commonlab_server::start(addr, state)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(addr = %running.addr, database = %db_url, "commonlab serving");
+    tracing::info!(
+        addr = %running.addr,
+        database = %commonlab_store::redact_url(db_url),
+        "commonlab serving"
+    );
     let stop = running.shutdown_handle();
     let signals = tokio::spawn(async move {
         shutdown_signal().await;

@@ -130,7 +130,7 @@ async fn bind(path: &Path, key: &StudyKey, store: &Store) -> Result<()> {
     Ok(())
 }
 
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

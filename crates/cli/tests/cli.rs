@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_commonlab");
 
 mod privacy;
+mod secrets;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -232,13 +233,17 @@ async fn serve_answers_and_shuts_down_gracefully() {
             db.backend()
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        let key_file = dir.join("admin-key");
+        let _ = std::fs::remove_file(&key_file);
         let child = Command::new(BIN)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--admin-key-file")
+            .arg(&key_file)
             .env("COMMONLAB_DATABASE_URL", &url)
             .env_remove("COMMONLAB_STUDY_KEY_FILE")
             .current_dir(&dir)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let client = reqwest::Client::new();
@@ -255,7 +260,24 @@ async fn serve_answers_and_shuts_down_gracefully() {
             assert!(Instant::now() < deadline, "server did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        // No keys existed: serve printed a bootstrap admin key that works.
+        // No keys existed and standard output is not a terminal: serve
+        // wrote a bootstrap admin key to a private file, not to its output.
+        let text = std::fs::read_to_string(&key_file).unwrap_or_default();
+        let key = text.trim().to_string();
+        assert!(key.starts_with("cl_"), "{text}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let r = client
+            .get(format!("http://127.0.0.1:{port}/api/v1/keys"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
         let status = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
@@ -263,9 +285,16 @@ async fn serve_answers_and_shuts_down_gracefully() {
         assert!(status.success());
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "exit {:?}", out.status);
-        let text = String::from_utf8_lossy(&out.stdout);
-        let key = text.lines().last().unwrap_or("");
-        assert!(key.starts_with("cl_"), "{text}");
+        let printed = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            !printed.contains(&key),
+            "the key reached the output: {printed}"
+        );
+        assert!(
+            printed.contains(&key_file.display().to_string()),
+            "{printed}"
+        );
+        let _ = std::fs::remove_file(&key_file);
         let o = run(&url, &["keys", "list"]);
         assert!(stdout(&o).contains("bootstrap-admin"));
         assert!(dir.join("commonlab.study-key").exists());

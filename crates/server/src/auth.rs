@@ -8,6 +8,9 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use commonlab_core::auth::{key_id, Role};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
@@ -71,17 +74,73 @@ fn missing_key_detail(headers: &HeaderMap) -> String {
     }
 }
 
+/// Failed authentications: counted (served at `/metrics`) and logged, at
+/// most one line a second so that a client retrying a bad key cannot flood
+/// the log. The key itself is never logged.
+#[derive(Default)]
+pub struct AuthFailures {
+    count: AtomicU64,
+    /// The count at the last log line, and when that was.
+    logged: Mutex<Option<(u64, Instant)>>,
+}
+
+const AUTH_LOG_EVERY: Duration = Duration::from_secs(1);
+
+impl AuthFailures {
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn record(&self, reason: &'static str, route: &str) {
+        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        let Ok(mut logged) = self.logged.try_lock() else {
+            return;
+        };
+        let now = Instant::now();
+        let since = match *logged {
+            Some((_, at)) if now.duration_since(at) < AUTH_LOG_EVERY => return,
+            Some((before, _)) => n - before,
+            None => n,
+        };
+        *logged = Some((n, now));
+        tracing::warn!(
+            reason,
+            route,
+            failures = since,
+            "authentication failed (count since the last such line; the key is not logged)"
+        );
+    }
+}
+
 /// Authenticates a request against the key cache.
 pub fn authenticate(keys: &KeyCache, headers: &HeaderMap) -> Result<Caller, Problem> {
+    authenticate_on(keys, headers, "(route not given)")
+}
+
+/// [`authenticate`] for a request to `route` (its template, named in the
+/// log line of a failure).
+pub fn authenticate_on(
+    keys: &KeyCache,
+    headers: &HeaderMap,
+    route: &str,
+) -> Result<Caller, Problem> {
     let Some(presented) = presented_key(headers) else {
+        keys.failures().record("no API key", route);
         return Err(Problem::unauthorized(missing_key_detail(headers)));
     };
-    let invalid = || Problem::unauthorized("the API key is not valid or has been revoked");
-    let id = key_id(presented).ok_or_else(invalid)?;
+    let invalid = |reason| {
+        keys.failures().record(reason, route);
+        Problem::unauthorized("the API key is not valid or has been revoked")
+    };
+    let Some(id) = key_id(presented) else {
+        return Err(invalid("not an API key"));
+    };
     let snap = keys.current();
-    let cached = snap.by_id.get(id).ok_or_else(invalid)?;
+    let Some(cached) = snap.by_id.get(id) else {
+        return Err(invalid("unknown or revoked key id"));
+    };
     if !cached.hash.verify(presented) {
-        return Err(invalid());
+        return Err(invalid("wrong secret for the key id"));
     }
     Ok(Caller {
         key_id: id.to_string(),
@@ -98,6 +157,10 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        authenticate(&KeyCache::from_ref(state), &parts.headers)
+        let route = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map_or("(no route)", |m| m.as_str());
+        authenticate_on(&KeyCache::from_ref(state), &parts.headers, route)
     }
 }

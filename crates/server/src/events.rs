@@ -50,7 +50,9 @@ pub fn router() -> Router<AppState> {
 
 /// Ingestion counters in Prometheus' text format (no personal data).
 async fn metrics(State(state): State<AppState>) -> Response {
-    let mut resp = state.ingest_counters.render().into_response();
+    let mut text = state.ingest_counters.render();
+    text.push_str(&state.http_counters.render(state.keys.failures().count()));
+    let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("text/plain; version=0.0.4"),

@@ -6,7 +6,7 @@ use crate::extract::{ApiJson, ApiQuery};
 use crate::problem::Problem;
 use crate::state::AppState;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
@@ -134,7 +134,13 @@ async fn create(
     )
     .await?;
     let _ = crate::sync::refresh_keys(&state).await;
-    Ok((StatusCode::CREATED, Json(created)).into_response())
+    // The answer carries the key in clear: no cache may keep it.
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(created),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

@@ -8,7 +8,10 @@
 
 pub mod analysis;
 pub mod auth;
+mod conn;
+pub mod context;
 pub mod csv_out;
+pub mod dedup;
 pub mod deviations;
 pub mod error;
 pub mod events;
@@ -17,11 +20,13 @@ pub mod flags_api;
 pub mod group_commit;
 pub mod health;
 pub mod keys;
+pub mod layers;
 pub mod ofrep;
 pub mod openapi;
 pub mod overrides;
 pub mod problem;
 pub mod retention;
+pub mod serve;
 pub mod service;
 pub mod state;
 pub mod sync;
@@ -34,22 +39,16 @@ pub mod units;
 pub use error::Error;
 pub use state::{AppState, Clock, Config};
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::{Request, StatusCode};
-use axum::response::IntoResponse;
 use axum::Router;
 use commonlab_store::Store;
-use problem::Problem;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tower_http::trace::TraceLayer;
 
-/// The whole application, ready to serve.
-pub fn router(state: AppState) -> Router {
-    let limit = state.config.body_limit;
+/// Every feature router, merged, without the layers.
+pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(ofrep::router())
         .merge(flags_api::router())
@@ -59,28 +58,12 @@ pub fn router(state: AppState) -> Router {
         .merge(units::router())
         .merge(health::router())
         .merge(openapi::router())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
-            }),
-        )
-        .with_state(state)
 }
 
-async fn not_found() -> impl IntoResponse {
-    Problem::not_found("no such route; see README.md for the API")
-}
-
-async fn method_not_allowed() -> impl IntoResponse {
-    Problem::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        "Method not allowed",
-        "this route does not accept that method",
-    )
+/// The whole application, ready to serve: [`routes`] in the layers of
+/// [`layers::with_layers`].
+pub fn router(state: AppState) -> Router {
+    layers::with_layers(routes(), state)
 }
 
 /// Builds the state for `store` and loads the caches once.
@@ -90,10 +73,11 @@ pub async fn build_state(store: Store, config: Config, clock: Clock) -> Result<A
         flags: state::FlagCache::new(),
         keys: state::KeyCache::default(),
         trials: trials::TrialCache::default(),
-        exposures: trials::ExposureSink::default(),
+        exposures: trials::ExposureSink::with_budget(config.exposure_cache_bytes),
         units: unit_cache::UnitCache::default(),
         committer: group_commit::GroupCommitter::default(),
         ingest_counters: Arc::default(),
+        http_counters: Arc::default(),
         clock,
         config: Arc::new(config),
     };
@@ -146,9 +130,21 @@ impl Running {
     }
 }
 
-/// Binds `listen` and serves `state` until shut down. Both spawned tasks are
+/// Binds `listen` and serves `state` until shut down. Every spawned task is
 /// owned by the returned [`Running`] and joined by it.
 pub async fn start(listen: SocketAddr, state: AppState) -> std::io::Result<Running> {
+    let app = router(state.clone());
+    start_app(listen, state, app).await
+}
+
+/// [`start`] serving `app`, a router built on `state` (by
+/// [`layers::with_layers`], with routes of the caller's besides
+/// [`routes`]).
+pub async fn start_app(
+    listen: SocketAddr,
+    state: AppState,
+    app: Router,
+) -> std::io::Result<Running> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = watch::channel(false);
@@ -179,19 +175,13 @@ pub async fn start(listen: SocketAddr, state: AppState) -> std::io::Result<Runni
             "this state is already served by another server; exposures go to its writer"
         );
     }
-    let app = router(state.clone());
-    let mut stop = rx;
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                while !*stop.borrow() {
-                    if stop.changed().await.is_err() {
-                        break;
-                    }
-                }
-            })
-            .await
-    });
+    let server = tokio::spawn(serve::serve(
+        listener,
+        app,
+        Arc::clone(&state.config),
+        Arc::clone(&state.http_counters),
+        rx,
+    ));
     Ok(Running {
         addr,
         state,

@@ -5,7 +5,7 @@
 //! to their error codes; authentication failures (401/403), which OFREP gives
 //! no body for, are problem+json like the rest of the server.
 
-use crate::auth::authenticate;
+use crate::auth::authenticate_on;
 use crate::extract::{is_json, BodyError};
 use crate::state::{AppState, KeyCache};
 use crate::trials::{self, Decision};
@@ -176,6 +176,15 @@ fn parse_request(
                     ));
                 }
             }
+            // The limits of /v1/events: bounded lengths, no control characters.
+            crate::context::validate(&ctx).map_err(|e| {
+                boxed_failure(
+                    StatusCode::BAD_REQUEST,
+                    key,
+                    "INVALID_CONTEXT",
+                    &e.message(),
+                )
+            })?;
             Ok(ctx)
         }
         Some(_) => Err(boxed_failure(
@@ -198,7 +207,11 @@ fn admit(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
     key: Option<&str>,
 ) -> Result<serde_json::Value, Box<Response>> {
-    let caller = authenticate(keys, headers).map_err(|p| Box::new(p.into_response()))?;
+    let route = match key {
+        Some(_) => "/ofrep/v1/evaluate/flags/{key}",
+        None => "/ofrep/v1/evaluate/flags",
+    };
+    let caller = authenticate_on(keys, headers, route).map_err(|p| Box::new(p.into_response()))?;
     caller
         .require(Role::Sdk)
         .map_err(|p| Box::new(p.into_response()))?;

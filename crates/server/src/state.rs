@@ -42,6 +42,19 @@ pub struct Config {
     pub retention: Option<Duration>,
     /// How often that task runs.
     pub retention_interval: Duration,
+    /// How long a connection may stay open without starting a request (on
+    /// connect and between keep-alive requests).
+    pub idle_timeout: Duration,
+    /// How long a request head may take from its first byte to its end.
+    pub header_read_timeout: Duration,
+    /// How long a request may take from its complete head to the response
+    /// head, reading the body included; then 408 problem+json.
+    pub request_timeout: Duration,
+    /// Most client connections open at once; more are answered 503.
+    pub max_connections: usize,
+    /// Memory for each of the two exposure de-duplication caches (units
+    /// already reported, and blocked-design arms), in bytes.
+    pub exposure_cache_bytes: usize,
 }
 
 impl Default for Config {
@@ -61,6 +74,11 @@ impl Default for Config {
             allowed_properties: None,
             retention: None,
             retention_interval: Duration::from_secs(3600),
+            idle_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            exposure_cache_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -175,15 +193,26 @@ pub struct KeysSnapshot {
     pub by_id: HashMap<String, CachedKey>,
 }
 
+/// The active API keys, and the count of failed authentications.
 #[derive(Clone, Default)]
-pub struct KeyCache(Arc<ArcSwap<KeysSnapshot>>);
+pub struct KeyCache(Arc<Keys>);
+
+#[derive(Default)]
+struct Keys {
+    current: ArcSwap<KeysSnapshot>,
+    failures: crate::auth::AuthFailures,
+}
 
 impl KeyCache {
     pub fn current(&self) -> arc_swap::Guard<Arc<KeysSnapshot>> {
-        self.0.load()
+        self.0.current.load()
     }
     pub fn install(&self, snap: KeysSnapshot) {
-        self.0.store(Arc::new(snap));
+        self.0.current.store(Arc::new(snap));
+    }
+    /// Failed authentications (counted and logged by [`crate::auth`]).
+    pub fn failures(&self) -> &crate::auth::AuthFailures {
+        &self.0.failures
     }
 }
 
@@ -201,6 +230,8 @@ pub struct AppState {
     pub committer: crate::group_commit::GroupCommitter,
     /// What ingestion stored, refused and dropped (served at `/metrics`).
     pub ingest_counters: Arc<IngestCounters>,
+    /// Connections, timeouts and panics (served at `/metrics`).
+    pub http_counters: Arc<crate::serve::HttpCounters>,
     pub clock: Clock,
     pub config: Arc<Config>,
 }

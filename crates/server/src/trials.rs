@@ -9,6 +9,7 @@
 //! `POST /api/v1/exposures`. Units are pseudonymised (HMAC-SHA256 under the
 //! study key) before anything is stored.
 
+use crate::dedup::ExposureDedup;
 use crate::state::AppState;
 use commonlab_core::experiments::{
     arm_at, blocked_arm, hash_arm, parse_trial, Design, TrialSpec, Unit,
@@ -19,7 +20,7 @@ use commonlab_store::{
     ExposureSource, NewAssignment, NewExposure, NewSequentialAssignment, Store, StoreError,
     TrialRecord,
 };
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -327,7 +328,6 @@ async fn blocked(
     Ok(record.arm)
 }
 
-const SEEN_LIMIT: usize = 1_000_000;
 const BATCH: usize = 2_000;
 /// At shutdown, attempts (backing off from 100 ms) at each batch left
 /// before it is counted as dropped; while running, the writer never gives
@@ -356,8 +356,10 @@ pub struct PendingExposure {
 pub struct ExposureSink {
     tx: mpsc::Sender<PendingExposure>,
     rx: Arc<Mutex<Option<mpsc::Receiver<PendingExposure>>>>,
-    seen: Arc<Mutex<HashSet<(i64, String)>>>,
-    arms: Arc<Mutex<HashMap<(i64, String), String>>>,
+    /// The (trial, unit) pairs whose exposure is written and blocked-design
+    /// arms, by digest and bounded by memory (`crate::dedup`): never the
+    /// raw ids.
+    dedup: Arc<ExposureDedup>,
     /// First exposures that were not recorded: refused by the database, or
     /// still unwritten when the writer had to stop.
     dropped: Arc<AtomicU64>,
@@ -365,14 +367,7 @@ pub struct ExposureSink {
 
 impl Default for ExposureSink {
     fn default() -> Self {
-        let (tx, rx) = mpsc::channel(65_536);
-        ExposureSink {
-            tx,
-            rx: Arc::new(Mutex::new(Some(rx))),
-            seen: Arc::default(),
-            arms: Arc::default(),
-            dropped: Arc::default(),
-        }
+        ExposureSink::with_budget(crate::state::Config::default().exposure_cache_bytes)
     }
 }
 
@@ -382,24 +377,34 @@ impl ExposureSink {
         self.rx.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
+    /// A sink whose two de-duplication caches take at most `bytes` each.
+    pub fn with_budget(bytes: usize) -> Self {
+        let (tx, rx) = mpsc::channel(65_536);
+        ExposureSink {
+            tx,
+            rx: Arc::new(Mutex::new(Some(rx))),
+            dedup: Arc::new(ExposureDedup::with_budget(bytes)),
+            dropped: Arc::default(),
+        }
+    }
+
+    /// Bytes held by the two de-duplication caches.
+    pub fn cache_bytes(&self) -> usize {
+        self.dedup.allocated_bytes()
+    }
+
     fn cached_arm(&self, trial: i64, unit: &str) -> Option<String> {
-        let arms = self.arms.lock().unwrap_or_else(|e| e.into_inner());
-        arms.get(&(trial, unit.to_string())).cloned()
+        self.dedup.cached_arm(trial, unit).map(|a| a.to_string())
     }
 
     /// Forgets every unit's arm and reported exposures (after an erasure:
     /// the unit is assigned and reported afresh).
     pub fn forget_units(&self) {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        self.arms.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.dedup.clear();
     }
 
     fn remember_arm(&self, trial: i64, unit: &str, arm: &str) {
-        let mut arms = self.arms.lock().unwrap_or_else(|e| e.into_inner());
-        if arms.len() >= SEEN_LIMIT {
-            arms.clear();
-        }
-        arms.insert((trial, unit.to_string()), arm.to_string());
+        self.dedup.remember_arm(trial, unit, arm);
     }
 
     /// First exposures this server did not record (refused by the
@@ -414,11 +419,7 @@ impl ExposureSink {
 
     /// Remembers that the exposure of `unit` in `trial` is in the database.
     fn mark_seen(&self, trial: i64, unit: &str) {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() >= SEEN_LIMIT {
-            seen.clear();
-        }
-        seen.insert((trial, unit.to_string()));
+        self.dedup.mark_seen(trial, unit);
     }
 
     /// Records the exposure of a decision (once per unit and server, once
@@ -429,11 +430,8 @@ impl ExposureSink {
         source: ExposureSource,
         at: chrono::DateTime<chrono::Utc>,
     ) {
-        {
-            let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            if seen.contains(&(d.trial.id, d.unit_id.clone())) {
-                return;
-            }
+        if self.dedup.is_seen(d.trial.id, &d.unit_id) {
+            return;
         }
         let e = PendingExposure {
             trial_id: d.trial.id,

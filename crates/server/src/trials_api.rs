@@ -303,6 +303,9 @@ async fn exposure(
         return Err(Problem::validation("context must be a JSON object")
             .with_field("/context", "expected an object"));
     }
+    if let Err(e) = crate::context::validate(&body.context) {
+        return Err(Problem::validation(e.message()).with_field(e.pointer, e.reason));
+    }
     let now = state.clock.now();
     let flags = state.flags.snapshot();
     let ctx = EvalContext::new(&body.context, now.timestamp());

@@ -20,6 +20,7 @@ type BadCase<'a> = (
 
 mod events;
 mod flags;
+mod http;
 mod privacy;
 mod trials;
 

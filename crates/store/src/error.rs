@@ -67,27 +67,44 @@ pub(crate) fn bad_url(url: &str, reason: impl std::fmt::Display) -> StoreError {
     }
 }
 
-/// Masks the password in `scheme://user:password@host…`.
-fn redact_url(url: &str) -> String {
+/// A database URL fit to print or log: the password of
+/// `scheme://user:password@host…` and the value of any query parameter whose
+/// name contains `password` are replaced by `***`. A password written
+/// without percent-encoding may hold `/`, `@` or `#`: everything between the
+/// first `:` of the user part and the last `@` before the query is masked.
+pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_string();
+    let start = scheme_end + 3;
+    let query_start = url[start..].find('?').map_or(url.len(), |i| start + i);
+    let mut out = match url[start..query_start].rfind('@') {
+        Some(at) => {
+            let at = start + at;
+            match url[start..at].find(':') {
+                Some(colon) => format!("{}***{}", &url[..start + colon + 1], &url[at..query_start]),
+                None => url[..query_start].to_string(),
+            }
+        }
+        None => url[..query_start].to_string(),
     };
-    let userinfo = &authority[..at];
-    let Some(colon) = userinfo.find(':') else {
-        return url.to_string();
-    };
-    format!(
-        "{}{}:***{}",
-        &url[..scheme_end + 3],
-        &userinfo[..colon],
-        &rest[at..]
-    )
+    if query_start < url.len() {
+        let (query, fragment) = match url[query_start + 1..].find('#') {
+            Some(i) => url[query_start + 1..].split_at(i),
+            None => (&url[query_start + 1..], ""),
+        };
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.to_ascii_lowercase().contains("password") => format!("{k}=***"),
+                _ => p.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+        out.push_str(fragment);
+    }
+    out
 }
 
 /// Whether an error means the database could not be reached (as opposed to
@@ -198,6 +215,26 @@ mod tests {
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
         assert_eq!(redact_url("mysql://x"), "mysql://x");
+        let cases = [
+            // A password that was not percent-encoded.
+            ("postgres://u:p@ss/w#rd@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://u:pw@h/db?options=a@b",
+                "postgres://u:***@h/db?options=a@b",
+            ),
+            (
+                "postgres://h/db?user=u&password=s3cret&sslmode=disable",
+                "postgres://h/db?user=u&password=***&sslmode=disable",
+            ),
+            (
+                "postgres://h/db?sslpassword=k#f",
+                "postgres://h/db?sslpassword=***#f",
+            ),
+            ("postgres://u:s3cret@h", "postgres://u:***@h"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
     }
 
     #[test]

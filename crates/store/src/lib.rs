@@ -222,7 +222,7 @@ pub mod testing;
 mod trials;
 
 pub use api_keys::{ApiKeyRecord, NewApiKeyRecord};
-pub use error::{StoreError, UnknownValue};
+pub use error::{redact_url, StoreError, UnknownValue};
 pub use events::{
     EventCursor, EventFilter, EventRecord, InsertOutcome, NewEvent, RefusedEvent, SyncPoint,
 };

@@ -79,6 +79,7 @@ impl SqliteStore {
                 )));
             }
         }
+        create_private(file);
         let mut wal = file.as_os_str().to_owned();
         wal.push("-wal");
         // The writer opens (and creates) the file first and switches it to
@@ -143,4 +144,18 @@ impl SqliteStore {
         self.write.close().await;
         self.read.close().await;
     }
+}
+
+/// Creates a missing database file readable by its owner only; SQLite
+/// gives its `-wal` and `-shm` files the same permissions. Any failure is
+/// left for SQLite's own open to report.
+fn create_private(path: &std::path::Path) {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let _ = opts.open(path);
 }

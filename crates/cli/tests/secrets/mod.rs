@@ -1,0 +1,153 @@
+//! What the commands print and log: never a database password, an API key
+//! or a member's id; database files readable by their owner only.
+
+use super::*;
+use std::process::Child;
+
+const PASSWORD: &str = "s3cret-pw";
+const UNIT: &str = "member-secret-77";
+
+/// The test PostgreSQL trusts local connections, so a password in the URL
+/// is accepted and ignored: enough to see whether it is printed.
+fn with_password(url: &str) -> String {
+    url.replacen("postgres@", &format!("postgres:{PASSWORD}@"), 1)
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir =
+        std::env::temp_dir().join(format!("commonlab-cli-secrets-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// `serve` on `url` with debug logging, its output captured; returns once
+/// it answers `/readyz`.
+async fn serve(url: &str, port: u16) -> Child {
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--admin-key-file")
+        .arg(scratch("admin.key"))
+        .arg("--study-key-file")
+        .arg(scratch("study.key"))
+        .env("COMMONLAB_DATABASE_URL", url)
+        .env("COMMONLAB_LOG", "debug")
+        .env_remove("COMMONLAB_CONFIG")
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child
+}
+
+/// Stops `child` with SIGTERM; its standard output and error together.
+fn stop(child: Child) -> String {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "exit {:?}", out.status);
+    format!("{}{}", stdout(&out), stderr(&out))
+}
+
+#[tokio::test]
+async fn output_and_logs_hold_no_password_key_or_unit_id() {
+    both_backends(|db| async move {
+        let url = with_password(db.url());
+        let o = run(&url, &["migrate"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(!stdout(&o).contains(PASSWORD), "{}", stdout(&o));
+        let o = run(
+            &url,
+            &[
+                "keys", "create", "--role", "admin", "--name", "ops", "--reason", "test",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let admin = stdout(&o).lines().last().unwrap().to_string();
+
+        let port = free_port();
+        let child = serve(&url, port).await;
+        let client = reqwest::Client::new();
+        let consent = format!("http://127.0.0.1:{port}/api/v1/units/{UNIT}/consent");
+        let r = client.get(&consent).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let r = client
+            .get(&consent)
+            .bearer_auth("cl_bogus_secret_key")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let r = client
+            .get(&consent)
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let printed = stop(child);
+
+        assert!(!printed.contains(PASSWORD), "{printed}");
+        assert!(!printed.contains(UNIT), "{printed}");
+        assert!(!printed.contains(&admin) && !printed.contains("cl_bogus_secret_key"));
+        // Logged all the same: the route, and the failed authentications.
+        assert!(printed.contains("/api/v1/units/{id}/consent"), "{printed}");
+        assert!(printed.contains("authentication failed"), "{printed}");
+    })
+    .await;
+}
+
+#[test]
+fn connection_errors_do_not_print_the_password() {
+    let o = run(
+        &format!("postgres://ops:{PASSWORD}@127.0.0.1:1/x"),
+        &["flags", "list"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(!err.contains(PASSWORD), "{err}");
+    assert!(err.contains("postgres://ops:***@127.0.0.1:1/x"), "{err}");
+}
+
+#[tokio::test]
+async fn new_sqlite_databases_are_private() {
+    let db = scratch("private.db");
+    let url = format!("sqlite://{}", db.display());
+    let child = serve(&url, free_port()).await;
+    // While the server runs the WAL and its index exist too.
+    let mut modes = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let path = PathBuf::from(format!("{}{suffix}", db.display()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            modes.push((suffix, mode));
+        }
+    }
+    stop(child);
+    for (suffix, mode) in modes {
+        assert_eq!(mode, 0o600, "private.db{suffix}: {mode:o}");
+    }
+}

@@ -1,0 +1,301 @@
+//! The layers around every route, outermost first:
+//!
+//! - a request span naming the matched route template (`/api/v1/units/{id}`),
+//!   never the raw path, so unit ids do not reach the log;
+//! - [`Guard`]: panics caught and answered 500 problem+json (logged and
+//!   counted), the request timeout (408 problem+json), and every error
+//!   answer that is not JSON (axum's plain-text rejections, such as a path
+//!   segment that is not valid percent-encoded UTF-8) turned into
+//!   problem+json;
+//! - the body limit.
+//!
+//! The guard is hand-written rather than axum's `from_fn` plus tower-http's
+//! `CatchPanicLayer` and `TimeoutLayer` (its first version): one layer that
+//! allocates nothing and starts no timer for a request that completes when
+//! first polled (an OFREP evaluation, typically), where those box the
+//! future, the response body and the inner service, and create a timer for
+//! every request, on the path whose cost docs/benchmarks.md tracks.
+
+use crate::problem::Problem;
+use crate::serve::HttpCounters;
+use crate::state::AppState;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use std::any::Any;
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tower::{Layer, Service};
+use tower_http::trace::TraceLayer;
+
+/// Wraps `routes` (every feature router, merged) in the server's layers.
+pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
+    let guard = Guard {
+        timeout: state.config.request_timeout,
+        counters: Arc::clone(&state.http_counters),
+    };
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(guard)
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .with_state(state)
+}
+
+/// The span of a request: method and route template. The path itself may
+/// hold a member's id (`/api/v1/units/{id}/consent`) and is not recorded.
+/// At `debug`: formatting the span's fields for every request took about
+/// 12% of an OFREP evaluation's CPU at `info` (docs/benchmarks.md); the
+/// lines logged at `info` and above while serving a request (failed
+/// authentication, panics, timeouts) name the route themselves.
+fn request_span<B>(req: &axum::http::Request<B>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+        .unwrap_or("(no route)");
+    // Display (%), not Debug: no quoting and escaping.
+    tracing::debug_span!("request", method = %req.method(), route = %route)
+}
+
+async fn not_found() -> impl IntoResponse {
+    Problem::not_found("no such route; see README.md for the API")
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this route does not accept that method",
+    )
+}
+
+/// The guard layer (see the module documentation).
+#[derive(Clone)]
+pub struct Guard {
+    timeout: Duration,
+    counters: Arc<HttpCounters>,
+}
+
+impl<S> Layer<S> for Guard {
+    type Service = GuardService<S>;
+    fn layer(&self, inner: S) -> GuardService<S> {
+        GuardService {
+            inner,
+            guard: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct GuardService<S> {
+    inner: S,
+    guard: Guard,
+}
+
+impl<S> Service<Request> for GuardService<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = GuardFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // For the log line of a panic or a timeout (an Arc, not a copy).
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let state = match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
+            Ok(inner) => GuardState::Running {
+                inner,
+                deadline: None,
+            },
+            Err(panic) => GuardState::Done {
+                resp: Some(panicked(&self.guard.counters, route.as_ref(), panic)),
+            },
+        };
+        GuardFuture {
+            state,
+            guard: self.guard.clone(),
+            route,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct GuardFuture<F> {
+        #[pin]
+        state: GuardState<F>,
+        guard: Guard,
+        route: Option<MatchedPath>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = GuardStateProj]
+    enum GuardState<F> {
+        Running {
+            #[pin]
+            inner: F,
+            // Armed only when the handler does not complete at once.
+            deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+        },
+        Converting {
+            converting: Pin<Box<dyn Future<Output = Response> + Send>>,
+        },
+        Done {
+            resp: Option<Response>,
+        },
+    }
+}
+
+impl<F> Future for GuardFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let next = match this.state.as_mut().project() {
+                GuardStateProj::Running { inner, deadline } => {
+                    match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+                        Ok(Poll::Ready(Ok(resp))) => match needs_problem(&resp) {
+                            false => return Poll::Ready(Ok(resp)),
+                            true => GuardState::Converting {
+                                converting: Box::pin(as_problem(resp)),
+                            },
+                        },
+                        Ok(Poll::Ready(Err(never))) => match never {},
+                        Err(panic) => GuardState::Done {
+                            resp: Some(panicked(&this.guard.counters, this.route.as_ref(), panic)),
+                        },
+                        Ok(Poll::Pending) => {
+                            let limit = this.guard.timeout;
+                            let sleep =
+                                deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                            if sleep.as_mut().poll(cx).is_pending() {
+                                return Poll::Pending;
+                            }
+                            GuardState::Done {
+                                resp: Some(timed_out(this.guard, this.route.as_ref())),
+                            }
+                        }
+                    }
+                }
+                GuardStateProj::Converting { converting } => {
+                    return converting.as_mut().poll(cx).map(Ok);
+                }
+                GuardStateProj::Done { resp } => {
+                    return Poll::Ready(Ok(resp
+                        .take()
+                        .unwrap_or_else(|| Problem::internal().into_response())));
+                }
+            };
+            this.state.set(next);
+        }
+    }
+}
+
+fn route_name(route: Option<&MatchedPath>) -> &str {
+    route.map_or("(no route)", MatchedPath::as_str)
+}
+
+fn timed_out(guard: &Guard, route: Option<&MatchedPath>) -> Response {
+    guard
+        .counters
+        .request_timeouts
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::info!(
+        route = route_name(route),
+        timeout_ms = guard.timeout.as_millis() as u64,
+        "request timed out"
+    );
+    Problem::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request-timeout",
+        "Request timeout",
+        format!(
+            "the request did not complete within {} ms (request_timeout): its body came too slowly, or the server was too busy; retry",
+            guard.timeout.as_millis()
+        ),
+    )
+    .into_response()
+}
+
+fn panicked(
+    counters: &HttpCounters,
+    route: Option<&MatchedPath>,
+    err: Box<dyn Any + Send + 'static>,
+) -> Response {
+    let message = err
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| err.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into());
+    counters.panics.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(
+        route = route_name(route),
+        panic = %message,
+        "a request handler panicked; answered 500"
+    );
+    Problem::internal().into_response()
+}
+
+/// An error answer that is not JSON (problem+json, or OFREP's own error
+/// bodies).
+fn needs_problem(resp: &Response) -> bool {
+    let status = resp.status();
+    (status.is_client_error() || status.is_server_error())
+        && !resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.contains("json"))
+}
+
+/// An error answer that is not JSON (problem+json, or OFREP's own error
+/// bodies) becomes problem+json with the same status and headers, its text
+/// as the detail.
+async fn as_problem(resp: Response) -> Response {
+    let status = resp.status();
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let title = status.canonical_reason().unwrap_or("Error");
+    let detail = if text.is_empty() {
+        title.to_string()
+    } else {
+        text
+    };
+    let slug = match status {
+        StatusCode::BAD_REQUEST => "bad-request".to_string(),
+        StatusCode::PAYLOAD_TOO_LARGE => "too-large".to_string(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type".to_string(),
+        StatusCode::UNPROCESSABLE_ENTITY => "validation".to_string(),
+        s => format!("http-{}", s.as_u16()),
+    };
+    let mut out = Problem::new(status, &slug, title, detail).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().append(name, value.clone());
+        }
+    }
+    out
+}
