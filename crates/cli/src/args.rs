@@ -12,7 +12,12 @@ use std::path::PathBuf;
 pub struct Cli {
     /// Database URL: sqlite://FILE (the file is created if missing, its
     /// directory is not) or postgres://...
-    #[arg(long, env = "COMMONLAB_DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "COMMONLAB_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// Optional TOML config file; default ./commonlab.toml if present. Keys:
     /// database_url, listen, flag_set, poll_interval_ms, body_limit_bytes,
@@ -317,4 +322,3 @@ pub enum FlagsCmd {
         reason: String,
     },
 }
-

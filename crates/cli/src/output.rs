@@ -111,10 +111,7 @@ impl Stdout {
 
     /// Flushes, and gives `result` unless the reader closed standard
     /// output while it was written ([`StdoutClosed`] then).
-    pub fn finish<T, E: Into<anyhow::Error>>(
-        mut self,
-        result: Result<T, E>,
-    ) -> anyhow::Result<T> {
+    pub fn finish<T, E: Into<anyhow::Error>>(mut self, result: Result<T, E>) -> anyhow::Result<T> {
         let flushed = self.flush();
         if closed() {
             return Err(StdoutClosed.into());

@@ -108,7 +108,7 @@ fn scratch_folders_are_removed_even_on_panic() {
         let dir = Scratch::new("panics");
         dir.write("file", "x");
         *kept.lock().unwrap() = dir.to_path_buf();
-        panic!("the test fails");
+        panic!("a deliberate panic: the Scratch folder must still be removed");
     });
     assert!(panicked.is_err());
     let path = kept.into_inner().unwrap();

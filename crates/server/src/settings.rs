@@ -173,9 +173,8 @@ pub enum SettingsError {
 }
 
 impl Settings {
-    /// Every key, in the order of the documentation: the names a config
-    /// file accepts (and, upper-cased after [`ENV_PREFIX`], the
-    /// environment).
+    /// Every key, as declared: the names a config file accepts (and,
+    /// upper-cased after [`ENV_PREFIX`], the environment's variables).
     pub fn keys() -> &'static [&'static str] {
         struct_fields::<Overrides>()
     }
@@ -247,25 +246,28 @@ impl Settings {
     /// with `study_key`. The one place a [`Config`] is made from settings.
     pub fn to_config(&self, study_key: StudyKey) -> Config {
         let set = |v: &Option<Vec<String>>| v.clone().map(|v| Arc::new(v.into_iter().collect()));
-        // `Config::default()` draws a throwaway study key, replaced at once.
-        let mut config = Config::default();
-        config.study_key = Arc::new(study_key);
-        config.flag_set = self.flag_set.clone();
-        config.poll_interval = Duration::from_millis(self.poll_interval_ms.max(10));
-        config.body_limit = self.body_limit_bytes;
-        config.max_batch_events = self.max_batch_events;
-        config.consent_scope = self.consent_scope.clone();
-        config.allowed_events = set(&self.allowed_events);
-        config.allowed_properties = set(&self.allowed_properties);
-        config.retention = self
-            .retention_days
-            .map(|d| Duration::from_secs(d.saturating_mul(86_400)));
-        config.idle_timeout = Duration::from_secs(self.idle_timeout_secs);
-        config.header_read_timeout = Duration::from_secs(self.header_read_timeout_secs);
-        config.request_timeout = Duration::from_secs(self.request_timeout_secs);
-        config.max_connections = self.max_connections;
-        config.exposure_cache_bytes = self.exposure_cache_bytes;
-        config
+        Config {
+            study_key: Arc::new(study_key),
+            flag_set: self.flag_set.clone(),
+            poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
+            body_limit: self.body_limit_bytes,
+            max_batch_events: self.max_batch_events,
+            consent_scope: self.consent_scope.clone(),
+            allowed_events: set(&self.allowed_events),
+            allowed_properties: set(&self.allowed_properties),
+            retention: self
+                .retention_days
+                .map(|d| Duration::from_secs(d.saturating_mul(86_400))),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            max_connections: self.max_connections,
+            exposure_cache_bytes: self.exposure_cache_bytes,
+            // What settings do not set (the clock skew allowed, the
+            // retention sweep's interval). `Config::default()` draws a
+            // throwaway study key, replaced above.
+            ..Config::default()
+        }
     }
 }
 
@@ -335,6 +337,30 @@ mod tests {
         assert_eq!(s.listen, "0.0.0.0:2");
         assert_eq!(s.max_connections, 5);
         assert_eq!(s.flag_set, "default");
+    }
+
+    #[test]
+    fn the_config_has_what_the_settings_say() {
+        let s = Settings {
+            poll_interval_ms: 3,
+            retention_days: Some(2),
+            allowed_events: Some(vec!["a".into(), "b".into()]),
+            request_timeout_secs: 7,
+            max_connections: 9,
+            ..Settings::default()
+        };
+        let c = s.to_config(StudyKey::from_bytes(&[1; 32]).unwrap());
+        assert_eq!(c.poll_interval, Duration::from_millis(10));
+        assert_eq!(c.retention, Some(Duration::from_secs(2 * 86_400)));
+        assert_eq!(c.allowed_events.as_deref().map(|e| e.len()), Some(2));
+        assert!(c.allowed_properties.is_none());
+        assert_eq!(c.request_timeout, Duration::from_secs(7));
+        assert_eq!(c.max_connections, 9);
+        assert_eq!(c.body_limit, 1024 * 1024);
+        assert_eq!(
+            c.study_key.fingerprint(),
+            StudyKey::from_bytes(&[1; 32]).unwrap().fingerprint()
+        );
     }
 
     #[test]

@@ -119,8 +119,8 @@ async fn export(
 ) -> Result<()> {
     let n = match &output {
         Some(p) => {
-            let file =
-                std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?;
+            let file = std::fs::File::create(p)
+                .with_context(|| format!("cannot write {}", p.display()))?;
             let mut out = std::io::BufWriter::new(file);
             let n = write_events(store, filter, &mut out).await?;
             out.flush()?;

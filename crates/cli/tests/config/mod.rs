@@ -52,7 +52,9 @@ fn config_file_is_read_and_checked() {
 /// the flags `flags`; says which database it migrated.
 fn migrated(dir: &Scratch, env: &[(&str, &str)], flags: &[&str]) -> Output {
     let mut command = dir.command();
-    command.args(["--config", "layers.toml", "migrate"]).args(flags);
+    command
+        .args(["--config", "layers.toml", "migrate"])
+        .args(flags);
     for (name, value) in env {
         command.env(name, value);
     }
@@ -77,7 +79,10 @@ fn settings_come_in_layers() {
 
     dir.write(
         "layers.toml",
-        &format!("database_url = \"{}\"\nmax_connections = 0\n", url("file.db")),
+        &format!(
+            "database_url = \"{}\"\nmax_connections = 0\n",
+            url("file.db")
+        ),
     );
     // The file's max_connections = 0 is refused by any command...
     let o = migrated(&dir, &[], &[]);
@@ -89,7 +94,10 @@ fn settings_come_in_layers() {
     // ... unless the environment sets another: the environment wins.
     let env_ok = ("COMMONLAB_MAX_CONNECTIONS", "5");
     let o = migrated(&dir, &[env_ok], &[]);
-    assert_eq!(applied(&o), format!("migrations applied to {}", url("file.db")));
+    assert_eq!(
+        applied(&o),
+        format!("migrations applied to {}", url("file.db"))
+    );
     let env_db = url("env.db");
     let o = migrated(&dir, &[env_ok, ("COMMONLAB_DATABASE_URL", &env_db)], &[]);
     assert_eq!(applied(&o), format!("migrations applied to {env_db}"));
@@ -130,8 +138,16 @@ fn settings_come_in_layers() {
 fn mistakes_in_the_config_file_name_file_and_line() {
     let dir = Scratch::new("config-lines");
     for (text, line, what) in [
-        ("listen = \"127.0.0.1:9\"\n\n# a comment\nlisten_on = \"x\"\n", 4, "unknown field `listen_on`"),
-        ("retention_days = 30\nmax_connections = \"many\"\n", 2, "invalid type"),
+        (
+            "listen = \"127.0.0.1:9\"\n\n# a comment\nlisten_on = \"x\"\n",
+            4,
+            "unknown field `listen_on`",
+        ),
+        (
+            "retention_days = 30\nmax_connections = \"many\"\n",
+            2,
+            "invalid type",
+        ),
         ("allowed_events = \"a,b\"\n", 1, "expected a sequence"),
     ] {
         dir.write("commonlab.toml", text);
@@ -155,7 +171,10 @@ fn the_database_url_prints_redacted() {
         "postgres://ops:***@db.internal:5432/lab?sslmode=require"
     );
     let debug = format!("{url:?}");
-    assert!(!debug.contains("s3cret-pw") && debug.contains("ops:***@"), "{debug}");
+    assert!(
+        !debug.contains("s3cret-pw") && debug.contains("ops:***@"),
+        "{debug}"
+    );
     let settings = Settings {
         database_url: url.clone(),
         ..Settings::default()
@@ -175,7 +194,10 @@ fn the_documentation_lists_every_key_with_its_default() {
     let doc = std::fs::read_to_string(workspace().join("docs/configuration.md")).unwrap();
     let mut documented = Vec::new();
     for row in doc.lines().filter(|l| l.starts_with("| `")) {
-        let cells: Vec<&str> = row.split(" | ").map(|c| c.trim_matches(['|', ' '])).collect();
+        let cells: Vec<&str> = row
+            .split(" | ")
+            .map(|c| c.trim_matches(['|', ' ']))
+            .collect();
         let key = cells[0].trim_matches('`');
         if key.starts_with("COMMONLAB_") {
             continue; // the variables that are not settings
@@ -192,18 +214,27 @@ fn the_documentation_lists_every_key_with_its_default() {
             assert_eq!(defaults.clone().with(layer), defaults, "{row}");
         } else {
             assert!(default.starts_with("none"), "{row}");
-            assert!(format!("{defaults:?}").contains(&format!(" {key}: None,")), "{row}");
+            assert!(
+                format!("{defaults:?}").contains(&format!(" {key}: None,")),
+                "{row}"
+            );
         }
         // The flag, if any, is in the help of the commands named.
         if let Some(flag) = flag.strip_prefix('`') {
             let flag = &flag[..flag.find('`').unwrap()];
-            let help = |args: &[&str]| stdout(&commonlab().args(args).arg("--help").output().unwrap());
+            let help =
+                |args: &[&str]| stdout(&commonlab().args(args).arg("--help").output().unwrap());
             let commands = if flag == "--database-url" {
                 vec![vec![], vec!["serve"], vec!["flags", "list"]]
             } else {
                 let named = &row[row.find(flag).unwrap()..];
                 let named = &named[..named.find(')').unwrap()];
-                named.split('`').skip(2).step_by(2).map(|c| c.split(' ').collect()).collect()
+                named
+                    .split('`')
+                    .skip(2)
+                    .step_by(2)
+                    .map(|c| c.split(' ').collect())
+                    .collect()
             };
             assert!(!commands.is_empty(), "{row}");
             for command in commands {
@@ -217,5 +248,8 @@ fn the_documentation_lists_every_key_with_its_default() {
     let mut keys: Vec<String> = Settings::keys().iter().map(|k| k.to_string()).collect();
     keys.sort();
     documented.sort();
-    assert_eq!(documented, keys, "docs/configuration.md and Settings disagree");
+    assert_eq!(
+        documented, keys,
+        "docs/configuration.md and Settings disagree"
+    );
 }
