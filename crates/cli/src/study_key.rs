@@ -6,6 +6,7 @@
 //! created only by `serve`, only where no pseudonymised data and no other
 //! key's fingerprint exist.
 
+use crate::output::errln;
 use anyhow::{anyhow, bail, Context, Result};
 use commonlab_core::privacy::StudyKey;
 use commonlab_store::Store;
@@ -56,7 +57,7 @@ pub async fn for_serve(path: &Path, store: &Store) -> Result<StudyKey> {
             path.display()
         );
     }
-    eprintln!(
+    errln!(
         "Created a study key in {} (fingerprint {fingerprint}, recorded in the database). Keep it secret and back it up apart from the database: units are pseudonymised with it, every replica needs a copy, and destroying every copy makes the stored data anonymous.",
         path.display()
     );
@@ -91,7 +92,7 @@ fn read(path: &Path) -> Result<Option<StudyKey>> {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            eprintln!(
+            errln!(
                 "warning: the study key file {} can be read or changed by other users (mode {mode:03o}); make it private: chmod 600 {}",
                 path.display(),
                 path.display()
@@ -113,7 +114,7 @@ async fn bind(path: &Path, key: &StudyKey, store: &Store) -> Result<()> {
                 .record_study_key(&fingerprint, chrono::Utc::now())
                 .await?;
             if recorded == fingerprint && state.pseudonymised_data {
-                eprintln!(
+                errln!(
                     "notice: recorded the study key of {} (fingerprint {fingerprint}) for data stored before fingerprints were kept; from now on only this key is accepted",
                     path.display()
                 );
@@ -130,7 +131,7 @@ async fn bind(path: &Path, key: &StudyKey, store: &Store) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

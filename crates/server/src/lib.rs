@@ -28,6 +28,7 @@ pub mod problem;
 pub mod retention;
 pub mod serve;
 pub mod service;
+pub mod settings;
 pub mod state;
 pub mod sync;
 pub mod trial_service;

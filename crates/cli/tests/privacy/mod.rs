@@ -4,19 +4,13 @@
 use super::*;
 use commonlab_core::privacy::{pseudonymise, StudyKey};
 
-/// A fresh directory under the system's temporary directory.
-fn scratch(name: &str, backend: commonlab_store::Backend) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "commonlab-{name}-{}-{backend:?}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh temporary folder for one backend's run of a test.
+fn scratch(name: &str, backend: commonlab_store::Backend) -> Scratch {
+    Scratch::new(&format!("{name}-{backend:?}"))
 }
 
 fn cli(url: &str, cwd: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
+    commonlab()
         .args(args)
         .env("COMMONLAB_DATABASE_URL", url)
         .env_remove("COMMONLAB_CONFIG")
@@ -41,7 +35,7 @@ async fn try_serve(url: &str, cwd: &Path, extra: &[&str]) -> Served {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(BIN)
+    let mut child = commonlab()
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(extra)
         .env("COMMONLAB_DATABASE_URL", url)
@@ -133,8 +127,6 @@ async fn the_study_key_is_bound_to_its_database() {
         #[cfg(unix)]
         assert!(stderr(&o).contains("other users"), "{}", stderr(&o));
         assert!(matches!(try_serve(&url, &elsewhere, &["--study-key-file", key_arg]).await, Served::Ready));
-        std::fs::remove_dir_all(&first).unwrap();
-        std::fs::remove_dir_all(&elsewhere).unwrap();
     })
     .await;
 }
@@ -153,7 +145,6 @@ async fn no_key_is_created_beside_pseudonymised_data() {
         let err = refused(try_serve(&url, &dir, &[]).await);
         assert!(err.contains("pseudonymised"), "{err}");
         assert!(!dir.join("commonlab.study-key").exists());
-        std::fs::remove_dir_all(&dir).unwrap();
     })
     .await;
 }
@@ -190,7 +181,6 @@ async fn events_import_applies_the_rules_of_post_events() {
         assert_eq!(stored.len(), 1);
         assert_eq!(stored[0].unit, pseudonymise(&key, "m1").into_string());
         assert_eq!(stored[0].properties.keys().collect::<Vec<_>>(), ["edits"]);
-        std::fs::remove_dir_all(&dir).unwrap();
     })
     .await;
 }
@@ -218,7 +208,7 @@ async fn command_line_changes_record_who_and_why() {
         assert!(db.store().flag_set_head("default").await.unwrap().is_none());
         // Who: --actor, else COMMONLAB_ACTOR, else the operating system's user
         // (not $USER, which cron and containers leave unset).
-        let o = Command::new(BIN)
+        let o = commonlab()
             .args(["flags", "import", flags, "--reason", "first flags"])
             .env("COMMONLAB_DATABASE_URL", &url)
             .env("COMMONLAB_ACTOR", "alice")
@@ -228,7 +218,7 @@ async fn command_line_changes_record_who_and_why() {
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        let o = Command::new(BIN)
+        let o = commonlab()
             .args([
                 "flags",
                 "set-state",
@@ -245,7 +235,7 @@ async fn command_line_changes_record_who_and_why() {
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        let o = Command::new(BIN)
+        let o = commonlab()
             .args([
                 "flags",
                 "set-state",
@@ -279,21 +269,19 @@ async fn command_line_changes_record_who_and_why() {
             who[0].0.starts_with("cli:") && who[0].0 != "cli:unknown" && who[0].1 == "resume",
             "{who:?}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     })
     .await;
 }
 
 #[test]
 fn config_help_lists_every_key() {
-    let o = Command::new(BIN).arg("--help").output().unwrap();
+    let o = commonlab().arg("--help").output().unwrap();
     let help = stdout(&o);
     // The keys the config file accepts, as its parser lists them.
-    let dir = std::env::temp_dir().join(format!("commonlab-config-keys-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("config-keys");
     let cfg = dir.join("commonlab.toml");
     std::fs::write(&cfg, "no_such_key = 1\n").unwrap();
-    let o = Command::new(BIN)
+    let o = commonlab()
         .args(["--config", cfg.to_str().unwrap(), "migrate"])
         .env("COMMONLAB_DATABASE_URL", "sqlite::memory:")
         .output()
@@ -311,14 +299,14 @@ fn config_help_lists_every_key() {
             "--help does not mention the config key {key}:\n{help}"
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_missing_database_directory_is_named() {
-    let dir = std::env::temp_dir().join(format!("commonlab-no-such-dir-{}", std::process::id()));
+    let parent = Scratch::new("no-such-dir");
+    let dir = parent.join("missing");
     let url = format!("sqlite://{}/x.db", dir.display());
-    let o = Command::new(BIN)
+    let o = commonlab()
         .args(["migrate"])
         .env("COMMONLAB_DATABASE_URL", &url)
         .output()

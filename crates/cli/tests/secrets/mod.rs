@@ -18,24 +18,15 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir =
-        std::env::temp_dir().join(format!("commonlab-cli-secrets-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-/// `serve` on `url` with debug logging, its output captured; returns once
-/// it answers `/readyz`.
-async fn serve(url: &str, port: u16) -> Child {
-    let child = Command::new(BIN)
+/// `serve` on `url` with debug logging, its output captured, its key files
+/// in `dir`; returns once it answers `/readyz`.
+async fn serve(url: &str, port: u16, dir: &Path) -> Child {
+    let child = commonlab()
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--admin-key-file")
-        .arg(scratch("admin.key"))
+        .arg(dir.join("admin.key"))
         .arg("--study-key-file")
-        .arg(scratch("study.key"))
+        .arg(dir.join("study.key"))
         .env("COMMONLAB_DATABASE_URL", url)
         .env("COMMONLAB_LOG", "debug")
         .env_remove("COMMONLAB_CONFIG")
@@ -87,7 +78,8 @@ async fn output_and_logs_hold_no_password_key_or_unit_id() {
         let admin = stdout(&o).lines().last().unwrap().to_string();
 
         let port = free_port();
-        let child = serve(&url, port).await;
+        let dir = Scratch::new("cli-secrets");
+        let child = serve(&url, port, &dir).await;
         let client = reqwest::Client::new();
         let consent = format!("http://127.0.0.1:{port}/api/v1/units/{UNIT}/consent");
         let r = client.get(&consent).send().await.unwrap();
@@ -132,9 +124,10 @@ fn connection_errors_do_not_print_the_password() {
 
 #[tokio::test]
 async fn new_sqlite_databases_are_private() {
-    let db = scratch("private.db");
+    let dir = Scratch::new("cli-secrets");
+    let db = dir.join("private.db");
     let url = format!("sqlite://{}", db.display());
-    let child = serve(&url, free_port()).await;
+    let child = serve(&url, free_port(), &dir).await;
     // While the server runs the WAL and its index exist too.
     let mut modes = Vec::new();
     for suffix in ["", "-wal", "-shm"] {

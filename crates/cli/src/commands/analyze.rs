@@ -1,0 +1,127 @@
+//! `analyze`: the statistics engine on a stored trial (`--trial`, every
+//! metric computed in the database), on JSON sufficient statistics, or on
+//! CSV rows of a few-community design (`--design`).
+
+use super::with_store;
+use crate::args::AnalyzeArgs;
+use crate::input::{read_input, read_rows};
+use crate::output::{self, errln, out, outln};
+use anyhow::{anyhow, Result};
+use commonlab_server::settings::Settings;
+
+pub async fn run(settings: &Settings, args: AnalyzeArgs) -> Result<()> {
+    match args.trial.clone() {
+        Some(key) => trial(settings, &key, &args).await,
+        None => offline(args),
+    }
+}
+
+fn parse_time(s: &str, what: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| anyhow!("{what}: {s:?} is not an RFC 3339 date-time ({e})"))
+}
+
+async fn trial(settings: &Settings, key: &str, args: &AnalyzeArgs) -> Result<()> {
+    use commonlab_server::analysis;
+    let as_of = match &args.as_of {
+        Some(s) => parse_time(s, "--as-of")?,
+        None => chrono::Utc::now(),
+    };
+    if args.input_only {
+        let input = with_store(&settings.database_url, async |store| {
+            Ok(analysis::analysis_input(store, key, as_of).await?)
+        })
+        .await?;
+        return output::json(&input);
+    }
+    let result = with_store(&settings.database_url, async |store| {
+        Ok(analysis::analyse(store, key, as_of).await?)
+    })
+    .await?;
+    match args.format.as_str() {
+        "md" => {
+            outln!(
+                "# Trial {} (plan {}), as of {}\n",
+                result.input.trial,
+                &result.input.spec_hash[..12],
+                result.input.as_of.to_rfc3339()
+            )?;
+            for m in &result.input.metrics {
+                let units: Vec<String> = m.units.iter().map(|(a, n)| format!("{a} {n}")).collect();
+                outln!(
+                    "- {} ({}, {}, {}): units {}{}",
+                    m.name,
+                    m.role,
+                    m.kind,
+                    m.direction,
+                    units.join(", "),
+                    if m.stratified {
+                        "; post-stratified by community"
+                    } else {
+                        ""
+                    }
+                )?;
+            }
+            outln!()?;
+            out!("{}", commonlab_stats::analyze::to_markdown(&result.output))
+        }
+        _ => output::json(&result),
+    }
+}
+
+/// Data brought from elsewhere: `--input`.
+fn offline(args: AnalyzeArgs) -> Result<()> {
+    use commonlab_stats::{analyze as sufficient, rows};
+    let path = args
+        .input
+        .as_deref()
+        .ok_or_else(|| anyhow!("--input or --trial is required"))?;
+    let text = read_input(path)?;
+    let name = path.display().to_string();
+    match &args.design {
+        None => {
+            let input = sufficient::parse_input(&text).map_err(|e| anyhow!("{name}: {e}"))?;
+            let out = sufficient::analyze(&input);
+            match args.format.as_str() {
+                "md" => out!("{}", sufficient::to_markdown(&out)),
+                _ => output::json(&out),
+            }
+        }
+        Some(design) => {
+            if args.cluster_fixed_effects {
+                errln!(
+                    "note: --cluster-fixed-effects does nothing and will be removed: community and period \
+                     fixed effects are the default (--without-community-effects leaves them out)"
+                );
+            }
+            let kind: rows::DesignKind =
+                serde_json::from_value(serde_json::Value::String(design.clone()))?;
+            let input = rows::RowsInput {
+                rows: read_rows(&text, &name)?,
+                design: rows::RowsDesign {
+                    kind,
+                    control_arm: args.control_arm.clone(),
+                    community_effects: args
+                        .without_community_effects
+                        .then_some(rows::CommunityEffects::None),
+                    seed: args.seed,
+                    ..serde_json::from_value(serde_json::json!({"kind": design}))?
+                },
+            };
+            let out = rows::analyze_rows(&input).map_err(|e| anyhow!("{name}: {e}"))?;
+            match args.format.as_str() {
+                "md" => out!("{}", rows_markdown(&out)?),
+                _ => output::json(&out),
+            }
+        }
+    }
+}
+
+/// A plain Markdown rendering of the few-community result: its JSON, fenced.
+fn rows_markdown(out: &commonlab_stats::rows::RowsOutput) -> Result<String> {
+    Ok(format!(
+        "# Few-community analysis\n\n```json\n{}\n```\n",
+        serde_json::to_string_pretty(out)?
+    ))
+}

@@ -1,0 +1,186 @@
+//! `experiments`: trial files through their lifecycle (create, start, stop,
+//! resume, conclude, archive, amend), listed, shown and exported; checking
+//! the files is in [`files`].
+
+pub mod files;
+
+use super::{change, with_store};
+use crate::args::ExperimentsCmd;
+use crate::audit::actor;
+use crate::output::{self, errln, outln};
+use anyhow::{anyhow, Context, Result};
+use commonlab_server::settings::Settings;
+use commonlab_server::trial_service::{self, Move};
+use commonlab_store::Store;
+use files::{join_errors, trial_source};
+
+pub async fn run(
+    settings: &Settings,
+    given_actor: Option<&str>,
+    cmd: ExperimentsCmd,
+) -> Result<()> {
+    let set = settings.flag_set.as_str();
+    if let ExperimentsCmd::Validate { paths, flags } = &cmd {
+        return files::validate(settings, paths, flags.as_deref()).await;
+    }
+    with_store(&settings.database_url, async |store| {
+        let actor = match &cmd {
+            ExperimentsCmd::List
+            | ExperimentsCmd::Show { .. }
+            | ExperimentsCmd::Assignments { .. } => String::new(),
+            _ => actor(given_actor)?,
+        };
+        let file_error = |e: commonlab_server::Error| match e {
+            commonlab_server::Error::Invalid { message, .. } => anyhow!(message),
+            other => anyhow!(other),
+        };
+        match cmd {
+            ExperimentsCmd::Validate { .. } => unreachable!("handled above"),
+            ExperimentsCmd::Create { file, reason } => {
+                let source = trial_source(&file)?;
+                let name = file.display().to_string();
+                let t = trial_service::create(store, set, &source, &name, &change(&actor, &reason))
+                    .await
+                    .map_err(file_error)?;
+                outln!(
+                    "created trial '{}' as a draft (spec {})",
+                    t.key,
+                    &t.spec_hash[..12]
+                )?;
+            }
+            ExperimentsCmd::Start { key, reason } => {
+                let t = trial_service::start(store, set, &key, &change(&actor, &reason)).await?;
+                outln!(
+                    "started trial '{}': plan locked (spec {}), seed {}",
+                    t.key,
+                    &t.spec_hash[..12],
+                    t.seed.unwrap_or_default()
+                )?;
+                if let Some(a) = &t.allocation {
+                    outln!("allocation: {a}")?;
+                }
+            }
+            ExperimentsCmd::Stop { key, reason } => {
+                move_trial(store, &key, Move::Stop, &actor, &reason).await?
+            }
+            ExperimentsCmd::Resume { key, reason } => {
+                move_trial(store, &key, Move::Resume, &actor, &reason).await?
+            }
+            ExperimentsCmd::Conclude { key, reason } => {
+                move_trial(store, &key, Move::Conclude, &actor, &reason).await?
+            }
+            ExperimentsCmd::Archive { key, reason } => {
+                move_trial(store, &key, Move::Archive, &actor, &reason).await?
+            }
+            ExperimentsCmd::Amend { file, reason } => {
+                let source = trial_source(&file)?;
+                let name = file.display().to_string();
+                let spec = commonlab_core::experiments::parse_trial(&source, &name)
+                    .map_err(|errs| anyhow!(join_errors(&errs, "; ")))?;
+                let meta = change(&actor, &reason);
+                let (t, changed) =
+                    trial_service::amend(store, set, &spec.key, &source, &name, &meta)
+                        .await
+                        .map_err(file_error)?;
+                outln!("amended trial '{}' to version {}", t.key, t.version)?;
+                if !changed.is_empty() {
+                    outln!(
+                        "locked fields changed (reported as a deviation): {}",
+                        changed.join(", ")
+                    )?;
+                }
+            }
+            ExperimentsCmd::List => list(store).await?,
+            ExperimentsCmd::Show { key } => show(store, &key).await?,
+            ExperimentsCmd::Assignments { key, output } => {
+                let n = match output {
+                    Some(path) => {
+                        let f = std::fs::File::create(&path)
+                            .with_context(|| format!("cannot write {}", path.display()))?;
+                        trial_service::export_csv(store, &key, std::io::BufWriter::new(f)).await?
+                    }
+                    None => {
+                        let mut out = output::Stdout::new();
+                        let n = trial_service::export_csv(store, &key, &mut out).await;
+                        out.finish(n)?
+                    }
+                };
+                errln!("{n} assignments exported");
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
+async fn move_trial(store: &Store, key: &str, mv: Move, actor: &str, reason: &str) -> Result<()> {
+    let t = trial_service::transition(store, key, mv, &change(actor, reason)).await?;
+    outln!("trial '{}' is now {}", t.key, t.status.as_str())
+}
+
+async fn list(store: &Store) -> Result<()> {
+    outln!(
+        "{:<32} {:<10} {:<8} {:<24} FLAG",
+        "KEY",
+        "STATUS",
+        "VERSION",
+        "STARTED"
+    )?;
+    for t in store.list_trials(None).await? {
+        outln!(
+            "{:<32} {:<10} {:<8} {:<24} {}",
+            t.key,
+            t.status.as_str(),
+            t.version,
+            t.started_at
+                .map(|s| output::time(&s))
+                .unwrap_or_else(|| "-".into()),
+            t.flag_key
+        )?;
+    }
+    Ok(())
+}
+
+async fn show(store: &Store, key: &str) -> Result<()> {
+    let t = store
+        .get_trial(key)
+        .await?
+        .ok_or_else(|| anyhow!("trial '{key}' not found"))?;
+    outln!(
+        "trial {} ({}), version {}, flag {}",
+        t.key,
+        t.status.as_str(),
+        t.version,
+        t.flag_key
+    )?;
+    outln!("spec hash {}", t.spec_hash)?;
+    if let Some(seed) = t.seed {
+        outln!("seed {seed}")?;
+    }
+    if let Some(a) = &t.allocation {
+        outln!("allocation {a}")?;
+    }
+    for (arm, assigned, exposed) in store.arm_counts(t.id).await? {
+        outln!("arm {arm}: {assigned} assigned, {exposed} exposed")?;
+    }
+    let events = store.trial_events(key).await?;
+    let deviations = events
+        .iter()
+        .filter(|e| e.action == "deviation" || e.action == "amend")
+        .count();
+    if deviations > 0 {
+        outln!(
+            "deviations from the plan: {deviations} (amendments, and changes to the flag while running; listed below)"
+        )?;
+    }
+    for e in events {
+        outln!(
+            "{} {} by {}: {}",
+            output::time(&e.created_at),
+            e.action,
+            e.actor,
+            e.reason
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,377 @@
+//! Settings, typed: [`Settings`] holds every key with its default, and
+//! [`Overrides`] what one layer sets (a config file, the environment,
+//! command-line flags). Layers apply over the defaults in that order
+//! ([`Settings::with`]), later layers winning; [`Settings::check`] refuses
+//! values no server can run with, and [`Settings::to_config`] builds the
+//! server's [`Config`] once a study key is loaded. Every key, its default,
+//! environment variable and flag: `docs/configuration.md` (a test keeps the
+//! two alike).
+//!
+//! Reading the layers (the TOML file with its line numbers, the
+//! environment) is the caller's: the `commonlab` binary does it.
+
+use crate::Config;
+use commonlab_core::privacy::StudyKey;
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The prefix of every key's environment variable: `max_connections` is
+/// `COMMONLAB_MAX_CONNECTIONS`.
+pub const ENV_PREFIX: &str = "COMMONLAB_";
+
+/// The environment variable that sets `key`.
+pub fn env_var(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.to_ascii_uppercase())
+}
+
+/// A database URL (`sqlite://FILE`, `postgres://...`). Its `Debug` and
+/// `Display` redact the password (`commonlab_store::redact_url`), so a URL
+/// logged or printed by mistake shows `***`; [`DatabaseUrl::expose`] gives
+/// the URL itself, to connect with.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+
+    /// The URL with its password: only for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(url: &str) -> Self {
+        DatabaseUrl::new(url)
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        DatabaseUrl(url)
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&commonlab_store::redact_url(&self.0))
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DatabaseUrl")
+            .field(&commonlab_store::redact_url(&self.0))
+            .finish()
+    }
+}
+
+/// Every setting, each with its value (see `docs/configuration.md` for
+/// what each does). `Default` gives the documented defaults; there is no
+/// study key here, only where its file is ([`Settings::study_key_file`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// `sqlite://FILE` (created if missing, its directory is not) or
+    /// `postgres://...`.
+    pub database_url: DatabaseUrl,
+    /// Address `serve` listens on (`HOST:PORT`).
+    pub listen: String,
+    /// The flag set served over OFREP and managed.
+    pub flag_set: String,
+    /// How often a replica looks for changes made by others, in
+    /// milliseconds (at least 10: smaller values count as 10).
+    pub poll_interval_ms: u64,
+    /// Largest accepted request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// Most events accepted in one ingestion batch.
+    pub max_batch_events: usize,
+    /// The study key file (pseudonymisation; never in the database).
+    pub study_key_file: PathBuf,
+    /// Where the first `serve` writes the admin key it creates when
+    /// standard output is not a terminal.
+    pub admin_key_file: PathBuf,
+    /// Store events only for units that granted consent for this scope.
+    pub consent_scope: Option<String>,
+    /// Event names that may be stored (others are dropped and counted).
+    pub allowed_events: Option<Vec<String>>,
+    /// Property keys that may be stored (others are removed and counted).
+    pub allowed_properties: Option<Vec<String>>,
+    /// Delete raw events older than this many days (none: keep them).
+    pub retention_days: Option<u64>,
+    /// Seconds a connection may stay idle before its next request starts.
+    pub idle_timeout_secs: u64,
+    /// Seconds from a request's first byte to the end of its head.
+    pub header_read_timeout_secs: u64,
+    /// Seconds from a complete request head to the response head.
+    pub request_timeout_secs: u64,
+    /// Most client connections open at once.
+    pub max_connections: usize,
+    /// Memory for each of the two exposure de-duplication caches, in bytes.
+    pub exposure_cache_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            database_url: DatabaseUrl::new("sqlite://commonlab.db"),
+            listen: "127.0.0.1:8080".into(),
+            flag_set: "default".into(),
+            poll_interval_ms: 200,
+            body_limit_bytes: 1024 * 1024,
+            max_batch_events: 5_000,
+            study_key_file: PathBuf::from("commonlab.study-key"),
+            admin_key_file: PathBuf::from("commonlab.admin-key"),
+            consent_scope: None,
+            allowed_events: None,
+            allowed_properties: None,
+            retention_days: None,
+            idle_timeout_secs: 60,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 60,
+            max_connections: 10_000,
+            exposure_cache_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+/// What one layer sets: each key optional, unknown keys refused. Read from
+/// a TOML config file, the environment, or built from flags.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    pub database_url: Option<DatabaseUrl>,
+    pub listen: Option<String>,
+    pub flag_set: Option<String>,
+    pub poll_interval_ms: Option<u64>,
+    pub body_limit_bytes: Option<usize>,
+    pub max_batch_events: Option<usize>,
+    pub study_key_file: Option<PathBuf>,
+    pub admin_key_file: Option<PathBuf>,
+    pub consent_scope: Option<String>,
+    pub allowed_events: Option<Vec<String>>,
+    pub allowed_properties: Option<Vec<String>>,
+    pub retention_days: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub header_read_timeout_secs: Option<u64>,
+    pub request_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub exposure_cache_bytes: Option<usize>,
+}
+
+/// A value no server can run with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{0} must be at least 1")]
+    AtLeastOne(&'static str),
+}
+
+impl Settings {
+    /// Every key, as declared: the names a config file accepts (and,
+    /// upper-cased after [`ENV_PREFIX`], the environment's variables).
+    pub fn keys() -> &'static [&'static str] {
+        struct_fields::<Overrides>()
+    }
+
+    /// These settings with what `layer` sets in their place.
+    pub fn with(self, layer: Overrides) -> Settings {
+        // Destructured whole, so that a key added to `Overrides` and not
+        // applied here does not compile.
+        let Overrides {
+            database_url,
+            listen,
+            flag_set,
+            poll_interval_ms,
+            body_limit_bytes,
+            max_batch_events,
+            study_key_file,
+            admin_key_file,
+            consent_scope,
+            allowed_events,
+            allowed_properties,
+            retention_days,
+            idle_timeout_secs,
+            header_read_timeout_secs,
+            request_timeout_secs,
+            max_connections,
+            exposure_cache_bytes,
+        } = layer;
+        Settings {
+            database_url: database_url.unwrap_or(self.database_url),
+            listen: listen.unwrap_or(self.listen),
+            flag_set: flag_set.unwrap_or(self.flag_set),
+            poll_interval_ms: poll_interval_ms.unwrap_or(self.poll_interval_ms),
+            body_limit_bytes: body_limit_bytes.unwrap_or(self.body_limit_bytes),
+            max_batch_events: max_batch_events.unwrap_or(self.max_batch_events),
+            study_key_file: study_key_file.unwrap_or(self.study_key_file),
+            admin_key_file: admin_key_file.unwrap_or(self.admin_key_file),
+            consent_scope: consent_scope.or(self.consent_scope),
+            allowed_events: allowed_events.or(self.allowed_events),
+            allowed_properties: allowed_properties.or(self.allowed_properties),
+            retention_days: retention_days.or(self.retention_days),
+            idle_timeout_secs: idle_timeout_secs.unwrap_or(self.idle_timeout_secs),
+            header_read_timeout_secs: header_read_timeout_secs
+                .unwrap_or(self.header_read_timeout_secs),
+            request_timeout_secs: request_timeout_secs.unwrap_or(self.request_timeout_secs),
+            max_connections: max_connections.unwrap_or(self.max_connections),
+            exposure_cache_bytes: exposure_cache_bytes.unwrap_or(self.exposure_cache_bytes),
+        }
+    }
+
+    /// Refuses what no server can run with: a timeout or connection cap of
+    /// zero.
+    pub fn check(&self) -> Result<(), SettingsError> {
+        for (value, key) in [
+            (self.idle_timeout_secs, "idle_timeout_secs"),
+            (self.header_read_timeout_secs, "header_read_timeout_secs"),
+            (self.request_timeout_secs, "request_timeout_secs"),
+        ] {
+            if value == 0 {
+                return Err(SettingsError::AtLeastOne(key));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err(SettingsError::AtLeastOne("max_connections"));
+        }
+        Ok(())
+    }
+
+    /// The server's configuration under these settings, pseudonymising
+    /// with `study_key`. The one place a [`Config`] is made from settings.
+    pub fn to_config(&self, study_key: StudyKey) -> Config {
+        let set = |v: &Option<Vec<String>>| v.clone().map(|v| Arc::new(v.into_iter().collect()));
+        Config {
+            study_key: Arc::new(study_key),
+            flag_set: self.flag_set.clone(),
+            poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
+            body_limit: self.body_limit_bytes,
+            max_batch_events: self.max_batch_events,
+            consent_scope: self.consent_scope.clone(),
+            allowed_events: set(&self.allowed_events),
+            allowed_properties: set(&self.allowed_properties),
+            retention: self
+                .retention_days
+                .map(|d| Duration::from_secs(d.saturating_mul(86_400))),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            max_connections: self.max_connections,
+            exposure_cache_bytes: self.exposure_cache_bytes,
+            // What settings do not set (the clock skew allowed, the
+            // retention sweep's interval). `Config::default()` draws a
+            // throwaway study key, replaced above.
+            ..Config::default()
+        }
+    }
+}
+
+/// A whole settings document: the defaults with what it sets.
+impl<'de> Deserialize<'de> for Settings {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let settings = Settings::default().with(Overrides::deserialize(deserializer)?);
+        settings.check().map_err(de::Error::custom)?;
+        Ok(settings)
+    }
+}
+
+/// The field names serde's derive gives a struct: it hands them to
+/// `deserialize_struct`, which this deserializer records and refuses.
+fn struct_fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    struct Fields<'a>(&'a mut &'static [&'static str]);
+    impl<'de> Deserializer<'de> for Fields<'_> {
+        type Error = de::value::Error;
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("only the field names were wanted"))
+        }
+        fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Fields(&mut fields));
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_the_fields_of_overrides() {
+        let keys = Settings::keys();
+        assert_eq!(keys.len(), 17);
+        assert_eq!(keys[0], "database_url");
+        assert!(keys.contains(&"exposure_cache_bytes"));
+        assert_eq!(env_var("max_connections"), "COMMONLAB_MAX_CONNECTIONS");
+    }
+
+    #[test]
+    fn later_layers_win_and_unset_keys_keep_their_value() {
+        let file = Overrides {
+            listen: Some("0.0.0.0:1".into()),
+            max_connections: Some(5),
+            ..Overrides::default()
+        };
+        let env = Overrides {
+            listen: Some("0.0.0.0:2".into()),
+            ..Overrides::default()
+        };
+        let s = Settings::default().with(file).with(env);
+        assert_eq!(s.listen, "0.0.0.0:2");
+        assert_eq!(s.max_connections, 5);
+        assert_eq!(s.flag_set, "default");
+    }
+
+    #[test]
+    fn the_config_has_what_the_settings_say() {
+        let s = Settings {
+            poll_interval_ms: 3,
+            retention_days: Some(2),
+            allowed_events: Some(vec!["a".into(), "b".into()]),
+            request_timeout_secs: 7,
+            max_connections: 9,
+            ..Settings::default()
+        };
+        let c = s.to_config(StudyKey::from_bytes(&[1; 32]).unwrap());
+        assert_eq!(c.poll_interval, Duration::from_millis(10));
+        assert_eq!(c.retention, Some(Duration::from_secs(2 * 86_400)));
+        assert_eq!(c.allowed_events.as_deref().map(|e| e.len()), Some(2));
+        assert!(c.allowed_properties.is_none());
+        assert_eq!(c.request_timeout, Duration::from_secs(7));
+        assert_eq!(c.max_connections, 9);
+        assert_eq!(c.body_limit, 1024 * 1024);
+        assert_eq!(
+            c.study_key.fingerprint(),
+            StudyKey::from_bytes(&[1; 32]).unwrap().fingerprint()
+        );
+    }
+
+    #[test]
+    fn zero_timeouts_are_refused() {
+        let s = Settings {
+            header_read_timeout_secs: 0,
+            ..Settings::default()
+        };
+        assert_eq!(
+            s.check().unwrap_err().to_string(),
+            "header_read_timeout_secs must be at least 1"
+        );
+    }
+}
