@@ -6,7 +6,7 @@
 
 use crate::auth::KeyCache;
 use crate::events::counters::IngestCounters;
-use crate::flags::cache::FlagCache;
+use crate::flag_set::FlagCache;
 use crate::problem::Problem;
 use crate::route::{Public, Route};
 use crate::serve::HttpCounters;

@@ -1,6 +1,10 @@
-//! Commonlab's HTTP server: OFREP flag evaluation, the flag management API,
-//! API keys, health. One router per feature module, merged in [`router`];
-//! one [`AppState`] with `FromRef` substates.
+//! Commonlab's HTTP server: OFREP flag evaluation and the flag management
+//! API ([`flags`]), trials ([`trials`]), telemetry ([`events`]), API keys
+//! ([`keys`]), units' consent and erasure ([`units`]), health and metrics
+//! ([`health`]), the OpenAPI document ([`openapi`]). Each feature lists its
+//! routes with who may call them; [`route_table`] gathers them and the one
+//! router is built from it ([`route`]). One [`AppState`] with `FromRef`
+//! substates: handlers take the substates they need, never `AppState`.
 //!
 //! The server keeps no state but caches, refreshed from the database by a
 //! poller ([`sync`]), so several replicas can serve one PostgreSQL; they
@@ -16,6 +20,7 @@ pub mod csv_out;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod flag_set;
 pub mod flags;
 pub mod health;
 pub mod keys;

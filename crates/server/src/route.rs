@@ -71,6 +71,24 @@ guarded_handler!(T2, T3, T4, T5);
 guarded_handler!(T2, T3, T4, T5, T6);
 guarded_handler!(T2, T3, T4, T5, T6, T7);
 
+/// `Route::get(path, handler)` and its siblings: the route's access is
+/// the guard type `G` of the handler's first argument.
+macro_rules! method_constructors {
+    ($($(#[$doc:meta])* $name:ident: $method:ident),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub fn $name<H, G, T>(path: &'static str, handler: H) -> Self
+            where
+                H: GuardedHandler<G, T, S>,
+                G: Guard,
+                T: 'static,
+            {
+                Self::on(Method::$method, path, handler)
+            }
+        )*
+    };
+}
+
 /// One route: a method on a path template, who may call it, its handler.
 pub struct Route<S> {
     method: Method,
@@ -98,41 +116,16 @@ where
         }
     }
 
-    pub fn get<H, G, T>(path: &'static str, handler: H) -> Self
-    where
-        H: GuardedHandler<G, T, S>,
-        G: Guard,
-        T: 'static,
-    {
-        Self::on(Method::GET, path, handler)
-    }
-
-    pub fn post<H, G, T>(path: &'static str, handler: H) -> Self
-    where
-        H: GuardedHandler<G, T, S>,
-        G: Guard,
-        T: 'static,
-    {
-        Self::on(Method::POST, path, handler)
-    }
-
-    pub fn put<H, G, T>(path: &'static str, handler: H) -> Self
-    where
-        H: GuardedHandler<G, T, S>,
-        G: Guard,
-        T: 'static,
-    {
-        Self::on(Method::PUT, path, handler)
-    }
-
-    pub fn delete<H, G, T>(path: &'static str, handler: H) -> Self
-    where
-        H: GuardedHandler<G, T, S>,
-        G: Guard,
-        T: 'static,
-    {
-        Self::on(Method::DELETE, path, handler)
-    }
+    method_constructors!(
+        /// A `GET` route (also answering `HEAD`).
+        get: GET,
+        /// A `POST` route.
+        post: POST,
+        /// A `PUT` route.
+        put: PUT,
+        /// A `DELETE` route.
+        delete: DELETE,
+    );
 
     pub fn method(&self) -> &Method {
         &self.method

@@ -9,7 +9,7 @@ use commonlab_store::StoreError;
 use tokio::sync::watch;
 
 /// Reloads the flag set if the database has a newer revision than the cache
-/// (see [`crate::flags::cache::FlagCache::refresh`]).
+/// (see [`crate::flag_set::FlagCache::refresh`]).
 pub async fn refresh_flags(state: &AppState) -> Result<(), StoreError> {
     state
         .flags

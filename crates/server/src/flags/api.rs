@@ -3,13 +3,13 @@
 //! the `developer` role; state and cohort changes `developer`; definitions
 //! (create, update, delete, import) `researcher`.
 
-use super::cache::{FlagCache, LoadedFlags};
 use super::service::{self, ChangeMeta, Cohort, FlagChange};
 use crate::auth::{Caller, RequireDeveloper, RequireResearcher};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
 use crate::extract::{ApiJson, ApiQuery};
+use crate::flag_set::{FlagCache, LoadedFlags};
 use crate::problem::Problem;
 use crate::route::Route;
 use axum::body::Bytes;

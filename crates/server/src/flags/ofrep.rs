@@ -5,12 +5,13 @@
 //! to their error codes; authentication failures (401/403), which OFREP gives
 //! no body for, are problem+json like the rest of the server.
 
-use super::cache::FlagCache;
 use crate::auth::{KeyCache, RequireSdk};
 use crate::extract::{is_json, BodyError};
+use crate::flag_set::FlagCache;
 use crate::route::Route;
 use crate::trials::cache::RunningTrials;
-use crate::trials::decision::{Decider, Decision};
+use crate::trials::decision::Decider;
+use crate::trials::exposure::Decision;
 use axum::body::Bytes;
 use axum::extract::{FromRef, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};

@@ -9,9 +9,11 @@
 
 pub use crate::audit::ChangeMeta;
 use crate::error::Error;
+use crate::flag_set::empty_document;
+pub use crate::flag_set::head;
 use crate::problem::FieldError;
 use commonlab_core::flags::{FlagSet, LoadMode, LoadWarning};
-use commonlab_store::{FlagDeviation, FlagSetRevision, NewRevision, Store, StoreError};
+use commonlab_store::{FlagDeviation, NewRevision, Store, StoreError};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -112,28 +114,6 @@ fn check_reason(reason: &str) -> Result<(), Error> {
 /// The JSON pointer of a flag inside a document.
 pub fn flag_pointer(key: &str) -> String {
     format!("/flags/{}", key.replace('~', "~0").replace('/', "~1"))
-}
-
-fn empty_document() -> Value {
-    json!({ "flags": {} })
-}
-
-/// The head revision and its document (revision 0 and an empty document when
-/// the set has never been written).
-pub async fn head(store: &Store, set: &str) -> Result<(i64, Value), Error> {
-    match store.flag_set_head(set).await? {
-        None => Ok((0, empty_document())),
-        Some(FlagSetRevision {
-            revision, document, ..
-        }) => {
-            let doc = serde_json::from_str(&document).map_err(|e| {
-                Error::Store(StoreError::NotFound(format!(
-                    "a readable document at revision {revision} ({e})"
-                )))
-            })?;
-            Ok((revision, doc))
-        }
-    }
 }
 
 fn flags_map(doc: &mut Value) -> &mut Map<String, Value> {

@@ -10,7 +10,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
 use crate::extract::{ApiJson, ApiQuery};
-use crate::flags::cache::FlagCache;
+use crate::flag_set::FlagCache;
 use crate::problem::Problem;
 use crate::route::Route;
 use axum::extract::{FromRef, Path, State};

@@ -2,6 +2,7 @@
 //! in one of a flag's running trials and, if so, in which arm.
 
 use super::cache::{Allocation, RunningTrial, TrialCache};
+use super::exposure::Decision;
 use super::exposure::ExposureSink;
 use super::unit_cache::UnitCache;
 use crate::clock::Clock;
@@ -24,20 +25,6 @@ pub struct Decider {
     pub units: UnitCache,
     pub config: Arc<Config>,
     pub clock: Clock,
-}
-
-/// The arm a unit gets in a trial, with what the exposure record needs.
-#[derive(Debug, Clone)]
-pub struct Decision {
-    pub trial: Arc<RunningTrial>,
-    pub arm: String,
-    /// The raw unit id. It stays in memory: the exposure writer
-    /// pseudonymises it before anything is stored.
-    pub unit_id: String,
-    pub community: Option<String>,
-    /// A developer's cohort override decided the value: the unit is
-    /// excluded from the analysis population.
-    pub excluded_reason: Option<String>,
 }
 
 fn community_of(ctx: &EvalContext<'_>) -> Option<String> {

@@ -1,5 +1,6 @@
-//! First exposures, written off the request path: the sink handlers send
-//! decisions to, and the writer task that records them in batches.
+//! First exposures, written off the request path: the decisions of
+//! [`super::decision`] ([`Decision`]), the sink handlers send them to, and
+//! the writer task that records them in batches.
 //!
 //! Exposure rule: a single-flag OFREP evaluation that returns a trial arm is
 //! an exposure; a bulk evaluation is one only when the trial says
@@ -7,7 +8,7 @@
 //! `POST /api/v1/exposures`. Units are pseudonymised (HMAC-SHA256 under the
 //! study key) before anything is stored.
 
-use super::decision::Decision;
+use super::cache::RunningTrial;
 use super::dedup::ExposureDedup;
 use commonlab_core::privacy::{pseudonymise, StudyKey};
 use commonlab_store::{ExposureSource, NewAssignment, NewExposure, Store, StoreError};
@@ -15,6 +16,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+
+/// The arm a unit gets in a trial, with what the exposure record needs.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub trial: Arc<RunningTrial>,
+    pub arm: String,
+    /// The raw unit id. It stays in memory: the exposure writer
+    /// pseudonymises it before anything is stored.
+    pub unit_id: String,
+    pub community: Option<String>,
+    /// A developer's cohort override decided the value: the unit is
+    /// excluded from the analysis population.
+    pub excluded_reason: Option<String>,
+}
 
 const BATCH: usize = 2_000;
 /// At shutdown, attempts (backing off from 100 ms) at each batch left

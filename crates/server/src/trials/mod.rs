@@ -16,7 +16,7 @@ pub mod service;
 pub mod unit_cache;
 
 pub use cache::{Allocation, RunningTrial, RunningTrials, TrialCache};
-pub use decision::{Decider, Decision};
-pub use exposure::{run_writer, ExposureSink, PendingExposure};
+pub use decision::Decider;
+pub use exposure::{run_writer, Decision, ExposureSink, PendingExposure};
 pub use service::ACTIONS;
 pub use unit_cache::UnitCache;

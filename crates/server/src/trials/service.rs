@@ -32,7 +32,7 @@ pub fn check(source: &str, file: &str, flags: &FlagSet) -> Result<TrialSpec, Vec
 }
 
 async fn flag_set(store: &Store, set: &str) -> Result<FlagSet, Error> {
-    let (_, doc) = crate::flags::service::head(store, set).await?;
+    let (_, doc) = crate::flag_set::head(store, set).await?;
     let (flags, _) = FlagSet::from_value(&doc, LoadMode::Lenient)
         .map_err(|e| Error::invalid(e.pointer.clone(), e.to_string()))?;
     Ok(flags)

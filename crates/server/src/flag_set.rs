@@ -1,9 +1,14 @@
-//! The compiled flag set this replica serves, refreshed from the database
-//! (by the poller, [`crate::sync`], and after a write through this replica).
+//! The flag set, as stored and as served: the head revision's document
+//! ([`head`]), and the compiled set this replica serves ([`FlagCache`]),
+//! refreshed from the database (by the poller, [`crate::sync`], and after a
+//! write through this replica). Read by the flags feature and by trials
+//! (which are checked against the flags), so it belongs to neither.
 
+use crate::error::Error;
 use arc_swap::ArcSwap;
 use commonlab_core::flags::{FlagSet, LoadMode};
-use commonlab_store::{Store, StoreError};
+use commonlab_store::{FlagSetRevision, Store, StoreError};
+use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// How many revisions below a head that does not compile are tried, newest
@@ -156,4 +161,27 @@ fn compile(document: &str) -> Result<FlagSet, String> {
     FlagSet::from_json_str(document, LoadMode::Lenient)
         .map(|(set, _warnings)| set)
         .map_err(|e| e.to_string())
+}
+
+/// The document of a flag set that has never been written.
+pub fn empty_document() -> Value {
+    json!({ "flags": {} })
+}
+
+/// The head revision and its document (revision 0 and an empty document when
+/// the set has never been written).
+pub async fn head(store: &Store, set: &str) -> Result<(i64, Value), Error> {
+    match store.flag_set_head(set).await? {
+        None => Ok((0, empty_document())),
+        Some(FlagSetRevision {
+            revision, document, ..
+        }) => {
+            let doc = serde_json::from_str(&document).map_err(|e| {
+                Error::Store(StoreError::NotFound(format!(
+                    "a readable document at revision {revision} ({e})"
+                )))
+            })?;
+            Ok((revision, doc))
+        }
+    }
 }
