@@ -3,7 +3,7 @@
 //!
 //! With `consent_scope` set, a member is enrolled in a trial only while
 //! their latest consent decision for that scope is a grant
-//! ([`consented`]). Decisions are cached per raw unit id (bounded), so an
+//! ([`UnitCache::consented`]). Decisions are cached per raw unit id (bounded), so an
 //! evaluation costs a database query only the first time a member is seen.
 //! Every consent decision and every erasure bumps a counter in the
 //! database; the poller ([`crate::sync`]) compares them with the ones seen
