@@ -2,9 +2,16 @@
 
 use commonlab_client::{ClientError, Event, EventClient, Options};
 use commonlab_core::auth::Role;
+use commonlab_core::privacy::StudyKey;
 use commonlab_server::{build_state, keys::create_key, start, Clock, Config};
 use commonlab_store::testing::both_backends;
 use commonlab_store::EventFilter;
+
+/// The study key of the test's server, made here (the server has no
+/// default key).
+fn test_study_key() -> StudyKey {
+    StudyKey::from_bytes(&[0x5a; 32]).expect("32 bytes is long enough")
+}
 
 #[tokio::test]
 async fn batches_are_sent_and_retries_store_nothing_twice() {
@@ -14,7 +21,7 @@ async fn batches_are_sent_and_retries_store_nothing_twice() {
             .await
             .unwrap()
             .key;
-        let state = build_state(store, Config::default(), Clock::System)
+        let state = build_state(store, Config::new(test_study_key()), Clock::System)
             .await
             .unwrap();
         let server = start("127.0.0.1:0".parse().unwrap(), state).await.unwrap();

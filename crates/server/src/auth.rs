@@ -1,15 +1,20 @@
 //! Authentication: API keys in `Authorization: Bearer` or `X-API-Key`,
-//! checked against the in-memory key cache (refreshed from the database), and
-//! role checks.
+//! checked against the in-memory key cache ([`KeyCache`], refreshed from
+//! the database), and the role extractors that guard routes
+//! ([`RequireSdk`], [`RequireDeveloper`], [`RequireResearcher`],
+//! [`RequireAdmin`]): a handler's first argument says who may call it.
 
 use crate::problem::Problem;
-use crate::state::KeyCache;
+use crate::route::{Access, Guard};
+use arc_swap::ArcSwap;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use commonlab_core::auth::{key_id, Role};
+use commonlab_core::auth::{key_id, ApiKeyHash, Role};
+use commonlab_store::{Store, StoreError};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The authenticated caller of a request.
@@ -36,6 +41,70 @@ impl Caller {
     /// How this caller is named in the audit log.
     pub fn actor(&self) -> String {
         format!("key:{}", self.name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CachedKey {
+    pub name: String,
+    pub role: Role,
+    pub hash: ApiKeyHash,
+}
+
+#[derive(Default)]
+pub struct KeysSnapshot {
+    pub version: i64,
+    pub by_id: HashMap<String, CachedKey>,
+}
+
+/// The active API keys, and the count of failed authentications.
+#[derive(Clone, Default)]
+pub struct KeyCache(Arc<Keys>);
+
+#[derive(Default)]
+struct Keys {
+    current: ArcSwap<KeysSnapshot>,
+    failures: AuthFailures,
+}
+
+impl KeyCache {
+    pub fn current(&self) -> arc_swap::Guard<Arc<KeysSnapshot>> {
+        self.0.current.load()
+    }
+    pub fn install(&self, snap: KeysSnapshot) {
+        self.0.current.store(Arc::new(snap));
+    }
+    /// Failed authentications (counted and logged by [`authenticate_on`]).
+    pub fn failures(&self) -> &AuthFailures {
+        &self.0.failures
+    }
+
+    /// Reloads the active keys if the database's keys version changed.
+    pub async fn refresh(&self, store: &Store) -> Result<(), StoreError> {
+        let version = store.keys_version().await?;
+        let current = self.current();
+        if version == current.version && (version != 0 || !current.by_id.is_empty()) {
+            return Ok(());
+        }
+        let records = store.active_api_keys().await?;
+        let mut by_id = HashMap::with_capacity(records.len());
+        for r in records {
+            let (Ok(role), Ok(hash)) = (r.role.parse::<Role>(), ApiKeyHash::from_hex(&r.hash_hex))
+            else {
+                tracing::error!(key = %r.id, "stored API key has an unknown role or a bad hash; ignored");
+                continue;
+            };
+            by_id.insert(
+                r.id,
+                CachedKey {
+                    name: r.name,
+                    role,
+                    hash,
+                },
+            );
+        }
+        self.install(KeysSnapshot { version, by_id });
+        Ok(())
     }
 }
 
@@ -164,3 +233,58 @@ where
         authenticate_on(&KeyCache::from_ref(state), &parts.headers, route)
     }
 }
+
+/// Defines a role extractor: the authenticated [`Caller`], refused with 403
+/// unless its role includes the one named.
+macro_rules! role_extractor {
+    ($(#[$doc:meta])* $name:ident, $role:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name(pub Caller);
+
+        impl Guard for $name {
+            const ACCESS: Access = Access::Role($role);
+        }
+
+        impl<S> FromRequestParts<S> for $name
+        where
+            S: Send + Sync,
+            KeyCache: FromRef<S>,
+        {
+            type Rejection = Problem;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                let caller = Caller::from_request_parts(parts, state).await?;
+                caller.require($role)?;
+                Ok($name(caller))
+            }
+        }
+    };
+}
+
+role_extractor!(
+    /// A caller with any valid key (`sdk` and up): evaluation, telemetry,
+    /// consent, exposures.
+    RequireSdk,
+    Role::Sdk
+);
+role_extractor!(
+    /// A caller whose role includes `developer`: reading flags and trials,
+    /// flag state and cohort overrides.
+    RequireDeveloper,
+    Role::Developer
+);
+role_extractor!(
+    /// A caller whose role includes `researcher`: flag definitions, trial
+    /// changes, data exports, erasure.
+    RequireResearcher,
+    Role::Researcher
+);
+role_extractor!(
+    /// An `admin` caller: API keys.
+    RequireAdmin,
+    Role::Admin
+);

@@ -2,6 +2,7 @@
 //! its rendering as problem+json.
 
 use crate::problem::{FieldError, Problem};
+use commonlab_core::experiments::SpecError;
 use commonlab_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,30 @@ impl Error {
                 column: None,
             }],
             message,
+        }
+    }
+}
+
+/// A trial file's errors: the crate's validation error, every field with
+/// its position kept.
+impl From<Vec<SpecError>> for Error {
+    fn from(errors: Vec<SpecError>) -> Self {
+        let message = errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        Error::Invalid {
+            message,
+            issues: errors
+                .into_iter()
+                .map(|e| FieldError {
+                    pointer: e.field,
+                    detail: e.message,
+                    line: Some(e.line),
+                    column: Some(e.column),
+                })
+                .collect(),
         }
     }
 }

@@ -1,25 +1,34 @@
 //! API keys: creation (shared with the CLI) and the admin API.
 
-use crate::auth::Caller;
+use crate::audit::ChangeMeta;
+use crate::auth::{KeyCache, RequireAdmin};
+use crate::clock::Clock;
 use crate::error::Error;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::problem::Problem;
-use crate::state::AppState;
-use axum::extract::{Path, State};
+use crate::route::Route;
+use axum::extract::{FromRef, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use commonlab_core::auth::{NewApiKey, Role};
 use commonlab_store::{ApiKeyRecord, NewApiKeyRecord, Store};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/keys", get(list).post(create))
-        .route("/api/v1/keys/{id}", delete(revoke))
+pub fn routes<S>() -> Vec<Route<S>>
+where
+    S: Clone + Send + Sync + 'static,
+    Store: FromRef<S>,
+    Clock: FromRef<S>,
+    KeyCache: FromRef<S>,
+{
+    vec![
+        Route::get("/api/v1/keys", list),
+        Route::post("/api/v1/keys", create),
+        Route::delete("/api/v1/keys/{id}", revoke),
+    ]
 }
 
 /// A key just created: the plaintext is in `key`, shown this once.
@@ -59,7 +68,7 @@ pub async fn create_key_because(
     store: &Store,
     name: &str,
     role: Role,
-    meta: &crate::service::ChangeMeta<'_>,
+    meta: &ChangeMeta<'_>,
 ) -> Result<CreatedKey, Error> {
     if meta.reason.trim().is_empty() {
         return Err(Error::ReasonRequired);
@@ -100,9 +109,8 @@ async fn insert_key(
     })
 }
 
-async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response, Problem> {
-    caller.require(Role::Admin)?;
-    let keys: Vec<ApiKeyRecord> = state.store.list_api_keys(true).await.map_err(Error::from)?;
+async fn list(_: RequireAdmin, State(store): State<Store>) -> Result<Response, Problem> {
+    let keys: Vec<ApiKeyRecord> = store.list_api_keys(true).await.map_err(Error::from)?;
     Ok(Json(serde_json::json!({ "keys": keys })).into_response())
 }
 
@@ -114,26 +122,20 @@ struct CreateBody {
 }
 
 async fn create(
-    State(state): State<AppState>,
-    caller: Caller,
+    RequireAdmin(caller): RequireAdmin,
+    State(store): State<Store>,
+    State(clock): State<Clock>,
+    State(keys): State<KeyCache>,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Admin)?;
     let role: Role = body
         .role
         .parse()
         .map_err(|e: commonlab_core::auth::UnknownRole| {
             Problem::validation(e.to_string()).with_field("/role", e.to_string())
         })?;
-    let created = create_key(
-        &state.store,
-        &body.name,
-        role,
-        &caller.actor(),
-        state.clock.now(),
-    )
-    .await?;
-    let _ = crate::sync::refresh_keys(&state).await;
+    let created = create_key(&store, &body.name, role, &caller.actor(), clock.now()).await?;
+    let _ = keys.refresh(&store).await;
     // The answer carries the key in clear: no cache may keep it.
     Ok((
         StatusCode::CREATED,
@@ -149,19 +151,19 @@ struct RevokeQuery {
 }
 
 async fn revoke(
-    State(state): State<AppState>,
-    caller: Caller,
+    RequireAdmin(caller): RequireAdmin,
+    State(store): State<Store>,
+    State(clock): State<Clock>,
+    State(keys): State<KeyCache>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<RevokeQuery>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Admin)?;
     let actor = caller.actor();
     let reason = q.reason.as_deref().filter(|r| !r.trim().is_empty());
-    let rec = state
-        .store
-        .revoke_api_key_by(&id, Some(&actor), reason, state.clock.now())
+    let rec = store
+        .revoke_api_key_by(&id, Some(&actor), reason, clock.now())
         .await
         .map_err(Error::from)?;
-    let _ = crate::sync::refresh_keys(&state).await;
+    let _ = keys.refresh(&store).await;
     Ok(Json(rec).into_response())
 }

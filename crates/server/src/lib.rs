@@ -1,64 +1,82 @@
-//! Commonlab's HTTP server: OFREP flag evaluation, the flag management API,
-//! API keys, health. One router per feature module, merged in [`router`];
-//! one [`AppState`] with `FromRef` substates.
+//! Commonlab's HTTP server: OFREP flag evaluation and the flag management
+//! API ([`flags`]), trials ([`trials`]), telemetry ([`events`]), API keys
+//! ([`keys`]), units' consent and erasure ([`units`]), health and metrics
+//! ([`health`]), the OpenAPI document ([`openapi`]). Each feature lists its
+//! routes with who may call them; [`route_table`] gathers them and the one
+//! router is built from it ([`route`]). One [`AppState`] with `FromRef`
+//! substates: handlers take the substates they need, never `AppState`.
 //!
 //! The server keeps no state but caches, refreshed from the database by a
 //! poller ([`sync`]), so several replicas can serve one PostgreSQL; they
 //! must share one study key (its fingerprint is recorded in the database).
 
-pub mod analysis;
+pub mod audit;
 pub mod auth;
+pub mod clock;
+pub mod config;
 mod conn;
 pub mod context;
 pub mod csv_out;
-pub mod dedup;
-pub mod deviations;
 pub mod error;
 pub mod events;
 pub mod extract;
-pub mod flags_api;
-pub mod group_commit;
+pub mod flag_set;
+pub mod flags;
 pub mod health;
 pub mod keys;
 pub mod layers;
-pub mod ofrep;
 pub mod openapi;
-pub mod overrides;
 pub mod problem;
 pub mod retention;
+pub mod route;
 pub mod serve;
-pub mod service;
 pub mod settings;
 pub mod state;
 pub mod sync;
-pub mod trial_service;
 pub mod trials;
-pub mod trials_api;
-pub mod unit_cache;
 pub mod units;
 
+pub use clock::Clock;
+pub use config::Config;
 pub use error::Error;
-pub use state::{AppState, Clock, Config};
+pub use state::AppState;
+
+// The paths of the modules before they moved into their feature (the CLI
+// and the tests use them).
+pub use flags::service;
+pub use trials::analysis;
+pub use trials::service as trial_service;
 
 use axum::Router;
 use commonlab_store::Store;
+use route::Route;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Every feature router, merged, without the layers.
+/// Every route the server serves, with who may call it: the one table the
+/// router is built from ([`routes`]) and the tests walk.
+pub fn route_table() -> Vec<Route<AppState>> {
+    [
+        flags::ofrep::routes(),
+        flags::api::routes(),
+        keys::routes(),
+        trials::api::routes(),
+        events::api::routes(),
+        units::routes(),
+        health::routes(),
+        openapi::routes(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The router of [`route_table`], without the layers.
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .merge(ofrep::router())
-        .merge(flags_api::router())
-        .merge(keys::router())
-        .merge(trials_api::router())
-        .merge(events::router())
-        .merge(units::router())
-        .merge(health::router())
-        .merge(openapi::router())
+    route::router(route_table())
 }
 
 /// The whole application, ready to serve: [`routes`] in the layers of
@@ -69,19 +87,7 @@ pub fn router(state: AppState) -> Router {
 
 /// Builds the state for `store` and loads the caches once.
 pub async fn build_state(store: Store, config: Config, clock: Clock) -> Result<AppState, Error> {
-    let state = AppState {
-        store,
-        flags: state::FlagCache::new(),
-        keys: state::KeyCache::default(),
-        trials: trials::TrialCache::default(),
-        exposures: trials::ExposureSink::with_budget(config.exposure_cache_bytes),
-        units: unit_cache::UnitCache::default(),
-        committer: group_commit::GroupCommitter::default(),
-        ingest_counters: Arc::default(),
-        http_counters: Arc::default(),
-        clock,
-        config: Arc::new(config),
-    };
+    let state = AppState::new(store, config, clock);
     sync::refresh_all(&state).await?;
     Ok(state)
 }
@@ -157,7 +163,7 @@ pub async fn start_app(
     ));
     let writer = state.exposures.take_receiver().map(|exposures| {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(trials::run_writer(
+        let task = tokio::spawn(trials::exposure::run_writer(
             state.store.clone(),
             state.config.study_key.clone(),
             state.exposures.clone(),
@@ -168,7 +174,11 @@ pub async fn start_app(
     });
     let committer = state.committer.take_receiver().map(|jobs| {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(group_commit::run(state.store.clone(), jobs, stopped));
+        let task = tokio::spawn(events::group_commit::run(
+            state.store.clone(),
+            jobs,
+            stopped,
+        ));
         (stop, task)
     });
     if writer.is_none() {

@@ -3,20 +3,21 @@
 //! `docs/openapi.json` and embedded at compile time. No authentication.
 //! The server's tests check real responses against its schemas.
 
-use crate::state::AppState;
+use crate::route::{Public, Route};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 
 /// The document, byte for byte as in `docs/openapi.json`.
 pub const DOCUMENT: &str = include_str!("../../../docs/openapi.json");
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/openapi.json", get(document))
+pub fn routes<S>() -> Vec<Route<S>>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    vec![Route::get("/openapi.json", document)]
 }
 
-async fn document() -> Response {
+async fn document(_: Public) -> Response {
     let mut resp = DOCUMENT.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

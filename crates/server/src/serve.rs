@@ -8,9 +8,9 @@
 //! than `max_connections` plus a few being turned away, so it does not run
 //! out of file descriptors (the database needs some too).
 
+use crate::config::Config;
 use crate::conn::{problem_response, ConnClock, ConnIo, HeadTimer};
 use crate::problem::Problem;
-use crate::state::Config;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;

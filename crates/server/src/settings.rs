@@ -246,8 +246,10 @@ impl Settings {
     /// with `study_key`. The one place a [`Config`] is made from settings.
     pub fn to_config(&self, study_key: StudyKey) -> Config {
         let set = |v: &Option<Vec<String>>| v.clone().map(|v| Arc::new(v.into_iter().collect()));
+        // What settings do not set (the clock skew allowed, the retention
+        // sweep's interval) keeps `Config::new`'s defaults.
+        let base = Config::new(study_key);
         Config {
-            study_key: Arc::new(study_key),
             flag_set: self.flag_set.clone(),
             poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
             body_limit: self.body_limit_bytes,
@@ -263,10 +265,7 @@ impl Settings {
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             max_connections: self.max_connections,
             exposure_cache_bytes: self.exposure_cache_bytes,
-            // What settings do not set (the clock skew allowed, the
-            // retention sweep's interval). `Config::default()` draws a
-            // throwaway study key, replaced above.
-            ..Config::default()
+            ..base
         }
     }
 }

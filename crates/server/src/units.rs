@@ -6,28 +6,54 @@
 //! export data (researcher and up): an `sdk` key, public in web clients,
 //! must not map ids to the pseudonyms of exported data.
 
-use crate::auth::Caller;
+use crate::audit::ChangeMeta;
+use crate::auth::{KeyCache, RequireResearcher, RequireSdk};
+use crate::clock::Clock;
+use crate::config::Config;
 use crate::error::Error;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::problem::Problem;
-use crate::state::AppState;
-use axum::extract::{Path, State};
+use crate::route::Route;
+use crate::trials::exposure::ExposureSink;
+use crate::trials::unit_cache::{forget_units, UnitCache};
+use axum::extract::{FromRef, Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, put};
-use axum::{Json, Router};
+use axum::Json;
 use commonlab_core::auth::Role;
-use commonlab_core::privacy::pseudonymise;
+use commonlab_core::privacy::{pseudonymise, StudyKey};
 use commonlab_store::{ErasureOutcome, Store};
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/units/{id}", delete(erase))
-        .route(
-            "/api/v1/units/{id}/consent",
-            put(set_consent).get(consent_history),
-        )
+pub fn routes<S>() -> Vec<Route<S>>
+where
+    S: Clone + Send + Sync + 'static,
+    UnitsContext: FromRef<S>,
+    KeyCache: FromRef<S>,
+{
+    vec![
+        Route::delete("/api/v1/units/{id}", erase),
+        Route::put("/api/v1/units/{id}/consent", set_consent),
+        Route::get("/api/v1/units/{id}/consent", consent_history),
+    ]
+}
+
+/// What the unit handlers need: the store, the study key, the clock, and
+/// the caches about units this replica forgets at once after a change.
+#[derive(Clone)]
+pub struct UnitsContext {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub clock: Clock,
+    pub units: UnitCache,
+    pub exposures: ExposureSink,
+}
+
+impl UnitsContext {
+    fn unit(&self, raw_id: &str) -> commonlab_core::privacy::UnitHash {
+        pseudonymise(&self.config.study_key, raw_id)
+    }
 }
 
 #[derive(Deserialize)]
@@ -49,15 +75,14 @@ fn check_text(field: &str, s: &str) -> Result<(), Problem> {
 }
 
 async fn set_consent(
-    State(state): State<AppState>,
-    caller: Caller,
+    RequireSdk(caller): RequireSdk,
+    State(state): State<UnitsContext>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ConsentBody>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Sdk)?;
     check_text("scope", &body.scope)?;
     check_text("text_version", &body.text_version)?;
-    let unit = pseudonymise(&state.config.study_key, &id);
+    let unit = state.unit(&id);
     let record = state
         .store
         .set_consent(
@@ -82,12 +107,11 @@ async fn set_consent(
 }
 
 async fn consent_history(
-    State(state): State<AppState>,
-    caller: Caller,
+    _: RequireResearcher,
+    State(state): State<UnitsContext>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Researcher)?;
-    let unit = pseudonymise(&state.config.study_key, &id);
+    let unit = state.unit(&id);
     let history = state
         .store
         .consent_history(unit.as_str())
@@ -101,9 +125,9 @@ async fn consent_history(
 /// forget what it cached about units.
 pub async fn erase_unit(
     store: &Store,
-    key: &commonlab_core::privacy::StudyKey,
+    key: &StudyKey,
     raw_id: &str,
-    meta: &crate::service::ChangeMeta<'_>,
+    meta: &ChangeMeta<'_>,
 ) -> Result<(String, ErasureOutcome), Error> {
     if meta.reason.trim().is_empty() {
         return Err(Error::ReasonRequired);
@@ -121,21 +145,16 @@ struct ReasonQuery {
 }
 
 async fn erase(
-    State(state): State<AppState>,
-    caller: Caller,
+    RequireResearcher(caller): RequireResearcher,
+    State(state): State<UnitsContext>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<ReasonQuery>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Researcher)?;
     let actor = caller.actor();
-    let meta = crate::service::ChangeMeta {
-        actor: &actor,
-        reason: q.reason.as_deref().unwrap_or(""),
-        at: state.clock.now(),
-    };
+    let meta = ChangeMeta::now(&actor, q.reason.as_deref().unwrap_or(""), &state.clock);
     let (unit, counts) = erase_unit(&state.store, &state.config.study_key, &id, &meta).await?;
     // This replica forgets at once; the others when they see the erasure
     // counter move.
-    crate::unit_cache::forget_units(&state);
+    forget_units(&state.units, &state.exposures);
     Ok(Json(json!({ "unit": unit, "erased": counts })).into_response())
 }

@@ -108,27 +108,10 @@ async fn events_are_stored_once_pseudonymised_with_per_event_errors() {
 #[tokio::test]
 async fn oversized_batches_are_refused_whole() {
     both_backends(|db| async move {
-        let store = db.connect_another().await;
-        let admin = create_key(
-            &store,
-            "test-admin",
-            Role::Admin,
-            "test",
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap()
-        .key;
-        let h = Harness::start_full(
-            store,
-            admin,
-            Clock::System,
-            Config {
-                max_batch_events: 10,
-                ..Config::default()
-            },
-        )
-        .await;
+        let h = Harness::on(&db)
+            .config(|c| c.max_batch_events = 10)
+            .start()
+            .await;
         let sdk = h.key(Role::Sdk).await;
         let batch: Vec<Value> = (0..11).map(|i| event(&id(i), "m", "x")).collect();
         let (s, _) = h
@@ -157,29 +140,19 @@ async fn oversized_batches_are_refused_whole() {
 #[tokio::test]
 async fn allow_list_consent_and_erasure() {
     both_backends(|db| async move {
-        let store = db.connect_another().await;
-        let admin = create_key(
-            &store,
-            "test-admin",
-            Role::Admin,
-            "test",
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap()
-        .key;
         let set = |xs: &[&str]| {
             Some(std::sync::Arc::new(
                 xs.iter().map(|s| s.to_string()).collect(),
             ))
         };
-        let config = Config {
-            consent_scope: Some("research".into()),
-            allowed_events: set(&["contribution_created", "thanks_given"]),
-            allowed_properties: set(&["edits"]),
-            ..Config::default()
-        };
-        let h = Harness::start_full(store, admin, Clock::System, config).await;
+        let h = Harness::on(&db)
+            .config(|c| {
+                c.consent_scope = Some("research".into());
+                c.allowed_events = set(&["contribution_created", "thanks_given"]);
+                c.allowed_properties = set(&["edits"]);
+            })
+            .start()
+            .await;
         let sdk = h.key(Role::Sdk).await;
         let consent = |unit: &str, granted: bool| {
             h.req(
@@ -301,27 +274,16 @@ async fn allow_list_consent_and_erasure() {
 #[tokio::test]
 async fn retention_deletes_old_raw_events() {
     both_backends(|db| async move {
-        let store = db.connect_another().await;
-        let admin = create_key(
-            &store,
-            "test-admin",
-            Role::Admin,
-            "test",
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap()
-        .key;
         let clock = Clock::fixed(
             chrono::DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z")
                 .unwrap()
                 .into(),
         );
-        let config = Config {
-            retention: Some(Duration::from_secs(7 * 86_400)),
-            ..Config::default()
-        };
-        let h = Harness::start_full(store, admin, clock, config).await;
+        let h = Harness::on(&db)
+            .clock(clock)
+            .config(|c| c.retention = Some(Duration::from_secs(7 * 86_400)))
+            .start()
+            .await;
         let sdk = h.key(Role::Sdk).await;
         let mut batch = Vec::new();
         for (i, day) in ["2026-11-01", "2026-11-20", "2026-11-25", "2026-11-30"]

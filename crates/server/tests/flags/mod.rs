@@ -5,6 +5,8 @@
 use super::*;
 use commonlab_store::NewRevision;
 
+mod management;
+
 /// `eN = {"and": [{"$ref": "eN-1"}, {"$ref": "eN-1"}]}`: over the cost
 /// limit from e14 on.
 pub(crate) fn ref_bomb(levels: usize) -> Value {
@@ -130,7 +132,7 @@ async fn a_stored_revision_that_does_not_compile_is_not_served_and_is_reported()
         assert_eq!(status, StatusCode::NOT_FOUND);
 
         // A replica started on that database serves revision 1 as well.
-        let other = Harness::start_with(db.connect_another().await, h.admin.clone()).await;
+        let other = Harness::on(&db).admin(&h.admin).start().await;
         let ready = other.readyz().await;
         assert_eq!(ready["flagSetRevision"], 1, "{ready}");
         assert_eq!(ready["flagSetProblem"]["revision"], 2, "{ready}");
@@ -158,18 +160,7 @@ async fn bulk_etag_expires_when_a_timestamp_rule_changes_its_answer() {
     both_backends(|db| async move {
         let launch = 1_900_000_000i64;
         let clock = Clock::fixed(chrono::DateTime::from_timestamp(launch - 10, 0).unwrap());
-        let store = db.connect_another().await;
-        let admin = create_key(
-            &store,
-            "test-admin",
-            Role::Admin,
-            "test",
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap()
-        .key;
-        let h = Harness::start_full(store, admin, clock.clone(), Config::default()).await;
+        let h = Harness::on(&db).clock(clock.clone()).start().await;
         let doc = json!({"flags": {"launch": {"state": "ENABLED",
             "variants": {"on": true, "off": false}, "defaultVariant": "off",
             "targeting": {"if": [{">=": [{"var": "$flagd.timestamp"}, launch]}, "on", "off"]}}}});
@@ -391,7 +382,7 @@ async fn an_import_keeps_cohort_overrides_and_reports_them() {
 async fn thirty_concurrent_cohort_updates_all_succeed() {
     both_backends(|db| async move {
         let a = Harness::start(&db).await;
-        let b = Harness::start_with(db.connect_another().await, a.admin.clone()).await;
+        let b = Harness::on(&db).admin(&a.admin).start().await;
         a.import_fixture().await;
         let dev = a.key(Role::Developer).await;
         commonlab_server::sync::refresh_keys(&b.server.state)

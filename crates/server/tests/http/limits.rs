@@ -151,13 +151,9 @@ async fn ofrep_contexts_are_bounded_like_events() {
 async fn exposure_caches_stay_within_their_budget() {
     both_backends(|db| async move {
         let budget = 16 * 1024;
-        let h = start_config(
-            &db,
-            Config {
-                exposure_cache_bytes: budget,
-                ..Config::default()
-            },
-        )
+        let h = start_config(&db, |c| {
+            c.exposure_cache_bytes = budget;
+        })
         .await;
         h.import_fixture().await;
         let resp = h
@@ -178,7 +174,7 @@ async fn exposure_caches_stay_within_their_budget() {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
-        commonlab_server::trials::refresh(&h.server.state)
+        commonlab_server::sync::refresh_trials(&h.server.state)
             .await
             .unwrap();
         let sdk = h.key(Role::Sdk).await;

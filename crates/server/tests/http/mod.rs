@@ -8,7 +8,7 @@
 //! without the timeout fails the test instead of hanging it.
 
 use super::*;
-use commonlab_server::{layers, routes, start_app};
+use commonlab_server::{build_state, layers, routes, start_app};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -17,19 +17,9 @@ mod limits;
 /// Long enough that only a missing timeout reaches it.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-async fn start_config(db: &TestDb, config: Config) -> Harness {
-    let store = db.connect_another().await;
-    let admin = create_key(
-        &store,
-        "test-admin",
-        Role::Admin,
-        "test",
-        chrono::Utc::now(),
-    )
-    .await
-    .unwrap()
-    .key;
-    Harness::start_full(store, admin, Clock::System, config).await
+/// A server on `db` with `change` made to the test settings.
+async fn start_config(db: &TestDb, change: impl FnOnce(&mut Config)) -> Harness {
+    Harness::on(db).config(change).start().await
 }
 
 async fn connect(h: &Harness) -> TcpStream {
@@ -100,14 +90,10 @@ fn parse_answer(bytes: &[u8]) -> (u16, String, Value) {
 #[tokio::test]
 async fn idle_connections_are_closed() {
     both_backends(|db| async move {
-        let h = start_config(
-            &db,
-            Config {
-                idle_timeout: Duration::from_millis(300),
-                header_read_timeout: Duration::from_secs(60),
-                ..Config::default()
-            },
-        )
+        let h = start_config(&db, |c| {
+            c.idle_timeout = Duration::from_millis(300);
+            c.header_read_timeout = Duration::from_secs(60);
+        })
         .await;
         // A connection that never sends a byte.
         let mut silent = connect(&h).await;
@@ -136,15 +122,11 @@ async fn idle_connections_are_closed() {
 #[tokio::test]
 async fn slow_request_heads_are_dropped() {
     both_backends(|db| async move {
-        let h = start_config(
-            &db,
-            Config {
-                // A long idle timeout: the head's own timeout must apply.
-                idle_timeout: Duration::from_secs(60),
-                header_read_timeout: Duration::from_millis(300),
-                ..Config::default()
-            },
-        )
+        let h = start_config(&db, |c| {
+            // A long idle timeout: the head's own timeout must apply.
+            c.idle_timeout = Duration::from_secs(60);
+            c.header_read_timeout = Duration::from_millis(300);
+        })
         .await;
         let head = format!(
             "GET /healthz HTTP/1.1\r\nhost: t\r\nx-pad: {}\r\n\r\n",
@@ -166,13 +148,9 @@ async fn slow_request_heads_are_dropped() {
 #[tokio::test]
 async fn slow_request_bodies_get_408_problem_json() {
     both_backends(|db| async move {
-        let h = start_config(
-            &db,
-            Config {
-                request_timeout: Duration::from_millis(500),
-                ..Config::default()
-            },
-        )
+        let h = start_config(&db, |c| {
+                c.request_timeout = Duration::from_millis(500);
+            })
         .await;
         h.import_fixture().await;
         let sdk = h.key(Role::Sdk).await;
@@ -206,13 +184,9 @@ async fn slow_request_bodies_get_408_problem_json() {
 #[tokio::test]
 async fn a_client_that_does_not_read_is_dropped() {
     both_backends(|db| async move {
-        let h = start_config(
-            &db,
-            Config {
-                idle_timeout: Duration::from_millis(300),
-                ..Config::default()
-            },
-        )
+        let h = start_config(&db, |c| {
+            c.idle_timeout = Duration::from_millis(300);
+        })
         .await;
         let one = h
             .req(Method::GET, "/openapi.json", None)
@@ -261,14 +235,10 @@ async fn a_client_that_does_not_read_is_dropped() {
 #[tokio::test]
 async fn connections_over_the_cap_get_503_and_health_recovers() {
     both_backends(|db| async move {
-        let h = start_config(
-            &db,
-            Config {
-                max_connections: 3,
-                idle_timeout: Duration::from_secs(1),
-                ..Config::default()
-            },
-        )
+        let h = start_config(&db, |c| {
+            c.max_connections = 3;
+            c.idle_timeout = Duration::from_secs(1);
+        })
         .await;
         // Three idle connections take every slot (they are accepted in order).
         let mut idle = Vec::new();
@@ -389,7 +359,7 @@ async fn malformed_and_too_long_urls_get_problem_json() {
 async fn a_panicking_handler_answers_500_problem_json() {
     both_backends(|db| async move {
         let store = db.connect_another().await;
-        let state = build_state(store, Config::default(), Clock::System)
+        let state = build_state(store, Config::new(fresh_study_key()), Clock::System)
             .await
             .unwrap();
         let extra = axum::Router::new().route(
@@ -422,6 +392,23 @@ async fn a_panicking_handler_answers_500_problem_json() {
             "{metrics}"
         );
         server.stop().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn readiness_reflects_the_database() {
+    both_backends(|db| async move {
+        let h = Harness::start(&db).await;
+        let resp = h.req(Method::GET, "/readyz", None).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        h.server.state.store.close().await;
+        let resp = h.req(Method::GET, "/readyz", None).send().await.unwrap();
+        let p = problem(resp, StatusCode::SERVICE_UNAVAILABLE).await;
+        assert_eq!(p["title"], "Service unavailable");
+        let resp = h.req(Method::GET, "/healthz", None).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        h.stop().await;
     })
     .await;
 }

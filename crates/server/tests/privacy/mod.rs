@@ -16,29 +16,24 @@ fn now_clock() -> Clock {
 }
 
 /// A server on `db` at a fixed time inside the fixture trials' schedule.
-async fn server(db: &TestDb, config: Config) -> Harness {
-    let store = db.connect_another().await;
-    let admin = create_key(&store, "admin", Role::Admin, "test", chrono::Utc::now())
+async fn server(db: &TestDb, config: impl FnOnce(&mut Config)) -> Harness {
+    Harness::on(db)
+        .clock(now_clock())
+        .config(config)
+        .start()
         .await
-        .unwrap()
-        .key;
-    Harness::start_full(store, admin, now_clock(), config).await
 }
 
-/// Another replica on the same database, with the same study key.
+/// Another replica on the same database, with the same study key and
+/// consent scope.
 async fn replica(db: &TestDb, of: &Harness) -> Harness {
-    let config = Config {
-        study_key: of.server.state.config.study_key.clone(),
-        consent_scope: of.server.state.config.consent_scope.clone(),
-        ..Config::default()
-    };
-    Harness::start_full(
-        db.connect_another().await,
-        of.admin.clone(),
-        now_clock(),
-        config,
-    )
-    .await
+    let scope = of.server.state.config.consent_scope.clone();
+    Harness::on(db)
+        .replica_of(of)
+        .clock(now_clock())
+        .config(|c| c.consent_scope = scope)
+        .start()
+        .await
 }
 
 impl Harness {
@@ -115,7 +110,7 @@ impl Harness {
 #[tokio::test]
 async fn consent_answers_do_not_reveal_pseudonyms_to_sdk_callers() {
     both_backends(|db| async move {
-        let h = server(&db, Config::default()).await;
+        let h = server(&db, |_| {}).await;
         let sdk = h.key(Role::Sdk).await;
         let resp = h.consent(&sdk, "member-1", true).await;
         assert_eq!(resp.status(), StatusCode::OK);
@@ -145,11 +140,7 @@ async fn consent_answers_do_not_reveal_pseudonyms_to_sdk_callers() {
 #[tokio::test]
 async fn a_member_without_consent_is_not_enrolled() {
     both_backends(|db| async move {
-        let config = Config {
-            consent_scope: Some("research".into()),
-            ..Config::default()
-        };
-        let h = server(&db, config).await;
+        let h = server(&db, |c| c.consent_scope = Some("research".into())).await;
         h.import_fixture().await;
         let hash = h.run_trial(HASH).await;
         let blocked = h.run_trial(BLOCKED).await;
@@ -226,7 +217,7 @@ async fn a_member_without_consent_is_not_enrolled() {
 #[tokio::test]
 async fn erasure_clears_the_caches_of_every_replica() {
     both_backends(|db| async move {
-        let a = server(&db, Config::default()).await;
+        let a = server(&db, |_| {}).await;
         a.import_fixture().await;
         let trial = a.run_trial(BLOCKED).await;
         let b = replica(&db, &a).await;
@@ -323,7 +314,7 @@ async fn erasure_clears_the_caches_of_every_replica() {
 #[tokio::test]
 async fn erasure_needs_a_reason_and_logs_who_and_why() {
     both_backends(|db| async move {
-        let h = server(&db, Config::default()).await;
+        let h = server(&db, |_| {}).await;
         let researcher = h.key(Role::Researcher).await;
         for path in [
             "/api/v1/units/m1",
@@ -378,7 +369,7 @@ async fn erasure_needs_a_reason_and_logs_who_and_why() {
 #[tokio::test]
 async fn csv_cells_never_start_a_formula() {
     both_backends(|db| async move {
-        let h = server(&db, Config::default()).await;
+        let h = server(&db, |_| {}).await;
         h.import_fixture().await;
         h.run_trial(HASH).await;
         let sdk = h.key(Role::Sdk).await;
@@ -446,7 +437,7 @@ async fn csv_cells_never_start_a_formula() {
 #[tokio::test]
 async fn an_authorization_header_without_a_scheme_is_named() {
     both_backends(|db| async move {
-        let h = server(&db, Config::default()).await;
+        let h = server(&db, |_| {}).await;
         let sdk = h.key(Role::Sdk).await;
         for (header, expected) in [(sdk.clone(), "scheme"), (format!("Basic {sdk}"), "Basic")] {
             let resp = h

@@ -21,19 +21,8 @@ fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
 }
 
 async fn start_at(db: &TestDb, when: &str) -> (Harness, Clock) {
-    let store = db.connect_another().await;
-    let admin = create_key(
-        &store,
-        "test-admin",
-        Role::Admin,
-        "test",
-        chrono::Utc::now(),
-    )
-    .await
-    .unwrap()
-    .key;
     let clock = Clock::fixed(at(when));
-    let h = Harness::start_full(store, admin, clock.clone(), Config::default()).await;
+    let h = Harness::on(db).clock(clock.clone()).start().await;
     (h, clock)
 }
 
@@ -400,16 +389,11 @@ async fn analysis_of_a_running_trial() {
 async fn blocked_trial_is_balanced_and_sticky_across_two_servers() {
     both_backends(|db| async move {
         let (a, _) = start_at(&db, "2026-06-01T12:00:00Z").await;
-        let b = Harness::start_full(
-            db.connect_another().await,
-            a.admin.clone(),
-            Clock::fixed(at("2026-06-01T12:00:00Z")),
-            Config {
-                study_key: a.server.state.config.study_key.clone(),
-                ..Config::default()
-            },
-        )
-        .await;
+        let b = Harness::on(&db)
+            .replica_of(&a)
+            .clock(Clock::fixed(at("2026-06-01T12:00:00Z")))
+            .start()
+            .await;
         a.import_fixture().await;
         a.create_and_start(BLOCKED).await;
         let sdk = a.key(Role::Sdk).await;

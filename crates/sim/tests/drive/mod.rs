@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use commonlab_core::auth::Role as KeyRole;
+use commonlab_core::privacy::StudyKey;
 use commonlab_server::keys::create_key;
 use commonlab_server::{build_state, start, Clock, Config};
 use commonlab_sim::drive::{run, ServerClock, Target};
@@ -67,6 +68,12 @@ start = 2027-03-01T00:00:00Z
 end = 2027-06-01T00:00:00Z
 "#;
 
+/// The study key of the test's server, made here (the server has no
+/// default key).
+fn test_study_key() -> StudyKey {
+    StudyKey::from_bytes(&[0x5a; 32]).expect("32 bytes is long enough")
+}
+
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
@@ -87,7 +94,7 @@ async fn the_simulator_drives_ofrep_and_ingestion_and_the_effect_shows() {
         let clock = Clock::fixed(now);
         let config = Config {
             poll_interval: Duration::from_millis(50),
-            ..Config::default()
+            ..Config::new(test_study_key())
         };
         let state = build_state(store, config, clock.clone()).await.unwrap();
         let server = start("127.0.0.1:0".parse().unwrap(), state).await.unwrap();

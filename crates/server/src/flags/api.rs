@@ -3,39 +3,78 @@
 //! the `developer` role; state and cohort changes `developer`; definitions
 //! (create, update, delete, import) `researcher`.
 
-use crate::auth::Caller;
+use super::service::{self, ChangeMeta, Cohort, FlagChange};
+use crate::auth::{Caller, RequireDeveloper, RequireResearcher};
+use crate::clock::Clock;
+use crate::config::Config;
 use crate::error::Error;
-use crate::extract::ApiJson;
-use crate::extract::ApiQuery;
+use crate::extract::{ApiJson, ApiQuery};
+use crate::flag_set::{FlagCache, LoadedFlags};
 use crate::problem::Problem;
-use crate::service::{self, ChangeMeta, Cohort, FlagChange};
-use crate::state::{AppState, LoadedFlags};
+use crate::route::Route;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
-use commonlab_core::auth::Role;
+use axum::Json;
+use commonlab_store::Store;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/flags", get(list_flags).post(create_flag))
-        .route(
-            "/api/v1/flags/{key}",
-            get(get_flag).put(update_flag).delete(delete_flag),
-        )
-        .route("/api/v1/flags/{key}/state", put(set_state))
-        .route(
-            "/api/v1/flags/{key}/cohorts/{name}",
-            put(put_cohort).delete(delete_cohort),
-        )
-        .route("/api/v1/flags/{key}/history", get(flag_history))
-        .route("/api/v1/history", get(set_history))
-        .route("/api/v1/export", get(export))
-        .route("/api/v1/import", post(import))
+pub fn routes<S>() -> Vec<Route<S>>
+where
+    S: Clone + Send + Sync + 'static,
+    FlagsContext: FromRef<S>,
+    crate::auth::KeyCache: FromRef<S>,
+{
+    vec![
+        Route::get("/api/v1/flags", list_flags),
+        Route::post("/api/v1/flags", create_flag),
+        Route::get("/api/v1/flags/{key}", get_flag),
+        Route::put("/api/v1/flags/{key}", update_flag),
+        Route::delete("/api/v1/flags/{key}", delete_flag),
+        Route::put("/api/v1/flags/{key}/state", set_state),
+        Route::put("/api/v1/flags/{key}/cohorts/{name}", put_cohort),
+        Route::delete("/api/v1/flags/{key}/cohorts/{name}", delete_cohort),
+        Route::get("/api/v1/flags/{key}/history", flag_history),
+        Route::get("/api/v1/history", set_history),
+        Route::get("/api/v1/export", export),
+        Route::post("/api/v1/import", import),
+    ]
+}
+
+/// What the flag management handlers need: the store, the cache of the
+/// served set (refreshed after a write), which set, and the clock.
+#[derive(Clone)]
+pub struct FlagsContext {
+    pub store: Store,
+    pub cache: FlagCache,
+    pub config: Arc<Config>,
+    pub clock: Clock,
+}
+
+impl FlagsContext {
+    fn set(&self) -> &str {
+        &self.config.flag_set
+    }
+
+    fn meta<'a>(&self, actor: &'a str, reason: &'a str) -> ChangeMeta<'a> {
+        ChangeMeta::now(actor, reason, &self.clock)
+    }
+
+    /// After a write, serve it at once from this replica too.
+    async fn after_write(&self) {
+        if let Err(e) = self.cache.refresh(&self.store, self.set()).await {
+            tracing::warn!(error = %e, "could not refresh flags after a write");
+        }
+    }
+
+    /// Reads go to the database, not the cache: a client that just wrote
+    /// through another replica sees its write.
+    async fn fresh(&self) -> Result<(i64, Value), Problem> {
+        Ok(service::head(&self.store, self.set()).await?)
+    }
 }
 
 fn if_match(headers: &HeaderMap) -> Option<String> {
@@ -43,21 +82,6 @@ fn if_match(headers: &HeaderMap) -> Option<String> {
         .get(header::IF_MATCH)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.trim().to_string())
-}
-
-fn meta<'a>(state: &AppState, actor: &'a str, reason: &'a str) -> ChangeMeta<'a> {
-    ChangeMeta {
-        actor,
-        reason,
-        at: state.clock.now(),
-    }
-}
-
-/// After a write, serve it at once from this replica too.
-async fn after_write(state: &AppState) {
-    if let Err(e) = crate::sync::refresh_flags(state).await {
-        tracing::warn!(error = %e, "could not refresh flags after a write");
-    }
 }
 
 fn change_response(status: StatusCode, change: FlagChange) -> Response {
@@ -105,18 +129,16 @@ fn summaries(loaded: &LoadedFlags) -> Vec<FlagSummary> {
         .collect()
 }
 
-/// Reads go to the database, not the cache: a client that just wrote through
-/// another replica sees its write.
-async fn fresh(state: &AppState) -> Result<(i64, Value), Problem> {
-    Ok(service::head(&state.store, &state.config.flag_set).await?)
-}
-
-async fn list_flags(State(state): State<AppState>, caller: Caller) -> Result<Response, Problem> {
-    caller.require(Role::Developer)?;
-    crate::sync::refresh_flags(&state)
+async fn list_flags(
+    _: RequireDeveloper,
+    State(flags): State<FlagsContext>,
+) -> Result<Response, Problem> {
+    flags
+        .cache
+        .refresh(&flags.store, flags.set())
         .await
         .map_err(Error::from)?;
-    let loaded = state.flags.current();
+    let loaded = flags.cache.current();
     Ok(Json(json!({
         "revision": loaded.revision,
         "flags": summaries(&loaded),
@@ -125,12 +147,11 @@ async fn list_flags(State(state): State<AppState>, caller: Caller) -> Result<Res
 }
 
 async fn get_flag(
-    State(state): State<AppState>,
-    caller: Caller,
+    _: RequireDeveloper,
+    State(flags): State<FlagsContext>,
     Path(key): Path<String>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Developer)?;
-    let (revision, doc) = fresh(&state).await?;
+    let (revision, doc) = flags.fresh().await?;
     let flag = doc
         .get("flags")
         .and_then(|f| f.get(&key))
@@ -159,21 +180,15 @@ struct CreateBody {
 }
 
 async fn create_flag(
-    State(state): State<AppState>,
-    caller: Caller,
+    RequireResearcher(caller): RequireResearcher,
+    State(flags): State<FlagsContext>,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Researcher)?;
     let actor = caller.actor();
-    let change = service::create_flag(
-        &state.store,
-        &state.config.flag_set,
-        &body.key,
-        body.flag,
-        &meta(&state, &actor, &body.reason),
-    )
-    .await?;
-    after_write(&state).await;
+    let meta = flags.meta(&actor, &body.reason);
+    let change =
+        service::create_flag(&flags.store, flags.set(), &body.key, body.flag, &meta).await?;
+    flags.after_write().await;
     Ok(change_response(StatusCode::CREATED, change))
 }
 
@@ -185,24 +200,25 @@ struct UpdateBody {
 }
 
 async fn update_flag(
-    State(state): State<AppState>,
-    caller: Caller,
+    RequireResearcher(caller): RequireResearcher,
+    State(flags): State<FlagsContext>,
     Path(key): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Researcher)?;
     let actor = caller.actor();
+    let meta = flags.meta(&actor, &body.reason);
+    let tag = if_match(&headers);
     let change = service::update_flag(
-        &state.store,
-        &state.config.flag_set,
+        &flags.store,
+        flags.set(),
         &key,
         body.flag,
-        &meta(&state, &actor, &body.reason),
-        if_match(&headers).as_deref(),
+        &meta,
+        tag.as_deref(),
     )
     .await?;
-    after_write(&state).await;
+    flags.after_write().await;
     Ok(change_response(StatusCode::OK, change))
 }
 
@@ -212,24 +228,19 @@ struct ReasonQuery {
 }
 
 async fn delete_flag(
-    State(state): State<AppState>,
-    caller: Caller,
+    RequireResearcher(caller): RequireResearcher,
+    State(flags): State<FlagsContext>,
     Path(key): Path<String>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<ReasonQuery>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Researcher)?;
     let actor = caller.actor();
     let reason = q.reason.unwrap_or_default();
-    let change = service::delete_flag(
-        &state.store,
-        &state.config.flag_set,
-        &key,
-        &meta(&state, &actor, &reason),
-        if_match(&headers).as_deref(),
-    )
-    .await?;
-    after_write(&state).await;
+    let meta = flags.meta(&actor, &reason);
+    let tag = if_match(&headers);
+    let change =
+        service::delete_flag(&flags.store, flags.set(), &key, &meta, tag.as_deref()).await?;
+    flags.after_write().await;
     Ok(change_response(StatusCode::OK, change))
 }
 
@@ -241,13 +252,12 @@ struct StateBody {
 }
 
 async fn set_state(
-    State(state): State<AppState>,
-    caller: Caller,
+    RequireDeveloper(caller): RequireDeveloper,
+    State(flags): State<FlagsContext>,
     Path(key): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<StateBody>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Developer)?;
     let enabled = match body.state.to_ascii_uppercase().as_str() {
         "ENABLED" => true,
         "DISABLED" => false,
@@ -259,16 +269,18 @@ async fn set_state(
         }
     };
     let actor = caller.actor();
+    let meta = flags.meta(&actor, &body.reason);
+    let tag = if_match(&headers);
     let change = service::set_state(
-        &state.store,
-        &state.config.flag_set,
+        &flags.store,
+        flags.set(),
         &key,
         enabled,
-        &meta(&state, &actor, &body.reason),
-        if_match(&headers).as_deref(),
+        &meta,
+        tag.as_deref(),
     )
     .await?;
-    after_write(&state).await;
+    flags.after_write().await;
     Ok(change_response(StatusCode::OK, change))
 }
 
@@ -282,54 +294,64 @@ struct CohortBody {
 }
 
 async fn put_cohort(
-    State(state): State<AppState>,
-    caller: Caller,
+    RequireDeveloper(caller): RequireDeveloper,
+    State(flags): State<FlagsContext>,
     Path((key, name)): Path<(String, String)>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CohortBody>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Developer)?;
-    let actor = caller.actor();
     let cohort = Cohort {
         attribute: body.attribute,
         values: body.values,
         variant: body.variant,
     };
-    let change = service::set_cohort(
-        &state.store,
-        &state.config.flag_set,
+    change_cohort(
+        &flags,
+        &caller,
         &key,
         &name,
         Some(cohort),
-        &meta(&state, &actor, &body.reason),
-        if_match(&headers).as_deref(),
+        &body.reason,
+        &headers,
     )
-    .await?;
-    after_write(&state).await;
-    Ok(change_response(StatusCode::OK, change))
+    .await
 }
 
 async fn delete_cohort(
-    State(state): State<AppState>,
-    caller: Caller,
+    RequireDeveloper(caller): RequireDeveloper,
+    State(flags): State<FlagsContext>,
     Path((key, name)): Path<(String, String)>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<ReasonQuery>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Developer)?;
-    let actor = caller.actor();
     let reason = q.reason.unwrap_or_default();
+    change_cohort(&flags, &caller, &key, &name, None, &reason, &headers).await
+}
+
+/// Sets (`Some`) or removes (`None`) cohort override `name` of flag `key`.
+async fn change_cohort(
+    flags: &FlagsContext,
+    caller: &Caller,
+    key: &str,
+    name: &str,
+    cohort: Option<Cohort>,
+    reason: &str,
+    headers: &HeaderMap,
+) -> Result<Response, Problem> {
+    let actor = caller.actor();
+    let meta = flags.meta(&actor, reason);
+    let tag = if_match(headers);
     let change = service::set_cohort(
-        &state.store,
-        &state.config.flag_set,
-        &key,
-        &name,
-        None,
-        &meta(&state, &actor, &reason),
-        if_match(&headers).as_deref(),
+        &flags.store,
+        flags.set(),
+        key,
+        name,
+        cohort,
+        &meta,
+        tag.as_deref(),
     )
     .await?;
-    after_write(&state).await;
+    flags.after_write().await;
     Ok(change_response(StatusCode::OK, change))
 }
 
@@ -341,36 +363,34 @@ struct HistoryQuery {
 }
 
 async fn history(
-    state: &AppState,
+    flags: &FlagsContext,
     flag: Option<&str>,
     q: HistoryQuery,
 ) -> Result<Response, Problem> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let items = state
+    let items = flags
         .store
-        .flag_set_history(&state.config.flag_set, flag, q.before, limit)
+        .flag_set_history(flags.set(), flag, q.before, limit)
         .await
         .map_err(Error::from)?;
     Ok(Json(json!({ "history": items })).into_response())
 }
 
 async fn flag_history(
-    State(state): State<AppState>,
-    caller: Caller,
+    _: RequireDeveloper,
+    State(flags): State<FlagsContext>,
     Path(key): Path<String>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Developer)?;
-    history(&state, Some(&key), q).await
+    history(&flags, Some(&key), q).await
 }
 
 async fn set_history(
-    State(state): State<AppState>,
-    caller: Caller,
+    _: RequireDeveloper,
+    State(flags): State<FlagsContext>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Developer)?;
-    history(&state, None, q).await
+    history(&flags, None, q).await
 }
 
 #[derive(Deserialize)]
@@ -380,12 +400,11 @@ struct ExportQuery {
 }
 
 async fn export(
-    State(state): State<AppState>,
-    caller: Caller,
+    _: RequireDeveloper,
+    State(flags): State<FlagsContext>,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Developer)?;
-    let (revision, doc) = fresh(&state).await?;
+    let (revision, doc) = flags.fresh().await?;
     let body = match q.format.as_deref() {
         None | Some("commonlab") => doc,
         Some("flagd") => {
@@ -420,13 +439,12 @@ struct ImportQuery {
 }
 
 async fn import(
-    State(state): State<AppState>,
-    caller: Caller,
+    RequireResearcher(caller): RequireResearcher,
+    State(flags): State<FlagsContext>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<ImportQuery>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Researcher)?;
     if !crate::extract::is_json(&headers) {
         return Err(crate::extract::BodyError::UnsupportedMediaType.into());
     }
@@ -445,16 +463,16 @@ async fn import(
     let actor = caller.actor();
     let reason = q.reason.unwrap_or_default();
     let outcome = service::import(
-        &state.store,
-        &state.config.flag_set,
+        &flags.store,
+        flags.set(),
         source,
-        &meta(&state, &actor, &reason),
+        &flags.meta(&actor, &reason),
         expected,
         q.strict.unwrap_or(false),
         q.replace_overrides.unwrap_or(false),
     )
     .await?;
-    after_write(&state).await;
+    flags.after_write().await;
     let mut resp = Json(&outcome).into_response();
     if let Ok(v) = HeaderValue::from_str(&service::set_etag(outcome.revision)) {
         resp.headers_mut().insert(header::ETAG, v);

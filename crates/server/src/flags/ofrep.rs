@@ -5,17 +5,17 @@
 //! to their error codes; authentication failures (401/403), which OFREP gives
 //! no body for, are problem+json like the rest of the server.
 
-use crate::auth::authenticate_on;
+use crate::auth::{KeyCache, RequireSdk};
 use crate::extract::{is_json, BodyError};
-use crate::state::{AppState, KeyCache};
-use crate::trials::{self, Decision};
+use crate::flag_set::FlagCache;
+use crate::route::Route;
+use crate::trials::cache::RunningTrials;
+use crate::trials::decision::Decider;
+use crate::trials::exposure::Decision;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
-use commonlab_core::auth::Role;
 use commonlab_core::flags::{
     ErrorCode, EvalContext, FlagSet, FlagValue, Metadata, Reason, Resolution,
 };
@@ -24,10 +24,17 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/ofrep/v1/evaluate/flags/{key}", post(evaluate_one))
-        .route("/ofrep/v1/evaluate/flags", post(evaluate_bulk))
+pub fn routes<S>() -> Vec<Route<S>>
+where
+    S: Clone + Send + Sync + 'static,
+    FlagCache: FromRef<S>,
+    Decider: FromRef<S>,
+    KeyCache: FromRef<S>,
+{
+    vec![
+        Route::post("/ofrep/v1/evaluate/flags/{key}", evaluate_one),
+        Route::post("/ofrep/v1/evaluate/flags", evaluate_bulk),
+    ]
 }
 
 #[derive(Deserialize)]
@@ -199,22 +206,13 @@ fn parse_request(
     }
 }
 
-/// Authenticates an OFREP request (role `sdk` or higher) and parses its
-/// context; `Err` is the ready response.
+/// Parses an OFREP request's body (its caller is authenticated by the
+/// handler's guard); `Err` is the ready OFREP error response.
 fn admit(
-    keys: &KeyCache,
     headers: &HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
     key: Option<&str>,
 ) -> Result<serde_json::Value, Box<Response>> {
-    let route = match key {
-        Some(_) => "/ofrep/v1/evaluate/flags/{key}",
-        None => "/ofrep/v1/evaluate/flags",
-    };
-    let caller = authenticate_on(keys, headers, route).map_err(|p| Box::new(p.into_response()))?;
-    caller
-        .require(Role::Sdk)
-        .map_err(|p| Box::new(p.into_response()))?;
     let body = body.map_err(|r| {
         let e = BodyError::from_bytes_rejection(r);
         let status = match e {
@@ -240,7 +238,7 @@ fn status_for(code: ErrorCode) -> StatusCode {
 /// context. A database failure (only blocked designs touch the database
 /// here) serves the flag's normal evaluation rather than an error.
 async fn trial_decision(
-    state: &AppState,
+    decider: &Decider,
     key: &str,
     r: &Resolution<'_>,
     ctx: &EvalContext<'_>,
@@ -249,7 +247,7 @@ async fn trial_decision(
         return None;
     }
     let cohort = r.cohort.zip(r.variant);
-    match trials::decide(state, key, ctx, cohort).await {
+    match decider.decide(key, ctx, cohort).await {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(flag = key, error = %e, "trial assignment failed; serving the flag's own evaluation");
@@ -270,22 +268,27 @@ fn arm_value<'a>(
 }
 
 async fn evaluate_one(
-    State(state): State<AppState>,
+    _: RequireSdk,
+    State(flags): State<FlagCache>,
+    State(decider): State<Decider>,
     Path(key): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let ctx_value = match admit(&state.keys, &headers, body, Some(&key)) {
+    let ctx_value = match admit(&headers, body, Some(&key)) {
         Ok(v) => v,
         Err(resp) => return *resp,
     };
-    let loaded = state.flags.snapshot();
-    let now = state.clock.now();
+    let loaded = flags.snapshot();
+    let now = decider.clock.now();
     let ctx = EvalContext::new(&ctx_value, now.timestamp());
     let r = loaded.set.evaluate(&key, &ctx);
-    let decision = trial_decision(&state, &key, &r, &ctx).await;
+    let decision = trial_decision(&decider, &key, &r, &ctx).await;
     if let Some(d) = &decision {
-        state.exposures.record(d, ExposureSource::Single, now).await;
+        decider
+            .exposures
+            .record(d, ExposureSource::Single, now)
+            .await;
     }
     let trial = arm_value(&loaded.set, &key, decision.as_ref());
     let status = r
@@ -327,7 +330,7 @@ fn bulk_etag(
 }
 
 /// When the bulk answers at `now` stop holding (see [`bulk_etag`]).
-fn valid_until(set: &FlagSet, trials: &trials::RunningTrials, now: i64) -> Option<i64> {
+fn valid_until(set: &FlagSet, trials: &RunningTrials, now: i64) -> Option<i64> {
     let clock = set.reads_clock().then_some(now.saturating_add(1));
     trials.next_change(now).into_iter().chain(clock).min()
 }
@@ -343,18 +346,20 @@ fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
 }
 
 async fn evaluate_bulk(
-    State(state): State<AppState>,
+    _: RequireSdk,
+    State(flags): State<FlagCache>,
+    State(decider): State<Decider>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let ctx_value = match admit(&state.keys, &headers, body, None) {
+    let ctx_value = match admit(&headers, body, None) {
         Ok(v) => v,
         Err(resp) => return *resp,
     };
-    let loaded = state.flags.snapshot();
-    let trials = state.trials.current();
+    let loaded = flags.snapshot();
+    let trials = decider.trials.current();
     let canonical_ctx = serde_json::to_vec(&ctx_value).unwrap_or_default();
-    let now = state.clock.now();
+    let now = decider.clock.now();
     // Trials and the clock change the answer too: the trials version and
     // the instant of the next change are part of the ETag.
     let until = valid_until(&loaded.set, &trials, now.timestamp());
@@ -372,12 +377,12 @@ async fn evaluate_bulk(
     let mut decisions: Vec<Option<Decision>> = Vec::with_capacity(keys.len());
     for (k, r) in keys.iter().zip(results.iter()) {
         let d = if trials.by_flag.contains_key(*k) {
-            trial_decision(&state, k, r, &ctx).await
+            trial_decision(&decider, k, r, &ctx).await
         } else {
             None
         };
         if let Some(d) = d.as_ref().filter(|d| d.trial.spec.exposure.bulk) {
-            state.exposures.record(d, ExposureSource::Bulk, now).await;
+            decider.exposures.record(d, ExposureSource::Bulk, now).await;
         }
         decisions.push(d);
     }

@@ -7,11 +7,13 @@
 //! makes the append fail; the change is then re-applied on the new head, as
 //! long as the flag it touches is still the one the caller read (If-Match).
 
+pub use crate::audit::ChangeMeta;
 use crate::error::Error;
+use crate::flag_set::empty_document;
+pub use crate::flag_set::head;
 use crate::problem::FieldError;
-use chrono::{DateTime, Utc};
 use commonlab_core::flags::{FlagSet, LoadMode, LoadWarning};
-use commonlab_store::{FlagDeviation, FlagSetRevision, NewRevision, Store, StoreError};
+use commonlab_store::{FlagDeviation, NewRevision, Store, StoreError};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -36,14 +38,6 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(std::time::Duration::from_micros(micros)).await;
 }
 
-/// Who changes what and why.
-#[derive(Debug, Clone)]
-pub struct ChangeMeta<'a> {
-    pub actor: &'a str,
-    pub reason: &'a str,
-    pub at: DateTime<Utc>,
-}
-
 /// The result of a change to one flag.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FlagChange {
@@ -53,7 +47,7 @@ pub struct FlagChange {
     pub flag: Option<Value>,
     pub etag: Option<String>,
     /// Running trials that control the flag and recorded this change as a
-    /// deviation in their log (see [`crate::deviations`]).
+    /// deviation in their log (see [`super::deviations`]).
     pub deviations: Vec<String>,
 }
 
@@ -64,9 +58,9 @@ pub struct ImportOutcome {
     pub flags: usize,
     pub warnings: Vec<WarningOut>,
     /// Which cohort overrides of the previous revision were kept or dropped.
-    pub overrides: crate::overrides::OverridesReport,
+    pub overrides: super::overrides::OverridesReport,
     /// Running trials whose flag the import changed: each recorded a
-    /// deviation (see [`crate::deviations`]).
+    /// deviation (see [`super::deviations`]).
     pub deviations: Vec<String>,
 }
 
@@ -120,28 +114,6 @@ fn check_reason(reason: &str) -> Result<(), Error> {
 /// The JSON pointer of a flag inside a document.
 pub fn flag_pointer(key: &str) -> String {
     format!("/flags/{}", key.replace('~', "~0").replace('/', "~1"))
-}
-
-fn empty_document() -> Value {
-    json!({ "flags": {} })
-}
-
-/// The head revision and its document (revision 0 and an empty document when
-/// the set has never been written).
-pub async fn head(store: &Store, set: &str) -> Result<(i64, Value), Error> {
-    match store.flag_set_head(set).await? {
-        None => Ok((0, empty_document())),
-        Some(FlagSetRevision {
-            revision, document, ..
-        }) => {
-            let doc = serde_json::from_str(&document).map_err(|e| {
-                Error::Store(StoreError::NotFound(format!(
-                    "a readable document at revision {revision} ({e})"
-                )))
-            })?;
-            Ok((revision, doc))
-        }
-    }
 }
 
 fn flags_map(doc: &mut Value) -> &mut Map<String, Value> {
@@ -243,8 +215,8 @@ where
             reason: meta.reason.trim(),
             at: meta.at,
         };
-        let deviation = crate::deviations::what_changed(key, current.as_ref(), flag.as_ref())
-            .map(|what| crate::deviations::reason(&what, action, revision + 1, meta.reason.trim()));
+        let deviation = super::deviations::what_changed(key, current.as_ref(), flag.as_ref())
+            .map(|what| super::deviations::reason(&what, action, revision + 1, meta.reason.trim()));
         let deviations: Vec<FlagDeviation<'_>> = deviation
             .iter()
             .map(|reason| FlagDeviation {
@@ -276,7 +248,7 @@ where
 /// revision the caller read (None: any). In strict mode any load warning
 /// refuses the document; otherwise warnings are returned (as flagd logs them).
 /// Cohort overrides of flags still in the document are kept unless
-/// `replace_overrides` (see [`crate::overrides`]).
+/// `replace_overrides` (see [`super::overrides`]).
 pub async fn import(
     store: &Store,
     set: &str,
@@ -314,7 +286,7 @@ pub async fn import(
             .unwrap_or_else(empty_document);
         check_new_keys(&compiled, &current, source)?;
         let mut doc = compiled.to_document();
-        let overrides = crate::overrides::carry(&mut doc, &current, replace_overrides);
+        let overrides = super::overrides::carry(&mut doc, &current, replace_overrides);
         if !overrides.kept.is_empty() {
             doc = compile(&doc, None)?.0.to_document();
         }
@@ -385,10 +357,10 @@ fn changed_flags(before: &Value, after: &Value, revision: i64, why: &str) -> Vec
     keys.dedup();
     keys.into_iter()
         .filter_map(|k| {
-            let what = crate::deviations::what_changed(k, b.get(k), a.get(k))?;
+            let what = super::deviations::what_changed(k, b.get(k), a.get(k))?;
             Some((
                 k.clone(),
-                crate::deviations::reason(&what, "import", revision, why),
+                super::deviations::reason(&what, "import", revision, why),
             ))
         })
         .collect()

@@ -12,36 +12,13 @@
 //! fields need an explicit `amend` with a reason, which the report shows as
 //! a deviation.
 
+use super::cache::Allocation;
+use crate::audit::ChangeMeta;
 use crate::error::Error;
-use crate::problem::FieldError;
-use crate::service::ChangeMeta;
-use crate::trials::Allocation;
 use commonlab_core::experiments::{parse_trial, SpecError, TrialSpec};
 use commonlab_core::flags::{FlagSet, LoadMode};
 use commonlab_store::{Store, TrialChange, TrialRecord, TrialStatus};
 use rand::RngCore;
-
-/// Turns spec errors into the crate's validation error (fields and
-/// positions kept).
-pub fn spec_errors(errors: Vec<SpecError>) -> Error {
-    let message = errors
-        .iter()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join("; ");
-    Error::Invalid {
-        message,
-        issues: errors
-            .into_iter()
-            .map(|e| FieldError {
-                pointer: e.field,
-                detail: e.message,
-                line: Some(e.line),
-                column: Some(e.column),
-            })
-            .collect(),
-    }
-}
 
 /// Parses a trial file and checks it against the flag set.
 pub fn check(source: &str, file: &str, flags: &FlagSet) -> Result<TrialSpec, Vec<SpecError>> {
@@ -55,7 +32,7 @@ pub fn check(source: &str, file: &str, flags: &FlagSet) -> Result<TrialSpec, Vec
 }
 
 async fn flag_set(store: &Store, set: &str) -> Result<FlagSet, Error> {
-    let (_, doc) = crate::service::head(store, set).await?;
+    let (_, doc) = crate::flag_set::head(store, set).await?;
     let (flags, _) = FlagSet::from_value(&doc, LoadMode::Lenient)
         .map_err(|e| Error::invalid(e.pointer.clone(), e.to_string()))?;
     Ok(flags)
@@ -80,7 +57,7 @@ pub async fn create(
     file: &str,
     meta: &ChangeMeta<'_>,
 ) -> Result<TrialRecord, Error> {
-    let spec = check(source, file, &flag_set(store, set).await?).map_err(spec_errors)?;
+    let spec = check(source, file, &flag_set(store, set).await?)?;
     let c = change(meta)?;
     Ok(store
         .create_trial(&commonlab_store::NewTrial {
@@ -107,7 +84,7 @@ pub async fn update_draft(
     expected_hash: &str,
     meta: &ChangeMeta<'_>,
 ) -> Result<TrialRecord, Error> {
-    let spec = check(source, file, &flag_set(store, set).await?).map_err(spec_errors)?;
+    let spec = check(source, file, &flag_set(store, set).await?)?;
     if spec.key != key {
         return Err(Error::invalid(
             "key",
@@ -155,8 +132,7 @@ pub async fn start(
         )));
     }
     let file = format!("trial {key}");
-    let spec =
-        check(&record.spec_source, &file, &flag_set(store, set).await?).map_err(spec_errors)?;
+    let spec = check(&record.spec_source, &file, &flag_set(store, set).await?)?;
     let mut bytes = [0u8; 8];
     rand::rng().fill_bytes(&mut bytes);
     // Stored as a signed BIGINT; the bit pattern is the u64 seed.
@@ -198,7 +174,7 @@ async fn conclude(
         // Keep the aggregates: the analysis of a concluded trial must
         // survive the retention job deleting raw events.
         let snapshots = if from.contains(&record.status) {
-            crate::analysis::snapshot(store, &record, meta.at).await?
+            super::analysis::snapshot(store, &record, meta.at).await?
         } else {
             Vec::new()
         };
@@ -214,6 +190,10 @@ async fn conclude(
         format!("trial '{key}' keeps being amended; try concluding again"),
     )))
 }
+
+/// The actions of `POST /api/v1/trials/{key}/{action}`: `start`, then
+/// each [`Move`].
+pub const ACTIONS: [&str; 5] = ["start", "stop", "resume", "conclude", "archive"];
 
 /// The lifecycle moves after the start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,8 +235,7 @@ pub async fn transition(
         Move::Resume => {
             // Another trial may have started on the same units meanwhile.
             let record = get(store, key).await?;
-            let spec =
-                parse_trial(&record.spec_source, &format!("trial {key}")).map_err(spec_errors)?;
+            let spec = parse_trial(&record.spec_source, &format!("trial {key}"))?;
             let overlaps = |running: &[TrialRecord]| overlap(key, &spec, running);
             Ok(store.resume_trial_exclusive(key, &c, &overlaps).await?)
         }
@@ -278,14 +257,14 @@ pub async fn amend(
     meta: &ChangeMeta<'_>,
 ) -> Result<(TrialRecord, Vec<String>), Error> {
     let record = get(store, key).await?;
-    let new = check(source, file, &flag_set(store, set).await?).map_err(spec_errors)?;
+    let new = check(source, file, &flag_set(store, set).await?)?;
     if new.key != key {
         return Err(Error::invalid(
             "key",
             format!("the file is for trial '{}', not '{key}'", new.key),
         ));
     }
-    let old = parse_trial(&record.spec_source, &format!("trial {key}")).map_err(spec_errors)?;
+    let old = parse_trial(&record.spec_source, &format!("trial {key}"))?;
     if new.flag != old.flag || new.unit != old.unit || new.design.kind() != old.design.kind() {
         return Err(Error::invalid(
             "design",

@@ -1,47 +1,75 @@
 //! Trial API under `/api/v1/trials` (reads: `developer`; changes:
 //! `researcher`) and explicit exposures (`POST /api/v1/exposures`, `sdk`).
 
-use crate::auth::Caller;
+use super::cache::TrialCache;
+use super::decision::Decider;
+use super::service::{self, Move, ACTIONS};
+use crate::audit::ChangeMeta;
+use crate::auth::{KeyCache, RequireDeveloper, RequireResearcher, RequireSdk};
+use crate::clock::Clock;
+use crate::config::Config;
 use crate::error::Error;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
+use crate::flag_set::FlagCache;
 use crate::problem::Problem;
-use crate::service::ChangeMeta;
-use crate::state::AppState;
-use crate::trial_service::{self, Move};
-use axum::extract::{Path, State};
+use crate::route::Route;
+use axum::extract::{FromRef, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use commonlab_core::auth::Role;
+use axum::Json;
 use commonlab_core::flags::EvalContext;
-use commonlab_store::{ExposureSource, TrialStatus};
+use commonlab_store::{ExposureSource, Store, TrialStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/trials", get(list).post(create))
-        .route("/api/v1/trials/validate", post(validate))
-        .route("/api/v1/trials/{key}", get(show).put(update_draft))
-        .route("/api/v1/trials/{key}/amend", post(amend))
-        .route("/api/v1/trials/{key}/assignments", get(assignments))
-        .route("/api/v1/trials/{key}/analysis", get(analysis))
-        .route("/api/v1/trials/{key}/{action}", post(lifecycle))
-        .route("/api/v1/exposures", post(exposure))
+pub fn routes<S>() -> Vec<Route<S>>
+where
+    S: Clone + Send + Sync + 'static,
+    TrialsContext: FromRef<S>,
+    FlagCache: FromRef<S>,
+    Decider: FromRef<S>,
+    KeyCache: FromRef<S>,
+{
+    vec![
+        Route::get("/api/v1/trials", list),
+        Route::post("/api/v1/trials", create),
+        Route::post("/api/v1/trials/validate", validate),
+        Route::get("/api/v1/trials/{key}", show),
+        Route::put("/api/v1/trials/{key}", update_draft),
+        Route::post("/api/v1/trials/{key}/amend", amend),
+        Route::get("/api/v1/trials/{key}/assignments", assignments),
+        Route::get("/api/v1/trials/{key}/analysis", analysis),
+        // `{action}` is one of [`ACTIONS`].
+        Route::post("/api/v1/trials/{key}/{action}", lifecycle),
+        Route::post("/api/v1/exposures", exposure),
+    ]
 }
 
-fn meta<'a>(state: &AppState, actor: &'a str, reason: &'a str) -> ChangeMeta<'a> {
-    ChangeMeta {
-        actor,
-        reason,
-        at: state.clock.now(),
+/// What the trial handlers need: the store, which flag set trials are
+/// checked against, the clock, and the running-trials cache (refreshed
+/// after a change).
+#[derive(Clone)]
+pub struct TrialsContext {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub clock: Clock,
+    pub trials: TrialCache,
+}
+
+impl TrialsContext {
+    fn set(&self) -> &str {
+        &self.config.flag_set
     }
-}
 
-async fn after_write(state: &AppState) {
-    if let Err(e) = crate::trials::refresh(state).await {
-        tracing::warn!(error = %e, "could not refresh trials after a write");
+    fn meta<'a>(&self, actor: &'a str, reason: &'a str) -> ChangeMeta<'a> {
+        ChangeMeta::now(actor, reason, &self.clock)
+    }
+
+    async fn after_write(&self) {
+        if let Err(e) = self.trials.refresh(&self.store).await {
+            tracing::warn!(error = %e, "could not refresh trials after a write");
+        }
     }
 }
 
@@ -59,19 +87,22 @@ struct ListQuery {
 }
 
 async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    crate::extract::ApiQuery(q): crate::extract::ApiQuery<ListQuery>,
+    _: RequireDeveloper,
+    State(trials): State<TrialsContext>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Developer)?;
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(s.parse::<TrialStatus>().map_err(|e| {
             Problem::validation(e.to_string()).with_field("/query/status", e.to_string())
         })?),
     };
-    let trials = state.store.list_trials(status).await.map_err(Error::from)?;
-    let items: Vec<Value> = trials
+    let found = trials
+        .store
+        .list_trials(status)
+        .await
+        .map_err(Error::from)?;
+    let items: Vec<Value> = found
         .iter()
         .map(|t| {
             json!({
@@ -94,37 +125,40 @@ struct SourceBody {
     reason: String,
 }
 
+impl SourceBody {
+    fn file(&self) -> &str {
+        self.file.as_deref().unwrap_or("request")
+    }
+}
+
 async fn validate(
-    State(state): State<AppState>,
-    caller: Caller,
+    _: RequireDeveloper,
+    State(flags): State<FlagCache>,
     ApiJson(body): ApiJson<SourceBody>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Developer)?;
-    let file = body.file.as_deref().unwrap_or("request");
-    let flags = state.flags.snapshot();
-    match trial_service::check(&body.source, file, &flags.set) {
+    let flags = flags.snapshot();
+    match service::check(&body.source, body.file(), &flags.set) {
         Ok(spec) => Ok(Json(json!({
             "valid": true, "key": spec.key, "specHash": spec.canonical_hash(),
         }))
         .into_response()),
-        Err(errors) => Err(trial_service::spec_errors(errors).into()),
+        Err(errors) => Err(Error::from(errors).into()),
     }
 }
 
 async fn create(
-    State(state): State<AppState>,
-    caller: Caller,
+    RequireResearcher(caller): RequireResearcher,
+    State(trials): State<TrialsContext>,
     ApiJson(body): ApiJson<SourceBody>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Researcher)?;
     let actor = caller.actor();
-    let file = body.file.as_deref().unwrap_or("request");
-    let t = trial_service::create(
-        &state.store,
-        &state.config.flag_set,
+    let meta = trials.meta(&actor, &body.reason);
+    let t = service::create(
+        &trials.store,
+        trials.set(),
         &body.source,
-        file,
-        &meta(&state, &actor, &body.reason),
+        body.file(),
+        &meta,
     )
     .await?;
     let hash = t.spec_hash.clone();
@@ -135,19 +169,18 @@ async fn create(
 }
 
 async fn show(
-    State(state): State<AppState>,
-    caller: Caller,
+    _: RequireDeveloper,
+    State(trials): State<TrialsContext>,
     Path(key): Path<String>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Developer)?;
-    let t = state
-        .store
+    let store = &trials.store;
+    let t = store
         .get_trial(&key)
         .await
         .map_err(Error::from)?
         .ok_or_else(|| Problem::not_found(format!("trial '{key}' not found")))?;
-    let events = state.store.trial_events(&key).await.map_err(Error::from)?;
-    let counts = state.store.arm_counts(t.id).await.map_err(Error::from)?;
+    let events = store.trial_events(&key).await.map_err(Error::from)?;
+    let counts = store.arm_counts(t.id).await.map_err(Error::from)?;
     let arms: Vec<Value> = counts
         .into_iter()
         .map(|(arm, assigned, exposed)| json!({"arm": arm, "assigned": assigned, "exposed": exposed}))
@@ -160,27 +193,25 @@ async fn show(
 }
 
 async fn update_draft(
-    State(state): State<AppState>,
-    caller: Caller,
+    RequireResearcher(caller): RequireResearcher,
+    State(trials): State<TrialsContext>,
     Path(key): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SourceBody>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Researcher)?;
     let Some(tag) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) else {
         return Err(Error::PreconditionRequired("GET the trial first; its ETag header").into());
     };
     let expected = tag.trim().trim_matches('"').to_string();
     let actor = caller.actor();
-    let file = body.file.as_deref().unwrap_or("request");
-    let t = trial_service::update_draft(
-        &state.store,
-        &state.config.flag_set,
+    let t = service::update_draft(
+        &trials.store,
+        trials.set(),
         &key,
         &body.source,
-        file,
+        body.file(),
         &expected,
-        &meta(&state, &actor, &body.reason),
+        &trials.meta(&actor, &body.reason),
     )
     .await?;
     let hash = t.spec_hash.clone();
@@ -194,58 +225,54 @@ struct ReasonBody {
 }
 
 async fn lifecycle(
-    State(state): State<AppState>,
-    caller: Caller,
+    RequireResearcher(caller): RequireResearcher,
+    State(trials): State<TrialsContext>,
     Path((key, action)): Path<(String, String)>,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Researcher)?;
     let actor = caller.actor();
-    let m = meta(&state, &actor, &body.reason);
-    let t = if action == "start" {
-        trial_service::start(&state.store, &state.config.flag_set, &key, &m).await?
+    let m = trials.meta(&actor, &body.reason);
+    let t = if action == ACTIONS[0] {
+        service::start(&trials.store, trials.set(), &key, &m).await?
     } else {
         let mv = Move::parse(&action).ok_or_else(|| {
             Problem::not_found(format!(
                 "unknown trial action '{action}': use start, stop, resume, conclude or archive"
             ))
         })?;
-        trial_service::transition(&state.store, &key, mv, &m).await?
+        service::transition(&trials.store, &key, mv, &m).await?
     };
-    after_write(&state).await;
+    trials.after_write().await;
     Ok(Json(t).into_response())
 }
 
 async fn amend(
-    State(state): State<AppState>,
-    caller: Caller,
+    RequireResearcher(caller): RequireResearcher,
+    State(trials): State<TrialsContext>,
     Path(key): Path<String>,
     ApiJson(body): ApiJson<SourceBody>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Researcher)?;
     let actor = caller.actor();
-    let file = body.file.as_deref().unwrap_or("request");
-    let (t, changed) = trial_service::amend(
-        &state.store,
-        &state.config.flag_set,
+    let (t, changed) = service::amend(
+        &trials.store,
+        trials.set(),
         &key,
         &body.source,
-        file,
-        &meta(&state, &actor, &body.reason),
+        body.file(),
+        &trials.meta(&actor, &body.reason),
     )
     .await?;
-    after_write(&state).await;
+    trials.after_write().await;
     Ok(Json(json!({ "trial": t, "lockedFieldsChanged": changed })).into_response())
 }
 
 async fn assignments(
-    State(state): State<AppState>,
-    caller: Caller,
+    _: RequireResearcher,
+    State(trials): State<TrialsContext>,
     Path(key): Path<String>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Researcher)?;
     let mut buf = Vec::new();
-    trial_service::export_csv(&state.store, &key, &mut buf).await?;
+    service::export_csv(&trials.store, &key, &mut buf).await?;
     let mut resp = (StatusCode::OK, buf).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -265,14 +292,13 @@ struct AnalysisQuery {
 /// Every metric of the trial's locked plan computed in the database, and
 /// the statistics engine's results (`docs/metrics.md`, `docs/analyze.md`).
 async fn analysis(
-    State(state): State<AppState>,
-    caller: Caller,
+    _: RequireResearcher,
+    State(trials): State<TrialsContext>,
     Path(key): Path<String>,
-    crate::extract::ApiQuery(q): crate::extract::ApiQuery<AnalysisQuery>,
+    ApiQuery(q): ApiQuery<AnalysisQuery>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Researcher)?;
     let as_of = match q.as_of.as_deref() {
-        None => state.clock.now(),
+        None => trials.clock.now(),
         Some(s) => chrono::DateTime::parse_from_rfc3339(s)
             .map_err(|e| {
                 let detail = format!("{s:?} is not an RFC 3339 date-time: {e}");
@@ -280,7 +306,7 @@ async fn analysis(
             })?
             .with_timezone(&chrono::Utc),
     };
-    let result = crate::analysis::analyse(&state.store, &key, as_of).await?;
+    let result = super::analysis::analyse(&trials.store, &key, as_of).await?;
     Ok(Json(result).into_response())
 }
 
@@ -294,11 +320,11 @@ struct ExposureBody {
 /// A client that prefetched flags reports that a member could now see the
 /// feature. Answers which trial and arm the unit is in (or none).
 async fn exposure(
-    State(state): State<AppState>,
-    caller: Caller,
+    _: RequireSdk,
+    State(flags): State<FlagCache>,
+    State(decider): State<Decider>,
     ApiJson(body): ApiJson<ExposureBody>,
 ) -> Result<Response, Problem> {
-    caller.require(Role::Sdk)?;
     if !body.context.is_object() {
         return Err(Problem::validation("context must be a JSON object")
             .with_field("/context", "expected an object"));
@@ -306,8 +332,8 @@ async fn exposure(
     if let Err(e) = crate::context::validate(&body.context) {
         return Err(Problem::validation(e.message()).with_field(e.pointer, e.reason));
     }
-    let now = state.clock.now();
-    let flags = state.flags.snapshot();
+    let now = decider.clock.now();
+    let flags = flags.snapshot();
     let ctx = EvalContext::new(&body.context, now.timestamp());
     let r = flags.set.evaluate(&body.flag, &ctx);
     if let Some(e) = &r.error {
@@ -317,12 +343,13 @@ async fn exposure(
         );
     }
     let cohort = r.cohort.zip(r.variant);
-    let decision = crate::trials::decide(&state, &body.flag, &ctx, cohort)
+    let decision = decider
+        .decide(&body.flag, &ctx, cohort)
         .await
         .map_err(Error::from)?;
     match decision {
         Some(d) => {
-            state
+            decider
                 .exposures
                 .record(&d, ExposureSource::Explicit, now)
                 .await;

@@ -182,8 +182,7 @@ pub async fn analysis_input(
         .get_trial(key)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("trial '{key}'")))?;
-    let spec = parse_trial(&record.spec_source, &format!("trial {key}"))
-        .map_err(crate::trial_service::spec_errors)?;
+    let spec = parse_trial(&record.spec_source, &format!("trial {key}"))?;
     let arms = arm_order(&spec);
     let total_weight: f64 = spec.arms.iter().map(|a| f64::from(a.weight)).sum();
     let weights = arms
@@ -296,8 +295,7 @@ pub async fn snapshot(
     record: &TrialRecord,
     at: DateTime<Utc>,
 ) -> Result<Vec<MetricSnapshot>, Error> {
-    let spec = parse_trial(&record.spec_source, &format!("trial {}", record.key))
-        .map_err(crate::trial_service::spec_errors)?;
+    let spec = parse_trial(&record.spec_source, &format!("trial {}", record.key))?;
     let mut out = Vec::new();
     for metric in std::iter::once(&spec.metrics.primary)
         .chain(&spec.metrics.secondary)

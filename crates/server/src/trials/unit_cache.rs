@@ -3,7 +3,7 @@
 //!
 //! With `consent_scope` set, a member is enrolled in a trial only while
 //! their latest consent decision for that scope is a grant
-//! ([`consented`]). Decisions are cached per raw unit id (bounded), so an
+//! ([`UnitCache::consented`]). Decisions are cached per raw unit id (bounded), so an
 //! evaluation costs a database query only the first time a member is seen.
 //! Every consent decision and every erasure bumps a counter in the
 //! database; the poller ([`crate::sync`]) compares them with the ones seen
@@ -12,9 +12,9 @@
 //! change made through any replica, or the CLI, holds on all of them
 //! within a poll interval. The replica that made the change forgets at once.
 
-use crate::state::AppState;
-use commonlab_core::privacy::pseudonymise;
-use commonlab_store::{StoreError, UnitVersions};
+use super::exposure::ExposureSink;
+use commonlab_core::privacy::{pseudonymise, StudyKey};
+use commonlab_store::{Store, StoreError, UnitVersions};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -70,38 +70,46 @@ impl UnitCache {
     }
 }
 
-/// Whether `unit_id`'s latest consent decision for `scope` is a grant.
-pub async fn consented(state: &AppState, scope: &str, unit_id: &str) -> Result<bool, StoreError> {
-    let (generation, cached) = state.units.get(unit_id);
-    if let Some(granted) = cached {
-        return Ok(granted);
-    }
-    let unit = pseudonymise(&state.config.study_key, unit_id);
-    let granted = state
-        .store
-        .consent_state(unit.as_str(), scope)
-        .await?
-        .is_some_and(|c| c.granted);
-    state.units.put(generation, unit_id, granted);
-    Ok(granted)
-}
-
 /// Forgets everything this replica cached about units: consent, trial arms,
 /// reported exposures (after an erasure).
-pub fn forget_units(state: &AppState) {
-    state.units.clear();
-    state.exposures.forget_units();
+pub fn forget_units(units: &UnitCache, exposures: &ExposureSink) {
+    units.clear();
+    exposures.forget_units();
 }
 
-/// Drops the caches the database's counters say are stale: on a new
-/// erasure every cache about units, on a new consent decision the consent
-/// cache.
-pub async fn refresh(state: &AppState) -> Result<(), StoreError> {
-    let now = state.store.unit_versions().await?;
-    match state.units.swap_versions(now) {
-        Some(before) if before.erasures != now.erasures => forget_units(state),
-        Some(before) if before.consents != now.consents => state.units.clear(),
-        _ => {}
+impl UnitCache {
+    /// Whether `unit_id`'s latest consent decision for `scope` is a grant
+    /// (`key` pseudonymises it for the store).
+    pub async fn consented(
+        &self,
+        store: &Store,
+        key: &StudyKey,
+        scope: &str,
+        unit_id: &str,
+    ) -> Result<bool, StoreError> {
+        let (generation, cached) = self.get(unit_id);
+        if let Some(granted) = cached {
+            return Ok(granted);
+        }
+        let unit = pseudonymise(key, unit_id);
+        let granted = store
+            .consent_state(unit.as_str(), scope)
+            .await?
+            .is_some_and(|c| c.granted);
+        self.put(generation, unit_id, granted);
+        Ok(granted)
     }
-    Ok(())
+
+    /// Drops the caches the database's counters say are stale: on a new
+    /// erasure every cache about units (this one and `exposures`), on a new
+    /// consent decision this one.
+    pub async fn refresh(&self, store: &Store, exposures: &ExposureSink) -> Result<(), StoreError> {
+        let now = store.unit_versions().await?;
+        match self.swap_versions(now) {
+            Some(before) if before.erasures != now.erasures => forget_units(self, exposures),
+            Some(before) if before.consents != now.consents => self.clear(),
+            _ => {}
+        }
+        Ok(())
+    }
 }
