@@ -63,6 +63,53 @@ pub enum Command {
     /// Telemetry events: import historical data, export stored events.
     #[command(subcommand)]
     Events(EventsCmd),
+    /// Rehearse a running trial with simulated communities, through the
+    /// real server (OFREP evaluations and POST /v1/events).
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args)]
+pub struct SimulateArgs {
+    /// The trial to rehearse (stored and running; with --server, used only
+    /// in the summary).
+    #[arg(long)]
+    pub experiment: String,
+    /// Members per community at day 0, e.g. 50,120,300,800; the communities
+    /// take the trial's names (its design's or its eligibility rule's list).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![50u32, 120, 300, 800])]
+    pub members: Vec<u32>,
+    /// Simulated days.
+    #[arg(long, default_value_t = 42)]
+    pub days: u32,
+    /// Seed of the simulation (same seed, same members and events).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// A parameter file in the WP2 format (docs/simulator.md) instead of
+    /// --members.
+    #[arg(long)]
+    pub params: Option<PathBuf>,
+    /// An arm's effect, ARM:EVENT=MULTIPLIER (EVENT `*` for every
+    /// contribution event); repeatable.
+    #[arg(long)]
+    pub effect: Vec<String>,
+    /// Share of a treated member's effect that reaches untreated members of
+    /// the same community (0 to 1).
+    #[arg(long)]
+    pub spillover: Option<f64>,
+    /// An extra evaluation-context attribute, KEY=VALUE (e.g. role=member);
+    /// repeatable. `lastActiveAt` is always sent (the visit's time).
+    #[arg(long)]
+    pub context: Vec<String>,
+    /// Drive this running server instead of starting one in this process
+    /// (its clock is not moved: the simulated days end now).
+    #[arg(long)]
+    pub server: Option<String>,
+    /// An sdk key of --server.
+    #[arg(long, env = "COMMONLAB_SDK_KEY", hide_env_values = true)]
+    pub sdk_key: Option<String>,
+    /// The trial's flag on --server.
+    #[arg(long)]
+    pub flag: Option<String>,
 }
 
 #[derive(Subcommand)]

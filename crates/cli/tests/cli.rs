@@ -18,6 +18,7 @@ mod output;
 mod privacy;
 mod secrets;
 mod serve;
+mod simulate;
 mod trials;
 
 fn fixtures() -> PathBuf {

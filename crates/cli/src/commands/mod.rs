@@ -9,6 +9,7 @@ pub mod flags;
 pub mod keys;
 pub mod metrics;
 pub mod serve;
+pub mod simulate;
 pub mod units;
 
 use anyhow::{Context, Result};
