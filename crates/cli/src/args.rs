@@ -255,11 +255,16 @@ pub enum ExperimentsCmd {
         #[arg(long)]
         reason: String,
     },
-    /// Conclude a running or stopped trial.
+    /// Conclude a running or stopped trial (refused before its data are
+    /// complete: see `experiments show`).
     Conclude {
         key: String,
         #[arg(long)]
         reason: String,
+        /// Conclude before the data are complete; recorded as a deviation
+        /// with the reason.
+        #[arg(long)]
+        force: bool,
     },
     /// Archive a draft, stopped or concluded trial.
     Archive {
@@ -275,8 +280,13 @@ pub enum ExperimentsCmd {
     },
     /// List trials.
     List,
-    /// Show a trial: status, lock, events, arm counts.
-    Show { key: String },
+    /// Show a trial: status, lock, schedule, events, arm counts.
+    Show {
+        key: String,
+        /// Print the JSON of GET /api/v1/trials/KEY instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Export a trial's assignments and exposures as CSV.
     Assignments {
         key: String,

@@ -111,7 +111,13 @@ impl TrialSpec {
                     .chain(&m.secondary)
                     .chain(&m.guardrails)
                     // The first of equals: the primary before the others.
-                    .reduce(|a, b| if b.window.end_secs > a.window.end_secs { b } else { a })
+                    .reduce(|a, b| {
+                        if b.window.end_secs > a.window.end_secs {
+                            b
+                        } else {
+                            a
+                        }
+                    })
                     .expect("a primary metric");
                 let window_end_secs = longest.window.end_secs.max(0);
                 Completion::Windows {

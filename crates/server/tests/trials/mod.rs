@@ -5,6 +5,7 @@ use commonlab_core::experiments::{hash_arm, parse_trial};
 use commonlab_core::privacy::pseudonymise;
 
 mod exposures;
+mod guards;
 mod lifecycle;
 
 const HASH: &str = include_str!("../fixtures/trials/hash.toml");
@@ -354,7 +355,7 @@ async fn analysis_of_a_running_trial() {
         let resp = h
             .post(
                 "/api/v1/trials/thanks-hash/conclude",
-                json!({"reason": "done"}),
+                json!({"reason": "done", "force": true}),
             )
             .await;
         assert_eq!(resp.status(), StatusCode::OK);

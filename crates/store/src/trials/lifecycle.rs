@@ -96,8 +96,16 @@ impl Store {
                 "trial '{key}': a deviation needs a reason"
             )));
         }
-        self.conclude(key, from, spec_hash, version, snapshots, change, Some(deviation))
-            .await
+        self.conclude(
+            key,
+            from,
+            spec_hash,
+            version,
+            snapshots,
+            change,
+            Some(deviation),
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -142,14 +142,24 @@ async fn an_override_after_the_first_exposure_excludes_the_unit() {
             0
         );
         for n in 1..=3 {
-            store.assign_fixed(&fixed(trial, &unit(n), "B", 0)).await.unwrap();
+            store
+                .assign_fixed(&fixed(trial, &unit(n), "B", 0))
+                .await
+                .unwrap();
         }
         let rows = store.export_assignments(trial, None, 10).await.unwrap();
         let by_unit = |n: u64| rows.iter().find(|r| r.unit == unit(n)).unwrap();
         let one = by_unit(1);
         assert!(one.excluded, "{one:?}");
-        assert_eq!(one.excluded_reason.as_deref(), Some("cohort override 'coop'"));
-        assert_eq!(one.exposed_at, Some(at(1)), "the first exposure's time is kept");
+        assert_eq!(
+            one.excluded_reason.as_deref(),
+            Some("cohort override 'coop'")
+        );
+        assert_eq!(
+            one.exposed_at,
+            Some(at(1)),
+            "the first exposure's time is kept"
+        );
         assert!(!by_unit(2).excluded);
         assert!(by_unit(3).excluded);
         // Only unit 2 is in the analysis population.

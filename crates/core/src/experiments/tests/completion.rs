@@ -17,7 +17,10 @@ fn members_randomised_complete_when_the_longest_window_closes_after_exposure_end
     assert!(!c.is_complete(end + 7 * 86_400 - 1));
     assert!(c.is_complete(end + 7 * 86_400));
     let why = c.describe();
-    assert!(why.contains("7d after first exposure") && why.contains("2027-02-07T23:00:00Z"), "{why}");
+    assert!(
+        why.contains("7d after first exposure") && why.contains("2027-02-07T23:00:00Z"),
+        "{why}"
+    );
     // Stopped early: exposure ended at the stop.
     let stop = t("2027-01-10T00:00:00Z");
     let c = s.completion(t("2026-12-20T00:00:00Z"), Some(stop));
@@ -42,7 +45,11 @@ fn the_longest_window_of_every_metric_counts() {
     let c = s.completion(s.schedule.start, None);
     assert_eq!(c.at(), Some(s.schedule.end + longest));
     match c {
-        Completion::Windows { window_end_secs, metric, .. } => {
+        Completion::Windows {
+            window_end_secs,
+            metric,
+            ..
+        } => {
             assert_eq!(window_end_secs, longest);
             let named = std::iter::once(&m.primary)
                 .chain(&m.secondary)
@@ -59,9 +66,17 @@ fn the_longest_window_of_every_metric_counts() {
 fn communities_randomised_complete_when_the_last_period_closes() {
     let s = spec(VALID_WEDGE, "valid_wedge.toml");
     let c = s.completion(t("2027-01-15T00:00:00Z"), None);
-    assert_eq!(c, Completion::LastPeriod { at: t("2027-06-01T00:00:00Z") });
+    assert_eq!(
+        c,
+        Completion::LastPeriod {
+            at: t("2027-06-01T00:00:00Z")
+        }
+    );
     let stop = t("2027-05-01T00:00:00Z");
-    assert_eq!(s.completion(t("2027-01-15T00:00:00Z"), Some(stop)).at(), Some(stop));
+    assert_eq!(
+        s.completion(t("2027-01-15T00:00:00Z"), Some(stop)).at(),
+        Some(stop)
+    );
     let s = spec(VALID_CLUSTER, "valid_cluster.toml");
     assert_eq!(
         s.completion(t("2027-01-15T00:00:00Z"), None).at(),
@@ -76,7 +91,11 @@ fn a_trial_that_can_expose_nobody_is_never_complete() {
     let c = s.completion(t("2026-12-01T00:00:00Z"), Some(t("2026-12-02T00:00:00Z")));
     assert_eq!(c.at(), None);
     assert!(!c.is_complete(i64::MAX));
-    assert!(c.describe().contains("no unit can be exposed"), "{}", c.describe());
+    assert!(
+        c.describe().contains("no unit can be exposed"),
+        "{}",
+        c.describe()
+    );
     // Started after its schedule ended.
     let c = s.completion(t("2027-03-01T00:00:00Z"), None);
     assert_eq!(c.at(), None);
