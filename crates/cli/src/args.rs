@@ -179,11 +179,17 @@ pub enum UnitsCmd {
 
 #[derive(Args)]
 pub struct AnalyzeArgs {
-    /// JSON per-arm sufficient statistics, or with --design a CSV of rows
-    /// (columns cluster, value, and arm or treated; optional period,
-    /// covariate, stratum). `-` reads standard input.
+    /// JSON per-arm sufficient statistics (docs/analyze.md), a JSON rows
+    /// document with its design (`{"rows": [...], "design": {...}}`,
+    /// docs/analyze-few.md), or with --design a CSV of rows (columns
+    /// cluster, value, and arm or treated; optional period, covariate,
+    /// stratum). `-` reads standard input.
     #[arg(long, required_unless_present = "trial", conflicts_with = "trial")]
     pub input: Option<PathBuf>,
+    /// How to read --input: `json` or `csv`. Default: by the file's
+    /// extension (.json, .csv); otherwise CSV with --design, JSON without.
+    #[arg(long, requires = "input", value_parser = ["json", "csv"])]
+    pub input_format: Option<String>,
     /// Analyse a stored trial: every metric of its locked plan is computed
     /// in the database (docs/metrics.md), then analysed.
     #[arg(long)]
@@ -202,12 +208,14 @@ pub struct AnalyzeArgs {
     /// Few-community analysis of CSV rows under this randomisation design.
     #[arg(long, value_parser = ["cluster", "stepped_wedge", "blocked", "blocked_users"], conflicts_with = "trial")]
     pub design: Option<String>,
-    /// With --design: the control arm's name in the `arm` column.
-    #[arg(long, default_value = "control")]
-    pub control_arm: String,
-    /// With --design: seed for sampled randomisations and the wild bootstrap.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// With --design: the control arm's name in the `arm` column (default
+    /// `control`; a JSON rows document sets it in its design).
+    #[arg(long)]
+    pub control_arm: Option<String>,
+    /// With --design: seed for sampled randomisations and the wild
+    /// bootstrap (default 0; a JSON rows document sets it in its design).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// With --design: fit `value ~ period FE + treated` without community
     /// fixed effects. Only on request: the default compares each community
     /// with itself (community and period fixed effects) wherever a community
