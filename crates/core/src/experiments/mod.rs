@@ -21,6 +21,7 @@ mod assign;
 mod canonical;
 mod metric;
 mod parse;
+mod periods;
 
 #[cfg(test)]
 mod tests;
@@ -34,8 +35,9 @@ pub use assign::{
 pub use canonical::LOCKED_FIELDS;
 pub use metric::{
     format_duration, parse_duration, Cap, Direction, FilterOp, Metric, MetricKind, MetricLibrary,
-    MetricValue, PropertyFilter, Scalar, Window, DEFAULT_WINDOW, MAX_WINDOW_SECS, PERCENTILE_SCALE,
+    MetricUnit, MetricValue, PropertyFilter, Scalar, Window, DEFAULT_WINDOW, MAX_WINDOW_SECS, PERCENTILE_SCALE,
 };
+pub use periods::{Period, PeriodWindow};
 pub use parse::{inline_metric_refs, parse_metric_library, parse_trial, parse_trial_with};
 
 use crate::flags::{EvalContext, Rule};
