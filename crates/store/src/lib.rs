@@ -212,7 +212,9 @@ mod error;
 mod events;
 mod exposures;
 mod flag_sets;
+#[macro_use]
 mod metrics;
+mod design_rows;
 mod postgres;
 mod privacy;
 mod sqlite;
@@ -225,6 +227,9 @@ pub use api_keys::{ApiKeyRecord, NewApiKeyRecord};
 pub use error::{redact_url, StoreError, UnknownValue};
 pub use events::{
     EventCursor, EventFilter, EventRecord, InsertOutcome, NewEvent, RefusedEvent, SyncPoint,
+};
+pub use design_rows::{
+    CommunityCell, CommunityRows, MemberPeriodValue, MemberValue, PeriodSpan,
 };
 pub use exposures::{AssignmentExport, ExposureSource, NewExposure};
 pub use flag_sets::{FlagDeviation, FlagSetRevision, NewRevision, RevisionSummary};
