@@ -401,3 +401,70 @@ fn compile_community(
         binds: b.binds,
     }
 }
+
+/// Exposed units of a trial per (arm, community, excluded), with the
+/// earliest and latest first exposure: the data-quality counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ExposureCount {
+    pub arm: String,
+    pub community: Option<String>,
+    pub excluded: bool,
+    pub n: i64,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+}
+
+/// A first exposure, for the data-quality checks (units excluded by an
+/// override; a community design's exposures checked against its schedule).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ExposureRecord {
+    pub unit: String,
+    pub arm: String,
+    pub community: Option<String>,
+    pub exposed_at: DateTime<Utc>,
+    pub excluded_reason: Option<String>,
+}
+
+const EXPOSURE_COUNTS: &str = "SELECT arm, community, excluded, count(*) AS n, \
+     min(exposed_at) AS first, max(exposed_at) AS last FROM exposures WHERE trial_id = $1 \
+     GROUP BY arm, community, excluded ORDER BY arm, community, excluded";
+
+const EXCLUDED_EXPOSURES: &str = "SELECT unit, arm, community, exposed_at, excluded_reason \
+     FROM exposures WHERE trial_id = $1 AND excluded_reason IS NOT NULL \
+     ORDER BY exposed_at, unit LIMIT $2";
+
+const ALL_EXPOSURES: &str = "SELECT unit, arm, community, exposed_at, excluded_reason \
+     FROM exposures WHERE trial_id = $1 ORDER BY exposed_at, unit LIMIT $2";
+
+impl Store {
+    /// Exposed units per (arm, community, excluded), sorted.
+    pub async fn exposure_counts(&self, trial_id: i64) -> Result<Vec<ExposureCount>, StoreError> {
+        with_backend!(self, |db| sqlx::query_as(EXPOSURE_COUNTS)
+            .bind(trial_id)
+            .fetch_all(db.reader())
+            .await)
+        .map_err(db_err)
+    }
+
+    /// The first `limit` exposures of a trial, in time order: all of them
+    /// (`excluded_only` false; a community design has one per community)
+    /// or those excluded by a developer's override.
+    pub async fn exposure_records(
+        &self,
+        trial_id: i64,
+        excluded_only: bool,
+        limit: u32,
+    ) -> Result<Vec<ExposureRecord>, StoreError> {
+        let sql = if excluded_only {
+            EXCLUDED_EXPOSURES
+        } else {
+            ALL_EXPOSURES
+        };
+        with_backend!(self, |db| sqlx::query_as(sql)
+            .bind(trial_id)
+            .bind(i64::from(limit))
+            .fetch_all(db.reader())
+            .await)
+        .map_err(db_err)
+    }
+}

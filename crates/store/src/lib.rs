@@ -229,7 +229,8 @@ pub use events::{
     EventCursor, EventFilter, EventRecord, InsertOutcome, NewEvent, RefusedEvent, SyncPoint,
 };
 pub use design_rows::{
-    CommunityCell, CommunityRows, MemberPeriodValue, MemberValue, PeriodSpan,
+    CommunityCell, CommunityRows, ExposureCount, ExposureRecord, MemberPeriodValue, MemberValue,
+    PeriodSpan,
 };
 pub use exposures::{AssignmentExport, ExposureSource, NewExposure};
 pub use flag_sets::{FlagDeviation, FlagSetRevision, NewRevision, RevisionSummary};
