@@ -224,13 +224,13 @@ pub mod testing;
 mod trials;
 
 pub use api_keys::{ApiKeyRecord, NewApiKeyRecord};
-pub use error::{redact_url, StoreError, UnknownValue};
-pub use events::{
-    EventCursor, EventFilter, EventRecord, InsertOutcome, NewEvent, RefusedEvent, SyncPoint,
-};
 pub use design_rows::{
     CommunityCell, CommunityRows, ExposureCount, ExposureRecord, MemberPeriodValue, MemberValue,
     PeriodSpan,
+};
+pub use error::{redact_url, StoreError, UnknownValue};
+pub use events::{
+    EventCursor, EventFilter, EventRecord, InsertOutcome, NewEvent, RefusedEvent, SyncPoint,
 };
 pub use exposures::{AssignmentExport, ExposureSource, NewExposure};
 pub use flag_sets::{FlagDeviation, FlagSetRevision, NewRevision, RevisionSummary};

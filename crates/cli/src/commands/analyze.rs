@@ -90,7 +90,10 @@ fn trial_markdown(a: &commonlab_report::analysis::TrialAnalysis) -> String {
             s,
             "- {} ({}, {}, {}): n {}",
             m.name,
-            serde_json::to_value(m.role).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            serde_json::to_value(m.role)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
             m.kind,
             m.direction,
             n.join(", ")
@@ -112,7 +115,11 @@ fn trial_markdown(a: &commonlab_report::analysis::TrialAnalysis) -> String {
         }
     }
     let c = &a.comparisons;
-    let _ = writeln!(s, "\n## Planned comparisons ({}, correction {})\n", c.metric, c.correction);
+    let _ = writeln!(
+        s,
+        "\n## Planned comparisons ({}, correction {})\n",
+        c.metric, c.correction
+    );
     for x in &c.primary {
         let _ = writeln!(
             s,

@@ -6,9 +6,8 @@
 //! integers in decimal and floats in their shortest round-trip form.
 
 use super::{
-    MetricUnit,
-    format_duration, format_rfc3339, Cap, Design, FilterOp, Horizon, Metric, MetricValue, Scalar,
-    TrialSpec, Unit, Window,
+    format_duration, format_rfc3339, Cap, Design, FilterOp, Horizon, Metric, MetricUnit,
+    MetricValue, Scalar, TrialSpec, Unit, Window,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

@@ -35,10 +35,11 @@ pub use assign::{
 pub use canonical::LOCKED_FIELDS;
 pub use metric::{
     format_duration, parse_duration, Cap, Direction, FilterOp, Metric, MetricKind, MetricLibrary,
-    MetricUnit, MetricValue, PropertyFilter, Scalar, Window, DEFAULT_WINDOW, MAX_WINDOW_SECS, PERCENTILE_SCALE,
+    MetricUnit, MetricValue, PropertyFilter, Scalar, Window, DEFAULT_WINDOW, MAX_WINDOW_SECS,
+    PERCENTILE_SCALE,
 };
-pub use periods::{Period, PeriodWindow};
 pub use parse::{inline_metric_refs, parse_metric_library, parse_trial, parse_trial_with};
+pub use periods::{Period, PeriodWindow};
 
 use crate::flags::{EvalContext, Rule};
 use serde_json::Value;

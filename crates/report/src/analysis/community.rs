@@ -190,15 +190,16 @@ fn community_estimate(r: &RowsOutput, arm: &str, control: &str) -> Estimate {
         (None, None) => (None, r.lead.method.clone()),
     };
     let mut beside = Vec::new();
-    let mut push = |name: &str, est: Option<f64>, se: Option<f64>, p: Option<f64>, note: Option<String>| {
-        beside.push(Beside {
-            method: name.to_string(),
-            estimate: est,
-            se,
-            p_value: p,
-            note,
-        })
-    };
+    let mut push =
+        |name: &str, est: Option<f64>, se: Option<f64>, p: Option<f64>, note: Option<String>| {
+            beside.push(Beside {
+                method: name.to_string(),
+                estimate: est,
+                se,
+                p_value: p,
+                note,
+            })
+        };
     for (name, o) in [("cr2", &r.cr2), ("cr2_ik", &r.cr2_ik), ("cr1", &r.cr1)] {
         if let Some(o) = o {
             let c = o.result.as_ref();
@@ -207,7 +208,10 @@ fn community_estimate(r: &RowsOutput, arm: &str, control: &str) -> Estimate {
                 c.map(|c| c.estimate),
                 c.map(|c| c.se),
                 c.map(|c| c.p_value),
-                o.error.as_ref().map(ToString::to_string).or_else(|| c.and_then(|c| c.note.clone())),
+                o.error
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .or_else(|| c.and_then(|c| c.note.clone())),
             );
         }
     }

@@ -143,12 +143,7 @@ fn base(d: &MetricData) -> MetricAnalysis {
 
 fn frequentist(e: &Entry) -> Option<(f64, f64, Option<(f64, f64)>, f64)> {
     match e {
-        Entry::Frequentist(f) => Some((
-            f.effect,
-            f.se,
-            f.ci_lower.zip(f.ci_upper),
-            f.p_value,
-        )),
+        Entry::Frequentist(f) => Some((f.effect, f.se, f.ci_lower.zip(f.ci_upper), f.p_value)),
         _ => None,
     }
 }
@@ -201,7 +196,9 @@ fn engine_estimates(spec: &TrialSpec, d: &MetricData, cells: &[MetricCell]) -> M
         let cuped = cmp
             .cuped
             .as_ref()
-            .filter(|_| d.metric.covariate.is_some())
+            // A covariate that explains nothing (θ = 0 or undefined, such
+            // as no pre-exposure events at all) adjusts nothing: Welch.
+            .filter(|c| d.metric.covariate.is_some() && c.theta.is_some_and(|t| t != 0.0))
             .map(|c| &c.absolute.two_sided);
         let post = cmp
             .post_stratified
@@ -338,7 +335,12 @@ pub(super) fn analyse_blocked(t: &StoredTrial) -> Vec<MetricAnalysis> {
             let mut out = base(d);
             out.n = arms
                 .iter()
-                .map(|a| (a.clone(), members.iter().filter(|v| &v.arm == a).count() as i64))
+                .map(|a| {
+                    (
+                        a.clone(),
+                        members.iter().filter(|v| &v.arm == a).count() as i64,
+                    )
+                })
                 .collect();
             let mut detail = serde_json::Map::new();
             let mut errors = Vec::new();

@@ -158,14 +158,15 @@ pub(super) fn decide(
     c: &PlannedComparisons,
 ) -> DecisionOutcome {
     let d = &spec.analysis.decision;
-    let outcome = |o: &'static str, arm: Option<String>, plan: Option<&String>, reasons: Vec<String>| {
-        DecisionOutcome {
-            outcome: o,
-            arm,
-            plan_says: plan.cloned(),
-            reasons,
-        }
-    };
+    let outcome =
+        |o: &'static str, arm: Option<String>, plan: Option<&String>, reasons: Vec<String>| {
+            DecisionOutcome {
+                outcome: o,
+                arm,
+                plan_says: plan.cloned(),
+                reasons,
+            }
+        };
     if c.primary.iter().all(|p| p.p_value.is_none()) {
         let why = metrics
             .iter()
@@ -176,7 +177,10 @@ pub(super) fn decide(
             "inconclusive",
             None,
             None,
-            vec![format!("no estimate of the primary metric {}: {why}", c.metric)],
+            vec![format!(
+                "no estimate of the primary metric {}: {why}",
+                c.metric
+            )],
         );
     }
     let mut harms: Vec<String> = c

@@ -31,14 +31,38 @@ pub fn rows_table(t: &StoredTrial) -> RowsTable {
     let mut records = Vec::new();
     let header: Vec<&'static str> = match t.spec.design.kind() {
         "hash" => vec![
-            "metric", "arm", "community", "n", "sum", "sum_squares", "x_sum", "x_sum_squares",
-            "xy_sum", "d_sum", "d_sum_squares", "md_sum", "dx_sum",
+            "metric",
+            "arm",
+            "community",
+            "n",
+            "sum",
+            "sum_squares",
+            "x_sum",
+            "x_sum_squares",
+            "xy_sum",
+            "d_sum",
+            "d_sum_squares",
+            "md_sum",
+            "dx_sum",
         ],
         "blocked" => vec![
-            "metric", "unit", "arm", "stratum", "community", "value", "covariate", "denominator",
+            "metric",
+            "unit",
+            "arm",
+            "stratum",
+            "community",
+            "value",
+            "covariate",
+            "denominator",
         ],
         _ => vec![
-            "metric", "community", "period", "arm", "treated", "members", "value",
+            "metric",
+            "community",
+            "period",
+            "arm",
+            "treated",
+            "members",
+            "value",
         ],
     };
     for d in &t.metrics {

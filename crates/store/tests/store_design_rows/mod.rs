@@ -106,7 +106,9 @@ async fn member_values_are_the_cells_before_summing() {
             let mut sums: BTreeMap<(String, Option<String>), (i64, f64, f64, f64)> =
                 BTreeMap::new();
             for v in &members {
-                let s = sums.entry((v.arm.clone(), v.community.clone())).or_default();
+                let s = sums
+                    .entry((v.arm.clone(), v.community.clone()))
+                    .or_default();
                 s.0 += 1;
                 s.1 += v.y;
                 s.2 += v.y * v.y;
@@ -118,7 +120,11 @@ async fn member_values_are_the_cells_before_summing() {
             for c in cells {
                 let s = sums[&(c.arm.clone(), c.community.clone())];
                 assert_eq!(c.n, s.0, "{}", m.name);
-                assert!(close(c.sum, s.1) && close(c.sum_squares, s.2) && close(c.d_sum, s.3), "{}", m.name);
+                assert!(
+                    close(c.sum, s.1) && close(c.sum_squares, s.2) && close(c.d_sum, s.3),
+                    "{}",
+                    m.name
+                );
             }
         }
         // Before any window closes, nobody.
@@ -157,7 +163,9 @@ fn expected_cells(
                 e.unit == mem.id
                     && e.ts >= lo
                     && e.ts < hi
-                    && e.community.as_deref().is_some_and(|c| COMMUNITIES.contains(&c))
+                    && e.community
+                        .as_deref()
+                        .is_some_and(|c| COMMUNITIES.contains(&c))
             })
             .collect();
         let seen: std::collections::BTreeSet<&str> =
@@ -166,7 +174,9 @@ fn expected_cells(
             excluded += 1;
             continue;
         }
-        let Some(c) = seen.into_iter().next() else { continue };
+        let Some(c) = seen.into_iter().next() else {
+            continue;
+        };
         for w in windows {
             let inside: Vec<&&NewEvent> =
                 mine.iter().filter(|e| period_of(e.ts) == Some(w)).collect();
@@ -184,7 +194,11 @@ fn expected_cells(
                     _ => m.events.contains(&e.name),
                 };
                 if is_y {
-                    y = if m.kind == MetricKind::Proportion { 1.0 } else { y + value };
+                    y = if m.kind == MetricKind::Proportion {
+                        1.0
+                    } else {
+                        y + value
+                    };
                 } else if m.kind == MetricKind::Ratio && e.name == m.events[1] {
                     d += 1.0;
                 }
@@ -249,7 +263,12 @@ async fn community_period_cells_match_the_documented_semantics() {
                 } else {
                     rng.random_range(-day..31 * day)
                 };
-                let mut e = event(u128::from(i * 100 + k as u64 + 1), i, ["e1", "e1", "e2", "other"][rng.random_range(0..4)], secs);
+                let mut e = event(
+                    u128::from(i * 100 + k as u64 + 1),
+                    i,
+                    ["e1", "e1", "e2", "other"][rng.random_range(0..4)],
+                    secs,
+                );
                 e.community = Some(c.to_string());
                 let ns = ["main", "talk"][rng.random_range(0..2)];
                 e.properties = props(json!({"ns": ns, "bytes": rng.random_range(0..40)}));
@@ -286,7 +305,13 @@ async fn community_period_cells_match_the_documented_semantics() {
                     (c.d_sum_squares, w.4),
                     (c.yd_sum, w.5),
                 ] {
-                    assert!(close(a, b), "{} {}/{}: {a} vs {b}", m.name, c.community, c.period);
+                    assert!(
+                        close(a, b),
+                        "{} {}/{}: {a} vs {b}",
+                        m.name,
+                        c.community,
+                        c.period
+                    );
                 }
                 assert_eq!(c.y_cap.is_some(), m.cap.is_some());
             }
@@ -296,13 +321,21 @@ async fn community_period_cells_match_the_documented_semantics() {
                 .await
                 .unwrap();
             assert_eq!(excl, excluded);
-            assert_eq!(per_member.len() as i64, want.values().map(|c| c.0).sum::<i64>());
+            assert_eq!(
+                per_member.len() as i64,
+                want.values().map(|c| c.0).sum::<i64>()
+            );
             let total: f64 = per_member.iter().map(|v| v.y).sum();
             assert!(close(total, want.values().map(|c| c.1).sum()), "{}", m.name);
         }
         // No closed window: nothing.
         let m = &library.metrics["any_e1"];
-        assert!(store.community_period_cells(m, &communities, &[]).await.unwrap().cells.is_empty());
+        assert!(store
+            .community_period_cells(m, &communities, &[])
+            .await
+            .unwrap()
+            .cells
+            .is_empty());
     })
     .await;
 }

@@ -309,7 +309,12 @@ fn read_period_window(cx: &mut Cx<'_>, n: &Node, field: &str) -> Option<i64> {
 /// The checks of a trial's metrics that need its design: `unit =
 /// "community"` and `period_window` only in community designs (cluster,
 /// stepped wedge), and a period window no longer than the shortest period.
-pub(super) fn check_metric_units(cx: &mut Cx<'_>, spec_design: &Design, periods: &[Period], metrics: &Metrics) {
+pub(super) fn check_metric_units(
+    cx: &mut Cx<'_>,
+    spec_design: &Design,
+    periods: &[Period],
+    metrics: &Metrics,
+) {
     let community = spec_design.communities().is_some();
     let shortest = periods.iter().map(|p| p.len_secs()).min();
     let named = std::iter::once(("metrics.primary".to_string(), &metrics.primary))

@@ -296,7 +296,10 @@ fn periods_and_their_windows() {
     let lens: Vec<i64> = periods.iter().map(|p| p.len_secs() / day).collect();
     assert_eq!(lens, [28, 28, 28, 36]);
     assert_eq!(periods[0].start, start);
-    assert_eq!(spec.shortest_period(), Some(lens.iter().min().unwrap() * day));
+    assert_eq!(
+        spec.shortest_period(),
+        Some(lens.iter().min().unwrap() * day)
+    );
     // Default: the shortest period, at the end of each period.
     let m = &spec.metrics.primary;
     assert_eq!(m.unit, MetricUnit::Member);
@@ -309,7 +312,10 @@ fn periods_and_their_windows() {
     let o = &spec.metrics.secondary[1];
     assert_eq!(o.unit, MetricUnit::Community);
     assert_eq!(o.period_window, Some(28 * day));
-    assert!(spec.period_windows(o).iter().all(|w| w.end - w.start == 28 * day));
+    assert!(spec
+        .period_windows(o)
+        .iter()
+        .all(|w| w.end - w.start == 28 * day));
     // Members are counted per member by default; the plan's hash covers
     // the new fields only when they are set.
     assert!(spec.canonical_json().contains("\"unit\":\"community\""));
