@@ -198,10 +198,12 @@ pub struct AnalyzeArgs {
     /// whose metric window ends later are left out of that metric.
     #[arg(long, requires = "trial")]
     pub as_of: Option<String>,
-    /// With --trial: print only the engine's input (the `--input` format),
-    /// with where each metric came from.
+    /// With --trial: print the rows the trial's design produced, as CSV
+    /// (hash: per-(arm, community) sufficient statistics; blocked: one row
+    /// per member; cluster and stepped wedge: one row per community and
+    /// period), to re-run them through any other tool.
     #[arg(long, requires = "trial")]
-    pub input_only: bool,
+    pub rows: bool,
     /// Output format.
     #[arg(long, default_value = "json", value_parser = ["json", "md"])]
     pub format: String,

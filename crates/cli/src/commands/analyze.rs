@@ -24,51 +24,121 @@ fn parse_time(s: &str, what: &str) -> Result<chrono::DateTime<chrono::Utc>> {
 }
 
 async fn trial(settings: &Settings, key: &str, args: &AnalyzeArgs) -> Result<()> {
+    use commonlab_report::analysis as report;
     use commonlab_server::analysis;
     let as_of = match &args.as_of {
         Some(s) => parse_time(s, "--as-of")?,
         None => chrono::Utc::now(),
     };
-    if args.input_only {
-        let input = with_store(&settings.database_url, async |store| {
-            Ok(analysis::analysis_input(store, key, as_of).await?)
-        })
-        .await?;
-        return output::json(&input);
-    }
-    let result = with_store(&settings.database_url, async |store| {
-        Ok(analysis::analyse(store, key, as_of).await?)
+    let stored = with_store(&settings.database_url, async |store| {
+        Ok(analysis::stored(store, key, as_of).await?)
     })
     .await?;
-    match args.format.as_str() {
-        "md" => {
-            outln!(
-                "# Trial {} (plan {}), as of {}\n",
-                result.input.trial,
-                &result.input.spec_hash[..12],
-                result.input.as_of.to_rfc3339()
-            )?;
-            for m in &result.input.metrics {
-                let units: Vec<String> = m.units.iter().map(|(a, n)| format!("{a} {n}")).collect();
-                outln!(
-                    "- {} ({}, {}, {}): units {}{}",
-                    m.name,
-                    m.role,
-                    m.kind,
-                    m.direction,
-                    units.join(", "),
-                    if m.stratified {
-                        "; post-stratified by community"
-                    } else {
-                        ""
-                    }
-                )?;
+    if args.rows {
+        let table = report::rows_table(&stored);
+        let mut out = output::Stdout::new();
+        let written = (|| -> Result<()> {
+            let mut w = commonlab_server::csv_out::Writer::from_writer(&mut out);
+            w.write_record(table.header.iter().copied())?;
+            for r in &table.records {
+                w.write_record(r.iter().map(String::as_str))?;
             }
-            outln!()?;
-            out!("{}", commonlab_stats::analyze::to_markdown(&result.output))
-        }
+            w.flush()?;
+            Ok(())
+        })();
+        return out.finish(written);
+    }
+    let result = report::analyse(&stored);
+    match args.format.as_str() {
+        "md" => out!("{}", trial_markdown(&result)),
         _ => output::json(&result),
     }
+}
+
+fn p(x: Option<f64>) -> String {
+    x.map_or("–".into(), |p| format!("{p:.4}"))
+}
+
+/// The analysis in Markdown (the full report arrives with issue #14).
+fn trial_markdown(a: &commonlab_report::analysis::TrialAnalysis) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Trial {} (plan {}), as of {}\n\nDesign: {} ({}).\n",
+        a.trial,
+        &a.spec_hash[..a.spec_hash.len().min(12)],
+        a.as_of.to_rfc3339(),
+        a.design,
+        a.design_analysis
+    );
+    if let Some(n) = &a.notice {
+        let _ = writeln!(s, "**{n}**\n");
+    }
+    let _ = writeln!(
+        s,
+        "## Decision: {}\n\n{}\n",
+        a.decision.outcome,
+        a.decision.reasons.join("; ")
+    );
+    if let Some(text) = &a.decision.plan_says {
+        let _ = writeln!(s, "The plan says: {text}\n");
+    }
+    let _ = writeln!(s, "## Metrics\n");
+    for m in &a.metrics {
+        let n: Vec<String> = m.n.iter().map(|(a, n)| format!("{a} {n}")).collect();
+        let _ = writeln!(
+            s,
+            "- {} ({}, {}, {}): n {}",
+            m.name,
+            serde_json::to_value(m.role)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            m.kind,
+            m.direction,
+            n.join(", ")
+        );
+        for e in &m.estimates {
+            let _ = writeln!(
+                s,
+                "  - {} vs {}: {:+.6} (SE {}), p = {} by {}",
+                e.arm,
+                e.control,
+                e.estimate,
+                p(e.se),
+                p(e.p_value),
+                e.method
+            );
+        }
+        if let Some(n) = &m.notice {
+            let _ = writeln!(s, "  - note: {n}");
+        }
+    }
+    let c = &a.comparisons;
+    let _ = writeln!(
+        s,
+        "\n## Planned comparisons ({}, correction {})\n",
+        c.metric, c.correction
+    );
+    for x in &c.primary {
+        let _ = writeln!(
+            s,
+            "- {} vs {}: p = {}, adjusted p = {}{}",
+            x.arm,
+            x.control,
+            p(x.p_value),
+            p(x.adjusted_p_value),
+            if x.significant { " (significant)" } else { "" }
+        );
+    }
+    if !a.quality.warnings.is_empty() {
+        let _ = writeln!(s, "\n## Data quality\n");
+        for w in &a.quality.warnings {
+            let _ = writeln!(s, "- {w}");
+        }
+    }
+    s
 }
 
 /// Data brought from elsewhere: `--input`.

@@ -24,6 +24,7 @@ mod canonical;
 mod completion;
 mod metric;
 mod parse;
+mod periods;
 
 #[cfg(test)]
 mod tests;
@@ -38,9 +39,11 @@ pub use canonical::LOCKED_FIELDS;
 pub use completion::Completion;
 pub use metric::{
     format_duration, parse_duration, Cap, Direction, FilterOp, Metric, MetricKind, MetricLibrary,
-    MetricValue, PropertyFilter, Scalar, Window, DEFAULT_WINDOW, MAX_WINDOW_SECS, PERCENTILE_SCALE,
+    MetricUnit, MetricValue, PropertyFilter, Scalar, Window, DEFAULT_WINDOW, MAX_WINDOW_SECS,
+    PERCENTILE_SCALE,
 };
 pub use parse::{inline_metric_refs, parse_metric_library, parse_trial, parse_trial_with};
+pub use periods::{Period, PeriodWindow};
 
 use crate::flags::{EvalContext, Rule};
 use serde_json::Value;
