@@ -1,0 +1,4 @@
+//! Surveys: the respondent's pages ([`pages`]), public behind a personal
+//! link token.
+
+pub mod pages;
