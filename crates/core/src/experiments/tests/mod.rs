@@ -7,6 +7,7 @@ mod assignment;
 mod chi2;
 mod locking;
 mod metrics;
+mod surveys;
 mod validation;
 
 use super::*;
