@@ -112,8 +112,7 @@ impl Store {
 const INSERT_INVITATIONS: &str = "INSERT INTO survey_invitations \
      (campaign_id, unit, community, invited_at, invited_by, reason) ";
 
-const COUNT_INVITATIONS: &str =
-    "SELECT COUNT(*) FROM survey_invitations WHERE campaign_id = $1";
+const COUNT_INVITATIONS: &str = "SELECT COUNT(*) FROM survey_invitations WHERE campaign_id = $1";
 
 /// $1 campaign. The trial is found by the campaign's `trial_key`.
 const CAMPAIGN_UNITS: &str = "SELECT u.unit AS unit, \

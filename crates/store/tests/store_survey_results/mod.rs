@@ -75,7 +75,13 @@ async fn invitations_are_kept_once_and_joined_with_arms_by_pseudonym() {
         // Again: nothing new, the community given first is kept.
         assert_eq!(
             store
-                .invite_units(c, &[invitation(1, Some("east")), invitation(4, None)], "cli:ana", "late", at(21))
+                .invite_units(
+                    c,
+                    &[invitation(1, Some("east")), invitation(4, None)],
+                    "cli:ana",
+                    "late",
+                    at(21)
+                )
                 .await
                 .unwrap(),
             1
@@ -93,7 +99,10 @@ async fn invitations_are_kept_once_and_joined_with_arms_by_pseudonym() {
         e2.community = Some("east".into());
         let mut e3 = exposure(trial, 3, "B", 30);
         e3.excluded_reason = Some("developer override".into());
-        store.record_exposures(&[e1, e2, e3, exposure(trial, 5, "A", 31)]).await.unwrap();
+        store
+            .record_exposures(&[e1, e2, e3, exposure(trial, 5, "A", 31)])
+            .await
+            .unwrap();
         store
             .begin_response(c, &unit(5), "en", "2027-01", true, at(40))
             .await
@@ -104,12 +113,14 @@ async fn invitations_are_kept_once_and_joined_with_arms_by_pseudonym() {
             .unwrap();
 
         let rows = store.campaign_units(c).await.unwrap();
-        let row = |n: u64, invited: bool, ic: Option<&str>, arm: Option<&str>, ec: Option<&str>| CampaignUnit {
-            unit: unit(n),
-            invited,
-            invited_community: ic.map(str::to_string),
-            arm: arm.map(str::to_string),
-            exposed_community: ec.map(str::to_string),
+        let row = |n: u64, invited: bool, ic: Option<&str>, arm: Option<&str>, ec: Option<&str>| {
+            CampaignUnit {
+                unit: unit(n),
+                invited,
+                invited_community: ic.map(str::to_string),
+                arm: arm.map(str::to_string),
+                exposed_community: ec.map(str::to_string),
+            }
         };
         assert_eq!(
             rows,
@@ -133,7 +144,10 @@ async fn invitations_are_kept_once_and_joined_with_arms_by_pseudonym() {
         assert_eq!(rows, vec![row(1, true, None, None, None)]);
 
         // Erasure takes the invitations too.
-        let erased = store.erase_unit(&unit(1), "cli:dpo", "asked", at(50)).await.unwrap();
+        let erased = store
+            .erase_unit(&unit(1), "cli:dpo", "asked", at(50))
+            .await
+            .unwrap();
         assert_eq!(erased.survey_invitations, 2);
         assert_eq!(store.invitation_count(c).await.unwrap(), 3);
         // The database refuses a raw unit id.

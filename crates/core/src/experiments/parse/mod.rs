@@ -26,18 +26,16 @@ mod surveys;
 
 pub use metrics::parse_metric_library;
 
-use super::{
-    Arm, Exposure, Layer, Links, MetricLibrary, SpecError, TrialSpec, Unit, LAYER_SPACE,
-};
+use super::{Arm, Exposure, Layer, Links, MetricLibrary, SpecError, TrialSpec, Unit, LAYER_SPACE};
 use crate::flags::Rule;
 use crate::toml_reader::{ident, parse_document, Errors, Kind, Node, Pos, Report, Tbl};
 use analysis::read_analysis;
 use design::{read_design, read_schedule};
 use metrics::read_metrics;
-use surveys::read_surveys;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use surveys::read_surveys;
 use toml_edit::Item;
 
 /// The trial reader's context: the problems found so far, the metric

@@ -23,7 +23,13 @@ use super::Cx;
 use crate::experiments::{format_duration, parse_duration, Survey, WaveTiming, MAX_WINDOW_SECS};
 use crate::toml_reader::{ident, is_ident, Kind, Node, Report, Tbl};
 
-const FIELDS: &[&str] = &["instrument", "wave", "waves", "when", "after_first_exposure"];
+const FIELDS: &[&str] = &[
+    "instrument",
+    "wave",
+    "waves",
+    "when",
+    "after_first_exposure",
+];
 const WHEN: &[&str] = &["before_start", "at_end"];
 
 pub(super) fn read_surveys(cx: &mut Cx<'_>, n: &Node) -> Option<Vec<Survey>> {
