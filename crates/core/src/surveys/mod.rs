@@ -12,6 +12,7 @@ mod scale_parse;
 mod scoring;
 #[cfg(test)]
 mod tests;
+pub mod token;
 
 use std::collections::BTreeMap;
 
