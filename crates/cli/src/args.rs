@@ -24,7 +24,7 @@ pub struct Cli {
     /// max_batch_events, study_key_file, admin_key_file, consent_scope,
     /// allowed_events, allowed_properties, retention_days,
     /// idle_timeout_secs, header_read_timeout_secs, request_timeout_secs,
-    /// max_connections, exposure_cache_bytes; each also as an environment
+    /// max_connections, exposure_cache_bytes, survey_min_cell; each also as an environment
     /// variable COMMONLAB_KEY (docs/configuration.md: defaults, order).
     #[arg(long, env = "COMMONLAB_CONFIG", global = true)]
     pub config: Option<PathBuf>,

@@ -51,6 +51,9 @@ pub struct Config {
     /// Memory for each of the two exposure de-duplication caches (units
     /// already reported, and blocked-design arms), in bytes.
     pub exposure_cache_bytes: usize,
+    /// Survey results and exports withhold every breakdown (arm, community)
+    /// with fewer respondents than this (`k`; at least 1).
+    pub survey_min_cell: usize,
 }
 
 impl Config {
@@ -59,7 +62,7 @@ impl Config {
     /// 5,000 events a batch, 300 s of clock skew, no consent scope, no
     /// allow-lists, no retention (swept hourly when set), 60 s idle, 10 s
     /// header and 60 s request timeouts, 10,000 connections, 32 MiB per
-    /// exposure cache.
+    /// exposure cache, survey cells of at least 5 respondents.
     pub fn new(study_key: impl Into<Arc<StudyKey>>) -> Config {
         let study_key = study_key.into();
         Config {
@@ -80,6 +83,7 @@ impl Config {
             request_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             exposure_cache_bytes: DEFAULT_EXPOSURE_CACHE_BYTES,
+            survey_min_cell: 5,
         }
     }
 }

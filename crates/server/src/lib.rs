@@ -1,6 +1,7 @@
 //! Commonlab's HTTP server: OFREP flag evaluation and the flag management
 //! API ([`flags`]), trials ([`trials`]), telemetry ([`events`]), API keys
-//! ([`keys`]), units' consent and erasure ([`units`]), health and metrics
+//! ([`keys`]), units' consent and erasure ([`units`]), survey management
+//! ([`surveys`]), health and metrics
 //! ([`health`]), the OpenAPI document ([`openapi`]). Each feature lists its
 //! routes with who may call them; [`route_table`] gathers them and the one
 //! router is built from it ([`route`]). One [`AppState`] with `FromRef`
@@ -32,6 +33,7 @@ pub mod route;
 pub mod serve;
 pub mod settings;
 pub mod state;
+pub mod surveys;
 pub mod sync;
 pub mod trials;
 pub mod units;
@@ -66,6 +68,7 @@ pub fn route_table() -> Vec<Route<AppState>> {
         trials::api::routes(),
         events::api::routes(),
         units::routes(),
+        surveys::api::routes(),
         health::routes(),
         openapi::routes(),
     ]

@@ -115,6 +115,9 @@ pub struct Settings {
     pub max_connections: usize,
     /// Memory for each of the two exposure de-duplication caches, in bytes.
     pub exposure_cache_bytes: usize,
+    /// Survey results and exports withhold every breakdown (arm, community)
+    /// with fewer respondents than this.
+    pub survey_min_cell: usize,
 }
 
 impl Default for Settings {
@@ -137,6 +140,7 @@ impl Default for Settings {
             request_timeout_secs: 60,
             max_connections: 10_000,
             exposure_cache_bytes: 32 * 1024 * 1024,
+            survey_min_cell: 5,
         }
     }
 }
@@ -163,6 +167,7 @@ pub struct Overrides {
     pub request_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
     pub exposure_cache_bytes: Option<usize>,
+    pub survey_min_cell: Option<usize>,
 }
 
 /// A value no server can run with.
@@ -201,6 +206,7 @@ impl Settings {
             request_timeout_secs,
             max_connections,
             exposure_cache_bytes,
+            survey_min_cell,
         } = layer;
         Settings {
             database_url: database_url.unwrap_or(self.database_url),
@@ -221,11 +227,12 @@ impl Settings {
             request_timeout_secs: request_timeout_secs.unwrap_or(self.request_timeout_secs),
             max_connections: max_connections.unwrap_or(self.max_connections),
             exposure_cache_bytes: exposure_cache_bytes.unwrap_or(self.exposure_cache_bytes),
+            survey_min_cell: survey_min_cell.unwrap_or(self.survey_min_cell),
         }
     }
 
-    /// Refuses what no server can run with: a timeout or connection cap of
-    /// zero.
+    /// Refuses what no server can run with: a timeout, connection cap or
+    /// survey cell size of zero.
     pub fn check(&self) -> Result<(), SettingsError> {
         for (value, key) in [
             (self.idle_timeout_secs, "idle_timeout_secs"),
@@ -238,6 +245,9 @@ impl Settings {
         }
         if self.max_connections == 0 {
             return Err(SettingsError::AtLeastOne("max_connections"));
+        }
+        if self.survey_min_cell == 0 {
+            return Err(SettingsError::AtLeastOne("survey_min_cell"));
         }
         Ok(())
     }
@@ -265,6 +275,7 @@ impl Settings {
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             max_connections: self.max_connections,
             exposure_cache_bytes: self.exposure_cache_bytes,
+            survey_min_cell: self.survey_min_cell,
             ..base
         }
     }
@@ -315,7 +326,7 @@ mod tests {
     #[test]
     fn keys_are_the_fields_of_overrides() {
         let keys = Settings::keys();
-        assert_eq!(keys.len(), 17);
+        assert_eq!(keys.len(), 18);
         assert_eq!(keys[0], "database_url");
         assert!(keys.contains(&"exposure_cache_bytes"));
         assert_eq!(env_var("max_connections"), "COMMONLAB_MAX_CONNECTIONS");

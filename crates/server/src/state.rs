@@ -16,6 +16,7 @@ use crate::events::group_commit::GroupCommitter;
 use crate::flag_set::FlagCache;
 use crate::flags::api::FlagsContext;
 use crate::serve::HttpCounters;
+use crate::surveys::api::SurveysContext;
 use crate::trials::api::TrialsContext;
 use crate::trials::cache::TrialCache;
 use crate::trials::decision::Decider;
@@ -148,6 +149,16 @@ impl FromRef<AppState> for IngestContext {
             clock: s.clock.clone(),
             committer: s.committer.clone(),
             counters: s.ingest_counters.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for SurveysContext {
+    fn from_ref(s: &AppState) -> Self {
+        SurveysContext {
+            store: s.store.clone(),
+            config: s.config.clone(),
+            clock: s.clock.clone(),
         }
     }
 }

@@ -1,0 +1,9 @@
+//! Surveys: the management API ([`api`]: instruments, campaigns, personal
+//! links, results, exports), the logic it shares with the CLI
+//! ([`service`]), results ([`results`], pure) and exports ([`export`],
+//! pure).
+
+pub mod api;
+pub mod export;
+pub mod results;
+pub mod service;
