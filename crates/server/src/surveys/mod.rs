@@ -7,3 +7,6 @@ pub mod api;
 pub mod export;
 pub mod results;
 pub mod service;
+
+#[cfg(test)]
+mod results_tests;
