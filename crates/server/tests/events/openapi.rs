@@ -7,7 +7,7 @@
 
 use super::*;
 
-const FILE: &str = include_str!("../../../../docs/openapi.json");
+pub(crate) const FILE: &str = include_str!("../../../../docs/openapi.json");
 
 /// Checks `value` against `schema`; returns the violations (empty: valid).
 struct Checker<'a> {
@@ -244,7 +244,7 @@ fn response_schema<'d>(
 impl Harness {
     /// Sends a request and checks the answer against the document: status
     /// and content type documented, body valid. Returns the body.
-    async fn conforms(
+    pub(crate) async fn conforms(
         &self,
         doc: &Value,
         (method, path, template): (Method, &str, &str),

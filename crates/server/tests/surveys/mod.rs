@@ -239,7 +239,7 @@ async fn researchers_publish_invite_and_read_results() {
         let value = res["scales"].as_array().unwrap().iter().find(|s| s["key"] == "value").unwrap();
         assert_eq!(value["summary"]["n"], 6);
         assert!(value["reliability"]["alpha"].is_number(), "{value}");
-        let one = &res["respondents"][0];
+        let one = res["respondents"].as_array().unwrap().iter().find(|p| p["status"] == "completed").unwrap();
         assert!(one["items"]["value4"]["recoded"].is_number());
         assert!(one.get("arm").is_some());
         let p = api.refused(Method::GET, "/api/v1/surveys/campaigns/f1/results?include_text=true", None, StatusCode::FORBIDDEN, "/include_text").await;
@@ -293,6 +293,110 @@ async fn researchers_publish_invite_and_read_results() {
         // Developers have no access to surveys.
         let dev = Api { h: &h, key: h.key(Role::Developer).await };
         problem(dev.send(Method::GET, "/api/v1/surveys/campaigns", None).await, StatusCode::FORBIDDEN).await;
+        h.stop().await;
+    })
+    .await;
+}
+
+/// The survey routes' answers match `docs/openapi.json`.
+#[tokio::test]
+async fn survey_answers_match_the_openapi_document() {
+    both_backends(|db| async move {
+        let clock = Clock::fixed(at("2027-01-10T00:00:00Z"));
+        let h = Harness::on(&db).clock(clock.clone()).config(|c| c.survey_min_cell = 1).start().await;
+        h.import_fixture().await;
+        let doc: Value = serde_json::from_str(super::events::openapi::FILE).unwrap();
+        let key = h.key(Role::Researcher).await;
+        let call = |m: Method, path: &str, body: Option<Value>| {
+            let r = h.req(m, path, Some(&key));
+            match body {
+                Some(b) => r.json(&b),
+                None => r,
+            }
+        };
+        h.req(Method::POST, "/api/v1/trials", Some(&key))
+            .json(&json!({"source": trial_with_waves(), "reason": "plan"}))
+            .send()
+            .await
+            .unwrap();
+        let inst = "/api/v1/surveys/instruments";
+        let ops = |m: Method, path: &'static str, template: &'static str| (m, path, template);
+        h.conforms(&doc, ops(Method::GET, inst, inst), call(Method::GET, inst, None), StatusCode::OK).await;
+        let publish = |src: &str| call(Method::POST, inst, Some(json!({"source": src, "reason": "r"})));
+        h.conforms(&doc, ops(Method::POST, inst, inst), publish(CBPP), StatusCode::CREATED).await;
+        h.conforms(&doc, ops(Method::POST, inst, inst), publish(CBPP), StatusCode::OK).await;
+        h.conforms(&doc, ops(Method::POST, inst, inst), publish(&CBPP.replace("Cómo", "Como")), StatusCode::CONFLICT).await;
+        h.conforms(&doc, ops(Method::POST, inst, inst), publish("key = 1"), StatusCode::UNPROCESSABLE_ENTITY).await;
+        let list = h.conforms(&doc, ops(Method::GET, inst, inst), call(Method::GET, inst, None), StatusCode::OK).await;
+        assert_eq!(list["instruments"].as_array().unwrap().len(), 1);
+        h.conforms(&doc, ops(Method::GET, inst, inst), h.req(Method::GET, inst, None), StatusCode::UNAUTHORIZED).await;
+
+        let c = "/api/v1/surveys/campaigns";
+        h.conforms(&doc, ops(Method::POST, c, c), call(Method::POST, c, Some(campaign_body("f1", "followup", 1))), StatusCode::CREATED).await;
+        h.conforms(&doc, ops(Method::POST, c, c), call(Method::POST, c, Some(campaign_body("f1", "followup", 1))), StatusCode::CONFLICT).await;
+        h.conforms(&doc, ops(Method::POST, c, c), call(Method::POST, c, Some(campaign_body("f2", "nope", 1))), StatusCode::UNPROCESSABLE_ENTITY).await;
+        h.conforms(&doc, ops(Method::GET, c, c), call(Method::GET, c, None), StatusCode::OK).await;
+        let one = "/api/v1/surveys/campaigns/{key}";
+        h.conforms(&doc, ops(Method::GET, "/api/v1/surveys/campaigns/f1", one), call(Method::GET, "/api/v1/surveys/campaigns/f1", None), StatusCode::OK).await;
+        h.conforms(&doc, ops(Method::GET, "/api/v1/surveys/campaigns/x", one), call(Method::GET, "/api/v1/surveys/campaigns/x", None), StatusCode::NOT_FOUND).await;
+
+        let links = "/api/v1/surveys/campaigns/f1/links";
+        let lt = "/api/v1/surveys/campaigns/{key}/links";
+        let units: Vec<String> = (0..4).map(|i| format!("m{i}")).collect();
+        let v = h
+            .conforms(&doc, ops(Method::POST, links, lt), call(Method::POST, links, Some(json!({"units": units, "reason": "r"}))), StatusCode::OK)
+            .await;
+        h.conforms(&doc, ops(Method::POST, links, lt), call(Method::POST, links, Some(json!({"units": [], "reason": "r"}))), StatusCode::UNPROCESSABLE_ENTITY).await;
+        // Two responses, one complete, one declined, and arms for all.
+        let store = &h.server.state.store;
+        let campaign = store.campaign("f1").await.unwrap().unwrap();
+        let trial = store.get_trial("thanks-hash").await.unwrap().unwrap();
+        let pseudonyms: Vec<String> = v["links"].as_array().unwrap().iter().map(|l| l["pseudonym"].as_str().unwrap().to_string()).collect();
+        let exposures: Vec<commonlab_store::NewExposure> = pseudonyms
+            .iter()
+            .enumerate()
+            .map(|(i, u)| commonlab_store::NewExposure {
+                trial_id: trial.id,
+                unit: u.clone(),
+                arm: if i % 2 == 0 { "control" } else { "small" }.into(),
+                community: Some("north".into()),
+                trial_version: 1,
+                at: at("2027-01-02T00:00:00Z"),
+                source: commonlab_store::ExposureSource::Single,
+                excluded_reason: None,
+            })
+            .collect();
+        store.record_exposures(&exposures).await.unwrap();
+        for (i, u) in pseudonyms.iter().enumerate().take(3) {
+            store.begin_response(campaign.id, u, "en", "2027-01", i != 2, at("2027-01-09T00:00:00Z")).await.unwrap();
+        }
+        for (i, u) in pseudonyms.iter().enumerate().take(2) {
+            let x = 2.0 + i as f64;
+            let answers = json!({"frequency": "never", "value1": x, "value2": 3.0, "value3": x, "value4": 2.0,
+                                 "belong1": 4.0, "belong2": x, "belong3": 3.0, "belong4": 1.0});
+            store
+                .save_page(campaign.id, u, 0, answers.as_object().unwrap(), &serde_json::Map::new(), 4, true, at("2027-01-09T00:05:00Z"))
+                .await
+                .unwrap();
+        }
+        let rt = "/api/v1/surveys/campaigns/{key}/results";
+        let res = "/api/v1/surveys/campaigns/f1/results";
+        let r = h.conforms(&doc, ops(Method::GET, res, rt), call(Method::GET, res, None), StatusCode::OK).await;
+        assert_eq!(r["results"]["respondents"].as_array().unwrap().len(), 3);
+        assert!(r["results"]["scales"][0]["reliability"].is_object());
+        let q = "/api/v1/surveys/campaigns/f1/results?include_text=yes";
+        h.conforms(&doc, ops(Method::GET, q, rt), call(Method::GET, q, None), StatusCode::UNPROCESSABLE_ENTITY).await;
+        let q = "/api/v1/surveys/campaigns/f1/results?include_text=true";
+        h.conforms(&doc, ops(Method::GET, q, rt), call(Method::GET, q, None), StatusCode::FORBIDDEN).await;
+        let q = "/api/v1/surveys/campaigns/x/results";
+        h.conforms(&doc, ops(Method::GET, q, rt), call(Method::GET, q, None), StatusCode::NOT_FOUND).await;
+        let et = "/api/v1/surveys/campaigns/{key}/export";
+        let q = "/api/v1/surveys/campaigns/f1/export?format=codebook-json";
+        h.conforms(&doc, ops(Method::GET, q, et), call(Method::GET, q, None), StatusCode::OK).await;
+        let q = "/api/v1/surveys/campaigns/f1/export?format=pdf";
+        h.conforms(&doc, ops(Method::GET, q, et), call(Method::GET, q, None), StatusCode::UNPROCESSABLE_ENTITY).await;
+        clock.set(at("2027-03-01T00:00:00Z"));
+        h.conforms(&doc, ops(Method::POST, links, lt), call(Method::POST, links, Some(json!({"units": ["late"], "reason": "r"}))), StatusCode::CONFLICT).await;
         h.stop().await;
     })
     .await;
