@@ -25,8 +25,8 @@ pub struct Cli {
     /// allowed_events, allowed_properties, retention_days,
     /// idle_timeout_secs, header_read_timeout_secs, request_timeout_secs,
     /// max_connections, exposure_cache_bytes, survey_rate_per_ip_per_minute,
-    /// survey_rate_per_link_per_minute, survey_rate_max_tracked; each also
-    /// as an environment
+    /// survey_rate_per_link_per_minute, survey_rate_max_tracked,
+    /// survey_min_cell; each also as an environment
     /// variable COMMONLAB_KEY (docs/configuration.md: defaults, order).
     #[arg(long, env = "COMMONLAB_CONFIG", global = true)]
     pub config: Option<PathBuf>,
@@ -68,6 +68,112 @@ pub enum Command {
     /// Rehearse a running trial with simulated communities, through the
     /// real server (OFREP evaluations and POST /v1/events).
     Simulate(SimulateArgs),
+    /// Survey instruments, campaigns, personal links, results and exports
+    /// (docs/surveys.md).
+    #[command(subcommand)]
+    Surveys(SurveysCmd),
+}
+
+#[derive(Subcommand)]
+pub enum SurveysCmd {
+    /// Check instrument files (default: every *.toml under surveys/); every
+    /// error with file, line, column and field.
+    Validate {
+        paths: Vec<PathBuf>,
+        /// Also check that every [[surveys]] of these trial files (a file
+        /// or a directory, e.g. experiments/) names an instrument among the
+        /// files checked.
+        #[arg(long)]
+        trials: Option<PathBuf>,
+    },
+    /// Publish an instrument file's version (the same content again is a
+    /// no-op; other content under a published version is refused).
+    Publish {
+        file: PathBuf,
+        /// Why (recorded with the version and who published it).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List the published instrument versions.
+    Instruments,
+    /// Create or list campaigns (an instrument version given in a wave).
+    #[command(subcommand)]
+    Campaign(CampaignCmd),
+    /// Invite units to a campaign and print their personal links as CSV
+    /// (unit,pseudonym,link); links expire when the campaign closes.
+    Links {
+        campaign: String,
+        /// A file of units: one raw id per line, or CSV lines id,community
+        /// (a first line "id" or "id,community" is a header); `-` reads
+        /// standard input.
+        #[arg(long)]
+        units: PathBuf,
+        /// Prefix of the links (e.g. https://lab.example.org); without it
+        /// the links are paths (/s/TOKEN).
+        #[arg(long)]
+        base_url: Option<String>,
+        /// The study key file (as for `serve`).
+        #[arg(long, env = "COMMONLAB_STUDY_KEY_FILE")]
+        study_key_file: Option<PathBuf>,
+        /// Why (recorded with the invitations).
+        #[arg(long)]
+        reason: String,
+        /// Write to a file instead of standard output (the links are
+        /// credentials: the file is made readable by its owner only).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// A campaign's results: response rates by arm and community, the
+    /// differential-response test, scale reliability.
+    Results {
+        campaign: String,
+        /// `md` (a summary) or `json` (everything, per respondent too).
+        #[arg(long, default_value = "md", value_parser = ["md", "json"])]
+        format: String,
+        /// Include free-text answers (json).
+        #[arg(long)]
+        include_text: bool,
+    },
+    /// Export a campaign's answers (wide or long CSV) or its codebook.
+    Export {
+        campaign: String,
+        #[arg(long, default_value = "wide", value_parser = ["wide", "long", "codebook-json", "codebook-csv"])]
+        format: String,
+        /// Include free-text answers.
+        #[arg(long)]
+        include_text: bool,
+        /// Write to a file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CampaignCmd {
+    /// Create a campaign of a published instrument version for a wave.
+    Create {
+        key: String,
+        #[arg(long)]
+        instrument: String,
+        #[arg(long)]
+        version: i64,
+        /// The trial whose wave this is (its file must name the wave and
+        /// give the instrument in it).
+        #[arg(long)]
+        trial: Option<String>,
+        #[arg(long)]
+        wave: String,
+        /// When it opens (RFC 3339).
+        #[arg(long)]
+        opens: String,
+        /// When it closes and its links expire (RFC 3339).
+        #[arg(long)]
+        closes: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// List campaigns with their counts.
+    List,
 }
 
 #[derive(Args)]

@@ -19,6 +19,7 @@ mod privacy;
 mod secrets;
 mod serve;
 mod simulate;
+mod surveys;
 mod trials;
 
 fn fixtures() -> PathBuf {

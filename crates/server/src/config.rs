@@ -58,6 +58,9 @@ pub struct Config {
     /// Most addresses (and, apart, links) the survey rate limits track;
     /// beyond them, new ones share one quota.
     pub survey_rate_max_tracked: usize,
+    /// Survey results and exports withhold every breakdown (arm, community)
+    /// with fewer respondents than this (`k`; at least 1).
+    pub survey_min_cell: usize,
 }
 
 impl Config {
@@ -67,7 +70,8 @@ impl Config {
     /// allow-lists, no retention (swept hourly when set), 60 s idle, 10 s
     /// header and 60 s request timeouts, 10,000 connections, 32 MiB per
     /// exposure cache, survey pages limited to 300 requests a minute per
-    /// address and 60 per link, tracking at most 100,000 of each.
+    /// address and 60 per link, tracking at most 100,000 of each, survey
+    /// cells of at least 5 respondents.
     pub fn new(study_key: impl Into<Arc<StudyKey>>) -> Config {
         let study_key = study_key.into();
         Config {
@@ -91,6 +95,7 @@ impl Config {
             survey_rate_per_ip_per_minute: 300,
             survey_rate_per_link_per_minute: 60,
             survey_rate_max_tracked: 100_000,
+            survey_min_cell: 5,
         }
     }
 }

@@ -122,6 +122,9 @@ pub struct Settings {
     /// Most client addresses (and, apart, links) the survey rate limits
     /// track at once.
     pub survey_rate_max_tracked: usize,
+    /// Survey results and exports withhold every breakdown (arm, community)
+    /// with fewer respondents than this.
+    pub survey_min_cell: usize,
 }
 
 impl Default for Settings {
@@ -147,6 +150,7 @@ impl Default for Settings {
             survey_rate_per_ip_per_minute: 300,
             survey_rate_per_link_per_minute: 60,
             survey_rate_max_tracked: 100_000,
+            survey_min_cell: 5,
         }
     }
 }
@@ -176,6 +180,7 @@ pub struct Overrides {
     pub survey_rate_per_ip_per_minute: Option<u32>,
     pub survey_rate_per_link_per_minute: Option<u32>,
     pub survey_rate_max_tracked: Option<usize>,
+    pub survey_min_cell: Option<usize>,
 }
 
 /// A value no server can run with.
@@ -217,6 +222,7 @@ impl Settings {
             survey_rate_per_ip_per_minute,
             survey_rate_per_link_per_minute,
             survey_rate_max_tracked,
+            survey_min_cell,
         } = layer;
         Settings {
             database_url: database_url.unwrap_or(self.database_url),
@@ -243,11 +249,12 @@ impl Settings {
                 .unwrap_or(self.survey_rate_per_link_per_minute),
             survey_rate_max_tracked: survey_rate_max_tracked
                 .unwrap_or(self.survey_rate_max_tracked),
+            survey_min_cell: survey_min_cell.unwrap_or(self.survey_min_cell),
         }
     }
 
     /// Refuses what no server can run with: a timeout, connection cap or
-    /// survey rate limit of zero.
+    /// survey rate limit or cell size of zero.
     pub fn check(&self) -> Result<(), SettingsError> {
         for (value, key) in [
             (self.idle_timeout_secs, "idle_timeout_secs"),
@@ -273,6 +280,9 @@ impl Settings {
             if value == 0 {
                 return Err(SettingsError::AtLeastOne(key));
             }
+        }
+        if self.survey_min_cell == 0 {
+            return Err(SettingsError::AtLeastOne("survey_min_cell"));
         }
         Ok(())
     }
@@ -303,6 +313,7 @@ impl Settings {
             survey_rate_per_ip_per_minute: self.survey_rate_per_ip_per_minute,
             survey_rate_per_link_per_minute: self.survey_rate_per_link_per_minute,
             survey_rate_max_tracked: self.survey_rate_max_tracked,
+            survey_min_cell: self.survey_min_cell,
             ..base
         }
     }
@@ -353,7 +364,7 @@ mod tests {
     #[test]
     fn keys_are_the_fields_of_overrides() {
         let keys = Settings::keys();
-        assert_eq!(keys.len(), 20);
+        assert_eq!(keys.len(), 21);
         assert_eq!(keys[0], "database_url");
         assert!(keys.contains(&"exposure_cache_bytes"));
         assert_eq!(env_var("max_connections"), "COMMONLAB_MAX_CONNECTIONS");

@@ -17,6 +17,7 @@ use crate::flag_set::FlagCache;
 use crate::flags::api::FlagsContext;
 use crate::serve::HttpCounters;
 use crate::surveys::pages::{PagesContext, PagesShared};
+use crate::surveys::api::SurveysContext;
 use crate::trials::api::TrialsContext;
 use crate::trials::cache::TrialCache;
 use crate::trials::decision::Decider;
@@ -163,6 +164,16 @@ impl FromRef<AppState> for PagesContext {
             config: s.config.clone(),
             clock: s.clock.clone(),
             shared: s.survey_pages.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for SurveysContext {
+    fn from_ref(s: &AppState) -> Self {
+        SurveysContext {
+            store: s.store.clone(),
+            config: s.config.clone(),
+            clock: s.clock.clone(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod metrics;
 pub mod serve;
 pub mod simulate;
+pub mod surveys;
 pub mod units;
 
 use anyhow::{Context, Result};

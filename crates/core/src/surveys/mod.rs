@@ -7,6 +7,7 @@
 
 mod answers;
 mod parse;
+pub mod results;
 mod scale_parse;
 mod scoring;
 #[cfg(test)]

@@ -9,6 +9,7 @@ use commonlab_server::surveys::pages::form_token;
 use commonlab_store::{CampaignRecord, NewCampaign, NewInstrument, ResponseStatus};
 use sha2::{Digest, Sha256};
 
+mod api;
 mod load;
 
 pub const MINI: &str = include_str!("../fixtures/surveys/mini.toml");

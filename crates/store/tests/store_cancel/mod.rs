@@ -679,6 +679,68 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
         .await;
         dropped.push(("set_consent", n));
 
+        // Survey invitations: every unit of the batch (three statements) or none.
+        let source = "key = \"s\"";
+        let h = hash_hex(77);
+        store
+            .publish_instrument(&commonlab_store::NewInstrument {
+                key: "s",
+                version: 1,
+                source,
+                hash: &h,
+                actor: "cli:ana",
+                reason: "pilot",
+                at: at(75),
+            })
+            .await
+            .unwrap();
+        let campaign = store
+            .create_campaign(&commonlab_store::NewCampaign {
+                key: "wave-1",
+                instrument: "s",
+                version: 1,
+                trial_key: None,
+                wave: "baseline",
+                opens_at: at(75),
+                closes_at: at(1_000),
+                actor: "cli:ana",
+                reason: "pilot",
+                at: at(75),
+            })
+            .await
+            .unwrap()
+            .id;
+        let invitations: Vec<commonlab_store::NewInvitation> = (0..1_200)
+            .map(|n| commonlab_store::NewInvitation {
+                unit: pseudonym(10_000 + n),
+                community: Some("north".into()),
+            })
+            .collect();
+        let invitations = &invitations;
+        let n = at_every_point(
+            store,
+            "invite_units",
+            |_| {
+                Box::pin(async move {
+                    store
+                        .invite_units(campaign, invitations, "cli:ana", "wave 1", at(76))
+                        .await
+                })
+            },
+            |_, outcome| {
+                let done = matches!(outcome, Some(Ok(_)));
+                Box::pin(async move {
+                    let count = store.invitation_count(campaign).await.unwrap();
+                    assert!(count == 0 || count == 1_200, "a partial batch: {count}");
+                    if done {
+                        assert_eq!(count, 1_200);
+                    }
+                })
+            },
+        )
+        .await;
+        dropped.push(("invite_units", n));
+
         // Erasure: all of the unit's rows, with its log entry, or none.
         let n = at_every_point(
             store,

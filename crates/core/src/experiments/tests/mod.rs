@@ -8,6 +8,7 @@ mod chi2;
 mod completion;
 mod locking;
 mod metrics;
+mod surveys;
 mod validation;
 
 use super::*;
