@@ -66,6 +66,9 @@ pub enum Command {
     /// Rehearse a running trial with simulated communities, through the
     /// real server (OFREP evaluations and POST /v1/events).
     Simulate(SimulateArgs),
+    /// Simulation-based power of a trial file's design, in memory
+    /// (docs/power.md).
+    Power(PowerArgs),
 }
 
 #[derive(Args)]
@@ -368,4 +371,53 @@ pub enum FlagsCmd {
         #[arg(long)]
         reason: String,
     },
+}
+
+#[derive(Args)]
+pub struct PowerArgs {
+    /// The trial: a file, or KEY for experiments/KEY.toml (read from disk;
+    /// no database is used).
+    pub trial: String,
+    /// Simulated trials with the effects (and as many without), 1 to 100,000.
+    #[arg(long, value_name = "N")]
+    pub simulate: usize,
+    /// A true effect, ARM=MULTIPLIER (every contribution event) or
+    /// ARM:EVENT=MULTIPLIER; repeatable. Default: every treatment arm 1.5.
+    #[arg(long)]
+    pub effect: Vec<String>,
+    /// Seed (same seed, same result, whatever the number of threads).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Members per community at day 0 (a community design needs one size
+    /// per community, in the design's order).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![50u32, 120, 300, 800])]
+    pub members: Vec<u32>,
+    /// A parameter file in the WP2 format (docs/simulator.md) instead of
+    /// --members (its effects are replaced by --effect).
+    #[arg(long)]
+    pub params: Option<PathBuf>,
+    /// Share of a treated member's effect reaching untreated members of the
+    /// same community (0 to 1; default the parameter file's, else 0).
+    #[arg(long)]
+    pub spillover: Option<f64>,
+    /// Simulated days (default: the trial's schedule, start to end).
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// For a community design, also simulate members randomised within
+    /// communities (`blocked_users`, the default) or not (`none`).
+    #[arg(long, default_value = "blocked_users", value_parser = ["blocked_users", "none"])]
+    pub compare: String,
+    /// The metric to simulate, by name (default the trial's primary).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// Sampled assignments when randomisation inference cannot enumerate
+    /// every one (more than 100,000).
+    #[arg(long, default_value_t = 999)]
+    pub randomisation_draws: usize,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

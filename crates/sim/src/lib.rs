@@ -33,6 +33,7 @@
 
 pub mod drive;
 pub mod params;
+pub mod power;
 pub mod summary;
 
 use std::collections::BTreeMap;
