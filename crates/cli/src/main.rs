@@ -13,7 +13,9 @@
 use anyhow::Result;
 use args::{Cli, Command};
 use clap::Parser;
-use commands::{analyze, events, experiments, flags, keys, metrics, power, serve, simulate, units};
+use commands::{
+    analyze, events, experiments, flags, keys, loadtest, metrics, power, serve, simulate, units,
+};
 use output::errln;
 use std::process::ExitCode;
 
@@ -63,5 +65,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Events(cmd) => events::run(&settings, cmd).await,
         Command::Simulate(args) => simulate::run(&settings, actor, args).await,
         Command::Power(args) => power::run(args).await,
+        Command::Loadtest(args) => loadtest::run(args).await,
     }
 }

@@ -32,6 +32,7 @@
 //! - **Surveys:** see [`Simulation::answer`].
 
 pub mod drive;
+pub mod load;
 pub mod params;
 pub mod power;
 pub mod summary;

@@ -7,6 +7,7 @@ pub mod events;
 pub mod experiments;
 pub mod flags;
 pub mod keys;
+pub mod loadtest;
 pub mod metrics;
 pub mod power;
 pub mod serve;
