@@ -68,6 +68,13 @@ pub enum Command {
     /// Rehearse a running trial with simulated communities, through the
     /// real server (OFREP evaluations and POST /v1/events).
     Simulate(SimulateArgs),
+    /// Simulation-based power of a trial file's design, in memory
+    /// (docs/power.md).
+    Power(PowerArgs),
+    /// Drive a running server open-loop at a target rate with a mix of
+    /// OFREP evaluations, event batches and survey page views; report
+    /// throughput and latency (docs/benchmarks.md).
+    Loadtest(LoadtestArgs),
     /// Survey instruments, campaigns, personal links, results and exports
     /// (docs/surveys.md).
     #[command(subcommand)]
@@ -496,4 +503,107 @@ pub enum FlagsCmd {
         #[arg(long)]
         reason: String,
     },
+}
+
+#[derive(Args)]
+pub struct PowerArgs {
+    /// The trial: a file, or KEY for experiments/KEY.toml (read from disk;
+    /// no database is used).
+    pub trial: String,
+    /// Simulated trials with the effects (and as many without), 1 to 100,000.
+    #[arg(long, value_name = "N")]
+    pub simulate: usize,
+    /// A true effect, ARM=MULTIPLIER (every contribution event) or
+    /// ARM:EVENT=MULTIPLIER; repeatable. Default: every treatment arm 1.5.
+    #[arg(long)]
+    pub effect: Vec<String>,
+    /// Seed (same seed, same result, whatever the number of threads).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Members per community at day 0 (a community design needs one size
+    /// per community, in the design's order).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![50u32, 120, 300, 800])]
+    pub members: Vec<u32>,
+    /// A parameter file in the WP2 format (docs/simulator.md) instead of
+    /// --members (its effects are replaced by --effect).
+    #[arg(long)]
+    pub params: Option<PathBuf>,
+    /// Share of a treated member's effect reaching untreated members of the
+    /// same community (0 to 1; default the parameter file's, else 0).
+    #[arg(long)]
+    pub spillover: Option<f64>,
+    /// Simulated days (default: the trial's schedule, start to end).
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// For a community design, also simulate members randomised within
+    /// communities (`blocked_users`, the default) or not (`none`).
+    #[arg(long, default_value = "blocked_users", value_parser = ["blocked_users", "none"])]
+    pub compare: String,
+    /// The metric to simulate, by name (default the trial's primary).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// Sampled assignments when randomisation inference cannot enumerate
+    /// every one (more than 100,000).
+    #[arg(long, default_value_t = 999)]
+    pub randomisation_draws: usize,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct LoadtestArgs {
+    /// The server, e.g. http://127.0.0.1:8080 (loopback only unless
+    /// --allow-remote).
+    #[arg(long)]
+    pub url: String,
+    /// An sdk key of that server.
+    #[arg(long, env = "COMMONLAB_SDK_KEY", hide_env_values = true)]
+    pub key: String,
+    /// Target requests per second, every kind together (open loop).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// How long to send: 30s, 2m, or seconds (at most 10 minutes).
+    #[arg(long, default_value = "10s")]
+    pub duration: String,
+    /// Relative weights of the request kinds: single (OFREP single-flag
+    /// evaluation), bulk (OFREP bulk), events (POST /v1/events batch),
+    /// survey (survey page view, with --survey-links).
+    #[arg(long, default_value = "single=60,bulk=15,events=25,survey=10")]
+    pub mix: String,
+    /// A flag for single evaluations; repeatable (default: every flag a
+    /// bulk evaluation lists).
+    #[arg(long)]
+    pub flag: Vec<String>,
+    /// Communities the targeting keys belong to.
+    #[arg(long, value_delimiter = ',', default_values_t = ["community-1".to_string(), "community-2".into(), "community-3".into(), "community-4".into()])]
+    pub communities: Vec<String>,
+    /// Distinct targeting keys (load-0, load-1, ...).
+    #[arg(long, default_value_t = 10_000)]
+    pub users: u64,
+    /// Events per POST /v1/events batch (1 to 1,000).
+    #[arg(long, default_value_t = 20)]
+    pub batch: usize,
+    /// A file of survey page links, one a line (absolute, or /s/TOKEN on
+    /// --url); without it survey views are left out of the mix.
+    #[arg(long)]
+    pub survey_links: Option<PathBuf>,
+    /// Seed of the request mix.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+    /// Most requests outstanding; a request due beyond it is counted as not sent.
+    #[arg(long, default_value_t = 1_000)]
+    pub max_in_flight: usize,
+    /// Allow a server that is not on a loopback address.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
