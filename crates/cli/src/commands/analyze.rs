@@ -6,7 +6,7 @@
 use super::with_store;
 use crate::args::AnalyzeArgs;
 use crate::input::{is_rows_document, read_input, read_rows, read_rows_document};
-use crate::output::{self, errln, out, outln};
+use crate::output::{self, errln, out};
 use anyhow::{anyhow, bail, Result};
 use commonlab_server::settings::Settings;
 
