@@ -106,6 +106,9 @@ async fn a_conclusion_before_the_data_are_complete_needs_force_and_is_a_deviatio
         );
         let log = h.log("thanks-hash").await;
         assert!(log.iter().all(|(a, _)| a != "deviation"), "{log:?}");
+        let schedule = h.shown("thanks-hash").await["schedule"].clone();
+        assert_eq!(schedule["state"], "not running", "{schedule}");
+        assert!(schedule.get("completeAt").is_none(), "{schedule}");
 
         // Forced: concluded, with the deviation in the same log.
         h.create_and_start(HASH_RIVAL).await;
