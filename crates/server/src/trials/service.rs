@@ -204,26 +204,41 @@ pub async fn conclude(
         } else {
             Vec::new()
         };
+        // Only from the status the completion was judged in: a trial
+        // stopped or resumed meanwhile is judged again.
+        let checked = if from.contains(&record.status) {
+            std::slice::from_ref(&record.status)
+        } else {
+            from
+        };
         let (hash, version) = (&record.spec_hash, record.version);
         let done = match &deviation {
             Some(d) => {
                 store
-                    .conclude_trial_with_deviation(key, from, hash, version, &snapshots, &c, d)
+                    .conclude_trial_with_deviation(key, checked, hash, version, &snapshots, &c, d)
                     .await
             }
             None => {
                 store
-                    .conclude_trial(key, from, hash, version, &snapshots, &c)
+                    .conclude_trial(key, checked, hash, version, &snapshots, &c)
                     .await
             }
         };
         match done {
             Err(commonlab_store::StoreError::SpecConflict { .. }) => continue,
+            Err(commonlab_store::StoreError::InvalidState(_))
+                if checked.len() == 1
+                    && get(store, key).await.is_ok_and(|now| {
+                        now.status != record.status && from.contains(&now.status)
+                    }) =>
+            {
+                continue
+            }
             done => return Ok(done?),
         }
     }
     Err(Error::Store(commonlab_store::StoreError::Unavailable(
-        format!("trial '{key}' keeps being amended; try concluding again"),
+        format!("trial '{key}' keeps changing (amended, stopped or resumed); try concluding again"),
     )))
 }
 
