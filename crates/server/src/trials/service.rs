@@ -187,13 +187,22 @@ pub async fn conclude(
         // Keep the aggregates: the analysis of a concluded trial must
         // survive the retention job deleting raw events.
         let snapshots = if from.contains(&record.status) {
-            if let Some(why) = incomplete(&record, meta.at)? {
+            if let Some((why, ever)) = incomplete(&record, meta.at)? {
                 if !force {
-                    return Err(Error::DataIncomplete(format!(
-                        "trial '{key}' cannot be concluded yet: {why}; its snapshot would leave out \
-                         units whose data are still coming. Wait until then, or conclude anyway \
-                         with --force (API: \"force\": true) and a reason, recorded as a deviation"
-                    )));
+                    let force =
+                        "with --force (API: \"force\": true) and a reason, recorded as a deviation";
+                    return Err(Error::DataIncomplete(if ever {
+                        format!(
+                            "trial '{key}' cannot be concluded yet: {why}; its snapshot would leave \
+                             out units whose data are still coming. Wait until then, or conclude \
+                             anyway {force}"
+                        )
+                    } else {
+                        format!(
+                            "trial '{key}' cannot be concluded without --force: {why}, so its data \
+                             will never be complete. Conclude it {force}"
+                        )
+                    }));
                 }
                 deviation = Some(format!(
                     "concluded before the data were complete ({why}): {}",
@@ -242,8 +251,9 @@ pub async fn conclude(
     )))
 }
 
-/// Why a started trial's data are not complete at `now`, if they are not.
-fn incomplete(record: &TrialRecord, now: DateTime<Utc>) -> Result<Option<String>, Error> {
+/// Why a started trial's data are not complete at `now`, if they are not,
+/// and whether they ever will be.
+fn incomplete(record: &TrialRecord, now: DateTime<Utc>) -> Result<Option<(String, bool)>, Error> {
     let Some(started) = record.started_at else {
         return Ok(None);
     };
@@ -253,15 +263,8 @@ fn incomplete(record: &TrialRecord, now: DateTime<Utc>) -> Result<Option<String>
         .flatten()
         .map(|t| t.timestamp());
     let completion = spec.completion(started.timestamp(), stopped);
-    Ok(
-        (!completion.is_complete(now.timestamp())).then(|| match completion.at() {
-            Some(_) => completion.describe(),
-            None => format!(
-                "{}, so its data never will be complete",
-                completion.describe()
-            ),
-        }),
-    )
+    Ok((!completion.is_complete(now.timestamp()))
+        .then(|| (completion.describe(), completion.at().is_some())))
 }
 
 /// The actions of `POST /api/v1/trials/{key}/{action}`: `start`, then
