@@ -3,7 +3,10 @@
 //!
 //! 1. Render time: `--concurrency` respondents (default 50), each on its
 //!    own link and connection, load their current page (a randomised page
-//!    of 5 Likert items) `--renders` times each; the server-side time of
+//!    of 5 Likert items) `--renders` times each, pausing a think time
+//!    between loads (`--think-ms`, default 100: a pause drawn evenly from
+//!    half to one and a half times it; 0 loads back to back, which measures
+//!    queueing at saturation rather than a page's cost); the server-side time of
 //!    every `GET /s/{token}` (from the request entering the router to its
 //!    response head: link check, limits, two store reads, rendering) and
 //!    the client-side time are reported as p50/p99/max.
@@ -16,7 +19,8 @@
 //!
 //! ```text
 //! cargo run --release -p commonlab-server --example survey_load -- \
-//!     [--database-url postgres://...] [--respondents 1000] [--concurrency 50] [--renders 200]
+//!     [--database-url postgres://...] [--respondents 1000] [--concurrency 50] \
+//!     [--renders 200] [--think-ms 100]
 //! ```
 //! Without `--database-url`, a SQLite file in a temporary directory.
 
@@ -124,6 +128,7 @@ async fn main() -> Result<()> {
     let respondents: usize = arg("--respondents").map_or(Ok(1_000), |s| s.parse())?;
     let concurrency: usize = arg("--concurrency").map_or(Ok(50), |s| s.parse())?;
     let renders: usize = arg("--renders").map_or(Ok(200), |s| s.parse())?;
+    let think: u64 = arg("--think-ms").map_or(Ok(100), |s| s.parse())?;
     let dir = std::env::temp_dir().join(format!("commonlab-survey-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let url = arg("--database-url")
@@ -188,7 +193,12 @@ async fn main() -> Result<()> {
         })
         .await?;
     let who = |r: usize| -> Result<Who> {
-        let claims = TokenClaims::new(&campaign_key, &unit(r), "w", now + chrono::Duration::days(1))?;
+        let claims = TokenClaims::new(
+            &campaign_key,
+            &unit(r),
+            "w",
+            now + chrono::Duration::days(1),
+        )?;
         let token = sign(keys.token(), &claims);
         Ok(Who {
             base: base.clone(),
@@ -206,9 +216,17 @@ async fn main() -> Result<()> {
     for r in 0..concurrency {
         let me = who(respondents + r)?;
         tasks.spawn(async move {
-            ensure!(me.post("/consent", &[("consent".into(), "yes".into())]).await? == 303);
+            ensure!(
+                me.post("/consent", &[("consent".into(), "yes".into())])
+                    .await?
+                    == 303
+            );
             let mut times = Vec::with_capacity(renders);
-            for _ in 0..renders {
+            for i in 0..renders {
+                if think > 0 {
+                    let jitter = (r as u64 * 37 + i as u64 * 11) % (think + 1);
+                    tokio::time::sleep(Duration::from_millis(think / 2 + jitter)).await;
+                }
                 let t = Instant::now();
                 ensure!(me.get("").await? == 200);
                 times.push(t.elapsed());
@@ -222,7 +240,7 @@ async fn main() -> Result<()> {
         client_times.extend(t??);
     }
     report(
-        &format!("page render, server side ({concurrency} concurrent respondents)"),
+        &format!("page render, server side ({concurrency} concurrent respondents, think time {think} ms)"),
         std::mem::take(&mut *server_times.lock().unwrap()),
     );
     report("page render, client side (loopback)", client_times);
@@ -233,7 +251,11 @@ async fn main() -> Result<()> {
     for r in 0..respondents {
         let me = who(r)?;
         tasks.spawn(async move {
-            ensure!(me.post("/consent", &[("consent".into(), "yes".into())]).await? == 303);
+            ensure!(
+                me.post("/consent", &[("consent".into(), "yes".into())])
+                    .await?
+                    == 303
+            );
             for page in 0..4 {
                 ensure!(me.get("").await? == 200, "respondent {r} page {}", page + 1);
                 let fields: Vec<(String, String)> = (1..=5)
