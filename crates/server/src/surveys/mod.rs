@@ -1,12 +1,13 @@
 //! Surveys: the management API ([`api`]: instruments, campaigns, personal
 //! links, results, exports), the logic it shares with the CLI
-//! ([`service`]), results ([`results`], pure) and exports ([`export`],
-//! pure).
+//! ([`service`]), results ([`results`], pure), a trial's response across
+//! its waves ([`waves`], pure) and exports ([`export`], pure).
 
 pub mod api;
 pub mod export;
 pub mod results;
 pub mod service;
+pub mod waves;
 
 #[cfg(test)]
 mod results_tests;

@@ -395,6 +395,14 @@ async fn survey_answers_match_the_openapi_document() {
         h.conforms(&doc, ops(Method::GET, q, et), call(Method::GET, q, None), StatusCode::OK).await;
         let q = "/api/v1/surveys/campaigns/f1/export?format=pdf";
         h.conforms(&doc, ops(Method::GET, q, et), call(Method::GET, q, None), StatusCode::UNPROCESSABLE_ENTITY).await;
+        let tr = "/api/v1/surveys/trials/{key}/response";
+        let q = "/api/v1/surveys/trials/thanks-hash/response";
+        let v = h.conforms(&doc, ops(Method::GET, q, tr), call(Method::GET, q, None), StatusCode::OK).await;
+        assert_eq!(v["response"]["waves"][0]["campaign"], "f1");
+        assert_eq!(v["response"]["arms"], json!(["control", "small"]));
+        assert!(v["response"]["differential"]["pooled"]["p_value"].is_number(), "{v}");
+        let q = "/api/v1/surveys/trials/nope/response";
+        h.conforms(&doc, ops(Method::GET, q, tr), call(Method::GET, q, None), StatusCode::NOT_FOUND).await;
         clock.set(at("2027-03-01T00:00:00Z"));
         h.conforms(&doc, ops(Method::POST, links, lt), call(Method::POST, links, Some(json!({"units": ["late"], "reason": "r"}))), StatusCode::CONFLICT).await;
         h.stop().await;
