@@ -14,7 +14,8 @@ use anyhow::Result;
 use args::{Cli, Command};
 use clap::Parser;
 use commands::{
-    analyze, events, experiments, flags, keys, metrics, serve, simulate, surveys, units,
+    analyze, events, experiments, flags, keys, loadtest, metrics, power, serve, simulate, surveys,
+    units,
 };
 use output::errln;
 use std::process::ExitCode;
@@ -65,5 +66,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Events(cmd) => events::run(&settings, cmd).await,
         Command::Simulate(args) => simulate::run(&settings, actor, args).await,
         Command::Surveys(cmd) => surveys::run(&settings, actor, cmd).await,
+        Command::Power(args) => power::run(args).await,
+        Command::Loadtest(args) => loadtest::run(args).await,
     }
 }

@@ -51,6 +51,13 @@ pub struct Config {
     /// Memory for each of the two exposure de-duplication caches (units
     /// already reported, and blocked-design arms), in bytes.
     pub exposure_cache_bytes: usize,
+    /// Requests a minute one client address may make to the survey pages.
+    pub survey_rate_per_ip_per_minute: u32,
+    /// Requests a minute with one personal survey link.
+    pub survey_rate_per_link_per_minute: u32,
+    /// Most addresses (and, apart, links) the survey rate limits track;
+    /// beyond them, new ones share one quota.
+    pub survey_rate_max_tracked: usize,
     /// Survey results and exports withhold every breakdown (arm, community)
     /// with fewer respondents than this (`k`; at least 1).
     pub survey_min_cell: usize,
@@ -62,7 +69,9 @@ impl Config {
     /// 5,000 events a batch, 300 s of clock skew, no consent scope, no
     /// allow-lists, no retention (swept hourly when set), 60 s idle, 10 s
     /// header and 60 s request timeouts, 10,000 connections, 32 MiB per
-    /// exposure cache, survey cells of at least 5 respondents.
+    /// exposure cache, survey pages limited to 300 requests a minute per
+    /// address and 60 per link, tracking at most 100,000 of each, survey
+    /// cells of at least 5 respondents.
     pub fn new(study_key: impl Into<Arc<StudyKey>>) -> Config {
         let study_key = study_key.into();
         Config {
@@ -83,6 +92,9 @@ impl Config {
             request_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             exposure_cache_bytes: DEFAULT_EXPOSURE_CACHE_BYTES,
+            survey_rate_per_ip_per_minute: 300,
+            survey_rate_per_link_per_minute: 60,
+            survey_rate_max_tracked: 100_000,
             survey_min_cell: 5,
         }
     }

@@ -214,7 +214,9 @@ mod error;
 mod events;
 mod exposures;
 mod flag_sets;
+#[macro_use]
 mod metrics;
+mod design_rows;
 mod postgres;
 mod privacy;
 mod sqlite;
@@ -225,6 +227,10 @@ pub mod testing;
 mod trials;
 
 pub use api_keys::{ApiKeyRecord, NewApiKeyRecord};
+pub use design_rows::{
+    CommunityCell, CommunityRows, ExposureCount, ExposureRecord, MemberPeriodValue, MemberValue,
+    PeriodSpan,
+};
 pub use error::{redact_url, StoreError, UnknownValue};
 pub use events::{
     EventCursor, EventFilter, EventRecord, InsertOutcome, NewEvent, RefusedEvent, SyncPoint,

@@ -53,6 +53,7 @@ pub(crate) enum Dialect {
 pub(crate) enum Bind {
     Text(String),
     Float(f64),
+    Time(chrono::DateTime<chrono::Utc>),
 }
 
 /// Binds a compiled metric's values to a sqlx query, in order.
@@ -63,6 +64,7 @@ macro_rules! bind_metric {
             query = match b {
                 $crate::metrics::Bind::Text(t) => query.bind(t.as_str()),
                 $crate::metrics::Bind::Float(f) => query.bind(*f),
+                $crate::metrics::Bind::Time(t) => query.bind($crate::column::Ts(*t)),
             };
         }
         query
@@ -242,15 +244,17 @@ const UPSERT_SNAPSHOT: &str = "INSERT INTO metric_snapshots \
 const SNAPSHOTS: &str = "SELECT metric, spec_hash, as_of, computed_at, cells \
      FROM metric_snapshots WHERE trial_id = $1 ORDER BY metric";
 
-struct Builder {
-    dialect: Dialect,
-    binds: Vec<Bind>,
+pub(crate) struct Builder {
+    pub(crate) dialect: Dialect,
+    pub(crate) binds: Vec<Bind>,
+    /// Placeholders before the builder's own (`$1 … $offset`).
+    pub(crate) offset: usize,
 }
 
 impl Builder {
-    fn bind(&mut self, b: Bind) -> String {
+    pub(crate) fn bind(&mut self, b: Bind) -> String {
         self.binds.push(b);
-        let n = self.binds.len() + 2;
+        let n = self.binds.len() + self.offset;
         match self.dialect {
             Dialect::Sqlite => format!("?{n}"),
             Dialect::Postgres => format!("${n}"),
@@ -272,14 +276,14 @@ impl Builder {
     }
 
     /// The JSON type test and numeric value of property `p` of `v`.
-    fn is_number(&self, p: &str) -> String {
+    pub(crate) fn is_number(&self, p: &str) -> String {
         match self.dialect {
             Dialect::Sqlite => format!("json_type(v.properties, '$.{p}') IN ('integer', 'real')"),
             Dialect::Postgres => format!("jsonb_typeof(v.properties -> '{p}') = 'number'"),
         }
     }
 
-    fn number(&self, p: &str) -> String {
+    pub(crate) fn number(&self, p: &str) -> String {
         match self.dialect {
             Dialect::Sqlite => format!(
                 "(CASE WHEN {} THEN json_extract(v.properties, '$.{p}') END)",
@@ -323,7 +327,7 @@ impl Builder {
     }
 
     /// A condition that is never NULL.
-    fn filter(&mut self, p: &str, op: &FilterOp) -> String {
+    pub(crate) fn filter(&mut self, p: &str, op: &FilterOp) -> String {
         let cond = match op {
             FilterOp::Eq(s) => self.equals(p, s),
             FilterOp::Ne(s) => {
@@ -354,14 +358,14 @@ impl Builder {
         self.not_null(&cond)
     }
 
-    fn not_null(&self, cond: &str) -> String {
+    pub(crate) fn not_null(&self, cond: &str) -> String {
         match self.dialect {
             Dialect::Sqlite => format!("coalesce({cond}, 0)"),
             Dialect::Postgres => format!("coalesce({cond}, false)"),
         }
     }
 
-    fn float(&self, expr: &str) -> String {
+    pub(crate) fn float(&self, expr: &str) -> String {
         match self.dialect {
             Dialect::Sqlite => format!("total({expr})"),
             Dialect::Postgres => format!("coalesce(sum({expr}), 0)::float8"),
@@ -403,9 +407,24 @@ impl Bounds {
 /// JOIN LATERAL` aggregate per exposure over both windows with `FILTER`
 /// clauses (index-only scans, parallel workers).
 pub(crate) fn compile(metric: &Metric, dialect: Dialect) -> Compiled {
+    compile_shaped(metric, dialect, Shape::Cells)
+}
+
+/// What a compiled metric query returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// Per-(arm, community) sufficient statistics ([`MetricCell`]).
+    Cells,
+    /// One row per unit: unit, arm, community, stratum (the assignment's),
+    /// y, x, d after capping (`design_rows::MemberValue`).
+    Units,
+}
+
+pub(crate) fn compile_shaped(metric: &Metric, dialect: Dialect, shape: Shape) -> Compiled {
     let mut b = Builder {
         dialect,
         binds: Vec::new(),
+        offset: 2,
     };
     let (p1, p2) = match dialect {
         Dialect::Sqlite => ("?1", "?2"),
@@ -447,6 +466,10 @@ pub(crate) fn compile(metric: &Metric, dialect: Dialect) -> Compiled {
         _ => (names.clone(), None),
     };
 
+    let keep = match shape {
+        Shape::Cells => "",
+        Shape::Units => "e.unit, e.stratum, ",
+    };
     let pu = match dialect {
         Dialect::Sqlite => {
             let seek = |names: &[String], lo: &str, hi: &str| {
@@ -478,7 +501,7 @@ pub(crate) fn compile(metric: &Metric, dialect: Dialect) -> Compiled {
                 Some(dn) => agg(dn, &lo, &hi, true),
                 None => "0.0".into(),
             };
-            format!("  SELECT e.arm, e.community,\n    {y} AS y,\n    {x} AS x,\n    {d} AS d\n  FROM exp e")
+            format!("  SELECT {keep}e.arm, e.community,\n    {y} AS y,\n    {x} AS x,\n    {d} AS d\n  FROM exp e")
         }
         Dialect::Postgres => {
             let (jlo, jhi) = match &pre {
@@ -527,7 +550,7 @@ pub(crate) fn compile(metric: &Metric, dialect: Dialect) -> Compiled {
                 None => "0.0::float8".into(),
             };
             format!(
-                "  SELECT e.arm, e.community, a.y, a.x, a.d\n  FROM exp e\n  CROSS JOIN LATERAL (\n    SELECT {y} AS y,\n      {x} AS x,\n      {d} AS d\n    FROM events v\n    WHERE {}\n  ) a",
+                "  SELECT {keep}e.arm, e.community, a.y, a.x, a.d\n  FROM exp e\n  CROSS JOIN LATERAL (\n    SELECT {y} AS y,\n      {x} AS x,\n      {d} AS d\n    FROM events v\n    WHERE {}\n  ) a",
                 conds.join("\n      AND ")
             )
         }
@@ -560,8 +583,12 @@ pub(crate) fn compile(metric: &Metric, dialect: Dialect) -> Compiled {
         (Dialect::Sqlite, _) | (_, Some(Cap::Percentile(_))) => "MATERIALIZED ",
         _ => "",
     };
+    let stratum = match shape {
+        Shape::Cells => "",
+        Shape::Units => "(SELECT a.stratum FROM assignments a WHERE a.trial_id = exposures.trial_id AND a.unit = exposures.unit) AS stratum,\n    ",
+    };
     let mut sql = format!(
-        "WITH exp AS {exp_mat}(\n  SELECT unit, arm, community,\n    {}\n  FROM exposures\n  WHERE trial_id = {p1} AND {included} AND {as_of_cmp}\n),\n\
+        "WITH exp AS {exp_mat}(\n  SELECT unit, arm, community,\n    {stratum}{}\n  FROM exposures\n  WHERE trial_id = {p1} AND {included} AND {as_of_cmp}\n),\n\
          pu AS {pu_mat}(\n{pu}\n)",
         bound_cols.join(",\n    "),
     );
@@ -611,6 +638,16 @@ pub(crate) fn compile(metric: &Metric, dialect: Dialect) -> Compiled {
         Dialect::Postgres => format!("({s})::float8"),
         Dialect::Sqlite => s.to_string(),
     };
+    if shape == Shape::Units {
+        sql.push_str(&format!(
+            ",\nout AS (\n  SELECT unit, arm, community, stratum, {yv} AS y, {xv} AS x, d FROM {from}\n)\n\
+             SELECT unit, arm, community, stratum, y, x, d FROM out ORDER BY unit"
+        ));
+        return Compiled {
+            sql,
+            binds: b.binds,
+        };
+    }
     sql.push_str(&format!(
         ",\nout AS (\n  SELECT arm, community, {yv} AS y, {xv} AS x, d, {yc} AS yc, {xc} AS xc FROM {from}\n)\n\
          SELECT arm, community, count(*) AS n,\n  {sy} AS sum, {syy} AS sum_squares,\n  {sx} AS x_sum, {sxx} AS x_sum_squares, {sxy} AS xy_sum,\n  {sd} AS d_sum, {sdd} AS d_sum_squares, {syd} AS md_sum, {sdx} AS dx_sum,\n  max(yc) AS y_cap, max(xc) AS x_cap\nFROM out\nGROUP BY arm, community\nORDER BY arm, community",

@@ -166,6 +166,9 @@ mod events;
 #[path = "store_metrics/mod.rs"]
 mod metrics;
 
+#[path = "store_design_rows/mod.rs"]
+mod design_rows;
+
 #[path = "store_cancel/mod.rs"]
 mod cancel;
 

@@ -6,8 +6,8 @@
 //! integers in decimal and floats in their shortest round-trip form.
 
 use super::{
-    format_duration, format_rfc3339, Cap, Design, FilterOp, Horizon, Metric, MetricValue, Scalar,
-    TrialSpec, Unit, Window,
+    format_duration, format_rfc3339, Cap, Design, FilterOp, Horizon, Metric, MetricUnit,
+    MetricValue, Scalar, TrialSpec, Unit, Window,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -93,7 +93,7 @@ pub(crate) fn metric_json(m: &Metric) -> Value {
             json!({"property": f.property, "op": op, "value": v})
         })
         .collect();
-    json!({
+    let mut v = json!({
         "name": m.name,
         "kind": m.kind.as_str(),
         "events": m.events,
@@ -110,7 +110,18 @@ pub(crate) fn metric_json(m: &Metric) -> Value {
             Some(Cap::Percentile(p)) => json!({"percentile": p}),
             Some(Cap::Value(v)) => json!({"value": v}),
         },
-    })
+    });
+    // Added with community designs' metrics: present only when not the
+    // default, so the plans locked before them keep their hash.
+    if let Value::Object(o) = &mut v {
+        if m.unit != MetricUnit::Member {
+            o.insert("unit".into(), json!(m.unit.as_str()));
+        }
+        if let Some(w) = m.period_window {
+            o.insert("period_window".into(), json!(format_duration(w)));
+        }
+    }
+    v
 }
 
 impl TrialSpec {

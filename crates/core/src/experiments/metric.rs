@@ -150,6 +150,27 @@ impl Cap {
     }
 }
 
+/// What one value of a metric describes in a community design (cluster,
+/// stepped wedge): a member (the default: each member's value, averaged
+/// over the community's active members) or the community as a whole (the
+/// value of all its members together). Designs that randomise members
+/// only allow `Member`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricUnit {
+    #[default]
+    Member,
+    Community,
+}
+
+impl MetricUnit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricUnit::Member => "member",
+            MetricUnit::Community => "community",
+        }
+    }
+}
+
 /// A validated metric definition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metric {
@@ -170,6 +191,13 @@ pub struct Metric {
     pub covariate: Option<Window>,
     /// Not allowed for proportions.
     pub cap: Option<Cap>,
+    /// Counted per member or per community (community designs only).
+    pub unit: MetricUnit,
+    /// Community designs: the length (seconds) of the window inside each
+    /// period, which is the last `period_window` seconds of the period;
+    /// `None`: the shortest period's length (see
+    /// [`crate::experiments::TrialSpec::period_windows`]).
+    pub period_window: Option<i64>,
     /// Where the definition came from: `None` for the trial file itself,
     /// `Some(name)` for a reference into the metric library.
     pub library_ref: Option<String>,

@@ -13,14 +13,18 @@
 //! - [`TrialSpec::canonical_json`], [`TrialSpec::canonical_hash`] and
 //!   [`TrialSpec::locked_changes`] lock the analysis plan.
 //! - [`TrialSpec::conflicts_with`] detects overlapping trials.
+//! - [`TrialSpec::completion`] says when a started trial's data are
+//!   complete (concluding earlier is a recorded deviation).
 //! - [`hash_arm`], [`layer_position`], [`blocked_arm`],
 //!   [`cluster_allocation`], [`stepped_wedge_schedule`] and [`arm_at`]
 //!   assign units to arms.
 
 mod assign;
 mod canonical;
+mod completion;
 mod metric;
 mod parse;
+mod periods;
 
 #[cfg(test)]
 mod tests;
@@ -32,11 +36,14 @@ pub use assign::{
     prf_u64, ramp_position, scale, stepped_wedge_schedule, Randomisation, LAYER_SPACE,
 };
 pub use canonical::LOCKED_FIELDS;
+pub use completion::Completion;
 pub use metric::{
     format_duration, parse_duration, Cap, Direction, FilterOp, Metric, MetricKind, MetricLibrary,
-    MetricValue, PropertyFilter, Scalar, Window, DEFAULT_WINDOW, MAX_WINDOW_SECS, PERCENTILE_SCALE,
+    MetricUnit, MetricValue, PropertyFilter, Scalar, Window, DEFAULT_WINDOW, MAX_WINDOW_SECS,
+    PERCENTILE_SCALE,
 };
 pub use parse::{inline_metric_refs, parse_metric_library, parse_trial, parse_trial_with};
+pub use periods::{Period, PeriodWindow};
 
 use crate::flags::{EvalContext, Rule};
 use serde_json::Value;

@@ -1,410 +1,615 @@
-//! The survey management API end to end: instruments, campaigns for a
-//! trial's waves, personal links, results and exports, and every mistake
-//! answered with a problem naming the field (never a 500).
+//! The respondent's survey pages (`/s/{token}`) end to end over HTTP, on
+//! both stores: the whole flow, refusals, validation, escaping, language,
+//! rate limits, and many respondents at once losing nothing.
 
 use super::*;
-use commonlab_core::privacy::pseudonymise;
-use commonlab_core::surveys::token::verify;
+use chrono::{DateTime, Utc};
+use commonlab_core::surveys::token::{sign, TokenClaims};
+use commonlab_server::surveys::pages::form_token;
+use commonlab_store::{CampaignRecord, NewCampaign, NewInstrument, ResponseStatus};
+use sha2::{Digest, Sha256};
 
-const CBPP: &str = include_str!("../../../../surveys/cbpp-community.toml");
-const SUS: &str = include_str!("../../../../surveys/sus.toml");
-const TRIAL: &str = include_str!("../fixtures/trials/hash.toml");
+mod api;
+mod load;
 
-fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_rfc3339(s)
+pub const MINI: &str = include_str!("../fixtures/surveys/mini.toml");
+
+/// A unit's pseudonym for tests: 64 hex digits from a name.
+pub fn unit(name: &str) -> String {
+    hex::encode(Sha256::digest(name.as_bytes()))
+}
+
+/// Publishes `source` (as `key` version 1) and opens campaign `campaign`
+/// on it, wave `wave`, from `opens` to `closes`.
+pub async fn seed(
+    h: &Harness,
+    source: &str,
+    key: &str,
+    campaign: &str,
+    opens: DateTime<Utc>,
+    closes: DateTime<Utc>,
+) -> CampaignRecord {
+    let store = &h.server.state.store;
+    let hash = hex::encode(Sha256::digest(source.as_bytes()));
+    store
+        .publish_instrument(&NewInstrument {
+            key,
+            version: 1,
+            source,
+            hash: &hash,
+            actor: "test",
+            reason: "survey page tests",
+            at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    store
+        .create_campaign(&NewCampaign {
+            key: campaign,
+            instrument: key,
+            version: 1,
+            trial_key: None,
+            wave: "baseline",
+            opens_at: opens,
+            closes_at: closes,
+            actor: "test",
+            reason: "survey page tests",
+            at: Utc::now(),
+        })
+        .await
         .unwrap()
-        .with_timezone(&chrono::Utc)
 }
 
-fn trial_with_waves() -> String {
-    format!(
-        "{TRIAL}\n[[surveys]]\ninstrument = \"cbpp-community\"\nwave = \"baseline\"\nwhen = \"before_start\"\n\n\
-         [[surveys]]\ninstrument = \"cbpp-community\"\nwave = \"followup\"\nafter_first_exposure = \"14d\"\n"
+/// An open campaign of the mini instrument.
+pub async fn open_mini(h: &Harness, campaign: &str) -> CampaignRecord {
+    let now = Utc::now();
+    seed(
+        h,
+        MINI,
+        "mini",
+        campaign,
+        now - chrono::Duration::days(1),
+        now + chrono::Duration::days(7),
     )
+    .await
 }
 
-struct Api<'a> {
-    h: &'a Harness,
-    key: String,
+/// The personal link token of `unit` for `campaign` (wave `baseline`).
+pub fn link(h: &Harness, campaign: &str, unit: &str, expires: DateTime<Utc>) -> String {
+    let claims = TokenClaims::new(campaign, unit, "baseline", expires).unwrap();
+    sign(h.server.state.config.survey_keys.token(), &claims)
 }
 
-impl Api<'_> {
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
-        let mut r = self.h.req(method, path, Some(&self.key));
-        if let Some(b) = body {
-            r = r.json(&b);
+/// A client that does not follow redirects (the tests check each 303).
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub struct Respondent {
+    pub base: String,
+    pub token: String,
+    pub csrf: String,
+    pub http: reqwest::Client,
+}
+
+impl Respondent {
+    pub fn new(h: &Harness, token: String) -> Respondent {
+        let csrf = form_token(&h.server.state.config.survey_keys, &token);
+        Respondent {
+            base: h.base.clone(),
+            token,
+            csrf,
+            http: browser(),
         }
-        r.send().await.unwrap()
     }
 
-    async fn ok(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        status: StatusCode,
-    ) -> Value {
-        let resp = self.send(method.clone(), path, body).await;
-        let got = resp.status();
-        let text = resp.text().await.unwrap();
-        assert_eq!(got, status, "{method} {path}: {text}");
-        parse(&text)
+    pub async fn get(&self, path: &str, lang: &str) -> (StatusCode, String, header::HeaderMap) {
+        let resp = self
+            .http
+            .get(format!("{}/s/{}{path}", self.base, self.token))
+            .header(header::ACCEPT_LANGUAGE, lang)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        (status, resp.text().await.unwrap(), headers)
     }
 
-    /// A problem with `status` whose first field error is `pointer`.
-    async fn refused(
+    /// Posts `fields` (the form token and language added) to `path`.
+    pub async fn post(
         &self,
-        method: Method,
         path: &str,
-        body: Option<Value>,
-        status: StatusCode,
-        pointer: &str,
-    ) -> Value {
-        let p = problem(self.send(method, path, body).await, status).await;
-        if !pointer.is_empty() {
-            assert_eq!(p["errors"][0]["pointer"], pointer, "{p}");
-        }
-        p
+        fields: &[(&str, &str)],
+    ) -> (StatusCode, String, header::HeaderMap) {
+        let mut all = vec![("_csrf", self.csrf.as_str()), ("_lang", "en")];
+        all.extend_from_slice(fields);
+        let resp = self
+            .http
+            .post(format!("{}/s/{}{path}", self.base, self.token))
+            .form(&all)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        (status, resp.text().await.unwrap(), headers)
     }
 }
 
-fn campaign_body(key: &str, wave: &str, version: i64) -> Value {
-    json!({
-        "key": key, "instrument": "cbpp-community", "version": version,
-        "trial": "thanks-hash", "wave": wave,
-        "opens_at": "2027-01-01T00:00:00Z", "closes_at": "2027-02-01T00:00:00Z",
-        "reason": "follow-up wave"
-    })
+fn location(headers: &header::HeaderMap) -> String {
+    headers[header::LOCATION].to_str().unwrap().to_string()
 }
 
 #[tokio::test]
-async fn researchers_publish_invite_and_read_results() {
+async fn a_respondent_consents_answers_page_by_page_and_completes() {
     both_backends(|db| async move {
-        let clock = Clock::fixed(at("2027-01-10T00:00:00Z"));
-        let h = Harness::on(&db)
-            .clock(clock.clone())
-            .config(|c| c.survey_min_cell = 2)
-            .start()
-            .await;
-        h.import_fixture().await;
-        let api = Api { h: &h, key: h.key(Role::Researcher).await };
-        let admin = Api { h: &h, key: h.admin.clone() };
-        api.ok(Method::POST, "/api/v1/trials", Some(json!({"source": trial_with_waves(), "reason": "plan"})), StatusCode::CREATED).await;
-
-        // Instruments: a file with mistakes is refused with lines and fields.
-        let v = api.ok(Method::GET, "/api/v1/surveys/instruments", None, StatusCode::OK).await;
-        assert_eq!(v["instruments"], json!([]));
-        let broken = CBPP.replace("points = 5\nlabels = \"agree5\"\nrequired = true\nreverse = true", "points = 5\nlabels = \"agree5\"\nrequired = true\nreverse = \"yes\"");
-        let p = api.refused(Method::POST, "/api/v1/surveys/instruments", Some(json!({"source": broken, "file": "cbpp.toml", "reason": "r"})), StatusCode::UNPROCESSABLE_ENTITY, "").await;
-        let first = &p["errors"][0];
-        assert!(first["pointer"].as_str().unwrap().contains("reverse"), "{p}");
-        assert!(first["line"].as_u64().unwrap() > 100, "{p}");
-        api.refused(Method::POST, "/api/v1/surveys/instruments", Some(json!({"source": CBPP})), StatusCode::UNPROCESSABLE_ENTITY, "/reason").await;
-        let v = api.ok(Method::POST, "/api/v1/surveys/instruments", Some(json!({"source": CBPP, "reason": "pilot"})), StatusCode::CREATED).await;
-        assert_eq!((v["key"].as_str(), v["version"].as_i64(), v["new"].as_bool()), (Some("cbpp-community"), Some(1), Some(true)));
-        let v = api.ok(Method::POST, "/api/v1/surveys/instruments", Some(json!({"source": CBPP, "reason": "again"})), StatusCode::OK).await;
-        assert_eq!(v["new"], false);
-        // A change under the published version is refused: a new version is needed.
-        let changed = CBPP.replace("How you take part", "How you take part today");
-        let p = api.refused(Method::POST, "/api/v1/surveys/instruments", Some(json!({"source": changed, "reason": "edit"})), StatusCode::CONFLICT, "").await;
-        assert!(p["detail"].as_str().unwrap().contains("version 2"), "{p}");
-        let v2 = changed.replacen("version = 1", "version = 2", 1);
-        api.ok(Method::POST, "/api/v1/surveys/instruments", Some(json!({"source": v2, "reason": "edit"})), StatusCode::CREATED).await;
-        api.ok(Method::POST, "/api/v1/surveys/instruments", Some(json!({"source": SUS, "reason": "usability"})), StatusCode::CREATED).await;
-        let v = api.ok(Method::GET, "/api/v1/surveys/instruments", None, StatusCode::OK).await;
-        assert_eq!(v["instruments"].as_array().unwrap().len(), 3);
-
-        // Campaigns: each mistake names its field.
-        let c = "/api/v1/surveys/campaigns";
-        api.refused(Method::POST, c, Some(campaign_body("f1", "endline", 1)), StatusCode::UNPROCESSABLE_ENTITY, "/wave").await;
-        api.refused(Method::POST, c, Some(campaign_body("f1", "followup", 3)), StatusCode::UNPROCESSABLE_ENTITY, "/version").await;
-        api.refused(Method::POST, c, Some(campaign_body("Bad Key", "followup", 1)), StatusCode::UNPROCESSABLE_ENTITY, "/key").await;
-        let mut b = campaign_body("f1", "followup", 1);
-        b["trial"] = json!("no-such-trial");
-        api.refused(Method::POST, c, Some(b), StatusCode::UNPROCESSABLE_ENTITY, "/trial").await;
-        let mut b = campaign_body("f1", "followup", 1);
-        b["instrument"] = json!("sus");
-        api.refused(Method::POST, c, Some(b), StatusCode::UNPROCESSABLE_ENTITY, "/instrument").await;
-        let mut b = campaign_body("f1", "followup", 1);
-        b["closes_at"] = json!("2026-12-01T00:00:00Z");
-        api.refused(Method::POST, c, Some(b), StatusCode::UNPROCESSABLE_ENTITY, "/closes_at").await;
-        let mut b = campaign_body("f1", "followup", 1);
-        b["opens_at"] = json!("2026-12-01T00:00:00Z");
-        b["closes_at"] = json!("2027-01-05T00:00:00Z");
-        api.refused(Method::POST, c, Some(b), StatusCode::UNPROCESSABLE_ENTITY, "/closes_at").await;
-        let mut b = campaign_body("f1", "followup", 1);
-        b["opens_at"] = json!("soon");
-        api.refused(Method::POST, c, Some(b), StatusCode::UNPROCESSABLE_ENTITY, "/opens_at").await;
-        let v = api.ok(Method::POST, c, Some(campaign_body("f1", "followup", 1)), StatusCode::CREATED).await;
-        assert_eq!((v["state"].as_str(), v["invited"].as_i64()), (Some("open"), Some(0)));
-        api.refused(Method::POST, c, Some(campaign_body("f1", "followup", 1)), StatusCode::CONFLICT, "").await;
-        let v = api.ok(Method::GET, c, None, StatusCode::OK).await;
-        assert_eq!(v["campaigns"][0]["key"], "f1");
-        api.refused(Method::GET, "/api/v1/surveys/campaigns/nope", None, StatusCode::NOT_FOUND, "").await;
-
-        // Links: raw ids in, pseudonyms and signed tokens out.
-        let links = "/api/v1/surveys/campaigns/f1/links";
-        api.refused(Method::POST, "/api/v1/surveys/campaigns/nope/links", Some(json!({"units": ["a"], "reason": "r"})), StatusCode::NOT_FOUND, "").await;
-        api.refused(Method::POST, links, Some(json!({"units": [], "reason": "r"})), StatusCode::UNPROCESSABLE_ENTITY, "/units").await;
-        api.refused(Method::POST, links, Some(json!({"units": ["ok", "bad\u{7}id"], "reason": "r"})), StatusCode::UNPROCESSABLE_ENTITY, "/units/1").await;
-        api.refused(Method::POST, links, Some(json!({"units": [{"id": "a", "community": ""}], "reason": "r"})), StatusCode::UNPROCESSABLE_ENTITY, "/units/0/community").await;
-        api.refused(Method::POST, links, Some(json!({"units": ["a"]})), StatusCode::UNPROCESSABLE_ENTITY, "/reason").await;
-        let many: Vec<String> = (0..12_000).map(|i| format!("m{i}")).collect();
-        let resp = api.send(Method::POST, links, Some(json!({"units": many, "reason": "r"}))).await;
-        problem(resp, StatusCode::PAYLOAD_TOO_LARGE).await;
-        let units: Vec<Value> = (0..8)
-            .map(|i| json!({"id": format!("member-{i}"), "community": if i < 6 { "north" } else { "tiny" }}))
-            .collect();
-        let resp = api.send(Method::POST, links, Some(json!({"units": units, "reason": "wave 2"}))).await;
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
-        let v: Value = resp.json().await.unwrap();
-        assert_eq!(v["new_invitations"], 8);
-        assert_eq!(v["expires_at"], "2027-02-01T00:00:00Z");
-        let study_key = h.server.state.config.study_key.clone();
-        let token_key = h.server.state.config.survey_keys.clone();
-        let list = v["links"].as_array().unwrap();
-        for (i, l) in list.iter().enumerate() {
-            let raw = format!("member-{i}");
-            let pseudonym = pseudonymise(&study_key, &raw).to_string();
-            assert_eq!(l["unit"], raw);
-            assert_eq!(l["pseudonym"], pseudonym);
-            let token = l["token"].as_str().unwrap();
-            assert!(!token.contains(&raw));
-            assert_eq!(l["path"], format!("/s/{token}"));
-            let claims = verify(token_key.token(), token, clock.now()).unwrap();
-            assert_eq!((claims.campaign(), claims.unit(), claims.wave()), ("f1", pseudonym.as_str(), "followup"));
-            assert_eq!(claims.expires_at(), at("2027-02-01T00:00:00Z"));
-        }
-        // Asking again gives the same links and invites nobody new.
-        let again = api.ok(Method::POST, links, Some(json!({"units": ["member-0"], "reason": "resend"})), StatusCode::OK).await;
-        assert_eq!(again["new_invitations"], 0);
-        assert_eq!(again["links"][0]["token"], list[0]["token"]);
-
-        // Responses (as the survey pages store them) and exposures.
+        let h = Harness::start(&db).await;
+        let c = open_mini(&h, "mini-1").await;
+        let me = unit("alice");
+        let r = Respondent::new(
+            &h,
+            link(&h, "mini-1", &me, Utc::now() + chrono::Duration::days(3)),
+        );
         let store = &h.server.state.store;
-        let campaign = store.campaign("f1").await.unwrap().unwrap();
-        let trial = store.get_trial("thanks-hash").await.unwrap().unwrap();
-        let mut exposures = Vec::new();
-        for i in 0..8 {
-            let unit = pseudonymise(&study_key, &format!("member-{i}")).to_string();
-            exposures.push(commonlab_store::NewExposure {
-                trial_id: trial.id,
-                unit: unit.clone(),
-                arm: if i % 2 == 0 { "control" } else { "small" }.into(),
-                community: None,
-                trial_version: 1,
-                at: at("2027-01-02T00:00:00Z"),
-                source: commonlab_store::ExposureSource::Single,
-                excluded_reason: None,
-            });
-            if i == 7 {
-                continue; // never answers
-            }
-            let granted = i != 6;
-            store.begin_response(campaign.id, &unit, "es", "2027-01", granted, at("2027-01-09T10:00:00Z")).await.unwrap();
-            if !granted {
-                continue;
-            }
-            let x = f64::from(1 + (i % 5) as u8);
-            let answers = json!({
-                "frequency": "weekly", "hours": 2.5,
-                "activities": {"codes": ["write"], "other": "<script>alert(1)</script>"},
-                "value1": x, "value2": x, "value3": (x + 1.0).min(5.0), "value4": 6.0 - x,
-                "belong1": x, "belong2": 3.0, "belong3": x, "belong4": 2.0,
-                "priorities": {"codes": ["recognition", "learning", "friends", "impact"]},
-                "comments": "=cmd|' /C calc'!A0 from Ana"
-            });
-            let answers = answers.as_object().unwrap().clone();
-            store.save_page(campaign.id, &unit, 0, &answers, &serde_json::Map::new(), 4, true, at("2027-01-09T10:07:00Z")).await.unwrap();
-        }
-        store.record_exposures(&exposures).await.unwrap();
 
-        // Results: researchers see no free text; admins may.
-        let r = api.ok(Method::GET, "/api/v1/surveys/campaigns/f1/results", None, StatusCode::OK).await;
-        let res = &r["results"];
-        assert_eq!(r["instrument"], json!({"key": "cbpp-community", "version": 1}));
-        assert_eq!(res["min_cell"], 2);
-        assert_eq!(res["respondents"].as_array().unwrap().len(), 7);
-        assert_eq!(res["response"]["overall"]["invited"], 8);
-        assert_eq!(res["response"]["overall"]["completed"], 6);
-        assert_eq!(res["response"]["overall"]["declined"], 1);
-        let arms: Vec<&str> = res["response"]["by_arm"].as_array().unwrap().iter().map(|a| a["key"].as_str().unwrap()).collect();
-        assert_eq!(arms, ["control", "small"]);
-        let tiny = res["response"]["by_community"].as_array().unwrap().iter().find(|c| c["key"] == "tiny").unwrap();
-        assert_eq!((tiny["suppressed"].as_bool(), tiny["invited"].is_null()), (Some(true), true), "{tiny}");
-        assert!(res["response"]["differential"]["p_value"].is_number(), "{}", res["response"]);
-        let text = r.to_string();
-        assert!(!text.contains("calc") && !text.contains("script"), "free text withheld");
-        let value = res["scales"].as_array().unwrap().iter().find(|s| s["key"] == "value").unwrap();
-        assert_eq!(value["summary"]["n"], 6);
-        assert!(value["reliability"]["alpha"].is_number(), "{value}");
-        let one = res["respondents"].as_array().unwrap().iter().find(|p| p["status"] == "completed").unwrap();
-        assert!(one["items"]["value4"]["recoded"].is_number());
-        assert!(one.get("arm").is_some());
-        let p = api.refused(Method::GET, "/api/v1/surveys/campaigns/f1/results?include_text=true", None, StatusCode::FORBIDDEN, "/include_text").await;
-        assert!(p["detail"].as_str().unwrap().contains("admin"));
-        let r = admin.ok(Method::GET, "/api/v1/surveys/campaigns/f1/results?include_text=true&respondents=true", None, StatusCode::OK).await;
-        assert!(r.to_string().contains("<script>alert(1)</script>"), "stored verbatim, JSON-escaped on output");
-        let r = api.ok(Method::GET, "/api/v1/surveys/campaigns/f1/results?respondents=false", None, StatusCode::OK).await;
-        assert_eq!(r["results"]["respondents"], json!([]));
-        api.refused(Method::GET, "/api/v1/surveys/campaigns/f1/results?include_text=maybe", None, StatusCode::UNPROCESSABLE_ENTITY, "/query").await;
-        api.refused(Method::GET, "/api/v1/surveys/campaigns/nope/results", None, StatusCode::NOT_FOUND, "").await;
+        // Consent first, in the language the browser asks for.
+        let (s, body, headers) = r.get("", "es-ES,en;q=0.5").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(body.contains("<html lang=\"es\" dir=\"ltr\">"), "{body}");
+        assert!(body.contains("Aceptas responder."));
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+        assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
+        assert!(
+            store.response(c.id, &me).await.unwrap().is_none(),
+            "a look stores nothing"
+        );
 
-        // Exports.
-        let get = |who: &Api<'_>, q: &str| {
-            who.h.req(Method::GET, &format!("/api/v1/surveys/campaigns/f1/export{q}"), Some(&who.key)).send()
-        };
-        let resp = get(&api, "").await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/csv; charset=utf-8");
-        let wide = resp.text().await.unwrap();
-        let mut lines = wide.lines();
-        let head = lines.next().unwrap();
-        assert!(head.starts_with("unit,campaign,wave,instrument,version,status"), "{head}");
-        assert!(head.contains(",frequency,hours,activities,value1,") && head.ends_with("scale_value,scale_belonging"), "{head}");
-        assert!(!head.contains("comments") && !head.contains("activities_other"));
-        assert_eq!(wide.lines().count(), 8, "a header and one row per response");
-        assert!(wide.contains(",recognition;learning;friends;impact,"));
-        let admin_wide = get(&admin, "?include_text=true").await.unwrap().text().await.unwrap();
-        assert!(admin_wide.lines().next().unwrap().contains(",activities_other,"));
-        assert!(admin_wide.contains("'=cmd|"), "formula neutralised: {admin_wide}");
-        let long = get(&api, "?format=long").await.unwrap().text().await.unwrap();
-        assert!(long.lines().next().unwrap().ends_with(",kind,key,value,recoded"));
-        assert!(long.contains(",item,value4,"));
-        assert!(long.contains(",scale,value,"));
-        let book: Value = get(&api, "?format=codebook-json").await.unwrap().json().await.unwrap();
-        assert_eq!(book["instrument"], "cbpp-community");
-        assert_eq!(book["withheld_free_text"], json!(["activities", "comments"]));
-        let v4 = book["items"].as_array().unwrap().iter().find(|i| i["key"] == "value4").unwrap();
-        assert_eq!((v4["reverse"].as_bool(), v4["codes"].as_array().unwrap().len()), (Some(true), 5));
-        let csv = get(&api, "?format=codebook-csv").await.unwrap().text().await.unwrap();
-        assert!(csv.lines().next().unwrap().contains("text_en,text_es,codes_en,codes_es"));
-        assert!(csv.contains("scale_value,scale,"));
-        api.refused(Method::GET, "/api/v1/surveys/campaigns/f1/export?format=xlsx", None, StatusCode::UNPROCESSABLE_ENTITY, "/format").await;
-        api.refused(Method::GET, "/api/v1/surveys/campaigns/f1/export?include_text=true", None, StatusCode::FORBIDDEN, "/include_text").await;
+        // No choice made: the consent page again, with the error.
+        let (s, body, _) = r.post("/consent", &[]).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            body.contains("Choose whether you agree to take part"),
+            "{body}"
+        );
+        assert!(body.contains("href=\"#consent-yes\""));
 
-        // Once the wave has closed, no more links.
-        clock.set(at("2027-02-01T00:00:00Z"));
-        let p = api.refused(Method::POST, links, Some(json!({"units": ["late"], "reason": "r"})), StatusCode::CONFLICT, "").await;
-        assert!(p["detail"].as_str().unwrap().contains("closed"), "{p}");
-        let v = api.ok(Method::GET, "/api/v1/surveys/campaigns/f1", None, StatusCode::OK).await;
-        assert_eq!((v["state"].as_str(), v["invited"].as_i64()), (Some("closed"), Some(8)));
-        // Developers have no access to surveys.
-        let dev = Api { h: &h, key: h.key(Role::Developer).await };
-        problem(dev.send(Method::GET, "/api/v1/surveys/campaigns", None).await, StatusCode::FORBIDDEN).await;
+        let (s, _, headers) = r.post("/consent", &[("consent", "yes")]).await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        assert_eq!(location(&headers), format!("/s/{}?lang=en", r.token));
+        let started = store.response(c.id, &me).await.unwrap().unwrap();
+        assert_eq!(started.status, ResponseStatus::Started);
+        assert_eq!(started.consent_version, "t-1");
+
+        // Page 1: progress, one fieldset per question, labels bound.
+        let (s, body, _) = r.get("?lang=en", "es").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(body.contains("Page 1 of 2"), "{body}");
+        assert!(body.contains("<legend>How often do you take part?</legend>"));
+        assert!(body.contains("<label for=\"q-often-0\">Never</label>"));
+        assert_eq!(body.matches("<fieldset").count(), 3);
+
+        // Invalid answers: every error shown next to its field and at the
+        // top, what was typed kept, nothing saved.
+        let (s, body, _) = r
+            .post(
+                "/pages/1",
+                &[
+                    ("often", "weekly"),
+                    ("hours", "lots"),
+                    ("comment", "<b>hi</b>"),
+                ],
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(body.contains("<title>Error: Mini survey</title>"), "{body}");
+        assert!(body.contains("There is a problem"));
+        assert!(body.contains("href=\"#q-hours-0\""));
+        assert!(body.contains("id=\"err-hours\""));
+        assert!(body.contains("Enter a number, like 12 or 2.5"));
+        assert!(body.contains("value=\"lots\""), "what was typed is kept");
+        assert!(
+            body.contains("&lt;b&gt;hi&lt;&#x2f;b&gt;") || body.contains("&lt;b&gt;hi&lt;/b&gt;"),
+            "{body}"
+        );
+        assert!(!body.contains("<b>hi</b>"));
+        let (s, body, _) = r
+            .post(
+                "/pages/1",
+                &[
+                    ("often", "weekly"),
+                    ("hours", "41"),
+                    ("comment", &"x".repeat(41)),
+                ],
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(body.contains("Enter a number from 0 to 40"), "{body}");
+        assert!(
+            body.contains("Use at most 40 characters (you wrote 41)"),
+            "{body}"
+        );
+        let (s, body, _) = r.post("/pages/1", &[("often", "weekly")]).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            body.contains("Answer this question"),
+            "the same-page condition holds: required"
+        );
+        assert_eq!(store.response(c.id, &me).await.unwrap().unwrap().page, 0);
+
+        // Valid: HTML in a free-text answer is stored verbatim.
+        let script = "<script>alert(1)</script>";
+        let (s, _, headers) = r
+            .post(
+                "/pages/1",
+                &[("often", "weekly"), ("hours", "2,5"), ("comment", script)],
+            )
+            .await;
+        assert_eq!(s, StatusCode::SEE_OTHER, "{headers:?}");
+        let saved = store.response(c.id, &me).await.unwrap().unwrap();
+        assert_eq!(saved.page, 1);
+        assert_eq!(saved.answers["hours"], json!(2.5));
+        assert_eq!(saved.answers["comment"], json!(script));
+
+        // Posting page 1 again (back button) changes nothing.
+        let (s, _, _) = r.post("/pages/1", &[("often", "never")]).await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        assert_eq!(
+            store.response(c.id, &me).await.unwrap().unwrap().answers,
+            saved.answers
+        );
+
+        // Leave and resume from the same link: page 2, in a drawn order
+        // that stays the same on every visit.
+        let (s, body, _) = r.get("", "en").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(body.contains("Page 2 of 2"));
+        assert!(body.contains("Send my answers"));
+        let (_, again, _) = r.get("", "en").await;
+        let pos = |b: &str, k: &str| b.find(&format!("id=\"q-{k}\"")).unwrap();
+        let order: Vec<usize> = ["a1", "a2", "tasks", "rank", "nps"]
+            .iter()
+            .map(|k| pos(&body, k))
+            .collect();
+        let order2: Vec<usize> = ["a1", "a2", "tasks", "rank", "nps"]
+            .iter()
+            .map(|k| pos(&again, k))
+            .collect();
+        assert_eq!(order, order2);
+        assert!(!body.contains("<table"), "no grid for Likert items");
+
+        // A ranking with a position twice is refused; then complete.
+        let (s, body, _) = r
+            .post(
+                "/pages/2",
+                &[("a1", "3"), ("a2", "1"), ("rank", "x"), ("rank", "x")],
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(body.contains("Choose each option only once"), "{body}");
+        let (s, _, headers) = r
+            .post(
+                "/pages/2",
+                &[
+                    ("a1", "3"),
+                    ("a2", "1"),
+                    ("tasks", "write"),
+                    ("tasks.other", "<i>mod</i>"),
+                    ("rank", "y"),
+                    ("rank", "x"),
+                    ("nps", "9"),
+                ],
+            )
+            .await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        assert_eq!(location(&headers), format!("/s/{}/done?lang=en", r.token));
+        let done = store.response(c.id, &me).await.unwrap().unwrap();
+        assert_eq!(done.status, ResponseStatus::Completed);
+        assert!(done.completed_at.is_some());
+        assert_eq!(done.answers["rank"], json!({"codes": ["y", "x"]}));
+        assert_eq!(
+            done.answers["tasks"],
+            json!({"codes": ["write"], "other": "<i>mod</i>"})
+        );
+        let recorded: Vec<&str> = done.orders["1"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let mut shown: Vec<(usize, &str)> = order
+            .iter()
+            .copied()
+            .zip(["a1", "a2", "tasks", "rank", "nps"])
+            .collect();
+        shown.sort();
+        assert_eq!(
+            recorded,
+            shown.iter().map(|(_, k)| *k).collect::<Vec<_>>(),
+            "the order shown is recorded"
+        );
+
+        let (s, body, _) = r.get("/done", "en").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(body.contains("Thank you"));
+        // A completed response takes nothing more.
+        let (s, body, _) = r.get("", "en").await;
+        assert_eq!(s, StatusCode::GONE);
+        assert!(body.contains("You have already answered this survey"));
+        let (s, _, _) = r.post("/pages/2", &[("a1", "1"), ("a2", "1")]).await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        let (s, _, _) = r.post("/consent", &[("consent", "no")]).await;
+        assert_eq!(s, StatusCode::CONFLICT);
+        assert_eq!(
+            store.response(c.id, &me).await.unwrap().unwrap().answers,
+            done.answers
+        );
         h.stop().await;
     })
     .await;
 }
 
-/// The survey routes' answers match `docs/openapi.json`.
 #[tokio::test]
-async fn survey_answers_match_the_openapi_document() {
+async fn declining_stores_only_the_refusal_and_one_can_still_take_part() {
     both_backends(|db| async move {
-        let clock = Clock::fixed(at("2027-01-10T00:00:00Z"));
-        let h = Harness::on(&db).clock(clock.clone()).config(|c| c.survey_min_cell = 1).start().await;
-        h.import_fixture().await;
-        let doc: Value = serde_json::from_str(super::events::openapi::FILE).unwrap();
-        let key = h.key(Role::Researcher).await;
-        let call = |m: Method, path: &str, body: Option<Value>| {
-            let r = h.req(m, path, Some(&key));
-            match body {
-                Some(b) => r.json(&b),
-                None => r,
-            }
-        };
-        h.req(Method::POST, "/api/v1/trials", Some(&key))
-            .json(&json!({"source": trial_with_waves(), "reason": "plan"}))
+        let h = Harness::start(&db).await;
+        let c = open_mini(&h, "mini-2").await;
+        let me = unit("bob");
+        let r = Respondent::new(
+            &h,
+            link(&h, "mini-2", &me, Utc::now() + chrono::Duration::days(1)),
+        );
+        let (s, _, _) = r.post("/consent", &[("consent", "no")]).await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        let declined = h
+            .server
+            .state
+            .store
+            .response(c.id, &me)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(declined.status, ResponseStatus::Declined);
+        assert!(declined.answers.is_empty());
+        let (s, body, _) = r.get("", "en").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(body.contains("You chose not to take part"));
+        // A page posted while declined saves nothing.
+        let (s, _, _) = r.post("/pages/1", &[("often", "never")]).await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        assert!(h
+            .server
+            .state
+            .store
+            .response(c.id, &me)
+            .await
+            .unwrap()
+            .unwrap()
+            .answers
+            .is_empty());
+        let (s, _, _) = r.post("/consent", &[("consent", "yes")]).await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        let (_, body, _) = r.get("", "en").await;
+        assert!(body.contains("Page 1 of 2"));
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_links_forged_forms_and_closed_waves_get_friendly_refusals() {
+    both_backends(|db| async move {
+        let h = Harness::start(&db).await;
+        open_mini(&h, "mini-3").await;
+        let now = Utc::now();
+        let me = unit("carol");
+        let good = link(&h, "mini-3", &me, now + chrono::Duration::days(1));
+        let page = |token: String| Respondent::new(&h, token);
+
+        let (s, body, headers) = page("not-a-token".into()).get("", "es").await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert!(body.contains("Este enlace no funciona"), "{body}");
+        assert!(headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        let mut altered = good.clone().into_bytes();
+        let i = altered.len() - 10;
+        altered[i] = if altered[i] == b'A' { b'B' } else { b'A' };
+        let (s, body, _) = page(String::from_utf8(altered).unwrap())
+            .get("", "en")
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        assert!(body.contains("has been changed"));
+        let (s, body, _) = page(link(&h, "mini-3", &me, now - chrono::Duration::seconds(1)))
+            .get("", "en")
+            .await;
+        assert_eq!(s, StatusCode::GONE);
+        assert!(body.contains("This link has expired"));
+        let (s, _, _) = page(link(
+            &h,
+            "no-such-campaign",
+            &me,
+            now + chrono::Duration::days(1),
+        ))
+        .get("", "en")
+        .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        // Another wave's link for this campaign.
+        let other_wave = sign(
+            h.server.state.config.survey_keys.token(),
+            &TokenClaims::new("mini-3", &me, "followup", now + chrono::Duration::days(1)).unwrap(),
+        );
+        let (s, _, _) = page(other_wave).get("", "en").await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+
+        // A form without its token, with another link's, or from another site.
+        let r = page(good.clone());
+        let resp = r
+            .http
+            .post(format!("{}/s/{good}/consent", h.base))
+            .form(&[("consent", "yes")])
             .send()
             .await
             .unwrap();
-        let inst = "/api/v1/surveys/instruments";
-        let ops = |m: Method, path: &'static str, template: &'static str| (m, path, template);
-        h.conforms(&doc, ops(Method::GET, inst, inst), call(Method::GET, inst, None), StatusCode::OK).await;
-        let publish = |src: &str| call(Method::POST, inst, Some(json!({"source": src, "reason": "r"})));
-        h.conforms(&doc, ops(Method::POST, inst, inst), publish(CBPP), StatusCode::CREATED).await;
-        h.conforms(&doc, ops(Method::POST, inst, inst), publish(CBPP), StatusCode::OK).await;
-        h.conforms(&doc, ops(Method::POST, inst, inst), publish(&CBPP.replace("Cómo", "Como")), StatusCode::CONFLICT).await;
-        h.conforms(&doc, ops(Method::POST, inst, inst), publish("key = 1"), StatusCode::UNPROCESSABLE_ENTITY).await;
-        let list = h.conforms(&doc, ops(Method::GET, inst, inst), call(Method::GET, inst, None), StatusCode::OK).await;
-        assert_eq!(list["instruments"].as_array().unwrap().len(), 1);
-        h.conforms(&doc, ops(Method::GET, inst, inst), h.req(Method::GET, inst, None), StatusCode::UNAUTHORIZED).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        let theirs = form_token(
+            &h.server.state.config.survey_keys,
+            &link(&h, "mini-3", &unit("dave"), now + chrono::Duration::days(1)),
+        );
+        let resp = r
+            .http
+            .post(format!("{}/s/{good}/consent", h.base))
+            .form(&[("_csrf", theirs.as_str()), ("consent", "yes")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        assert!(resp.text().await.unwrap().contains("nothing was saved"));
+        let resp = r
+            .http
+            .post(format!("{}/s/{good}/consent", h.base))
+            .header("sec-fetch-site", "cross-site")
+            .form(&[("_csrf", r.csrf.as_str()), ("consent", "yes")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        let c = h
+            .server
+            .state
+            .store
+            .campaign("mini-3")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(h
+            .server
+            .state
+            .store
+            .response(c.id, &me)
+            .await
+            .unwrap()
+            .is_none());
 
-        let c = "/api/v1/surveys/campaigns";
-        h.conforms(&doc, ops(Method::POST, c, c), call(Method::POST, c, Some(campaign_body("f1", "followup", 1))), StatusCode::CREATED).await;
-        h.conforms(&doc, ops(Method::POST, c, c), call(Method::POST, c, Some(campaign_body("f1", "followup", 1))), StatusCode::CONFLICT).await;
-        h.conforms(&doc, ops(Method::POST, c, c), call(Method::POST, c, Some(campaign_body("f2", "nope", 1))), StatusCode::UNPROCESSABLE_ENTITY).await;
-        h.conforms(&doc, ops(Method::GET, c, c), call(Method::GET, c, None), StatusCode::OK).await;
-        let one = "/api/v1/surveys/campaigns/{key}";
-        h.conforms(&doc, ops(Method::GET, "/api/v1/surveys/campaigns/f1", one), call(Method::GET, "/api/v1/surveys/campaigns/f1", None), StatusCode::OK).await;
-        h.conforms(&doc, ops(Method::GET, "/api/v1/surveys/campaigns/x", one), call(Method::GET, "/api/v1/surveys/campaigns/x", None), StatusCode::NOT_FOUND).await;
-
-        let links = "/api/v1/surveys/campaigns/f1/links";
-        let lt = "/api/v1/surveys/campaigns/{key}/links";
-        let units: Vec<String> = (0..4).map(|i| format!("m{i}")).collect();
-        let v = h
-            .conforms(&doc, ops(Method::POST, links, lt), call(Method::POST, links, Some(json!({"units": units, "reason": "r"}))), StatusCode::OK)
-            .await;
-        h.conforms(&doc, ops(Method::POST, links, lt), call(Method::POST, links, Some(json!({"units": [], "reason": "r"}))), StatusCode::UNPROCESSABLE_ENTITY).await;
-        // Two responses, one complete, one declined, and arms for all.
-        let store = &h.server.state.store;
-        let campaign = store.campaign("f1").await.unwrap().unwrap();
-        let trial = store.get_trial("thanks-hash").await.unwrap().unwrap();
-        let pseudonyms: Vec<String> = v["links"].as_array().unwrap().iter().map(|l| l["pseudonym"].as_str().unwrap().to_string()).collect();
-        let exposures: Vec<commonlab_store::NewExposure> = pseudonyms
-            .iter()
-            .enumerate()
-            .map(|(i, u)| commonlab_store::NewExposure {
-                trial_id: trial.id,
-                unit: u.clone(),
-                arm: if i % 2 == 0 { "control" } else { "small" }.into(),
-                community: Some("north".into()),
-                trial_version: 1,
-                at: at("2027-01-02T00:00:00Z"),
-                source: commonlab_store::ExposureSource::Single,
-                excluded_reason: None,
-            })
-            .collect();
-        store.record_exposures(&exposures).await.unwrap();
-        for (i, u) in pseudonyms.iter().enumerate().take(3) {
-            store.begin_response(campaign.id, u, "en", "2027-01", i != 2, at("2027-01-09T00:00:00Z")).await.unwrap();
-        }
-        for (i, u) in pseudonyms.iter().enumerate().take(2) {
-            let x = 2.0 + i as f64;
-            let answers = json!({"frequency": "never", "value1": x, "value2": 3.0, "value3": x, "value4": 2.0,
-                                 "belong1": 4.0, "belong2": x, "belong3": 3.0, "belong4": 1.0});
-            store
-                .save_page(campaign.id, u, 0, answers.as_object().unwrap(), &serde_json::Map::new(), 4, true, at("2027-01-09T00:05:00Z"))
+        // Not yet open, and closed.
+        for (key, opens, closes, status, text) in [
+            (
+                "later",
+                now + chrono::Duration::days(1),
+                now + chrono::Duration::days(2),
+                StatusCode::FORBIDDEN,
+                "has not opened yet",
+            ),
+            (
+                "over",
+                now - chrono::Duration::days(2),
+                now - chrono::Duration::days(1),
+                StatusCode::GONE,
+                "This survey has closed",
+            ),
+        ] {
+            h.server
+                .state
+                .store
+                .create_campaign(&NewCampaign {
+                    key,
+                    instrument: "mini",
+                    version: 1,
+                    trial_key: None,
+                    wave: "baseline",
+                    opens_at: opens,
+                    closes_at: closes,
+                    actor: "test",
+                    reason: "r",
+                    at: now,
+                })
                 .await
                 .unwrap();
+            let r = page(link(&h, key, &me, now + chrono::Duration::days(9)));
+            let (s, body, _) = r.get("", "en").await;
+            assert_eq!(s, status, "{key}");
+            assert!(body.contains(text), "{key}: {body}");
+            let (s, _, _) = r.post("/consent", &[("consent", "yes")]).await;
+            assert_eq!(s, status, "{key}");
         }
-        let rt = "/api/v1/surveys/campaigns/{key}/results";
-        let res = "/api/v1/surveys/campaigns/f1/results";
-        let r = h.conforms(&doc, ops(Method::GET, res, rt), call(Method::GET, res, None), StatusCode::OK).await;
-        assert_eq!(r["results"]["respondents"].as_array().unwrap().len(), 3);
-        assert!(r["results"]["scales"][0]["reliability"].is_object());
-        let q = "/api/v1/surveys/campaigns/f1/results?include_text=yes";
-        h.conforms(&doc, ops(Method::GET, q, rt), call(Method::GET, q, None), StatusCode::UNPROCESSABLE_ENTITY).await;
-        let q = "/api/v1/surveys/campaigns/f1/results?include_text=true";
-        h.conforms(&doc, ops(Method::GET, q, rt), call(Method::GET, q, None), StatusCode::FORBIDDEN).await;
-        let q = "/api/v1/surveys/campaigns/x/results";
-        h.conforms(&doc, ops(Method::GET, q, rt), call(Method::GET, q, None), StatusCode::NOT_FOUND).await;
-        let et = "/api/v1/surveys/campaigns/{key}/export";
-        let q = "/api/v1/surveys/campaigns/f1/export?format=codebook-json";
-        h.conforms(&doc, ops(Method::GET, q, et), call(Method::GET, q, None), StatusCode::OK).await;
-        let q = "/api/v1/surveys/campaigns/f1/export?format=pdf";
-        h.conforms(&doc, ops(Method::GET, q, et), call(Method::GET, q, None), StatusCode::UNPROCESSABLE_ENTITY).await;
-        let tr = "/api/v1/surveys/trials/{key}/response";
-        let q = "/api/v1/surveys/trials/thanks-hash/response";
-        let v = h.conforms(&doc, ops(Method::GET, q, tr), call(Method::GET, q, None), StatusCode::OK).await;
-        assert_eq!(v["response"]["waves"][0]["campaign"], "f1");
-        assert_eq!(v["response"]["arms"], json!(["control", "small"]));
-        assert!(v["response"]["differential"]["pooled"]["p_value"].is_number(), "{v}");
-        let q = "/api/v1/surveys/trials/nope/response";
-        h.conforms(&doc, ops(Method::GET, q, tr), call(Method::GET, q, None), StatusCode::NOT_FOUND).await;
-        clock.set(at("2027-03-01T00:00:00Z"));
-        h.conforms(&doc, ops(Method::POST, links, lt), call(Method::POST, links, Some(json!({"units": ["late"], "reason": "r"}))), StatusCode::CONFLICT).await;
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn language_comes_from_the_link_then_the_browser_then_the_default() {
+    both_backends(|db| async move {
+        let h = Harness::start(&db).await;
+        open_mini(&h, "mini-4").await;
+        let r = Respondent::new(
+            &h,
+            link(
+                &h,
+                "mini-4",
+                &unit("erin"),
+                Utc::now() + chrono::Duration::days(1),
+            ),
+        );
+        let (_, body, _) = r.get("?lang=ar", "es").await;
+        assert!(body.contains("<html lang=\"ar\" dir=\"rtl\">"), "{body}");
+        assert!(body.contains("أنت توافق على الإجابة."));
+        let (_, body, _) = r.get("", "fr, es;q=0.8").await;
+        assert!(body.contains("<html lang=\"es\" dir=\"ltr\">"));
+        assert!(body.contains("Sí, acepto participar"));
+        let (_, body, _) = r.get("?lang=de", "fr").await;
+        assert!(body.contains("<html lang=\"en\" dir=\"ltr\">"));
+        // Links to the other languages, each marked with its language.
+        assert!(body.contains("hreflang=\"es\">Español</a>"), "{body}");
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_pages_are_rate_limited_per_link_with_retry_after() {
+    both_backends(|db| async move {
+        let h = Harness::on(&db)
+            .config(|c| c.survey_rate_per_link_per_minute = 3)
+            .start()
+            .await;
+        open_mini(&h, "mini-5").await;
+        let r = Respondent::new(
+            &h,
+            link(
+                &h,
+                "mini-5",
+                &unit("fay"),
+                Utc::now() + chrono::Duration::days(1),
+            ),
+        );
+        for _ in 0..3 {
+            assert_eq!(r.get("", "en").await.0, StatusCode::OK);
+        }
+        let (s, body, headers) = r.get("", "en").await;
+        assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+        assert!(body.contains("Too many requests"));
+        let wait: u64 = headers[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=20).contains(&wait), "{wait}");
+        // Another link is not limited by this one.
+        let other = Respondent::new(
+            &h,
+            link(
+                &h,
+                "mini-5",
+                &unit("gus"),
+                Utc::now() + chrono::Duration::days(1),
+            ),
+        );
+        assert_eq!(other.get("", "en").await.0, StatusCode::OK);
         h.stop().await;
     })
     .await;

@@ -4,7 +4,9 @@ use super::*;
 use commonlab_core::experiments::{hash_arm, parse_trial};
 use commonlab_core::privacy::pseudonymise;
 
+mod designs;
 mod exposures;
+mod guards;
 mod lifecycle;
 
 const HASH: &str = include_str!("../fixtures/trials/hash.toml");
@@ -276,21 +278,39 @@ async fn analysis_of_a_running_trial() {
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         let v: Value = resp.json().await.unwrap();
-        let arms: Vec<String> = serde_json::from_value(v["input"]["arms"].clone()).unwrap();
-        assert_eq!(arms[0], spec.control().variant);
-        let stats = &v["input"]["metrics"][0]["stats"];
-        for (i, arm) in arms.iter().enumerate() {
-            let (n, sum) = expected.get(arm).copied().unwrap_or_default();
-            assert_eq!(stats[i]["n"].as_f64(), Some(n), "{arm}: {v}");
-            assert_eq!(stats[i]["sum"].as_f64(), Some(sum), "{arm}: {v}");
-            assert_eq!(v["input"]["users"][i].as_f64(), Some(n), "{arm}");
+        assert_eq!(v["design"], "hash");
+        let m = &v["metrics"][0];
+        assert_eq!(m["name"], "repeat_contribution_28d");
+        assert_eq!(m["role"], "primary");
+        let control = spec.control().variant.clone();
+        for arm in spec.arms.iter().map(|a| &a.variant) {
+            let (n, _) = expected.get(arm).copied().unwrap_or_default();
+            assert_eq!(m["n"][arm].as_f64(), Some(n), "{arm}: {v}");
         }
-        assert_eq!(v["metrics"][0]["name"], "repeat_contribution_28d");
-        assert_eq!(v["metrics"][0]["role"], "primary");
-        let treatment = &arms[1];
-        let cmp = &v["output"]["metrics"]["repeat_contribution_28d"]["comparisons"][treatment];
-        assert!(cmp["absolute"]["two_sided"].is_object(), "{v}");
-        assert!(v["output"]["srm"].is_object(), "{v}");
+        let treatment = spec.treatment().variant.clone();
+        let e = m["estimates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["arm"] == treatment.as_str())
+            .unwrap_or_else(|| panic!("{v}"));
+        let mean = |arm: &str| {
+            let (n, sum) = expected[arm];
+            sum / n
+        };
+        let want = mean(&treatment) - mean(&control);
+        assert!(
+            (e["estimate"].as_f64().unwrap() - want).abs() < 1e-12,
+            "{e}"
+        );
+        assert!(e["p_value"].is_number() && e["se"].is_number(), "{e}");
+        assert!(e["method"].is_string() && e["why"].is_string(), "{e}");
+        assert!(v["quality"]["srm"].is_object(), "{v}");
+        assert!(v["decision"]["outcome"].is_string(), "{v}");
+        assert_eq!(
+            v["comparisons"]["correction"],
+            spec.analysis.correction.as_str()
+        );
 
         // Too early: no window has closed.
         let resp = h
@@ -303,10 +323,11 @@ async fn analysis_of_a_running_trial() {
             .await
             .unwrap();
         let v: Value = resp.json().await.unwrap();
-        assert_eq!(
-            v["input"]["metrics"][0]["stats"][0]["n"].as_f64(),
-            Some(0.0)
-        );
+        assert_eq!(v["metrics"][0]["n"][&control].as_f64(), Some(0.0));
+        assert!(v["metrics"][0]["estimates"].as_array().unwrap().is_empty());
+        let notice = v["notice"].as_str().unwrap_or_else(|| panic!("{v}"));
+        assert!(notice.contains("first window"), "{notice}");
+        assert_eq!(v["decision"]["outcome"], "inconclusive");
         // Researchers only; bad input is a problem, not a 500.
         let dev = h.key(Role::Developer).await;
         let resp = h.req(Method::GET, url, Some(&dev)).send().await.unwrap();
@@ -354,7 +375,7 @@ async fn analysis_of_a_running_trial() {
         let resp = h
             .post(
                 "/api/v1/trials/thanks-hash/conclude",
-                json!({"reason": "done"}),
+                json!({"reason": "done", "force": true}),
             )
             .await;
         assert_eq!(resp.status(), StatusCode::OK);
@@ -378,8 +399,11 @@ async fn analysis_of_a_running_trial() {
             .unwrap();
         assert_eq!(kept["metrics"][0]["source"], "snapshot");
         assert_eq!(kept["metrics"][0]["as_of"], "2026-08-01T00:00:00Z");
-        assert_eq!(kept["input"]["metrics"], live["input"]["metrics"]);
-        assert_eq!(kept["output"]["metrics"], live["output"]["metrics"]);
+        assert_eq!(
+            kept["metrics"][0]["estimates"],
+            live["metrics"][0]["estimates"]
+        );
+        assert_eq!(kept["metrics"][0]["n"], live["metrics"][0]["n"]);
         h.stop().await;
     })
     .await;

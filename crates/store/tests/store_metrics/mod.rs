@@ -191,12 +191,12 @@ fn scalar_eq(v: Option<&Value>, s: &Scalar) -> bool {
     }
 }
 
-fn num(v: Option<&Value>) -> Option<f64> {
+pub(crate) fn num(v: Option<&Value>) -> Option<f64> {
     v.and_then(Value::as_f64)
         .filter(|_| v.is_some_and(Value::is_number))
 }
 
-fn passes(m: &Metric, props: &Map<String, Value>) -> bool {
+pub(crate) fn passes(m: &Metric, props: &Map<String, Value>) -> bool {
     m.filters.iter().all(|f| {
         let v = props.get(&f.property);
         match &f.op {
@@ -214,7 +214,7 @@ fn passes(m: &Metric, props: &Map<String, Value>) -> bool {
 
 /// Nearest rank: the value at 1-based rank ceil(p·n) of the sorted values,
 /// with p the decimal written (at most six places): in integers.
-fn percentile(values: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(values: &[f64], p: f64) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     v[nearest_rank(p, v.len()) - 1]
@@ -344,7 +344,7 @@ fn expected(m: &Metric, units: &[Unit], events: &[Ev], as_of: DateTime<Utc>) -> 
     cells.into_values().collect()
 }
 
-fn close(a: f64, b: f64) -> bool {
+pub(crate) fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
 

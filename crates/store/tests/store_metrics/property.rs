@@ -140,6 +140,8 @@ fn metric() -> impl Strategy<Value = Metric> {
                     } else {
                         cap
                     },
+                    unit: Default::default(),
+                    period_window: None,
                     library_ref: None,
                 }
             })

@@ -6,9 +6,10 @@
 use super::Cx;
 use crate::experiments::{
     format_duration, parse_duration, Cap, Direction, FilterOp, Metric, MetricKind, MetricLibrary,
-    MetricValue, Metrics, PropertyFilter, Scalar, SpecError, Window, DEFAULT_WINDOW,
+    MetricUnit, MetricValue, Metrics, PropertyFilter, Scalar, SpecError, Window, DEFAULT_WINDOW,
     MAX_WINDOW_SECS,
 };
+use crate::experiments::{Design, Period};
 use crate::toml_reader::{ident, join, parse_document, Kind, Node, Report, Tbl};
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
@@ -81,6 +82,8 @@ const METRIC_FIELDS: &[&str] = &[
     "window",
     "covariate",
     "cap",
+    "unit",
+    "period_window",
 ];
 
 fn check_unique_name(cx: &mut Cx<'_>, t: &Tbl<'_>, name: &str, names: &mut BTreeSet<String>) {
@@ -105,6 +108,12 @@ fn read_metric(
         return read_metric_ref(cx, n, path, names);
     }
     let t = Tbl::open(cx, n, path, METRIC_FIELDS)?;
+    cx.positions.insert(path.to_string(), t.pos);
+    for f in ["unit", "period_window"] {
+        if let Some(node) = t.get(f) {
+            cx.positions.insert(t.field(f), node.pos);
+        }
+    }
     let name = ident(cx, &t, "name");
     if let Some(name) = &name {
         check_unique_name(cx, &t, name, names);
@@ -126,6 +135,8 @@ fn read_metric_ref(
     names: &mut BTreeSet<String>,
 ) -> Option<Metric> {
     let t = Tbl::open(cx, n, path, &["ref", "direction"])?;
+    cx.positions
+        .insert(path.to_string(), t.get("ref").map_or(t.pos, |n| n.pos));
     let name = ident(cx, &t, "ref")?;
     check_unique_name(cx, &t, &name, names);
     let pos = t.get("ref").map_or(t.pos, |n| n.pos);
@@ -239,6 +250,22 @@ fn read_metric_body(cx: &mut Cx<'_>, t: &Tbl<'_>) -> Option<Metric> {
         None => Some(None),
         Some(n) => read_cap(cx, n, &t.field("cap"), kind).map(Some),
     };
+    let unit = match t.get("unit") {
+        None => Some(MetricUnit::Member),
+        Some(_) => t
+            .choice(cx, "unit", &["member", "community"])
+            .map(|(u, _)| {
+                if u == "community" {
+                    MetricUnit::Community
+                } else {
+                    MetricUnit::Member
+                }
+            }),
+    };
+    let period_window = match t.get("period_window") {
+        None => Some(None),
+        Some(n) => read_period_window(cx, n, &t.field("period_window")).map(Some),
+    };
     Some(Metric {
         name: String::new(),
         kind: kind?,
@@ -249,8 +276,107 @@ fn read_metric_body(cx: &mut Cx<'_>, t: &Tbl<'_>) -> Option<Metric> {
         window: window?,
         covariate: covariate?,
         cap: cap?,
+        unit: unit?,
+        period_window: period_window?,
         library_ref: None,
     })
+}
+
+/// `period_window = "28d"`: a positive duration (the window's length
+/// inside each period of a community design; checked against the periods
+/// in [`check_metric_units`]).
+fn read_period_window(cx: &mut Cx<'_>, n: &Node, field: &str) -> Option<i64> {
+    let secs = match &n.kind {
+        Kind::Str(s) => parse_duration(s),
+        _ => None,
+    };
+    match secs {
+        Some(v) if v > 0 && v <= MAX_WINDOW_SECS => Some(v),
+        _ => {
+            cx.err(
+                n.pos,
+                field,
+                format!(
+                    "expected a positive duration such as \"28d\" or \"7d\" (the window at the end of each period); found {}",
+                    n.describe()
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// The checks of a trial's metrics that need its design: `unit =
+/// "community"` and `period_window` only in community designs (cluster,
+/// stepped wedge), and a period window no longer than the shortest period.
+pub(super) fn check_metric_units(
+    cx: &mut Cx<'_>,
+    spec_design: &Design,
+    periods: &[Period],
+    metrics: &Metrics,
+) {
+    let community = spec_design.communities().is_some();
+    let shortest = periods.iter().map(|p| p.len_secs()).min();
+    let named = std::iter::once(("metrics.primary".to_string(), &metrics.primary))
+        .chain(
+            metrics
+                .secondary
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (format!("metrics.secondary[{i}]"), m)),
+        )
+        .chain(
+            metrics
+                .guardrails
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (format!("metrics.guardrails[{i}]"), m)),
+        );
+    for (path, m) in named {
+        let pos_of = |cx: &Cx<'_>, f: &str| {
+            cx.positions
+                .get(&format!("{path}.{f}"))
+                .or_else(|| cx.positions.get(&path))
+                .copied()
+        };
+        if m.unit == MetricUnit::Community && !community {
+            if let Some(pos) = pos_of(cx, "unit") {
+                cx.err(
+                    pos,
+                    &format!("{path}.unit"),
+                    format!(
+                        "unit = \"community\" counts a metric per community; a {} design randomises members, so its metrics are per member (remove unit or use \"member\")",
+                        spec_design.kind()
+                    ),
+                );
+            }
+        }
+        if let Some(w) = m.period_window {
+            let Some(pos) = pos_of(cx, "period_window") else {
+                continue;
+            };
+            match shortest {
+                None => cx.err(
+                    pos,
+                    &format!("{path}.period_window"),
+                    format!(
+                        "period_window applies to community designs (cluster, stepped_wedge); a {} design counts each member in `window` after first exposure",
+                        spec_design.kind()
+                    ),
+                ),
+                Some(s) if w > s => cx.err(
+                    pos,
+                    &format!("{path}.period_window"),
+                    format!(
+                        "\"{}\" is longer than the shortest period ({}); every period must hold the window",
+                        format_duration(w),
+                        format_duration(s)
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
 }
 
 fn read_metric_value(

@@ -31,7 +31,7 @@ use crate::flags::Rule;
 use crate::toml_reader::{ident, parse_document, Errors, Kind, Node, Pos, Report, Tbl};
 use analysis::read_analysis;
 use design::{read_design, read_schedule};
-use metrics::read_metrics;
+use metrics::{check_metric_units, read_metrics};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -247,6 +247,10 @@ fn read_trial(cx: &mut Cx<'_>, root: &Node) -> Option<TrialSpec> {
         None => Some(None),
         Some(n) => read_layer(cx, n).map(Some),
     };
+    if let (Some(d), Some(m), Some(s)) = (&design, &metrics, &schedule) {
+        let periods = super::periods::periods_of(d, s.start, s.end);
+        check_metric_units(cx, d, &periods, m);
+    }
     if let (Some(Some(_)), Some(d)) = (&layer, &design) {
         if d.communities().is_some() {
             let pos = t.get("layer").map_or(t.pos, |n| n.pos);

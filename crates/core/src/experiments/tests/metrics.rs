@@ -252,3 +252,75 @@ fn windows_and_percentiles_are_bounded_at_validation() {
     assert_eq!(Cap::percentile_millionths(1e-7), None);
     assert_eq!(Cap::percentile_millionths(1.0), None);
 }
+
+/// `unit` and `period_window`: their values, and what only community
+/// designs allow, reported with file, line and field.
+#[test]
+fn metric_units_and_period_windows_are_checked_against_the_design() {
+    for (src, file, want) in [
+        (
+            include_str!("../testdata/invalid_units_wedge.toml"),
+            "invalid_units_wedge.toml",
+            include_str!("../testdata/invalid_units_wedge.errors"),
+        ),
+        (
+            include_str!("../testdata/invalid_units_hash.toml"),
+            "invalid_units_hash.toml",
+            include_str!("../testdata/invalid_units_hash.errors"),
+        ),
+    ] {
+        let got = error_lines(src, file);
+        let want: Vec<&str> = want.lines().collect();
+        assert_eq!(got, want, "{file}");
+    }
+    let lib = "[[metric]]\nname = \"m\"\nkind = \"count\"\nevents = [\"e\"]\ndirection = \"increase\"\nunit = \"household\"\nperiod_window = \"-3d\"\n";
+    let errors = parse_metric_library(lib, "m.toml").unwrap_err();
+    assert_eq!(
+        lines(&errors),
+        [
+            "m.toml:6:8: metric[0].unit: \"household\" is not valid; expected one of: member, community",
+            "m.toml:7:17: metric[0].period_window: expected a positive duration such as \"28d\" or \"7d\" (the window at the end of each period); found a string",
+        ]
+    );
+}
+
+#[test]
+fn periods_and_their_windows() {
+    let src = include_str!("../testdata/invalid_units_wedge.toml")
+        .replace("period_window = \"29d\"\n", "");
+    let spec = parse_trial(&src, "w.toml").expect("valid once the mistakes are removed");
+    let day = 86_400;
+    let start = spec.schedule.start;
+    // Baseline (28 days), three steps of 28 days, then to the end.
+    let periods = spec.periods();
+    let lens: Vec<i64> = periods.iter().map(|p| p.len_secs() / day).collect();
+    assert_eq!(lens, [28, 28, 28, 36]);
+    assert_eq!(periods[0].start, start);
+    assert_eq!(
+        spec.shortest_period(),
+        Some(lens.iter().min().unwrap() * day)
+    );
+    // Default: the shortest period, at the end of each period.
+    let m = &spec.metrics.primary;
+    assert_eq!(m.unit, MetricUnit::Member);
+    let windows = spec.period_windows(m);
+    assert_eq!(windows.len(), periods.len());
+    for (w, p) in windows.iter().zip(&periods) {
+        assert_eq!(w.end, p.end);
+        assert_eq!(w.end - w.start, spec.shortest_period().unwrap());
+    }
+    let o = &spec.metrics.secondary[1];
+    assert_eq!(o.unit, MetricUnit::Community);
+    assert_eq!(o.period_window, Some(28 * day));
+    assert!(spec
+        .period_windows(o)
+        .iter()
+        .all(|w| w.end - w.start == 28 * day));
+    // Members are counted per member by default; the plan's hash covers
+    // the new fields only when they are set.
+    assert!(spec.canonical_json().contains("\"unit\":\"community\""));
+    assert!(spec.canonical_json().contains("\"period_window\":\"28d\""));
+    let hash = parse_trial(include_str!("../testdata/valid_hash.toml"), "h.toml").unwrap();
+    assert!(!hash.canonical_json().contains("period_window"));
+    assert!(hash.periods().is_empty());
+}

@@ -5,6 +5,7 @@
 
 mod assignment;
 mod chi2;
+mod completion;
 mod locking;
 mod metrics;
 mod surveys;

@@ -1,0 +1,222 @@
+//! The IO step: what a stored trial's design needs, read from the store
+//! (every metric aggregated in the database).
+
+use crate::ReportError;
+use chrono::{DateTime, Utc};
+use commonlab_core::experiments::{
+    cluster_allocation, parse_trial, stepped_wedge_schedule, Design, Metric, TrialSpec,
+};
+use commonlab_store::{
+    CommunityRows, ExposureCount, ExposureRecord, MemberValue, MetricCell, MetricSnapshot,
+    PeriodSpan, Store, StoreError, TrialStatus,
+};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// At most this many excluded units are listed (the count is exact).
+pub const EXCLUDED_LISTED: u32 = 1_000;
+/// At most this many exposures of a community design are checked against
+/// its schedule (it records one per community).
+pub const COMMUNITY_EXPOSURES: u32 = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Primary,
+    Secondary,
+    Guardrail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Computed from the raw events at the analysis time.
+    Database,
+    /// The aggregates stored when the trial concluded.
+    Snapshot,
+}
+
+/// A metric's rows, in the shape its design needs.
+#[derive(Debug, Clone)]
+pub enum MetricRows {
+    /// `hash`: per-(arm, community) sufficient statistics.
+    Cells(Vec<MetricCell>),
+    /// `blocked`: per member, with stratum and arm.
+    Members(Vec<MemberValue>),
+    /// `cluster`, `stepped_wedge`: community × period cells of the closed
+    /// period windows (`closed`); `open` are the windows still open.
+    Communities {
+        rows: CommunityRows,
+        closed: Vec<PeriodSpan>,
+        open: Vec<PeriodSpan>,
+    },
+}
+
+/// One metric of the plan and its rows.
+#[derive(Debug, Clone)]
+pub struct MetricData {
+    pub metric: Metric,
+    pub role: Role,
+    pub source: Source,
+    pub as_of: DateTime<Utc>,
+    pub rows: MetricRows,
+}
+
+/// Who got what: a cluster design's allocation or a stepped wedge's
+/// crossovers, recomputed from the recorded seed (the allocation recorded
+/// at start is the same pure function of it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Allocation {
+    None,
+    /// Community → arm.
+    Cluster(BTreeMap<String, String>),
+    /// (community, crossover time in Unix seconds).
+    SteppedWedge(Vec<(String, i64)>),
+}
+
+/// What [`super::analyse`] needs of a stored trial.
+#[derive(Debug, Clone)]
+pub struct StoredTrial {
+    pub key: String,
+    pub spec_hash: String,
+    pub status: String,
+    pub seed: Option<u64>,
+    pub spec: TrialSpec,
+    pub as_of: DateTime<Utc>,
+    pub allocation: Allocation,
+    pub metrics: Vec<MetricData>,
+    pub exposures: Vec<ExposureCount>,
+    /// Units excluded by a developer's override (at most
+    /// [`EXCLUDED_LISTED`]).
+    pub excluded: Vec<ExposureRecord>,
+    /// Community designs: their exposures (one per community).
+    pub community_exposures: Vec<ExposureRecord>,
+}
+
+impl StoredTrial {
+    /// The plan's metrics with their roles, primary first.
+    pub fn plan_metrics(spec: &TrialSpec) -> Vec<(&Metric, Role)> {
+        std::iter::once((&spec.metrics.primary, Role::Primary))
+            .chain(spec.metrics.secondary.iter().map(|m| (m, Role::Secondary)))
+            .chain(spec.metrics.guardrails.iter().map(|m| (m, Role::Guardrail)))
+            .collect()
+    }
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// Reads `key`'s plan and the rows its design needs as of `as_of` (a
+/// concluded trial: as of its conclusion, from the stored aggregates where
+/// the design's analysis can use them).
+pub async fn fetch(
+    store: &Store,
+    key: &str,
+    as_of: DateTime<Utc>,
+) -> Result<StoredTrial, ReportError> {
+    let record = store
+        .get_trial(key)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("trial '{key}'")))?;
+    let spec = parse_trial(&record.spec_source, &format!("trial {key}"))?;
+    let seed = record.seed.map(|s| s as u64);
+    let snapshots: BTreeMap<String, MetricSnapshot> = if matches!(
+        record.status,
+        TrialStatus::Concluded | TrialStatus::Archived
+    ) {
+        store
+            .metric_snapshots(record.id)
+            .await?
+            .into_iter()
+            .filter(|s| s.spec_hash == record.spec_hash)
+            .map(|s| (s.metric.clone(), s))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    let allocation = match (&spec.design, seed) {
+        (Design::Cluster { .. }, Some(seed)) => Allocation::Cluster(
+            cluster_allocation(&spec, seed)
+                .into_iter()
+                .map(|(c, a)| (c, a.variant.clone()))
+                .collect(),
+        ),
+        (Design::SteppedWedge { .. }, Some(seed)) => {
+            Allocation::SteppedWedge(stepped_wedge_schedule(&spec, seed))
+        }
+        _ => Allocation::None,
+    };
+    let communities: Vec<String> = spec.design.communities().unwrap_or_default().to_vec();
+    let mut metrics = Vec::new();
+    for (metric, role) in StoredTrial::plan_metrics(&spec) {
+        let snapshot = snapshots.get(&metric.name);
+        let metric_as_of = snapshot.map_or(as_of, |s| s.as_of);
+        let source = if snapshot.is_some() {
+            Source::Snapshot
+        } else {
+            Source::Database
+        };
+        let rows = match &spec.design {
+            Design::Hash { .. } => MetricRows::Cells(match snapshot {
+                Some(s) => s.cells.clone(),
+                None => store.metric_cells(record.id, metric, as_of).await?,
+            }),
+            Design::Blocked { .. } => {
+                MetricRows::Members(store.member_values(record.id, metric, metric_as_of).await?)
+            }
+            Design::Cluster { .. } | Design::SteppedWedge { .. } => {
+                let (closed, open): (Vec<PeriodSpan>, Vec<PeriodSpan>) = spec
+                    .period_windows(metric)
+                    .into_iter()
+                    .map(|w| PeriodSpan {
+                        period: i64::from(w.period),
+                        start: at(w.start),
+                        end: at(w.end),
+                    })
+                    .partition(|w| w.end <= metric_as_of);
+                let rows = store
+                    .community_period_cells(metric, &communities, &closed)
+                    .await?;
+                MetricRows::Communities { rows, closed, open }
+            }
+        };
+        // Only hash designs analyse the stored aggregates themselves; the
+        // others recompute as of the conclusion.
+        let source = match (&spec.design, source) {
+            (Design::Hash { .. }, s) => s,
+            _ => Source::Database,
+        };
+        metrics.push(MetricData {
+            metric: metric.clone(),
+            role,
+            source,
+            as_of: metric_as_of,
+            rows,
+        });
+    }
+    let exposures = store.exposure_counts(record.id).await?;
+    let excluded = store
+        .exposure_records(record.id, true, EXCLUDED_LISTED)
+        .await?;
+    let community_exposures = if spec.is_community_design() {
+        store
+            .exposure_records(record.id, false, COMMUNITY_EXPOSURES)
+            .await?
+    } else {
+        Vec::new()
+    };
+    Ok(StoredTrial {
+        key: record.key,
+        spec_hash: record.spec_hash,
+        status: record.status.to_string(),
+        seed,
+        spec,
+        as_of,
+        allocation,
+        metrics,
+        exposures,
+        excluded,
+        community_exposures,
+    })
+}
