@@ -149,6 +149,9 @@ async fn researchers_publish_invite_and_read_results() {
         api.refused(Method::POST, links, Some(json!({"units": ["ok", "bad\u{7}id"], "reason": "r"})), StatusCode::UNPROCESSABLE_ENTITY, "/units/1").await;
         api.refused(Method::POST, links, Some(json!({"units": [{"id": "a", "community": ""}], "reason": "r"})), StatusCode::UNPROCESSABLE_ENTITY, "/units/0/community").await;
         api.refused(Method::POST, links, Some(json!({"units": ["a"]})), StatusCode::UNPROCESSABLE_ENTITY, "/reason").await;
+        api.refused(Method::POST, links, Some(json!({"units": ["a", 5], "reason": "r"})), StatusCode::UNPROCESSABLE_ENTITY, "/units/1").await;
+        api.refused(Method::POST, links, Some(json!({"units": "a", "reason": "r"})), StatusCode::UNPROCESSABLE_ENTITY, "/units").await;
+        api.refused(Method::POST, links, Some(json!({"units": ["a"], "reason": "r", "extra": 1})), StatusCode::UNPROCESSABLE_ENTITY, "").await;
         let many: Vec<String> = (0..12_000).map(|i| format!("m{i}")).collect();
         let resp = api.send(Method::POST, links, Some(json!({"units": many, "reason": "r"}))).await;
         problem(resp, StatusCode::PAYLOAD_TOO_LARGE).await;
