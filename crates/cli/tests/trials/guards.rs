@@ -39,7 +39,13 @@ async fn conclude_resume_and_show_guard_the_lifecycle() {
         let o = run(&url, &["experiments", "show", "later"]);
         ok(&o);
         assert!(stdout(&o).contains("a draft: once started, units are assigned from 2099-01-01T00:00:00Z"), "{}", stdout(&o));
-        ok(&run(&url, &["experiments", "start", "later", "--reason", "approved early"]));
+        let o = run(&url, &["experiments", "start", "later", "--reason", "approved early"]);
+        ok(&o);
+        assert!(
+            stdout(&o).contains("note: running, but its schedule starts at 2099-01-01T00:00:00Z: no unit is assigned"),
+            "{}",
+            stdout(&o)
+        );
         let o = run(&url, &["experiments", "show", "later"]);
         ok(&o);
         let out = stdout(&o);

@@ -44,12 +44,12 @@ pub struct ScheduleView {
     pub state: &'static str,
     /// The state in a sentence.
     pub note: String,
-    /// Started trials: when the data are complete (a conclusion before is
-    /// refused unless forced, and recorded as a deviation); `None` if they
-    /// never will be.
+    /// Running and stopped trials: when the data are complete (a
+    /// conclusion before is refused unless forced, and recorded as a
+    /// deviation); `None` if they never will be.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub complete_at: Option<DateTime<Utc>>,
-    /// Started trials: the completion rule in words.
+    /// Running and stopped trials: the completion rule in words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completion: Option<String>,
 }
@@ -88,7 +88,8 @@ pub fn schedule_view(t: &TrialRecord, now: DateTime<Utc>) -> Result<ScheduleView
         ),
         other => ("not running", format!("{other}: no unit is assigned")),
     };
-    let completion: Option<Completion> = t.started_at.map(|started| {
+    let concludable = matches!(t.status, TrialStatus::Running | TrialStatus::Stopped);
+    let completion: Option<Completion> = t.started_at.filter(|_| concludable).map(|started| {
         let stopped = (t.status == TrialStatus::Stopped)
             .then_some(t.stopped_at)
             .flatten()

@@ -187,13 +187,22 @@ pub async fn conclude(
         // Keep the aggregates: the analysis of a concluded trial must
         // survive the retention job deleting raw events.
         let snapshots = if from.contains(&record.status) {
-            if let Some(why) = incomplete(&record, meta.at)? {
+            if let Some((why, ever)) = incomplete(&record, meta.at)? {
                 if !force {
-                    return Err(Error::DataIncomplete(format!(
-                        "trial '{key}' cannot be concluded yet: {why}; its snapshot would leave out \
-                         units whose data are still coming. Wait until then, or conclude anyway \
-                         with --force (API: \"force\": true) and a reason, recorded as a deviation"
-                    )));
+                    let force =
+                        "with --force (API: \"force\": true) and a reason, recorded as a deviation";
+                    return Err(Error::DataIncomplete(if ever {
+                        format!(
+                            "trial '{key}' cannot be concluded yet: {why}; its snapshot would leave \
+                             out units whose data are still coming. Wait until then, or conclude \
+                             anyway {force}"
+                        )
+                    } else {
+                        format!(
+                            "trial '{key}' cannot be concluded without --force: {why}, so its data \
+                             will never be complete. Conclude it {force}"
+                        )
+                    }));
                 }
                 deviation = Some(format!(
                     "concluded before the data were complete ({why}): {}",
@@ -204,31 +213,47 @@ pub async fn conclude(
         } else {
             Vec::new()
         };
+        // Only from the status the completion was judged in: a trial
+        // stopped or resumed meanwhile is judged again.
+        let checked = if from.contains(&record.status) {
+            std::slice::from_ref(&record.status)
+        } else {
+            from
+        };
         let (hash, version) = (&record.spec_hash, record.version);
         let done = match &deviation {
             Some(d) => {
                 store
-                    .conclude_trial_with_deviation(key, from, hash, version, &snapshots, &c, d)
+                    .conclude_trial_with_deviation(key, checked, hash, version, &snapshots, &c, d)
                     .await
             }
             None => {
                 store
-                    .conclude_trial(key, from, hash, version, &snapshots, &c)
+                    .conclude_trial(key, checked, hash, version, &snapshots, &c)
                     .await
             }
         };
         match done {
             Err(commonlab_store::StoreError::SpecConflict { .. }) => continue,
+            Err(commonlab_store::StoreError::InvalidState(_))
+                if checked.len() == 1
+                    && get(store, key).await.is_ok_and(|now| {
+                        now.status != record.status && from.contains(&now.status)
+                    }) =>
+            {
+                continue
+            }
             done => return Ok(done?),
         }
     }
     Err(Error::Store(commonlab_store::StoreError::Unavailable(
-        format!("trial '{key}' keeps being amended; try concluding again"),
+        format!("trial '{key}' keeps changing (amended, stopped or resumed); try concluding again"),
     )))
 }
 
-/// Why a started trial's data are not complete at `now`, if they are not.
-fn incomplete(record: &TrialRecord, now: DateTime<Utc>) -> Result<Option<String>, Error> {
+/// Why a started trial's data are not complete at `now`, if they are not,
+/// and whether they ever will be.
+fn incomplete(record: &TrialRecord, now: DateTime<Utc>) -> Result<Option<(String, bool)>, Error> {
     let Some(started) = record.started_at else {
         return Ok(None);
     };
@@ -238,15 +263,8 @@ fn incomplete(record: &TrialRecord, now: DateTime<Utc>) -> Result<Option<String>
         .flatten()
         .map(|t| t.timestamp());
     let completion = spec.completion(started.timestamp(), stopped);
-    Ok(
-        (!completion.is_complete(now.timestamp())).then(|| match completion.at() {
-            Some(_) => completion.describe(),
-            None => format!(
-                "{}, so its data never will be complete",
-                completion.describe()
-            ),
-        }),
-    )
+    Ok((!completion.is_complete(now.timestamp()))
+        .then(|| (completion.describe(), completion.at().is_some())))
 }
 
 /// The actions of `POST /api/v1/trials/{key}/{action}`: `start`, then

@@ -106,6 +106,9 @@ async fn a_conclusion_before_the_data_are_complete_needs_force_and_is_a_deviatio
         );
         let log = h.log("thanks-hash").await;
         assert!(log.iter().all(|(a, _)| a != "deviation"), "{log:?}");
+        let schedule = h.shown("thanks-hash").await["schedule"].clone();
+        assert_eq!(schedule["state"], "not running", "{schedule}");
+        assert!(schedule.get("completeAt").is_none(), "{schedule}");
 
         // Forced: concluded, with the deviation in the same log.
         h.create_and_start(HASH_RIVAL).await;
@@ -274,6 +277,50 @@ async fn a_trial_whose_schedule_begins_later_says_so_and_assigns_nobody_yet() {
             "thanks-hash",
             "{body}"
         );
+        h.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_trial_that_can_expose_nobody_is_concluded_only_by_force() {
+    both_backends(|db| async move {
+        // Started after its schedule ended: nobody can ever be exposed.
+        let over = HASH.replace("end = 2027-12-31T00:00:00Z", "end = 2026-05-01T00:00:00Z");
+        let (h, _) = start_at(&db, "2026-06-01T12:00:00Z").await;
+        h.import_fixture().await;
+        h.create_and_start(&over).await;
+        let schedule = h.shown("thanks-hash").await["schedule"].clone();
+        assert_eq!(schedule["state"], "ended", "{schedule}");
+        assert!(schedule.get("completeAt").is_none(), "{schedule}");
+        assert!(
+            schedule["completion"]
+                .as_str()
+                .unwrap()
+                .starts_with("no unit can be exposed"),
+            "{schedule}"
+        );
+        let resp = h
+            .action("thanks-hash", "conclude", json!({"reason": "oops"}))
+            .await;
+        let p = problem(resp, StatusCode::CONFLICT).await;
+        let detail = p["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("cannot be concluded without --force")
+                && detail.contains("will never be complete")
+                && !detail.contains("Wait"),
+            "{p}"
+        );
+        let resp = h
+            .action(
+                "thanks-hash",
+                "conclude",
+                json!({"reason": "started by mistake", "force": true}),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let log = h.log("thanks-hash").await;
+        assert_eq!(log.last().unwrap().0, "deviation", "{log:?}");
         h.stop().await;
     })
     .await;

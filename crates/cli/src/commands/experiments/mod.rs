@@ -11,7 +11,7 @@ use crate::output::{self, errln, outln};
 use anyhow::{anyhow, Context, Result};
 use commonlab_server::settings::Settings;
 use commonlab_server::trial_service::{self, Move};
-use commonlab_server::trials::overview::overview;
+use commonlab_server::trials::overview::{overview, schedule_view};
 use commonlab_store::Store;
 use files::{join_errors, trial_source};
 
@@ -59,6 +59,10 @@ pub async fn run(
                 )?;
                 if let Some(a) = &t.allocation {
                     outln!("allocation: {a}")?;
+                }
+                let schedule = schedule_view(&t, chrono::Utc::now())?;
+                if schedule.state != "assigning" {
+                    outln!("note: {}", schedule.note)?;
                 }
             }
             ExperimentsCmd::Stop { key, reason } => {
