@@ -141,6 +141,14 @@ pub enum SurveysCmd {
         #[arg(long)]
         include_text: bool,
     },
+    /// A trial's survey response across its waves: per wave and arm, each
+    /// wave's and the pooled differential-response test.
+    Response {
+        trial: String,
+        /// `md` (a summary) or `json`.
+        #[arg(long, default_value = "md", value_parser = ["md", "json"])]
+        format: String,
+    },
     /// Export a campaign's answers (wide or long CSV) or its codebook.
     Export {
         campaign: String,
