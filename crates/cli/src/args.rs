@@ -547,6 +547,9 @@ pub struct PowerArgs {
     /// communities (`blocked_users`, the default) or not (`none`).
     #[arg(long, default_value = "blocked_users", value_parser = ["blocked_users", "none"])]
     pub compare: String,
+    /// Significance level instead of the plan's `analysis.alpha` (0 to 1).
+    #[arg(long)]
+    pub alpha: Option<f64>,
     /// The metric to simulate, by name (default the trial's primary).
     #[arg(long)]
     pub metric: Option<String>,
