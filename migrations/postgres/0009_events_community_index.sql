@@ -10,7 +10,8 @@
 -- the 10M-event benchmark with SQLite. With it, the statement is one range
 -- scan per community of a covering index already in (community, unit)
 -- order, with no sort and no table access for metrics without property
--- filters or summed values (docs/benchmarks.md, "Rows of a stepped wedge").
+-- filters or summed values: 26.6 s against 89.2 s at the same machine load
+-- (docs/benchmarks.md, "Rows of a stepped wedge").
 -- `name` is in the key so that the scan covers the metric's event test.
 --
 -- Cost: one more entry per ingested event (about 100 bytes: the community
