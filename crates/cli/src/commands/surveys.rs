@@ -113,7 +113,11 @@ pub async fn run(settings: &Settings, given_actor: Option<&str>, cmd: SurveysCmd
                 reason: reason.clone(),
             };
             let actor = actor(given_actor)?;
-            let c = service::create_campaign(store, &req, &change(&actor, &reason)).await?;
+            let s = service::create_campaign(store, &req, &change(&actor, &reason)).await?;
+            for w in &s.warnings {
+                errln!("warning: {w}");
+            }
+            let c = s.campaign;
             outln!(
                 "created campaign '{}': survey '{}' v{} in wave '{}'{}, open {} to {}",
                 c.key,

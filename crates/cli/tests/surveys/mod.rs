@@ -172,10 +172,13 @@ async fn publish_campaign_links_results_and_export() {
         assert!(err.contains("no wave 'endline'") && err.contains("baseline, followup"), "{err}");
         let err = failed(&create("w1", "followup", "tomorrow"));
         assert!(err.contains("--closes"), "{err}");
+        let o = create("b1", "baseline", "2099-01-01T00:00:00Z");
+        ok(&o);
+        assert!(stderr(&o).contains("warning: wave 'baseline' is due before the trial starts"), "{}", stderr(&o));
         let out = ok(&create("w1", "followup", "2099-01-01T00:00:00Z"));
         assert!(out.contains("created campaign 'w1'"), "{out}");
         let out = ok(&run(&["surveys", "campaign", "list"]));
-        assert!(out.contains("w1") && out.contains("open"), "{out}");
+        assert!(out.contains("w1") && out.contains("b1") && out.contains("open"), "{out}");
 
         // Links: raw ids in, pseudonyms and links out; the file is private.
         let key_file = dir.join("study.key");

@@ -242,6 +242,44 @@ impl WaveTiming {
 }
 
 impl TrialSpec {
+    /// Where a campaign open from `opens` to `closes` (Unix seconds) does
+    /// not fit the timing of `wave`: a `before_start` wave still open when
+    /// the trial starts (answers given after seeing an arm), an `at_end`
+    /// wave opening before the trial ends, an `after_first_exposure` wave
+    /// closing before any unit can be due. Empty when it fits, the wave is
+    /// unscheduled or unknown. Advice for the researcher, not an error.
+    pub fn wave_timing_warnings(&self, wave: &str, opens: i64, closes: i64) -> Vec<String> {
+        let Some(timing) = self
+            .surveys
+            .iter()
+            .find(|s| s.wave == wave)
+            .map(|s| s.timing)
+        else {
+            return Vec::new();
+        };
+        let (start, end) = (self.schedule.start, self.schedule.end);
+        let at = |t: i64| format_rfc3339(t);
+        match timing {
+            WaveTiming::BeforeStart if closes > start => vec![format!(
+                "wave '{wave}' is due before the trial starts ({}), but the campaign closes at {}: units may answer after seeing their arm",
+                at(start),
+                at(closes)
+            )],
+            WaveTiming::AtEnd if opens < end => vec![format!(
+                "wave '{wave}' is due when the trial ends ({}), but the campaign opens at {}",
+                at(end),
+                at(opens)
+            )],
+            WaveTiming::AfterFirstExposure { seconds } if closes <= start + seconds => vec![format!(
+                "wave '{wave}' is due {} after each unit's first exposure, but the campaign closes at {}, before any unit can be due (the trial starts {})",
+                format_duration(seconds),
+                at(closes),
+                at(start)
+            )],
+            _ => Vec::new(),
+        }
+    }
+
     /// The instruments a wave of this trial gives (empty for an unknown wave).
     pub fn wave_instruments(&self, wave: &str) -> Vec<&str> {
         self.surveys

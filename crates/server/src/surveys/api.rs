@@ -121,8 +121,7 @@ async fn create_campaign(
 ) -> Result<Response, Problem> {
     let actor = caller.actor();
     let meta = ChangeMeta::now(&actor, &body.reason, &cx.clock);
-    let c = service::create_campaign(&cx.store, &body, &meta).await?;
-    let summary = service::summary(&cx.store, c, meta.at).await?;
+    let summary = service::create_campaign(&cx.store, &body, &meta).await?;
     Ok((StatusCode::CREATED, Json(summary)).into_response())
 }
 

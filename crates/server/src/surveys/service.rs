@@ -103,12 +103,13 @@ const KEY_RULE: &str =
 /// a trial, the trial must name the wave and give this instrument in it
 /// (`[[surveys]]` of its file). Refused with the field named: a key that
 /// is not a key, an unpublished version, an unknown trial or wave, a
-/// campaign that closes before it opens or has closed already.
+/// campaign that closes before it opens or has closed already. Dates
+/// that do not fit the wave's timing are reported as `warnings`.
 pub async fn create_campaign(
     store: &Store,
     req: &CampaignRequest,
     meta: &ChangeMeta<'_>,
-) -> Result<CampaignRecord, Error> {
+) -> Result<CampaignSummary, Error> {
     need_reason(meta)?;
     for (field, value) in [
         ("/key", &req.key),
@@ -147,6 +148,7 @@ pub async fn create_campaign(
             ),
         ));
     }
+    let mut warnings = Vec::new();
     if let Some(trial) = &req.trial {
         let Some(record) = store.get_trial(trial).await? else {
             return Err(Error::invalid("/trial", format!("no trial '{trial}'")));
@@ -169,6 +171,11 @@ pub async fn create_campaign(
                 ),
             ));
         }
+        warnings = spec.wave_timing_warnings(
+            &req.wave,
+            req.opens_at.timestamp(),
+            req.closes_at.timestamp(),
+        );
         if !given.contains(&req.instrument.as_str()) {
             return Err(Error::invalid(
                 "/instrument",
@@ -181,7 +188,7 @@ pub async fn create_campaign(
             ));
         }
     }
-    Ok(store
+    let c = store
         .create_campaign(&NewCampaign {
             key: &req.key,
             instrument: &req.instrument,
@@ -194,7 +201,10 @@ pub async fn create_campaign(
             reason: meta.reason,
             at: meta.at,
         })
-        .await?)
+        .await?;
+    let mut s = summary(store, c, meta.at).await?;
+    s.warnings = warnings;
+    Ok(s)
 }
 
 /// A campaign with its counts, as listed.
@@ -202,6 +212,10 @@ pub async fn create_campaign(
 pub struct CampaignSummary {
     #[serde(flatten)]
     pub campaign: CampaignRecord,
+    /// On creation: where the campaign's dates do not fit its wave's
+    /// timing in the trial's file (advice; the campaign is created).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// `scheduled`, `open` or `closed` (at the time of the request).
     pub state: &'static str,
     pub invited: i64,
@@ -224,6 +238,7 @@ pub async fn summary(
     now: DateTime<Utc>,
 ) -> Result<CampaignSummary, Error> {
     Ok(CampaignSummary {
+        warnings: Vec::new(),
         state: campaign_state(&c, now),
         invited: store.invitation_count(c.id).await?,
         responses: store.response_counts(c.id).await?,

@@ -137,9 +137,15 @@ async fn researchers_publish_invite_and_read_results() {
         api.refused(Method::POST, c, Some(b), StatusCode::UNPROCESSABLE_ENTITY, "/opens_at").await;
         let v = api.ok(Method::POST, c, Some(campaign_body("f1", "followup", 1)), StatusCode::CREATED).await;
         assert_eq!((v["state"].as_str(), v["invited"].as_i64()), (Some("open"), Some(0)));
+        assert!(v.get("warnings").is_none(), "{v}");
+        // A baseline still open after the trial started: created, with a warning.
+        let v = api.ok(Method::POST, c, Some(campaign_body("b1", "baseline", 1)), StatusCode::CREATED).await;
+        let w = v["warnings"][0].as_str().unwrap();
+        assert!(w.contains("due before the trial starts (2026-01-01T00:00:00Z)"), "{w}");
         api.refused(Method::POST, c, Some(campaign_body("f1", "followup", 1)), StatusCode::CONFLICT, "").await;
         let v = api.ok(Method::GET, c, None, StatusCode::OK).await;
-        assert_eq!(v["campaigns"][0]["key"], "f1");
+        assert_eq!(v["campaigns"][1]["key"], "f1");
+        assert!(v["campaigns"][0].get("warnings").is_none(), "only on creation");
         api.refused(Method::GET, "/api/v1/surveys/campaigns/nope", None, StatusCode::NOT_FOUND, "").await;
 
         // Links: raw ids in, pseudonyms and signed tokens out.

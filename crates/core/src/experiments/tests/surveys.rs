@@ -166,3 +166,34 @@ fn the_examples_name_their_waves() {
     let dash = spec(DASHBOARD, "value-dashboard.toml");
     assert_eq!(dash.wave_instruments("endline"), ["cbpp-community", "sus"]);
 }
+
+#[test]
+fn campaigns_that_do_not_fit_their_wave_are_warned_about() {
+    let t = spec(THANKS, "thanks-button.toml");
+    let start = t.schedule.start;
+    let day = 86_400;
+    assert!(t
+        .wave_timing_warnings("baseline", start - 10 * day, start)
+        .is_empty());
+    let w = t.wave_timing_warnings("baseline", start - 10 * day, start + day);
+    assert_eq!(w.len(), 1);
+    assert!(
+        w[0].contains("due before the trial starts") && w[0].contains("after seeing their arm"),
+        "{w:?}"
+    );
+    assert!(t
+        .wave_timing_warnings("followup", start, start + 30 * day)
+        .is_empty());
+    let w = t.wave_timing_warnings("followup", start, start + 14 * day);
+    assert!(
+        w[0].contains("14d after each unit's first exposure"),
+        "{w:?}"
+    );
+    let d = spec(DASHBOARD, "value-dashboard.toml");
+    assert!(d
+        .wave_timing_warnings("endline", d.schedule.end, d.schedule.end + 30 * day)
+        .is_empty());
+    let w = d.wave_timing_warnings("endline", d.schedule.end - day, d.schedule.end + 30 * day);
+    assert!(w[0].contains("due when the trial ends"), "{w:?}");
+    assert!(t.wave_timing_warnings("nope", 0, 1).is_empty());
+}
