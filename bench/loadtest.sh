@@ -50,7 +50,7 @@ run_on() {
   "$bin" loadtest --url "$base" --key "$key" --rate "$rate" --duration "$duration" --communities "$communities"
   after=$(cpu)
   echo "server CPU: $(python3 -c "print(f'{$after-$before:.1f}')") s"
-  if [ -n "$oha" ] && [ "$name" = sqlite ]; then
+  if [ -x "$oha" ] && [ "$name" = sqlite ]; then
     local flag=thanks-button
     echo "### $name: single-flag evaluations, $rate/s for $duration, loadtest then oha"
     "$bin" loadtest --url "$base" --key "$key" --rate "$rate" --duration "$duration" \
@@ -66,5 +66,5 @@ run_on() {
 run_on sqlite "sqlite://$work/bench.db"
 psql "$pg/postgres" -qc "CREATE DATABASE $db" >/dev/null
 run_on postgres "$pg/$db"
-[ -z "$oha" ] && echo "oha not installed: the comparison was skipped"
+[ -x "$oha" ] || echo "oha not installed: the comparison was skipped"
 true
