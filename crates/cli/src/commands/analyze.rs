@@ -48,7 +48,12 @@ async fn trial(settings: &Settings, key: &str, args: &AnalyzeArgs) -> Result<()>
         })();
         return out.finish(written);
     }
-    let result = report::analyse(&stored);
+    let spec = stored.spec.clone();
+    let mut result = report::analyse(&stored);
+    with_store(&settings.database_url, async |store| {
+        Ok(analysis::add_surveys(store, &spec, &mut result, settings.survey_min_cell).await?)
+    })
+    .await?;
     match args.format.as_str() {
         "md" => out!("{}", trial_markdown(&result)),
         _ => output::json(&result),

@@ -30,6 +30,7 @@ mod members;
 mod plan;
 mod quality;
 mod rows;
+mod surveys;
 
 pub use community::{community_rows, engine_rows, CommunityRow};
 pub use fetch::{fetch, Allocation, MetricData, MetricRows, Role, Source, StoredTrial};
@@ -37,6 +38,7 @@ pub use members::{blocked_rows, rows_design};
 pub use plan::{DecisionOutcome, PlannedComparison, PlannedComparisons};
 pub use quality::{Adherence, Quality, ADHERENCE_WARNING};
 pub use rows::{rows_table, RowsTable};
+pub use surveys::{analyse_scales, metric_name, ScaleScore, WaveScores};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -64,6 +66,11 @@ pub struct TrialAnalysis {
     pub comparisons: PlannedComparisons,
     /// The plan's decision rule, evaluated.
     pub decision: DecisionOutcome,
+    /// The trial's survey waves: response per arm and community and the
+    /// differential-response test (filled by the caller that scores the
+    /// surveys; absent when the trial has no survey campaign).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub survey_response: Option<serde_json::Value>,
 }
 
 /// One metric's results.
@@ -150,6 +157,7 @@ pub fn analyse(t: &StoredTrial) -> TrialAnalysis {
         quality,
         comparisons,
         decision,
+        survey_response: None,
     }
 }
 

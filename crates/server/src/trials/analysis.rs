@@ -7,7 +7,8 @@
 
 use crate::error::Error;
 use chrono::{DateTime, Utc};
-use commonlab_core::experiments::parse_trial;
+use crate::surveys;
+use commonlab_core::experiments::{parse_trial, TrialSpec};
 use commonlab_report::analysis::{self as report, StoredTrial, TrialAnalysis};
 use commonlab_report::ReportError;
 use commonlab_store::{MetricSnapshot, Store, StoreError, TrialRecord};
@@ -26,21 +27,84 @@ pub async fn stored(store: &Store, key: &str, as_of: DateTime<Utc>) -> Result<St
     Ok(report::fetch(store, key, as_of).await?)
 }
 
-/// [`stored`], then the analysis (on a blocking thread).
+/// [`stored`], then the analysis (on a blocking thread), with the trial's
+/// survey waves ([`add_surveys`]); `min_cell` is the smallest breakdown
+/// the survey response shows.
 pub async fn analyse(
     store: &Store,
     key: &str,
     as_of: DateTime<Utc>,
+    min_cell: usize,
 ) -> Result<TrialAnalysis, Error> {
     let trial = stored(store, key, as_of).await?;
-    match tokio::task::spawn_blocking(move || report::analyse(&trial)).await {
-        Ok(analysis) => Ok(analysis),
+    let spec = trial.spec.clone();
+    let mut analysis = match tokio::task::spawn_blocking(move || report::analyse(&trial)).await {
+        Ok(analysis) => analysis,
         // The pipeline does not panic on any stored data; if it did, that is
         // our bug, not the client's: let it surface as one.
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         // Cancelled: the runtime is shutting down.
-        Err(_) => Err(StoreError::Unavailable("the server is shutting down".into()).into()),
+        Err(_) => return Err(StoreError::Unavailable("the server is shutting down".into()).into()),
+    };
+    add_surveys(store, &spec, &mut analysis, min_cell).await?;
+    Ok(analysis)
+}
+
+/// Adds the trial's survey waves (its campaigns) to its analysis: each
+/// scale of each wave becomes a secondary metric `survey:WAVE:SCALE`
+/// (`report::analysis::analyse_scales`: per-member designs get Welch per
+/// treatment arm, community designs no per-member test), and the response
+/// per arm and community with the differential-response test becomes
+/// `survey_response`, with a data-quality warning when the arms answered
+/// at different rates. Nothing changes for a trial without a campaign.
+pub async fn add_surveys(
+    store: &Store,
+    spec: &TrialSpec,
+    analysis: &mut TrialAnalysis,
+    min_cell: usize,
+) -> Result<(), Error> {
+    let mut campaigns: Vec<_> = store
+        .list_campaigns()
+        .await?
+        .into_iter()
+        .filter(|c| c.trial_key.as_deref() == Some(analysis.trial.as_str()))
+        .collect();
+    if campaigns.is_empty() {
+        return Ok(());
     }
+    campaigns.sort_by(|a, b| (a.opens_at, &a.key).cmp(&(b.opens_at, &b.key)));
+    let mut waves = Vec::with_capacity(campaigns.len());
+    for c in &campaigns {
+        let instrument = surveys::service::instrument(store, &c.instrument, c.version).await?;
+        let (_, scores) = surveys::service::campaign_scale_scores(store, &c.key).await?;
+        waves.push(report::WaveScores {
+            wave: c.wave.clone(),
+            campaign: c.key.clone(),
+            scales: instrument.scales.iter().map(|s| s.key.clone()).collect(),
+            scores: scores
+                .into_iter()
+                .map(|s| report::ScaleScore {
+                    unit: s.unit,
+                    arm: s.arm,
+                    scale: s.scale,
+                    score: s.score,
+                })
+                .collect(),
+        });
+    }
+    analysis
+        .metrics
+        .extend(report::analyse_scales(spec, &waves, analysis.as_of));
+    let response = surveys::service::trial_response(store, &analysis.trial, min_cell).await?;
+    if let surveys::results::Computed::Value(d) = &response.differential {
+        if d.flagged {
+            analysis.quality.warnings.push(
+                "survey response differs by arm (differential-response test): respondents may not be comparable across arms, so the survey metrics can be biased".into(),
+            );
+        }
+    }
+    analysis.survey_response = Some(serde_json::to_value(&response).unwrap_or_default());
+    Ok(())
 }
 
 /// Computes every metric of the trial as of `at` (the aggregates a trial

@@ -303,7 +303,7 @@ async fn analysis(
             })?
             .with_timezone(&chrono::Utc),
     };
-    let result = super::analysis::analyse(&trials.store, &key, as_of).await?;
+    let result = super::analysis::analyse(&trials.store, &key, as_of, trials.config.survey_min_cell).await?;
     Ok(Json(result).into_response())
 }
 

@@ -293,6 +293,30 @@ async fn researchers_publish_invite_and_read_results() {
         api.refused(Method::GET, "/api/v1/surveys/campaigns/f1/export?format=xlsx", None, StatusCode::UNPROCESSABLE_ENTITY, "/format").await;
         api.refused(Method::GET, "/api/v1/surveys/campaigns/f1/export?include_text=true", None, StatusCode::FORBIDDEN, "/include_text").await;
 
+        // The trial's analysis takes each scale of the wave as a secondary
+        // metric, analysed as its design allows (members randomised: Welch
+        // per treatment arm), with the wave's response per arm beside it.
+        let r = api.ok(Method::GET, "/api/v1/surveys/campaigns/f1/results", None, StatusCode::OK).await;
+        let mut by_arm: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+        for p in r["results"]["respondents"].as_array().unwrap() {
+            if let (Some(arm), Some(x)) = (p["arm"].as_str(), p["scales"]["value"].as_f64()) {
+                by_arm.entry(arm.to_string()).or_default().push(x);
+            }
+        }
+        let (c, t) = (&by_arm["control"], &by_arm["small"]);
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let var = |v: &[f64]| v.iter().map(|x| (x - mean(v)).powi(2)).sum::<f64>() / (v.len() as f64 - 1.0);
+        let a = api.ok(Method::GET, "/api/v1/trials/thanks-hash/analysis?as_of=2027-01-20T00:00:00Z", None, StatusCode::OK).await;
+        let m = a["metrics"].as_array().unwrap().iter().find(|m| m["name"] == "survey:followup:value").unwrap_or_else(|| panic!("{a}"));
+        assert_eq!(m["role"], "secondary");
+        assert_eq!((m["n"]["control"].as_i64(), m["n"]["small"].as_i64()), (Some(c.len() as i64), Some(t.len() as i64)), "{m}");
+        let e = &m["estimates"][0];
+        assert_eq!((e["arm"].as_str(), e["control"].as_str(), e["method"].as_str()), (Some("small"), Some("control"), Some("welch")));
+        assert!((e["estimate"].as_f64().unwrap() - (mean(t) - mean(c))).abs() < 1e-9, "{e}");
+        let se = (var(c) / c.len() as f64 + var(t) / t.len() as f64).sqrt();
+        assert!((e["se"].as_f64().unwrap() - se).abs() < 1e-9, "{e} {se}");
+        assert!(a["metrics"].as_array().unwrap().iter().any(|m| m["name"] == "survey:followup:belonging"));
+        assert_eq!(a["survey_response"]["waves"][0]["wave"], "followup", "{}", a["survey_response"]);
         // Once the wave has closed, no more links.
         clock.set(at("2027-02-01T00:00:00Z"));
         let p = api.refused(Method::POST, links, Some(json!({"units": ["late"], "reason": "r"})), StatusCode::CONFLICT, "").await;
