@@ -1,6 +1,10 @@
 //! Load on the survey pages (docs/benchmarks.md, "Survey pages"): a real
 //! server on loopback, in this process, on a fresh database.
 //!
+//! 0. Cost of one render: one respondent's page rendered through the
+//!    router in this process, one request at a time (no network), in 10
+//!    batches of 500; the fastest and the median batch's mean per render
+//!    (the fastest batch is the least disturbed by other load).
 //! 1. Render time: `--concurrency` respondents (default 50), each on its
 //!    own link and connection, load their current page (a randomised page
 //!    of 5 Likert items) `--renders` times each, pausing a think time
@@ -209,6 +213,35 @@ async fn main() -> Result<()> {
                 .build()?,
         })
     };
+
+    // 0. The cost of one render, through the router, one at a time.
+    {
+        let me = who(respondents + concurrency)?;
+        ensure!(
+            me.post("/consent", &[("consent".into(), "yes".into())])
+                .await?
+                == 303
+        );
+        let app = commonlab_server::router(server.state.clone());
+        let mut batches = Vec::new();
+        for _ in 0..10 {
+            let start = Instant::now();
+            for _ in 0..500 {
+                let req =
+                    Request::get(format!("/s/{}", me.token)).body(axum::body::Body::empty())?;
+                let resp = tower::ServiceExt::oneshot(app.clone(), req).await?;
+                ensure!(resp.status() == 200);
+                axum::body::to_bytes(resp.into_body(), usize::MAX).await?;
+            }
+            batches.push(start.elapsed() / 500);
+        }
+        batches.sort();
+        println!(
+            "one render in process (10 batches of 500): fastest batch {:.3} ms, median batch {:.3} ms per render",
+            batches[0].as_secs_f64() * 1e3,
+            batches[5].as_secs_f64() * 1e3
+        );
+    }
 
     // 1. Render time at `concurrency` respondents (links of their own,
     // numbered after the no-loss ones).

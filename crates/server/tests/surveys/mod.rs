@@ -377,6 +377,10 @@ async fn declining_stores_only_the_refusal_and_one_can_still_take_part() {
         let (s, body, _) = r.get("", "en").await;
         assert_eq!(s, StatusCode::OK);
         assert!(body.contains("You chose not to take part"));
+        assert!(
+            body.contains("You agree to answer."),
+            "what one would agree to is shown again"
+        );
         // A page posted while declined saves nothing.
         let (s, _, _) = r.post("/pages/1", &[("often", "never")]).await;
         assert_eq!(s, StatusCode::SEE_OTHER);

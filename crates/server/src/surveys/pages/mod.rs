@@ -549,7 +549,7 @@ fn declined_page(ctx: &PagesContext, v: &Visit) -> Response {
         csrf: form_token(&ctx.config.survey_keys, &v.token),
         consent: Some(ConsentView {
             action: format!("/s/{}/consent", v.token),
-            text: String::new(),
+            text: text(&i.consent.text, &v.lang, i).to_string(),
             error: None,
         }),
     };
