@@ -13,7 +13,9 @@
 use anyhow::Result;
 use args::{Cli, Command};
 use clap::Parser;
-use commands::{analyze, events, experiments, flags, keys, metrics, serve, simulate, units};
+use commands::{
+    analyze, events, experiments, flags, keys, metrics, report, serve, simulate, units,
+};
 use output::errln;
 use std::process::ExitCode;
 
@@ -62,5 +64,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Units(cmd) => units::run(&settings, actor, cmd).await,
         Command::Events(cmd) => events::run(&settings, cmd).await,
         Command::Simulate(args) => simulate::run(&settings, actor, args).await,
+        Command::Report(args) => report::run(&settings, args).await,
     }
 }

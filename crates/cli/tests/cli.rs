@@ -16,6 +16,7 @@ mod events;
 mod flags;
 mod output;
 mod privacy;
+mod report;
 mod secrets;
 mod serve;
 mod simulate;

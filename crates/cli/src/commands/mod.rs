@@ -8,6 +8,7 @@ pub mod experiments;
 pub mod flags;
 pub mod keys;
 pub mod metrics;
+pub mod report;
 pub mod serve;
 pub mod simulate;
 pub mod units;

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod decision;
 pub mod dedup;
 pub mod exposure;
+pub mod report;
 pub mod service;
 pub mod unit_cache;
 

@@ -7,6 +7,7 @@ use commonlab_core::privacy::pseudonymise;
 mod designs;
 mod exposures;
 mod lifecycle;
+mod report;
 
 const HASH: &str = include_str!("../fixtures/trials/hash.toml");
 const HASH_AMENDED: &str = include_str!("../fixtures/trials/hash-amended.toml");
