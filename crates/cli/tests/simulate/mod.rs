@@ -147,15 +147,16 @@ async fn simulate_rehearses_a_running_trial_through_the_server() {
             "json",
         ]);
         let v: serde_json::Value = serde_json::from_str(&analysis).unwrap();
-        let arms: Vec<String> = serde_json::from_value(v["input"]["arms"].clone()).unwrap();
-        let strata = v["input"]["metrics"][0]["strata"].as_array().unwrap();
+        // The per-arm means the engine compared.
+        let arms = &v["metrics"][0]["detail"]["arms"];
         let mean = |arm: &str| {
-            let i = arms.iter().position(|a| a == arm).unwrap();
-            let (n, sum) = strata.iter().fold((0.0, 0.0), |(n, s), st| {
-                let c = &st["stats"][i];
-                (n + c["n"].as_f64().unwrap(), s + c["sum"].as_f64().unwrap())
-            });
-            sum / n
+            arms.as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["name"] == arm)
+                .unwrap_or_else(|| panic!("{arm} in {v}"))["value"]
+                .as_f64()
+                .unwrap()
         };
         assert!(
             mean("on") > 2.0 * mean("off"),

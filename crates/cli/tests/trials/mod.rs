@@ -236,48 +236,46 @@ async fn metrics_from_the_library_are_computed_in_the_database() {
             .unwrap();
         assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
 
-        let o = run(
-            &url,
-            &["analyze", "--trial", "refs-trial", "--as-of", "2026-02-01T00:00:00Z", "--input-only"],
-        );
+        // The rows the design produced (hash: per-(metric, arm, community)
+        // sufficient statistics), as CSV.
+        let o = run(&url, &["analyze", "--trial", "refs-trial", "--as-of", "2026-02-01T00:00:00Z", "--rows"]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-        let input = &v["input"];
-        assert_eq!(input["arms"], serde_json::json!(["control", "heart", "banner"]));
-        assert_eq!(input["users"], serde_json::json!([3.0, 4.0, 0.0]));
-        let metric = |name: &str| {
-            input["metrics"]
-                .as_array()
+        let csv = stdout(&o);
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert_eq!(&header[..5], ["metric", "arm", "community", "n", "sum"]);
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        let cell = |metric: &str, arm: &str, field: &str| -> f64 {
+            let i = header.iter().position(|h| *h == field).unwrap();
+            rows.iter()
+                .find(|r| r[0] == metric && r[1] == arm)
+                .unwrap_or_else(|| panic!("{metric}/{arm} in {csv}"))[i]
+                .parse()
                 .unwrap()
-                .iter()
-                .find(|m| m["name"] == name)
-                .unwrap_or_else(|| panic!("{name} in {input}"))
-                .clone()
         };
         // contributions in days [0, 7): control m1 1, m2 0, m3 1; heart
         // m4 2, m5 0, m6 1, m7 0. Covariate days [-7, 0): m1 1, m4 1.
-        let c = metric("contributions");
-        assert_eq!(c["type"], "mean");
-        let s = &c["stats"];
         assert_eq!(
-            (s[0]["n"].as_f64(), s[0]["sum"].as_f64(), s[0]["sum_squares"].as_f64()),
-            (Some(3.0), Some(2.0), Some(2.0))
+            (cell("contributions", "control", "n"), cell("contributions", "control", "sum"), cell("contributions", "control", "sum_squares")),
+            (3.0, 2.0, 2.0)
         );
         assert_eq!(
-            (s[1]["n"].as_f64(), s[1]["sum"].as_f64(), s[1]["sum_squares"].as_f64()),
-            (Some(4.0), Some(3.0), Some(5.0))
+            (cell("contributions", "heart", "n"), cell("contributions", "heart", "sum"), cell("contributions", "heart", "sum_squares")),
+            (4.0, 3.0, 5.0)
         );
-        assert_eq!((s[0]["x_sum"].as_f64(), s[0]["xy_sum"].as_f64()), (Some(1.0), Some(1.0)));
-        assert_eq!((s[1]["x_sum"].as_f64(), s[1]["xy_sum"].as_f64()), (Some(1.0), Some(2.0)));
-        assert_eq!(s[2]["n"].as_f64(), Some(0.0));
-        let p = metric("contributed");
-        assert_eq!(p["type"], "proportion");
-        assert_eq!(p["stats"][1]["sum"].as_f64(), Some(2.0));
-        assert!(p["stats"][1].get("x_sum").is_none(), "covariate = false");
+        assert_eq!((cell("contributions", "control", "x_sum"), cell("contributions", "control", "xy_sum")), (1.0, 1.0));
+        assert_eq!((cell("contributions", "heart", "x_sum"), cell("contributions", "heart", "xy_sum")), (1.0, 2.0));
+        assert!(!rows.iter().any(|r| r[1] == "banner"), "nobody in banner: {csv}");
+        assert_eq!(cell("contributed", "heart", "sum"), 2.0);
+        assert_eq!(cell("contributed", "heart", "x_sum"), 0.0, "covariate = false");
         // Public thanks only, numeric sizes only: m6 3, m7 2.5.
-        let g = metric("big_thanks");
-        assert_eq!(g["stats"][1]["sum"].as_f64(), Some(5.5));
-        assert_eq!(g["stats"][1]["sum_squares"].as_f64(), Some(15.25));
+        assert_eq!(cell("big_thanks", "heart", "sum"), 5.5);
+        assert_eq!(cell("big_thanks", "heart", "sum_squares"), 15.25);
+
+        // The whole analysis, and its Markdown form.
+        let o = run(&url, &["analyze", "--trial", "refs-trial", "--as-of", "2026-02-01T00:00:00Z"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
         let roles: Vec<(String, String)> = v["metrics"]
             .as_array()
             .unwrap()
@@ -292,22 +290,29 @@ async fn metrics_from_the_library_are_computed_in_the_database() {
                 ("big_thanks".into(), "decrease".into())
             ]
         );
-
-        // The whole analysis, and its Markdown form.
-        let o = run(&url, &["analyze", "--trial", "refs-trial", "--as-of", "2026-02-01T00:00:00Z"]);
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-        let cmp = &v["output"]["metrics"]["contributions"]["comparisons"]["heart"];
-        let effect = cmp["absolute"]["two_sided"]["effect"].as_f64().unwrap();
-        assert!((effect - (3.0 / 4.0 - 2.0 / 3.0)).abs() < 1e-12, "{cmp}");
-        assert!(cmp["cuped"]["theta"].is_number(), "{cmp}");
+        let heart = v["metrics"][0]["estimates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["arm"] == "heart")
+            .unwrap_or_else(|| panic!("{v}"));
+        // The covariate explains something here: CUPED leads, Welch beside.
+        assert_eq!(heart["method"], "cuped", "{heart}");
+        let welch = heart["beside"].as_array().unwrap().iter().find(|b| b["method"] == "welch").unwrap();
+        let effect = welch["estimate"].as_f64().unwrap();
+        assert!((effect - (3.0 / 4.0 - 2.0 / 3.0)).abs() < 1e-12, "{heart}");
         let o = run(&url, &["analyze", "--trial", "refs-trial", "--format", "md", "--as-of", "2026-02-01T00:00:00Z"]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         assert!(stdout(&o).contains("big_thanks (guardrail, mean, decrease)"), "{}", stdout(&o));
-        // Before any window has closed nobody is analysed.
-        let o = run(&url, &["analyze", "--trial", "refs-trial", "--as-of", "2026-01-06T00:00:00Z", "--input-only"]);
+        // Before any window has closed nobody is analysed, and it says why.
+        let o = run(&url, &["analyze", "--trial", "refs-trial", "--as-of", "2026-01-06T00:00:00Z"]);
         let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-        assert_eq!(v["input"]["metrics"][0]["stats"][0]["n"].as_f64(), Some(0.0));
+        assert_eq!(v["metrics"][0]["n"]["control"].as_f64(), Some(0.0));
+        // (The fixture's schedule starts in 2027; its exposures were
+        // written straight into the store.)
+        assert!(v["notice"].as_str().unwrap().contains("starts at 2027-01-01"), "{v}");
+        let o = run(&url, &["analyze", "--trial", "refs-trial", "--as-of", "2026-01-06T00:00:00Z", "--rows"]);
+        assert_eq!(stdout(&o).lines().count(), 1, "the header alone: {}", stdout(&o));
 
         let o = run(&url, &["metrics", "sql", "refs-trial", "big_thanks", "--explain"]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

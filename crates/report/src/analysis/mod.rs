@@ -165,16 +165,16 @@ fn design_analysis(spec: &commonlab_core::experiments::TrialSpec) -> String {
 fn notice(t: &StoredTrial, metrics: &[MetricAnalysis]) -> Option<String> {
     let fmt = |s: i64| commonlab_core::experiments::format_rfc3339(s);
     let as_of = t.as_of.timestamp();
+    let measured = metrics.iter().any(|m| m.n.values().any(|&n| n > 0));
+    if measured {
+        return None;
+    }
     if as_of < t.spec.schedule.start {
         return Some(format!(
             "the trial starts at {}; nothing is assigned before then, so nothing is analysed as of {}",
             fmt(t.spec.schedule.start),
             fmt(as_of)
         ));
-    }
-    let measured = metrics.iter().any(|m| m.n.values().any(|&n| n > 0));
-    if measured {
-        return None;
     }
     let primary = &t.spec.metrics.primary;
     if t.spec.is_community_design() {

@@ -4,7 +4,7 @@ use super::*;
 use commonlab_core::privacy::pseudonymise;
 use commonlab_store::EventFilter;
 
-mod openapi;
+pub(crate) mod openapi;
 mod refused;
 
 fn event(id: &str, unit: &str, name: &str) -> Value {

@@ -7,11 +7,11 @@
 
 use super::*;
 
-const FILE: &str = include_str!("../../../../docs/openapi.json");
+pub(crate) const FILE: &str = include_str!("../../../../docs/openapi.json");
 
 /// Checks `value` against `schema`; returns the violations (empty: valid).
-struct Checker<'a> {
-    doc: &'a Value,
+pub(crate) struct Checker<'a> {
+    pub(crate) doc: &'a Value,
 }
 
 impl<'a> Checker<'a> {
@@ -29,7 +29,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn check(&self, schema: &'a Value, value: &Value, at: &str) -> Vec<String> {
+    pub(crate) fn check(&self, schema: &'a Value, value: &Value, at: &str) -> Vec<String> {
         let schema = self.resolve(schema);
         let obj = schema.as_object().expect("a schema is an object");
         let mut errs = Vec::new();
@@ -218,7 +218,7 @@ fn class_pattern_matches(pattern: &str, s: &str) -> bool {
 
 /// The schema of `status`'s `content_type` body of `method path`, from the
 /// document (following a `$ref`'d response).
-fn response_schema<'d>(
+pub(crate) fn response_schema<'d>(
     doc: &'d Value,
     path: &str,
     method: &str,

@@ -121,7 +121,19 @@ impl Harness {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
-        resp.json().await.unwrap()
+        let v: Value = resp.json().await.unwrap();
+        // Every analysis the tests make is what docs/openapi.json says.
+        let doc: Value = serde_json::from_str(crate::events::openapi::FILE).unwrap();
+        let schema = crate::events::openapi::response_schema(
+            &doc,
+            "/api/v1/trials/{key}/analysis",
+            "get",
+            200,
+            "application/json",
+        );
+        let errors = crate::events::openapi::Checker { doc: &doc }.check(schema, &v, "");
+        assert!(errors.is_empty(), "{errors:?}");
+        v
     }
 }
 
