@@ -93,7 +93,7 @@ async fn report_writes_verifies_and_detects_a_changed_number() {
         let o = run(&url, &args);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         assert!(stdout(&o).contains("wrote the report of refs-trial"), "{}", stdout(&o));
-        for f in ["results.json", "report.md", "report.html", "decision.json", "decision.md"] {
+        for f in ["results.json", "report.md", "report.html", "decision.json", "decision.md", "wp2-parameters.json"] {
             assert!(out.join(f).is_file(), "{f}");
         }
         let first = std::fs::read_to_string(out.join("results.json")).unwrap();
