@@ -24,7 +24,9 @@ pub struct Cli {
     /// max_batch_events, study_key_file, admin_key_file, consent_scope,
     /// allowed_events, allowed_properties, retention_days,
     /// idle_timeout_secs, header_read_timeout_secs, request_timeout_secs,
-    /// max_connections, exposure_cache_bytes; each also as an environment
+    /// max_connections, exposure_cache_bytes, survey_rate_per_ip_per_minute,
+    /// survey_rate_per_link_per_minute, survey_rate_max_tracked,
+    /// survey_min_cell; each also as an environment
     /// variable COMMONLAB_KEY (docs/configuration.md: defaults, order).
     #[arg(long, env = "COMMONLAB_CONFIG", global = true)]
     pub config: Option<PathBuf>,
@@ -71,6 +73,17 @@ pub enum Command {
     /// that a report still matches its data (`report verify DIR`);
     /// docs/reports.md.
     Report(ReportArgs),
+    /// Simulation-based power of a trial file's design, in memory
+    /// (docs/power.md).
+    Power(PowerArgs),
+    /// Drive a running server open-loop at a target rate with a mix of
+    /// OFREP evaluations, event batches and survey page views; report
+    /// throughput and latency (docs/benchmarks.md).
+    Loadtest(LoadtestArgs),
+    /// Survey instruments, campaigns, personal links, results and exports
+    /// (docs/surveys.md).
+    #[command(subcommand)]
+    Surveys(SurveysCmd),
 }
 
 #[derive(Args)]
@@ -112,6 +125,108 @@ pub enum ReportCmd {
         /// A report directory holding results.json.
         dir: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+pub enum SurveysCmd {
+    /// Check instrument files (default: every *.toml under surveys/); every
+    /// error with file, line, column and field.
+    Validate {
+        paths: Vec<PathBuf>,
+        /// Also check that every [[surveys]] of these trial files (a file
+        /// or a directory, e.g. experiments/) names an instrument among the
+        /// files checked.
+        #[arg(long)]
+        trials: Option<PathBuf>,
+    },
+    /// Publish an instrument file's version (the same content again is a
+    /// no-op; other content under a published version is refused).
+    Publish {
+        file: PathBuf,
+        /// Why (recorded with the version and who published it).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List the published instrument versions.
+    Instruments,
+    /// Create or list campaigns (an instrument version given in a wave).
+    #[command(subcommand)]
+    Campaign(CampaignCmd),
+    /// Invite units to a campaign and print their personal links as CSV
+    /// (unit,pseudonym,link); links expire when the campaign closes.
+    Links {
+        campaign: String,
+        /// A file of units: one raw id per line, or CSV lines id,community
+        /// (a first line "id" or "id,community" is a header); `-` reads
+        /// standard input.
+        #[arg(long)]
+        units: PathBuf,
+        /// Prefix of the links (e.g. https://lab.example.org); without it
+        /// the links are paths (/s/TOKEN).
+        #[arg(long)]
+        base_url: Option<String>,
+        /// The study key file (as for `serve`).
+        #[arg(long, env = "COMMONLAB_STUDY_KEY_FILE")]
+        study_key_file: Option<PathBuf>,
+        /// Why (recorded with the invitations).
+        #[arg(long)]
+        reason: String,
+        /// Write to a file instead of standard output (the links are
+        /// credentials: the file is made readable by its owner only).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// A campaign's results: response rates by arm and community, the
+    /// differential-response test, scale reliability.
+    Results {
+        campaign: String,
+        /// `md` (a summary) or `json` (everything, per respondent too).
+        #[arg(long, default_value = "md", value_parser = ["md", "json"])]
+        format: String,
+        /// Include free-text answers (json).
+        #[arg(long)]
+        include_text: bool,
+    },
+    /// Export a campaign's answers (wide or long CSV) or its codebook.
+    Export {
+        campaign: String,
+        #[arg(long, default_value = "wide", value_parser = ["wide", "long", "codebook-json", "codebook-csv"])]
+        format: String,
+        /// Include free-text answers.
+        #[arg(long)]
+        include_text: bool,
+        /// Write to a file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CampaignCmd {
+    /// Create a campaign of a published instrument version for a wave.
+    Create {
+        key: String,
+        #[arg(long)]
+        instrument: String,
+        #[arg(long)]
+        version: i64,
+        /// The trial whose wave this is (its file must name the wave and
+        /// give the instrument in it).
+        #[arg(long)]
+        trial: Option<String>,
+        #[arg(long)]
+        wave: String,
+        /// When it opens (RFC 3339).
+        #[arg(long)]
+        opens: String,
+        /// When it closes and its links expire (RFC 3339).
+        #[arg(long)]
+        closes: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// List campaigns with their counts.
+    List,
 }
 
 #[derive(Args)]
@@ -225,11 +340,17 @@ pub enum UnitsCmd {
 
 #[derive(Args)]
 pub struct AnalyzeArgs {
-    /// JSON per-arm sufficient statistics, or with --design a CSV of rows
-    /// (columns cluster, value, and arm or treated; optional period,
-    /// covariate, stratum). `-` reads standard input.
+    /// JSON per-arm sufficient statistics (docs/analyze.md), a JSON rows
+    /// document with its design (`{"rows": [...], "design": {...}}`,
+    /// docs/analyze-few.md), or with --design a CSV of rows (columns
+    /// cluster, value, and arm or treated; optional period, covariate,
+    /// stratum). `-` reads standard input.
     #[arg(long, required_unless_present = "trial", conflicts_with = "trial")]
     pub input: Option<PathBuf>,
+    /// How to read --input: `json` or `csv`. Default: by the file's
+    /// extension (.json, .csv); otherwise CSV with --design, JSON without.
+    #[arg(long, requires = "input", value_parser = ["json", "csv"])]
+    pub input_format: Option<String>,
     /// Analyse a stored trial: every metric of its locked plan is computed
     /// in the database (docs/metrics.md), then analysed.
     #[arg(long)]
@@ -250,12 +371,14 @@ pub struct AnalyzeArgs {
     /// Few-community analysis of CSV rows under this randomisation design.
     #[arg(long, value_parser = ["cluster", "stepped_wedge", "blocked", "blocked_users"], conflicts_with = "trial")]
     pub design: Option<String>,
-    /// With --design: the control arm's name in the `arm` column.
-    #[arg(long, default_value = "control")]
-    pub control_arm: String,
-    /// With --design: seed for sampled randomisations and the wild bootstrap.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// With --design: the control arm's name in the `arm` column (default
+    /// `control`; a JSON rows document sets it in its design).
+    #[arg(long)]
+    pub control_arm: Option<String>,
+    /// With --design: seed for sampled randomisations and the wild
+    /// bootstrap (default 0; a JSON rows document sets it in its design).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// With --design: fit `value ~ period FE + treated` without community
     /// fixed effects. Only on request: the default compares each community
     /// with itself (community and period fixed effects) wherever a community
@@ -303,11 +426,16 @@ pub enum ExperimentsCmd {
         #[arg(long)]
         reason: String,
     },
-    /// Conclude a running or stopped trial.
+    /// Conclude a running or stopped trial (refused before its data are
+    /// complete: see `experiments show`).
     Conclude {
         key: String,
         #[arg(long)]
         reason: String,
+        /// Conclude before the data are complete; recorded as a deviation
+        /// with the reason.
+        #[arg(long)]
+        force: bool,
     },
     /// Archive a draft, stopped or concluded trial.
     Archive {
@@ -323,8 +451,13 @@ pub enum ExperimentsCmd {
     },
     /// List trials.
     List,
-    /// Show a trial: status, lock, events, arm counts.
-    Show { key: String },
+    /// Show a trial: status, lock, schedule, events, arm counts.
+    Show {
+        key: String,
+        /// Print the JSON of GET /api/v1/trials/KEY instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Export a trial's assignments and exposures as CSV.
     Assignments {
         key: String,
@@ -416,4 +549,107 @@ pub enum FlagsCmd {
         #[arg(long)]
         reason: String,
     },
+}
+
+#[derive(Args)]
+pub struct PowerArgs {
+    /// The trial: a file, or KEY for experiments/KEY.toml (read from disk;
+    /// no database is used).
+    pub trial: String,
+    /// Simulated trials with the effects (and as many without), 1 to 100,000.
+    #[arg(long, value_name = "N")]
+    pub simulate: usize,
+    /// A true effect, ARM=MULTIPLIER (every contribution event) or
+    /// ARM:EVENT=MULTIPLIER; repeatable. Default: every treatment arm 1.5.
+    #[arg(long)]
+    pub effect: Vec<String>,
+    /// Seed (same seed, same result, whatever the number of threads).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Members per community at day 0 (a community design needs one size
+    /// per community, in the design's order).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![50u32, 120, 300, 800])]
+    pub members: Vec<u32>,
+    /// A parameter file in the WP2 format (docs/simulator.md) instead of
+    /// --members (its effects are replaced by --effect).
+    #[arg(long)]
+    pub params: Option<PathBuf>,
+    /// Share of a treated member's effect reaching untreated members of the
+    /// same community (0 to 1; default the parameter file's, else 0).
+    #[arg(long)]
+    pub spillover: Option<f64>,
+    /// Simulated days (default: the trial's schedule, start to end).
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// For a community design, also simulate members randomised within
+    /// communities (`blocked_users`, the default) or not (`none`).
+    #[arg(long, default_value = "blocked_users", value_parser = ["blocked_users", "none"])]
+    pub compare: String,
+    /// The metric to simulate, by name (default the trial's primary).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// Sampled assignments when randomisation inference cannot enumerate
+    /// every one (more than 100,000).
+    #[arg(long, default_value_t = 999)]
+    pub randomisation_draws: usize,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct LoadtestArgs {
+    /// The server, e.g. http://127.0.0.1:8080 (loopback only unless
+    /// --allow-remote).
+    #[arg(long)]
+    pub url: String,
+    /// An sdk key of that server.
+    #[arg(long, env = "COMMONLAB_SDK_KEY", hide_env_values = true)]
+    pub key: String,
+    /// Target requests per second, every kind together (open loop).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// How long to send: 30s, 2m, or seconds (at most 10 minutes).
+    #[arg(long, default_value = "10s")]
+    pub duration: String,
+    /// Relative weights of the request kinds: single (OFREP single-flag
+    /// evaluation), bulk (OFREP bulk), events (POST /v1/events batch),
+    /// survey (survey page view, with --survey-links).
+    #[arg(long, default_value = "single=60,bulk=15,events=25,survey=10")]
+    pub mix: String,
+    /// A flag for single evaluations; repeatable (default: every flag a
+    /// bulk evaluation lists).
+    #[arg(long)]
+    pub flag: Vec<String>,
+    /// Communities the targeting keys belong to.
+    #[arg(long, value_delimiter = ',', default_values_t = ["community-1".to_string(), "community-2".into(), "community-3".into(), "community-4".into()])]
+    pub communities: Vec<String>,
+    /// Distinct targeting keys (load-0, load-1, ...).
+    #[arg(long, default_value_t = 10_000)]
+    pub users: u64,
+    /// Events per POST /v1/events batch (1 to 1,000).
+    #[arg(long, default_value_t = 20)]
+    pub batch: usize,
+    /// A file of survey page links, one a line (absolute, or /s/TOKEN on
+    /// --url); without it survey views are left out of the mix.
+    #[arg(long)]
+    pub survey_links: Option<PathBuf>,
+    /// Seed of the request mix.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+    /// Most requests outstanding; a request due beyond it is counted as not sent.
+    #[arg(long, default_value_t = 1_000)]
+    pub max_in_flight: usize,
+    /// Allow a server that is not on a loopback address.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -8,7 +8,7 @@
 //! span). The environment is read with `envy` (numbers parsed, lists
 //! comma-separated), one variable at a time so that an error names it.
 
-use crate::args::{Cli, Command, EventsCmd, UnitsCmd};
+use crate::args::{Cli, Command, EventsCmd, SurveysCmd, UnitsCmd};
 use anyhow::{anyhow, Result};
 use commonlab_server::settings::{env_var, DatabaseUrl, Overrides, Settings, ENV_PREFIX};
 use std::ffi::OsString;
@@ -101,7 +101,8 @@ fn from_flags(cli: &Cli) -> Overrides {
             layer.admin_key_file = args.admin_key_file.clone();
         }
         Command::Events(EventsCmd::Import { study_key_file, .. })
-        | Command::Units(UnitsCmd::Erase { study_key_file, .. }) => {
+        | Command::Units(UnitsCmd::Erase { study_key_file, .. })
+        | Command::Surveys(SurveysCmd::Links { study_key_file, .. }) => {
             layer.study_key_file = study_key_file.clone();
         }
         _ => {}

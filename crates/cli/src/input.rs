@@ -1,6 +1,6 @@
-//! Input readers: a file or standard input, CSV rows for the few-community
-//! analysis, and events as NDJSON, a JSON array or CSV. Every error names
-//! the file and line.
+//! Input readers: a file or standard input, rows for the few-community
+//! analysis (CSV, or a JSON document with its design), and events as
+//! NDJSON, a JSON array or CSV. Every error names the file and line.
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
@@ -99,6 +99,36 @@ pub fn read_rows(text: &str, file: &str) -> Result<Vec<commonlab_stats::rows::Ro
         bail!("{file}: no data rows");
     }
     Ok(rows)
+}
+
+/// Whether JSON `text` is a rows document (an object with `rows`), rather
+/// than sufficient statistics. Only the top level is looked at; text that
+/// is not a JSON object is left to the sufficient-statistics reader, which
+/// reports where it fails.
+pub fn is_rows_document(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct TopLevel {
+        rows: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_str::<TopLevel>(text).is_ok_and(|t| t.rows.is_some())
+}
+
+/// Reads a JSON rows document (`{"rows": [...], "design": {...}}`,
+/// docs/analyze-few.md); an error names the file, line, column and field
+/// (`rows[3].value`).
+pub fn read_rows_document(text: &str, file: &str) -> Result<commonlab_stats::rows::RowsInput> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let (line, column) = (inner.line(), inner.column());
+        // serde_json ends its messages with the position, given in front here.
+        let message = inner.to_string();
+        let message = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(m, _)| m);
+        anyhow!("{file}:{line}:{column}: {path}: {message}")
+    })
 }
 
 /// Reads the events of a file as (line, JSON value) pairs.

@@ -14,12 +14,15 @@ mod analyze;
 mod config;
 mod events;
 mod flags;
+mod loadtest;
 mod output;
+mod power;
 mod privacy;
 mod report;
 mod secrets;
 mod serve;
 mod simulate;
+mod surveys;
 mod trials;
 
 fn fixtures() -> PathBuf {

@@ -73,6 +73,21 @@ impl StudyKey {
         )
     }
 
+    /// A secret of 32 bytes for one purpose, derived from this key:
+    /// `HMAC-SHA256(key = utf8(label), message = study_key_bytes)` (HKDF's
+    /// extract step with the label as salt). Every replica holding the
+    /// study key file derives the same one. The label is the HMAC key, not
+    /// the message, so no unit's pseudonym (`HMAC(study_key, raw_id)`,
+    /// which is stored) can equal a derived secret, whatever id is chosen;
+    /// and a secret for one label (survey link tokens, form tokens) reveals
+    /// neither the study key nor another label's secret.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(label.as_bytes())
+            .expect("HMAC takes any key length");
+        mac.update(&self.0);
+        mac.finalize().into_bytes().into()
+    }
+
     /// A public identifier for the key, to check that the right key is
     /// loaded: the first 8 bytes (16 hex digits) of
     /// SHA-256("commonlab-study-key:" || key). Reveals nothing useful about it.
@@ -144,6 +159,23 @@ mod tests {
         assert_eq!(h, pseudonymise(&key, "user-42"));
         assert_ne!(h, pseudonymise(&key, "user-43"));
         assert_eq!(h.as_str(), KNOWN);
+    }
+
+    #[test]
+    fn derived_secrets_match_an_independent_hmac_and_differ_by_label() {
+        // hmac.new(b"commonlab survey token v1", bytes([0x0b]*32),
+        //          hashlib.sha256).hexdigest()
+        let key = StudyKey::from_bytes(&[0x0b; 32]).unwrap();
+        assert_eq!(
+            hex::encode(key.derive("commonlab survey token v1")),
+            "332cccaf30462b75351b7fb45cc313d2d4f75094e6019bb8ea626e71ea51b220"
+        );
+        assert_ne!(key.derive("a"), key.derive("b"));
+        // Not the pseudonym of a unit whose id is the label.
+        assert_ne!(
+            pseudonymise(&key, "commonlab survey token v1").as_str(),
+            hex::encode(key.derive("commonlab survey token v1"))
+        );
     }
 
     const KNOWN: &str = include_str!("experiments/testdata/hmac_known.txt");

@@ -2,6 +2,8 @@
 //! key, the one setting without a default.
 
 use commonlab_core::privacy::StudyKey;
+use commonlab_core::surveys::token::TOKEN_KEY_LABEL;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +21,8 @@ pub struct Config {
     pub body_limit: usize,
     /// The key that pseudonymises units (never stored in the database).
     pub study_key: Arc<StudyKey>,
+    /// The survey secrets derived from the study key ([`SurveyKeys`]).
+    pub survey_keys: Arc<SurveyKeys>,
     /// Most events accepted in one ingestion batch.
     pub max_batch_events: usize,
     /// How far in the future an event's timestamp may be (client clock skew).
@@ -47,6 +51,16 @@ pub struct Config {
     /// Memory for each of the two exposure de-duplication caches (units
     /// already reported, and blocked-design arms), in bytes.
     pub exposure_cache_bytes: usize,
+    /// Requests a minute one client address may make to the survey pages.
+    pub survey_rate_per_ip_per_minute: u32,
+    /// Requests a minute with one personal survey link.
+    pub survey_rate_per_link_per_minute: u32,
+    /// Most addresses (and, apart, links) the survey rate limits track;
+    /// beyond them, new ones share one quota.
+    pub survey_rate_max_tracked: usize,
+    /// Survey results and exports withhold every breakdown (arm, community)
+    /// with fewer respondents than this (`k`; at least 1).
+    pub survey_min_cell: usize,
 }
 
 impl Config {
@@ -55,13 +69,17 @@ impl Config {
     /// 5,000 events a batch, 300 s of clock skew, no consent scope, no
     /// allow-lists, no retention (swept hourly when set), 60 s idle, 10 s
     /// header and 60 s request timeouts, 10,000 connections, 32 MiB per
-    /// exposure cache.
+    /// exposure cache, survey pages limited to 300 requests a minute per
+    /// address and 60 per link, tracking at most 100,000 of each, survey
+    /// cells of at least 5 respondents.
     pub fn new(study_key: impl Into<Arc<StudyKey>>) -> Config {
+        let study_key = study_key.into();
         Config {
+            survey_keys: Arc::new(SurveyKeys::derive(&study_key)),
             flag_set: "default".into(),
             poll_interval: Duration::from_millis(200),
             body_limit: 1024 * 1024,
-            study_key: study_key.into(),
+            study_key,
             max_batch_events: 5_000,
             max_future_skew: Duration::from_secs(300),
             consent_scope: None,
@@ -74,6 +92,80 @@ impl Config {
             request_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             exposure_cache_bytes: DEFAULT_EXPOSURE_CACHE_BYTES,
+            survey_rate_per_ip_per_minute: 300,
+            survey_rate_per_link_per_minute: 60,
+            survey_rate_max_tracked: 100_000,
+            survey_min_cell: 5,
         }
+    }
+}
+
+/// The label the survey form (CSRF) key is derived with.
+pub const FORM_KEY_LABEL: &str = "commonlab survey form v1";
+
+/// The secrets of the survey pages, derived from the study key
+/// (`StudyKey::derive`), so that every replica given the study key file
+/// signs and checks the same links and forms without sharing any state,
+/// and neither secret is the study key or a pseudonym:
+/// - `token`: signs personal links (`core::surveys::token`), label
+///   [`TOKEN_KEY_LABEL`] (`"commonlab survey token v1"`);
+/// - `form`: the form token of a survey page is
+///   `HMAC-SHA256(form, link token)`, label [`FORM_KEY_LABEL`].
+///
+/// A new study key invalidates every link and form issued under the old
+/// one. `Debug` never shows them.
+#[derive(Clone)]
+pub struct SurveyKeys {
+    token: [u8; 32],
+    form: [u8; 32],
+}
+
+impl SurveyKeys {
+    pub fn derive(study_key: &StudyKey) -> SurveyKeys {
+        SurveyKeys {
+            token: study_key.derive(TOKEN_KEY_LABEL),
+            form: study_key.derive(FORM_KEY_LABEL),
+        }
+    }
+
+    /// The key personal link tokens are signed with
+    /// (`core::surveys::token::{sign, verify}`).
+    pub fn token(&self) -> &[u8] {
+        &self.token
+    }
+
+    /// The key form tokens are made with.
+    pub fn form(&self) -> &[u8] {
+        &self.form
+    }
+}
+
+impl fmt::Debug for SurveyKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SurveyKeys(<redacted>)")
+    }
+}
+
+impl Drop for SurveyKeys {
+    fn drop(&mut self) {
+        self.token.fill(0);
+        self.form.fill(0);
+        std::hint::black_box((&self.token, &self.form));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn survey_keys_follow_the_study_key() {
+        let a = Config::new(StudyKey::from_bytes(&[1; 32]).unwrap());
+        let b = Config::new(StudyKey::from_bytes(&[1; 32]).unwrap());
+        let c = Config::new(StudyKey::from_bytes(&[2; 32]).unwrap());
+        assert_eq!(a.survey_keys.token(), b.survey_keys.token());
+        assert_ne!(a.survey_keys.token(), c.survey_keys.token());
+        assert_ne!(a.survey_keys.token(), a.survey_keys.form());
+        assert_eq!(format!("{:?}", a.survey_keys), "SurveyKeys(<redacted>)");
     }
 }

@@ -75,6 +75,11 @@ impl<W: io::Write> Writer<W> {
     pub fn flush(&mut self) -> io::Result<()> {
         self.0.flush()
     }
+
+    /// Flushes and gives back the underlying writer.
+    pub fn into_inner(self) -> io::Result<W> {
+        self.0.into_inner().map_err(|e| e.into_error())
+    }
 }
 
 #[cfg(test)]

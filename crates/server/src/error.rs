@@ -31,6 +31,9 @@ pub enum Error {
     ReasonRequired,
     #[error("the flag set is being changed by others too often; retry")]
     Busy,
+    /// A trial concluded before its data are complete, without `force`.
+    #[error("{0}")]
+    DataIncomplete(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -94,6 +97,10 @@ impl From<Error> for Problem {
             ),
             Error::ReasonRequired => Problem::validation(msg).with_field("/reason", "required"),
             Error::Busy => Problem::unavailable(msg),
+            Error::DataIncomplete(_) => Problem::conflict(msg).with_field(
+                "/force",
+                "the data are not complete: send \"force\": true with a reason to conclude anyway (recorded as a deviation)",
+            ),
             Error::Store(s) => s.into(),
         }
     }

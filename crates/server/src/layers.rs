@@ -6,7 +6,7 @@
 //!   counted), the request timeout (408 problem+json), and every error
 //!   answer that is not JSON (axum's plain-text rejections, such as a path
 //!   segment that is not valid percent-encoded UTF-8) turned into
-//!   problem+json;
+//!   problem+json (the survey pages' HTML answers are kept);
 //! - the body limit.
 //!
 //! The guard is hand-written rather than axum's `from_fn` plus tower-http's
@@ -256,8 +256,9 @@ fn panicked(
     Problem::internal().into_response()
 }
 
-/// An error answer that is not JSON (problem+json, or OFREP's own error
-/// bodies).
+/// An error answer that is neither JSON (problem+json, or OFREP's own
+/// error bodies) nor a page for people (the survey pages' friendly
+/// refusals, `text/html`).
 fn needs_problem(resp: &Response) -> bool {
     let status = resp.status();
     (status.is_client_error() || status.is_server_error())
@@ -265,7 +266,7 @@ fn needs_problem(resp: &Response) -> bool {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.contains("json"))
+            .is_some_and(|ct| ct.contains("json") || ct.starts_with("text/html"))
 }
 
 /// An error answer that is not JSON (problem+json, or OFREP's own error

@@ -1,7 +1,8 @@
 //! Commonlab's HTTP server: OFREP flag evaluation and the flag management
 //! API ([`flags`]), trials ([`trials`]), telemetry ([`events`]), API keys
 //! ([`keys`]), units' consent and erasure ([`units`]), health and metrics
-//! ([`health`]), the OpenAPI document ([`openapi`]). Each feature lists its
+//! ([`health`]), the OpenAPI document ([`openapi`]), surveys ([`surveys`]:
+//! the respondents' pages and the management API). Each feature lists its
 //! routes with who may call them; [`route_table`] gathers them and the one
 //! router is built from it ([`route`]). One [`AppState`] with `FromRef`
 //! substates: handlers take the substates they need, never `AppState`.
@@ -32,6 +33,7 @@ pub mod route;
 pub mod serve;
 pub mod settings;
 pub mod state;
+pub mod surveys;
 pub mod sync;
 pub mod trials;
 pub mod units;
@@ -66,6 +68,8 @@ pub fn route_table() -> Vec<Route<AppState>> {
         trials::api::routes(),
         events::api::routes(),
         units::routes(),
+        surveys::pages::routes(),
+        surveys::api::routes(),
         health::routes(),
         openapi::routes(),
     ]

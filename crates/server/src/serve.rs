@@ -11,7 +11,9 @@
 use crate::config::Config;
 use crate::conn::{problem_response, ConnClock, ConnIo, HeadTimer};
 use crate::problem::Problem;
+use axum::http::Request;
 use axum::Router;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -120,7 +122,7 @@ pub(crate) async fn serve(
             _ = stopped(&mut stop) => break,
         };
         let stream = match accepted {
-            Ok((stream, _)) => stream,
+            Ok(accepted) => accepted,
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
                 // Out of file descriptors, typically: wait rather than spin.
@@ -129,6 +131,7 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        let (stream, peer) = stream;
         let _ = stream.set_nodelay(true);
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             counters
@@ -152,7 +155,7 @@ pub(crate) async fn serve(
             // The value is not used: HeadTimer applies idle_timeout and
             // header_read_timeout itself. Setting one turns the timer on.
             .header_read_timeout(config.idle_timeout)
-            .serve_connection(io, TowerToHyperService::new(app.clone()));
+            .serve_connection(io, TowerToHyperService::new(with_peer(app.clone(), peer)));
         let conn = graceful.watch(conn);
         tasks.spawn(async move {
             if let Err(e) = conn.await {
@@ -165,6 +168,19 @@ pub(crate) async fn serve(
     graceful.shutdown().await;
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// `app` with the connection's peer address in every request's extensions
+/// (`ConnectInfo`: the survey pages' per-address rate limit).
+fn with_peer(
+    app: Router,
+    peer: std::net::SocketAddr,
+) -> tower::util::MapRequest<Router, impl FnMut(Request<Incoming>) -> Request<Incoming> + Clone> {
+    tower::ServiceExt::map_request(app, move |mut req: Request<Incoming>| {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        req
+    })
 }
 
 async fn stopped(stop: &mut watch::Receiver<bool>) {

@@ -115,6 +115,16 @@ pub struct Settings {
     pub max_connections: usize,
     /// Memory for each of the two exposure de-duplication caches, in bytes.
     pub exposure_cache_bytes: usize,
+    /// Requests a minute one client address may make to the survey pages.
+    pub survey_rate_per_ip_per_minute: u32,
+    /// Requests a minute with one personal survey link.
+    pub survey_rate_per_link_per_minute: u32,
+    /// Most client addresses (and, apart, links) the survey rate limits
+    /// track at once.
+    pub survey_rate_max_tracked: usize,
+    /// Survey results and exports withhold every breakdown (arm, community)
+    /// with fewer respondents than this.
+    pub survey_min_cell: usize,
 }
 
 impl Default for Settings {
@@ -137,6 +147,10 @@ impl Default for Settings {
             request_timeout_secs: 60,
             max_connections: 10_000,
             exposure_cache_bytes: 32 * 1024 * 1024,
+            survey_rate_per_ip_per_minute: 300,
+            survey_rate_per_link_per_minute: 60,
+            survey_rate_max_tracked: 100_000,
+            survey_min_cell: 5,
         }
     }
 }
@@ -163,6 +177,10 @@ pub struct Overrides {
     pub request_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
     pub exposure_cache_bytes: Option<usize>,
+    pub survey_rate_per_ip_per_minute: Option<u32>,
+    pub survey_rate_per_link_per_minute: Option<u32>,
+    pub survey_rate_max_tracked: Option<usize>,
+    pub survey_min_cell: Option<usize>,
 }
 
 /// A value no server can run with.
@@ -201,6 +219,10 @@ impl Settings {
             request_timeout_secs,
             max_connections,
             exposure_cache_bytes,
+            survey_rate_per_ip_per_minute,
+            survey_rate_per_link_per_minute,
+            survey_rate_max_tracked,
+            survey_min_cell,
         } = layer;
         Settings {
             database_url: database_url.unwrap_or(self.database_url),
@@ -221,11 +243,18 @@ impl Settings {
             request_timeout_secs: request_timeout_secs.unwrap_or(self.request_timeout_secs),
             max_connections: max_connections.unwrap_or(self.max_connections),
             exposure_cache_bytes: exposure_cache_bytes.unwrap_or(self.exposure_cache_bytes),
+            survey_rate_per_ip_per_minute: survey_rate_per_ip_per_minute
+                .unwrap_or(self.survey_rate_per_ip_per_minute),
+            survey_rate_per_link_per_minute: survey_rate_per_link_per_minute
+                .unwrap_or(self.survey_rate_per_link_per_minute),
+            survey_rate_max_tracked: survey_rate_max_tracked
+                .unwrap_or(self.survey_rate_max_tracked),
+            survey_min_cell: survey_min_cell.unwrap_or(self.survey_min_cell),
         }
     }
 
-    /// Refuses what no server can run with: a timeout or connection cap of
-    /// zero.
+    /// Refuses what no server can run with: a timeout, connection cap or
+    /// survey rate limit or cell size of zero.
     pub fn check(&self) -> Result<(), SettingsError> {
         for (value, key) in [
             (self.idle_timeout_secs, "idle_timeout_secs"),
@@ -236,8 +265,24 @@ impl Settings {
                 return Err(SettingsError::AtLeastOne(key));
             }
         }
-        if self.max_connections == 0 {
-            return Err(SettingsError::AtLeastOne("max_connections"));
+        for (value, key) in [
+            (self.max_connections, "max_connections"),
+            (
+                self.survey_rate_per_ip_per_minute as usize,
+                "survey_rate_per_ip_per_minute",
+            ),
+            (
+                self.survey_rate_per_link_per_minute as usize,
+                "survey_rate_per_link_per_minute",
+            ),
+            (self.survey_rate_max_tracked, "survey_rate_max_tracked"),
+        ] {
+            if value == 0 {
+                return Err(SettingsError::AtLeastOne(key));
+            }
+        }
+        if self.survey_min_cell == 0 {
+            return Err(SettingsError::AtLeastOne("survey_min_cell"));
         }
         Ok(())
     }
@@ -265,6 +310,10 @@ impl Settings {
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             max_connections: self.max_connections,
             exposure_cache_bytes: self.exposure_cache_bytes,
+            survey_rate_per_ip_per_minute: self.survey_rate_per_ip_per_minute,
+            survey_rate_per_link_per_minute: self.survey_rate_per_link_per_minute,
+            survey_rate_max_tracked: self.survey_rate_max_tracked,
+            survey_min_cell: self.survey_min_cell,
             ..base
         }
     }
@@ -315,7 +364,7 @@ mod tests {
     #[test]
     fn keys_are_the_fields_of_overrides() {
         let keys = Settings::keys();
-        assert_eq!(keys.len(), 17);
+        assert_eq!(keys.len(), 21);
         assert_eq!(keys[0], "database_url");
         assert!(keys.contains(&"exposure_cache_bytes"));
         assert_eq!(env_var("max_connections"), "COMMONLAB_MAX_CONNECTIONS");
@@ -346,6 +395,7 @@ mod tests {
             allowed_events: Some(vec!["a".into(), "b".into()]),
             request_timeout_secs: 7,
             max_connections: 9,
+            survey_rate_per_link_per_minute: 7,
             ..Settings::default()
         };
         let c = s.to_config(StudyKey::from_bytes(&[1; 32]).unwrap());
@@ -355,6 +405,8 @@ mod tests {
         assert!(c.allowed_properties.is_none());
         assert_eq!(c.request_timeout, Duration::from_secs(7));
         assert_eq!(c.max_connections, 9);
+        assert_eq!(c.survey_rate_per_link_per_minute, 7);
+        assert_eq!(c.survey_rate_per_ip_per_minute, 300);
         assert_eq!(c.body_limit, 1024 * 1024);
         assert_eq!(
             c.study_key.fingerprint(),

@@ -16,6 +16,8 @@ use crate::events::group_commit::GroupCommitter;
 use crate::flag_set::FlagCache;
 use crate::flags::api::FlagsContext;
 use crate::serve::HttpCounters;
+use crate::surveys::pages::{PagesContext, PagesShared};
+use crate::surveys::api::SurveysContext;
 use crate::trials::api::TrialsContext;
 use crate::trials::cache::TrialCache;
 use crate::trials::decision::Decider;
@@ -44,6 +46,8 @@ pub struct AppState {
     pub http_counters: Arc<HttpCounters>,
     pub clock: Clock,
     pub config: Arc<Config>,
+    /// The survey pages' rate limiters and parsed instruments.
+    pub survey_pages: Arc<PagesShared>,
 }
 
 impl AppState {
@@ -61,6 +65,7 @@ impl AppState {
             ingest_counters: Arc::default(),
             http_counters: Arc::default(),
             clock,
+            survey_pages: Arc::new(PagesShared::new(&config)),
             config: Arc::new(config),
         }
     }
@@ -148,6 +153,27 @@ impl FromRef<AppState> for IngestContext {
             clock: s.clock.clone(),
             committer: s.committer.clone(),
             counters: s.ingest_counters.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for PagesContext {
+    fn from_ref(s: &AppState) -> Self {
+        PagesContext {
+            store: s.store.clone(),
+            config: s.config.clone(),
+            clock: s.clock.clone(),
+            shared: s.survey_pages.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for SurveysContext {
+    fn from_ref(s: &AppState) -> Self {
+        SurveysContext {
+            store: s.store.clone(),
+            config: s.config.clone(),
+            clock: s.clock.clone(),
         }
     }
 }

@@ -16,4 +16,5 @@ mod harness;
 mod http;
 mod ofrep;
 mod privacy;
+mod surveys;
 mod trials;

@@ -32,7 +32,9 @@
 //! - **Surveys:** see [`Simulation::answer`].
 
 pub mod drive;
+pub mod load;
 pub mod params;
+pub mod power;
 pub mod summary;
 
 use std::collections::BTreeMap;

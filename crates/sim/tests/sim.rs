@@ -302,3 +302,6 @@ fn parameter_files_round_trip_and_errors_name_the_field() {
 
 #[path = "drive/mod.rs"]
 mod drive;
+
+#[path = "power/mod.rs"]
+mod power;

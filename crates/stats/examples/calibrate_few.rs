@@ -8,7 +8,9 @@
 //! rows tagged `none`, the model without community effects. `filter` keeps
 //! the rows whose tag contains one of the words (e.g. `sw4`, `sw6`, `sw10`,
 //! `power`, `none`); without a filter every row runs. Each row prints its
-//! run time. Results are recorded in `docs/analyze-few.md`.
+//! run time. Results are recorded in `docs/analyze-few.md`; the row
+//! `sw4-test` (the scenario of the seeded test `crates/stats/tests/
+//! calibration`) in `docs/calibration.md`.
 
 use std::time::Instant;
 
@@ -122,6 +124,17 @@ fn main() {
         ),
     ];
     let mut rows: Vec<Scenario> = null.into_iter().collect();
+    // The scenario of the seeded test in `crates/stats/tests/calibration`
+    // (same generator and seed: its 400 trials are the first 400 here).
+    rows.push(sc(
+        "sw4-test",
+        "[test scenario] 4 communities x 5 periods, 10/cell, ICC .05",
+        4,
+        10,
+        0.05,
+        0.0,
+        12,
+    ));
     let power = |tag, name, communities, model| Scenario {
         effect: 0.3,
         share: 4,

@@ -25,6 +25,7 @@ pub mod dist;
 pub mod effects;
 pub mod multiple;
 pub mod nonparametric;
+pub mod omega;
 pub mod permutation;
 pub mod poststrat;
 pub mod power;

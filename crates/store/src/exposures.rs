@@ -94,7 +94,11 @@ impl Store {
     /// transaction (`INSERT … ON CONFLICT DO NOTHING`, many rows per
     /// statement); returns how many were new. An exposure of a unit that
     /// already has one is dropped, whether that one was stored earlier or
-    /// comes earlier in `batch`. Rows are written in (trial, unit) order so
+    /// comes earlier in `batch`. But an excluded exposure (the unit hit a
+    /// developer's cohort override) marks the unit's stored exposure
+    /// excluded, with its reason, keeping its time and arm: a unit exposed
+    /// before the override was added leaves the analysis population too,
+    /// and stays out of it. Rows are written in (trial, unit) order so
     /// that concurrent batches cannot deadlock on PostgreSQL.
     pub async fn record_exposures(&self, batch: &[NewExposure]) -> Result<u64, StoreError> {
         if batch.is_empty() {
@@ -127,6 +131,16 @@ impl Store {
                 });
                 q.push(EXPOSURES_ON_CONFLICT);
                 new += q.build().execute(&mut *tx).await?.rows_affected();
+            }
+            for e in sorted.iter().filter(|e| e.excluded_reason.is_some()) {
+                sqlx::query(EXCLUDE_EXPOSED)
+                    .bind(e.trial_id)
+                    .bind(e.unit.as_str())
+                    .bind(true)
+                    .bind(e.excluded_reason.as_deref())
+                    .bind(false)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
             Ok(new)
@@ -201,6 +215,11 @@ const EXPOSURES_INSERT: &str = "INSERT INTO exposures (trial_id, unit, arm, \
      community, trial_version, exposed_at, source, excluded, excluded_reason) ";
 
 const EXPOSURES_ON_CONFLICT: &str = " ON CONFLICT (trial_id, unit) DO NOTHING";
+
+/// $1 trial id, $2 unit, $3 true, $4 the reason, $5 false: an exposure
+/// already stored leaves the analysis population.
+const EXCLUDE_EXPOSED: &str = "UPDATE exposures SET excluded = $3, excluded_reason = $4 \
+     WHERE trial_id = $1 AND unit = $2 AND excluded = $5";
 
 /// Followed by the bound trial id, an optional `AND a.unit > ` bound
 /// unit, and the limit. A unit never exposed is not excluded.

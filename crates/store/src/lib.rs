@@ -18,7 +18,9 @@
 //! One module per aggregate, each with its types, its `impl Store` methods
 //! and its SQL: `flag_sets`, `api_keys`, `trials` (with assignments and the
 //! lifecycle changes that read other trials), `exposures`, `events` (with
-//! `ingest`), `privacy` (consent, erasure, the study key) and `metrics`.
+//! `ingest`), `privacy` (consent, erasure, the study key), `metrics`, `surveys`
+//! (instruments, campaigns, responses) and `survey_results` (invitations
+//! and the rows results are computed from).
 //! A method's body is written once for both databases: `with_backend!`
 //! instantiates it for each backend's concrete sqlx types (see
 //! ARCHITECTURE.md for why neither `sqlx::Any` nor functions generic over
@@ -219,6 +221,7 @@ mod design_rows;
 mod postgres;
 mod privacy;
 mod sqlite;
+mod survey_results;
 mod surveys;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -238,6 +241,7 @@ pub use exposures::{AssignmentExport, ExposureSource, NewExposure};
 pub use flag_sets::{FlagDeviation, FlagSetRevision, NewRevision, RevisionSummary};
 pub use metrics::{MetricCell, MetricSnapshot};
 pub use privacy::{ConsentRecord, ErasureOutcome, ErasureRecord, StudyKeyState, UnitVersions};
+pub use survey_results::{CampaignUnit, NewInvitation};
 pub use surveys::{
     CampaignRecord, InstrumentRecord, NewCampaign, NewInstrument, ResponseCounts, ResponseRecord,
     ResponseStatus,

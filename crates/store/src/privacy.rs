@@ -38,6 +38,9 @@ pub struct ErasureOutcome {
     /// Survey responses (0 in entries logged before surveys existed).
     #[serde(default)]
     pub survey_responses: u64,
+    /// Survey invitations (0 in entries logged before they existed).
+    #[serde(default)]
+    pub survey_invitations: u64,
 }
 
 /// One entry of the append-only erasure log.
@@ -59,7 +62,8 @@ pub struct StudyKeyState {
     /// The fingerprint recorded at the key's first use, if any.
     pub fingerprint: Option<String>,
     /// Whether any pseudonymised row is stored (events, exposures,
-    /// assignments, consents, erasure log): a new key would match none.
+    /// assignments, consents, erasure log, survey responses and
+    /// invitations): a new key would match none.
     pub pseudonymised_data: bool,
 }
 
@@ -222,8 +226,8 @@ impl Store {
     }
 
     /// Erases everything stored about `unit` in ONE transaction: its
-    /// events, exposures, assignments, consent history and survey
-    /// responses, and appends the counts to the append-only erasure log (kept to replay erasures after
+    /// events, exposures, assignments, consent history, survey
+    /// responses and invitations, and appends the counts to the append-only erasure log (kept to replay erasures after
     /// a backup restore, see [`Store::erasures_since`]). Calling it again
     /// deletes nothing and logs again. Events of the unit committed after
     /// this returns are stored as usual: stop ingesting for the unit (record
@@ -246,13 +250,14 @@ impl Store {
         let at = Ts(micros(at));
         let result: Result<ErasureOutcome, sqlx::Error> = with_backend!(self, async |db| {
             let mut tx = db.begin_write().await?;
-            let mut deleted = [0u64; 5];
+            let mut deleted = [0u64; 6];
             for (n, statement) in deleted.iter_mut().zip([
                 ERASE_EVENTS,
                 ERASE_EXPOSURES,
                 ERASE_ASSIGNMENTS,
                 ERASE_CONSENTS,
                 ERASE_SURVEY_RESPONSES,
+                ERASE_SURVEY_INVITATIONS,
             ]) {
                 *n = sqlx::query(statement)
                     .bind(unit)
@@ -260,13 +265,15 @@ impl Store {
                     .await?
                     .rows_affected();
             }
-            let [events, exposures, assignments, consents, survey_responses] = deleted;
+            let [events, exposures, assignments, consents, survey_responses, survey_invitations] =
+                deleted;
             let outcome = ErasureOutcome {
                 events,
                 exposures,
                 assignments,
                 consents,
                 survey_responses,
+                survey_invitations,
             };
             sqlx::query(INSERT_ERASURE)
                 .bind(unit)
@@ -399,6 +406,7 @@ const ERASE_ASSIGNMENTS: &str =
 
 const ERASE_CONSENTS: &str = "DELETE FROM consents WHERE unit = $1";
 const ERASE_SURVEY_RESPONSES: &str = "DELETE FROM survey_responses WHERE unit = $1";
+const ERASE_SURVEY_INVITATIONS: &str = "DELETE FROM survey_invitations WHERE unit = $1";
 
 /// $1 unit, $2 at, $3 counts (JSON), $4 actor, $5 reason.
 const INSERT_ERASURE: &str = "INSERT INTO erasure_log \
@@ -415,7 +423,8 @@ const RECORD_STUDY_KEY: &str = "INSERT INTO study_key (id, fingerprint, recorded
 
 const PSEUDONYMISED_DATA: &str = "SELECT EXISTS (SELECT 1 FROM events) \
      OR EXISTS (SELECT 1 FROM exposures) OR EXISTS (SELECT 1 FROM assignments) \
-     OR EXISTS (SELECT 1 FROM consents) OR EXISTS (SELECT 1 FROM erasure_log)";
+     OR EXISTS (SELECT 1 FROM consents) OR EXISTS (SELECT 1 FROM erasure_log) \
+     OR EXISTS (SELECT 1 FROM survey_responses) OR EXISTS (SELECT 1 FROM survey_invitations)";
 
 const UNIT_VERSIONS: &str =
     "SELECT name, value FROM change_counters WHERE name IN ('erasures', 'consents')";

@@ -189,3 +189,6 @@ mod deviations;
 
 #[path = "store_surveys/mod.rs"]
 mod surveys;
+
+#[path = "store_survey_results/mod.rs"]
+mod survey_results;

@@ -1,12 +1,13 @@
 //! `analyze`: the statistics engine on a stored trial (`--trial`, every
 //! metric computed in the database), on JSON sufficient statistics, or on
-//! CSV rows of a few-community design (`--design`).
+//! the rows of a few-community design: a JSON rows document with its design
+//! (`docs/analyze-few.md`) or CSV rows with `--design`.
 
 use super::with_store;
 use crate::args::AnalyzeArgs;
-use crate::input::{read_input, read_rows};
+use crate::input::{is_rows_document, read_input, read_rows, read_rows_document};
 use crate::output::{self, errln, out};
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use commonlab_server::settings::Settings;
 
 pub async fn run(settings: &Settings, args: AnalyzeArgs) -> Result<()> {
@@ -149,8 +150,22 @@ fn offline(args: AnalyzeArgs) -> Result<()> {
         .ok_or_else(|| anyhow!("--input or --trial is required"))?;
     let text = read_input(path)?;
     let name = path.display().to_string();
-    match &args.design {
-        None => {
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let json = match (args.input_format.as_deref(), extension.as_deref()) {
+        (Some(format), _) => format == "json",
+        (None, Some("json")) => true,
+        (None, Some("csv")) => false,
+        (None, _) => args.design.is_none(),
+    };
+    if json && is_rows_document(&text) {
+        let input = read_rows_document(&text, &name)?;
+        return rows_document(&args, input, &name);
+    }
+    match (&args.design, json) {
+        (None, true) => {
             let input = sufficient::parse_input(&text).map_err(|e| anyhow!("{name}: {e}"))?;
             let out = sufficient::analyze(&input);
             match args.format.as_str() {
@@ -158,7 +173,15 @@ fn offline(args: AnalyzeArgs) -> Result<()> {
                 _ => output::json(&out),
             }
         }
-        Some(design) => {
+        (None, false) => bail!(
+            "{name}: CSV rows need --design (cluster, stepped_wedge, blocked or blocked_users); \
+             a JSON rows document carries its design"
+        ),
+        (Some(_), true) => bail!(
+            "{name}: with --design, JSON input is a rows document \
+             ({{\"rows\": [...], \"design\": {{...}}}}, docs/analyze-few.md), or give CSV rows"
+        ),
+        (Some(design), false) => {
             if args.cluster_fixed_effects {
                 errln!(
                     "note: --cluster-fixed-effects does nothing and will be removed: community and period \
@@ -171,20 +194,57 @@ fn offline(args: AnalyzeArgs) -> Result<()> {
                 rows: read_rows(&text, &name)?,
                 design: rows::RowsDesign {
                     kind,
-                    control_arm: args.control_arm.clone(),
+                    control_arm: args.control_arm.clone().unwrap_or_else(|| "control".into()),
                     community_effects: args
                         .without_community_effects
                         .then_some(rows::CommunityEffects::None),
-                    seed: args.seed,
+                    seed: args.seed.unwrap_or(0),
                     ..serde_json::from_value(serde_json::json!({"kind": design}))?
                 },
             };
-            let out = rows::analyze_rows(&input).map_err(|e| anyhow!("{name}: {e}"))?;
-            match args.format.as_str() {
-                "md" => out!("{}", rows_markdown(&out)?),
-                _ => output::json(&out),
-            }
+            print_rows(&args, &input, &name)
         }
+    }
+}
+
+/// A JSON rows document (`docs/analyze-few.md`): its design is its own;
+/// the flags that would set it are refused rather than silently ignored or
+/// silently preferred.
+fn rows_document(
+    args: &AnalyzeArgs,
+    input: commonlab_stats::rows::RowsInput,
+    name: &str,
+) -> Result<()> {
+    if let Some(design) = &args.design {
+        let kind = serde_json::to_value(input.design.kind)?;
+        if kind.as_str() != Some(design.as_str()) {
+            bail!("{name}: --design {design} but the document's design.kind is {kind}");
+        }
+    }
+    let set_by_flag = [
+        ("--control-arm", args.control_arm.is_some()),
+        ("--seed", args.seed.is_some()),
+        (
+            "--without-community-effects",
+            args.without_community_effects,
+        ),
+        ("--cluster-fixed-effects", args.cluster_fixed_effects),
+    ];
+    if let Some((flag, _)) = set_by_flag.iter().find(|(_, given)| *given) {
+        bail!("{name}: {flag} cannot change a JSON rows document: set it in the document's design");
+    }
+    print_rows(args, &input, name)
+}
+
+fn print_rows(
+    args: &AnalyzeArgs,
+    input: &commonlab_stats::rows::RowsInput,
+    name: &str,
+) -> Result<()> {
+    let out = commonlab_stats::rows::analyze_rows(input).map_err(|e| anyhow!("{name}: {e}"))?;
+    match args.format.as_str() {
+        "md" => out!("{}", rows_markdown(&out)?),
+        _ => output::json(&out),
     }
 }
 

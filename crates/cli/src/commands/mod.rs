@@ -7,10 +7,13 @@ pub mod events;
 pub mod experiments;
 pub mod flags;
 pub mod keys;
+pub mod loadtest;
 pub mod metrics;
+pub mod power;
 pub mod report;
 pub mod serve;
 pub mod simulate;
+pub mod surveys;
 pub mod units;
 
 use anyhow::{Context, Result};

@@ -144,7 +144,7 @@ fn communities_of(spec: &TrialSpec, mut p: SimParams) -> Result<SimParams> {
         Design::Cluster { communities } | Design::SteppedWedge { communities, .. } => {
             communities.clone()
         }
-        _ => eligible_communities(spec).unwrap_or_default(),
+        _ => commonlab_sim::power::eligible_communities(spec).unwrap_or_default(),
     };
     if names.is_empty() {
         return Ok(p);
@@ -161,28 +161,6 @@ fn communities_of(spec: &TrialSpec, mut p: SimParams) -> Result<SimParams> {
         c.name = name;
     }
     Ok(p)
-}
-
-/// The communities an eligibility rule lists as `{"in": [{"var":
-/// "community"}, [...]]}`, wherever it sits in the rule.
-fn eligible_communities(spec: &TrialSpec) -> Option<Vec<String>> {
-    fn find(v: &Value) -> Option<Vec<String>> {
-        match v {
-            Value::Object(m) => {
-                if let Some(Value::Array(args)) = m.get("in") {
-                    if let [Value::Object(var), Value::Array(list)] = args.as_slice() {
-                        if var.get("var") == Some(&json!("community")) {
-                            return list.iter().map(|x| x.as_str().map(String::from)).collect();
-                        }
-                    }
-                }
-                m.values().find_map(find)
-            }
-            Value::Array(a) => a.iter().find_map(find),
-            _ => None,
-        }
-    }
-    find(spec.eligibility.as_ref()?.source())
 }
 
 fn target(base: &str, sdk_key: &str, flag: &str, attribute: &str, args: &SimulateArgs) -> Target {

@@ -135,3 +135,162 @@ fn analyze_few_community_rows() {
     let err = stderr(&o);
     assert!(err.contains(":2: column 'value'"), "{err}");
 }
+
+/// The ```json blocks of `docs/analyze-few.md`, in order.
+fn json_examples_of_the_doc() -> Vec<String> {
+    let doc = std::fs::read_to_string(workspace().join("docs/analyze-few.md")).unwrap();
+    let mut blocks = Vec::new();
+    let mut rest = doc.as_str();
+    while let Some(start) = rest.find("\n```json\n") {
+        let body = &rest[start + "\n```json\n".len()..];
+        let end = body.find("\n```").expect("a closed block");
+        blocks.push(body[..end + 1].to_string());
+        rest = &body[end..];
+    }
+    blocks
+}
+
+/// Issue 12, item 5: `docs/analyze-few.md`'s JSON examples run as written
+/// (`commonlab analyze --input wedge.json`), so the doc cannot drift from
+/// what the command accepts; the result is the engine's on the same rows.
+#[test]
+fn the_json_examples_of_analyze_few_run_as_written() {
+    let examples = json_examples_of_the_doc();
+    assert!(
+        !examples.is_empty(),
+        "no ```json block in docs/analyze-few.md"
+    );
+    let dir = Scratch::new("doc-examples");
+    for (i, example) in examples.iter().enumerate() {
+        let input: commonlab_stats::rows::RowsInput = serde_json::from_str(example)
+            .unwrap_or_else(|e| panic!("example {i} is not a rows document: {e}"));
+        let expected = commonlab_stats::rows::analyze_rows(&input)
+            .unwrap_or_else(|e| panic!("example {i} gives no result: {e}"));
+        let expected = serde_json::to_value(&expected).unwrap();
+        let file = dir.write("wedge.json", example);
+        let o = dir
+            .command()
+            .args(["analyze", "--input", "wedge.json"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "example {i}: {}", stderr(&o));
+        let out: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(out, expected, "example {i}");
+        assert!(
+            out["estimate"].is_number() && out["randomisation"]["result"]["p_value"].is_number(),
+            "{out}"
+        );
+        // The Markdown form, standard input with --input-format, and
+        // --design naming the document's kind.
+        let o = dir
+            .command()
+            .args(["analyze", "--input", "wedge.json", "--format", "md"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(
+            stdout(&o).starts_with("# Few-community analysis"),
+            "{}",
+            stdout(&o)
+        );
+        let mut child = dir
+            .command()
+            .args(["analyze", "--input", "-", "--input-format", "json"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), example.as_bytes()).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap(),
+            expected
+        );
+        let kind = input.design.kind;
+        let kind = serde_json::to_value(kind).unwrap();
+        let o = dir
+            .command()
+            .args([
+                "analyze",
+                "--input",
+                file.to_str().unwrap(),
+                "--design",
+                kind.as_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+}
+
+/// A JSON rows document's mistakes name the file, line, column and field
+/// (the one the doc shows), and the flags that would change its design are
+/// refused rather than ignored.
+#[test]
+fn a_json_rows_document_reports_mistakes_with_their_place() {
+    let example = json_examples_of_the_doc().remove(0);
+    let dir = Scratch::new("doc-mistakes");
+    let fails = |args: &[&str]| {
+        let o = dir.command().args(args).output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stdout(&o));
+        stderr(&o)
+    };
+    let seventh = "\"period\": 1, \"treated\": false, \"value\": 2.61}";
+    assert!(
+        example.contains(seventh),
+        "the doc's example changed: update this test"
+    );
+    dir.write(
+        "wedge.json",
+        &example.replacen("\"value\": 2.61", "\"value\": \"2.6\"", 1),
+    );
+    let err = fails(&["analyze", "--input", "wedge.json"]);
+    assert!(
+        err.contains("wedge.json:9:78: rows[6].value: invalid type: string \"2.6\", expected f64"),
+        "{err}"
+    );
+    let doc = std::fs::read_to_string(workspace().join("docs/analyze-few.md")).unwrap();
+    assert!(doc
+        .contains("`wedge.json:9:78:\nrows[6].value: invalid type: string \"2.6\", expected f64`"));
+    dir.write(
+        "wedge.json",
+        &example.replacen("\"seed\": 0", "\"sed\": 0", 1),
+    );
+    let err = fails(&["analyze", "--input", "wedge.json"]);
+    assert!(
+        err.contains("wedge.json:") && err.contains(": design.sed: unknown field `sed`"),
+        "{err}"
+    );
+    dir.write("wedge.json", &example);
+    for (flags, says) in [
+        (
+            &["--design", "cluster"][..],
+            "--design cluster but the document's design.kind is \"stepped_wedge\"",
+        ),
+        (
+            &["--seed", "3"],
+            "--seed cannot change a JSON rows document",
+        ),
+        (&["--control-arm", "c"], "--control-arm cannot change"),
+        (
+            &["--design", "stepped_wedge", "--without-community-effects"],
+            "--without-community-effects cannot change",
+        ),
+    ] {
+        let mut args = vec!["analyze", "--input", "wedge.json"];
+        args.extend_from_slice(flags);
+        let err = fails(&args);
+        assert!(err.contains(says), "{flags:?}: {err}");
+    }
+    // CSV without a design, and a JSON file that is neither document.
+    dir.write("rows.csv", "cluster,period,treated,value\na,0,0,1\n");
+    assert!(fails(&["analyze", "--input", "rows.csv"]).contains("CSV rows need --design"));
+    dir.write("stats.json", "{\"arms\": []}");
+    let err = fails(&["analyze", "--input", "stats.json", "--design", "cluster"]);
+    assert!(
+        err.contains("with --design, JSON input is a rows document"),
+        "{err}"
+    );
+}

@@ -94,3 +94,104 @@ async fn a_closed_standard_output_ends_commands_quietly() {
     })
     .await;
 }
+
+/// Runs `command` with a standard output whose reader is gone before the
+/// command starts (every write fails with a broken pipe); its exit code and
+/// standard error.
+fn with_stdout_closed(mut command: Command) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = command
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (out.status.code(), stderr(&out))
+}
+
+/// Issue 12: `experiments show | head` panicked (exit 101). Every command
+/// that prints, run with its standard output closed from the start: exit
+/// 0, nothing on standard error but what the command says there anyway.
+#[tokio::test]
+async fn every_printing_command_survives_a_standard_output_closed_from_the_start() {
+    both_backends(|db| async move {
+        let url = db.url().to_string();
+        let dir = Scratch::new("closed-early");
+        let cli = |args: &[&str]| {
+            let mut command = dir.command();
+            command
+                .args(args)
+                .env("COMMONLAB_DATABASE_URL", &url)
+                .env("COMMONLAB_ACTOR", "pipe-test");
+            command
+        };
+        let flags = workspace().join("experiments/flags.json");
+        let trial = workspace().join("experiments/thanks-button.toml");
+        let metrics = workspace().join("experiments/metrics.toml");
+        let analyze = fixtures().join("analyze.json");
+        let rows = fixtures().join("wedge-rows.csv");
+        let (flags, trial) = (flags.to_str().unwrap(), trial.to_str().unwrap());
+        for args in [
+            &["flags", "import", flags, "--reason", "t"][..],
+            &["experiments", "create", trial, "--reason", "t"],
+            &["experiments", "start", "thanks-button", "--reason", "t"],
+        ] {
+            let (code, err) = with_stdout_closed(cli(args));
+            assert_eq!(code, Some(0), "{args:?}: {err}");
+            assert!(!err.contains("panicked"), "{args:?}: {err}");
+        }
+        let db_state = |args: &[&str]| {
+            let o = cli(args).output().unwrap();
+            assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+            stdout(&o)
+        };
+        assert!(
+            db_state(&["experiments", "list"]).contains("running"),
+            "the writes above happened"
+        );
+        for args in [
+            &["experiments", "show", "thanks-button"][..],
+            &["experiments", "show", "thanks-button", "--json"],
+            &["experiments", "list"],
+            &["experiments", "assignments", "thanks-button"],
+            &["experiments", "validate", trial, "--flags", flags],
+            &["flags", "list"],
+            &["flags", "get", "thanks-button"],
+            &["flags", "export"],
+            &["keys", "list"],
+            &["metrics", "validate", metrics.to_str().unwrap()],
+            &["metrics", "sql", "thanks-button", "repeat_contribution_28d"],
+            &["events", "export"],
+            &["analyze", "--input", analyze.to_str().unwrap()],
+            &[
+                "analyze",
+                "--input",
+                analyze.to_str().unwrap(),
+                "--format",
+                "md",
+            ],
+            &[
+                "analyze",
+                "--input",
+                rows.to_str().unwrap(),
+                "--design",
+                "stepped_wedge",
+            ],
+            &["analyze", "--trial", "thanks-button", "--rows"],
+            &["--help"],
+            &["--version"],
+        ] {
+            let (code, err) = with_stdout_closed(cli(args));
+            assert_eq!(code, Some(0), "{args:?}: {err}");
+            assert!(
+                !err.contains("panicked") && !err.contains("error"),
+                "{args:?}: {err}"
+            );
+        }
+        // A failure is still one: exit 1 with its message.
+        let (code, err) = with_stdout_closed(cli(&["experiments", "show", "nope"]));
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("trial 'nope' not found"), "{err}");
+    })
+    .await;
+}

@@ -2,6 +2,8 @@
 
 use super::*;
 
+mod guards;
+
 /// `experiments validate` over the repository's own trial files.
 #[test]
 fn the_shipped_trials_are_valid() {

@@ -13,12 +13,15 @@
 //! - [`TrialSpec::canonical_json`], [`TrialSpec::canonical_hash`] and
 //!   [`TrialSpec::locked_changes`] lock the analysis plan.
 //! - [`TrialSpec::conflicts_with`] detects overlapping trials.
+//! - [`TrialSpec::completion`] says when a started trial's data are
+//!   complete (concluding earlier is a recorded deviation).
 //! - [`hash_arm`], [`layer_position`], [`blocked_arm`],
 //!   [`cluster_allocation`], [`stepped_wedge_schedule`] and [`arm_at`]
 //!   assign units to arms.
 
 mod assign;
 mod canonical;
+mod completion;
 mod metric;
 mod parse;
 mod periods;
@@ -33,6 +36,7 @@ pub use assign::{
     prf_u64, ramp_position, scale, stepped_wedge_schedule, Randomisation, LAYER_SPACE,
 };
 pub use canonical::LOCKED_FIELDS;
+pub use completion::Completion;
 pub use metric::{
     format_duration, parse_duration, Cap, Direction, FilterOp, Metric, MetricKind, MetricLibrary,
     MetricUnit, MetricValue, PropertyFilter, Scalar, Window, DEFAULT_WINDOW, MAX_WINDOW_SECS,
@@ -197,11 +201,55 @@ pub struct Metrics {
     pub guardrails: Vec<Metric>,
 }
 
-/// A survey instrument and the waves it is given in (by key).
+/// One survey wave of a trial: an instrument given at a point in time
+/// (`[[surveys]]`; a wave may give several instruments, each once).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Survey {
+    /// The instrument's key (`surveys/KEY.toml`).
     pub instrument: String,
-    pub waves: Vec<String>,
+    /// The wave's key (e.g. `baseline`, `followup`).
+    pub wave: String,
+    pub timing: WaveTiming,
+}
+
+/// When a wave is due. A campaign of the wave sets the actual opening and
+/// closing times; the timing says which units to invite when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaveTiming {
+    /// Before the trial starts (`when = "before_start"`).
+    BeforeStart,
+    /// This long after each unit's first exposure
+    /// (`after_first_exposure = "14d"`).
+    AfterFirstExposure { seconds: i64 },
+    /// When the trial ends (`when = "at_end"`).
+    AtEnd,
+    /// No timing given (the `waves = [...]` shorthand).
+    Unscheduled,
+}
+
+impl WaveTiming {
+    /// As written in the file (`before_start`, `14d after first exposure`, ...).
+    pub fn describe(&self) -> String {
+        match self {
+            WaveTiming::BeforeStart => "before_start".into(),
+            WaveTiming::AfterFirstExposure { seconds } => {
+                format!("{} after first exposure", format_duration(*seconds))
+            }
+            WaveTiming::AtEnd => "at_end".into(),
+            WaveTiming::Unscheduled => "unscheduled".into(),
+        }
+    }
+}
+
+impl TrialSpec {
+    /// The instruments a wave of this trial gives (empty for an unknown wave).
+    pub fn wave_instruments(&self, wave: &str) -> Vec<&str> {
+        self.surveys
+            .iter()
+            .filter(|s| s.wave == wave)
+            .map(|s| s.instrument.as_str())
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,10 +7,12 @@
 
 mod answers;
 mod parse;
+pub mod results;
 mod scale_parse;
 mod scoring;
 #[cfg(test)]
 mod tests;
+pub mod token;
 
 use std::collections::BTreeMap;
 

@@ -3,7 +3,7 @@
 
 use super::cache::TrialCache;
 use super::decision::Decider;
-use super::service::{self, Move, ACTIONS};
+use super::service::{self, Move};
 use crate::audit::ChangeMeta;
 use crate::auth::{KeyCache, RequireDeveloper, RequireResearcher, RequireSdk};
 use crate::clock::Clock;
@@ -41,7 +41,7 @@ where
         Route::get("/api/v1/trials/{key}/assignments", assignments),
         Route::get("/api/v1/trials/{key}/analysis", analysis),
         Route::get("/api/v1/trials/{key}/report", super::report::report),
-        // `{action}` is one of [`ACTIONS`].
+        // `{action}` is one of [`service::ACTIONS`].
         Route::post("/api/v1/trials/{key}/{action}", lifecycle),
         Route::post("/api/v1/exposures", exposure),
     ]
@@ -174,23 +174,9 @@ async fn show(
     State(trials): State<TrialsContext>,
     Path(key): Path<String>,
 ) -> Result<Response, Problem> {
-    let store = &trials.store;
-    let t = store
-        .get_trial(&key)
-        .await
-        .map_err(Error::from)?
-        .ok_or_else(|| Problem::not_found(format!("trial '{key}' not found")))?;
-    let events = store.trial_events(&key).await.map_err(Error::from)?;
-    let counts = store.arm_counts(t.id).await.map_err(Error::from)?;
-    let arms: Vec<Value> = counts
-        .into_iter()
-        .map(|(arm, assigned, exposed)| json!({"arm": arm, "assigned": assigned, "exposed": exposed}))
-        .collect();
-    let hash = t.spec_hash.clone();
-    Ok(with_etag(
-        Json(json!({ "trial": t, "events": events, "arms": arms })).into_response(),
-        &hash,
-    ))
+    let shown = super::overview::overview(&trials.store, &key, trials.clock.now()).await?;
+    let hash = shown.trial.spec_hash.clone();
+    Ok(with_etag(Json(shown).into_response(), &hash))
 }
 
 async fn update_draft(
@@ -223,6 +209,10 @@ async fn update_draft(
 #[serde(deny_unknown_fields)]
 struct ReasonBody {
     reason: String,
+    /// `conclude` only: conclude before the data are complete, recorded as
+    /// a deviation with the reason.
+    #[serde(default)]
+    force: bool,
 }
 
 async fn lifecycle(
@@ -233,15 +223,22 @@ async fn lifecycle(
 ) -> Result<Response, Problem> {
     let actor = caller.actor();
     let m = trials.meta(&actor, &body.reason);
-    let t = if action == ACTIONS[0] {
-        service::start(&trials.store, trials.set(), &key, &m).await?
-    } else {
-        let mv = Move::parse(&action).ok_or_else(|| {
+    let mv = match action.as_str() {
+        "start" => None,
+        other => Some(Move::parse(other).ok_or_else(|| {
             Problem::not_found(format!(
                 "unknown trial action '{action}': use start, stop, resume, conclude or archive"
             ))
-        })?;
-        service::transition(&trials.store, &key, mv, &m).await?
+        })?),
+    };
+    if body.force && mv != Some(Move::Conclude) {
+        let detail = format!("only a conclusion can be forced, not '{action}'");
+        return Err(Problem::validation(detail.clone()).with_field("/force", detail));
+    }
+    let t = match mv {
+        None => service::start(&trials.store, trials.set(), &key, &m).await?,
+        Some(Move::Conclude) => service::conclude(&trials.store, &key, &m, body.force).await?,
+        Some(mv) => service::transition(&trials.store, &key, mv, &m).await?,
     };
     trials.after_write().await;
     Ok(Json(t).into_response())

@@ -40,6 +40,23 @@ impl Digester {
         let lo = self.1.hash_one((trial, unit));
         (u128::from(hi) << 64) | u128::from(lo)
     }
+
+    /// The digest of an excluded exposure of (trial, unit): not the one
+    /// of its plain exposure, so that a unit whose plain exposure was
+    /// written is still sent when a cohort override later excludes it.
+    pub fn digest_excluded(&self, trial: i64, unit: &str) -> u128 {
+        let hi = self.0.hash_one((trial, unit, true));
+        let lo = self.1.hash_one((trial, unit, true));
+        (u128::from(hi) << 64) | u128::from(lo)
+    }
+
+    fn seen_digest(&self, trial: i64, unit: &str, excluded: bool) -> u128 {
+        if excluded {
+            self.digest_excluded(trial, unit)
+        } else {
+            self.digest(trial, unit)
+        }
+    }
 }
 
 /// Digests are already uniform: the tables use their low bits as the hash.
@@ -257,19 +274,20 @@ impl ExposureDedup {
         }
     }
 
-    /// Whether the exposure of (trial, unit) is known to be written (and
-    /// not evicted since).
-    pub fn is_seen(&self, trial: i64, unit: &str) -> bool {
-        let d = self.digester.digest(trial, unit);
+    /// Whether the exposure of (trial, unit), excluded or not, is known
+    /// to be written (and not evicted since).
+    pub fn is_seen(&self, trial: i64, unit: &str, excluded: bool) -> bool {
+        let d = self.digester.seen_digest(trial, unit, excluded);
         self.seen
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(d)
     }
 
-    /// Remembers that the exposure of (trial, unit) is written.
-    pub fn mark_seen(&self, trial: i64, unit: &str) {
-        let d = self.digester.digest(trial, unit);
+    /// Remembers that the exposure of (trial, unit), excluded or not, is
+    /// written.
+    pub fn mark_seen(&self, trial: i64, unit: &str, excluded: bool) {
+        let d = self.digester.seen_digest(trial, unit, excluded);
         self.seen
             .lock()
             .unwrap_or_else(|e| e.into_inner())

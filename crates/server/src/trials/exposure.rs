@@ -120,20 +120,26 @@ impl ExposureSink {
         self.dropped.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// Remembers that the exposure of `unit` in `trial` is in the database.
-    fn mark_seen(&self, trial: i64, unit: &str) {
-        self.dedup.mark_seen(trial, unit);
+    /// Remembers that the exposure of `unit` in `trial`, excluded or not,
+    /// is in the database.
+    fn mark_seen(&self, trial: i64, unit: &str, excluded: bool) {
+        self.dedup.mark_seen(trial, unit, excluded);
     }
 
     /// Records the exposure of a decision (once per unit and server, once
-    /// it is written).
+    /// it is written). An excluded decision (a cohort override) is sent
+    /// even when the unit's plain exposure was written: the store then
+    /// marks that exposure excluded.
     pub async fn record(
         &self,
         d: &Decision,
         source: ExposureSource,
         at: chrono::DateTime<chrono::Utc>,
     ) {
-        if self.dedup.is_seen(d.trial.id, &d.unit_id) {
+        if self
+            .dedup
+            .is_seen(d.trial.id, &d.unit_id, d.excluded_reason.is_some())
+        {
             return;
         }
         let e = PendingExposure {
@@ -241,7 +247,7 @@ async fn write(
     sink.count_dropped(refused.len());
     for (i, p) in pending.drain(..).enumerate() {
         if refused.binary_search(&i).is_err() {
-            sink.mark_seen(p.trial_id, &p.unit_id);
+            sink.mark_seen(p.trial_id, &p.unit_id, p.excluded_reason.is_some());
         }
     }
     true

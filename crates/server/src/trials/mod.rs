@@ -4,7 +4,8 @@
 //! consent and erasure caches about units it reads ([`unit_cache`]), and
 //! the exposure writer ([`exposure`], with its bounded de-duplication,
 //! [`dedup`]). [`analysis`] turns a stored trial's metrics into the
-//! statistics engine's input.
+//! statistics engine's input; [`overview`] is a trial as shown (API and
+//! `experiments show`), with where it is in its schedule.
 
 pub mod analysis;
 pub mod api;
@@ -12,6 +13,7 @@ pub mod cache;
 pub mod decision;
 pub mod dedup;
 pub mod exposure;
+pub mod overview;
 pub mod report;
 pub mod service;
 pub mod unit_cache;

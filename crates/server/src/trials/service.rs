@@ -8,13 +8,15 @@
 //! (or resume) a trial that would control the same flag for the same units
 //! as a running one (unless layers keep them apart), checked in the
 //! transaction that starts it. Concluding stores the metric snapshot in the
-//! transaction that concludes. After the start, changes to locked
+//! transaction that concludes, and is refused before the trial's data are
+//! complete unless forced (then recorded as a deviation). After the start, changes to locked
 //! fields need an explicit `amend` with a reason, which the report shows as
 //! a deviation.
 
 use super::cache::Allocation;
 use crate::audit::ChangeMeta;
 use crate::error::Error;
+use chrono::{DateTime, Utc};
 use commonlab_core::experiments::{parse_trial, SpecError, TrialSpec};
 use commonlab_core::flags::{FlagSet, LoadMode};
 use commonlab_store::{Store, TrialChange, TrialRecord, TrialStatus};
@@ -162,33 +164,107 @@ fn overlap(key: &str, spec: &TrialSpec, running: &[TrialRecord]) -> Option<Strin
 /// as of the conclusion, both in one transaction (if the trial is amended
 /// between computing the snapshot and concluding, the snapshot is computed
 /// again).
-async fn conclude(
+///
+/// Before the trial's data are complete ([`TrialSpec::completion`]: the
+/// longest metric window closed for the last units exposed, or the last
+/// period closed) the snapshot would leave units out for good, so the
+/// conclusion is refused ([`Error::DataIncomplete`], saying when the data
+/// are complete), unless `force`: then a `deviation` event, saying what
+/// was cut short and why (the reason), is recorded in the transaction
+/// that concludes.
+pub async fn conclude(
     store: &Store,
     key: &str,
-    from: &[TrialStatus],
     meta: &ChangeMeta<'_>,
-    c: &TrialChange<'_>,
+    force: bool,
 ) -> Result<TrialRecord, Error> {
+    use TrialStatus::*;
+    let c = change(meta)?;
+    let from = &[Running, Stopped];
     for _ in 0..3 {
         let record = get(store, key).await?;
+        let mut deviation = None;
         // Keep the aggregates: the analysis of a concluded trial must
         // survive the retention job deleting raw events.
         let snapshots = if from.contains(&record.status) {
+            if let Some((why, ever)) = incomplete(&record, meta.at)? {
+                if !force {
+                    let force =
+                        "with --force (API: \"force\": true) and a reason, recorded as a deviation";
+                    return Err(Error::DataIncomplete(if ever {
+                        format!(
+                            "trial '{key}' cannot be concluded yet: {why}; its snapshot would leave \
+                             out units whose data are still coming. Wait until then, or conclude \
+                             anyway {force}"
+                        )
+                    } else {
+                        format!(
+                            "trial '{key}' cannot be concluded without --force: {why}, so its data \
+                             will never be complete. Conclude it {force}"
+                        )
+                    }));
+                }
+                deviation = Some(format!(
+                    "concluded before the data were complete ({why}): {}",
+                    c.reason
+                ));
+            }
             super::analysis::snapshot(store, &record, meta.at).await?
         } else {
             Vec::new()
         };
-        match store
-            .conclude_trial(key, from, &record.spec_hash, record.version, &snapshots, c)
-            .await
-        {
+        // Only from the status the completion was judged in: a trial
+        // stopped or resumed meanwhile is judged again.
+        let checked = if from.contains(&record.status) {
+            std::slice::from_ref(&record.status)
+        } else {
+            from
+        };
+        let (hash, version) = (&record.spec_hash, record.version);
+        let done = match &deviation {
+            Some(d) => {
+                store
+                    .conclude_trial_with_deviation(key, checked, hash, version, &snapshots, &c, d)
+                    .await
+            }
+            None => {
+                store
+                    .conclude_trial(key, checked, hash, version, &snapshots, &c)
+                    .await
+            }
+        };
+        match done {
             Err(commonlab_store::StoreError::SpecConflict { .. }) => continue,
+            Err(commonlab_store::StoreError::InvalidState(_))
+                if checked.len() == 1
+                    && get(store, key).await.is_ok_and(|now| {
+                        now.status != record.status && from.contains(&now.status)
+                    }) =>
+            {
+                continue
+            }
             done => return Ok(done?),
         }
     }
     Err(Error::Store(commonlab_store::StoreError::Unavailable(
-        format!("trial '{key}' keeps being amended; try concluding again"),
+        format!("trial '{key}' keeps changing (amended, stopped or resumed); try concluding again"),
     )))
+}
+
+/// Why a started trial's data are not complete at `now`, if they are not,
+/// and whether they ever will be.
+fn incomplete(record: &TrialRecord, now: DateTime<Utc>) -> Result<Option<(String, bool)>, Error> {
+    let Some(started) = record.started_at else {
+        return Ok(None);
+    };
+    let spec = parse_trial(&record.spec_source, &format!("trial {}", record.key))?;
+    let stopped = (record.status == TrialStatus::Stopped)
+        .then_some(record.stopped_at)
+        .flatten()
+        .map(|t| t.timestamp());
+    let completion = spec.completion(started.timestamp(), stopped);
+    Ok((!completion.is_complete(now.timestamp()))
+        .then(|| (completion.describe(), completion.at().is_some())))
 }
 
 /// The actions of `POST /api/v1/trials/{key}/{action}`: `start`, then
@@ -216,6 +292,8 @@ impl Move {
     }
 }
 
+/// A lifecycle move after the start. A conclusion is [`conclude`] without
+/// `force`: refused before the data are complete.
 pub async fn transition(
     store: &Store,
     key: &str,
@@ -223,24 +301,22 @@ pub async fn transition(
     meta: &ChangeMeta<'_>,
 ) -> Result<TrialRecord, Error> {
     use TrialStatus::*;
-    let c = change(meta)?;
     let (from, to): (&[TrialStatus], TrialStatus) = match mv {
-        Move::Stop => (&[Running], Stopped),
-        Move::Resume => (&[Stopped], Running),
-        Move::Conclude => (&[Running, Stopped], Concluded),
-        Move::Archive => (&[Draft, Stopped, Concluded], Archived),
-    };
-    match mv {
-        Move::Conclude => conclude(store, key, from, meta, &c).await,
+        Move::Conclude => return conclude(store, key, meta, false).await,
         Move::Resume => {
-            // Another trial may have started on the same units meanwhile.
+            let c = change(meta)?;
+            // Another trial may have started on the same units meanwhile:
+            // checked in the transaction that resumes, as at the start.
             let record = get(store, key).await?;
             let spec = parse_trial(&record.spec_source, &format!("trial {key}"))?;
             let overlaps = |running: &[TrialRecord]| overlap(key, &spec, running);
-            Ok(store.resume_trial_exclusive(key, &c, &overlaps).await?)
+            return Ok(store.resume_trial_exclusive(key, &c, &overlaps).await?);
         }
-        Move::Stop | Move::Archive => Ok(store.set_trial_status(key, from, to, &c).await?),
-    }
+        Move::Stop => (&[Running], Stopped),
+        Move::Archive => (&[Draft, Stopped, Concluded], Archived),
+    };
+    let c = change(meta)?;
+    Ok(store.set_trial_status(key, from, to, &c).await?)
 }
 
 /// Fields that decide who is in a trial and in which arm.

@@ -13,8 +13,10 @@ type Request = (Method, &'static str, String, Option<Value>, Access);
 /// past authorization (the answer may still be 404 or 422), and who this
 /// test expects the table to let in. Every route of
 /// [`commonlab_server::route_table`] must have at least one, and every one
-/// here must be a route of the table, with that access.
-fn requests() -> Vec<Request> {
+/// here must be a route of the table, with that access. The survey pages
+/// (`/s/...`) get `survey`, a valid link, and take their bodies as forms
+/// with `csrf`, its form token.
+fn requests(survey: &str, csrf: &str) -> Vec<Request> {
     const PUBLIC: Access = Access::Public;
     const SDK: Access = Access::Role(Role::Sdk);
     const DEV: Access = Access::Role(Role::Developer);
@@ -246,6 +248,93 @@ fn requests() -> Vec<Request> {
             None,
             ADMIN,
         ),
+        (
+            Method::GET,
+            "/s/{token}",
+            format!("/s/{survey}"),
+            None,
+            PUBLIC,
+        ),
+        (
+            Method::POST,
+            "/s/{token}/consent",
+            format!("/s/{survey}/consent"),
+            Some(json!({"_csrf": csrf, "consent": "yes"})),
+            PUBLIC,
+        ),
+        (
+            Method::POST,
+            "/s/{token}/pages/{page}",
+            format!("/s/{survey}/pages/1"),
+            Some(json!({"_csrf": csrf, "often": "never"})),
+            PUBLIC,
+        ),
+        (
+            Method::GET,
+            "/s/{token}/done",
+            format!("/s/{survey}/done"),
+            None,
+            PUBLIC,
+        ),
+        (
+            Method::GET,
+            "/api/v1/surveys/instruments",
+            "/api/v1/surveys/instruments".into(),
+            None,
+            RES,
+        ),
+        (
+            Method::POST,
+            "/api/v1/surveys/instruments",
+            "/api/v1/surveys/instruments".into(),
+            Some(json!({"source": "key = 1", "reason": "r"})),
+            RES,
+        ),
+        (
+            Method::GET,
+            "/api/v1/surveys/campaigns",
+            "/api/v1/surveys/campaigns".into(),
+            None,
+            RES,
+        ),
+        (
+            Method::POST,
+            "/api/v1/surveys/campaigns",
+            "/api/v1/surveys/campaigns".into(),
+            Some(
+                json!({"key": "c", "instrument": "i", "version": 1, "wave": "w",
+                        "opens_at": "2027-01-01T00:00:00Z", "closes_at": "2027-02-01T00:00:00Z", "reason": "r"}),
+            ),
+            RES,
+        ),
+        (
+            Method::GET,
+            "/api/v1/surveys/campaigns/{key}",
+            "/api/v1/surveys/campaigns/no-such".into(),
+            None,
+            RES,
+        ),
+        (
+            Method::POST,
+            "/api/v1/surveys/campaigns/{key}/links",
+            "/api/v1/surveys/campaigns/no-such/links".into(),
+            Some(json!({"units": ["u"], "reason": "r"})),
+            RES,
+        ),
+        (
+            Method::GET,
+            "/api/v1/surveys/campaigns/{key}/results",
+            "/api/v1/surveys/campaigns/no-such/results".into(),
+            None,
+            RES,
+        ),
+        (
+            Method::GET,
+            "/api/v1/surveys/campaigns/{key}/export",
+            "/api/v1/surveys/campaigns/no-such/export".into(),
+            None,
+            RES,
+        ),
         (Method::GET, "/healthz", "/healthz".into(), None, PUBLIC),
         (Method::GET, "/readyz", "/readyz".into(), None, PUBLIC),
         (Method::GET, "/metrics", "/metrics".into(), None, PUBLIC),
@@ -292,7 +381,18 @@ async fn every_route_for_every_role() {
             .iter()
             .map(|r| (Method::from_bytes(r.method().as_str().as_bytes()).unwrap(), r.path(), r.access()))
             .collect();
-        let requests = requests();
+        crate::surveys::open_mini(&h, "matrix").await;
+        let survey = crate::surveys::link(
+            &h,
+            "matrix",
+            &crate::surveys::unit("matrix"),
+            chrono::Utc::now() + chrono::Duration::days(1),
+        );
+        let csrf = commonlab_server::surveys::pages::form_token(
+            &h.server.state.config.survey_keys,
+            &survey,
+        );
+        let requests = requests(&survey, &csrf);
         for (method, path, _) in &table {
             assert!(
                 requests.iter().any(|(m, p, ..)| m == method && p == path),
@@ -316,8 +416,19 @@ async fn every_route_for_every_role() {
             callers.push((None, Some("cl_0123456789ab_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")));
             for (role, key) in callers {
                 let mut req = h.req(method.clone(), path, key);
-                if let Some(b) = body {
-                    req = req.json(b);
+                match body {
+                    // The survey pages take forms, as browsers send them.
+                    Some(b) if path.starts_with("/s/") => {
+                        let fields: Vec<(&str, &str)> = b
+                            .as_object()
+                            .unwrap()
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+                            .collect();
+                        req = req.form(&fields);
+                    }
+                    Some(b) => req = req.json(b),
+                    None => {}
                 }
                 let status = req.send().await.unwrap().status();
                 let expected_refusal = match (access, role) {

@@ -244,7 +244,7 @@ pub(crate) fn response_schema<'d>(
 impl Harness {
     /// Sends a request and checks the answer against the document: status
     /// and content type documented, body valid. Returns the body.
-    async fn conforms(
+    pub(crate) async fn conforms(
         &self,
         doc: &Value,
         (method, path, template): (Method, &str, &str),

@@ -71,7 +71,11 @@ impl<'a> HarnessBuilder<'a> {
     /// A replica of `of`: its admin key and its study key.
     pub fn replica_of(self, of: &Harness) -> Self {
         let key = of.server.state.config.study_key.clone();
-        self.admin(&of.admin).config(|c| c.study_key = key)
+        let survey_keys = of.server.state.config.survey_keys.clone();
+        self.admin(&of.admin).config(|c| {
+            c.study_key = key;
+            c.survey_keys = survey_keys;
+        })
     }
 
     /// Starts the server on a connection of its own to the database.

@@ -49,7 +49,8 @@ fn conclude(
             reason: "done",
             at: at(when),
         };
-        trial_service::transition(&store, &key, Move::Conclude, &meta)
+        // Mid-schedule: forced (the conclusion is what this test is about).
+        trial_service::conclude(&store, &key, &meta, true)
             .await
             .map(drop)
             .map_err(|e| e.to_string())

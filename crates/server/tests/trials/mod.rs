@@ -6,6 +6,7 @@ use commonlab_core::privacy::pseudonymise;
 
 mod designs;
 mod exposures;
+mod guards;
 mod lifecycle;
 mod report;
 
@@ -375,7 +376,7 @@ async fn analysis_of_a_running_trial() {
         let resp = h
             .post(
                 "/api/v1/trials/thanks-hash/conclude",
-                json!({"reason": "done"}),
+                json!({"reason": "done", "force": true}),
             )
             .await;
         assert_eq!(resp.status(), StatusCode::OK);

@@ -72,6 +72,53 @@ impl Store {
         snapshots: &[MetricSnapshot],
         change: &TrialChange<'_>,
     ) -> Result<TrialRecord, StoreError> {
+        self.conclude(key, from, spec_hash, version, snapshots, change, None)
+            .await
+    }
+
+    /// [`Store::conclude_trial`] before the trial's data were complete:
+    /// the `conclude` event is followed, in the same transaction, by a
+    /// `deviation` event with `deviation` as its reason (not empty), so
+    /// the report shows the early conclusion as a departure from the plan.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn conclude_trial_with_deviation(
+        &self,
+        key: &str,
+        from: &[TrialStatus],
+        spec_hash: &str,
+        version: i64,
+        snapshots: &[MetricSnapshot],
+        change: &TrialChange<'_>,
+        deviation: &str,
+    ) -> Result<TrialRecord, StoreError> {
+        if deviation.trim().is_empty() {
+            return Err(StoreError::InvalidState(format!(
+                "trial '{key}': a deviation needs a reason"
+            )));
+        }
+        self.conclude(
+            key,
+            from,
+            spec_hash,
+            version,
+            snapshots,
+            change,
+            Some(deviation),
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn conclude(
+        &self,
+        key: &str,
+        from: &[TrialStatus],
+        spec_hash: &str,
+        version: i64,
+        snapshots: &[MetricSnapshot],
+        change: &TrialChange<'_>,
+        deviation: Option<&str>,
+    ) -> Result<TrialRecord, StoreError> {
         if from.is_empty() || from.contains(&TrialStatus::Draft) {
             return Err(StoreError::InvalidState(format!(
                 "trial '{key}': only a started trial can be concluded"
@@ -82,6 +129,7 @@ impl Store {
             spec_hash,
             version,
             snapshots,
+            deviation,
         };
         self.update_trial_checked(key, &update, change, None).await
     }

@@ -439,6 +439,14 @@ impl Store {
                     at,
                 };
                 event.insert().execute(&mut *tx).await?;
+                if let Some(reason) = update.deviation() {
+                    let deviation = NewTrialEvent {
+                        action: "deviation",
+                        reason,
+                        ..event
+                    };
+                    deviation.insert().execute(&mut *tx).await?;
+                }
                 for snapshot in update.snapshots() {
                     upsert_snapshot(trial.id, snapshot)
                         .execute(&mut *tx)

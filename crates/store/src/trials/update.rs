@@ -33,6 +33,9 @@ pub(crate) enum TrialUpdate<'a> {
         spec_hash: &'a str,
         version: i64,
         snapshots: &'a [MetricSnapshot],
+        /// Recorded as a `deviation` event after the `conclude` one (a
+        /// conclusion before the data were complete).
+        deviation: Option<&'a str>,
     },
 }
 
@@ -151,6 +154,14 @@ impl TrialUpdate<'_> {
                     from.join(", ")
                 )
             }
+        }
+    }
+
+    /// The reason of a `deviation` event to record with the change.
+    pub(crate) fn deviation(&self) -> Option<&str> {
+        match self {
+            TrialUpdate::Conclude { deviation, .. } => *deviation,
+            _ => None,
         }
     }
 

@@ -395,6 +395,66 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
         )
         .await;
         dropped.push(("conclude_trial", n));
+        // A forced conclusion: its conclude and deviation events, and its
+        // snapshot, all or nothing.
+        store.create_trial(&trial("td", &h)).await.unwrap();
+        let td = store.start_trial("td", 7, None, &by("go")).await.unwrap();
+        let n = at_every_point(
+            store,
+            "conclude_trial_with_deviation",
+            |_| {
+                let (hash, version) = (td.spec_hash.clone(), td.version);
+                Box::pin(async move {
+                    let snapshots = vec![MetricSnapshot {
+                        metric: "d0".into(),
+                        spec_hash: hash.clone(),
+                        as_of: at(20),
+                        computed_at: at(20),
+                        cells: vec![cell("arm0")],
+                    }];
+                    let from = [TrialStatus::Running];
+                    match store
+                        .conclude_trial_with_deviation(
+                            "td",
+                            &from,
+                            &hash,
+                            version,
+                            &snapshots,
+                            &by("done"),
+                            "early",
+                        )
+                        .await
+                    {
+                        Err(StoreError::InvalidState(m)) if m.contains("is concluded") => {
+                            store.get_trial("td").await.map(Option::unwrap)
+                        }
+                        other => other,
+                    }
+                })
+            },
+            |_, _| {
+                Box::pin(async move {
+                    let t = store.get_trial("td").await.unwrap().unwrap();
+                    let log: Vec<String> = store
+                        .trial_events("td")
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .map(|e| e.action)
+                        .collect();
+                    let stored = store.metric_snapshots(t.id).await.unwrap();
+                    if t.status == TrialStatus::Concluded {
+                        assert_eq!(log, ["create", "start", "conclude", "deviation"]);
+                        assert_eq!(stored.len(), 1);
+                    } else {
+                        assert_eq!(log, ["create", "start"], "{t:?}");
+                        assert!(stored.is_empty());
+                    }
+                })
+            },
+        )
+        .await;
+        dropped.push(("conclude_trial_with_deviation", n));
 
         // Assignments: sequential positions stay gap-free per stratum.
         let n = at_every_point(
@@ -618,6 +678,68 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
         )
         .await;
         dropped.push(("set_consent", n));
+
+        // Survey invitations: every unit of the batch (three statements) or none.
+        let source = "key = \"s\"";
+        let h = hash_hex(77);
+        store
+            .publish_instrument(&commonlab_store::NewInstrument {
+                key: "s",
+                version: 1,
+                source,
+                hash: &h,
+                actor: "cli:ana",
+                reason: "pilot",
+                at: at(75),
+            })
+            .await
+            .unwrap();
+        let campaign = store
+            .create_campaign(&commonlab_store::NewCampaign {
+                key: "wave-1",
+                instrument: "s",
+                version: 1,
+                trial_key: None,
+                wave: "baseline",
+                opens_at: at(75),
+                closes_at: at(1_000),
+                actor: "cli:ana",
+                reason: "pilot",
+                at: at(75),
+            })
+            .await
+            .unwrap()
+            .id;
+        let invitations: Vec<commonlab_store::NewInvitation> = (0..1_200)
+            .map(|n| commonlab_store::NewInvitation {
+                unit: pseudonym(10_000 + n),
+                community: Some("north".into()),
+            })
+            .collect();
+        let invitations = &invitations;
+        let n = at_every_point(
+            store,
+            "invite_units",
+            |_| {
+                Box::pin(async move {
+                    store
+                        .invite_units(campaign, invitations, "cli:ana", "wave 1", at(76))
+                        .await
+                })
+            },
+            |_, outcome| {
+                let done = matches!(outcome, Some(Ok(_)));
+                Box::pin(async move {
+                    let count = store.invitation_count(campaign).await.unwrap();
+                    assert!(count == 0 || count == 1_200, "a partial batch: {count}");
+                    if done {
+                        assert_eq!(count, 1_200);
+                    }
+                })
+            },
+        )
+        .await;
+        dropped.push(("invite_units", n));
 
         // Erasure: all of the unit's rows, with its log entry, or none.
         let n = at_every_point(

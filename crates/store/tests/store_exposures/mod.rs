@@ -110,6 +110,67 @@ async fn exposures_keep_the_first_and_count_new_ones() {
     .await;
 }
 
+/// Issue 12: a unit exposed before a developer's cohort override was added
+/// leaves the analysis population when the override reaches it (its first
+/// exposure keeps its time and arm); the exclusion is never undone.
+#[tokio::test]
+async fn an_override_after_the_first_exposure_excludes_the_unit() {
+    both_backends(|db| async move {
+        let store = db.store();
+        let trial = running_trial(store, "t").await;
+        let excluded = |n: u64, secs: i64| NewExposure {
+            excluded_reason: Some("cohort override 'coop'".into()),
+            ..exposure(trial, n, "control", secs)
+        };
+        assert_eq!(
+            store
+                .record_exposures(&[exposure(trial, 1, "B", 1), exposure(trial, 2, "B", 1)])
+                .await
+                .unwrap(),
+            2
+        );
+        // Unit 1 hits the override later; in the same batch a duplicate
+        // plain exposure and, for unit 3, a new excluded one.
+        let batch = [excluded(1, 5), exposure(trial, 1, "B", 6), excluded(3, 7)];
+        assert_eq!(store.record_exposures(&batch).await.unwrap(), 1);
+        // The override removed again: unit 1 stays excluded.
+        assert_eq!(
+            store
+                .record_exposures(&[exposure(trial, 1, "B", 9)])
+                .await
+                .unwrap(),
+            0
+        );
+        for n in 1..=3 {
+            store
+                .assign_fixed(&fixed(trial, &unit(n), "B", 0))
+                .await
+                .unwrap();
+        }
+        let rows = store.export_assignments(trial, None, 10).await.unwrap();
+        let by_unit = |n: u64| rows.iter().find(|r| r.unit == unit(n)).unwrap();
+        let one = by_unit(1);
+        assert!(one.excluded, "{one:?}");
+        assert_eq!(
+            one.excluded_reason.as_deref(),
+            Some("cohort override 'coop'")
+        );
+        assert_eq!(
+            one.exposed_at,
+            Some(at(1)),
+            "the first exposure's time is kept"
+        );
+        assert!(!by_unit(2).excluded);
+        assert!(by_unit(3).excluded);
+        // Only unit 2 is in the analysis population.
+        assert_eq!(
+            store.arm_counts(trial).await.unwrap(),
+            vec![("B".to_string(), 3, 1)]
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn large_exposure_batches_are_chunked() {
     both_backends(|db| async move {

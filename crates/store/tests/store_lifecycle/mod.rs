@@ -229,3 +229,83 @@ async fn a_conclusion_and_its_snapshot_commit_together() {
     })
     .await;
 }
+
+/// Issue 12: a conclusion before the data were complete records a
+/// `deviation` with its reason, in the transaction that concludes; a
+/// refused conclusion records neither.
+#[tokio::test]
+async fn an_early_conclusion_records_its_deviation_in_the_same_transaction() {
+    both_backends(|db| async move {
+        let store = db.store();
+        let trial_id = running_trial(store, "t").await;
+        let trial = store.get_trial("t").await.unwrap().unwrap();
+        let from = [TrialStatus::Running, TrialStatus::Stopped];
+        let why = "concluded before the data were complete: the ethics board stopped it";
+
+        // No reason: refused before anything is written.
+        let err = store
+            .conclude_trial_with_deviation(
+                "t",
+                &from,
+                &trial.spec_hash,
+                trial.version,
+                &snapshots(&trial.spec_hash, at(5), 1),
+                &trial_change("done", 5),
+                " ",
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::InvalidState(m) if m.contains("needs a reason")),
+            "{err:?}"
+        );
+        // A stale spec: neither the conclusion nor the deviation.
+        let err = store
+            .conclude_trial_with_deviation(
+                "t",
+                &from,
+                &hash_of(9),
+                trial.version,
+                &snapshots(&hash_of(9), at(5), 1),
+                &trial_change("done", 5),
+                why,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::SpecConflict { .. }), "{err:?}");
+        let log = |store: Store| async move {
+            store
+                .trial_events("t")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.action, e.reason))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(log(store.clone()).await.len(), 2, "create and start only");
+
+        let done = store
+            .conclude_trial_with_deviation(
+                "t",
+                &from,
+                &trial.spec_hash,
+                trial.version,
+                &snapshots(&trial.spec_hash, at(6), 1),
+                &trial_change("done", 6),
+                why,
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.status, TrialStatus::Concluded);
+        assert_eq!(store.metric_snapshots(trial_id).await.unwrap().len(), 2);
+        let events = store.trial_events("t").await.unwrap();
+        let tail: Vec<(&str, &str, i64)> = events[2..]
+            .iter()
+            .map(|e| (e.action.as_str(), e.reason.as_str(), e.version))
+            .collect();
+        assert_eq!(tail, [("conclude", "done", 1), ("deviation", why, 1)]);
+        assert_eq!(events[3].created_at, events[2].created_at);
+        assert_eq!(events[3].seq, events[2].seq + 1);
+    })
+    .await;
+}

@@ -460,6 +460,7 @@ async fn erase_unit_removes_only_that_unit_and_logs_it() {
                 assignments: 2,
                 consents: 2,
                 survey_responses: 0,
+                survey_invitations: 0,
             }
         );
         assert_eq!(store.count_events(&a_events).await.unwrap(), 0);

@@ -11,6 +11,7 @@ use crate::output::{self, errln, outln};
 use anyhow::{anyhow, Context, Result};
 use commonlab_server::settings::Settings;
 use commonlab_server::trial_service::{self, Move};
+use commonlab_server::trials::overview::{overview, schedule_view};
 use commonlab_store::Store;
 use files::{join_errors, trial_source};
 
@@ -59,6 +60,10 @@ pub async fn run(
                 if let Some(a) = &t.allocation {
                     outln!("allocation: {a}")?;
                 }
+                let schedule = schedule_view(&t, chrono::Utc::now())?;
+                if schedule.state != "assigning" {
+                    outln!("note: {}", schedule.note)?;
+                }
             }
             ExperimentsCmd::Stop { key, reason } => {
                 move_trial(store, &key, Move::Stop, &actor, &reason).await?
@@ -66,8 +71,10 @@ pub async fn run(
             ExperimentsCmd::Resume { key, reason } => {
                 move_trial(store, &key, Move::Resume, &actor, &reason).await?
             }
-            ExperimentsCmd::Conclude { key, reason } => {
-                move_trial(store, &key, Move::Conclude, &actor, &reason).await?
+            ExperimentsCmd::Conclude { key, reason, force } => {
+                let meta = change(&actor, &reason);
+                let t = trial_service::conclude(store, &key, &meta, force).await?;
+                outln!("trial '{}' is now {}", t.key, t.status.as_str())?;
             }
             ExperimentsCmd::Archive { key, reason } => {
                 move_trial(store, &key, Move::Archive, &actor, &reason).await?
@@ -91,7 +98,7 @@ pub async fn run(
                 }
             }
             ExperimentsCmd::List => list(store).await?,
-            ExperimentsCmd::Show { key } => show(store, &key).await?,
+            ExperimentsCmd::Show { key, json } => show(store, &key, json).await?,
             ExperimentsCmd::Assignments { key, output } => {
                 let n = match output {
                     Some(path) => {
@@ -141,11 +148,12 @@ async fn list(store: &Store) -> Result<()> {
     Ok(())
 }
 
-async fn show(store: &Store, key: &str) -> Result<()> {
-    let t = store
-        .get_trial(key)
-        .await?
-        .ok_or_else(|| anyhow!("trial '{key}' not found"))?;
+async fn show(store: &Store, key: &str, json: bool) -> Result<()> {
+    let shown = overview(store, key, chrono::Utc::now()).await?;
+    if json {
+        return output::json(&shown);
+    }
+    let t = &shown.trial;
     outln!(
         "trial {} ({}), version {}, flag {}",
         t.key,
@@ -160,20 +168,39 @@ async fn show(store: &Store, key: &str) -> Result<()> {
     if let Some(a) = &t.allocation {
         outln!("allocation {a}")?;
     }
-    for (arm, assigned, exposed) in store.arm_counts(t.id).await? {
-        outln!("arm {arm}: {assigned} assigned, {exposed} exposed")?;
+    let s = &shown.schedule;
+    outln!(
+        "schedule {} to {}: {}",
+        output::time(&s.start),
+        output::time(&s.end),
+        s.note
+    )?;
+    if let Some(completion) = &s.completion {
+        let when = match s.complete_at {
+            Some(_) => "data complete (it can be concluded without --force) when",
+            None => "data never complete (concluding needs --force):",
+        };
+        outln!("{when} {completion}")?;
     }
-    let events = store.trial_events(key).await?;
-    let deviations = events
+    for a in &shown.arms {
+        outln!(
+            "arm {}: {} assigned, {} exposed",
+            a.arm,
+            a.assigned,
+            a.exposed
+        )?;
+    }
+    let deviations = shown
+        .events
         .iter()
         .filter(|e| e.action == "deviation" || e.action == "amend")
         .count();
     if deviations > 0 {
         outln!(
-            "deviations from the plan: {deviations} (amendments, and changes to the flag while running; listed below)"
+            "deviations from the plan: {deviations} (amendments, changes to the flag while running, early conclusions; listed below)"
         )?;
     }
-    for e in events {
+    for e in &shown.events {
         outln!(
             "{} {} by {}: {}",
             output::time(&e.created_at),

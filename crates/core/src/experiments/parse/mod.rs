@@ -4,14 +4,15 @@
 //! ([`crate::toml_reader`]) field by field; each problem becomes a
 //! [`SpecError`] at the value's position (or the enclosing table's, for a
 //! missing field) and reading goes on. This module reads the trial's top
-//! level (identity, links, arms, unit, eligibility, surveys, layer); its
+//! level (identity, links, arms, unit, eligibility, layer); its
 //! sections are read by
 //!
 //! - `design`: `[design]` and `[schedule]` (with its ramp), which the
 //!   design's steps are checked against;
 //! - `metrics`: `[metrics]` and the metric library
 //!   ([`parse_metric_library`]), whose definitions `ref = "name"` resolves to;
-//! - `analysis`: `[analysis]`, the pre-registered plan.
+//! - `analysis`: `[analysis]`, the pre-registered plan;
+//! - `surveys`: `[[surveys]]`, the survey waves.
 //!
 //! Every section reads through the trial's context [`Cx`]: the reader's
 //! [`Errors`] plus what only trials need (the metric library references
@@ -21,20 +22,20 @@
 mod analysis;
 mod design;
 mod metrics;
+mod surveys;
 
 pub use metrics::parse_metric_library;
 
-use super::{
-    Arm, Exposure, Layer, Links, MetricLibrary, SpecError, Survey, TrialSpec, Unit, LAYER_SPACE,
-};
+use super::{Arm, Exposure, Layer, Links, MetricLibrary, SpecError, TrialSpec, Unit, LAYER_SPACE};
 use crate::flags::Rule;
-use crate::toml_reader::{ident, is_ident, parse_document, Errors, Kind, Node, Pos, Report, Tbl};
+use crate::toml_reader::{ident, parse_document, Errors, Kind, Node, Pos, Report, Tbl};
 use analysis::read_analysis;
 use design::{read_design, read_schedule};
 use metrics::{check_metric_units, read_metrics};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use surveys::read_surveys;
 use toml_edit::Item;
 
 /// The trial reader's context: the problems found so far, the metric
@@ -413,51 +414,6 @@ fn read_eligibility(cx: &mut Cx<'_>, n: &Node) -> Option<Rule> {
             None
         }
     }
-}
-
-fn read_surveys(cx: &mut Cx<'_>, n: &Node) -> Option<Vec<Survey>> {
-    let Kind::Array(items) = &n.kind else {
-        cx.wrong_type(
-            n,
-            "surveys",
-            "an array of tables ([[surveys]]) with instrument and waves",
-        );
-        return None;
-    };
-    let mut out: Vec<Survey> = Vec::new();
-    let mut ok = true;
-    for (i, item) in items.iter().enumerate() {
-        let path = format!("surveys[{i}]");
-        let Some(t) = Tbl::open(cx, item, &path, &["instrument", "waves"]) else {
-            ok = false;
-            continue;
-        };
-        let instrument = ident(cx, &t, "instrument");
-        let waves = t.strings(cx, "waves", false);
-        if let Some(w) = &waves {
-            if let Some(bad) = w.iter().find(|w| !is_ident(w)) {
-                let pos = t.get("waves").map_or(t.pos, |n| n.pos);
-                cx.err(pos, &t.field("waves"), format!("{bad:?} is not a valid wave key; expected e.g. \"baseline\" or \"follow-up\""));
-                ok = false;
-            }
-        }
-        if let Some(ins) = &instrument {
-            if out.iter().any(|s| &s.instrument == ins) {
-                let pos = t.get("instrument").map_or(t.pos, |n| n.pos);
-                cx.err(
-                    pos,
-                    &t.field("instrument"),
-                    format!("instrument {ins:?} is listed twice; list all its waves in one entry"),
-                );
-                ok = false;
-            }
-        }
-        match (instrument, waves) {
-            (Some(instrument), Some(waves)) => out.push(Survey { instrument, waves }),
-            _ => ok = false,
-        }
-    }
-    ok.then_some(out)
 }
 
 fn read_layer(cx: &mut Cx<'_>, n: &Node) -> Option<Layer> {

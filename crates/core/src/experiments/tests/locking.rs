@@ -42,8 +42,8 @@ fn unlocked_fields_and_layout_do_not_change_the_hash() {
     );
     let changed = edit(
         &changed,
-        "instrument = \"reciprocity-norms\"",
-        "instrument = \"reciprocity\"",
+        "after_first_exposure = \"14d\"",
+        "after_first_exposure = \"21d\"",
     );
     let changed = edit(
         &changed,

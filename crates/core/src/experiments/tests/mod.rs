@@ -5,8 +5,10 @@
 
 mod assignment;
 mod chi2;
+mod completion;
 mod locking;
 mod metrics;
+mod surveys;
 mod validation;
 
 use super::*;

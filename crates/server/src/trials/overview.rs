@@ -1,0 +1,142 @@
+//! What `GET /api/v1/trials/{key}` and `commonlab experiments show` say
+//! about a trial: its record, its log, its arms, and where it is in its
+//! schedule (a running trial whose schedule begins later assigns nobody
+//! until then; when its data are complete, so that it can be concluded
+//! without a deviation).
+
+use crate::error::Error;
+use chrono::{DateTime, Utc};
+use commonlab_core::experiments::{format_rfc3339, parse_trial, Completion, Design};
+use commonlab_store::{Store, StoreError, TrialEvent, TrialRecord, TrialStatus};
+use serde::Serialize;
+
+/// A trial as shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialOverview {
+    pub trial: TrialRecord,
+    pub events: Vec<TrialEvent>,
+    pub arms: Vec<ArmCount>,
+    pub schedule: ScheduleView,
+}
+
+/// Units assigned to an arm, and exposed to it (not excluded).
+#[derive(Debug, Clone, Serialize)]
+pub struct ArmCount {
+    pub arm: String,
+    pub assigned: i64,
+    pub exposed: i64,
+}
+
+/// Where a trial is in its schedule at a given time.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleView {
+    /// The schedule's start and end (from the trial file).
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// Stepped wedges: the crossover times.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<DateTime<Utc>>,
+    /// `draft`, `waiting` (running, before the schedule's start: nothing
+    /// is assigned yet), `assigning`, `ended` (running, after the
+    /// schedule's end: nothing new is assigned), or `not running`
+    /// (stopped, concluded, archived).
+    pub state: &'static str,
+    /// The state in a sentence.
+    pub note: String,
+    /// Running and stopped trials: when the data are complete (a
+    /// conclusion before is refused unless forced, and recorded as a
+    /// deviation); `None` if they never will be.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub complete_at: Option<DateTime<Utc>>,
+    /// Running and stopped trials: the completion rule in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion: Option<String>,
+}
+
+fn time(unix: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(unix, 0).unwrap_or_default()
+}
+
+/// Where `t` is in its schedule at `now`.
+pub fn schedule_view(t: &TrialRecord, now: DateTime<Utc>) -> Result<ScheduleView, Error> {
+    let spec = parse_trial(&t.spec_source, &format!("trial {}", t.key))?;
+    let s = &spec.schedule;
+    let (start, end) = (format_rfc3339(s.start), format_rfc3339(s.end));
+    let now_unix = now.timestamp();
+    let (state, note) = match t.status {
+        TrialStatus::Draft => (
+            "draft",
+            format!(
+                "a draft: once started, units are assigned from {start} to {end}, and not before"
+            ),
+        ),
+        TrialStatus::Running if now_unix < s.start => (
+            "waiting",
+            format!(
+                "running, but its schedule starts at {start}: no unit is assigned or exposed \
+                 before then (evaluations get the flag's own value)"
+            ),
+        ),
+        TrialStatus::Running if now_unix >= s.end => (
+            "ended",
+            format!("running, but its schedule ended at {end}: no unit is assigned any more"),
+        ),
+        TrialStatus::Running => (
+            "assigning",
+            format!("assigning units from {start} until {end}"),
+        ),
+        other => ("not running", format!("{other}: no unit is assigned")),
+    };
+    let concludable = matches!(t.status, TrialStatus::Running | TrialStatus::Stopped);
+    let completion: Option<Completion> = t.started_at.filter(|_| concludable).map(|started| {
+        let stopped = (t.status == TrialStatus::Stopped)
+            .then_some(t.stopped_at)
+            .flatten()
+            .map(|s| s.timestamp());
+        spec.completion(started.timestamp(), stopped)
+    });
+    let steps = match &spec.design {
+        Design::SteppedWedge { steps, .. } => steps.iter().map(|&x| time(x)).collect(),
+        _ => Vec::new(),
+    };
+    Ok(ScheduleView {
+        start: time(s.start),
+        end: time(s.end),
+        steps,
+        state,
+        note,
+        complete_at: completion.as_ref().and_then(Completion::at).map(time),
+        completion: completion.as_ref().map(Completion::describe),
+    })
+}
+
+/// A trial with its log, arm counts and schedule at `now`.
+pub async fn overview(
+    store: &Store,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<TrialOverview, Error> {
+    let trial = store
+        .get_trial(key)
+        .await?
+        .ok_or_else(|| Error::Store(StoreError::NotFound(format!("trial '{key}'"))))?;
+    let events = store.trial_events(key).await?;
+    let arms = store
+        .arm_counts(trial.id)
+        .await?
+        .into_iter()
+        .map(|(arm, assigned, exposed)| ArmCount {
+            arm,
+            assigned,
+            exposed,
+        })
+        .collect();
+    let schedule = schedule_view(&trial, now)?;
+    Ok(TrialOverview {
+        trial,
+        events,
+        arms,
+        schedule,
+    })
+}
