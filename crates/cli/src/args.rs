@@ -436,6 +436,13 @@ pub enum ExperimentsCmd {
         /// with the reason.
         #[arg(long)]
         force: bool,
+        /// Apply the decision: serve this arm's variant to everyone (the
+        /// flag's default variant, targeting removed, enabled): a roll-out,
+        /// or a roll-back when it is the control. Recorded in the flag
+        /// set's log with a link to the report (docs/reports.md). On a
+        /// trial already concluded, applies the flag change only.
+        #[arg(long, value_name = "ARM")]
+        ship: Option<String>,
     },
     /// Archive a draft, stopped or concluded trial.
     Archive {
