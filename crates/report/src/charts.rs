@@ -64,12 +64,15 @@ fn pad(lo: f64, hi: f64) -> (f64, f64) {
     (lo - span * 0.08, hi + span * 0.08)
 }
 
+/// One row of the forest plot: label, estimate, interval, overall.
+type ForestRow = (String, f64, Option<(f64, f64)>, bool);
+
 /// A forest plot: one row per (community, arm) and one per arm overall.
 fn forest(report: &Report) -> Result<Option<Chart>, String> {
     let Some(primary) = report.results.first() else {
         return Ok(None);
     };
-    let mut rows: Vec<(String, f64, Option<(f64, f64)>, bool)> = Vec::new();
+    let mut rows: Vec<ForestRow> = Vec::new();
     for e in &report.communities {
         if let Some(est) = e.estimate {
             rows.push((
