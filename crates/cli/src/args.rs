@@ -187,6 +187,14 @@ pub enum SurveysCmd {
         #[arg(long)]
         include_text: bool,
     },
+    /// A trial's survey response across its waves: per wave and arm, each
+    /// wave's and the pooled differential-response test.
+    Response {
+        trial: String,
+        /// `md` (a summary) or `json`.
+        #[arg(long, default_value = "md", value_parser = ["md", "json"])]
+        format: String,
+    },
     /// Export a campaign's answers (wide or long CSV) or its codebook.
     Export {
         campaign: String,
@@ -592,6 +600,9 @@ pub struct PowerArgs {
     /// communities (`blocked_users`, the default) or not (`none`).
     #[arg(long, default_value = "blocked_users", value_parser = ["blocked_users", "none"])]
     pub compare: String,
+    /// Significance level instead of the plan's `analysis.alpha` (0 to 1).
+    #[arg(long)]
+    pub alpha: Option<f64>,
     /// The metric to simulate, by name (default the trial's primary).
     #[arg(long)]
     pub metric: Option<String>,

@@ -22,12 +22,23 @@
 //! spread uniformly over 40 days either side of the unit's exposure (so
 //! about 3.5 metric events per unit fall in each window); ids time-ordered;
 //! rows stored in unit order.
+//!
+//! Second measurement, on the same data (issue 12): a stepped wedge over
+//! the dataset's 4 communities (`c0` … `c3`, each unit in one), five
+//! 20-day periods from 2026-11-22 (the baseline, then one crossover every
+//! 20 days), the share of members with a `contribution_created` in each
+//! period: every community × period row produced in the database
+//! (`Store::community_period_cells`, all 10M events in the windows) and
+//! analysed (`rows::analyze_rows`, stepped wedge: randomisation inference
+//! over the 24 orders, CR2, the wild cluster bootstrap over all 6⁴ weight
+//! vectors). `METRICS_BENCH_DESIGN=0` skips it.
 
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use commonlab_core::experiments::parse_metric_library;
-use commonlab_store::{NewTrial, Store, TrialChange};
+use commonlab_core::experiments::{parse_metric_library, Metric};
+use commonlab_stats::rows::{analyze_rows, DesignKind, Row, RowsDesign, RowsInput};
+use commonlab_store::{NewTrial, PeriodSpan, Store, TrialChange};
 use sqlx::{AssertSqlSafe, Connection};
 
 const METRIC: &str = r#"
@@ -38,6 +49,14 @@ events = ["contribution_created"]
 direction = "increase"
 window = ["0d", "14d"]
 covariate = ["-14d", "0d"]
+"#;
+
+const SHARE: &str = r#"
+[[metric]]
+name = "contributor_share"
+kind = "proportion"
+events = ["contribution_created"]
+direction = "increase"
 "#;
 
 const BASE: &str = "2027-01-01T00:00:00";
@@ -251,6 +270,58 @@ async fn postgres_dataset(units: usize, per_unit: usize) -> (Store, i64) {
     (store, trial)
 }
 
+/// The stepped wedge's rows produced in the database and analysed; the
+/// number of rows and members, and the estimate.
+async fn stepped_wedge(store: &Store, metric: &Metric) -> (usize, i64, f64) {
+    let start: DateTime<Utc> = "2026-11-22T00:00:00Z".parse().unwrap();
+    let period = chrono::Duration::days(20);
+    let windows: Vec<PeriodSpan> = (0..5)
+        .map(|p| PeriodSpan {
+            period: p,
+            start: start + period * p as i32,
+            end: start + period * (p as i32 + 1),
+        })
+        .collect();
+    let communities: Vec<String> = (0..4).map(|c| format!("c{c}")).collect();
+    let rows = store
+        .community_period_cells(metric, &communities, &windows)
+        .await
+        .unwrap();
+    let members: i64 = rows.cells.iter().map(|c| c.n).sum();
+    let input = RowsInput {
+        rows: rows
+            .cells
+            .iter()
+            .map(|c| {
+                // c0 crosses over after the baseline, c3 in the last period.
+                let k: i64 = c.community[1..].parse().unwrap();
+                Row {
+                    cluster: c.community.clone(),
+                    period: Some(c.period),
+                    arm: None,
+                    treated: Some(c.period > k),
+                    value: c.sum / c.n as f64,
+                    covariate: None,
+                    stratum: None,
+                }
+            })
+            .collect(),
+        design: RowsDesign {
+            kind: DesignKind::SteppedWedge,
+            control_arm: "off".into(),
+            community_effects: None,
+            alternative: Default::default(),
+            max_enumerate: 100_000,
+            randomisation_draws: 9_999,
+            wild_bootstrap_draws: 9_999,
+            seed: 1,
+        },
+    };
+    let out = analyze_rows(&input).unwrap();
+    assert!(out.randomisation.result.is_some() && out.cr2.is_some());
+    (input.rows.len(), members, out.estimate)
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -313,6 +384,41 @@ async fn main() {
             median(times.clone()).as_secs_f64(),
             times.iter().max().unwrap().as_secs_f64(),
         );
+        if std::env::var("METRICS_BENCH_DESIGN").as_deref() != Ok("0") {
+            let share = parse_metric_library(SHARE, "bench.toml").unwrap();
+            let share = &share.metrics["contributor_share"];
+            if std::env::var_os("METRICS_BENCH_PLAN").is_some() {
+                let w = |d: &str| -> DateTime<Utc> { d.parse().unwrap() };
+                let windows = [PeriodSpan {
+                    period: 0,
+                    start: w("2026-11-22T00:00:00Z"),
+                    end: w("2026-12-12T00:00:00Z"),
+                }];
+                eprintln!(
+                    "{}",
+                    store.community_metric_sql(share, &["c0".into()], &windows)
+                );
+            }
+            let first = stepped_wedge(&store, share).await;
+            let mut times = Vec::new();
+            for _ in 0..runs {
+                let t = Instant::now();
+                let again = stepped_wedge(&store, share).await;
+                times.push(t.elapsed());
+                assert_eq!(again, first);
+            }
+            eprintln!(
+                "{backend} stepped wedge: {} rows, {} member-periods, estimate {:.5}",
+                first.0, first.1, first.2
+            );
+            println!(
+                "| {backend}, stepped wedge rows + analysis | {units} | {} | {:.2} s | {:.2} s | {:.2} s |",
+                units * per_unit,
+                times.iter().min().unwrap().as_secs_f64(),
+                median(times.clone()).as_secs_f64(),
+                times.iter().max().unwrap().as_secs_f64(),
+            );
+        }
         store.close().await;
     }
 }

@@ -5,7 +5,7 @@
 use crate::args::PowerArgs;
 use crate::commands::experiments::files::trial_source;
 use crate::output::{self, outln};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use commonlab_core::experiments::parse_trial;
 use commonlab_sim::power::{self, PowerConfig, PowerReport, Rate};
 use commonlab_sim::SimParams;
@@ -16,13 +16,19 @@ use std::path::{Path, PathBuf};
 pub async fn run(args: PowerArgs) -> Result<()> {
     let path = trial_path(&args.trial);
     let source = trial_source(&path)?;
-    let spec = parse_trial(&source, &path.display().to_string()).map_err(|errs| {
+    let mut spec = parse_trial(&source, &path.display().to_string()).map_err(|errs| {
         anyhow!(errs
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("\n"))
     })?;
+    if let Some(alpha) = args.alpha {
+        if !(alpha > 0.0 && alpha < 1.0) {
+            bail!("--alpha {alpha}: must be between 0 and 1");
+        }
+        spec.analysis.alpha = alpha;
+    }
     let mut params = match &args.params {
         Some(p) => {
             let text = std::fs::read_to_string(p)

@@ -233,6 +233,47 @@ pub async fn run(settings: &Settings, given_actor: Option<&str>, cmd: SurveysCmd
             }
             summary(&c.key, &c.wave, &instrument.key, instrument.version, &r)
         }
+        SurveysCmd::Response { trial, format } => {
+            let r = service::trial_response(store, &trial, settings.survey_min_cell).await?;
+            if format == "json" {
+                return output::json(&serde_json::json!({"trial": trial, "response": r}));
+            }
+            outln!("# Survey response of trial {trial}\n")?;
+            outln!(
+                "Cells with fewer than {} respondents are suppressed.\n",
+                r.min_cell
+            )?;
+            for w in &r.waves {
+                outln!("## Wave {} (campaign {})\n", w.wave, w.campaign)?;
+                for a in &w.arms {
+                    if a.suppressed {
+                        outln!("- arm {}: suppressed (small cell)", a.arm)?;
+                    } else {
+                        outln!(
+                            "- arm {}: {}/{} completed ({})",
+                            a.arm,
+                            a.completed.unwrap_or(0),
+                            a.invited.unwrap_or(0),
+                            a.rate.map_or("-".into(), |x| format!("{:.1}%", 100.0 * x))
+                        )?;
+                    }
+                }
+                outln!()?;
+            }
+            match &r.differential {
+                Computed::Value(d) => {
+                    for (w, t) in r.waves.iter().zip(&d.waves) {
+                        outln!("- wave {}: {}", w.wave, t.message)?;
+                    }
+                    outln!("- pooled over waves: {}", d.pooled.message)?;
+                    if d.flagged {
+                        outln!("\n**Warning:** the arms respond at different rates.")?;
+                    }
+                    Ok(())
+                }
+                Computed::Error { error } => outln!("Differential response not tested: {error}"),
+            }
+        }
         SurveysCmd::Export {
             campaign,
             format,

@@ -87,6 +87,9 @@ fn mistakes_are_named() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("effects.dashboard"), "{}", stderr(&o));
+    let o = power(&["value-dashboard", "--simulate", "1", "--alpha", "1.5"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--alpha 1.5"), "{}", stderr(&o));
     let o = power(&["no-such-trial", "--simulate", "1"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(

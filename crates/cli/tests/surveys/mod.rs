@@ -241,6 +241,37 @@ async fn publish_campaign_links_results_and_export() {
         ok(&run(&["surveys", "export", "w1", "--format", "codebook-json", "--output", book.to_str().unwrap()]));
         let book: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&book).unwrap()).unwrap();
         assert_eq!(book["scales"][0]["key"], "value");
+
+        let md = ok(&run(&["surveys", "response", "thanks-button"]));
+        assert!(md.contains("## Wave followup (campaign w1)"), "{md}");
+        assert!(md.contains("Differential response not tested"), "no exposures, no arms: {md}");
+        let err = failed(&run(&["surveys", "response", "nope"]));
+        assert!(err.contains("trial 'nope' not found"), "{err}");
+
+        // Every printing command survives a standard output closed by its reader.
+        for args in [
+            &["surveys", "instruments"][..],
+            &["surveys", "campaign", "list"],
+            &["surveys", "results", "w1"],
+            &["surveys", "results", "w1", "--format", "json"],
+            &["surveys", "response", "thanks-button"],
+            &["surveys", "export", "w1", "--format", "long"],
+            &["surveys", "validate", &path("surveys")],
+        ] {
+            let (reader, writer) = std::io::pipe().unwrap();
+            drop(reader);
+            let out = commonlab()
+                .args(args)
+                .env("COMMONLAB_DATABASE_URL", &url)
+                .current_dir(&*dir)
+                .stdout(Stdio::from(writer))
+                .stderr(Stdio::piped())
+                .output()
+                .unwrap();
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+            assert!(!err.contains("panicked") && !err.contains("error"), "{args:?}: {err}");
+        }
     })
     .await;
 }

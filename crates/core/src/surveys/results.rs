@@ -269,3 +269,76 @@ fn codebook_item(instrument: &Instrument, page: usize, item: &Item) -> CodebookI
         max_length,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::surveys::parse_instrument;
+
+    fn shipped(name: &str) -> Instrument {
+        let path = format!("{}/../../surveys/{name}", env!("CARGO_MANIFEST_DIR"));
+        parse_instrument(&std::fs::read_to_string(path).unwrap(), name).unwrap()
+    }
+
+    #[test]
+    fn answers_are_recoded_and_written_as_cells() {
+        let i = shipped("cbpp-community.toml");
+        let item = |k: &str| i.item(k).unwrap();
+        assert_eq!(recode(item("value4"), &Answer::Number(2.0)), Some(4.0));
+        assert_eq!(recode(item("value1"), &Answer::Number(2.0)), Some(2.0));
+        assert_eq!(recode(item("hours"), &Answer::Number(2.5)), Some(2.5));
+        assert_eq!(
+            recode(item("frequency"), &Answer::Text("weekly".into())),
+            None
+        );
+        assert!(is_free_text(item("comments")) && is_free_text(item("activities")));
+        assert!(!is_free_text(item("priorities")) && !is_free_text(item("value1")));
+        let choices = Answer::Choices {
+            codes: vec!["write".into(), "review".into()],
+            other: Some("translate".into()),
+        };
+        assert_eq!(cell(&choices), "write;review");
+        assert_eq!(other_text(&choices), Some("translate"));
+        assert_eq!(cell(&Answer::Number(3.0)), "3");
+        assert_eq!(cell(&Answer::Number(2.5)), "2.5");
+        let answers: Answers = [
+            ("value1", 4.0),
+            ("value2", 4.0),
+            ("value3", 5.0),
+            ("value4", 2.0),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Answer::Number(v)))
+        .collect();
+        let s = score_respondent(&i, &answers);
+        assert_eq!(s.scales["value"], Some(4.25));
+        assert_eq!(s.scales["belonging"], None);
+        assert_eq!(s.items["value4"].recoded, Some(4.0));
+        assert_eq!(s.items.len(), 4);
+    }
+
+    #[test]
+    fn the_codebook_has_every_item_code_and_scale() {
+        let i = shipped("cbpp-community.toml");
+        let b = codebook(&i);
+        assert_eq!(b.items.len(), i.items().count());
+        let v4 = b.items.iter().find(|c| c.key == "value4").unwrap();
+        assert!(v4.reverse && v4.codes.len() == 5 && v4.page == 2);
+        assert_eq!(v4.codes[0].code, "1");
+        assert_eq!(v4.codes[0].label["es"], "Totalmente en desacuerdo");
+        let hours = b.items.iter().find(|c| c.key == "hours").unwrap();
+        assert_eq!(hours.range, Some((0.0, 80.0, 0.5)));
+        assert_eq!(
+            hours.show_if.as_deref(),
+            Some("frequency in monthly;weekly;daily")
+        );
+        let comments = b.items.iter().find(|c| c.key == "comments").unwrap();
+        assert!(comments.free_text && comments.max_length == Some(2000));
+        assert_eq!(b.scales[0].scoring, "mean");
+        let nps = codebook(&shipped("nps.toml"));
+        let rec = nps.items.iter().find(|c| c.kind == "nps").unwrap();
+        assert_eq!(rec.codes.len(), 11);
+        assert_eq!(rec.codes[5].label["en"], "5");
+        assert!(nps.scales[0].rule.contains("promoters"));
+    }
+}

@@ -1,6 +1,6 @@
 //! The survey management API under `/api/v1/surveys/` (researchers):
 //! instruments (list, publish), campaigns (create, list, show), personal
-//! links, results and exports. Free-text answers are included in results
+//! links, results and exports, and a trial's response across its waves. Free-text answers are included in results
 //! and exports only for admin keys (`docs/security.md`, "Surveys").
 
 use std::sync::Arc;
@@ -48,6 +48,7 @@ where
         Route::post("/api/v1/surveys/campaigns/{key}/links", links),
         Route::get("/api/v1/surveys/campaigns/{key}/results", results),
         Route::get("/api/v1/surveys/campaigns/{key}/export", export_campaign),
+        Route::get("/api/v1/surveys/trials/{key}/response", trial_response),
     ]
 }
 
@@ -254,4 +255,13 @@ async fn export_campaign(
         body,
     )
         .into_response())
+}
+
+async fn trial_response(
+    _: RequireResearcher,
+    State(cx): State<SurveysContext>,
+    Path(key): Path<String>,
+) -> Result<Response, Problem> {
+    let r = service::trial_response(&cx.store, &key, cx.config.survey_min_cell).await?;
+    Ok(Json(json!({ "trial": key, "response": r })).into_response())
 }

@@ -1,14 +1,15 @@
 //! Surveys: the respondent's pages ([`pages`]), public behind a personal
 //! link token; the management API ([`api`]: instruments, campaigns,
 //! personal links, results, exports), the logic it shares with the CLI
-//! ([`service`]), results ([`results`], pure) and exports ([`export`],
-//! pure).
+//! ([`service`]), results ([`results`], pure), a trial's response across
+//! its waves ([`waves`], pure) and exports ([`export`], pure).
 
 pub mod api;
 pub mod export;
 pub mod pages;
 pub mod results;
 pub mod service;
+pub mod waves;
 
 #[cfg(test)]
 mod results_tests;

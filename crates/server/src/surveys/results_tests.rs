@@ -302,3 +302,87 @@ fn per_unit_scale_scores_for_the_trial_analysis() {
     assert_eq!(first.community.as_deref(), unit.community());
     assert!((1.0..=5.0).contains(&first.score));
 }
+
+#[test]
+fn a_trials_response_across_waves_is_tested_per_wave_and_pooled() {
+    use super::waves::{trial_response, WaveData};
+    use commonlab_stats::response::{check, ArmResponse};
+    let (v, units, responses) = data();
+    let instrument = parse_instrument(CBPP, "cbpp-community.toml").unwrap();
+    // Wave 2: the same units, only the first 40 responses.
+    let later: Vec<ResponseRecord> = responses.iter().take(40).cloned().collect();
+    let waves = [
+        WaveData {
+            campaign: "b",
+            wave: "baseline",
+            units: &units,
+            responses: &responses,
+        },
+        WaveData {
+            campaign: "f",
+            wave: "followup",
+            units: &units,
+            responses: &later,
+        },
+    ];
+    let t = trial_response(&waves, 5);
+    assert_eq!(t.arms, ["A", "B"]);
+    assert_eq!(t.waves.len(), 2);
+    let by = t.differential.value().expect("tested");
+    // Wave 1 agrees with the campaign's own results (and so with scipy).
+    close(
+        by.waves[0].p_value,
+        &v["expected"]["differential"]["p_value"],
+        "wave 1 p",
+    );
+    let one = compute(&instrument, &responses, &units, true, 5, false);
+    let d = one.response.differential.unwrap();
+    assert_eq!(by.waves[0].chi2, d.value().unwrap().chi2);
+    // Pooled: the counts summed over waves.
+    let counts = |w: &super::waves::WaveResponse| -> Vec<ArmResponse> {
+        w.arms
+            .iter()
+            .map(|c| ArmResponse {
+                invited: c.invited.unwrap(),
+                responded: c.completed.unwrap(),
+            })
+            .collect()
+    };
+    let (a, b) = (counts(&t.waves[0]), counts(&t.waves[1]));
+    let pooled: Vec<ArmResponse> = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| ArmResponse {
+            invited: x.invited + y.invited,
+            responded: x.responded + y.responded,
+        })
+        .collect();
+    assert_eq!(by.pooled.p_value, check(&pooled).unwrap().p_value);
+    assert!(by.flagged);
+    // No campaigns, or one arm: why there is no test.
+    assert!(trial_response(&[], 5).differential.value().is_none());
+    let one_arm: Vec<CampaignUnit> = units
+        .iter()
+        .cloned()
+        .map(|mut u| {
+            u.arm = Some("A".into());
+            u
+        })
+        .collect();
+    let w = [WaveData {
+        campaign: "b",
+        wave: "baseline",
+        units: &one_arm,
+        responses: &responses,
+    }];
+    match trial_response(&w, 5).differential {
+        Computed::Error { error } => assert!(error.contains("two arms"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+    // Small cells are withheld per wave.
+    let t = trial_response(&waves, 1_000);
+    assert!(t
+        .waves
+        .iter()
+        .all(|w| w.arms.iter().all(|c| c.suppressed && c.invited.is_none())));
+}

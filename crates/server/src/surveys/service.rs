@@ -423,3 +423,41 @@ pub async fn campaign_scale_scores(
     let scores = results::unit_scale_scores(&instrument, &responses, &units);
     Ok((c, scores))
 }
+
+/// A trial's survey response across the waves of its campaigns (in
+/// opening order), with each wave's and the pooled differential-response
+/// test. [`StoreError::NotFound`] for an unknown trial.
+pub async fn trial_response(
+    store: &Store,
+    trial: &str,
+    min_cell: usize,
+) -> Result<super::waves::TrialResponse, Error> {
+    if store.get_trial(trial).await?.is_none() {
+        return Err(StoreError::NotFound(format!("trial '{trial}'")).into());
+    }
+    let mut campaigns: Vec<CampaignRecord> = store
+        .list_campaigns()
+        .await?
+        .into_iter()
+        .filter(|c| c.trial_key.as_deref() == Some(trial))
+        .collect();
+    campaigns.sort_by(|a, b| (a.opens_at, &a.key).cmp(&(b.opens_at, &b.key)));
+    let mut data = Vec::with_capacity(campaigns.len());
+    for c in &campaigns {
+        data.push((
+            store.campaign_units(c.id).await?,
+            store.responses(c.id).await?,
+        ));
+    }
+    let waves: Vec<super::waves::WaveData<'_>> = campaigns
+        .iter()
+        .zip(&data)
+        .map(|(c, (units, responses))| super::waves::WaveData {
+            campaign: &c.key,
+            wave: &c.wave,
+            units,
+            responses,
+        })
+        .collect();
+    Ok(super::waves::trial_response(&waves, min_cell))
+}

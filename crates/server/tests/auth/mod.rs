@@ -335,6 +335,13 @@ fn requests(survey: &str, csrf: &str) -> Vec<Request> {
             None,
             RES,
         ),
+        (
+            Method::GET,
+            "/api/v1/surveys/trials/{key}/response",
+            "/api/v1/surveys/trials/no-such/response".into(),
+            None,
+            RES,
+        ),
         (Method::GET, "/healthz", "/healthz".into(), None, PUBLIC),
         (Method::GET, "/readyz", "/readyz".into(), None, PUBLIC),
         (Method::GET, "/metrics", "/metrics".into(), None, PUBLIC),

@@ -149,6 +149,9 @@ async fn researchers_publish_invite_and_read_results() {
         api.refused(Method::POST, links, Some(json!({"units": ["ok", "bad\u{7}id"], "reason": "r"})), StatusCode::UNPROCESSABLE_ENTITY, "/units/1").await;
         api.refused(Method::POST, links, Some(json!({"units": [{"id": "a", "community": ""}], "reason": "r"})), StatusCode::UNPROCESSABLE_ENTITY, "/units/0/community").await;
         api.refused(Method::POST, links, Some(json!({"units": ["a"]})), StatusCode::UNPROCESSABLE_ENTITY, "/reason").await;
+        api.refused(Method::POST, links, Some(json!({"units": ["a", 5], "reason": "r"})), StatusCode::UNPROCESSABLE_ENTITY, "/units/1").await;
+        api.refused(Method::POST, links, Some(json!({"units": "a", "reason": "r"})), StatusCode::UNPROCESSABLE_ENTITY, "/units").await;
+        api.refused(Method::POST, links, Some(json!({"units": ["a"], "reason": "r", "extra": 1})), StatusCode::UNPROCESSABLE_ENTITY, "").await;
         let many: Vec<String> = (0..12_000).map(|i| format!("m{i}")).collect();
         let resp = api.send(Method::POST, links, Some(json!({"units": many, "reason": "r"}))).await;
         problem(resp, StatusCode::PAYLOAD_TOO_LARGE).await;
@@ -395,6 +398,14 @@ async fn survey_answers_match_the_openapi_document() {
         h.conforms(&doc, ops(Method::GET, q, et), call(Method::GET, q, None), StatusCode::OK).await;
         let q = "/api/v1/surveys/campaigns/f1/export?format=pdf";
         h.conforms(&doc, ops(Method::GET, q, et), call(Method::GET, q, None), StatusCode::UNPROCESSABLE_ENTITY).await;
+        let tr = "/api/v1/surveys/trials/{key}/response";
+        let q = "/api/v1/surveys/trials/thanks-hash/response";
+        let v = h.conforms(&doc, ops(Method::GET, q, tr), call(Method::GET, q, None), StatusCode::OK).await;
+        assert_eq!(v["response"]["waves"][0]["campaign"], "f1");
+        assert_eq!(v["response"]["arms"], json!(["control", "small"]));
+        assert!(v["response"]["differential"]["pooled"]["p_value"].is_number(), "{v}");
+        let q = "/api/v1/surveys/trials/nope/response";
+        h.conforms(&doc, ops(Method::GET, q, tr), call(Method::GET, q, None), StatusCode::NOT_FOUND).await;
         clock.set(at("2027-03-01T00:00:00Z"));
         h.conforms(&doc, ops(Method::POST, links, lt), call(Method::POST, links, Some(json!({"units": ["late"], "reason": "r"}))), StatusCode::CONFLICT).await;
         h.stop().await;

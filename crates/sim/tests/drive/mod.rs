@@ -180,10 +180,11 @@ async fn the_simulator_drives_ofrep_and_ingestion_and_the_effect_shows() {
                 .unwrap();
             assert!(r.status().is_success());
             v = r.json().await.unwrap();
-            let users: f64 = v["input"]["users"]
-                .as_array()
+            // Units analysed, per arm, of the (one) metric.
+            let users: f64 = v["metrics"][0]["n"]
+                .as_object()
                 .unwrap()
-                .iter()
+                .values()
                 .map(|u| u.as_f64().unwrap())
                 .sum();
             let visitors: std::collections::BTreeSet<&str> = sim
@@ -197,20 +198,16 @@ async fn the_simulator_drives_ofrep_and_ingestion_and_the_effect_shows() {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let arms: Vec<String> = serde_json::from_value(v["input"]["arms"].clone()).unwrap();
-        // Post-stratified by community: add the strata up.
-        let strata = v["input"]["metrics"][0]["strata"].as_array().unwrap();
-        assert_eq!(strata.len(), 2, "one stratum per community");
+        // The members were randomised individually: a per-member analysis,
+        // post-stratified by community; the engine's per-arm values.
+        assert_eq!(v["design"], "hash", "{v}");
+        let arms = v["metrics"][0]["detail"]["arms"].as_array().unwrap();
         let mean = |arm: &str| {
-            let i = arms.iter().position(|a| a == arm).unwrap();
-            let (n, sum) = strata.iter().fold((0.0, 0.0), |(n, sum), s| {
-                let c = &s["stats"][i];
-                (
-                    n + c["n"].as_f64().unwrap(),
-                    sum + c["sum"].as_f64().unwrap(),
-                )
-            });
-            sum / n
+            arms.iter()
+                .find(|a| a["name"] == arm)
+                .unwrap_or_else(|| panic!("arm {arm} in {v}"))["value"]
+                .as_f64()
+                .unwrap()
         };
         assert!(
             mean("on") > 2.0 * mean("off"),
