@@ -251,12 +251,13 @@ impl Store {
 /// names and filter values.
 ///
 /// ```text
-/// ev   the communities' events within the windows' span, each with the
-///      period whose window holds it (NULL between windows) and its
-///      contribution to y and d
-/// pp   per (member, period): y, d and the communities seen
-/// mem  per member: one community, or excluded
-/// mv   per (member, period) in a window, members with one community
+/// g      per (community, member): for each window, active (any event in
+///        it), y and d, as conditional aggregates of one GROUP BY that
+///        follows the order of the covering index (community, unit, ts,
+///        name) (migration 0009): no sort, no table access without
+///        property filters or summed values
+/// multi  members seen in two or more of the communities (left out)
+/// mv     per (member, period) where the member was active
 /// out  (optional cap) then GROUP BY community, period
 /// ```
 fn compile_community(
@@ -281,15 +282,10 @@ fn compile_community(
     let lo = windows.iter().map(|w| w.start).min().expect("non-empty");
     let hi = windows.iter().map(|w| w.end).max().expect("non-empty");
     let (lo, hi) = (ts(&mut b, lo), ts(&mut b, hi));
-    let mut period = String::from("CASE");
-    for w in windows {
-        let (s, e) = (ts(&mut b, w.start), ts(&mut b, w.end));
-        period.push_str(&format!(
-            " WHEN v.ts >= {s} AND v.ts < {e} THEN {}",
-            w.period
-        ));
-    }
-    period.push_str(" END");
+    let bounds: Vec<(i64, String, String)> = windows
+        .iter()
+        .map(|w| (w.period, ts(&mut b, w.start), ts(&mut b, w.end)))
+        .collect();
     let comms: Vec<String> = communities
         .iter()
         .map(|c| b.bind(Bind::Text(c.clone())))
@@ -324,26 +320,51 @@ fn compile_community(
         Dialect::Postgres => format!("({e})::float8"),
         Dialect::Sqlite => e,
     };
-    let yv = f8(format!(
-        "CASE WHEN {} THEN {contribution} ELSE 0.0 END",
-        matches(&y_names)
-    ));
-    let dv = match &d_names {
-        Some(d) => f8(format!("CASE WHEN {} THEN 1.0 ELSE 0.0 END", matches(d))),
-        None => f8("0.0".to_string()),
+    // Per window: active (any event), y and d, as conditional aggregates
+    // of one GROUP BY (community, unit) that follows the index order.
+    let mut cols = Vec::new();
+    for (i, (_, s, e)) in bounds.iter().enumerate() {
+        let within = format!("v.ts >= {s} AND v.ts < {e}");
+        cols.push(format!("max(CASE WHEN {within} THEN 1 ELSE 0 END) AS a{i}"));
+        let hit_y = format!("{within} AND {}", matches(&y_names));
+        let y = match metric.kind {
+            MetricKind::Proportion => f8(format!("max(CASE WHEN {hit_y} THEN 1.0 ELSE 0.0 END)")),
+            _ => b.float(&format!(
+                "CASE WHEN {hit_y} THEN {contribution} ELSE 0.0 END"
+            )),
+        };
+        cols.push(format!("{y} AS y{i}"));
+        cols.push(match &d_names {
+            Some(d) => format!(
+                "{} AS d{i}",
+                b.float(&format!(
+                    "CASE WHEN {within} AND {} THEN 1.0 ELSE 0.0 END",
+                    matches(d)
+                ))
+            ),
+            None => format!("{} AS d{i}", f8("0.0".into())),
+        });
+    }
+    let g_mat = match dialect {
+        Dialect::Sqlite => "MATERIALIZED ",
+        Dialect::Postgres => "",
     };
-    let float = |e: &str| b.float(e);
-    let y_agg = match metric.kind {
-        MetricKind::Proportion => "max(yv)".to_string(),
-        _ => float("yv"),
-    };
-    let d_agg = float("dv");
+    let per_window: Vec<String> = bounds
+        .iter()
+        .enumerate()
+        .map(|(i, (period, _, _))| {
+            format!(
+                "  SELECT community, {period} AS period, unit, y{i} AS y, d{i} AS d FROM g WHERE a{i} = 1 AND unit NOT IN (SELECT unit FROM multi)"
+            )
+        })
+        .collect();
     let mut sql = format!(
-        "WITH ev AS (\n  SELECT v.unit, v.community, {period} AS period,\n    {yv} AS yv,\n    {dv} AS dv\n  FROM events v\n  WHERE v.community IN ({}) AND v.ts >= {lo} AND v.ts < {hi}\n),\n\
-         pp AS (\n  SELECT unit, period, min(community) AS c1, max(community) AS c2, {y_agg} AS y, {d_agg} AS d\n  FROM ev GROUP BY unit, period\n),\n\
-         mem AS (\n  SELECT unit, min(c1) AS community, (min(c1) = max(c2)) AS single FROM pp GROUP BY unit\n),\n\
-         mv AS (\n  SELECT m.community, pp.period, pp.unit, pp.y, pp.d\n  FROM pp JOIN mem m ON m.unit = pp.unit\n  WHERE pp.period IS NOT NULL AND m.single\n)",
-        comms.join(", ")
+        "WITH g AS {g_mat}(\n  SELECT v.community, v.unit,\n    {}\n  FROM events v\n  WHERE v.community IS NOT NULL AND v.community IN ({}) AND v.ts >= {lo} AND v.ts < {hi}\n  GROUP BY v.community, v.unit\n),\n\
+         multi AS (\n  SELECT unit FROM g GROUP BY unit HAVING count(*) > 1\n),\n\
+         mv AS (\n{}\n)",
+        cols.join(",\n    "),
+        comms.join(", "),
+        per_window.join("\n  UNION ALL\n"),
     );
     let (cap, from) = match metric.cap {
         None => ("NULL".to_string(), "mv".to_string()),
@@ -369,7 +390,6 @@ fn compile_community(
         Dialect::Postgres => (format!("({cap})::float8"), "::bigint", "NULL::text"),
         Dialect::Sqlite => (cap.clone(), "", "NULL"),
     };
-    let single_false = "NOT m.single";
     let (zero, cnt, null_f) = match dialect {
         Dialect::Postgres => ("0.0::float8", "count(*)::float8", "NULL::float8"),
         Dialect::Sqlite => ("0.0", "1.0 * count(*)", "NULL"),
@@ -381,14 +401,14 @@ fn compile_community(
         sql.push_str(&format!(
             "SELECT unit, community, period{big} AS period, y, d FROM out\n\
              UNION ALL\n\
-             SELECT {text_null}, {text_null}, -1{big}, {cnt}, {zero} FROM mem m WHERE {single_false}\n\
+             SELECT {text_null}, {text_null}, -1{big}, {cnt}, {zero} FROM multi\n\
              ORDER BY 2, 3, 1"
         ));
     } else {
         sql.push_str(&format!(
             "SELECT community, period{big} AS period, count(*) AS n,\n  {} AS sum, {} AS sum_squares,\n  {} AS d_sum, {} AS d_sum_squares, {} AS yd_sum, max(yc) AS y_cap\nFROM out\nGROUP BY community, period\n\
              UNION ALL\n\
-             SELECT {text_null}, -1{big}, count(*), {zero}, {zero}, {zero}, {zero}, {zero}, {null_f} FROM mem m WHERE {single_false}",
+             SELECT {text_null}, -1{big}, count(*), {zero}, {zero}, {zero}, {zero}, {zero}, {null_f} FROM multi",
             b.float("y"),
             b.float("y * y"),
             b.float("d"),
