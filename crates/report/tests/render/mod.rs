@@ -1,0 +1,267 @@
+//! The report rendered from seeded synthetic rows: snapshots of
+//! `results.json` and the Markdown of both example trials, the HTML's
+//! self-containment and validity, each design's analysis, the refusal of
+//! a per-user test for community designs.
+
+use super::fixtures::*;
+use commonlab_report::analysis::{analyse, StoredTrial};
+use commonlab_report::document::{build, per_user_refusal, Report};
+use commonlab_report::{feedback, render, verify};
+
+fn report(t: &StoredTrial) -> Report {
+    let a = analyse(t);
+    build(t, &a, &history(&t.spec), &provenance())
+}
+
+fn thanks() -> Report {
+    report(&members_trial(THANKS, 7))
+}
+
+fn dashboard() -> Report {
+    report(&community_trial(DASHBOARD, 42))
+}
+
+#[test]
+fn thanks_button_results_json_and_markdown() {
+    let r = thanks();
+    let json = render::results_json(&r).unwrap();
+    // Byte-identical on a re-run over the same data.
+    assert_eq!(json, render::results_json(&thanks()).unwrap());
+    insta::assert_snapshot!("thanks_button_results_json", json);
+    insta::assert_snapshot!("thanks_button_markdown", render::markdown(&r).unwrap());
+}
+
+#[test]
+fn value_dashboard_results_json_and_markdown() {
+    let r = dashboard();
+    let json = render::results_json(&r).unwrap();
+    assert_eq!(json, render::results_json(&dashboard()).unwrap());
+    insta::assert_snapshot!("value_dashboard_results_json", json);
+    insta::assert_snapshot!("value_dashboard_markdown", render::markdown(&r).unwrap());
+}
+
+/// Every attribute that could make a browser fetch something.
+fn external_references(doc: &scraper::Html) -> Vec<String> {
+    let mut found = Vec::new();
+    for el in doc
+        .root_element()
+        .descendants()
+        .filter_map(scraper::ElementRef::wrap)
+    {
+        for (name, value) in el.value().attrs() {
+            let fetches = matches!(
+                name,
+                "src" | "href" | "srcset" | "xlink:href" | "action" | "data" | "poster"
+            );
+            if fetches && !value.starts_with('#') {
+                found.push(format!("<{} {name}=\"{value}\">", el.value().name()));
+            }
+        }
+        if matches!(
+            el.value().name(),
+            "script" | "link" | "iframe" | "object" | "embed" | "img"
+        ) {
+            found.push(format!("<{}>", el.value().name()));
+        }
+    }
+    found
+}
+
+#[test]
+fn html_is_self_contained_and_valid() {
+    for r in [thanks(), dashboard()] {
+        let html = render::html(&r).unwrap();
+        let doc = scraper::Html::parse_document(&html);
+        assert!(
+            doc.errors.is_empty(),
+            "{}: parse errors {:?}",
+            r.trial.key,
+            doc.errors
+        );
+        assert_eq!(
+            external_references(&doc),
+            Vec::<String>::new(),
+            "{}",
+            r.trial.key
+        );
+        // No URL at all but the SVG namespace.
+        let without_ns = html.replace("http://www.w3.org/2000/svg", "");
+        assert!(
+            !without_ns.contains("http://") && !without_ns.contains("https://"),
+            "{}",
+            r.trial.key
+        );
+        assert!(!html.contains("url(") && !html.contains("@import"));
+        // Charts carry alt text.
+        let svgs = scraper::Selector::parse("svg[role=img] > title").unwrap();
+        let titles: Vec<String> = doc.select(&svgs).map(|t| t.text().collect()).collect();
+        assert!(
+            titles.iter().any(|t| t.starts_with("Forest plot")),
+            "{titles:?}"
+        );
+        if r.design.kind == "stepped_wedge" {
+            assert!(
+                titles.iter().any(|t| t == "Stepped-wedge schedule"),
+                "{titles:?}"
+            );
+            assert!(
+                titles
+                    .iter()
+                    .any(|t| t.starts_with("Per-community trajectories")),
+                "{titles:?}"
+            );
+        }
+        // Every section the issue asks for, in order.
+        let pos = |id: &str| {
+            html.find(&format!("id=\"{id}\""))
+                .unwrap_or_else(|| panic!("no {id}"))
+        };
+        assert!(pos("summary") < pos("design"));
+        assert!(pos("design") < pos("analysis"));
+        assert!(pos("results") < pos("quality"));
+        assert!(pos("quality") < pos("reproducibility"));
+    }
+    // The self-containment check can fail.
+    let doc = scraper::Html::parse_document("<!DOCTYPE html><html><head><title>x</title><link rel=stylesheet href=\"https://x/y.css\"></head><body></body></html>");
+    assert_eq!(external_references(&doc).len(), 2);
+}
+
+#[test]
+fn each_design_picks_its_analysis() {
+    let hash = with_design(THANKS, "[design]\nkind = \"hash\"\nsalt = \"s\"\n");
+    let cluster = with_design(
+        DASHBOARD,
+        "[design]\nkind = \"cluster\"\ncommunities = [\"wiki-a\", \"coop-b\", \"social-c\", \"hackerspace-d\"]\n",
+    );
+    let cases = [
+        (
+            report(&members_trial(&hash, 3)),
+            "hash",
+            &["welch", "post_stratified", "cuped"][..],
+        ),
+        (
+            thanks(),
+            "blocked",
+            &["stratified_permutation", "post_stratified"][..],
+        ),
+        (
+            report(&community_trial(&cluster, 5)),
+            "cluster",
+            &["randomisation"][..],
+        ),
+        (dashboard(), "stepped_wedge", &["randomisation"][..]),
+    ];
+    for (r, design, methods) in cases {
+        assert_eq!(r.design.kind, design);
+        assert_eq!(r.analysis.design, design);
+        let primary = &r.results[0];
+        assert!(
+            !primary.effects.is_empty(),
+            "{design}: {:?}",
+            primary.notice
+        );
+        for e in &primary.effects {
+            assert!(
+                methods.contains(&e.method.as_str()),
+                "{design}: lead method {}",
+                e.method
+            );
+        }
+        let community = matches!(design, "cluster" | "stepped_wedge");
+        // Community designs: the smallest attainable p, the honest
+        // paragraph, no Bayesian per-user numbers.
+        assert_eq!(r.few_communities.is_some(), community, "{design}");
+        if community {
+            assert!(primary.effects[0].min_attainable_p.is_some(), "{design}");
+        }
+        assert_eq!(r.analysis.refused.is_some(), community, "{design}");
+        if community {
+            assert!(primary.effects.iter().all(|e| e.chance_to_win.is_none()));
+        }
+        // A 3-arm member trial compares each treatment arm with control.
+        if design != "cluster" && design != "stepped_wedge" {
+            let arms: Vec<&str> = primary.effects.iter().map(|e| e.arm.as_str()).collect();
+            assert_eq!(arms, ["heart", "banner"], "{design}");
+        }
+    }
+}
+
+#[test]
+fn hash_design_reports_chance_to_win_and_risk() {
+    let hash = with_design(THANKS, "[design]\nkind = \"hash\"\nsalt = \"s\"\n");
+    let r = report(&members_trial(&hash, 3));
+    let e = &r.results[0].effects[1];
+    let win = e.chance_to_win.unwrap();
+    assert!((0.0..=1.0).contains(&win));
+    // The banner's lift of 0.15 is large: it very likely wins.
+    assert!(win > 0.9, "{win}");
+    assert!(e.risk.unwrap() >= 0.0);
+}
+
+#[test]
+fn a_per_user_p_value_of_a_cluster_randomised_trial_is_refused() {
+    let spec = commonlab_core::experiments::parse_trial(DASHBOARD, "value-dashboard.toml").unwrap();
+    let why = per_user_refusal(&spec).expect("refused");
+    assert!(why.starts_with("refused: trial value-dashboard randomised whole communities (stepped_wedge, 4 communities)"), "{why}");
+    let cluster = with_design(
+        DASHBOARD,
+        "[design]\nkind = \"cluster\"\ncommunities = [\"wiki-a\", \"coop-b\", \"social-c\", \"hackerspace-d\"]\n",
+    );
+    let spec = commonlab_core::experiments::parse_trial(&cluster, "x.toml").unwrap();
+    assert!(per_user_refusal(&spec).is_some());
+    let spec = commonlab_core::experiments::parse_trial(THANKS, "thanks-button.toml").unwrap();
+    assert_eq!(per_user_refusal(&spec), None);
+    // The rendered report says so too.
+    let md = render::markdown(&dashboard()).unwrap();
+    assert!(
+        md.contains("Not computed: a per-user p-value (refused:"),
+        "{md}"
+    );
+}
+
+#[test]
+fn decision_documents_follow_the_rule() {
+    let r = thanks();
+    let d = feedback::decision(&r);
+    assert_eq!(d.decision, r.decision.outcome);
+    assert_eq!(d.feature, "gratitude-reward");
+    match d.decision {
+        "ship" => {
+            assert_eq!(d.flag_change.action, "roll_out");
+            assert_eq!(d.flag_change.variant, r.decision.arm);
+        }
+        "roll_back" => assert_eq!(d.flag_change.variant.as_deref(), Some("control")),
+        _ => assert_eq!(d.flag_change.action, "none"),
+    }
+    assert_eq!(
+        d.guardrails.len(),
+        2 * r
+            .results
+            .iter()
+            .filter(|m| m.role == commonlab_report::analysis::Role::Guardrail)
+            .count()
+    );
+    let md = render::decision_markdown(&d).unwrap();
+    assert!(
+        md.starts_with("# Decision: gratitude-reward (thanks-button)"),
+        "{md}"
+    );
+    insta::assert_snapshot!("thanks_button_decision_md", md);
+}
+
+#[test]
+fn verify_names_the_first_number_that_changed() {
+    let a: serde_json::Value =
+        serde_json::from_str(&render::results_json(&thanks()).unwrap()).unwrap();
+    assert_eq!(verify::compare(&a, &a.clone()), None);
+    // Other data: a different seed changes the primary metric first.
+    let b: serde_json::Value =
+        serde_json::from_str(&render::results_json(&report(&members_trial(THANKS, 8))).unwrap())
+            .unwrap();
+    let m = verify::compare(&a, &b).expect("differs");
+    assert!(
+        m.path.starts_with("summary.") || m.path.starts_with("results"),
+        "{m}"
+    );
+    assert!(m.to_string().contains(": the report says "), "{m}");
+}
