@@ -14,8 +14,8 @@ use anyhow::Result;
 use args::{Cli, Command};
 use clap::Parser;
 use commands::{
-    analyze, events, experiments, flags, keys, loadtest, metrics, power, serve, simulate, surveys,
-    units,
+    analyze, events, experiments, flags, keys, loadtest, metrics, power, report, serve, simulate,
+    surveys, units,
 };
 use output::errln;
 use std::process::ExitCode;
@@ -68,5 +68,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Surveys(cmd) => surveys::run(&settings, actor, cmd).await,
         Command::Power(args) => power::run(args).await,
         Command::Loadtest(args) => loadtest::run(args).await,
+        Command::Report(args) => report::run(&settings, args).await,
     }
 }

@@ -18,6 +18,7 @@ mod loadtest;
 mod output;
 mod power;
 mod privacy;
+mod report;
 mod secrets;
 mod serve;
 mod simulate;

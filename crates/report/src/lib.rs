@@ -103,6 +103,28 @@ pub async fn history(store: &Store, key: &str) -> Result<TrialHistory, ReportErr
     })
 }
 
+/// Refuses a per-user test of a trial that randomised communities (see
+/// [`Options::per_user`]).
+pub fn check_per_user(
+    spec: &commonlab_core::experiments::TrialSpec,
+    per_user: bool,
+) -> Result<(), ReportError> {
+    match per_user.then(|| document::per_user_refusal(spec)).flatten() {
+        Some(why) => Err(ReportError::Refused(why)),
+        None => Ok(()),
+    }
+}
+
+/// The report of a stored trial already read (pure, CPU work).
+pub fn from_stored(
+    stored: &analysis::StoredTrial,
+    hist: &TrialHistory,
+    provenance: &Provenance,
+) -> Report {
+    let a = analysis::analyse(stored);
+    document::build(stored, &a, hist, provenance)
+}
+
 /// Reads `key` from the store, analyses it as its design requires and
 /// builds the report document. The analysis runs on the calling thread
 /// (CPU work: call it from a blocking context in a server).
@@ -113,18 +135,13 @@ pub async fn report(store: &Store, key: &str, opts: &Options) -> Result<Report, 
         .ok_or_else(|| StoreError::NotFound(format!("trial '{key}'")))?;
     let spec =
         commonlab_core::experiments::parse_trial(&record.spec_source, &format!("trial {key}"))?;
-    if opts.per_user {
-        if let Some(why) = document::per_user_refusal(&spec) {
-            return Err(ReportError::Refused(why));
-        }
-    }
+    check_per_user(&spec, opts.per_user)?;
     let as_of = opts
         .as_of
         .unwrap_or_else(|| default_as_of(&record, opts.now));
     let stored = analysis::fetch(store, key, as_of).await?;
     let hist = history(store, key).await?;
-    let a = analysis::analyse(&stored);
-    Ok(document::build(&stored, &a, &hist, &opts.provenance))
+    Ok(from_stored(&stored, &hist, &opts.provenance))
 }
 
 /// Every file of a report directory, by name, in the order written.

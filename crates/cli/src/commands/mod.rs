@@ -10,6 +10,7 @@ pub mod keys;
 pub mod loadtest;
 pub mod metrics;
 pub mod power;
+pub mod report;
 pub mod serve;
 pub mod simulate;
 pub mod surveys;

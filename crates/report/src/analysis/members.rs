@@ -141,7 +141,10 @@ fn base(d: &MetricData) -> MetricAnalysis {
     }
 }
 
-fn frequentist(e: &Entry) -> Option<(f64, f64, Option<(f64, f64)>, f64)> {
+/// (effect, se, 95% interval, p-value) of a frequentist entry.
+type Frequentist = (f64, f64, Option<(f64, f64)>, f64);
+
+fn frequentist(e: &Entry) -> Option<Frequentist> {
     match e {
         Entry::Frequentist(f) => Some((f.effect, f.se, f.ci_lower.zip(f.ci_upper), f.p_value)),
         _ => None,

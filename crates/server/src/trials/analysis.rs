@@ -17,6 +17,12 @@ impl From<ReportError> for Error {
         match e {
             ReportError::Store(e) => Error::Store(e),
             ReportError::Spec(errors) => errors.into(),
+            ReportError::Refused(why) => Error::invalid("/per_user", why),
+            // Templates are embedded and every one is rendered by the
+            // report crate's tests; not the client's doing.
+            ReportError::Render(why) => Error::Store(StoreError::Unavailable(format!(
+                "cannot render the report: {why}"
+            ))),
         }
     }
 }

@@ -40,6 +40,7 @@ where
         Route::post("/api/v1/trials/{key}/amend", amend),
         Route::get("/api/v1/trials/{key}/assignments", assignments),
         Route::get("/api/v1/trials/{key}/analysis", analysis),
+        Route::get("/api/v1/trials/{key}/report", super::report::report),
         // `{action}` is one of [`service::ACTIONS`].
         Route::post("/api/v1/trials/{key}/{action}", lifecycle),
         Route::post("/api/v1/exposures", exposure),

@@ -14,6 +14,7 @@ pub mod decision;
 pub mod dedup;
 pub mod exposure;
 pub mod overview;
+pub mod report;
 pub mod service;
 pub mod unit_cache;
 

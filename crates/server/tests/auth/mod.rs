@@ -222,6 +222,13 @@ fn requests(survey: &str, csrf: &str) -> Vec<Request> {
         ),
         (
             Method::GET,
+            "/api/v1/trials/{key}/report",
+            "/api/v1/trials/no-such/report?format=md".into(),
+            None,
+            RES,
+        ),
+        (
+            Method::GET,
             "/api/v1/keys",
             "/api/v1/keys".into(),
             None,

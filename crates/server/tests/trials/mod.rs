@@ -8,6 +8,7 @@ mod designs;
 mod exposures;
 mod guards;
 mod lifecycle;
+mod report;
 
 const HASH: &str = include_str!("../fixtures/trials/hash.toml");
 const HASH_AMENDED: &str = include_str!("../fixtures/trials/hash-amended.toml");

@@ -103,8 +103,8 @@ async fn member_values_are_the_cells_before_summing() {
                 let c = v.community.as_deref().unwrap();
                 assert_eq!(v.stratum.as_deref(), Some(format!("[\"{c}\"]").as_str()));
             }
-            let mut sums: BTreeMap<(String, Option<String>), (i64, f64, f64, f64)> =
-                BTreeMap::new();
+            // (arm, community) -> (n, Σy, Σy², Σd)
+            let mut sums: BTreeMap<Key, (i64, f64, f64, f64)> = BTreeMap::new();
             for v in &members {
                 let s = sums
                     .entry((v.arm.clone(), v.community.clone()))
@@ -135,6 +135,8 @@ async fn member_values_are_the_cells_before_summing() {
     .await;
 }
 
+type Key = (String, Option<String>);
+
 const COMMUNITIES: [&str; 3] = ["wiki-a", "coop-b", "social-c"];
 
 struct Member {
@@ -144,13 +146,15 @@ struct Member {
 }
 
 /// The documented semantics of community × period cells, in process.
-#[allow(clippy::type_complexity)]
+/// (community, period) -> (n, Σy, Σy², Σd, Σd², Σyd).
+type Cells = BTreeMap<(String, i64), (i64, f64, f64, f64, f64, f64)>;
+
 fn expected_cells(
     m: &Metric,
     members: &[Member],
     events: &[NewEvent],
     windows: &[PeriodSpan],
-) -> (BTreeMap<(String, i64), (i64, f64, f64, f64, f64, f64)>, i64) {
+) -> (Cells, i64) {
     let period_of = |ts: DateTime<Utc>| windows.iter().find(|w| ts >= w.start && ts < w.end);
     let lo = windows.iter().map(|w| w.start).min().unwrap();
     let hi = windows.iter().map(|w| w.end).max().unwrap();
@@ -214,7 +218,7 @@ fn expected_cells(
             Some(percentile(&ys, p))
         }
     };
-    let mut cells: BTreeMap<(String, i64), (i64, f64, f64, f64, f64, f64)> = BTreeMap::new();
+    let mut cells: Cells = BTreeMap::new();
     for (c, p, y, d) in values {
         let y = cap.map_or(y, |k| y.min(k));
         let s = cells.entry((c, p)).or_default();

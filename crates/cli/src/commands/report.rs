@@ -1,0 +1,236 @@
+//! `report`: a stored trial's validation report (`commonlab report KEY`),
+//! every concluded trial's with an index page (`--all`), and `report
+//! verify DIR` (recompute and compare every number). The report itself is
+//! `commonlab_report` (document, templates, charts); this module reads
+//! the store, writes files and prints.
+
+use super::with_store;
+use crate::args::{ReportArgs, ReportCmd};
+use crate::output::outln;
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::{DateTime, Utc};
+use commonlab_report::document::Provenance;
+use commonlab_report::render::IndexEntry;
+use commonlab_report::{canonical, render, verify, Options};
+use commonlab_server::settings::Settings;
+use commonlab_store::{Store, TrialStatus};
+use std::path::{Path, PathBuf};
+
+/// The git commit the binary was built from, when the build set
+/// `COMMONLAB_GIT_COMMIT` (docs/reports.md).
+pub const COMMIT: Option<&str> = option_env!("COMMONLAB_GIT_COMMIT");
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| anyhow!("--as-of: {s:?} is not an RFC 3339 date-time ({e})"))
+}
+
+/// The command line as typed (arguments with spaces quoted).
+fn command_line() -> String {
+    std::env::args()
+        .enumerate()
+        .map(|(i, a)| {
+            let a = if i == 0 { "commonlab".to_string() } else { a };
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn provenance(command: String) -> Provenance {
+    Provenance {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        commit: COMMIT.map(str::to_string),
+        command,
+    }
+}
+
+fn progress(steps: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(steps),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Writes one trial's report files into `dir`; returns the decision.
+async fn write_one(
+    store: &Store,
+    key: &str,
+    opts: &Options,
+    formats: &[&str],
+    dir: &Path,
+    bar: &indicatif::ProgressBar,
+) -> Result<(String, String, String)> {
+    bar.set_message(format!("{key}: computing metrics in the database"));
+    let report = commonlab_report::report(store, key, opts).await?;
+    bar.inc(1);
+    bar.set_message(format!("{key}: rendering"));
+    let files = commonlab_report::files(&report, formats)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (name, text) in &files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    bar.inc(1);
+    Ok((
+        report.trial.title.clone(),
+        report.trial.status.clone(),
+        report.decision.outcome.to_string(),
+    ))
+}
+
+pub async fn run(settings: &Settings, args: ReportArgs) -> Result<()> {
+    if let Some(ReportCmd::Verify { dir }) = &args.cmd {
+        return verify_dir(settings, dir).await;
+    }
+    let as_of = args.as_of.as_deref().map(parse_time).transpose()?;
+    let formats = [args.format.as_str()];
+    let opts = Options {
+        as_of,
+        now: Utc::now(),
+        per_user: args.per_user,
+        provenance: provenance(command_line()),
+    };
+    if args.all {
+        let out = args
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("reports/out"));
+        return all(settings, &opts, &out).await;
+    }
+    let key = args.key.clone().context("a trial key or --all")?;
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("reports/out").join(&key));
+    let bar = progress(2);
+    let done = with_store(&settings.database_url, async |store| {
+        write_one(store, &key, &opts, &formats, &dir, &bar).await
+    })
+    .await;
+    bar.finish_and_clear();
+    let (_, _, decision) = done?;
+    outln!(
+        "wrote the report of {key} to {} (decision: {decision})",
+        dir.display()
+    )?;
+    Ok(())
+}
+
+async fn all(settings: &Settings, opts: &Options, out: &Path) -> Result<()> {
+    with_store(&settings.database_url, async |store| {
+        let mut trials = store.list_trials(Some(TrialStatus::Concluded)).await?;
+        trials.extend(store.list_trials(Some(TrialStatus::Archived)).await?);
+        trials.sort_by(|a, b| a.key.cmp(&b.key));
+        let bar = progress(2 * trials.len() as u64);
+        let mut entries = Vec::new();
+        let mut failures = Vec::new();
+        for t in &trials {
+            let dir = out.join(&t.key);
+            match write_one(store, &t.key, opts, &["all"], &dir, &bar).await {
+                Ok((title, status, decision)) => entries.push(IndexEntry {
+                    key: t.key.clone(),
+                    title,
+                    status,
+                    decision,
+                    dir: t.key.clone(),
+                }),
+                Err(e) => failures.push((t.key.clone(), format!("{e:#}"))),
+            }
+        }
+        bar.finish_and_clear();
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        let index = render::index_html(&entries, &failures)?;
+        std::fs::write(out.join("index.html"), index)
+            .with_context(|| format!("cannot write {}", out.join("index.html").display()))?;
+        outln!(
+            "wrote {} reports and {}",
+            entries.len(),
+            out.join("index.html").display()
+        )?;
+        if !failures.is_empty() {
+            bail!(
+                "{} trials could not be reported: {}",
+                failures.len(),
+                failures
+                    .iter()
+                    .map(|(k, e)| format!("{k}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
+async fn verify_dir(settings: &Settings, dir: &Path) -> Result<()> {
+    let path = dir.join("results.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let stored: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let field = |p: &str| -> Result<String> {
+        stored
+            .pointer(p)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("{}: {p} is missing: not a Commonlab report", path.display()))
+    };
+    if field("/schema")? != commonlab_report::document::SCHEMA {
+        bail!(
+            "{}: schema {} is not {}",
+            path.display(),
+            field("/schema")?,
+            commonlab_report::document::SCHEMA
+        );
+    }
+    let key = field("/trial/key")?;
+    let as_of = parse_time(&field("/footer/as_of")?)?;
+    let per_user = false;
+    let opts = Options {
+        as_of: Some(as_of),
+        now: Utc::now(),
+        per_user,
+        provenance: Provenance {
+            version: field("/footer/commonlab_version")?,
+            commit: stored
+                .pointer("/footer/commit")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            command: field("/footer/command")?,
+        },
+    };
+    let report = with_store(&settings.database_url, async |store| {
+        Ok(commonlab_report::report(store, &key, &opts).await?)
+    })
+    .await?;
+    let fresh = canonical::to_value(&report)?;
+    let ours = env!("CARGO_PKG_VERSION");
+    if opts.provenance.version != ours {
+        outln!(
+            "note: the report was made by Commonlab {}, this is {ours}",
+            opts.provenance.version
+        )?;
+    }
+    match verify::compare(&stored, &fresh) {
+        None => {
+            outln!(
+                "every number in {} matches the data of {key} as of {}",
+                path.display(),
+                as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )?;
+            Ok(())
+        }
+        Some(m) => bail!("{} does not match: {m}", path.display()),
+    }
+}

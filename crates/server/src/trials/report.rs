@@ -1,0 +1,106 @@
+//! `GET /api/v1/trials/{key}/report?format=`: the validation report of a
+//! stored trial, the same content `commonlab report` writes
+//! (`commonlab_report`; docs/reports.md): `json` (default, `results.json`),
+//! `md` or `html` (one self-contained file).
+
+use super::api::TrialsContext;
+use crate::auth::RequireResearcher;
+use crate::error::Error;
+use crate::extract::ApiQuery;
+use crate::problem::Problem;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use commonlab_core::experiments::parse_trial;
+use commonlab_report::document::Provenance;
+use commonlab_report::{render, ReportError};
+use commonlab_store::StoreError;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReportQuery {
+    /// `json` (default), `md` or `html`.
+    format: Option<String>,
+    /// RFC 3339; default: the conclusion of a concluded trial, the stop of
+    /// a stopped one, else now.
+    as_of: Option<String>,
+    /// Ask for a per-user p-value: refused (422) for community designs.
+    #[serde(default)]
+    per_user: bool,
+}
+
+pub(super) async fn report(
+    _: RequireResearcher,
+    State(trials): State<TrialsContext>,
+    Path(key): Path<String>,
+    ApiQuery(q): ApiQuery<ReportQuery>,
+) -> Result<Response, Problem> {
+    let format = q.format.as_deref().unwrap_or("json");
+    let content_type = match format {
+        "json" => "application/json",
+        "md" => "text/markdown; charset=utf-8",
+        "html" => "text/html; charset=utf-8",
+        other => {
+            let detail = format!("format {other:?} is not one of json, md, html");
+            return Err(Problem::validation(detail.clone()).with_field("/query/format", detail));
+        }
+    };
+    let as_of = match q.as_of.as_deref() {
+        None => None,
+        Some(s) => Some(
+            chrono::DateTime::parse_from_rfc3339(s)
+                .map_err(|e| {
+                    let detail = format!("{s:?} is not an RFC 3339 date-time: {e}");
+                    Problem::validation(detail.clone()).with_field("/query/as_of", detail)
+                })?
+                .with_timezone(&chrono::Utc),
+        ),
+    };
+    let record = trials
+        .store
+        .get_trial(&key)
+        .await
+        .map_err(Error::from)?
+        .ok_or_else(|| Error::from(StoreError::NotFound(format!("trial '{key}'"))))?;
+    let spec = parse_trial(&record.spec_source, &format!("trial {key}")).map_err(Error::from)?;
+    commonlab_report::check_per_user(&spec, q.per_user).map_err(Error::from)?;
+    let as_of =
+        as_of.unwrap_or_else(|| commonlab_report::default_as_of(&record, trials.clock.now()));
+    let stored = super::analysis::stored(&trials.store, &key, as_of).await?;
+    let hist = commonlab_report::history(&trials.store, &key)
+        .await
+        .map_err(Error::from)?;
+    let provenance = Provenance {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        commit: option_env!("COMMONLAB_GIT_COMMIT").map(str::to_string),
+        command: format!(
+            "GET /api/v1/trials/{key}/report?format={format}&as_of={}",
+            as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    };
+    let format = format.to_string();
+    let rendered = tokio::task::spawn_blocking(move || -> Result<String, ReportError> {
+        let r = commonlab_report::from_stored(&stored, &hist, &provenance);
+        match format.as_str() {
+            "md" => render::markdown(&r),
+            "html" => render::html(&r),
+            _ => render::results_json(&r),
+        }
+    })
+    .await;
+    let body = match rendered {
+        Ok(r) => r.map_err(Error::from)?,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => {
+            return Err(Error::from(StoreError::Unavailable(
+                "the server is shutting down".into(),
+            ))
+            .into())
+        }
+    };
+    let mut resp = body.into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(resp)
+}
