@@ -12,6 +12,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_commonlab");
 
 mod analyze;
 mod config;
+mod demo;
 mod events;
 mod flags;
 mod loadtest;
