@@ -15,6 +15,7 @@ mod config;
 mod demo;
 mod events;
 mod flags;
+mod guides;
 mod loadtest;
 mod output;
 mod power;
