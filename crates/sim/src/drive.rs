@@ -191,15 +191,17 @@ async fn evaluate_all(
     // community's visitors in member order.
     let mut queues: Vec<Vec<(String, Map<String, Value>)>> = Vec::new();
     if target.ordered {
-        let mut by_community: BTreeMap<String, Vec<(String, Map<String, Value>)>> =
-            BTreeMap::new();
+        let mut by_community: BTreeMap<String, Vec<(String, Map<String, Value>)>> = BTreeMap::new();
         for (id, context) in visitors {
             let community = context
                 .get(&target.community_attribute)
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            by_community.entry(community).or_default().push((id, context));
+            by_community
+                .entry(community)
+                .or_default()
+                .push((id, context));
         }
         queues.extend(by_community.into_values());
     } else {

@@ -34,7 +34,14 @@ fn demo_reports_both_trials_and_the_blocked_trial_finds_the_planted_effect_only(
         .args(["demo", "--no-serve", "--days", "36", "--seed", "7"])
         .args(["--members", "100,100,100,100"])
         // A threefold contribution rate in the heart arm; none in the banner arm.
-        .args(["--effect", "heart:*=3", "--effect", "banner:*=1", "--effect", "on:*=1.3"])
+        .args([
+            "--effect",
+            "heart:*=3",
+            "--effect",
+            "banner:*=1",
+            "--effect",
+            "on:*=1.3",
+        ])
         .arg("--dir")
         .arg(scratch.join("db"))
         .arg("--out")
@@ -60,12 +67,19 @@ fn demo_reports_both_trials_and_the_blocked_trial_finds_the_planted_effect_only(
         );
     }
     assert!(text.contains(", 0 rejected"), "{text}");
-    assert!(text.contains("thanks-button-baseline-cbpp-community: 400 invited"), "{text}");
+    assert!(
+        text.contains("thanks-button-baseline-cbpp-community: 400 invited"),
+        "{text}"
+    );
     let md = std::fs::read_to_string(out.join("thanks-button/report.md")).unwrap();
-    assert!(md.contains("DEVIATION"), "the early conclusion is in the report");
-    let results: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("thanks-button/results.json")).unwrap())
-            .unwrap();
+    assert!(
+        md.contains("DEVIATION"),
+        "the early conclusion is in the report"
+    );
+    let results: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("thanks-button/results.json")).unwrap(),
+    )
+    .unwrap();
     let heart = p_value(&results, "contributions_per_member", "heart");
     let banner = p_value(&results, "contributions_per_member", "banner");
     assert!(heart < 0.05, "the threefold effect is found: p = {heart}");
@@ -85,7 +99,11 @@ fn demo_refuses_a_folder_with_a_database_and_bad_flags() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("starts from an empty database"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("starts from an empty database"),
+        "{}",
+        stderr(&o)
+    );
     let o = commonlab()
         .args(["demo", "--no-serve", "--days", "0"])
         .current_dir(&*scratch)

@@ -61,7 +61,10 @@ impl Drop for Server {
 fn run_guide(name: &str) -> usize {
     let md = std::fs::read_to_string(workspace().join("docs").join(name)).unwrap();
     let scratch = Scratch::new("guide");
-    copy_dir(&workspace().join("experiments"), &scratch.join("experiments"));
+    copy_dir(
+        &workspace().join("experiments"),
+        &scratch.join("experiments"),
+    );
     copy_dir(&workspace().join("surveys"), &scratch.join("surveys"));
     let bin = scratch.join("bin");
     std::fs::create_dir_all(&bin).unwrap();

@@ -41,10 +41,12 @@ pub async fn run(settings: &Settings, given_actor: Option<&str>, args: DemoArgs)
     if args.days == Some(0) || args.days.is_some_and(|d| d > MAX_DAYS) {
         bail!("--days: 1 to {MAX_DAYS}");
     }
-    let listen: std::net::SocketAddr = args
-        .listen
-        .parse()
-        .map_err(|_| anyhow!("--listen: '{}' is not an address like 127.0.0.1:8080", args.listen))?;
+    let listen: std::net::SocketAddr = args.listen.parse().map_err(|_| {
+        anyhow!(
+            "--listen: '{}' is not an address like 127.0.0.1:8080",
+            args.listen
+        )
+    })?;
     let (dir, temp) = folder(args.dir.as_deref())?;
     let db = dir.join("commonlab.db");
     if db.exists() {
@@ -124,25 +126,44 @@ async fn demo(
     let flags_file = args.experiments.join("flags.json");
     let flags = std::fs::read_to_string(&flags_file)
         .with_context(|| format!("cannot read {}", flags_file.display()))?;
-    flag_service::import(store, set, &flags, &at(actor, "demo: the example flags", now), None, false, false)
-        .await
-        .map_err(|e| anyhow!("{}: {e}", flags_file.display()))?;
+    flag_service::import(
+        store,
+        set,
+        &flags,
+        &at(actor, "demo: the example flags", now),
+        None,
+        false,
+        false,
+    )
+    .await
+    .map_err(|e| anyhow!("{}: {e}", flags_file.display()))?;
     let mut specs = Vec::new();
     for key in TRIALS {
         let file = args.experiments.join(format!("{key}.toml"));
         let source = trial_source(&file)?;
-        let t = trial_service::create(store, set, &source, &file.display().to_string(), &at(actor, "demo: the example trial", now))
-            .await
-            .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+        let t = trial_service::create(
+            store,
+            set,
+            &source,
+            &file.display().to_string(),
+            &at(actor, "demo: the example trial", now),
+        )
+        .await
+        .map_err(|e| anyhow!("{}: {e}", file.display()))?;
         specs.push(parse_trial(&t.spec_source, key).map_err(|e| anyhow!("{}", e[0]))?);
     }
     let mut published = 0;
     for path in toml_files(&args.surveys)? {
         let source = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        commonlab_server::surveys::service::publish(store, &source, &path.display().to_string(), &at(actor, "demo: the example instruments", now))
-            .await
-            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        commonlab_server::surveys::service::publish(
+            store,
+            &source,
+            &path.display().to_string(),
+            &at(actor, "demo: the example instruments", now),
+        )
+        .await
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
         published += 1;
     }
     outln!(
@@ -152,12 +173,25 @@ async fn demo(
     )?;
 
     // Start both trials at the first schedule start: simulated time.
-    let t0 = time(specs.iter().map(|s| s.schedule.start).min().unwrap_or_default())?;
+    let t0 = time(
+        specs
+            .iter()
+            .map(|s| s.schedule.start)
+            .min()
+            .unwrap_or_default(),
+    )?;
     // Seeds from --seed, so that a run is reproducible (a real trial's
     // seed is drawn from the OS when it starts).
     for (i, key) in TRIALS.iter().enumerate() {
         let seed = splitmix64(args.seed.wrapping_add(i as u64 + 1));
-        trial_service::start_seeded(store, set, key, &at(actor, "demo: simulated communities", t0), Some(seed)).await?;
+        trial_service::start_seeded(
+            store,
+            set,
+            key,
+            &at(actor, "demo: simulated communities", t0),
+            Some(seed),
+        )
+        .await?;
     }
     let complete = specs
         .iter()
@@ -166,7 +200,8 @@ async fn demo(
         .into_iter()
         .max()
         .unwrap_or(t0);
-    let full_days = u32::try_from(((complete - t0).num_seconds() + 86_399) / 86_400).unwrap_or(MAX_DAYS);
+    let full_days =
+        u32::try_from(((complete - t0).num_seconds() + 86_399) / 86_400).unwrap_or(MAX_DAYS);
     let days = args.days.unwrap_or(full_days).min(MAX_DAYS);
     let t_end = t0 + Duration::days(i64::from(days));
     outln!(
@@ -175,8 +210,20 @@ async fn demo(
         args.seed
     )?;
 
-    let sdk = commonlab_server::keys::create_key_because(store, "demo-sdk", Role::Sdk, &at(actor, "demo: the simulated platform", now)).await?;
-    let researcher = commonlab_server::keys::create_key_because(store, "demo-researcher", Role::Researcher, &at(actor, "demo: for trying the API", now)).await?;
+    let sdk = commonlab_server::keys::create_key_because(
+        store,
+        "demo-sdk",
+        Role::Sdk,
+        &at(actor, "demo: the simulated platform", now),
+    )
+    .await?;
+    let researcher = commonlab_server::keys::create_key_because(
+        store,
+        "demo-researcher",
+        Role::Researcher,
+        &at(actor, "demo: for trying the API", now),
+    )
+    .await?;
     let arms: [Vec<String>; 2] = [
         specs[0].arms.iter().map(|a| a.variant.clone()).collect(),
         specs[1].arms.iter().map(|a| a.variant.clone()).collect(),
@@ -190,8 +237,19 @@ async fn demo(
     let mut waves = Vec::new();
     for trial in TRIALS {
         waves.push(
-            surveys::run_wave(store, &key, &survey_keys, &mut sim, trial, "baseline", "cbpp-community",
-                (t0 - Duration::days(7), t0 + Duration::days(14)), t0, actor).await?,
+            surveys::run_wave(
+                store,
+                &key,
+                &survey_keys,
+                &mut sim,
+                trial,
+                "baseline",
+                "cbpp-community",
+                (t0 - Duration::days(7), t0 + Duration::days(14)),
+                t0,
+                actor,
+            )
+            .await?,
         );
     }
 
@@ -226,12 +284,19 @@ async fn demo(
     let sim_began = std::time::Instant::now();
     let mut sent = 0u64;
     let set_clock = move |t: DateTime<Utc>| clock.set(t);
-    let driven = drive::run(&mut sim, &target, t0, days, ServerClock::Settable(&set_clock), |r, _| {
-        sent += r.events_sent;
-        let rate = sent as f64 / sim_began.elapsed().as_secs_f64().max(1e-3);
-        bar.set_message(format!("{sent} events, {rate:.0} events/s"));
-        bar.inc(1);
-    })
+    let driven = drive::run(
+        &mut sim,
+        &target,
+        t0,
+        days,
+        ServerClock::Settable(&set_clock),
+        |r, _| {
+            sent += r.events_sent;
+            let rate = sent as f64 / sim_began.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!("{sent} events, {rate:.0} events/s"));
+            bar.inc(1);
+        },
+    )
     .await;
     bar.finish_and_clear();
     // Every exposure and event written before the trials are concluded.
@@ -253,27 +318,60 @@ async fn demo(
     // Endline waves of the stepped wedge at the end of the simulation.
     for instrument in ["cbpp-community", "sus"] {
         waves.push(
-            surveys::run_wave(store, &key, &survey_keys, &mut sim, TRIALS[1], "endline", instrument,
-                (t_end - Duration::days(7), t_end + Duration::days(30)), t_end, actor).await?,
+            surveys::run_wave(
+                store,
+                &key,
+                &survey_keys,
+                &mut sim,
+                TRIALS[1],
+                "endline",
+                instrument,
+                (t_end - Duration::days(7), t_end + Duration::days(30)),
+                t_end,
+                actor,
+            )
+            .await?,
         );
     }
     for w in &waves {
-        outln!("survey     {}: {} invited, {} answered", w.campaign, w.invited, w.completed)?;
+        outln!(
+            "survey     {}: {} invited, {} answered",
+            w.campaign,
+            w.invited,
+            w.completed
+        )?;
     }
 
     // Conclude (forced when the data are not complete) and report.
     for key in TRIALS {
-        let done = trial_service::conclude(store, key, &at(actor, "demo: the simulation ended", t_end), false).await;
+        let done = trial_service::conclude(
+            store,
+            key,
+            &at(actor, "demo: the simulation ended", t_end),
+            false,
+        )
+        .await;
         match done {
             Ok(_) => outln!("concluded  {key}: its data are complete")?,
             Err(commonlab_server::Error::DataIncomplete(_)) => {
-                trial_service::conclude(store, key, &at(actor, "demo: --days ended the simulation before the trial's data were complete", t_end), true).await?;
+                trial_service::conclude(
+                    store,
+                    key,
+                    &at(
+                        actor,
+                        "demo: --days ended the simulation before the trial's data were complete",
+                        t_end,
+                    ),
+                    true,
+                )
+                .await?;
                 outln!("concluded  {key} early (--days {days}): recorded as a deviation in its log and its report")?;
             }
             Err(e) => return Err(e.into()),
         }
     }
-    let written = serve::write_reports(store, &args.out, &TRIALS, t_end, &command_line(args)).await?;
+    let written =
+        serve::write_reports(store, &args.out, &TRIALS, t_end, &command_line(args)).await?;
     for (trial, files) in &written.paths {
         outln!("report     {trial}: {}", files.display())?;
     }
@@ -282,7 +380,17 @@ async fn demo(
         return Ok(());
     }
     let link = waves.iter().rev().find_map(|w| w.unanswered_link.clone());
-    serve::serve(store, config, t_end, listen, written, link, &sdk.key, &researcher.key).await
+    serve::serve(
+        store,
+        config,
+        t_end,
+        listen,
+        written,
+        link,
+        &sdk.key,
+        &researcher.key,
+    )
+    .await
 }
 
 /// A trial's seed from the demo's (splitmix64: nearby seeds give unrelated

@@ -52,10 +52,12 @@ pub async fn write_reports(
             .await
             .with_context(|| format!("cannot make the report of '{trial}'"))?;
         let dir = out.join(trial);
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         for (name, text) in commonlab_report::files(&report, &["all"])? {
             let path = dir.join(name);
-            std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(&path, &text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             written.files.insert(format!("{trial}/{name}"), text);
         }
         written.paths.push((trial.to_string(), dir));
@@ -123,9 +125,14 @@ pub async fn serve(
     let app = commonlab_server::layers::with_layers(routes, state.clone());
     let running = commonlab_server::start_app(listen, state, app)
         .await
-        .with_context(|| format!("cannot listen on {listen} (another server there? try --listen 127.0.0.1:0)"))?;
+        .with_context(|| {
+            format!("cannot listen on {listen} (another server there? try --listen 127.0.0.1:0)")
+        })?;
     let base = format!("http://{}", running.addr);
-    outln!("serving    {base} (clock held at {}; Ctrl-C stops)", end.format("%Y-%m-%d %H:%M UTC"))?;
+    outln!(
+        "serving    {base} (clock held at {}; Ctrl-C stops)",
+        end.format("%Y-%m-%d %H:%M UTC")
+    )?;
     outln!("reports    {base}/reports/")?;
     for (trial, _) in &written.paths {
         outln!("           {base}/reports/{trial}/report.html")?;

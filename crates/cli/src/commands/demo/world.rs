@@ -18,9 +18,9 @@ pub const DEFAULT_EFFECTS: [&str; 3] = ["heart:*=1.3", "banner:*=1.6", "on:*=1.3
 
 /// `ARM:EVENT=MULTIPLIER` into `(arm, event, multiplier)`.
 pub fn parse_effect(e: &str) -> Result<(String, String, f64)> {
-    let (arm, rest) = e
-        .split_once(':')
-        .ok_or_else(|| anyhow!("--effect '{e}': expected ARM:EVENT=MULTIPLIER, e.g. heart:*=1.5"))?;
+    let (arm, rest) = e.split_once(':').ok_or_else(|| {
+        anyhow!("--effect '{e}': expected ARM:EVENT=MULTIPLIER, e.g. heart:*=1.5")
+    })?;
     let (event, mult) = rest
         .split_once('=')
         .ok_or_else(|| anyhow!("--effect '{e}': expected ARM:EVENT=MULTIPLIER"))?;
@@ -65,7 +65,11 @@ pub fn params(
         if !arms.iter().flatten().any(|a| *a == arm) {
             bail!(
                 "--effect '{e}': '{arm}' is not an arm of the example trials ({})",
-                arms.iter().flatten().cloned().collect::<Vec<_>>().join(", ")
+                arms.iter()
+                    .flatten()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         single
@@ -104,7 +108,11 @@ fn multiplier(effect: &ArmEffect, name: &str) -> f64 {
 /// survey shifts add.
 fn combine(parts: &[&ArmEffect]) -> ArmEffect {
     let mut names: Vec<String> = CONTRIBUTIONS.iter().map(|s| s.to_string()).collect();
-    names.extend(parts.iter().flat_map(|p| p.rate_multipliers.keys().cloned()));
+    names.extend(
+        parts
+            .iter()
+            .flat_map(|p| p.rate_multipliers.keys().cloned()),
+    );
     names.sort();
     names.dedup();
     let rate_multipliers = names
