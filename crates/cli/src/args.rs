@@ -73,6 +73,11 @@ pub enum Command {
     /// Rehearse a running trial with simulated communities, through the
     /// real server (OFREP evaluations and POST /v1/events).
     Simulate(SimulateArgs),
+    /// A stored trial's validation report (HTML, Markdown, results.json,
+    /// decision.json/md), every concluded trial's (--all), or a check
+    /// that a report still matches its data (`report verify DIR`);
+    /// docs/reports.md.
+    Report(ReportArgs),
     /// Simulation-based power of a trial file's design, in memory
     /// (docs/power.md).
     Power(PowerArgs),
@@ -84,11 +89,47 @@ pub enum Command {
     /// (docs/surveys.md).
     #[command(subcommand)]
     Surveys(SurveysCmd),
-    /// A stored trial's validation report (HTML, Markdown, results.json,
-    /// decision.json/md), every concluded trial's (--all), or a check
-    /// that a report still matches its data (`report verify DIR`);
-    /// docs/reports.md.
-    Report(ReportArgs),
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ReportArgs {
+    #[command(subcommand)]
+    pub cmd: Option<ReportCmd>,
+    /// The trial's key.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub key: Option<String>,
+    /// Every concluded (or archived) trial, each into OUT/KEY/, with an
+    /// index page OUT/index.html.
+    #[arg(long)]
+    pub all: bool,
+    /// What to write: html, md, json (results.json), or all (these three
+    /// and decision.json, decision.md).
+    #[arg(long, default_value = "all", value_parser = ["html", "md", "json", "all"])]
+    pub format: String,
+    /// Directory to write into (created if missing). Default
+    /// reports/out/KEY (reports/out with --all).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// RFC 3339 time to analyse at. Default: the conclusion of a concluded
+    /// trial, the stop of a stopped one, else now.
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// Also compute a per-user p-value. Refused for trials that randomise
+    /// communities (their members are not independent units).
+    #[arg(long)]
+    pub per_user: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ReportCmd {
+    /// Recompute a report from the database (or the concluded snapshot) as
+    /// of the time it names, and say whether every number still matches,
+    /// naming the first that does not (exit 1 then).
+    Verify {
+        /// A report directory holding results.json.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -191,47 +232,6 @@ pub enum CampaignCmd {
     },
     /// List campaigns with their counts.
     List,
-}
-
-#[derive(Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
-pub struct ReportArgs {
-    #[command(subcommand)]
-    pub cmd: Option<ReportCmd>,
-    /// The trial's key.
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
-    pub key: Option<String>,
-    /// Every concluded (or archived) trial, each into OUT/KEY/, with an
-    /// index page OUT/index.html.
-    #[arg(long)]
-    pub all: bool,
-    /// What to write: html, md, json (results.json), or all (these three
-    /// and decision.json, decision.md).
-    #[arg(long, default_value = "all", value_parser = ["html", "md", "json", "all"])]
-    pub format: String,
-    /// Directory to write into (created if missing). Default
-    /// reports/out/KEY (reports/out with --all).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// RFC 3339 time to analyse at. Default: the conclusion of a concluded
-    /// trial, the stop of a stopped one, else now.
-    #[arg(long)]
-    pub as_of: Option<String>,
-    /// Also compute a per-user p-value. Refused for trials that randomise
-    /// communities (their members are not independent units).
-    #[arg(long)]
-    pub per_user: bool,
-}
-
-#[derive(Subcommand)]
-pub enum ReportCmd {
-    /// Recompute a report from the database (or the concluded snapshot) as
-    /// of the time it names, and say whether every number still matches,
-    /// naming the first that does not (exit 1 then).
-    Verify {
-        /// A report directory holding results.json.
-        dir: PathBuf,
-    },
 }
 
 #[derive(Args)]
@@ -487,6 +487,13 @@ pub enum ExperimentsCmd {
         /// with the reason.
         #[arg(long)]
         force: bool,
+        /// Apply the decision: serve this arm's variant to everyone (the
+        /// flag's default variant, targeting removed, enabled): a roll-out,
+        /// or a roll-back when it is the control. Recorded in the flag
+        /// set's log with a link to the report (docs/reports.md). On a
+        /// trial already concluded, applies the flag change only.
+        #[arg(long, value_name = "ARM")]
+        ship: Option<String>,
     },
     /// Archive a draft, stopped or concluded trial.
     Archive {

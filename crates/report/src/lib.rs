@@ -15,6 +15,7 @@ pub mod document;
 pub mod feedback;
 pub mod render;
 pub mod verify;
+pub mod wp2;
 
 use chrono::{DateTime, Utc};
 use commonlab_core::experiments::{format_rfc3339, SpecError};
@@ -166,4 +167,36 @@ pub fn files(r: &Report, formats: &[&str]) -> Result<Vec<(&'static str, String)>
         out.push(("decision.md", render::decision_markdown(&d)?));
     }
     Ok(out)
+}
+
+/// `wp2-parameters.json` of a report (see [`wp2`]): the activity of the
+/// trial's communities from its planned start to the report's as-of time
+/// (or the planned end, if earlier), read from the store.
+pub async fn wp2_parameters(store: &Store, r: &Report) -> Result<String, ReportError> {
+    let mut communities: Vec<String> = r.design.communities.clone();
+    if communities.is_empty() {
+        communities = r
+            .quality
+            .exposures
+            .iter()
+            .filter_map(|e| e.community.clone())
+            .collect();
+        communities.sort();
+        communities.dedup();
+    }
+    let parse = |s: &str| {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(r.footer.as_of)
+    };
+    let from = parse(&r.design.dates.planned_start);
+    let to = parse(&r.design.dates.planned_end)
+        .min(r.footer.as_of)
+        .max(from);
+    let mut activity = Vec::new();
+    for c in &communities {
+        activity.push(store.community_activity(c, from, to).await?);
+    }
+    let doc = wp2::build(r, &activity, r.footer.seed.unwrap_or(0));
+    canonical::to_json(&doc).map_err(|e| ReportError::Render(e.to_string()))
 }

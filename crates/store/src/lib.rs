@@ -208,6 +208,7 @@ macro_rules! dispatch {
     };
 }
 
+mod activity;
 mod api_keys;
 mod column;
 mod error;
@@ -226,6 +227,7 @@ mod surveys;
 pub mod testing;
 mod trials;
 
+pub use activity::{CommunityActivity, EventTypeActivity, MAX_ACTIVE_MEMBERS};
 pub use api_keys::{ApiKeyRecord, NewApiKeyRecord};
 pub use design_rows::{
     CommunityCell, CommunityRows, ExposureCount, ExposureRecord, MemberPeriodValue, MemberValue,

@@ -142,6 +142,9 @@ fn event(id: u128, u: u64, name: &str, secs: i64) -> NewEvent {
     }
 }
 
+#[path = "store_activity/mod.rs"]
+mod activity;
+
 #[path = "store_connection/mod.rs"]
 mod connection;
 

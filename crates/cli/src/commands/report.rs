@@ -74,7 +74,13 @@ async fn write_one(
     let report = commonlab_report::report(store, key, opts).await?;
     bar.inc(1);
     bar.set_message(format!("{key}: rendering"));
-    let files = commonlab_report::files(&report, formats)?;
+    let mut files = commonlab_report::files(&report, formats)?;
+    if formats.contains(&"all") {
+        files.push((
+            "wp2-parameters.json",
+            commonlab_report::wp2_parameters(store, &report).await?,
+        ));
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for (name, text) in &files {
         let path = dir.join(name);

@@ -177,7 +177,7 @@ async fn every_printing_command_survives_a_standard_output_closed_from_the_start
                 "--design",
                 "stepped_wedge",
             ],
-            &["analyze", "--trial", "thanks-button", "--input-only"],
+            &["analyze", "--trial", "thanks-button", "--rows"],
             &["--help"],
             &["--version"],
         ] {

@@ -93,7 +93,7 @@ async fn report_writes_verifies_and_detects_a_changed_number() {
         let o = run(&url, &args);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         assert!(stdout(&o).contains("wrote the report of refs-trial"), "{}", stdout(&o));
-        for f in ["results.json", "report.md", "report.html", "decision.json", "decision.md"] {
+        for f in ["results.json", "report.md", "report.html", "decision.json", "decision.md", "wp2-parameters.json"] {
             assert!(out.join(f).is_file(), "{f}");
         }
         let first = std::fs::read_to_string(out.join("results.json")).unwrap();
@@ -158,6 +158,54 @@ async fn per_user_test_of_a_community_trial_is_refused() {
             "{err}"
         );
         assert!(!work.join("o").exists(), "nothing written");
+    })
+    .await;
+}
+
+/// `experiments conclude KEY --ship ARM`: the trial concluded, the flag
+/// serving ARM to everyone, the flag log's reason linking the report;
+/// then `report --all` writes it with an index page.
+#[tokio::test]
+async fn conclude_ship_rolls_the_arm_out_and_report_all_indexes_it() {
+    both_backends(|db| async move {
+        let url = db.url().to_string();
+        let work = Scratch::new("report-ship");
+        seeded(&db, &url, &work).await;
+        // Not an arm: refused, nothing concluded.
+        let o = run(&url, &["experiments", "conclude", "refs-trial", "--ship", "confetti", "--force", "--reason", "t"]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("\"confetti\" is not an arm of trial 'refs-trial' (its arms: control, heart, banner)"), "{}", stderr(&o));
+        let t = db.store().get_trial("refs-trial").await.unwrap().unwrap();
+        assert_ne!(t.status.as_str(), "concluded");
+
+        let o = run(&url, &["experiments", "conclude", "refs-trial", "--ship", "heart", "--force", "--reason", "hearts win"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stdout(&o).contains("flag 'thanks-button' now serves variant heart to everyone (roll out"), "{}", stdout(&o));
+        let t = db.store().get_trial("refs-trial").await.unwrap().unwrap();
+        assert_eq!(t.status.as_str(), "concluded");
+        let head = db.store().flag_set_head("default").await.unwrap().unwrap();
+        assert_eq!(head.action, "ship");
+        assert!(head.reason.starts_with("hearts win (trial 'refs-trial' concluded: roll out of variant heart to everyone; report: /api/v1/trials/refs-trial/report?format=html"), "{}", head.reason);
+        let doc: serde_json::Value = serde_json::from_str(&head.document).unwrap();
+        let flag = &doc["flags"]["thanks-button"];
+        assert_eq!(flag["defaultVariant"], "heart");
+        assert_eq!(flag["state"], "ENABLED");
+        assert!(flag.get("targeting").is_none(), "{flag}");
+
+        // Every concluded trial's report, with an index page.
+        let out = work.join("all");
+        let o = run(&url, &["report", "--all", "--out", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let index = std::fs::read_to_string(out.join("index.html")).unwrap();
+        assert!(index.contains("<code>refs-trial</code>") && index.contains("href=\"refs-trial/report.html\""), "{index}");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("refs-trial/results.json")).unwrap()).unwrap();
+        assert_eq!(v["trial"]["status"], "concluded");
+        // As of the conclusion by default: a re-run is byte-identical.
+        let first = std::fs::read_to_string(out.join("refs-trial/results.json")).unwrap();
+        let o = run(&url, &["report", "--all", "--out", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(first, std::fs::read_to_string(out.join("refs-trial/results.json")).unwrap());
     })
     .await;
 }

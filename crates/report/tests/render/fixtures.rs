@@ -71,8 +71,8 @@ fn exposure(arm: &str, community: &str, n: i64) -> ExposureCount {
         community: Some(community.into()),
         excluded: false,
         n,
-        first: at("2026-05-01T00:00:00Z"),
-        last: at("2026-05-20T00:00:00Z"),
+        first: at("2027-01-12T00:00:00Z"),
+        last: at("2027-01-30T00:00:00Z"),
     }
 }
 
@@ -176,7 +176,7 @@ pub fn members_trial(source: &str, seed: u64) -> StoredTrial {
                 metric: m.clone(),
                 role,
                 source: Source::Database,
-                as_of: at("2026-07-01T00:00:00Z"),
+                as_of: at("2027-03-01T00:00:00Z"),
                 rows,
             }
         })
@@ -192,7 +192,7 @@ pub fn members_trial(source: &str, seed: u64) -> StoredTrial {
         spec_hash: "a".repeat(64),
         status: "stopped".into(),
         seed: Some(seed),
-        as_of: at("2026-07-01T00:00:00Z"),
+        as_of: at("2027-03-01T00:00:00Z"),
         allocation: Allocation::None,
         metrics,
         exposures,

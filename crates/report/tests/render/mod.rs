@@ -265,3 +265,77 @@ fn verify_names_the_first_number_that_changed() {
     );
     assert!(m.to_string().contains(": the report says "), "{m}");
 }
+
+/// `wp2-parameters.json` on synthetic activity: the fields its JSON Schema
+/// requires, and a `simulation` member the simulator accepts.
+#[test]
+fn wp2_parameters_follow_their_schema_and_feed_the_simulator() {
+    use commonlab_store::{CommunityActivity, EventTypeActivity};
+    let r = dashboard();
+    let from = at("2027-02-01T00:00:00Z");
+    let to = at("2027-07-01T00:00:00Z");
+    let activity: Vec<CommunityActivity> = ["wiki-a", "coop-b"]
+        .iter()
+        .enumerate()
+        .map(|(k, c)| CommunityActivity {
+            community: (*c).into(),
+            from,
+            to,
+            members_seen: 100 + 50 * k as i64,
+            events_per_active_member: (1..=60).map(|i| 1 + (i * i) % 37).collect(),
+            event_types: vec![
+                EventTypeActivity {
+                    name: "contribution_created".into(),
+                    events: 900,
+                    members: 60,
+                },
+                EventTypeActivity {
+                    name: "session_started".into(),
+                    events: 300,
+                    members: 50,
+                },
+            ],
+        })
+        .collect();
+    let doc = commonlab_report::wp2::build(&r, &activity, 42);
+    let v = commonlab_report::canonical::to_value(&doc).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../../reports/schemas/wp2-parameters.schema.json"
+    ))
+    .unwrap();
+    let required = |s: &serde_json::Value| -> Vec<String> {
+        s["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
+    };
+    let keys =
+        |o: &serde_json::Value| -> Vec<String> { o.as_object().unwrap().keys().cloned().collect() };
+    assert_eq!(keys(&v), required(&schema));
+    assert_eq!(
+        keys(&v["communities"][0]),
+        required(&schema["$defs"]["community"])
+    );
+    assert_eq!(keys(&v["effects"][0]), required(&schema["$defs"]["effect"]));
+    let c = &v["communities"][0];
+    assert_eq!(c["inactive_share"], 0.4);
+    assert_eq!(
+        c["rates_per_member_day"]["contribution_created"]
+            .as_f64()
+            .unwrap(),
+        commonlab_report::canonical::round(900.0 / 100.0 / 150.0)
+    );
+    assert_eq!(
+        v["effects"][0]["draws"].as_array().unwrap().len(),
+        commonlab_report::wp2::DRAWS
+    );
+    // The simulator reads `simulation` as its parameter file.
+    let sim = serde_json::to_string(&v["simulation"]).unwrap();
+    let params = commonlab_sim::params::SimParams::from_json(&sim).unwrap();
+    params.validate().unwrap();
+    assert_eq!(params.communities.len(), 2);
+    assert_eq!(params.communities[1].members, 150);
+    assert!(params.effects.contains_key("on"));
+}

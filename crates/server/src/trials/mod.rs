@@ -16,6 +16,7 @@ pub mod exposure;
 pub mod overview;
 pub mod report;
 pub mod service;
+pub mod ship;
 pub mod unit_cache;
 
 pub use cache::{Allocation, RunningTrial, RunningTrials, TrialCache};

@@ -71,10 +71,36 @@ pub async fn run(
             ExperimentsCmd::Resume { key, reason } => {
                 move_trial(store, &key, Move::Resume, &actor, &reason).await?
             }
-            ExperimentsCmd::Conclude { key, reason, force } => {
+            ExperimentsCmd::Conclude {
+                key,
+                reason,
+                force,
+                ship: None,
+            } => {
                 let meta = change(&actor, &reason);
                 let t = trial_service::conclude(store, &key, &meta, force).await?;
                 outln!("trial '{}' is now {}", t.key, t.status.as_str())?;
+            }
+            ExperimentsCmd::Conclude {
+                key,
+                reason,
+                force,
+                ship: Some(arm),
+            } => {
+                let meta = change(&actor, &reason);
+                let s = commonlab_server::trials::ship::conclude_and_ship(
+                    store, set, &key, &arm, &meta, force,
+                )
+                .await?;
+                outln!("trial '{}' is now {}", s.trial.key, s.trial.status.as_str())?;
+                outln!(
+                    "flag '{}' now serves variant {} to everyone ({}, flag set revision {}); report: {}",
+                    s.flag,
+                    s.variant,
+                    s.action.replace('_', " "),
+                    s.revision,
+                    commonlab_server::trials::ship::report_link(&s.trial.key)
+                )?;
             }
             ExperimentsCmd::Archive { key, reason } => {
                 move_trial(store, &key, Move::Archive, &actor, &reason).await?

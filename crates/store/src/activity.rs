@@ -1,0 +1,93 @@
+//! Members' activity in a community over a time range, aggregated in the
+//! database (for the simulation team's parameters, `wp2-parameters.json`;
+//! `docs/reports.md`): each active member's event count, each event
+//! type's events and members, and the members seen by the end of the
+//! range. No event row leaves the database.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::column::Ts;
+use crate::error::db_err;
+use crate::{Store, StoreError};
+
+/// At most this many active members of one community are read (their
+/// counts only); a larger community is refused rather than read whole.
+pub const MAX_ACTIVE_MEMBERS: i64 = 5_000_000;
+
+/// One event type's activity in a community.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct EventTypeActivity {
+    pub name: String,
+    pub events: i64,
+    /// Distinct members with at least one such event.
+    pub members: i64,
+}
+
+/// A community's activity in `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommunityActivity {
+    pub community: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Members (pseudonyms) with any event in the community before `to`.
+    pub members_seen: i64,
+    /// Each active member's events in the range, ascending.
+    pub events_per_active_member: Vec<i64>,
+    /// By event type, sorted by name.
+    pub event_types: Vec<EventTypeActivity>,
+}
+
+const PER_MEMBER: &str = "SELECT COUNT(*) AS n FROM events \
+     WHERE community = $1 AND ts >= $2 AND ts < $3 GROUP BY unit ORDER BY n LIMIT $4";
+const PER_TYPE: &str = "SELECT name, COUNT(*) AS events, COUNT(DISTINCT unit) AS members \
+     FROM events WHERE community = $1 AND ts >= $2 AND ts < $3 GROUP BY name ORDER BY name";
+const SEEN: &str = "SELECT COUNT(DISTINCT unit) FROM events WHERE community = $1 AND ts < $2";
+
+impl Store {
+    /// `community`'s activity in `[from, to)` (see the module docs).
+    /// [`StoreError::InvalidState`] when more than [`MAX_ACTIVE_MEMBERS`]
+    /// members were active.
+    pub async fn community_activity(
+        &self,
+        community: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<CommunityActivity, StoreError> {
+        let per_member: Vec<i64> = with_backend!(self, |db| sqlx::query_scalar(PER_MEMBER)
+            .bind(community)
+            .bind(Ts(from))
+            .bind(Ts(to))
+            .bind(MAX_ACTIVE_MEMBERS + 1)
+            .fetch_all(db.reader())
+            .await)
+        .map_err(db_err)?;
+        if per_member.len() as i64 > MAX_ACTIVE_MEMBERS {
+            return Err(StoreError::InvalidState(format!(
+                "community {community} has more than {MAX_ACTIVE_MEMBERS} active members; its activity is not read"
+            )));
+        }
+        let event_types: Vec<EventTypeActivity> =
+            with_backend!(self, |db| sqlx::query_as(PER_TYPE)
+                .bind(community)
+                .bind(Ts(from))
+                .bind(Ts(to))
+                .fetch_all(db.reader())
+                .await)
+            .map_err(db_err)?;
+        let members_seen: i64 = with_backend!(self, |db| sqlx::query_scalar(SEEN)
+            .bind(community)
+            .bind(Ts(to))
+            .fetch_one(db.reader())
+            .await)
+        .map_err(db_err)?;
+        Ok(CommunityActivity {
+            community: community.to_string(),
+            from,
+            to,
+            members_seen,
+            events_per_active_member: per_member,
+            event_types,
+        })
+    }
+}
