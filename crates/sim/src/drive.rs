@@ -98,6 +98,9 @@ pub enum DriveError {
     Events(#[from] ClientError),
 }
 
+/// A visitor's id and evaluation context.
+type Visitor = (String, Map<String, Value>);
+
 /// Most OFREP evaluations in flight at once.
 const CONCURRENCY: usize = 32;
 
@@ -189,9 +192,9 @@ async fn evaluate_all(
 ) -> Result<BTreeMap<String, Option<String>>, DriveError> {
     // One queue per task: every visitor alone, or (ordered) each
     // community's visitors in member order.
-    let mut queues: Vec<Vec<(String, Map<String, Value>)>> = Vec::new();
+    let mut queues: Vec<Vec<Visitor>> = Vec::new();
     if target.ordered {
-        let mut by_community: BTreeMap<String, Vec<(String, Map<String, Value>)>> = BTreeMap::new();
+        let mut by_community: BTreeMap<String, Vec<Visitor>> = BTreeMap::new();
         for (id, context) in visitors {
             let community = context
                 .get(&target.community_attribute)
