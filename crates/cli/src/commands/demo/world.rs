@@ -152,36 +152,3 @@ pub fn vocabulary(name: &'static str) -> Option<(String, Map<String, Value>)> {
     };
     Some((platform.to_string(), props))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn combined_arms_multiply_and_single_arms_keep_their_effect() {
-        let arms = [
-            vec!["control".to_string(), "heart".into(), "banner".into()],
-            vec!["off".to_string(), "on".into()],
-        ];
-        let effects = vec!["heart:*=2".to_string(), "on:edit=3".into()];
-        let p = params(&[10, 10], &effects, 0.0, &arms).unwrap();
-        assert_eq!(p.communities[1].name, "coop-b");
-        let both = &p.effects["heart+on"];
-        assert_eq!(both.rate_multipliers["edit"], 6.0);
-        assert_eq!(both.rate_multipliers["comment"], 2.0);
-        assert_eq!(p.effects["control+on"].rate_multipliers["edit"], 3.0);
-        assert_eq!(p.effects["control+on"].rate_multipliers["comment"], 1.0);
-        assert!(!p.effects.contains_key("control+off"));
-        assert_eq!(p.effects["heart"].rate_multipliers["*"], 2.0);
-        assert!(params(&[10], &["nope:*=2".to_string()], 0.0, &arms).is_err());
-        assert!(params(&[10], &["heart:*=-1".to_string()], 0.0, &arms).is_err());
-    }
-
-    #[test]
-    fn contributions_become_the_metrics_events() {
-        assert_eq!(vocabulary("edit").unwrap().0, "contribution_created");
-        assert_eq!(vocabulary("comment").unwrap().1["self_reply"], json!(false));
-        assert_eq!(vocabulary("thanks_sent").unwrap().0, "thanks_given");
-        assert_eq!(vocabulary("thanks_received").unwrap().0, "thanks_received");
-    }
-}
