@@ -65,6 +65,11 @@ pub enum Command {
     /// Telemetry events: import historical data, export stored events.
     #[command(subcommand)]
     Events(EventsCmd),
+    /// The end-to-end demo on a fresh checkout: a new SQLite database with
+    /// experiments/ and surveys/ loaded, both example trials simulated
+    /// through the real server, concluded and reported (reports/out/),
+    /// then served until Ctrl-C (README, "The demo").
+    Demo(DemoArgs),
     /// Rehearse a running trial with simulated communities, through the
     /// real server (OFREP evaluations and POST /v1/events).
     Simulate(SimulateArgs),
@@ -279,6 +284,52 @@ pub struct SimulateArgs {
     /// The trial's flag on --server.
     #[arg(long)]
     pub flag: Option<String>,
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Folder for the demo's database and study key (created if missing;
+    /// must not hold a database already). Default: a temporary folder,
+    /// removed when the demo ends.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Simulated days from the first trial's start, 1 to 400. Default: until
+    /// both trials' data are complete (171 days); fewer days conclude them
+    /// early with --force, recorded as a deviation.
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// Where to serve once the reports are written.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Stop after writing the reports instead of serving.
+    #[arg(long)]
+    pub no_serve: bool,
+    /// Seed of the simulated communities (same seed, same members and
+    /// events; the trials' own seeds are drawn at start as always).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Members per community at day 0 (wiki-a, coop-b, social-c,
+    /// hackerspace-d).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![50u32, 120, 300, 800])]
+    pub members: Vec<u32>,
+    /// An arm's effect, ARM:EVENT=MULTIPLIER (EVENT `*` for every
+    /// contribution event; ARM an arm of either trial); repeatable. Without
+    /// any: heart:*=1.3, banner:*=1.6, on:*=1.3.
+    #[arg(long)]
+    pub effect: Vec<String>,
+    /// Share of a treated member's effect that reaches untreated members of
+    /// the same community (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub spillover: f64,
+    /// Where the reports are written (one folder per trial).
+    #[arg(long, default_value = "reports/out")]
+    pub out: PathBuf,
+    /// The trial files, flags.json and metrics.toml.
+    #[arg(long, default_value = "experiments")]
+    pub experiments: PathBuf,
+    /// The survey instruments.
+    #[arg(long, default_value = "surveys")]
+    pub surveys: PathBuf,
 }
 
 #[derive(Subcommand)]

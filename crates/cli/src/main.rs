@@ -14,8 +14,8 @@ use anyhow::Result;
 use args::{Cli, Command};
 use clap::Parser;
 use commands::{
-    analyze, events, experiments, flags, keys, loadtest, metrics, power, report, serve, simulate,
-    surveys, units,
+    analyze, demo, events, experiments, flags, keys, loadtest, metrics, power, report, serve,
+    simulate, surveys, units,
 };
 use output::errln;
 use std::process::ExitCode;
@@ -64,6 +64,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Metrics(cmd) => metrics::run(&settings, cmd).await,
         Command::Units(cmd) => units::run(&settings, actor, cmd).await,
         Command::Events(cmd) => events::run(&settings, cmd).await,
+        Command::Demo(args) => demo::run(&settings, actor, args).await,
         Command::Simulate(args) => simulate::run(&settings, actor, args).await,
         Command::Surveys(cmd) => surveys::run(&settings, actor, cmd).await,
         Command::Power(args) => power::run(args).await,

@@ -12,8 +12,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_commonlab");
 
 mod analyze;
 mod config;
+mod demo;
 mod events;
 mod flags;
+mod guides;
 mod loadtest;
 mod output;
 mod power;

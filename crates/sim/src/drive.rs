@@ -23,6 +23,12 @@ use crate::{Day, Member, Simulation};
 /// platform's own attributes, such as a role or the last activity).
 pub type ContextFn = Arc<dyn Fn(&Member, DateTime<Utc>) -> Map<String, Value> + Send + Sync>;
 
+/// The platform's name and properties for a simulated event (`edit` may be
+/// the platform's `contribution_created` with `{"kind": "edit"}`); `None`
+/// sends nothing for it.
+pub type VocabularyFn =
+    Arc<dyn Fn(&'static str) -> Option<(String, Map<String, Value>)> + Send + Sync>;
+
 /// The server and flag to drive.
 #[derive(Clone)]
 pub struct Target {
@@ -38,6 +44,24 @@ pub struct Target {
     /// Added to every evaluation context (`None`: only `targetingKey` and
     /// the community).
     pub context: Option<ContextFn>,
+    /// More flags evaluated for each visitor, each in its own OFREP
+    /// request: a member's arm is then the variants served, joined by `+`
+    /// in the order `flag`, `also_flags` (only the flags that served one),
+    /// so one population can take part in several trials at once.
+    pub also_flags: Vec<String>,
+    /// Count a variant as an arm only when a running trial served it
+    /// (OFREP metadata `trialArm`); the flag's own answer outside a trial
+    /// is then no arm.
+    pub trial_arms_only: bool,
+    /// How simulated events are named on the platform (`None`: as the
+    /// simulator names them).
+    pub vocabulary: Option<VocabularyFn>,
+    /// Evaluate each community's visitors one at a time in member order
+    /// (communities concurrently), so that the order in which a stratum's
+    /// members reach the server, and with it a blocked design's
+    /// sequential assignment, is the same on every run; `false`: up to
+    /// [`CONCURRENCY`] evaluations in flight in any order.
+    pub ordered: bool,
 }
 
 /// How simulated time reaches the server.
@@ -73,6 +97,9 @@ pub enum DriveError {
     #[error("sending events failed: {0}")]
     Events(#[from] ClientError),
 }
+
+/// A visitor's id and evaluation context.
+type Visitor = (String, Map<String, Value>);
 
 /// Most OFREP evaluations in flight at once.
 const CONCURRENCY: usize = 32;
@@ -127,9 +154,19 @@ pub async fn run(
         for e in &day.events {
             let m = &sim.members()[e.member];
             let community = &sim.params().communities[m.community].name;
-            let event = Event::new(m.id.clone(), e.name)
+            let (name, properties) = match &target.vocabulary {
+                Some(vocabulary) => match vocabulary(e.name) {
+                    Some(named) => named,
+                    None => continue,
+                },
+                None => (e.name.to_string(), Map::new()),
+            };
+            let mut event = Event::new(m.id.clone(), name)
                 .community(community.clone())
                 .at(day_start + Duration::seconds(i64::from(e.second)));
+            for (k, v) in properties {
+                event = event.property(k, v);
+            }
             if let Some(sent) = events.track(event).await? {
                 report.events_stored += sent.stored;
                 report.events_rejected += sent.rejected.len() as u64;
@@ -145,43 +182,85 @@ pub async fn run(
     Ok(reports)
 }
 
-/// Evaluates the flag for every visitor, at most [`CONCURRENCY`] at once.
+/// Evaluates the flags for every visitor, at most [`CONCURRENCY`]
+/// evaluations at once; a visitor's arm is the variants served joined by
+/// `+` ([`Target::also_flags`]).
 async fn evaluate_all(
     http: &reqwest::Client,
     target: &Target,
     visitors: Vec<(String, Map<String, Value>)>,
 ) -> Result<BTreeMap<String, Option<String>>, DriveError> {
+    // One queue per task: every visitor alone, or (ordered) each
+    // community's visitors in member order.
+    let mut queues: Vec<Vec<Visitor>> = Vec::new();
+    if target.ordered {
+        let mut by_community: BTreeMap<String, Vec<Visitor>> = BTreeMap::new();
+        for (id, context) in visitors {
+            let community = context
+                .get(&target.community_attribute)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            by_community
+                .entry(community)
+                .or_default()
+                .push((id, context));
+        }
+        queues.extend(by_community.into_values());
+    } else {
+        queues.extend(visitors.into_iter().map(|v| vec![v]));
+    }
     let limit = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
-    for (id, context) in visitors {
+    for queue in queues {
         let http = http.clone();
         let target = target.clone();
         let limit = limit.clone();
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let variant = evaluate(&http, &target, context).await;
-            (id, variant)
+            let mut out = Vec::with_capacity(queue.len());
+            for (id, context) in queue {
+                out.push((id, arm_of(&http, &target, &context).await?));
+            }
+            Ok::<_, DriveError>(out)
         });
     }
     let mut arms = BTreeMap::new();
     while let Some(joined) = tasks.join_next().await {
-        let (key, variant) = joined.expect("an evaluation task panicked");
-        arms.insert(key, variant?);
+        let served = joined.expect("an evaluation task panicked")?;
+        arms.extend(served);
     }
     Ok(arms)
 }
 
+/// A visitor's arm: the variants the flags served, joined by `+`.
+async fn arm_of(
+    http: &reqwest::Client,
+    target: &Target,
+    context: &Map<String, Value>,
+) -> Result<Option<String>, DriveError> {
+    let mut served: Vec<String> = Vec::new();
+    for flag in std::iter::once(&target.flag).chain(&target.also_flags) {
+        if let Some(v) = evaluate(http, target, flag, context).await? {
+            served.push(v);
+        }
+    }
+    Ok((!served.is_empty()).then(|| served.join("+")))
+}
+
 /// One single-flag OFREP evaluation (the kind that records a first
-/// exposure); the variant served.
+/// exposure); the variant served (with [`Target::trial_arms_only`], only
+/// a trial's arm).
 async fn evaluate(
     http: &reqwest::Client,
     target: &Target,
-    context: Map<String, Value>,
+    flag: &str,
+    context: &Map<String, Value>,
 ) -> Result<Option<String>, DriveError> {
     let url = format!(
         "{}/ofrep/v1/evaluate/flags/{}",
         target.base_url.trim_end_matches('/'),
-        target.flag
+        flag
     );
     let resp = http
         .post(url)
@@ -193,12 +272,15 @@ async fn evaluate(
     if !resp.status().is_success() {
         let body = resp.text().await.unwrap_or_default();
         return Err(DriveError::Ofrep {
-            flag: target.flag.clone(),
+            flag: flag.to_string(),
             status,
             body,
         });
     }
     let body: Value = resp.json().await?;
+    if target.trial_arms_only && body.pointer("/metadata/trialArm").is_none() {
+        return Ok(None);
+    }
     Ok(body
         .get("variant")
         .and_then(Value::as_str)

@@ -3,6 +3,7 @@
 //! ([`with_store`]).
 
 pub mod analyze;
+pub mod demo;
 pub mod events;
 pub mod experiments;
 pub mod flags;

@@ -58,7 +58,7 @@ pub async fn serve(settings: &Settings) -> Result<()> {
     .await
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -183,6 +183,10 @@ fn target(base: &str, sdk_key: &str, flag: &str, attribute: &str, args: &Simulat
         flag: flag.to_string(),
         community_attribute: attribute.to_string(),
         context: Some(context),
+        also_flags: Vec::new(),
+        trial_arms_only: false,
+        vocabulary: None,
+        ordered: false,
     }
 }
 

@@ -123,6 +123,20 @@ pub async fn start(
     key: &str,
     meta: &ChangeMeta<'_>,
 ) -> Result<TrialRecord, Error> {
+    start_seeded(store, set, key, meta, None).await
+}
+
+/// [`start`] with the trial's seed given instead of drawn from the OS:
+/// for rehearsals that must be reproducible (`commonlab demo --seed`),
+/// never for a real trial (a seed known in advance lets whoever knows it
+/// predict every arm).
+pub async fn start_seeded(
+    store: &Store,
+    set: &str,
+    key: &str,
+    meta: &ChangeMeta<'_>,
+    seed: Option<u64>,
+) -> Result<TrialRecord, Error> {
     let c = change(meta)?;
     let record = get(store, key).await?;
     if record.status != TrialStatus::Draft {
@@ -135,10 +149,16 @@ pub async fn start(
     }
     let file = format!("trial {key}");
     let spec = check(&record.spec_source, &file, &flag_set(store, set).await?)?;
-    let mut bytes = [0u8; 8];
-    rand::rng().fill_bytes(&mut bytes);
+    let seed = match seed {
+        Some(s) => s,
+        None => {
+            let mut bytes = [0u8; 8];
+            rand::rng().fill_bytes(&mut bytes);
+            u64::from_be_bytes(bytes)
+        }
+    };
     // Stored as a signed BIGINT; the bit pattern is the u64 seed.
-    let seed = u64::from_be_bytes(bytes) >> 1;
+    let seed = seed >> 1;
     let (_, allocation) = Allocation::compute(&spec, seed);
     // The overlap check runs in the transaction that starts the trial, so
     // replicas starting overlapping trials at once cannot both succeed.

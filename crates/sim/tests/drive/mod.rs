@@ -135,6 +135,10 @@ async fn the_simulator_drives_ofrep_and_ingestion_and_the_effect_shows() {
             flag: "sim-flag".into(),
             community_attribute: "community".into(),
             context: None,
+            also_flags: Vec::new(),
+            trial_arms_only: false,
+            vocabulary: None,
+            ordered: false,
         };
         let set = |t: DateTime<Utc>| clock.set(t);
         let mut seen_days = 0;
