@@ -62,7 +62,7 @@ pub async fn run_wave(
     )
     .await
     .map_err(|e| anyhow!("campaign {key}: {e}"))?;
-    let instr = service::instrument(store, instrument, campaign.version).await?;
+    let instr = service::instrument(store, instrument, campaign.campaign.version).await?;
     let members: Vec<(usize, UnitRef)> = sim
         .members()
         .iter()
@@ -94,7 +94,7 @@ pub async fn run_wave(
             match sim.answer(*i, &items) {
                 Some(likert) => {
                     let answers = answers(&instr, role, &likert);
-                    save(store, campaign.id, &link.pseudonym, &instr, &answers, at).await?;
+                    save(store, campaign.campaign.id, &link.pseudonym, &instr, &answers, at).await?;
                     wave_out.completed += 1;
                 }
                 None if wave_out.unanswered_link.is_none() => {
