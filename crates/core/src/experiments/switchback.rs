@@ -91,6 +91,7 @@ pub fn switchback_schedule(spec: &TrialSpec, seed: u64) -> Option<SwitchbackSche
             }
         }
         SwitchbackScheme::Balanced => {
+            #[allow(clippy::needless_range_loop)] // k is also the draw's label
             for k in 0..n {
                 let mut order: Vec<usize> = (0..sorted.len()).collect();
                 for j in (1..order.len()).rev() {
