@@ -148,8 +148,9 @@ pub async fn fetch(
         (Design::SteppedWedge { .. }, Some(seed)) => {
             Allocation::SteppedWedge(stepped_wedge_schedule(&spec, seed))
         }
-        (Design::Switchback { .. }, Some(seed)) => switchback_schedule(&spec, seed)
-            .map_or(Allocation::None, Allocation::Switchback),
+        (Design::Switchback { .. }, Some(seed)) => {
+            switchback_schedule(&spec, seed).map_or(Allocation::None, Allocation::Switchback)
+        }
         _ => Allocation::None,
     };
     let communities: Vec<String> = spec.design.communities().unwrap_or_default().to_vec();

@@ -46,7 +46,10 @@ pub fn switchback_input(
             .iter()
             .filter_map(|r| {
                 Some(Cell {
-                    community: schedule.communities.iter().position(|c| *c == r.community)?,
+                    community: schedule
+                        .communities
+                        .iter()
+                        .position(|c| *c == r.community)?,
                     period: usize::try_from(r.period).ok()?,
                     value: r.value,
                 })
@@ -146,10 +149,26 @@ fn estimate(r: &SwitchbackResult, arm: &str, control: &str) -> Estimate {
     match &r.carryover {
         Some(c) => {
             for (name, t, what) in [
-                ("carryover_after_off", &c.after_off, "the effect in periods following an off period"),
-                ("carryover_after_on", &c.after_on, "the effect in periods following an on period"),
-                ("carryover_difference", &c.difference, "after on minus after off"),
-                ("carryover_lingering", &c.lingering, "the effect lingering into an off period after an on period"),
+                (
+                    "carryover_after_off",
+                    &c.after_off,
+                    "the effect in periods following an off period",
+                ),
+                (
+                    "carryover_after_on",
+                    &c.after_on,
+                    "the effect in periods following an on period",
+                ),
+                (
+                    "carryover_difference",
+                    &c.difference,
+                    "after on minus after off",
+                ),
+                (
+                    "carryover_lingering",
+                    &c.lingering,
+                    "the effect lingering into an off period after an on period",
+                ),
             ] {
                 beside.push(Beside {
                     method: name.into(),

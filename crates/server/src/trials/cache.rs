@@ -83,8 +83,12 @@ impl Allocation {
                 let mut on = Vec::new();
                 for row in v.get("grid")?.as_array()? {
                     communities.push(row.get("community")?.as_str()?.to_string());
-                    let cells: Option<Vec<bool>> =
-                        row.get("on")?.as_array()?.iter().map(|b| b.as_bool()).collect();
+                    let cells: Option<Vec<bool>> = row
+                        .get("on")?
+                        .as_array()?
+                        .iter()
+                        .map(|b| b.as_bool())
+                        .collect();
                     let cells = cells?;
                     if cells.len() != periods.len() {
                         return None;

@@ -136,32 +136,35 @@ pub fn schedule_view(t: &TrialRecord, now: DateTime<Utc>) -> Result<ScheduleView
         _ => Vec::new(),
     };
     let switchback = match (&spec.design, t.seed) {
-        (Design::Switchback { scheme, washout, .. }, Some(seed)) => {
-            switchback_schedule(&spec, seed as u64).map(|g| SwitchbackView {
-                scheme: scheme.as_str(),
-                washout: format_duration(*washout),
-                on_arm: spec.treatment().variant.clone(),
-                off_arm: spec.control().variant.clone(),
-                current_period: g.period_at(now_unix),
-                periods: g
-                    .periods
-                    .iter()
-                    .map(|p| PeriodView {
-                        start: time(p.start),
-                        end: time(p.end),
-                    })
-                    .collect(),
-                grid: g
-                    .communities
-                    .iter()
-                    .zip(&g.on)
-                    .map(|(c, on)| GridRow {
-                        community: c.clone(),
-                        on: on.clone(),
-                    })
-                    .collect(),
-            })
-        }
+        (
+            Design::Switchback {
+                scheme, washout, ..
+            },
+            Some(seed),
+        ) => switchback_schedule(&spec, seed as u64).map(|g| SwitchbackView {
+            scheme: scheme.as_str(),
+            washout: format_duration(*washout),
+            on_arm: spec.treatment().variant.clone(),
+            off_arm: spec.control().variant.clone(),
+            current_period: g.period_at(now_unix),
+            periods: g
+                .periods
+                .iter()
+                .map(|p| PeriodView {
+                    start: time(p.start),
+                    end: time(p.end),
+                })
+                .collect(),
+            grid: g
+                .communities
+                .iter()
+                .zip(&g.on)
+                .map(|(c, on)| GridRow {
+                    community: c.clone(),
+                    on: on.clone(),
+                })
+                .collect(),
+        }),
         _ => None,
     };
     Ok(ScheduleView {

@@ -105,7 +105,9 @@ pub(crate) fn analyse(
             }
             PlanDesign::Cluster => cluster(spec, names, records, measure, control, arm, inference),
             PlanDesign::SteppedWedge => stepped_wedge(spec, names, records, measure, inference),
-            PlanDesign::Switchback => super::switchback::analyse(spec, names, records, measure, inference),
+            PlanDesign::Switchback => {
+                super::switchback::analyse(spec, names, records, measure, inference)
+            }
         })
         .collect()
 }

@@ -591,8 +591,7 @@ fn report(setup: &Setup<'_>, outcomes: &[TrialOutcome]) -> PowerReport {
             .arms
             .iter()
             .filter(|a| {
-                !a.control
-                    && (!design.single_treatment() || a.variant == spec.treatment().variant)
+                !a.control && (!design.single_treatment() || a.variant == spec.treatment().variant)
             })
             .map(|a| a.variant.clone())
             .collect();

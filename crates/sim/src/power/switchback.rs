@@ -31,8 +31,12 @@ pub(super) fn analyse(
     m: Measure,
     inf: Inference,
 ) -> Vec<MethodOutcome> {
-    let (Some(schedule), Design::Switchback { scheme, washout, .. }) =
-        (&records.switchback, &spec.design)
+    let (
+        Some(schedule),
+        Design::Switchback {
+            scheme, washout, ..
+        },
+    ) = (&records.switchback, &spec.design)
     else {
         return failed("no switchback schedule");
     };
@@ -80,7 +84,10 @@ pub(super) fn analyse(
     let mut out = Vec::new();
     for (c, idx) in index.iter().enumerate() {
         let Some(idx) = *idx else {
-            return failed(format!("'{}' is not one of the design's communities", names[c]));
+            return failed(format!(
+                "'{}' is not one of the design's communities",
+                names[c]
+            ));
         };
         for k in 0..periods {
             let (sum, n) = cells[c * periods + k];

@@ -183,10 +183,14 @@ async fn show(store: &Store, key: &str, json: bool) -> Result<()> {
             g.on_arm,
             g.off_arm
         )?;
-        let width = g.grid.iter().map(|r| r.community.len()).max().unwrap_or(0).max(6);
-        let heads: Vec<String> = (1..=g.periods.len())
-            .map(|k| format!("{k:>3}"))
-            .collect();
+        let width = g
+            .grid
+            .iter()
+            .map(|r| r.community.len())
+            .max()
+            .unwrap_or(0)
+            .max(6);
+        let heads: Vec<String> = (1..=g.periods.len()).map(|k| format!("{k:>3}")).collect();
         outln!("{:width$} {}", "period", heads.join(""))?;
         for row in &g.grid {
             let cells: Vec<String> = row
@@ -197,7 +201,11 @@ async fn show(store: &Store, key: &str, json: bool) -> Result<()> {
             outln!("{:width$} {}", row.community, cells.join(""))?;
         }
         for (k, p) in g.periods.iter().enumerate() {
-            let now = if g.current_period == Some(k) { " (now)" } else { "" };
+            let now = if g.current_period == Some(k) {
+                " (now)"
+            } else {
+                ""
+            };
             outln!(
                 "period {:>3}: {} to {}{now}",
                 k + 1,

@@ -128,8 +128,7 @@ pub(super) fn read_switchback(
         );
         ok = false;
     }
-    let (communities, scheme, boundaries, washout) =
-        (communities?, scheme?, boundaries?, washout?);
+    let (communities, scheme, boundaries, washout) = (communities?, scheme?, boundaries?, washout?);
     ok.then_some(Design::Switchback {
         communities,
         boundaries,

@@ -118,7 +118,13 @@ fn schedules_match_the_independent_implementation() {
         };
         let sched = switchback_schedule(&s, seed).unwrap();
         let got: String = (0..8)
-            .map(|k| if sched.on_in(community, k).unwrap() { '1' } else { '0' })
+            .map(|k| {
+                if sched.on_in(community, k).unwrap() {
+                    '1'
+                } else {
+                    '0'
+                }
+            })
             .collect();
         assert_eq!(got, grid, "{scheme} seed {seed} {community}");
         checked += 1;
