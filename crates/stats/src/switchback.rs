@@ -40,6 +40,9 @@ use crate::cluster::{ClusterTest, ClusteredOls};
 use crate::stepped_wedge::{CellFwl, ModelSpec, Panel};
 use crate::{Result, StatsError};
 
+/// At most this many cells (the refit holds a cells² matrix).
+pub const MAX_CELLS: usize = 10_000;
+
 /// How the design drew its allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "scheme", rename_all = "snake_case")]
@@ -297,6 +300,12 @@ fn setup(x: &SwitchbackInput) -> Result<(Panel, ModelSpec, CellFwl)> {
         return Err(StatsError::InvalidInput(
             "a switchback needs at least 2 communities and 2 periods".into(),
         ));
+    }
+    if x.cells.len() > MAX_CELLS {
+        return Err(StatsError::InvalidInput(format!(
+            "{} cells; at most {MAX_CELLS}",
+            x.cells.len()
+        )));
     }
     if x.on.len() != nc || x.on.iter().any(|r| r.len() != np) {
         return Err(StatsError::InvalidInput(

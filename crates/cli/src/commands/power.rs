@@ -142,7 +142,7 @@ fn print_report(r: &PowerReport, defaulted: bool) -> Result<()> {
         }
     )?;
     outln!(
-        "metric: {} ({}): {} of {}, days {}-{} after first exposure (community x period for a stepped wedge)",
+        "metric: {} ({}): {} of {}, days {}-{} after first exposure (community x period for a stepped wedge or switchback)",
         r.metric.name,
         r.metric.kind,
         r.metric.value,

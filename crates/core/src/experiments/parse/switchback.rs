@@ -11,6 +11,9 @@ use crate::toml_reader::{as_date, Kind, Pos, Report, Tbl};
 
 /// At most this many periods (the schedule's grid is recorded whole).
 pub(crate) const MAX_PERIODS: usize = 1_000;
+/// At most this many community × period cells (the analysis refits the
+/// effect in `O(cells²)` per allocation and holds a cells² matrix).
+pub(crate) const MAX_CELLS: usize = 2_000;
 
 pub(super) fn read_switchback(
     cx: &mut Cx<'_>,

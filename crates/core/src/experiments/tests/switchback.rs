@@ -187,3 +187,25 @@ fn the_clock_picks_the_period_and_the_next_switch() {
     assert_eq!(sched.next_switch(start + 8 * week), None);
     assert_eq!(sched.on_at("elsewhere", start), None);
 }
+
+#[test]
+fn the_grid_is_bounded() {
+    // 4 communities × 1,000 hourly periods: more cells than analysed.
+    let src = EXAMPLE
+        .replace("period = \"7d\"", "period = \"1h\"")
+        .replace("washout = \"1d\"", "washout = \"10m\"")
+        .replace("end = 2027-05-10T00:00:00Z", "end = 2027-04-25T16:00:00Z");
+    let lines = error_lines(&src, "t.toml");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("design.communities: 4 communities × 1000 periods = 4000 cells"),
+        "{lines:?}"
+    );
+    // 1,001 periods: refused as such.
+    let src = EXAMPLE
+        .replace("period = \"7d\"", "period = \"1h\"")
+        .replace("washout = \"1d\"", "washout = \"10m\"")
+        .replace("end = 2027-05-10T00:00:00Z", "end = 2027-04-25T17:00:00Z");
+    let lines = error_lines(&src, "t.toml");
+    assert!(lines[0].contains("design.period: 1001 periods; at most 1000"), "{lines:?}");
+}
