@@ -49,7 +49,9 @@ fn main() {
     let draws: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(999);
     let (nc, np) = (4, 8);
     let normal = Normal::new(0.0, 1.0).unwrap();
-    println!("| scheme | scenario | RI p ≤ 0.05 | CR2 p ≤ 0.05 | mean estimate | carry-over warned |");
+    println!(
+        "| scheme | scenario | RI p ≤ 0.05 | CR2 p ≤ 0.05 | mean estimate | carry-over warned |"
+    );
     println!("|---|---|---|---|---|---|");
     for scheme in [
         Scheme::Balanced,

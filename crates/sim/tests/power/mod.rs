@@ -340,5 +340,8 @@ fn four_community_switchback_reaches_below_one_in_24() {
     let fp = ri.false_positive_rate.as_ref().unwrap();
     assert!(fp.rejected <= 2, "{fp:?}");
     // Members randomised within the communities are simulated beside it.
-    assert!(r.designs.iter().any(|d| d.design == PlanDesign::BlockedUsers));
+    assert!(r
+        .designs
+        .iter()
+        .any(|d| d.design == PlanDesign::BlockedUsers));
 }

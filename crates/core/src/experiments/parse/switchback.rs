@@ -132,6 +132,19 @@ pub(super) fn read_switchback(
         ok = false;
     }
     let (communities, scheme, boundaries, washout) = (communities?, scheme?, boundaries?, washout?);
+    if communities.len() * periods > MAX_CELLS {
+        let pos = t.get("communities").map_or(t.pos, |n| n.pos);
+        cx.err(
+            pos,
+            "design.communities",
+            format!(
+                "{} communities × {periods} periods = {} cells; a switchback is analysed on at most {MAX_CELLS} (fewer communities or longer periods)",
+                communities.len(),
+                communities.len() * periods
+            ),
+        );
+        return None;
+    }
     ok.then_some(Design::Switchback {
         communities,
         boundaries,

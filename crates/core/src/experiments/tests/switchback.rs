@@ -207,5 +207,8 @@ fn the_grid_is_bounded() {
         .replace("washout = \"1d\"", "washout = \"10m\"")
         .replace("end = 2027-05-10T00:00:00Z", "end = 2027-04-25T17:00:00Z");
     let lines = error_lines(&src, "t.toml");
-    assert!(lines[0].contains("design.period: 1001 periods; at most 1000"), "{lines:?}");
+    assert!(
+        lines[0].contains("design.period: 1001 periods; at most 1000"),
+        "{lines:?}"
+    );
 }
