@@ -26,6 +26,9 @@
 //! Checked against an independent solution of the likelihood equations on
 //! the covariance matrix (`reference/omega.py`, scipy).
 
+// `!(x > 0.0)` is used on purpose: it also rejects NaN.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use nalgebra::{DMatrix, SymmetricEigen};
 use serde::Serialize;
 

@@ -53,6 +53,7 @@ fn draw(scheme: Scheme, nc: usize, np: usize, rng: &mut ChaCha20Rng) -> Vec<Vec<
             }
         }
         Scheme::Balanced => {
+            #[allow(clippy::needless_range_loop)] // one draw per period
             for k in 0..np {
                 let mut order: Vec<usize> = (0..nc).collect();
                 for j in (1..nc).rev() {
