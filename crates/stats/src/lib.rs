@@ -37,3 +37,4 @@ pub mod sequential;
 pub mod srm;
 pub mod stepped_wedge;
 pub mod survey;
+pub mod switchback;

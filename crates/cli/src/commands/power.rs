@@ -148,7 +148,7 @@ fn print_report(r: &PowerReport, defaulted: bool) -> Result<()> {
         }
     )?;
     outln!(
-        "metric: {} ({}): {}; counted events: {}; days {}-{} after first exposure (a stepped wedge counts each period instead)",
+        "metric: {} ({}): {}; counted events: {}; days {}-{} after first exposure (a stepped wedge or switchback counts each period instead)",
         r.metric.name,
         r.metric.kind,
         r.metric.value,

@@ -40,7 +40,7 @@ fn the_shipped_instruments_and_trial_waves_are_valid() {
     );
     assert!(out.contains("ok  surveys/sus.toml"), "{out}");
     assert!(
-        out.contains("4 instrument file(s) and 2 trial file(s) valid"),
+        out.contains("4 instrument file(s) and 3 trial file(s) valid"),
         "{out}"
     );
 }

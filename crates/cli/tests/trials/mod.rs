@@ -370,3 +370,44 @@ fn unknown_metric_references_are_reported() {
         stderr(&o)
     );
 }
+
+/// `experiments show` prints a switchback's community × period grid, the
+/// one its recorded seed draws.
+#[tokio::test]
+async fn show_prints_the_switchback_grid() {
+    both_backends(|db| async move {
+        let url = db.url().to_string();
+        let flags = workspace().join("experiments/flags.json");
+        let trial = workspace().join("experiments/thanks-button-switchback.toml");
+        for args in [
+            vec!["flags", "import", flags.to_str().unwrap(), "--reason", "t"],
+            vec!["experiments", "create", trial.to_str().unwrap(), "--reason", "plan"],
+            vec!["experiments", "start", "thanks-button-switchback", "--reason", "go"],
+        ] {
+            let o = run(&url, &args);
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        }
+        let o = run(&url, &["experiments", "show", "thanks-button-switchback", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let seed = v["trial"]["seed"].as_i64().unwrap() as u64;
+        let src = std::fs::read_to_string(&trial).unwrap();
+        let spec = commonlab_core::experiments::parse_trial(&src, "t").unwrap();
+        let grid = commonlab_core::experiments::switchback_schedule(&spec, seed).unwrap();
+        let o = run(&url, &["experiments", "show", "thanks-button-switchback"]);
+        let out = stdout(&o);
+        assert!(
+            out.contains("switchback (balanced scheme, washout 1d at the start of each period): X = heart, . = control"),
+            "{out}"
+        );
+        for (c, on) in grid.communities.iter().zip(&grid.on) {
+            let cells: String = on
+                .iter()
+                .map(|&x| format!("{:>3}", if x { "X" } else { "." }))
+                .collect();
+            let line = format!("{c:13} {cells}");
+            assert!(out.lines().any(|l| l == line), "{line:?} in\n{out}");
+        }
+        assert!(out.contains("period   8: 2027-05-03"), "{out}");
+    })
+    .await;
+}

@@ -151,6 +151,24 @@ impl TrialSpec {
                 "communities": communities,
                 "steps": steps.iter().map(|&s| format_rfc3339(s)).collect::<Vec<_>>(),
             }),
+            Design::Switchback {
+                communities,
+                boundaries,
+                scheme,
+                washout,
+            } => {
+                let mut d = json!({
+                    "kind": "switchback",
+                    "communities": communities,
+                    "boundaries": boundaries.iter().map(|&s| format_rfc3339(s)).collect::<Vec<_>>(),
+                    "scheme": scheme.as_str(),
+                    "washout": format_duration(*washout),
+                });
+                if let super::SwitchbackScheme::Independent { probability } = scheme {
+                    d["probability"] = json!(probability);
+                }
+                d
+            }
         };
         let a = &self.analysis;
         let (horizon, looks) = match a.horizon {

@@ -105,6 +105,10 @@ impl TrialSpec {
             Design::Cluster { .. } | Design::SteppedWedge { .. } => {
                 Completion::LastPeriod { at: exposure_end }
             }
+            // The last period may end before the schedule does.
+            Design::Switchback { ref boundaries, .. } => Completion::LastPeriod {
+                at: exposure_end.min(*boundaries.last().expect("validated")),
+            },
             Design::Hash { .. } | Design::Blocked { .. } => {
                 let m = &self.metrics;
                 let longest = std::iter::once(&m.primary)

@@ -16,8 +16,8 @@
 //! - [`TrialSpec::completion`] says when a started trial's data are
 //!   complete (concluding earlier is a recorded deviation).
 //! - [`hash_arm`], [`layer_position`], [`blocked_arm`],
-//!   [`cluster_allocation`], [`stepped_wedge_schedule`] and [`arm_at`]
-//!   assign units to arms.
+//!   [`cluster_allocation`], [`stepped_wedge_schedule`], [`arm_at`] and
+//!   [`switchback_schedule`] assign units to arms.
 
 mod assign;
 mod canonical;
@@ -25,6 +25,7 @@ mod completion;
 mod metric;
 mod parse;
 mod periods;
+mod switchback;
 
 #[cfg(test)]
 mod tests;
@@ -44,6 +45,7 @@ pub use metric::{
 };
 pub use parse::{inline_metric_refs, parse_metric_library, parse_trial, parse_trial_with};
 pub use periods::{Period, PeriodWindow};
+pub use switchback::{switchback_schedule, SwitchbackSchedule};
 
 use crate::flags::{EvalContext, Rule};
 use serde_json::Value;
@@ -164,6 +166,45 @@ pub enum Design {
         communities: Vec<String>,
         steps: Vec<i64>,
     },
+    /// Switchback (crossover): every community is switched on or off in
+    /// each period, drawn at start by `scheme` ([`switchback_schedule`]).
+    /// `boundaries` are the periods' edges (Unix seconds, strictly
+    /// increasing, at least 3: period `k` is `[boundaries[k],
+    /// boundaries[k+1])`); events in the first `washout` seconds of each
+    /// period are left out of the analysis (exposures are still served).
+    Switchback {
+        communities: Vec<String>,
+        boundaries: Vec<i64>,
+        scheme: SwitchbackScheme,
+        washout: i64,
+    },
+}
+
+/// How a switchback draws which communities are on in which period.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SwitchbackScheme {
+    /// Each community-period on with `probability`, independently.
+    Independent { probability: f64 },
+    /// Exactly half of the communities on in each period (an even number
+    /// of communities).
+    Balanced,
+    /// Periods taken in consecutive pairs (0-1, 2-3, …): each community is
+    /// on in exactly one period of each pair, chosen at random, so on in
+    /// exactly half of the periods (an even number of periods).
+    BlockedPairs,
+}
+
+// The probability is validated finite (in (0, 1)).
+impl Eq for SwitchbackScheme {}
+
+impl SwitchbackScheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwitchbackScheme::Independent { .. } => "independent",
+            SwitchbackScheme::Balanced => "balanced",
+            SwitchbackScheme::BlockedPairs => "blocked_pairs",
+        }
+    }
 }
 
 impl Design {
@@ -173,16 +214,26 @@ impl Design {
             Design::Blocked { .. } => "blocked",
             Design::Cluster { .. } => "cluster",
             Design::SteppedWedge { .. } => "stepped_wedge",
+            Design::Switchback { .. } => "switchback",
         }
     }
 
-    /// The communities a cluster or stepped-wedge design lists.
+    /// The communities a cluster, stepped-wedge or switchback design lists.
     pub fn communities(&self) -> Option<&[String]> {
         match self {
-            Design::Cluster { communities } | Design::SteppedWedge { communities, .. } => {
-                Some(communities)
-            }
+            Design::Cluster { communities }
+            | Design::SteppedWedge { communities, .. }
+            | Design::Switchback { communities, .. } => Some(communities),
             _ => None,
+        }
+    }
+
+    /// The washout at the start of each period (seconds; 0 but for a
+    /// switchback that sets one).
+    pub fn washout(&self) -> i64 {
+        match self {
+            Design::Switchback { washout, .. } => *washout,
+            _ => 0,
         }
     }
 }

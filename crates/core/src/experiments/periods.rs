@@ -1,5 +1,9 @@
 //! The periods of a community design and each metric's window inside them.
 //!
+//! A switchback's periods are those its design lists (`boundaries`); its
+//! washout is cut from the start of each period before the length rule
+//! below applies, so no window reaches into a washout.
+//!
 //! A stepped wedge's periods are the intervals between its steps, plus the
 //! baseline before the first step (every community is a control then) and
 //! the last step to the schedule's end: `[start, s₁), [s₁, s₂), …, [s_k,
@@ -63,7 +67,9 @@ impl TrialSpec {
         let Some(shortest) = periods.iter().map(|p| p.len_secs()).min() else {
             return Vec::new();
         };
-        let len = metric.period_window.unwrap_or(shortest).min(shortest);
+        // A switchback's washout opens each period and is never measured.
+        let usable = shortest - self.design.washout();
+        let len = metric.period_window.unwrap_or(usable).min(usable);
         periods
             .iter()
             .map(|p| PeriodWindow {
@@ -82,6 +88,7 @@ pub(crate) fn periods_of(design: &Design, start: i64, end: i64) -> Vec<Period> {
             .chain(std::iter::once(end))
             .collect(),
         Design::Cluster { .. } => vec![start, end],
+        Design::Switchback { boundaries, .. } => boundaries.clone(),
         _ => return Vec::new(),
     };
     bounds

@@ -45,6 +45,14 @@ fn arm_in(t: &StoredTrial, community: &str, period: i64) -> Option<String> {
                 control
             })
         }
+        Allocation::Switchback(s) => {
+            let on = s.on_in(community, usize::try_from(period).ok()?)?;
+            Some(if on {
+                t.spec.treatment().variant.clone()
+            } else {
+                control
+            })
+        }
         Allocation::None => None,
     }
 }

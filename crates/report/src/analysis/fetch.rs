@@ -4,7 +4,8 @@
 use crate::ReportError;
 use chrono::{DateTime, Utc};
 use commonlab_core::experiments::{
-    cluster_allocation, parse_trial, stepped_wedge_schedule, Design, Metric, TrialSpec,
+    cluster_allocation, parse_trial, stepped_wedge_schedule, switchback_schedule, Design, Metric,
+    SwitchbackSchedule, TrialSpec,
 };
 use commonlab_store::{
     CommunityRows, ExposureCount, ExposureRecord, MemberValue, MetricCell, MetricSnapshot,
@@ -72,6 +73,8 @@ pub enum Allocation {
     Cluster(BTreeMap<String, String>),
     /// (community, crossover time in Unix seconds).
     SteppedWedge(Vec<(String, i64)>),
+    /// Which community is on in which period.
+    Switchback(SwitchbackSchedule),
 }
 
 /// What [`super::analyse`] needs of a stored trial.
@@ -145,6 +148,9 @@ pub async fn fetch(
         (Design::SteppedWedge { .. }, Some(seed)) => {
             Allocation::SteppedWedge(stepped_wedge_schedule(&spec, seed))
         }
+        (Design::Switchback { .. }, Some(seed)) => {
+            switchback_schedule(&spec, seed).map_or(Allocation::None, Allocation::Switchback)
+        }
         _ => Allocation::None,
     };
     let communities: Vec<String> = spec.design.communities().unwrap_or_default().to_vec();
@@ -165,7 +171,7 @@ pub async fn fetch(
             Design::Blocked { .. } => {
                 MetricRows::Members(store.member_values(record.id, metric, metric_as_of).await?)
             }
-            Design::Cluster { .. } | Design::SteppedWedge { .. } => {
+            Design::Cluster { .. } | Design::SteppedWedge { .. } | Design::Switchback { .. } => {
                 let (closed, open): (Vec<PeriodSpan>, Vec<PeriodSpan>) = spec
                     .period_windows(metric)
                     .into_iter()

@@ -31,6 +31,7 @@ mod plan;
 mod quality;
 mod rows;
 mod surveys;
+mod switchback;
 
 pub use community::{community_rows, engine_rows, CommunityRow};
 pub use fetch::{fetch, Allocation, MetricData, MetricRows, Role, Source, StoredTrial};
@@ -39,6 +40,7 @@ pub use plan::{DecisionOutcome, PlannedComparison, PlannedComparisons};
 pub use quality::{Adherence, Quality, ADHERENCE_WARNING};
 pub use rows::{rows_table, RowsTable};
 pub use surveys::{analyse_scales, metric_name, ScaleScore, WaveScores};
+pub use switchback::{scheme_of, switchback_input, DRAWS as SWITCHBACK_DRAWS};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -50,7 +52,7 @@ pub struct TrialAnalysis {
     pub trial: String,
     pub spec_hash: String,
     pub status: String,
-    /// `hash`, `blocked`, `cluster` or `stepped_wedge`.
+    /// `hash`, `blocked`, `cluster`, `stepped_wedge` or `switchback`.
     pub design: &'static str,
     /// What the design's analysis is, in words.
     pub design_analysis: String,
@@ -140,6 +142,7 @@ pub fn analyse(t: &StoredTrial) -> TrialAnalysis {
     let metrics: Vec<MetricAnalysis> = match t.spec.design.kind() {
         "hash" => members::analyse_hash(t),
         "blocked" => members::analyse_blocked(t),
+        "switchback" => switchback::analyse_switchback(t),
         _ => community::analyse_community(t),
     };
     let quality = quality::checks(t);
@@ -166,6 +169,7 @@ fn design_analysis(spec: &commonlab_core::experiments::TrialSpec) -> String {
         "hash" => "members randomised by hashing: each treatment arm against control, Welch's t-test on per-member values in the window after first exposure, with CUPED when the metric has a pre-exposure covariate and post-stratification by community when every community holds every arm".into(),
         "blocked" => "members randomised in permuted blocks within strata: each treatment arm against control separately (never pooled), the post-stratified difference in means within strata with the stratified permutation test leading".into(),
         "cluster" => "whole communities randomised: community-level analysis of each treatment arm against control, randomisation inference over the allocations the design could have drawn leading, CR2 with communities as clusters beside it".into(),
+        "switchback" => switchback::DESIGN_ANALYSIS.into(),
         _ => "stepped wedge: community × period cells, community and period fixed effects, randomisation inference over every order of crossover the design could have drawn leading, CR2 and the wild cluster bootstrap beside it".into(),
     }
 }

@@ -220,6 +220,13 @@ fn adherence(t: &StoredTrial) -> Vec<Adherence> {
                     t.spec.control().variant.clone()
                 }
             }),
+            Allocation::Switchback(s) => s.on_at(&community, ts).map(|on| {
+                if on {
+                    t.spec.treatment().variant.clone()
+                } else {
+                    t.spec.control().variant.clone()
+                }
+            }),
             Allocation::None => None,
         };
         let Some(scheduled) = scheduled else {

@@ -2,7 +2,9 @@
 //! the database like the flag set (by the poller, [`crate::sync`], and after
 //! a trial changes through this replica).
 
-use commonlab_core::experiments::{parse_trial, Design, TrialSpec};
+use commonlab_core::experiments::{
+    format_rfc3339, parse_trial, switchback_schedule, Design, SwitchbackSchedule, TrialSpec,
+};
 use commonlab_store::{Store, StoreError, TrialRecord};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -15,6 +17,8 @@ pub enum Allocation {
     Cluster(BTreeMap<String, String>),
     /// (community, crossover time in Unix seconds), in crossover order.
     SteppedWedge(Vec<(String, i64)>),
+    /// Which community is on in which period.
+    Switchback(SwitchbackSchedule),
 }
 
 impl Allocation {
@@ -47,6 +51,13 @@ impl Allocation {
                 .ok();
                 (Allocation::SteppedWedge(schedule), json)
             }
+            Design::Switchback { .. } => match switchback_schedule(spec, seed) {
+                Some(s) => {
+                    let json = serde_json::to_string(&switchback_json(&s)).ok();
+                    (Allocation::Switchback(s), json)
+                }
+                None => (Allocation::None, None),
+            },
             _ => (Allocation::None, None),
         }
     }
@@ -65,9 +76,49 @@ impl Allocation {
                 }
                 Some(Allocation::SteppedWedge(out))
             }
+            Design::Switchback { .. } => {
+                let v: serde_json::Value = serde_json::from_str(json?).ok()?;
+                let periods = spec.periods();
+                let mut communities = Vec::new();
+                let mut on = Vec::new();
+                for row in v.get("grid")?.as_array()? {
+                    communities.push(row.get("community")?.as_str()?.to_string());
+                    let cells: Option<Vec<bool>> = row
+                        .get("on")?
+                        .as_array()?
+                        .iter()
+                        .map(|b| b.as_bool())
+                        .collect();
+                    let cells = cells?;
+                    if cells.len() != periods.len() {
+                        return None;
+                    }
+                    on.push(cells);
+                }
+                Some(Allocation::Switchback(SwitchbackSchedule {
+                    communities,
+                    periods,
+                    on,
+                }))
+            }
             _ => Some(Allocation::None),
         }
     }
+}
+
+/// The switchback grid as recorded at start: the periods and, per
+/// community, whether it is on in each.
+pub fn switchback_json(s: &SwitchbackSchedule) -> serde_json::Value {
+    serde_json::json!({
+        "periods": s.periods.iter().map(|p| serde_json::json!({
+            "start": format_rfc3339(p.start),
+            "end": format_rfc3339(p.end),
+        })).collect::<Vec<_>>(),
+        "grid": s.communities.iter().zip(&s.on).map(|(c, on)| serde_json::json!({
+            "community": c,
+            "on": on,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// A running trial, compiled.
@@ -105,8 +156,8 @@ impl RunningTrial {
 
 impl RunningTrial {
     /// The first instant after `now_unix` at which the trial may answer a
-    /// context differently: [`TrialSpec::next_change`] or a stepped-wedge
-    /// crossover.
+    /// context differently: [`TrialSpec::next_change`], a stepped-wedge
+    /// crossover or a switchback's next period edge.
     pub fn next_change(&self, now_unix: i64) -> Option<i64> {
         let crossover = match &self.allocation {
             Allocation::SteppedWedge(schedule) => schedule
@@ -114,6 +165,7 @@ impl RunningTrial {
                 .map(|(_, t)| *t)
                 .filter(|&t| t > now_unix)
                 .min(),
+            Allocation::Switchback(s) => s.next_switch(now_unix),
             _ => None,
         };
         self.spec

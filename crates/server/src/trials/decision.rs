@@ -94,6 +94,14 @@ impl Decider {
                         None => continue,
                     }
                 }
+                (Design::Switchback { .. }, Allocation::Switchback(schedule)) => {
+                    // Outside the periods the trial serves nobody.
+                    match schedule.on_at(&unit_id, now) {
+                        Some(true) => spec.treatment().variant.clone(),
+                        Some(false) => spec.control().variant.clone(),
+                        None => continue,
+                    }
+                }
                 (Design::Blocked { .. }, _) => {
                     self.blocked(trial, &unit_id, spec.stratum(ctx), community.as_deref())
                         .await?

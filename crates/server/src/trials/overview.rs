@@ -6,7 +6,9 @@
 
 use crate::error::Error;
 use chrono::{DateTime, Utc};
-use commonlab_core::experiments::{format_rfc3339, parse_trial, Completion, Design};
+use commonlab_core::experiments::{
+    format_duration, format_rfc3339, parse_trial, switchback_schedule, Completion, Design,
+};
 use commonlab_store::{Store, StoreError, TrialEvent, TrialRecord, TrialStatus};
 use serde::Serialize;
 
@@ -37,6 +39,10 @@ pub struct ScheduleView {
     /// Stepped wedges: the crossover times.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<DateTime<Utc>>,
+    /// Switchbacks: the community × period grid (drawn at start; `None`
+    /// for a draft, whose grid is not drawn yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switchback: Option<SwitchbackView>,
     /// `draft`, `waiting` (running, before the schedule's start: nothing
     /// is assigned yet), `assigning`, `ended` (running, after the
     /// schedule's end: nothing new is assigned), or `not running`
@@ -52,6 +58,35 @@ pub struct ScheduleView {
     /// Running and stopped trials: the completion rule in words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completion: Option<String>,
+}
+
+/// A switchback's grid as shown.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SwitchbackView {
+    pub scheme: &'static str,
+    /// At the start of each period, e.g. `1d`; `0s` without one.
+    pub washout: String,
+    pub on_arm: String,
+    pub off_arm: String,
+    pub periods: Vec<PeriodView>,
+    /// Per community (sorted), on in each period.
+    pub grid: Vec<GridRow>,
+    /// The period holding `now` (0-based), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_period: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PeriodView {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GridRow {
+    pub community: String,
+    pub on: Vec<bool>,
 }
 
 fn time(unix: i64) -> DateTime<Utc> {
@@ -100,10 +135,43 @@ pub fn schedule_view(t: &TrialRecord, now: DateTime<Utc>) -> Result<ScheduleView
         Design::SteppedWedge { steps, .. } => steps.iter().map(|&x| time(x)).collect(),
         _ => Vec::new(),
     };
+    let switchback = match (&spec.design, t.seed) {
+        (
+            Design::Switchback {
+                scheme, washout, ..
+            },
+            Some(seed),
+        ) => switchback_schedule(&spec, seed as u64).map(|g| SwitchbackView {
+            scheme: scheme.as_str(),
+            washout: format_duration(*washout),
+            on_arm: spec.treatment().variant.clone(),
+            off_arm: spec.control().variant.clone(),
+            current_period: g.period_at(now_unix),
+            periods: g
+                .periods
+                .iter()
+                .map(|p| PeriodView {
+                    start: time(p.start),
+                    end: time(p.end),
+                })
+                .collect(),
+            grid: g
+                .communities
+                .iter()
+                .zip(&g.on)
+                .map(|(c, on)| GridRow {
+                    community: c.clone(),
+                    on: on.clone(),
+                })
+                .collect(),
+        }),
+        _ => None,
+    };
     Ok(ScheduleView {
         start: time(s.start),
         end: time(s.end),
         steps,
+        switchback,
         state,
         note,
         complete_at: completion.as_ref().and_then(Completion::at).map(time),

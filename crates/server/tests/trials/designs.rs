@@ -681,3 +681,6 @@ async fn hash_trial_welch_from_stored_data() {
     })
     .await;
 }
+
+#[path = "switchback.rs"]
+mod switchback;

@@ -75,7 +75,9 @@ pub(crate) fn methods(design: PlanDesign) -> &'static [&'static str] {
         PlanDesign::Hash => &["Welch t"],
         PlanDesign::Blocked => &["post-stratified Welch"],
         PlanDesign::BlockedUsers => &["stratified permutation", "post-stratified t"],
-        PlanDesign::Cluster | PlanDesign::SteppedWedge => &["randomisation", "CR2"],
+        PlanDesign::Cluster | PlanDesign::SteppedWedge | PlanDesign::Switchback => {
+            &["randomisation", "CR2"]
+        }
     }
 }
 
@@ -90,7 +92,7 @@ pub(crate) fn analyse(
 ) -> Vec<Vec<MethodOutcome>> {
     let control = spec.arms.iter().position(|a| a.control).unwrap_or(0);
     let treatments: Vec<usize> = (0..spec.arms.len())
-        .filter(|&i| i != control && (design != PlanDesign::SteppedWedge || i == treated_arm(spec)))
+        .filter(|&i| i != control && (!design.single_treatment() || i == treated_arm(spec)))
         .collect();
     treatments
         .into_iter()
@@ -103,6 +105,9 @@ pub(crate) fn analyse(
             }
             PlanDesign::Cluster => cluster(spec, names, records, measure, control, arm, inference),
             PlanDesign::SteppedWedge => stepped_wedge(spec, names, records, measure, inference),
+            PlanDesign::Switchback => {
+                super::switchback::analyse(spec, names, records, measure, inference)
+            }
         })
         .collect()
 }
@@ -129,7 +134,7 @@ fn member_values(records: &Records, m: Measure) -> Vec<(usize, usize, f64)> {
         .collect()
 }
 
-fn value(count: usize, m: Measure) -> f64 {
+pub(super) fn value(count: usize, m: Measure) -> f64 {
     if m.indicator {
         f64::from(u8::from(count > 0))
     } else {

@@ -6,7 +6,7 @@
 //! Carlo standard errors, and the smallest p-value the randomisation
 //! inference could give.
 //!
-//! A community design (cluster, stepped wedge) is also simulated with the
+//! A community design (cluster, stepped wedge, switchback) is also simulated with the
 //! members randomised within their communities instead (`blocked_users`),
 //! on the same populations and effects, spillover included: what
 //! per-member randomisation would reach, and how much spillover shrinks
@@ -22,6 +22,7 @@
 //! its community list), CUPED covariate or cap (`docs/power.md`).
 
 mod analysis;
+mod switchback;
 mod trial;
 
 use std::collections::BTreeMap;
@@ -53,6 +54,9 @@ pub enum PlanDesign {
     BlockedUsers,
     Cluster,
     SteppedWedge,
+    /// Communities switched on or off in each period (`docs/analyze-few.md`,
+    /// "Switchback").
+    Switchback,
 }
 
 impl PlanDesign {
@@ -63,6 +67,7 @@ impl PlanDesign {
             PlanDesign::BlockedUsers => "blocked_users",
             PlanDesign::Cluster => "cluster",
             PlanDesign::SteppedWedge => "stepped_wedge",
+            PlanDesign::Switchback => "switchback",
         }
     }
 
@@ -72,7 +77,13 @@ impl PlanDesign {
             Design::Blocked { .. } => PlanDesign::Blocked,
             Design::Cluster { .. } => PlanDesign::Cluster,
             Design::SteppedWedge { .. } => PlanDesign::SteppedWedge,
+            Design::Switchback { .. } => PlanDesign::Switchback,
         }
+    }
+
+    /// Stepped wedges and switchbacks compare one treatment with control.
+    pub(crate) fn single_treatment(self) -> bool {
+        matches!(self, PlanDesign::SteppedWedge | PlanDesign::Switchback)
     }
 
     fn assignment(self) -> Assignment {
@@ -81,6 +92,7 @@ impl PlanDesign {
             PlanDesign::Blocked | PlanDesign::BlockedUsers => Assignment::BlockedUsers,
             PlanDesign::Cluster => Assignment::Cluster,
             PlanDesign::SteppedWedge => Assignment::SteppedWedge,
+            PlanDesign::Switchback => Assignment::Switchback,
         }
     }
 
@@ -98,6 +110,9 @@ impl PlanDesign {
             }
             PlanDesign::SteppedWedge => {
                 "community x period rows, community and period fixed effects: randomisation inference over all orders (leads), CR2 beside it"
+            }
+            PlanDesign::Switchback => {
+                "community x period rows (washout days left out), community and period fixed effects: randomisation inference over the scheme's allocations (leads, two-sided), CR2 beside it"
             }
         }
     }
@@ -421,7 +436,10 @@ impl<'a> Setup<'a> {
             .collect();
         let planned = PlanDesign::of(&spec.design);
         let mut designs = vec![planned];
-        let community_design = matches!(planned, PlanDesign::Cluster | PlanDesign::SteppedWedge);
+        let community_design = matches!(
+            planned,
+            PlanDesign::Cluster | PlanDesign::SteppedWedge | PlanDesign::Switchback
+        );
         if community_design {
             let expected = spec.design.communities().unwrap_or(&[]);
             let mut sorted = names.clone();
@@ -573,8 +591,7 @@ fn report(setup: &Setup<'_>, outcomes: &[TrialOutcome]) -> PowerReport {
             .arms
             .iter()
             .filter(|a| {
-                !a.control
-                    && (design != PlanDesign::SteppedWedge || a.variant == spec.treatment().variant)
+                !a.control && (!design.single_treatment() || a.variant == spec.treatment().variant)
             })
             .map(|a| a.variant.clone())
             .collect();

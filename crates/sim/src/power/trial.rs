@@ -6,7 +6,8 @@
 //! counted events.
 
 use commonlab_core::experiments::{
-    arm_at, blocked_arm, cluster_allocation, hash_arm, stepped_wedge_schedule, Design, TrialSpec,
+    arm_at, blocked_arm, cluster_allocation, hash_arm, stepped_wedge_schedule, switchback_schedule,
+    Design, SwitchbackSchedule, TrialSpec,
 };
 
 use crate::{SimError, SimParams, Simulation};
@@ -22,6 +23,8 @@ pub(crate) enum Assignment {
     Cluster,
     /// Whole communities crossing over at the design's steps.
     SteppedWedge,
+    /// Whole communities switched on or off in each period.
+    Switchback,
 }
 
 /// What one member did, as the analysis needs it.
@@ -47,6 +50,8 @@ pub(crate) struct Records {
     /// community designs; the arm (index into `spec.arms`) it is given when
     /// treated.
     pub community_arms: Vec<(Option<u32>, usize)>,
+    /// Switchbacks: the grid drawn for this trial.
+    pub switchback: Option<SwitchbackSchedule>,
 }
 
 /// The per-trial state of the assignment.
@@ -60,6 +65,9 @@ struct Assigner<'a> {
     positions: Vec<u64>,
     /// Community designs: per community, (first treated day, treated arm).
     community_arms: Vec<(Option<u32>, usize)>,
+    /// Switchbacks: the grid, and per community whether it is on each day.
+    switchback: Option<SwitchbackSchedule>,
+    on_by_day: Vec<Vec<bool>>,
 }
 
 impl<'a> Assigner<'a> {
@@ -100,7 +108,23 @@ impl<'a> Assigner<'a> {
                     community_arms[c] = (first, treatment);
                 }
             }
-            Assignment::Hash | Assignment::BlockedUsers => {}
+            Assignment::Hash | Assignment::BlockedUsers | Assignment::Switchback => {}
+        }
+        let switchback = (kind == Assignment::Switchback)
+            .then(|| switchback_schedule(spec, seed))
+            .flatten();
+        let mut on_by_day = Vec::new();
+        if let Some(s) = &switchback {
+            for name in names {
+                if !s.communities.contains(name) {
+                    return Err(missing(name));
+                }
+                on_by_day.push(
+                    (0..days)
+                        .map(|d| s.on_at(name, day_start(spec, d)).unwrap_or(false))
+                        .collect(),
+                );
+            }
         }
         let salted = (kind == Assignment::Hash).then(|| {
             let mut s = spec.clone();
@@ -116,6 +140,8 @@ impl<'a> Assigner<'a> {
             salted,
             positions: vec![0; names.len()],
             community_arms,
+            switchback,
+            on_by_day,
         })
     }
 
@@ -135,6 +161,15 @@ impl<'a> Assigner<'a> {
                         self.positions[c] += 1;
                         blocked_arm(self.spec, self.seed, &stratum, position)
                     }
+                };
+                self.index_of(&arm.variant)
+            }
+            Assignment::Switchback => {
+                let on = self.on_by_day[record.community][day as usize];
+                let arm = if on {
+                    self.spec.treatment()
+                } else {
+                    self.spec.control()
                 };
                 self.index_of(&arm.variant)
             }
@@ -209,5 +244,6 @@ pub(crate) fn simulate(
         days,
         members,
         community_arms: assigner.community_arms,
+        switchback: assigner.switchback,
     })
 }

@@ -201,6 +201,45 @@ async fn show(store: &Store, key: &str, json: bool) -> Result<()> {
         output::time(&s.end),
         s.note
     )?;
+    if let Some(g) = &s.switchback {
+        outln!(
+            "switchback ({} scheme, washout {} at the start of each period): X = {}, . = {}",
+            g.scheme,
+            g.washout,
+            g.on_arm,
+            g.off_arm
+        )?;
+        let width = g
+            .grid
+            .iter()
+            .map(|r| r.community.len())
+            .max()
+            .unwrap_or(0)
+            .max(6);
+        let heads: Vec<String> = (1..=g.periods.len()).map(|k| format!("{k:>3}")).collect();
+        outln!("{:width$} {}", "period", heads.join(""))?;
+        for row in &g.grid {
+            let cells: Vec<String> = row
+                .on
+                .iter()
+                .map(|&on| format!("{:>3}", if on { "X" } else { "." }))
+                .collect();
+            outln!("{:width$} {}", row.community, cells.join(""))?;
+        }
+        for (k, p) in g.periods.iter().enumerate() {
+            let now = if g.current_period == Some(k) {
+                " (now)"
+            } else {
+                ""
+            };
+            outln!(
+                "period {:>3}: {} to {}{now}",
+                k + 1,
+                output::time(&p.start),
+                output::time(&p.end)
+            )?;
+        }
+    }
     if let Some(completion) = &s.completion {
         let when = match s.complete_at {
             Some(_) => "data complete (it can be concluded without --force) when",

@@ -1,5 +1,5 @@
 //! `[design]` (how units are randomised: hash, blocked, cluster, stepped
-//! wedge) and `[schedule]` (start, end, ramp), which a stepped wedge's
+//! wedge; switchback in [`super::switchback`]) and `[schedule]` (start, end, ramp), which a stepped wedge's
 //! crossover steps must fall within.
 
 use super::Cx;
@@ -16,6 +16,11 @@ const DESIGN_FIELDS: &[&str] = &[
     "first_step",
     "step_days",
     "step_count",
+    "period",
+    "boundaries",
+    "scheme",
+    "probability",
+    "washout",
 ];
 
 pub(super) fn read_design(
@@ -27,12 +32,24 @@ pub(super) fn read_design(
     schedule: Option<&Schedule>,
 ) -> Option<Design> {
     let t = Tbl::open(cx, n, "design", DESIGN_FIELDS)?;
-    let (kind, kind_pos) =
-        t.choice(cx, "kind", &["hash", "blocked", "cluster", "stepped_wedge"])?;
+    let (kind, kind_pos) = t.choice(
+        cx,
+        "kind",
+        &["hash", "blocked", "cluster", "stepped_wedge", "switchback"],
+    )?;
     let allowed: &[&str] = match kind.as_str() {
         "hash" => &["kind", "salt"],
         "blocked" => &["kind", "strata", "block_size"],
         "cluster" => &["kind", "communities"],
+        "switchback" => &[
+            "kind",
+            "communities",
+            "period",
+            "boundaries",
+            "scheme",
+            "probability",
+            "washout",
+        ],
         _ => &[
             "kind",
             "communities",
@@ -56,7 +73,7 @@ pub(super) fn read_design(
             ok = false;
         }
     }
-    if matches!(kind.as_str(), "cluster" | "stepped_wedge") {
+    if matches!(kind.as_str(), "cluster" | "stepped_wedge" | "switchback") {
         if let Some(Unit::User) = unit {
             cx.err(
                 kind_pos,
@@ -121,6 +138,7 @@ pub(super) fn read_design(
             }
             Design::Cluster { communities }
         }
+        "switchback" => super::switchback::read_switchback(cx, &t, kind_pos, arms, schedule)?,
         _ => {
             let communities = t.strings(cx, "communities", false);
             let steps = read_steps(cx, &t, schedule);

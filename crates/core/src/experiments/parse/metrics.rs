@@ -316,7 +316,12 @@ pub(super) fn check_metric_units(
     metrics: &Metrics,
 ) {
     let community = spec_design.communities().is_some();
-    let shortest = periods.iter().map(|p| p.len_secs()).min();
+    // A switchback's washout is never measured: the window must fit after it.
+    let shortest = periods
+        .iter()
+        .map(|p| p.len_secs())
+        .min()
+        .map(|s| s - spec_design.washout());
     let named = std::iter::once(("metrics.primary".to_string(), &metrics.primary))
         .chain(
             metrics
@@ -360,7 +365,7 @@ pub(super) fn check_metric_units(
                     pos,
                     &format!("{path}.period_window"),
                     format!(
-                        "period_window applies to community designs (cluster, stepped_wedge); a {} design counts each member in `window` after first exposure",
+                        "period_window applies to community designs (cluster, stepped_wedge, switchback); a {} design counts each member in `window` after first exposure",
                         spec_design.kind()
                     ),
                 ),
@@ -368,9 +373,10 @@ pub(super) fn check_metric_units(
                     pos,
                     &format!("{path}.period_window"),
                     format!(
-                        "\"{}\" is longer than the shortest period ({}); every period must hold the window",
+                        "\"{}\" is longer than the shortest period ({}{}); every period must hold the window",
                         format_duration(w),
-                        format_duration(s)
+                        format_duration(s),
+                        if spec_design.washout() > 0 { " after its washout" } else { "" }
                     ),
                 ),
                 Some(_) => {}

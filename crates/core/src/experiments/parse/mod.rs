@@ -23,6 +23,7 @@ mod analysis;
 mod design;
 mod metrics;
 mod surveys;
+mod switchback;
 
 pub use metrics::parse_metric_library;
 
@@ -205,7 +206,7 @@ fn read_trial(cx: &mut Cx<'_>, root: &Node) -> Option<TrialSpec> {
         .req(
             cx,
             "design",
-            "a table with kind = \"hash\", \"blocked\", \"cluster\" or \"stepped_wedge\"",
+            "a table with kind = \"hash\", \"blocked\", \"cluster\", \"stepped_wedge\" or \"switchback\"",
         )
         .and_then(|n| {
             read_design(

@@ -9,6 +9,7 @@ mod completion;
 mod locking;
 mod metrics;
 mod surveys;
+mod switchback;
 mod validation;
 
 use super::*;
