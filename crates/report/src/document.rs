@@ -324,9 +324,9 @@ fn design_info(t: &StoredTrial, h: &TrialHistory) -> DesignInfo {
     let spec = &t.spec;
     let (strata, communities) = match &spec.design {
         Design::Blocked { strata, .. } => (strata.clone(), Vec::new()),
-        Design::Cluster { communities } | Design::SteppedWedge { communities, .. } => {
-            (Vec::new(), communities.clone())
-        }
+        Design::Cluster { communities }
+        | Design::SteppedWedge { communities, .. }
+        | Design::Switchback { communities, .. } => (Vec::new(), communities.clone()),
         Design::Hash { .. } => (Vec::new(), Vec::new()),
     };
     let schedule = match &t.allocation {
@@ -344,6 +344,23 @@ fn design_info(t: &StoredTrial, h: &TrialHistory) -> DesignInfo {
                 community: c.clone(),
                 crossover: Some(format_rfc3339(*at)),
                 arm: None,
+            })
+            .collect(),
+        // One row per community: its treatment in each period, in order
+        // (1 on, 0 off).
+        crate::analysis::Allocation::Switchback(s) => s
+            .communities
+            .iter()
+            .zip(&s.on)
+            .map(|(c, on)| ScheduleRow {
+                community: c.clone(),
+                crossover: None,
+                arm: Some(
+                    on.iter()
+                        .map(|&b| if b { "1" } else { "0" })
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
             })
             .collect(),
         crate::analysis::Allocation::None => Vec::new(),

@@ -221,7 +221,8 @@ pub fn community_trial(source: &str, seed: u64) -> StoredTrial {
     let treated = |community: &str, start: i64| match &allocation {
         Allocation::Cluster(map) => map.get(community).is_some_and(|a| a != "off"),
         Allocation::SteppedWedge(s) => s.iter().any(|(c, t)| c == community && *t <= start),
-        Allocation::None => false,
+        // The fixtures make no switchback trial.
+        Allocation::Switchback(_) | Allocation::None => false,
     };
     let periods = spec.periods();
     let metrics = commonlab_report::analysis::StoredTrial::plan_metrics(&spec)
