@@ -81,7 +81,12 @@ pub fn analyse_scales(
                 as_of,
                 n: arms
                     .iter()
-                    .map(|a| (a.clone(), by_arm.get(a.as_str()).map_or(0, |v| v.len() as i64)))
+                    .map(|a| {
+                        (
+                            a.clone(),
+                            by_arm.get(a.as_str()).map_or(0, |v| v.len() as i64),
+                        )
+                    })
                     .collect(),
                 estimates: Vec::new(),
                 notice: None,

@@ -6,8 +6,8 @@
 //! computed here too.
 
 use crate::error::Error;
-use chrono::{DateTime, Utc};
 use crate::surveys;
+use chrono::{DateTime, Utc};
 use commonlab_core::experiments::{parse_trial, TrialSpec};
 use commonlab_report::analysis::{self as report, StoredTrial, TrialAnalysis};
 use commonlab_report::ReportError;

@@ -304,7 +304,8 @@ async fn analysis(
             })?
             .with_timezone(&chrono::Utc),
     };
-    let result = super::analysis::analyse(&trials.store, &key, as_of, trials.config.survey_min_cell).await?;
+    let result =
+        super::analysis::analyse(&trials.store, &key, as_of, trials.config.survey_min_cell).await?;
     Ok(Json(result).into_response())
 }
 

@@ -94,7 +94,15 @@ pub async fn run_wave(
             match sim.answer(*i, &items) {
                 Some(likert) => {
                     let answers = answers(&instr, role, &likert);
-                    save(store, campaign.campaign.id, &link.pseudonym, &instr, &answers, at).await?;
+                    save(
+                        store,
+                        campaign.campaign.id,
+                        &link.pseudonym,
+                        &instr,
+                        &answers,
+                        at,
+                    )
+                    .await?;
                     wave_out.completed += 1;
                 }
                 None if wave_out.unanswered_link.is_none() => {
