@@ -24,7 +24,9 @@ pub struct Cli {
     /// max_batch_events, study_key_file, admin_key_file, consent_scope,
     /// allowed_events, allowed_properties, retention_days,
     /// idle_timeout_secs, header_read_timeout_secs, request_timeout_secs,
-    /// max_connections, exposure_cache_bytes; each also as an environment
+    /// max_connections, exposure_cache_bytes, log_format, access_log,
+    /// hsts_max_age_secs, ofrep_key_per_second, ofrep_ip_per_second,
+    /// ofrep_max_tracked_ips; each also as an environment
     /// variable COMMONLAB_KEY (docs/configuration.md: defaults, order).
     #[arg(long, env = "COMMONLAB_CONFIG", global = true)]
     pub config: Option<PathBuf>,

@@ -1,6 +1,7 @@
 //! Server settings: [`Config`], built with [`Config::new`] from the study
 //! key, the one setting without a default.
 
+use crate::flags::limits::OfrepLimitSettings;
 use commonlab_core::privacy::StudyKey;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +48,13 @@ pub struct Config {
     /// Memory for each of the two exposure de-duplication caches (units
     /// already reported, and blocked-design arms), in bytes.
     pub exposure_cache_bytes: usize,
+    /// One `info` line per request (target `commonlab::access`).
+    pub access_log: bool,
+    /// `Strict-Transport-Security` on every response, with this max-age
+    /// (none: not sent).
+    pub hsts_max_age: Option<Duration>,
+    /// The OFREP rate limits.
+    pub ofrep_limits: OfrepLimitSettings,
 }
 
 impl Config {
@@ -55,7 +63,8 @@ impl Config {
     /// 5,000 events a batch, 300 s of clock skew, no consent scope, no
     /// allow-lists, no retention (swept hourly when set), 60 s idle, 10 s
     /// header and 60 s request timeouts, 10,000 connections, 32 MiB per
-    /// exposure cache.
+    /// exposure cache, no access log, no HSTS, OFREP limits of
+    /// [`OfrepLimitSettings::default`].
     pub fn new(study_key: impl Into<Arc<StudyKey>>) -> Config {
         Config {
             flag_set: "default".into(),
@@ -74,6 +83,9 @@ impl Config {
             request_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             exposure_cache_bytes: DEFAULT_EXPOSURE_CACHE_BYTES,
+            access_log: false,
+            hsts_max_age: None,
+            ofrep_limits: OfrepLimitSettings::default(),
         }
     }
 }

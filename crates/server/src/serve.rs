@@ -11,7 +11,9 @@
 use crate::config::Config;
 use crate::conn::{problem_response, ConnClock, ConnIo, HeadTimer};
 use crate::problem::Problem;
+use axum::http::Request;
 use axum::Router;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -31,59 +33,14 @@ const REJECTING: usize = 64;
 /// client reads the 503 rather than a reset.
 const LINGER: Duration = Duration::from_secs(1);
 
-/// What the HTTP layer counts (Prometheus text at `/metrics`).
+/// What the HTTP layer counts (exported at `/metrics` by
+/// [`crate::observability`]).
 #[derive(Default)]
 pub struct HttpCounters {
     pub connections_open: AtomicU64,
     pub connections_rejected: AtomicU64,
     pub request_timeouts: AtomicU64,
     pub panics: AtomicU64,
-}
-
-impl HttpCounters {
-    /// The counters in Prometheus' text format; `auth_failures` comes from
-    /// the key cache.
-    pub fn render(&self, auth_failures: u64) -> String {
-        let rows = [
-            (
-                "commonlab_http_connections_open",
-                "gauge",
-                "Client connections open now.",
-                self.connections_open.load(Ordering::Relaxed),
-            ),
-            (
-                "commonlab_http_connections_rejected_total",
-                "counter",
-                "Connections turned away with 503: max_connections were open.",
-                self.connections_rejected.load(Ordering::Relaxed),
-            ),
-            (
-                "commonlab_http_request_timeouts_total",
-                "counter",
-                "Requests answered 408: not complete within request_timeout.",
-                self.request_timeouts.load(Ordering::Relaxed),
-            ),
-            (
-                "commonlab_http_panics_total",
-                "counter",
-                "Requests whose handler panicked (answered 500).",
-                self.panics.load(Ordering::Relaxed),
-            ),
-            (
-                "commonlab_auth_failures_total",
-                "counter",
-                "Requests refused 401: no API key, or not a valid one.",
-                auth_failures,
-            ),
-        ];
-        let mut out = String::new();
-        for (name, kind, help, v) in rows {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-            ));
-        }
-        out
-    }
 }
 
 /// Decrements the open-connections gauge when a connection ends.
@@ -120,7 +77,7 @@ pub(crate) async fn serve(
             _ = stopped(&mut stop) => break,
         };
         let stream = match accepted {
-            Ok((stream, _)) => stream,
+            Ok(accepted) => accepted,
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
                 // Out of file descriptors, typically: wait rather than spin.
@@ -129,6 +86,7 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        let (stream, peer) = stream;
         let _ = stream.set_nodelay(true);
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             counters
@@ -152,7 +110,7 @@ pub(crate) async fn serve(
             // The value is not used: HeadTimer applies idle_timeout and
             // header_read_timeout itself. Setting one turns the timer on.
             .header_read_timeout(config.idle_timeout)
-            .serve_connection(io, TowerToHyperService::new(app.clone()));
+            .serve_connection(io, TowerToHyperService::new(with_peer(app.clone(), peer)));
         let conn = graceful.watch(conn);
         tasks.spawn(async move {
             if let Err(e) = conn.await {
@@ -165,6 +123,19 @@ pub(crate) async fn serve(
     graceful.shutdown().await;
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// `app` with the connection's peer address in every request's extensions
+/// (`ConnectInfo`: the survey pages' per-address rate limit).
+fn with_peer(
+    app: Router,
+    peer: std::net::SocketAddr,
+) -> tower::util::MapRequest<Router, impl FnMut(Request<Incoming>) -> Request<Incoming> + Clone> {
+    tower::ServiceExt::map_request(app, move |mut req: Request<Incoming>| {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        req
+    })
 }
 
 async fn stopped(stop: &mut watch::Receiver<bool>) {

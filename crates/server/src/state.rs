@@ -15,6 +15,8 @@ use crate::events::counters::IngestCounters;
 use crate::events::group_commit::GroupCommitter;
 use crate::flag_set::FlagCache;
 use crate::flags::api::FlagsContext;
+use crate::flags::limits::OfrepLimits;
+use crate::observability::Metrics;
 use crate::serve::HttpCounters;
 use crate::trials::api::TrialsContext;
 use crate::trials::cache::TrialCache;
@@ -44,6 +46,10 @@ pub struct AppState {
     pub http_counters: Arc<HttpCounters>,
     pub clock: Clock,
     pub config: Arc<Config>,
+    /// Request, evaluation and other series (served at `/metrics`).
+    pub metrics: Arc<Metrics>,
+    /// The OFREP rate limits (per key and per address).
+    pub ofrep_limits: Arc<OfrepLimits>,
 }
 
 impl AppState {
@@ -61,6 +67,12 @@ impl AppState {
             ingest_counters: Arc::default(),
             http_counters: Arc::default(),
             clock,
+            metrics: Arc::new(Metrics::new(
+                crate::route_table()
+                    .iter()
+                    .map(|r| (r.method().clone(), r.path())),
+            )),
+            ofrep_limits: Arc::new(OfrepLimits::new(config.ofrep_limits)),
             config: Arc::new(config),
         }
     }
@@ -91,6 +103,8 @@ substates!(
     http_counters: Arc<HttpCounters>,
     clock: Clock,
     config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    ofrep_limits: Arc<OfrepLimits>,
 );
 
 impl FromRef<AppState> for FlagsContext {
