@@ -273,6 +273,7 @@ pub fn flag_text(text: &str) {
 #[derive(Debug, Clone, TypeGenerator)]
 pub struct Mutation {
     pub seed: u8,
+    #[generator(bolero::produce::<Vec<(u16, u8, u8)>>().with().len(0usize..=16))]
     pub edits: Vec<(u16, u8, u8)>,
 }
 
@@ -410,9 +411,11 @@ pub fn survey_file(src: &str) {
 /// An event-like JSON value made of plausible and hostile parts.
 #[derive(Debug, Clone, TypeGenerator)]
 pub struct EventInput {
+    #[generator(bolero::produce::<Vec<(u8, Node)>>().with().len(0usize..=4))]
     pub fields: Vec<(u8, Node)>,
     pub id: u8,
     pub timestamp: u8,
+    #[generator(bolero::produce::<Vec<(u8, Node)>>().with().len(0usize..=6))]
     pub properties: Vec<(u8, Node)>,
 }
 
@@ -471,6 +474,7 @@ impl EventInput {
 #[derive(Debug, Clone, TypeGenerator)]
 pub struct BatchInput {
     pub ndjson: bool,
+    #[generator(bolero::produce::<Vec<EventInput>>().with().len(0usize..=8))]
     pub events: Vec<EventInput>,
     /// Bytes appended (a truncated or corrupted body).
     pub tail: Vec<u8>,
@@ -532,6 +536,7 @@ pub fn event_body(ndjson: bool, body: &[u8]) {
 #[derive(Debug, Clone, TypeGenerator)]
 pub struct AnswersInput {
     pub instrument: u8,
+    #[generator(bolero::produce::<Vec<(u8, AnswerInput)>>().with().len(0usize..=24))]
     pub answers: Vec<(u8, AnswerInput)>,
 }
 
@@ -540,7 +545,10 @@ pub enum AnswerInput {
     Number(f64),
     Small(i8),
     Text(u8, u16),
-    Choices(Vec<u8>, Option<u8>),
+    Choices(
+        #[generator(bolero::produce::<Vec<u8>>().with().len(0usize..=12))] Vec<u8>,
+        Option<u8>,
+    ),
 }
 
 static INSTRUMENTS: LazyLock<Vec<Instrument>> = LazyLock::new(|| {

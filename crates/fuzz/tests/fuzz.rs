@@ -40,7 +40,10 @@ fn survey_files() {
 
 #[test]
 fn event_batches() {
-    check!().with_type::<BatchInput>().for_each(event_batch);
+    check!()
+        .with_type::<BatchInput>()
+        .with_max_depth(6)
+        .for_each(event_batch);
 }
 
 #[test]
@@ -55,6 +58,7 @@ fn event_bodies() {
 fn survey_answer_sets() {
     check!()
         .with_type::<AnswersInput>()
+        .with_max_depth(6)
         .for_each(survey_answers);
 }
 
