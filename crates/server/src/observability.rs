@@ -6,10 +6,11 @@
 //! Each [`crate::AppState`] has its own recorder (no global one), so
 //! several servers in one process (the tests, the simulator) count apart.
 //! On the request path nothing takes a lock: handles to the atomic cells of
-//! each series are registered once and kept (per route template and
-//! method, built from [`crate::route_table`]; per flag, added to a
-//! copy-on-write map the first time a flag is evaluated), and a latency
-//! sample is a lock-free push ([`metrics_util::AtomicBucket`] under the
+//! each series are registered the first time they count and kept (in a
+//! table of route templates and methods built from [`crate::route_table`],
+//! each series in a `OnceLock`; per flag, in a copy-on-write map the
+//! first time a flag is evaluated), and a latency sample is a lock-free
+//! push ([`metrics_util::AtomicBucket`] under the
 //! exporter) drained by [`Metrics::upkeep`] (every few seconds from the
 //! poller, and at each scrape). Counters kept elsewhere as plain atomics
 //! (connections, ingestion, exposures, authentication failures) are copied
