@@ -10,7 +10,7 @@
 //! table of route templates and methods built from [`crate::route_table`],
 //! each series in a `OnceLock`; per flag, in a copy-on-write map the
 //! first time a flag is evaluated), and a latency sample is a lock-free
-//! push ([`metrics_util::AtomicBucket`] under the
+//! push (`metrics_util::AtomicBucket` under the
 //! exporter) drained by [`Metrics::upkeep`] (every few seconds from the
 //! poller, and at each scrape). Counters kept elsewhere as plain atomics
 //! (connections, ingestion, exposures, authentication failures) are copied
