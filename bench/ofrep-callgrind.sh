@@ -31,10 +31,10 @@ for arg in "$@"; do
   COMMONLAB_KEY=$key wrk -t1 -c2 -d3s -s "$here/ofrep.lua" "http://127.0.0.1:$port" >/dev/null
   callgrind_control -z "$pid" >/dev/null
   out=$(COMMONLAB_KEY=$key wrk -t1 -c2 -d"${duration}s" -s "$here/ofrep.lua" "http://127.0.0.1:$port")
-  callgrind_control -d "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null  # writes cg.out.1: the measured run only
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   sleep 1
-  ir=$(cat "$dir"/cg.out* | awk '/^summary:/ {s += $2} END {print s}')
+  ir=$(cat "$dir"/cg.out.* | awk '/^summary:/ {s += $2} END {print s}')
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
   python3 -c "print(f'| $name | $reqs | {$ir/$reqs:,.0f} |')"
 done

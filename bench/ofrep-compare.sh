@@ -37,7 +37,7 @@ start() {
   local url="sqlite://$dir/bench.db"
   COMMONLAB_DATABASE_URL=$url "$bin" flags import "$here/flags.json" --reason benchmark >/dev/null
   local key
-  key=$(COMMONLAB_DATABASE_URL=$url "$bin" keys create --role sdk --name bench | tail -n 1)
+  key=$(COMMONLAB_DATABASE_URL=$url "$bin" keys create --role sdk --name bench --reason benchmark | tail -n 1)
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   (cd "$dir" && COMMONLAB_DATABASE_URL=$url exec "$bin" serve --listen "127.0.0.1:$port" \
