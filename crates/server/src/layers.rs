@@ -1,20 +1,24 @@
 //! The layers around every route, outermost first:
 //!
-//! - the request id (tower-http): a client's `X-Request-Id` of 1 to 64
+//! - [`Guard`]: first the request id (a client's `X-Request-Id` of 1 to 64
 //!   characters `[A-Za-z0-9._:-]` is kept, any other is replaced by one of
-//!   ours (a random prefix per process and a counter), and it is sent back
-//!   in the response's `X-Request-Id`;
-//! - a request span naming the matched route template (`/api/v1/units/{id}`),
-//!   never the raw path, so unit ids do not reach the log, and the request
-//!   id;
-//! - [`Guard`]: panics caught and answered 500 problem+json (logged and
+//!   ours: a random prefix per process and a counter; sent back in the
+//!   answer's `X-Request-Id`), then panics caught and answered 500 problem+json (logged and
 //!   counted), the request timeout (408 problem+json), and every error
 //!   answer that is not JSON (axum's plain-text rejections, such as a path
 //!   segment that is not valid percent-encoded UTF-8) turned into
 //!   problem+json; then, on every answer, the security headers
 //!   ([`security_headers`]), the request's count and latency
 //!   ([`crate::observability`]) and, with `access_log`, its log line;
+//! - a request span naming the matched route template (`/api/v1/units/{id}`),
+//!   never the raw path, so unit ids do not reach the log, and the request
+//!   id;
 //! - the body limit.
+//!
+//! The request id is the guard's rather than tower-http's request-id
+//! layers (its first version): axum clones a route's layered service for
+//! every request, and those three layers cost about 20,000 instructions
+//! an OFREP request (docs/benchmarks.md).
 //!
 //! The guard is hand-written rather than axum's `from_fn` plus tower-http's
 //! `CatchPanicLayer` and `TimeoutLayer` (its first version): one layer that
@@ -41,11 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tower::util::MapRequestLayer;
 use tower::{Layer, Service};
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 use tower_http::trace::TraceLayer;
 
 /// The request id header.
@@ -98,36 +98,26 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         metrics: Arc::clone(&state.metrics),
         headers: Arc::new(security_headers(&state.config)),
         access_log: state.config.access_log,
+        ids: MakeId::new(),
     };
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit))
-        .layer(guard)
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeId::new()))
-        .layer(MapRequestLayer::new(
-            drop_invalid_request_id as fn(Request) -> Request,
-        ))
+        .layer(guard)
         .with_state(state)
 }
 
-/// Removes a client's request id that is empty, longer than
-/// [`MAX_REQUEST_ID_LEN`] or has characters other than `[A-Za-z0-9._:-]`
-/// (one of ours replaces it), so that ids in logs are short and plain.
-fn drop_invalid_request_id(mut req: Request) -> Request {
-    let valid = |v: &HeaderValue| {
-        let b = v.as_bytes();
-        !b.is_empty()
-            && b.len() <= MAX_REQUEST_ID_LEN
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
-    };
-    if req.headers().get(&REQUEST_ID).is_some_and(|v| !valid(v)) {
-        req.headers_mut().remove(&REQUEST_ID);
-    }
-    req
+/// A client's request id is kept when it is 1 to [`MAX_REQUEST_ID_LEN`]
+/// characters `[A-Za-z0-9._:-]` (else one of ours replaces it), so that
+/// ids in logs are short and plain.
+fn valid_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty()
+        && b.len() <= MAX_REQUEST_ID_LEN
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
 }
 
 /// Our request ids: 8 random hex digits per process (so replicas' ids
@@ -147,12 +137,10 @@ impl MakeId {
     }
 }
 
-impl MakeRequestId for MakeId {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+impl MakeId {
+    fn next(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
-            .ok()
-            .map(RequestId::new)
+        HeaderValue::from_str(&format!("{}-{n:x}", self.prefix)).expect("hex digits and a dash")
     }
 }
 
@@ -198,6 +186,7 @@ pub struct Guard {
     metrics: Arc<Metrics>,
     headers: Arc<Vec<(HeaderName, HeaderValue)>>,
     access_log: bool,
+    ids: MakeId,
 }
 
 impl<S> Layer<S> for Guard {
@@ -229,7 +218,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
+    fn call(&mut self, mut req: Request) -> Self::Future {
         let start = Instant::now();
         // For the log line of a panic or a timeout (an Arc, not a copy).
         let route = req.extensions().get::<MatchedPath>().cloned();
@@ -238,10 +227,16 @@ where
             .guard
             .metrics
             .route_slot(&method, route.as_ref().map(MatchedPath::as_str));
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .map(|id| id.header_value().clone());
+        // The request id, set on the request before the span is made.
+        let request_id = match req.headers().get(&REQUEST_ID) {
+            Some(v) if valid_request_id(v) => v.clone(),
+            _ => {
+                let id = self.guard.ids.next();
+                req.headers_mut().insert(REQUEST_ID, id.clone());
+                id
+            }
+        };
+        let request_id = Some(request_id);
         let state = match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
             Ok(inner) => GuardState::Running {
                 inner,
@@ -362,6 +357,9 @@ where
 /// set, its count and latency, and its access-log line.
 fn finish(guard: &Guard, route: &Option<MatchedPath>, done: &Done, mut resp: Response) -> Response {
     let headers = resp.headers_mut();
+    if let Some(id) = &done.request_id {
+        headers.insert(REQUEST_ID, id.clone());
+    }
     for (name, value) in guard.headers.iter() {
         if !headers.contains_key(name) {
             headers.insert(name.clone(), value.clone());
