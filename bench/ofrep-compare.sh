@@ -10,7 +10,7 @@
 # each of CONNECTIONS (default "16") for DURATION seconds (default 10; 2 wrk
 # threads, 1 at one connection; 1,000 rotating contexts), then open loop with oha at RATE requests/s (default
 # 20,000) for DURATION seconds with latency correction (no coordinated
-# omission; one context). Prints a Markdown table: requests/s, p50, p99,
+# omission; one context; OPEN_LOOP=0 skips it, and the need for oha). Prints a Markdown table: requests/s, p50, p99,
 # and server CPU per request (utime+stime from /proc/PID/stat over the run
 # divided by the requests completed).
 set -euo pipefail
@@ -21,7 +21,8 @@ duration=${DURATION:-10}
 rate=${RATE:-20000}
 connections=${CONNECTIONS:-16}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-command -v oha >/dev/null || { echo "oha is missing: cargo install oha" >&2; exit 1; }
+open_loop_on=${OPEN_LOOP:-1}
+[ "$open_loop_on" = 0 ] || command -v oha >/dev/null || { echo "oha is missing: cargo install oha (or OPEN_LOOP=0)" >&2; exit 1; }
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$work"; }
@@ -36,7 +37,7 @@ start() {
   local url="sqlite://$dir/bench.db"
   COMMONLAB_DATABASE_URL=$url "$bin" flags import "$here/flags.json" --reason benchmark >/dev/null
   local key
-  key=$(COMMONLAB_DATABASE_URL=$url "$bin" keys create --role sdk --name bench | tail -n 1)
+  key=$(COMMONLAB_DATABASE_URL=$url "$bin" keys create --role sdk --name bench --reason benchmark | tail -n 1)
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   (cd "$dir" && COMMONLAB_DATABASE_URL=$url exec "$bin" serve --listen "127.0.0.1:$port" \
@@ -113,5 +114,5 @@ for round in $(seq 1 "$rounds"); do
   for c in $connections; do
     for name in "${names[@]}"; do closed "$name" "$c"; done
   done
-  for name in "${names[@]}"; do open_loop "$name"; done
+  [ "$open_loop_on" = 0 ] || for name in "${names[@]}"; do open_loop "$name"; done
 done

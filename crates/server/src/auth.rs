@@ -108,7 +108,8 @@ impl KeyCache {
     }
 }
 
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
+/// The key a request presents (`X-API-Key`, or `Authorization: Bearer`).
+pub(crate) fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(v.trim());
     }

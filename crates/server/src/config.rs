@@ -1,6 +1,7 @@
 //! Server settings: [`Config`], built with [`Config::new`] from the study
 //! key, the one setting without a default.
 
+use crate::flags::limits::OfrepLimitSettings;
 use commonlab_core::privacy::StudyKey;
 use commonlab_core::surveys::token::TOKEN_KEY_LABEL;
 use std::fmt;
@@ -61,6 +62,13 @@ pub struct Config {
     /// Survey results and exports withhold every breakdown (arm, community)
     /// with fewer respondents than this (`k`; at least 1).
     pub survey_min_cell: usize,
+    /// One `info` line per request (target `commonlab::access`).
+    pub access_log: bool,
+    /// `Strict-Transport-Security` on every response, with this max-age
+    /// (none: not sent).
+    pub hsts_max_age: Option<Duration>,
+    /// The OFREP rate limits.
+    pub ofrep_limits: OfrepLimitSettings,
 }
 
 impl Config {
@@ -71,7 +79,8 @@ impl Config {
     /// header and 60 s request timeouts, 10,000 connections, 32 MiB per
     /// exposure cache, survey pages limited to 300 requests a minute per
     /// address and 60 per link, tracking at most 100,000 of each, survey
-    /// cells of at least 5 respondents.
+    /// cells of at least 5 respondents, no access log, no HSTS, OFREP limits
+    /// of [`OfrepLimitSettings::default`].
     pub fn new(study_key: impl Into<Arc<StudyKey>>) -> Config {
         let study_key = study_key.into();
         Config {
@@ -96,6 +105,9 @@ impl Config {
             survey_rate_per_link_per_minute: 60,
             survey_rate_max_tracked: 100_000,
             survey_min_cell: 5,
+            access_log: false,
+            hsts_max_age: None,
+            ofrep_limits: OfrepLimitSettings::default(),
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod flags;
 pub mod health;
 pub mod keys;
 pub mod layers;
+pub mod observability;
 pub mod openapi;
 pub mod problem;
 pub mod retention;

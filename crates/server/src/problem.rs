@@ -128,6 +128,17 @@ impl Problem {
         p.retry_after = Some(1);
         p
     }
+    /// 429 with `Retry-After: retry_after_secs` (at least 1).
+    pub fn too_many_requests(detail: impl Into<String>, retry_after_secs: u32) -> Self {
+        let mut p = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            detail,
+        );
+        p.retry_after = Some(retry_after_secs.max(1));
+        p
+    }
     pub fn internal() -> Self {
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,

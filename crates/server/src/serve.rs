@@ -33,59 +33,14 @@ const REJECTING: usize = 64;
 /// client reads the 503 rather than a reset.
 const LINGER: Duration = Duration::from_secs(1);
 
-/// What the HTTP layer counts (Prometheus text at `/metrics`).
+/// What the HTTP layer counts (exported at `/metrics` by
+/// [`crate::observability`]).
 #[derive(Default)]
 pub struct HttpCounters {
     pub connections_open: AtomicU64,
     pub connections_rejected: AtomicU64,
     pub request_timeouts: AtomicU64,
     pub panics: AtomicU64,
-}
-
-impl HttpCounters {
-    /// The counters in Prometheus' text format; `auth_failures` comes from
-    /// the key cache.
-    pub fn render(&self, auth_failures: u64) -> String {
-        let rows = [
-            (
-                "commonlab_http_connections_open",
-                "gauge",
-                "Client connections open now.",
-                self.connections_open.load(Ordering::Relaxed),
-            ),
-            (
-                "commonlab_http_connections_rejected_total",
-                "counter",
-                "Connections turned away with 503: max_connections were open.",
-                self.connections_rejected.load(Ordering::Relaxed),
-            ),
-            (
-                "commonlab_http_request_timeouts_total",
-                "counter",
-                "Requests answered 408: not complete within request_timeout.",
-                self.request_timeouts.load(Ordering::Relaxed),
-            ),
-            (
-                "commonlab_http_panics_total",
-                "counter",
-                "Requests whose handler panicked (answered 500).",
-                self.panics.load(Ordering::Relaxed),
-            ),
-            (
-                "commonlab_auth_failures_total",
-                "counter",
-                "Requests refused 401: no API key, or not a valid one.",
-                auth_failures,
-            ),
-        ];
-        let mut out = String::new();
-        for (name, kind, help, v) in rows {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-            ));
-        }
-        out
-    }
 }
 
 /// Decrements the open-connections gauge when a connection ends.

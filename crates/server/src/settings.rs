@@ -10,6 +10,7 @@
 //! Reading the layers (the TOML file with its line numbers, the
 //! environment) is the caller's: the `commonlab` binary does it.
 
+use crate::flags::limits::OfrepLimitSettings;
 use crate::Config;
 use commonlab_core::privacy::StudyKey;
 use serde::de::{self, Deserializer, Visitor};
@@ -125,6 +126,33 @@ pub struct Settings {
     /// Survey results and exports withhold every breakdown (arm, community)
     /// with fewer respondents than this.
     pub survey_min_cell: usize,
+    /// `serve`'s log lines: `text` (for people) or `json` (one object a
+    /// line, for log collectors).
+    pub log_format: LogFormat,
+    /// Log one line per request at `info` (method, route template, status,
+    /// duration, request id).
+    pub access_log: bool,
+    /// `Strict-Transport-Security: max-age=N` on every response (0: not
+    /// sent). Set it only when clients reach the server over HTTPS.
+    pub hsts_max_age_secs: u64,
+    /// OFREP evaluations a second with one API key (0: no limit).
+    pub ofrep_key_per_second: u32,
+    /// OFREP evaluations a second from one address or IPv6 /64 (0: no limit).
+    pub ofrep_ip_per_second: u32,
+    /// Most client addresses the OFREP limit tracks at once.
+    pub ofrep_max_tracked_ips: usize,
+}
+
+/// The format of `serve`'s log lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (`tracing_subscriber`'s default format).
+    #[default]
+    Text,
+    /// One JSON object a line, with the fields of the current request's
+    /// span (its request id among them).
+    Json,
 }
 
 impl Default for Settings {
@@ -151,6 +179,12 @@ impl Default for Settings {
             survey_rate_per_link_per_minute: 60,
             survey_rate_max_tracked: 100_000,
             survey_min_cell: 5,
+            log_format: LogFormat::Text,
+            access_log: false,
+            hsts_max_age_secs: 0,
+            ofrep_key_per_second: OfrepLimitSettings::default().per_key_per_second,
+            ofrep_ip_per_second: OfrepLimitSettings::default().per_ip_per_second,
+            ofrep_max_tracked_ips: OfrepLimitSettings::default().max_tracked_ips,
         }
     }
 }
@@ -181,6 +215,12 @@ pub struct Overrides {
     pub survey_rate_per_link_per_minute: Option<u32>,
     pub survey_rate_max_tracked: Option<usize>,
     pub survey_min_cell: Option<usize>,
+    pub log_format: Option<LogFormat>,
+    pub access_log: Option<bool>,
+    pub hsts_max_age_secs: Option<u64>,
+    pub ofrep_key_per_second: Option<u32>,
+    pub ofrep_ip_per_second: Option<u32>,
+    pub ofrep_max_tracked_ips: Option<usize>,
 }
 
 /// A value no server can run with.
@@ -223,6 +263,12 @@ impl Settings {
             survey_rate_per_link_per_minute,
             survey_rate_max_tracked,
             survey_min_cell,
+            log_format,
+            access_log,
+            hsts_max_age_secs,
+            ofrep_key_per_second,
+            ofrep_ip_per_second,
+            ofrep_max_tracked_ips,
         } = layer;
         Settings {
             database_url: database_url.unwrap_or(self.database_url),
@@ -250,6 +296,12 @@ impl Settings {
             survey_rate_max_tracked: survey_rate_max_tracked
                 .unwrap_or(self.survey_rate_max_tracked),
             survey_min_cell: survey_min_cell.unwrap_or(self.survey_min_cell),
+            log_format: log_format.unwrap_or(self.log_format),
+            access_log: access_log.unwrap_or(self.access_log),
+            hsts_max_age_secs: hsts_max_age_secs.unwrap_or(self.hsts_max_age_secs),
+            ofrep_key_per_second: ofrep_key_per_second.unwrap_or(self.ofrep_key_per_second),
+            ofrep_ip_per_second: ofrep_ip_per_second.unwrap_or(self.ofrep_ip_per_second),
+            ofrep_max_tracked_ips: ofrep_max_tracked_ips.unwrap_or(self.ofrep_max_tracked_ips),
         }
     }
 
@@ -284,6 +336,9 @@ impl Settings {
         if self.survey_min_cell == 0 {
             return Err(SettingsError::AtLeastOne("survey_min_cell"));
         }
+        if self.ofrep_max_tracked_ips == 0 {
+            return Err(SettingsError::AtLeastOne("ofrep_max_tracked_ips"));
+        }
         Ok(())
     }
 
@@ -314,6 +369,14 @@ impl Settings {
             survey_rate_per_link_per_minute: self.survey_rate_per_link_per_minute,
             survey_rate_max_tracked: self.survey_rate_max_tracked,
             survey_min_cell: self.survey_min_cell,
+            access_log: self.access_log,
+            hsts_max_age: (self.hsts_max_age_secs > 0)
+                .then(|| Duration::from_secs(self.hsts_max_age_secs)),
+            ofrep_limits: OfrepLimitSettings {
+                per_key_per_second: self.ofrep_key_per_second,
+                per_ip_per_second: self.ofrep_ip_per_second,
+                max_tracked_ips: self.ofrep_max_tracked_ips,
+            },
             ..base
         }
     }
@@ -364,7 +427,7 @@ mod tests {
     #[test]
     fn keys_are_the_fields_of_overrides() {
         let keys = Settings::keys();
-        assert_eq!(keys.len(), 21);
+        assert_eq!(keys.len(), 27);
         assert_eq!(keys[0], "database_url");
         assert!(keys.contains(&"exposure_cache_bytes"));
         assert_eq!(env_var("max_connections"), "COMMONLAB_MAX_CONNECTIONS");

@@ -15,6 +15,8 @@ use crate::events::counters::IngestCounters;
 use crate::events::group_commit::GroupCommitter;
 use crate::flag_set::FlagCache;
 use crate::flags::api::FlagsContext;
+use crate::flags::limits::OfrepLimits;
+use crate::observability::Metrics;
 use crate::serve::HttpCounters;
 use crate::surveys::api::SurveysContext;
 use crate::surveys::pages::{PagesContext, PagesShared};
@@ -48,6 +50,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The survey pages' rate limiters and parsed instruments.
     pub survey_pages: Arc<PagesShared>,
+    /// Request, evaluation and other series (served at `/metrics`).
+    pub metrics: Arc<Metrics>,
+    /// The OFREP rate limits (per key and per address).
+    pub ofrep_limits: Arc<OfrepLimits>,
 }
 
 impl AppState {
@@ -66,6 +72,12 @@ impl AppState {
             http_counters: Arc::default(),
             clock,
             survey_pages: Arc::new(PagesShared::new(&config)),
+            metrics: Arc::new(Metrics::new(
+                crate::route_table()
+                    .iter()
+                    .map(|r| (r.method().clone(), r.path())),
+            )),
+            ofrep_limits: Arc::new(OfrepLimits::new(config.ofrep_limits)),
             config: Arc::new(config),
         }
     }
@@ -96,6 +108,8 @@ substates!(
     http_counters: Arc<HttpCounters>,
     clock: Clock,
     config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    ofrep_limits: Arc<OfrepLimits>,
 );
 
 impl FromRef<AppState> for FlagsContext {

@@ -48,6 +48,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         if *shutdown.borrow() {
             return;
         }
+        state.metrics.upkeep();
         match refresh_all(&state).await {
             Ok(()) if failing => {
                 tracing::info!("database reachable again; caches refreshed");

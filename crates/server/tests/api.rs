@@ -14,6 +14,7 @@ mod events;
 mod flags;
 mod harness;
 mod http;
+mod observe;
 mod ofrep;
 mod privacy;
 mod surveys;

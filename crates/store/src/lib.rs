@@ -296,6 +296,19 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// One pool's connections at an instant ([`Store::pool_usage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// `main` (PostgreSQL), `read` or `write` (SQLite).
+    pub pool: &'static str,
+    /// Connections open: in use or idle.
+    pub open: u32,
+    /// Connections idle.
+    pub idle: usize,
+    /// Most connections the pool opens.
+    pub max: u32,
+}
+
 /// How a [`Store`] sizes its pools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreOptions {
@@ -369,6 +382,24 @@ impl Store {
             .await
             .map(drop))
         .map_err(db_err)
+    }
+
+    /// The connections of each pool now (for `/metrics`): PostgreSQL has
+    /// one pool (`main`), SQLite a `read` pool and a one-connection `write`
+    /// pool. Reads counters only; never waits.
+    pub fn pool_usage(&self) -> Vec<PoolUsage> {
+        fn usage<DB: sqlx::Database>(pool: &'static str, p: &sqlx::Pool<DB>) -> PoolUsage {
+            PoolUsage {
+                pool,
+                open: p.size(),
+                idle: p.num_idle(),
+                max: p.options().get_max_connections(),
+            }
+        }
+        match &self.inner {
+            Inner::Sqlite(s) => vec![usage("read", s.reader()), usage("write", s.writer())],
+            Inner::Postgres(p) => vec![usage("main", p.reader())],
+        }
     }
 
     /// Closes the pools, waiting for connections in use to be returned.

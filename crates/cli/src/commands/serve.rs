@@ -6,7 +6,7 @@ use crate::output::outln;
 use crate::study_key::{self, write_private};
 use anyhow::{anyhow, Context, Result};
 use commonlab_core::auth::Role;
-use commonlab_server::settings::Settings;
+use commonlab_server::settings::{LogFormat, Settings};
 use commonlab_server::Clock;
 use commonlab_store::Store;
 use std::net::SocketAddr;
@@ -20,13 +20,23 @@ pub async fn migrate(settings: &Settings) -> Result<()> {
 
 /// `serve`: until SIGINT or SIGTERM, then finishes in-flight requests.
 pub async fn serve(settings: &Settings) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COMMONLAB_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COMMONLAB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match settings.log_format {
+        // One JSON object a line: the event's fields, its target, and the
+        // fields of the request span (method, route, request_id) when
+        // enabled (`COMMONLAB_LOG=debug`, or an access log line, which
+        // carries them itself).
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => logs.init(),
+    }
     let listen = &settings.listen;
     let addr: SocketAddr = listen
         .parse()

@@ -82,6 +82,80 @@ async fn serve_answers_and_shuts_down_gracefully() {
     .await;
 }
 
+/// `log_format = "json"` and `access_log = true`: every log line on
+/// standard error is a JSON object, and the access line of a request carries its
+/// route template and the client's request id. (Logging does not depend
+/// on the store: SQLite only.)
+#[tokio::test]
+async fn json_logs_carry_the_request_id() {
+    let dir = Scratch::new("json-logs");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = commonlab()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--study-key-file")
+        .arg(dir.join("study-key"))
+        .arg("--admin-key-file")
+        .arg(dir.join("admin-key"))
+        .env(
+            "COMMONLAB_DATABASE_URL",
+            format!("sqlite://{}", dir.join("logs.db").display()),
+        )
+        .env("COMMONLAB_LOG_FORMAT", "json")
+        .env("COMMONLAB_ACCESS_LOG", "true")
+        .env_remove("COMMONLAB_LOG")
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(port).await;
+    let r = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{port}/api/v1/units/member-7/consent"
+        ))
+        .header("x-request-id", "cli-test-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["x-request-id"], "cli-test-1");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    // Notices printed before logging starts (the study key created) are
+    // plain text; from "commonlab serving" on, every line is JSON.
+    let from = err
+        .find("{")
+        .unwrap_or_else(|| panic!("no JSON line:\n{err}"));
+    let lines: Vec<serde_json::Value> = err[from..]
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "commonlab serving"),
+        "{err}"
+    );
+    let access = lines
+        .iter()
+        .find(|l| l["target"] == "commonlab::access" && l["fields"]["request_id"] == "cli-test-1")
+        .unwrap_or_else(|| panic!("no access line with the request id:\n{err}"));
+    assert_eq!(access["fields"]["route"], "/api/v1/units/{id}/consent");
+    assert_eq!(access["fields"]["status"], 401);
+    assert!(
+        !err.contains("member-7"),
+        "a unit id reached the log:\n{err}"
+    );
+}
+
 fn spawn_server(url: &str, port: u16, key: &Path) -> std::process::Child {
     commonlab()
         .args([

@@ -77,8 +77,9 @@ pub struct IngestOutcome {
     pub rejected: Vec<Rejected>,
 }
 
-/// Splits the body into events; `Err` means nothing is stored.
-fn parse_batch(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, Problem> {
+/// Splits the body into events (a JSON array, or NDJSON by its content
+/// type); `Err` means nothing is stored. Public for the fuzz targets.
+pub fn parse_batch(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, Problem> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -61,6 +61,11 @@ impl GroupCommitter {
         self.rx.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
+    /// Batches waiting for the committer now (`/metrics`).
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Queues a batch and waits until it is committed.
     pub async fn submit(
         &self,

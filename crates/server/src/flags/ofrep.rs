@@ -8,6 +8,8 @@
 use crate::auth::{KeyCache, RequireSdk};
 use crate::extract::{is_json, BodyError};
 use crate::flag_set::FlagCache;
+use crate::flags::limits::{OfrepLimits, OfrepQuota};
+use crate::observability::Metrics;
 use crate::route::Route;
 use crate::trials::cache::RunningTrials;
 use crate::trials::decision::Decider;
@@ -23,6 +25,7 @@ use commonlab_store::ExposureSource;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 pub fn routes<S>() -> Vec<Route<S>>
 where
@@ -30,6 +33,8 @@ where
     FlagCache: FromRef<S>,
     Decider: FromRef<S>,
     KeyCache: FromRef<S>,
+    Arc<OfrepLimits>: FromRef<S>,
+    Arc<Metrics>: FromRef<S>,
 {
     vec![
         Route::post("/ofrep/v1/evaluate/flags/{key}", evaluate_one),
@@ -267,8 +272,23 @@ fn arm_value<'a>(
     Some((d, set.get(key)?.variant(&d.arm)?))
 }
 
+/// The reason an item answers with (`ERROR` for an error), for the
+/// evaluation counters.
+fn item_reason(item: &Item<'_>) -> &'static str {
+    match item {
+        Item::Ok(s) => s.reason,
+        Item::Err(_) => "ERROR",
+    }
+}
+
+/// Counts an evaluation of `key` answered by `item`.
+fn count(metrics: &Metrics, set: &FlagSet, key: &str, item: &Item<'_>) {
+    metrics.count_evaluation(key, set.get(key).is_some(), item_reason(item));
+}
+
 async fn evaluate_one(
     _: RequireSdk,
+    OfrepQuota(metrics): OfrepQuota,
     State(flags): State<FlagCache>,
     State(decider): State<Decider>,
     Path(key): Path<String>,
@@ -296,7 +316,9 @@ async fn evaluate_one(
         .as_ref()
         .map(|e| status_for(e.code))
         .unwrap_or(StatusCode::OK);
-    let body = serde_json::to_vec(&item(&key, &r, trial)).unwrap_or_default();
+    let item = item(&key, &r, trial);
+    count(&metrics, &loaded.set, &key, &item);
+    let body = serde_json::to_vec(&item).unwrap_or_default();
     json_response(status, body)
 }
 
@@ -347,6 +369,7 @@ fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
 
 async fn evaluate_bulk(
     _: RequireSdk,
+    OfrepQuota(metrics): OfrepQuota,
     State(flags): State<FlagCache>,
     State(decider): State<Decider>,
     headers: HeaderMap,
@@ -392,6 +415,9 @@ async fn evaluate_bulk(
         .zip(decisions.iter())
         .map(|((k, r), d)| item(k, r, arm_value(&loaded.set, k, d.as_ref())))
         .collect();
+    for (k, it) in keys.iter().zip(items.iter()) {
+        count(&metrics, &loaded.set, k, it);
+    }
     let body = serde_json::to_vec(&Bulk {
         flags: items,
         metadata: loaded.set.metadata(),

@@ -66,6 +66,8 @@ pub struct ExposureSink {
     /// First exposures that were not recorded: refused by the database, or
     /// still unwritten when the writer had to stop.
     dropped: Arc<AtomicU64>,
+    /// First exposures written.
+    written: Arc<AtomicU64>,
 }
 
 impl Default for ExposureSink {
@@ -88,6 +90,7 @@ impl ExposureSink {
             rx: Arc::new(Mutex::new(Some(rx))),
             dedup: Arc::new(ExposureDedup::with_budget(bytes)),
             dropped: Arc::default(),
+            written: Arc::default(),
         }
     }
 
@@ -114,6 +117,16 @@ impl ExposureSink {
     /// database, or unwritten at shutdown); each is also logged.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// First exposures this server wrote (`/metrics`).
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Exposures waiting for the writer now.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     fn count_dropped(&self, n: usize) {
@@ -245,6 +258,8 @@ async fn write(
         delay = (delay * 2).min(Duration::from_secs(5));
     };
     sink.count_dropped(refused.len());
+    sink.written
+        .fetch_add((pending.len() - refused.len()) as u64, Ordering::Relaxed);
     for (i, p) in pending.drain(..).enumerate() {
         if refused.binary_search(&i).is_err() {
             sink.mark_seen(p.trial_id, &p.unit_id, p.excluded_reason.is_some());

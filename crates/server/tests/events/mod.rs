@@ -207,22 +207,35 @@ async fn allow_list_consent_and_erasure() {
         assert_eq!(stored.len(), 1);
         assert_eq!(stored[0].properties.keys().collect::<Vec<_>>(), ["edits"]);
 
-        let metrics = h
-            .req(Method::GET, "/metrics", None)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(
-            metrics.contains("commonlab_events_dropped_no_consent_total 2"),
+        // At /metrics, by reason; an invalid event then moves `invalid`.
+        let dropped =
+            |reason: &str| format!("commonlab_events_dropped_total{{reason=\"{reason}\"}}");
+        let metrics = h.metrics_text().await;
+        assert_eq!(metric_in(&metrics, &dropped("consent")), 2.0, "{metrics}");
+        assert_eq!(
+            metric_in(&metrics, &dropped("allow_list")),
+            1.0,
             "{metrics}"
         );
-        assert!(
-            metrics.contains("commonlab_events_stored_total 1"),
+        assert_eq!(metric_in(&metrics, &dropped("invalid")), 0.0, "{metrics}");
+        assert_eq!(metric_in(&metrics, "commonlab_events_stored_total"), 1.0);
+        assert_eq!(
+            metric_in(&metrics, "commonlab_event_properties_removed_total"),
+            12.0
+        );
+        let bad = json!([event(&id(5), "member-1", "page_viewed"), {"event_id": "no"}]);
+        let (s, v) = h
+            .send_events(&sdk, bad.to_string(), "application/json")
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let metrics = h.metrics_text().await;
+        assert_eq!(metric_in(&metrics, &dropped("invalid")), 1.0, "{metrics}");
+        assert_eq!(
+            metric_in(&metrics, &dropped("allow_list")),
+            2.0,
             "{metrics}"
         );
+        assert_eq!(metric_in(&metrics, "commonlab_events_stored_total"), 1.0);
 
         // Erasure: everything about member-1 goes, in one transaction, and is logged.
         let researcher = h.key(Role::Researcher).await;

@@ -184,9 +184,50 @@ impl Harness {
         (status, resp.text().await.unwrap())
     }
 
+    /// `/metrics`, as text.
+    pub async fn metrics_text(&self) -> String {
+        let resp = self
+            .req(Method::GET, "/metrics", None)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.text().await.unwrap()
+    }
+
+    /// The value of one series at `/metrics` (`name{label="v",...}` as
+    /// the exporter writes it), 0 when it is not there yet.
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric_in(&self.metrics_text().await, series)
+    }
+
+    /// Waits (10 s at most) until `series` reaches `at_least`.
+    pub async fn wait_metric(&self, series: &str, at_least: f64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.metrics_text().await;
+            if metric_in(&text, series) >= at_least {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{series} never reached {at_least}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn stop(self) {
         self.server.stop().await.unwrap();
     }
+}
+
+/// The value of `series` in the Prometheus text `text` (0 when absent).
+pub fn metric_in(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
 }
 
 pub fn rand_suffix() -> String {

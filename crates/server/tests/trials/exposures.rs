@@ -64,6 +64,9 @@ async fn a_refused_exposure_is_counted_and_recorded_when_the_unit_comes_back() {
         assert_eq!(h.eval(&sdk, "thanks-button", ctx).await.0, StatusCode::OK);
         h.wait_exposed("thanks-hash", 3).await;
         assert_eq!(sink.dropped(), 1);
+        // Both at /metrics.
+        h.wait_metric("commonlab_exposures_logged_total", 3.0).await;
+        assert_eq!(h.metric("commonlab_exposures_dropped_total").await, 1.0);
         h.stop().await;
     })
     .await;

@@ -167,3 +167,28 @@ async fn sqlite_in_memory_works_on_one_connection() {
     assert_eq!(store.active_api_keys().await.unwrap().len(), 1);
     store.close().await;
 }
+
+/// `pool_usage` names each pool of the backend with its maximum, and the
+/// connection a query opened shows as open.
+#[tokio::test]
+async fn pool_usage_reports_each_pool() {
+    both_backends(|db| async move {
+        let store = db.store();
+        store.ping().await.unwrap();
+        let usage = store.pool_usage();
+        let names: Vec<&str> = usage.iter().map(|u| u.pool).collect();
+        match store.backend() {
+            Backend::Sqlite => assert_eq!(names, ["read", "write"]),
+            Backend::Postgres => assert_eq!(names, ["main"]),
+        }
+        for u in &usage {
+            assert!(u.max >= 1, "{u:?}");
+            assert!(u.open <= u.max && u.idle <= u.open as usize, "{u:?}");
+        }
+        // The ping opened a connection of the reading pool (it goes back
+        // to the pool in a task of sqlx's: idle or not yet, it is open).
+        let read = usage.iter().find(|u| u.pool != "write").unwrap();
+        assert!(read.open >= 1, "{read:?}");
+    })
+    .await;
+}
