@@ -316,7 +316,9 @@ async fn researchers_publish_invite_and_read_results() {
         let se = (var(c) / c.len() as f64 + var(t) / t.len() as f64).sqrt();
         assert!((e["se"].as_f64().unwrap() - se).abs() < 1e-9, "{e} {se}");
         assert!(a["metrics"].as_array().unwrap().iter().any(|m| m["name"] == "survey:followup:belonging"));
-        assert_eq!(a["survey_response"]["waves"][0]["wave"], "followup", "{}", a["survey_response"]);
+        let waves = a["survey_response"]["waves"].as_array().unwrap();
+        let followup = waves.iter().find(|w| w["wave"] == "followup").unwrap_or_else(|| panic!("{}", a["survey_response"]));
+        assert_eq!(followup["arms"][0]["invited"], 4, "{followup}");
         // Once the wave has closed, no more links.
         clock.set(at("2027-02-01T00:00:00Z"));
         let p = api.refused(Method::POST, links, Some(json!({"units": ["late"], "reason": "r"})), StatusCode::CONFLICT, "").await;
