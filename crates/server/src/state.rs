@@ -178,6 +178,7 @@ impl FromRef<AppState> for PagesContext {
             config: s.config.clone(),
             clock: s.clock.clone(),
             shared: s.survey_pages.clone(),
+            metrics: s.metrics.clone(),
         }
     }
 }

@@ -335,6 +335,20 @@ async fn a_respondent_consents_answers_page_by_page_and_completes() {
         let (s, body, _) = r.get("/done", "en").await;
         assert_eq!(s, StatusCode::OK);
         assert!(body.contains("Thank you"));
+        // The completed response is counted at /metrics, once.
+        let metrics = h
+            .req(Method::GET, "/metrics", None)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let line = format!(
+            "commonlab_survey_responses_total{{campaign=\"{}\"}} 1",
+            c.key
+        );
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
         // A completed response takes nothing more.
         let (s, body, _) = r.get("", "en").await;
         assert_eq!(s, StatusCode::GONE);

@@ -104,6 +104,8 @@ pub struct PagesContext {
     pub config: Arc<Config>,
     pub clock: Clock,
     pub shared: Arc<PagesShared>,
+    /// Counts completed responses (`commonlab_survey_responses_total`).
+    pub metrics: Arc<crate::observability::Metrics>,
 }
 
 /// The client's address, when the server knows it (the connection's peer).
@@ -517,7 +519,10 @@ async fn answer(
         )
         .await;
     match saved {
-        Ok(_) if complete => see_other(format!("/s/{}/done?lang={}", v.token, v.lang)),
+        Ok(_) if complete => {
+            ctx.metrics.count_survey_response(&v.campaign.key);
+            see_other(format!("/s/{}/done?lang={}", v.token, v.lang))
+        }
         Ok(_) => see_other(v.show_url()),
         // Saved by a concurrent post of the same page: show where it stands.
         Err(StoreError::InvalidState(_)) => see_other(v.show_url()),
