@@ -27,8 +27,9 @@ pub struct Cli {
     /// max_connections, exposure_cache_bytes, survey_rate_per_ip_per_minute,
     /// survey_rate_per_link_per_minute, survey_rate_max_tracked,
     /// survey_min_cell, log_format, access_log, hsts_max_age_secs,
-    /// ofrep_key_per_second, ofrep_ip_per_second, ofrep_max_tracked_ips;
-    /// each also as an environment
+    /// ofrep_key_per_second, ofrep_ip_per_second, ofrep_max_tracked_ips,
+    /// console_session_secs, console_secure_cookie,
+    /// console_sessions_per_key; each also as an environment
     /// variable COMMONLAB_KEY (docs/configuration.md: defaults, order).
     #[arg(long, env = "COMMONLAB_CONFIG", global = true)]
     pub config: Option<PathBuf>,

@@ -198,6 +198,13 @@ pub fn authenticate_on(
         keys.failures().record("no API key", route);
         return Err(Problem::unauthorized(missing_key_detail(headers)));
     };
+    authenticate_key(keys, presented, route)
+}
+
+/// The caller whose key is `presented` (as typed into the console's
+/// sign-in form, or sent in a header); failures are counted and logged as
+/// by [`authenticate_on`].
+pub fn authenticate_key(keys: &KeyCache, presented: &str, route: &str) -> Result<Caller, Problem> {
     let invalid = |reason| {
         keys.failures().record(reason, route);
         Problem::unauthorized("the API key is not valid or has been revoked")

@@ -69,6 +69,16 @@ pub struct Config {
     pub hsts_max_age: Option<Duration>,
     /// The OFREP rate limits.
     pub ofrep_limits: OfrepLimitSettings,
+    /// How long a console session lasts from sign-in (no sliding renewal).
+    pub console_session: Duration,
+    /// Whether the console's cookies carry `Secure` (set it when clients
+    /// reach the server over HTTPS, as they should).
+    pub console_secure_cookie: bool,
+    /// Most live console sessions one API key may hold; signing in once
+    /// more ends the oldest.
+    pub console_sessions_per_key: usize,
+    /// The console's session and form key, derived from the study key.
+    pub console_keys: Arc<ConsoleKeys>,
 }
 
 impl Config {
@@ -80,11 +90,13 @@ impl Config {
     /// exposure cache, survey pages limited to 300 requests a minute per
     /// address and 60 per link, tracking at most 100,000 of each, survey
     /// cells of at least 5 respondents, no access log, no HSTS, OFREP limits
-    /// of [`OfrepLimitSettings::default`].
+    /// of [`OfrepLimitSettings::default`], console sessions of 8 hours,
+    /// `Secure` console cookies, 10 console sessions per key.
     pub fn new(study_key: impl Into<Arc<StudyKey>>) -> Config {
         let study_key = study_key.into();
         Config {
             survey_keys: Arc::new(SurveyKeys::derive(&study_key)),
+            console_keys: Arc::new(ConsoleKeys::derive(&study_key)),
             flag_set: "default".into(),
             poll_interval: Duration::from_millis(200),
             body_limit: 1024 * 1024,
@@ -108,6 +120,9 @@ impl Config {
             access_log: false,
             hsts_max_age: None,
             ofrep_limits: OfrepLimitSettings::default(),
+            console_session: Duration::from_secs(8 * 3600),
+            console_secure_cookie: true,
+            console_sessions_per_key: 10,
         }
     }
 }
@@ -163,6 +178,45 @@ impl Drop for SurveyKeys {
         self.token.fill(0);
         self.form.fill(0);
         std::hint::black_box((&self.token, &self.form));
+    }
+}
+
+/// The label the console's key is derived with.
+pub const CONSOLE_KEY_LABEL: &str = "commonlab console session v1";
+
+/// The console's secret, derived from the study key with
+/// [`CONSOLE_KEY_LABEL`], so that every replica recognises the sessions
+/// and form tokens of the others: a session's stored id is
+/// `HMAC-SHA256(key, "session:" ‖ cookie secret)`, its form token
+/// `HMAC-SHA256(key, "csrf:" ‖ session id)`. `Debug` never shows it.
+#[derive(Clone)]
+pub struct ConsoleKeys {
+    key: [u8; 32],
+}
+
+impl ConsoleKeys {
+    pub fn derive(study_key: &StudyKey) -> ConsoleKeys {
+        ConsoleKeys {
+            key: study_key.derive(CONSOLE_KEY_LABEL),
+        }
+    }
+
+    /// The key sessions and form tokens are made with.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+}
+
+impl fmt::Debug for ConsoleKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConsoleKeys(<redacted>)")
+    }
+}
+
+impl Drop for ConsoleKeys {
+    fn drop(&mut self) {
+        self.key.fill(0);
+        std::hint::black_box(&self.key);
     }
 }
 

@@ -2,7 +2,8 @@
 //! API ([`flags`]), trials ([`trials`]), telemetry ([`events`]), API keys
 //! ([`keys`]), units' consent and erasure ([`units`]), health and metrics
 //! ([`health`]), the OpenAPI document ([`openapi`]), surveys ([`surveys`]:
-//! the respondents' pages and the management API). Each feature lists its
+//! the respondents' pages and the management API), the web console
+//! ([`console`]). Each feature lists its
 //! routes with who may call them; [`route_table`] gathers them and the one
 //! router is built from it ([`route`]). One [`AppState`] with `FromRef`
 //! substates: handlers take the substates they need, never `AppState`.
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 mod conn;
+pub mod console;
 pub mod context;
 pub mod csv_out;
 pub mod error;
@@ -73,6 +75,7 @@ pub fn route_table() -> Vec<Route<AppState>> {
         surveys::api::routes(),
         health::routes(),
         openapi::routes(),
+        console::routes(),
     ]
     .into_iter()
     .flatten()

@@ -27,6 +27,10 @@ pub enum Access {
     /// A key whose role includes this one (401 without a valid key, 403
     /// with one whose role does not).
     Role(Role),
+    /// A web console page: a signed-in session whose key's role includes
+    /// this one (without a session, 303 to the sign-in page; with a role
+    /// that does not, a 403 page). See [`crate::console`].
+    Console(Role),
 }
 
 /// A handler's first argument, which says (and enforces) who may call it.

@@ -141,6 +141,12 @@ pub struct Settings {
     pub ofrep_ip_per_second: u32,
     /// Most client addresses the OFREP limit tracks at once.
     pub ofrep_max_tracked_ips: usize,
+    /// How long a console session lasts from sign-in, in seconds.
+    pub console_session_secs: u64,
+    /// Whether the console's cookies carry `Secure` (only sent over HTTPS).
+    pub console_secure_cookie: bool,
+    /// Most live console sessions one API key may hold.
+    pub console_sessions_per_key: usize,
 }
 
 /// The format of `serve`'s log lines.
@@ -185,6 +191,9 @@ impl Default for Settings {
             ofrep_key_per_second: OfrepLimitSettings::default().per_key_per_second,
             ofrep_ip_per_second: OfrepLimitSettings::default().per_ip_per_second,
             ofrep_max_tracked_ips: OfrepLimitSettings::default().max_tracked_ips,
+            console_session_secs: 8 * 3600,
+            console_secure_cookie: true,
+            console_sessions_per_key: 10,
         }
     }
 }
@@ -221,6 +230,9 @@ pub struct Overrides {
     pub ofrep_key_per_second: Option<u32>,
     pub ofrep_ip_per_second: Option<u32>,
     pub ofrep_max_tracked_ips: Option<usize>,
+    pub console_session_secs: Option<u64>,
+    pub console_secure_cookie: Option<bool>,
+    pub console_sessions_per_key: Option<usize>,
 }
 
 /// A value no server can run with.
@@ -269,6 +281,9 @@ impl Settings {
             ofrep_key_per_second,
             ofrep_ip_per_second,
             ofrep_max_tracked_ips,
+            console_session_secs,
+            console_secure_cookie,
+            console_sessions_per_key,
         } = layer;
         Settings {
             database_url: database_url.unwrap_or(self.database_url),
@@ -302,6 +317,10 @@ impl Settings {
             ofrep_key_per_second: ofrep_key_per_second.unwrap_or(self.ofrep_key_per_second),
             ofrep_ip_per_second: ofrep_ip_per_second.unwrap_or(self.ofrep_ip_per_second),
             ofrep_max_tracked_ips: ofrep_max_tracked_ips.unwrap_or(self.ofrep_max_tracked_ips),
+            console_session_secs: console_session_secs.unwrap_or(self.console_session_secs),
+            console_secure_cookie: console_secure_cookie.unwrap_or(self.console_secure_cookie),
+            console_sessions_per_key: console_sessions_per_key
+                .unwrap_or(self.console_sessions_per_key),
         }
     }
 
@@ -338,6 +357,12 @@ impl Settings {
         }
         if self.ofrep_max_tracked_ips == 0 {
             return Err(SettingsError::AtLeastOne("ofrep_max_tracked_ips"));
+        }
+        if self.console_session_secs == 0 {
+            return Err(SettingsError::AtLeastOne("console_session_secs"));
+        }
+        if self.console_sessions_per_key == 0 {
+            return Err(SettingsError::AtLeastOne("console_sessions_per_key"));
         }
         Ok(())
     }
@@ -377,6 +402,9 @@ impl Settings {
                 per_ip_per_second: self.ofrep_ip_per_second,
                 max_tracked_ips: self.ofrep_max_tracked_ips,
             },
+            console_session: Duration::from_secs(self.console_session_secs),
+            console_secure_cookie: self.console_secure_cookie,
+            console_sessions_per_key: self.console_sessions_per_key,
             ..base
         }
     }
@@ -427,7 +455,7 @@ mod tests {
     #[test]
     fn keys_are_the_fields_of_overrides() {
         let keys = Settings::keys();
-        assert_eq!(keys.len(), 27);
+        assert_eq!(keys.len(), 30);
         assert_eq!(keys[0], "database_url");
         assert!(keys.contains(&"exposure_cache_bytes"));
         assert_eq!(env_var("max_connections"), "COMMONLAB_MAX_CONNECTIONS");

@@ -10,6 +10,7 @@
 use crate::auth::KeyCache;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::console::ConsoleContext;
 use crate::events::api::IngestContext;
 use crate::events::counters::IngestCounters;
 use crate::events::group_commit::GroupCommitter;
@@ -189,6 +190,18 @@ impl FromRef<AppState> for SurveysContext {
             store: s.store.clone(),
             config: s.config.clone(),
             clock: s.clock.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for ConsoleContext {
+    fn from_ref(s: &AppState) -> Self {
+        ConsoleContext {
+            store: s.store.clone(),
+            config: s.config.clone(),
+            clock: s.clock.clone(),
+            keys: s.keys.clone(),
+            flags: s.flags.clone(),
         }
     }
 }

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 mod auth;
+mod console;
 mod events;
 mod flags;
 mod harness;

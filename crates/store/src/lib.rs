@@ -211,6 +211,7 @@ macro_rules! dispatch {
 mod activity;
 mod api_keys;
 mod column;
+mod console_sessions;
 mod error;
 mod events;
 mod exposures;
@@ -229,6 +230,7 @@ mod trials;
 
 pub use activity::{CommunityActivity, EventTypeActivity, MAX_ACTIVE_MEMBERS};
 pub use api_keys::{ApiKeyRecord, NewApiKeyRecord};
+pub use console_sessions::{ConsoleSessionRecord, NewConsoleSession};
 pub use design_rows::{
     CommunityCell, CommunityRows, ExposureCount, ExposureRecord, MemberPeriodValue, MemberValue,
     PeriodSpan,

@@ -72,9 +72,11 @@ impl<'a> HarnessBuilder<'a> {
     pub fn replica_of(self, of: &Harness) -> Self {
         let key = of.server.state.config.study_key.clone();
         let survey_keys = of.server.state.config.survey_keys.clone();
+        let console_keys = of.server.state.config.console_keys.clone();
         self.admin(&of.admin).config(|c| {
             c.study_key = key;
             c.survey_keys = survey_keys;
+            c.console_keys = console_keys;
         })
     }
 
