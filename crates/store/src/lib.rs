@@ -210,6 +210,7 @@ macro_rules! dispatch {
 
 mod activity;
 mod api_keys;
+mod audit_log;
 mod column;
 mod console_sessions;
 mod error;
@@ -230,6 +231,7 @@ mod trials;
 
 pub use activity::{CommunityActivity, EventTypeActivity, MAX_ACTIVE_MEMBERS};
 pub use api_keys::{ApiKeyRecord, NewApiKeyRecord};
+pub use audit_log::{AuditCursor, AuditEntry, AuditQuery, AuditSource};
 pub use console_sessions::{ConsoleSessionRecord, NewConsoleSession};
 pub use design_rows::{
     CommunityCell, CommunityRows, ExposureCount, ExposureRecord, MemberPeriodValue, MemberValue,

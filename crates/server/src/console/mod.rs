@@ -17,8 +17,8 @@
 //!   403 page).
 //! - Layout ([`layout`]): one base template (skip link, header, nav by
 //!   role, main landmark), inline CSS allowed by its hash, nothing else.
-//! - Pages: home ([`home`]), API keys (`keys`, admins), the audit log
-//!   (`audit`); flags, trials and surveys are separate modules.
+//! - Pages: home ([`home`]), API keys ([`keys`], admins), the audit log
+//!   ([`audit`]); flags, trials and surveys are separate modules.
 //!
 //! # How to add a console page
 //!
@@ -68,8 +68,10 @@
 //!    `tests/browser/src/console.rs` (signed in as admin, axe-core,
 //!    screenshot).
 
+pub mod audit;
 pub mod csrf;
 pub mod home;
+pub mod keys;
 pub mod layout;
 pub mod session;
 pub mod sign_in;
@@ -93,7 +95,12 @@ where
     S: Clone + Send + Sync + 'static,
     ConsoleContext: FromRef<S>,
 {
-    [sign_in::routes(), home::routes()]
+    [
+        sign_in::routes(),
+        home::routes(),
+        keys::routes(),
+        audit::routes(),
+    ]
         .into_iter()
         .flatten()
         .collect()

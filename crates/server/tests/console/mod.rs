@@ -5,6 +5,7 @@
 
 use super::*;
 
+mod pages;
 mod routes;
 mod sessions;
 

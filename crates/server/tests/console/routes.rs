@@ -23,6 +23,7 @@ pub type ConsoleRequest = (
 pub fn console_requests(h: &Harness) -> Vec<ConsoleRequest> {
     let _ = h;
     const DEV: Access = Access::Console(Role::Developer);
+    const ADMIN: Access = Access::Console(Role::Admin);
     vec![
         (
             Method::GET,
@@ -46,31 +47,62 @@ pub fn console_requests(h: &Harness) -> Vec<ConsoleRequest> {
             vec![],
             DEV,
         ),
+        (
+            Method::GET,
+            "/console/audit",
+            "/console/audit?action=flag.import&per_page=5".into(),
+            vec![],
+            DEV,
+        ),
+        (Method::GET, "/console/keys", "/console/keys".into(), vec![], ADMIN),
+        (
+            Method::POST,
+            "/console/keys",
+            "/console/keys".into(),
+            vec![
+                ("name", format!("matrix-{}", rand_suffix())),
+                ("role", "sdk".into()),
+                ("reason", "r".into()),
+            ],
+            ADMIN,
+        ),
+        (
+            Method::GET,
+            "/console/keys/{id}/revoke",
+            "/console/keys/000000000000/revoke".into(),
+            vec![],
+            ADMIN,
+        ),
+        (
+            Method::POST,
+            "/console/keys/{id}/revoke",
+            "/console/keys/000000000000/revoke".into(),
+            vec![("reason", "r".into())],
+            ADMIN,
+        ),
     ]
 }
 
-/// What a refused post must leave unchanged: the keys, the flag set's
-/// head, the trials, and the console sessions of `key_id`.
+/// What a refused post must leave unchanged: the whole audit log (every
+/// change the database records: flags, trials, keys, sign-ins and -outs,
+/// erasures, surveys), the keys, and the live console sessions of
+/// `key_id`.
 async fn written(h: &Harness, key_id: &str) -> String {
     let store = &h.server.state.store;
+    let audit = store
+        .audit_entries(&commonlab_store::AuditQuery {
+            sources: &commonlab_store::AuditSource::ALL,
+            limit: 100_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let keys = store.list_api_keys(true).await.unwrap();
-    let head = store
-        .flag_set_head("default")
-        .await
-        .unwrap()
-        .map(|r| r.revision);
-    let trials: Vec<_> = store
-        .list_trials(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| (t.key, t.status, t.version))
-        .collect();
     let sessions = store
         .live_console_sessions(key_id, chrono::Utc::now())
         .await
         .unwrap();
-    format!("{keys:?} {head:?} {trials:?} {sessions}")
+    format!("{audit:?} {keys:?} {sessions}")
 }
 
 #[tokio::test]
