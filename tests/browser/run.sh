@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The survey pages in a real browser: headless Chromium driven over
+# The survey pages and the web console in a real browser: headless Chromium driven over
 # WebDriver (the commonlab-browser-test binary, fantoccini) with axe-core,
 # against the real `commonlab serve` on a fresh SQLite database. Installs
 # Chromium, chromedriver (Debian) and axe-core (npm) when missing, and FAILS
@@ -48,6 +48,8 @@ wait_for() {
 }
 
 export COMMONLAB_DATABASE_URL="sqlite://$work/browser.db"
+# Plain HTTP on the loopback: the console's cookies cannot be Secure here.
+export COMMONLAB_CONSOLE_SECURE_COOKIE=false
 port=$(free_port)
 "$bin" serve --listen "127.0.0.1:$port" --study-key-file "$work/study.key" \
   --admin-key-file "$work/admin.key" >"$work/server.out" 2>"$work/server.err" &
@@ -59,7 +61,10 @@ chromedriver --port="$driver_port" >"$work/chromedriver.log" 2>&1 &
 chromedriver_pid=$!
 wait_for "http://127.0.0.1:$driver_port/status" || { cat "$work/chromedriver.log" >&2; exit 1; }
 
-STUDY_KEY_FILE="$work/study.key" BASE_URL="http://127.0.0.1:$port" \
+# Screenshots of the pages (test artefacts, not committed: target/ is ignored).
+shots="$root/target/browser-screenshots"
+mkdir -p "$shots"
+STUDY_KEY_FILE="$work/study.key" ADMIN_KEY_FILE="$work/admin.key" SCREENSHOT_DIR="$shots" BASE_URL="http://127.0.0.1:$port" \
   WEBDRIVER_URL="http://127.0.0.1:$driver_port" AXE_JS="$axe" "$driver_bin"
 
 kill -TERM "$server_pid"

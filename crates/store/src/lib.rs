@@ -19,8 +19,9 @@
 //! and its SQL: `flag_sets`, `api_keys`, `trials` (with assignments and the
 //! lifecycle changes that read other trials), `exposures`, `events` (with
 //! `ingest`), `privacy` (consent, erasure, the study key), `metrics`, `surveys`
-//! (instruments, campaigns, responses) and `survey_results` (invitations
-//! and the rows results are computed from).
+//! (instruments, campaigns, responses), `survey_results` (invitations
+//! and the rows results are computed from), `console_sessions` and
+//! `audit_log` (every audit source as one list).
 //! A method's body is written once for both databases: `with_backend!`
 //! instantiates it for each backend's concrete sqlx types (see
 //! ARCHITECTURE.md for why neither `sqlx::Any` nor functions generic over
@@ -115,6 +116,10 @@
 //!   reasons and revoker, and the `erasures` and `consents` rows of
 //!   `change_counters` (bumped with every erasure and consent decision, for
 //!   replicas to drop what they cached about units): migration 0006.
+//! * `console_sessions` (the web console's sessions: a keyed hash of the
+//!   cookie, the key, created, expires, ended and why): migration 0012.
+//!   The audit log page reads them with the other logs
+//!   (`audit_log::audit_entries`).
 //!
 //! ## SQLite specifics
 //!

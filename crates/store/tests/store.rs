@@ -172,6 +172,9 @@ mod metrics;
 #[path = "store_design_rows/mod.rs"]
 mod design_rows;
 
+#[path = "store_console/mod.rs"]
+mod console;
+
 #[path = "store_cancel/mod.rs"]
 mod cancel;
 

@@ -4,14 +4,18 @@
 //! answers and their errors, leaving and resuming from the same link,
 //! completion, and the refusal of a completed link; axe-core runs in every
 //! page and any serious or critical violation fails the run. Then the
-//! stored responses are checked through the store.
+//! stored responses are checked through the store. Then the web console
+//! ([`console`]): sign-in, every page, keys, sign-out.
 //!
 //! Run by `tests/browser/run.sh` (which installs Chromium, chromedriver and
 //! axe-core and starts the server), not by `cargo test`: it needs all
 //! three. Settings come from the environment:
 //! `COMMONLAB_DATABASE_URL` (the server's database), `STUDY_KEY_FILE` (the
 //! server's study key, to sign links), `BASE_URL` (the server),
-//! `WEBDRIVER_URL` (chromedriver), `AXE_JS` (axe.min.js).
+//! `WEBDRIVER_URL` (chromedriver), `AXE_JS` (axe.min.js), `ADMIN_KEY_FILE`
+//! (the admin key `serve` wrote), `SCREENSHOT_DIR` (where screenshots go).
+
+mod console;
 
 use anyhow::{bail, ensure, Context, Result};
 use chrono::Utc;
@@ -75,6 +79,10 @@ async fn main() -> Result<()> {
     let key = StudyKey::from_key_file(&std::fs::read_to_string(env("STUDY_KEY_FILE")?)?)
         .map_err(|e| anyhow::anyhow!("study key: {e}"))?;
     let base = env("BASE_URL")?;
+    let admin_key = std::fs::read_to_string(env("ADMIN_KEY_FILE")?)?
+        .trim()
+        .to_string();
+    let shots = std::path::PathBuf::from(env("SCREENSHOT_DIR")?);
     let axe = std::fs::read_to_string(env("AXE_JS")?).context("reading axe.min.js")?;
     let store = Store::connect(&db).await?;
     let campaign = seed(&store).await?;
@@ -96,6 +104,7 @@ async fn main() -> Result<()> {
         .context("starting a Chromium session through chromedriver")?;
     let token_key = key.derive(TOKEN_KEY_LABEL);
     let mut checked = 0;
+    let mut console_pages = 0;
     let result = async {
         // The check can fail: a page with an image without a text
         // alternative and an unlabelled field is reported.
@@ -129,14 +138,15 @@ async fn main() -> Result<()> {
             ensure!(r.orders.contains_key("1") && r.orders.contains_key("2"));
             println!("{}: completed with {} answers", words.lang, r.answers.len());
         }
+        console_pages = console::run(&browser, &axe, &base, &admin_key, &shots).await?;
         Ok::<_, anyhow::Error>(())
     }
     .await;
     let _ = browser.close().await;
     store.close().await;
     result?;
-    println!("browser: 2 languages answered, {checked} pages checked by axe-core, 0 serious or critical violations");
-    println!("2 passed, 0 failed");
+    println!("browser: 2 languages answered, {checked} survey pages and {console_pages} console pages checked by axe-core, 0 serious or critical violations");
+    println!("3 passed, 0 failed");
     Ok(())
 }
 
@@ -340,6 +350,7 @@ async fn respond(c: &Client, axe: &str, link: &str, w: &Words) -> Result<usize> 
     axe_check(c, axe, "page 1 with errors").await?;
     checked += 1;
     if let Ok(dir) = std::env::var("SCREENSHOT_DIR") {
+        std::fs::create_dir_all(&dir)?;
         std::fs::write(
             format!("{dir}/page1-errors-{}.png", w.lang),
             c.screenshot().await?,

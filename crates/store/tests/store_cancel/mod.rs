@@ -16,6 +16,7 @@ use std::task::{Context, Poll};
 
 use super::*;
 
+mod console;
 mod forced;
 use commonlab_store::{
     EventFilter, ExposureSource, MetricCell, MetricSnapshot, NewAssignment, NewEvent, NewExposure,
