@@ -116,7 +116,8 @@ impl Store {
         Ok(ended.map_err(db_err)? > 0)
     }
 
-    /// How many sessions of `key_id` are live at `now`.
+    /// How many sessions of `key_id` are live at `now` (none once the key
+    /// is revoked).
     pub async fn live_console_sessions(
         &self,
         key_id: &str,
@@ -153,5 +154,6 @@ const SIGN_OUT: &str = "UPDATE console_sessions SET ended_at = $2, end_reason = 
      WHERE id = $1 AND ended_at IS NULL";
 
 /// $1 key id, $2 now.
-const COUNT_LIVE: &str = "SELECT COUNT(*) FROM console_sessions \
-     WHERE key_id = $1 AND ended_at IS NULL AND expires_at > $2";
+const COUNT_LIVE: &str = "SELECT COUNT(*) FROM console_sessions s \
+     JOIN api_keys k ON k.id = s.key_id \
+     WHERE s.key_id = $1 AND s.ended_at IS NULL AND s.expires_at > $2 AND k.revoked_at IS NULL";

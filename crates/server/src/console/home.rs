@@ -1,4 +1,4 @@
-//! `GET /console/`: what there is, for the signed-in role: flags (served
+//! `GET /console/` (and `/console`, sent there): what there is, for the signed-in role: flags (served
 //! revision, enabled and disabled), trials by state, and, for researchers
 //! and admins, survey instruments and campaigns. Counts come from the
 //! replica's flag cache and two small listings (trials, surveys), never
@@ -20,7 +20,10 @@ where
     S: Clone + Send + Sync + 'static,
     ConsoleContext: FromRef<S>,
 {
-    vec![Route::get("/console/", home)]
+    vec![
+        Route::get("/console/", home),
+        Route::get("/console", to_home),
+    ]
 }
 
 static HOME: Template = Template::new(
@@ -110,6 +113,12 @@ async fn home(
         surveys,
     };
     s.page(&HOME, Nav::Home, "Overview", &view)
+}
+
+/// `/console` without its slash: to the overview (or, signed out, to sign
+/// in and back).
+async fn to_home(_: ConsoleDeveloper) -> Response {
+    layout::see_other("/console/")
 }
 
 fn status_label(s: TrialStatus) -> &'static str {

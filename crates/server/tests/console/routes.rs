@@ -40,6 +40,7 @@ pub fn console_requests(h: &Harness) -> Vec<ConsoleRequest> {
             Access::Public,
         ),
         (Method::GET, "/console/", "/console/".into(), vec![], DEV),
+        (Method::GET, "/console", "/console".into(), vec![], DEV),
         (
             Method::POST,
             "/console/sign-out",

@@ -42,6 +42,7 @@ async fn console_session_writes_are_all_or_nothing_when_dropped() {
             },
         )
         .await;
+        assert!(n > 0, "open_console_session was never dropped mid-way");
         let opened = id(n + 1);
         let opened = opened.as_str();
         at_every_point(

@@ -22,7 +22,7 @@ fn session<'a>(id: &'a str, key_id: &'a str, secs: i64, max: usize) -> NewConsol
 #[tokio::test]
 async fn sessions_live_until_expiry_sign_out_or_revocation() {
     both_backends(|db| async move {
-        let s = &db.store;
+        let s = db.store();
         s.insert_api_key(&key("aaaaaaaaaaaa", "alice", "researcher", 0))
             .await
             .unwrap();
@@ -70,7 +70,7 @@ async fn sessions_live_until_expiry_sign_out_or_revocation() {
 #[tokio::test]
 async fn a_key_keeps_its_newest_sessions() {
     both_backends(|db| async move {
-        let s = &db.store;
+        let s = db.store();
         s.insert_api_key(&key("cccccccccccc", "carol", "admin", 0))
             .await
             .unwrap();
@@ -94,7 +94,7 @@ async fn a_key_keeps_its_newest_sessions() {
 #[tokio::test]
 async fn the_audit_log_lists_every_source_newest_first() {
     both_backends(|db| async move {
-        let s = &db.store;
+        let s = db.store();
         // A flag revision, a trial, a key created and revoked, a sign-in
         // and sign-out, an instrument, at known times.
         s.append_flag_set_revision("default", 0, &change("{\"flags\":{}}", "import", None, 1))
