@@ -61,7 +61,10 @@ async fn check_page(c: &Client, axe: &str, what: &str, shots: &Path) -> Result<(
             vec![],
         )
         .await?;
-    ensure!(fits == json!(true), "{what} scrolls sideways at phone width");
+    ensure!(
+        fits == json!(true),
+        "{what} scrolls sideways at phone width"
+    );
     let name: String = what
         .chars()
         .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' })
@@ -81,7 +84,13 @@ async fn type_into(c: &Client, id: &str, text: &str) -> Result<()> {
 }
 
 /// The whole console run; the number of pages axe checked.
-pub async fn run(c: &Client, axe: &str, base: &str, admin_key: &str, shots: &Path) -> Result<usize> {
+pub async fn run(
+    c: &Client,
+    axe: &str,
+    base: &str,
+    admin_key: &str,
+    shots: &Path,
+) -> Result<usize> {
     let mut checked = 0;
     std::fs::create_dir_all(shots)?;
 
@@ -97,10 +106,17 @@ pub async fn run(c: &Client, axe: &str, base: &str, admin_key: &str, shots: &Pat
     focus_is_visible(c).await?;
 
     // A wrong key: the error on the page, no session.
-    type_into(c, "key", "cl_0123456789ab_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").await?;
+    type_into(
+        c,
+        "key",
+        "cl_0123456789ab_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    )
+    .await?;
     click_and_wait(c, "form button[type=submit]").await?;
     ensure!(
-        body_text(c).await?.contains("This key is not valid or has been revoked."),
+        body_text(c)
+            .await?
+            .contains("This key is not valid or has been revoked."),
         "no error for a wrong key"
     );
     check_page(c, axe, "sign-in with an error", shots).await?;
@@ -109,12 +125,18 @@ pub async fn run(c: &Client, axe: &str, base: &str, admin_key: &str, shots: &Pat
     // The admin key: back to the page asked for.
     type_into(c, "key", admin_key).await?;
     click_and_wait(c, "form button[type=submit]").await?;
-    ensure!(path(c).await? == "/console/audit", "not back at the audit log");
+    ensure!(
+        path(c).await? == "/console/audit",
+        "not back at the audit log"
+    );
 
     for (page, heading) in PAGES {
         c.goto(&format!("{base}{page}")).await?;
         let h1 = c.find(Locator::Css("h1")).await?.text().await?;
-        ensure!(h1.contains(heading), "{page}: heading '{h1}', expected '{heading}'");
+        ensure!(
+            h1.contains(heading),
+            "{page}: heading '{h1}', expected '{heading}'"
+        );
         check_page(c, axe, page, shots).await?;
         checked += 1;
     }

@@ -254,7 +254,10 @@ mod tests {
     fn times_and_cursors_parse() {
         let t = parse_time("2026-01-02T03:04").unwrap();
         assert_eq!(t.to_rfc3339(), "2026-01-02T03:04:00+00:00");
-        assert_eq!(parse_time("2026-01-02").unwrap().to_rfc3339(), "2026-01-02T00:00:00+00:00");
+        assert_eq!(
+            parse_time("2026-01-02").unwrap().to_rfc3339(),
+            "2026-01-02T00:00:00+00:00"
+        );
         assert!(parse_time("yesterday").is_none());
         let c = AuditCursor {
             at: t,

@@ -255,7 +255,11 @@ struct RevokeView {
 
 /// The key `id`, or the page to answer with (404 for no such key, or one
 /// already revoked).
-async fn active_key(s: &ConsoleAdmin, ctx: &ConsoleContext, id: &str) -> Result<ApiKeyRecord, Response> {
+async fn active_key(
+    s: &ConsoleAdmin,
+    ctx: &ConsoleContext,
+    id: &str,
+) -> Result<ApiKeyRecord, Response> {
     match ctx.store.find_api_key(id).await {
         Ok(Some(k)) if k.is_active() => Ok(k),
         Ok(_) => Err(layout::error_page(
@@ -312,7 +316,9 @@ async fn revoke(
             "Revoke a key",
             &RevokeView {
                 key: row(key),
-                error: Some(format!("Say why the key is revoked (1 to {MAX_REASON} characters).")),
+                error: Some(format!(
+                    "Say why the key is revoked (1 to {MAX_REASON} characters)."
+                )),
                 reason: form.reason,
             },
             StatusCode::UNPROCESSABLE_ENTITY,

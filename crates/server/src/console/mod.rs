@@ -101,9 +101,9 @@ where
         keys::routes(),
         audit::routes(),
     ]
-        .into_iter()
-        .flatten()
-        .collect()
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// The substate of the console's pages.

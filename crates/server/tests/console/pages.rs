@@ -6,7 +6,9 @@ use super::*;
 
 /// The secret shown on the "key created" page.
 fn secret_of(html: &str) -> String {
-    let at = html.find("class=\"secret\"").expect("the secret on the page");
+    let at = html
+        .find("class=\"secret\"")
+        .expect("the secret on the page");
     let rest = &html[at..];
     let start = rest.find('>').unwrap() + 1;
     let end = rest.find("</p>").unwrap();
@@ -21,21 +23,53 @@ async fn admins_create_keys_shown_once_and_revoke_them() {
         b.sign_in(&h.admin).await;
         let csrf = b.csrf().await;
         // Mistakes come back with the form as typed, nothing created.
-        let before = h.server.state.store.list_api_keys(true).await.unwrap().len();
+        let before = h
+            .server
+            .state
+            .store
+            .list_api_keys(true)
+            .await
+            .unwrap()
+            .len();
         let (status, html) = page(
-            b.post("/console/keys", &[("_csrf", &csrf), ("name", "frontend"), ("role", "root"), ("reason", "")])
-                .send()
-                .await
-                .unwrap(),
+            b.post(
+                "/console/keys",
+                &[
+                    ("_csrf", &csrf),
+                    ("name", "frontend"),
+                    ("role", "root"),
+                    ("reason", ""),
+                ],
+            )
+            .send()
+            .await
+            .unwrap(),
         )
         .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(html.contains("Choose a role.") && html.contains("Say why the key is needed"));
         assert!(html.contains("value=\"frontend\""));
-        assert_eq!(h.server.state.store.list_api_keys(true).await.unwrap().len(), before);
+        assert_eq!(
+            h.server
+                .state
+                .store
+                .list_api_keys(true)
+                .await
+                .unwrap()
+                .len(),
+            before
+        );
 
         let resp = b
-            .post("/console/keys", &[("_csrf", &csrf), ("name", "frontend"), ("role", "developer"), ("reason", "the web app")])
+            .post(
+                "/console/keys",
+                &[
+                    ("_csrf", &csrf),
+                    ("name", "frontend"),
+                    ("role", "developer"),
+                    ("reason", "the web app"),
+                ],
+            )
             .send()
             .await
             .unwrap();
@@ -48,13 +82,24 @@ async fn admins_create_keys_shown_once_and_revoke_them() {
         other.sign_in(&secret).await;
         let (_, list) = page(b.get("/console/keys").send().await.unwrap()).await;
         assert!(list.contains("frontend") && list.contains("the web app"));
-        assert!(!list.contains(&secret[16..]), "the secret is shown once only");
+        assert!(
+            !list.contains(&secret[16..]),
+            "the secret is shown once only"
+        );
         // A second key of the same name is refused, naming the field.
         let (status, html) = page(
-            b.post("/console/keys", &[("_csrf", &csrf), ("name", "frontend"), ("role", "sdk"), ("reason", "x")])
-                .send()
-                .await
-                .unwrap(),
+            b.post(
+                "/console/keys",
+                &[
+                    ("_csrf", &csrf),
+                    ("name", "frontend"),
+                    ("role", "sdk"),
+                    ("reason", "x"),
+                ],
+            )
+            .send()
+            .await
+            .unwrap(),
         )
         .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -62,22 +107,56 @@ async fn admins_create_keys_shown_once_and_revoke_them() {
 
         // Revoking asks first, needs a reason, and ends the key's sessions.
         let id = commonlab_core::auth::key_id(&secret).unwrap().to_string();
-        let (status, confirm) = page(b.get(&format!("/console/keys/{id}/revoke")).send().await.unwrap()).await;
+        let (status, confirm) = page(
+            b.get(&format!("/console/keys/{id}/revoke"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         assert!(confirm.contains("Revoke the key frontend?"));
         let path = format!("/console/keys/{id}/revoke");
-        let resp = b.post(&path, &[("_csrf", &csrf), ("reason", " ")]).send().await.unwrap();
+        let resp = b
+            .post(&path, &[("_csrf", &csrf), ("reason", " ")])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(other.get("/console/").send().await.unwrap().status(), StatusCode::OK);
-        let resp = b.post(&path, &[("_csrf", &csrf), ("reason", "leaked")]).send().await.unwrap();
+        assert_eq!(
+            other.get("/console/").send().await.unwrap().status(),
+            StatusCode::OK
+        );
+        let resp = b
+            .post(&path, &[("_csrf", &csrf), ("reason", "leaked")])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-        assert_eq!(resp.headers()[header::LOCATION], "/console/keys?revoked=frontend");
-        assert_eq!(other.get("/console/").send().await.unwrap().status(), StatusCode::SEE_OTHER);
-        let rec = h.server.state.store.find_api_key(&id).await.unwrap().unwrap();
+        assert_eq!(
+            resp.headers()[header::LOCATION],
+            "/console/keys?revoked=frontend"
+        );
+        assert_eq!(
+            other.get("/console/").send().await.unwrap().status(),
+            StatusCode::SEE_OTHER
+        );
+        let rec = h
+            .server
+            .state
+            .store
+            .find_api_key(&id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(rec.revoked_reason.as_deref(), Some("leaked"));
         assert!(rec.revoked_by.unwrap().starts_with("key:test-admin"));
         // Again: nothing to revoke.
-        let resp = b.post(&path, &[("_csrf", &csrf), ("reason", "again")]).send().await.unwrap();
+        let resp = b
+            .post(&path, &[("_csrf", &csrf), ("reason", "again")])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
         h.stop().await;
     })
@@ -92,12 +171,21 @@ async fn the_audit_log_filters_pages_and_shows_by_role() {
         // Flag changes: import, then three state changes.
         for (i, state) in ["DISABLED", "ENABLED", "DISABLED"].iter().enumerate() {
             let resp = h
-                .req(Method::PUT, "/api/v1/flags/new-editor/state", Some(&h.admin))
+                .req(
+                    Method::PUT,
+                    "/api/v1/flags/new-editor/state",
+                    Some(&h.admin),
+                )
                 .json(&json!({"state": state, "reason": format!("step {i}")}))
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap());
+            assert_eq!(
+                resp.status(),
+                StatusCode::OK,
+                "{}",
+                resp.text().await.unwrap()
+            );
         }
         let dev_key = h.key(Role::Developer).await;
         let mut admin = Browser::new(&h);
@@ -108,7 +196,10 @@ async fn the_audit_log_filters_pages_and_shows_by_role() {
         // The admin sees key creations and sign-ins; the developer does not.
         let (status, all) = page(admin.get("/console/audit").send().await.unwrap()).await;
         assert_eq!(status, StatusCode::OK);
-        assert!(all.contains("key.create") && all.contains("console.sign-in"), "{all}");
+        assert!(
+            all.contains("key.create") && all.contains("console.sign-in"),
+            "{all}"
+        );
         let (_, mine) = page(dev.get("/console/audit").send().await.unwrap()).await;
         assert!(mine.contains("flag.import"), "{mine}");
         assert!(!mine.contains("key.create") && !mine.contains("console.sign-in"));
@@ -121,22 +212,48 @@ async fn the_audit_log_filters_pages_and_shows_by_role() {
         assert!(s2 < s1);
         assert!(!p1.contains("step 0"));
         let older = {
-            let end = p1.find("\">Older entries</a>").expect("an older-entries link");
+            let end = p1
+                .find("\">Older entries</a>")
+                .expect("an older-entries link");
             let start = p1[..end].rfind("href=\"").unwrap() + 6;
             p1[start..end].replace("&amp;", "&").replace("&#x2f;", "/")
         };
         let (_, p2) = page(dev.get(&older).send().await.unwrap()).await;
         assert!(p2.contains("step 0") && !p2.contains("step 1"), "{p2}");
-        let (_, none) = page(dev.get("/console/audit?action=trial.start").send().await.unwrap()).await;
+        let (_, none) = page(
+            dev.get("/console/audit?action=trial.start")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert!(none.contains("No entries match"));
         // A time range that ends before everything.
-        let (_, early) = page(dev.get("/console/audit?until=2000-01-01").send().await.unwrap()).await;
+        let (_, early) = page(
+            dev.get("/console/audit?until=2000-01-01")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert!(early.contains("No entries match"));
-        let (status, bad) = page(dev.get("/console/audit?from=yesterday").send().await.unwrap()).await;
+        let (status, bad) = page(
+            dev.get("/console/audit?from=yesterday")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(bad.contains("is not a time"));
         // Page sizes are bounded.
-        let (_, big) = page(dev.get("/console/audit?per_page=100000").send().await.unwrap()).await;
+        let (_, big) = page(
+            dev.get("/console/audit?per_page=100000")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert!(big.contains("value=\"200\""), "per_page is capped");
         h.stop().await;
     })

@@ -55,7 +55,13 @@ pub fn console_requests(h: &Harness) -> Vec<ConsoleRequest> {
             vec![],
             DEV,
         ),
-        (Method::GET, "/console/keys", "/console/keys".into(), vec![], ADMIN),
+        (
+            Method::GET,
+            "/console/keys",
+            "/console/keys".into(),
+            vec![],
+            ADMIN,
+        ),
         (
             Method::POST,
             "/console/keys",

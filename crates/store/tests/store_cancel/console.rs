@@ -52,7 +52,11 @@ async fn console_session_writes_are_all_or_nothing_when_dropped() {
             |_, _| Box::pin(async {}),
         )
         .await;
-        assert!(store.console_session(opened, at(5_001)).await.unwrap().is_none());
+        assert!(store
+            .console_session(opened, at(5_001))
+            .await
+            .unwrap()
+            .is_none());
     })
     .await;
 }

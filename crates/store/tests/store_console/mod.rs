@@ -56,8 +56,16 @@ async fn sessions_live_until_expiry_sign_out_or_revocation() {
         let refused = s
             .open_console_session(&session(&sid(3), "bbbbbbbbbbbb", 30, 5))
             .await;
-        assert!(matches!(refused, Err(StoreError::NotFound(_))), "{refused:?}");
-        assert_eq!(s.live_console_sessions("bbbbbbbbbbbb", at(31)).await.unwrap(), 0);
+        assert!(
+            matches!(refused, Err(StoreError::NotFound(_))),
+            "{refused:?}"
+        );
+        assert_eq!(
+            s.live_console_sessions("bbbbbbbbbbbb", at(31))
+                .await
+                .unwrap(),
+            0
+        );
         // Malformed ids are refused by the database.
         let bad = s
             .open_console_session(&session("xyz", "aaaaaaaaaaaa", 30, 5))
@@ -79,7 +87,12 @@ async fn a_key_keeps_its_newest_sessions() {
                 .await
                 .unwrap();
         }
-        assert_eq!(s.live_console_sessions("cccccccccccc", at(6)).await.unwrap(), 3);
+        assert_eq!(
+            s.live_console_sessions("cccccccccccc", at(6))
+                .await
+                .unwrap(),
+            3
+        );
         for (n, live) in [(1, false), (2, false), (3, true), (4, true), (5, true)] {
             assert_eq!(
                 s.console_session(&sid(n), at(6)).await.unwrap().is_some(),
@@ -100,7 +113,9 @@ async fn the_audit_log_lists_every_source_newest_first() {
         s.append_flag_set_revision("default", 0, &change("{\"flags\":{}}", "import", None, 1))
             .await
             .unwrap();
-        s.create_trial(&new_trial("t1", &hash_of(1), 2)).await.unwrap();
+        s.create_trial(&new_trial("t1", &hash_of(1), 2))
+            .await
+            .unwrap();
         s.insert_api_key(&key("dddddddddddd", "dave", "admin", 3))
             .await
             .unwrap();
