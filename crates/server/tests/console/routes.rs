@@ -185,17 +185,19 @@ async fn every_console_route_for_every_role() {
                         let html = resp.text().await.unwrap();
                         assert!(html.contains("Not allowed"), "{what}: {html}");
                     }
-                    (Access::Console(_), Some(_)) => assert!(
-                        !matches!(
-                            status,
-                            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-                        ) && !(status == StatusCode::SEE_OTHER
+                    (Access::Console(_), Some(_)) => {
+                        let refused =
+                            matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+                        let sent_to_sign_in = status == StatusCode::SEE_OTHER
                             && resp.headers()[header::LOCATION]
                                 .to_str()
                                 .unwrap()
-                                .starts_with("/console/sign-in?next")),
-                        "{what} was refused with {status}"
-                    ),
+                                .starts_with("/console/sign-in?next");
+                        assert!(
+                            !refused && !sent_to_sign_in,
+                            "{what} was refused with {status}"
+                        );
+                    }
                     (Access::Role(_), _) => panic!("{what}: a console route guarded by an API key"),
                 }
                 checked += 1;
