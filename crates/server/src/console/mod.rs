@@ -46,6 +46,10 @@
 //!    async fn list(ConsoleDeveloper(s): ConsoleDeveloper, State(ctx): State<ConsoleContext>)
 //!        -> Response { s.page(&FLAGS, Nav::Flags, "Flags", &view) }
 //!    ```
+//!    [`ConsoleContext`] has the store, config, clock, key cache and flag
+//!    cache; take other substates (`State<TrialsContext>`, …) beside it.
+//!    A unit test calling `FLAGS.check()` catches a template that does not
+//!    compile.
 //!    (`s.page_status(...)` for another status, [`layout::error_page`]
 //!    for a refusal, [`layout::see_other`] after a successful post.)
 //!    The template may `{% import "console/macros.html" as m %}`:
@@ -54,7 +58,8 @@
 //! 4. **A form** posts with `method="post"` and `{{ m.csrf(layout) }}`;
 //!    its handler takes [`ConsoleForm<T>`] as its **last** argument
 //!    (`T: Deserialize`, fields by name; `_csrf` is checked and need not be
-//!    declared). A post without the session's token, with a wrong one, or
+//!    declared, so do not use `deny_unknown_fields`; a body that does not
+//!    deserialize is a 422 page). A post without the session's token, with a wrong one, or
 //!    sent cross-site is refused with a 403 page before the handler runs.
 //!    After a successful change answer `layout::see_other(url)` (303).
 //! 5. **Routes** go in the page module's `routes()` (like
