@@ -16,6 +16,7 @@ mod harness;
 mod http;
 mod observe;
 mod ofrep;
+mod openapi;
 mod privacy;
 mod surveys;
 mod trials;
