@@ -55,7 +55,8 @@ status=0
     --phases examples,coverage,fuzzing \
     --max-examples "$examples" \
     --max-time "$seconds" \
-    --workers 2 \
+    --workers 1 \
+    --generation-with-security-parameters false \
     --request-timeout 10 \
     --generation-database none \
     --seed "${COMMONLAB_API_FUZZ_SEED:-16}" \

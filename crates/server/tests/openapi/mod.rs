@@ -7,6 +7,8 @@ use commonlab_server::openapi::{self, shapes};
 use commonlab_server::route::Access;
 use std::collections::BTreeSet;
 
+mod found;
+
 /// The committed copy, relative to this crate.
 const COPY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
 
