@@ -241,8 +241,14 @@ mod tests {
         assert_eq!(pointer_of(r#"[]"#), "");
         assert_eq!(pointer_of(r#"{"flag": {"on": [1, "x"]}}"#), "/flag/on/1");
         // Names holding the characters of the dotted path, or RFC 6901's.
-        assert_eq!(pointer_of(r#"{"flag": {"a.b[0]": [-1]}}"#), "/flag/a.b[0]/0");
-        assert_eq!(pointer_of(r#"{"flag": {"a/b~c": ["x"]}}"#), "/flag/a~1b~0c/0");
+        assert_eq!(
+            pointer_of(r#"{"flag": {"a.b[0]": [-1]}}"#),
+            "/flag/a.b[0]/0"
+        );
+        assert_eq!(
+            pointer_of(r#"{"flag": {"a/b~c": ["x"]}}"#),
+            "/flag/a~1b~0c/0"
+        );
         // An unknown member whose name has `[` without `]` (a 500 once).
         assert_eq!(pointer_of(r#"{"a[": 1}"#), "/a[");
         assert_eq!(pointer_of(r#"{"\u00e9[": 1}"#), "/\u{e9}[");

@@ -20,8 +20,8 @@
 //! batch that cannot be queued within a second gets 503 with `Retry-After`
 //! instead of queueing without bound. When every event of a batch is
 //! invalid the answer is 422, a problem+json carrying the same members.
-//! The shapes are documented in `docs/openapi.json` (served at
-//! `GET /openapi.json`, see [`crate::openapi`]).
+//! The shapes are in the OpenAPI document (served at
+//! `GET /api/v1/openapi.json`, see [`crate::openapi`]).
 
 use super::counters::IngestCounters;
 use super::group_commit::{GroupCommitter, SubmitError};

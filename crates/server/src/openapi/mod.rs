@@ -26,8 +26,8 @@ pub mod shapes;
 
 use crate::route::{Access, Public, Route};
 use axum::http::{header, HeaderValue};
-use commonlab_core::auth::Role;
 use axum::response::{IntoResponse, Response};
+use commonlab_core::auth::Role;
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 use utoipa::OpenApi;

@@ -77,7 +77,10 @@ pub fn merge(doc: &mut Value) {
             .or_insert_with(|| Value::Object(Default::default()))
             .as_object_mut()
             .expect("a components entry is an object");
-        for (name, value) in entries.as_object().expect("a shapes.json kind is an object") {
+        for (name, value) in entries
+            .as_object()
+            .expect("a shapes.json kind is an object")
+        {
             target.insert(name.clone(), value.clone());
         }
     }

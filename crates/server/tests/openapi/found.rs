@@ -17,7 +17,11 @@ async fn odd_member_names_are_422_naming_the_member() {
             ("/api/v1/trials", r#"{"a[": 1}"#, "/a["),
             ("/api/v1/keys", r#"{"\u00e9[": 1}"#, "/\u{e9}["),
             // Found by schemathesis: a member name of surrogate pairs ending in `[`.
-            ("/api/v1/trials", r#"{"\u009e\u0085%\udb00\udecc\udb60\ude52[": [[]]}"#, "/\u{9e}\u{85}%\u{d02cc}\u{e8252}["),
+            (
+                "/api/v1/trials",
+                r#"{"\u009e\u0085%\udb00\udecc\udb60\ude52[": [[]]}"#,
+                "/\u{9e}\u{85}%\u{d02cc}\u{e8252}[",
+            ),
             // `.`, `/` and `~` in a name: one segment, `/` and `~` escaped.
             ("/api/v1/keys", r#"{"a.b/c~": 1}"#, "/a.b~1c~0"),
             ("/api/v1/keys", r#"{"x]": 1}"#, "/x]"),
@@ -30,13 +34,21 @@ async fn odd_member_names_are_422_naming_the_member() {
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{path} {body}");
+            assert_eq!(
+                resp.status(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{path} {body}"
+            );
             let v: Value = resp.json().await.unwrap();
             assert_eq!(v["errors"][0]["pointer"], pointer, "{path} {body}: {v}");
         }
         // Nested: the index and the member both in the pointer.
         let resp = h
-            .req(Method::POST, "/api/v1/surveys/campaigns/c/links", Some(&admin))
+            .req(
+                Method::POST,
+                "/api/v1/surveys/campaigns/c/links",
+                Some(&admin),
+            )
             .json(&json!({"units": [{"id": "u", "x[": 1}], "reason": "r"}))
             .send()
             .await

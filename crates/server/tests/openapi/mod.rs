@@ -64,12 +64,22 @@ fn document_and_route_table_agree() {
         match r.access() {
             Access::Public => {
                 assert!(op.get("security").is_none(), "{} {}", r.method(), r.path());
-                assert!(op["responses"].get("401").is_none(), "{} {}", r.method(), r.path());
+                assert!(
+                    op["responses"].get("401").is_none(),
+                    "{} {}",
+                    r.method(),
+                    r.path()
+                );
             }
             Access::Role(role) => {
                 let want = json!([{ "bearer": [role.as_str()] }, { "apiKey": [role.as_str()] }]);
                 assert_eq!(op["security"], want, "{} {}", r.method(), r.path());
-                assert!(op["responses"]["401"].is_object(), "{} {}", r.method(), r.path());
+                assert!(
+                    op["responses"]["401"].is_object(),
+                    "{} {}",
+                    r.method(),
+                    r.path()
+                );
                 assert_eq!(
                     op["responses"]["403"].is_object(),
                     role != Role::Sdk,
