@@ -7,9 +7,10 @@
 # 127.0.0.1. Fails on any 5xx (check `not_a_server_error`) or when the
 # server dies. Bounded: COMMONLAB_API_FUZZ_EXAMPLES examples per operation
 # (default 40) and COMMONLAB_API_FUZZ_SECONDS for the whole run (default
-# 180; schemathesis keeps fuzzing until it is spent). The flags of
-# tests/sdk/flags.json are stored first and schemathesis.toml names them in
-# path parameters, so requests reach past the 404s. Writes nothing into
+# 180; schemathesis keeps fuzzing until it is spent). A flag set, a
+# running trial, a survey and a campaign are stored first and
+# schemathesis.toml names them in path parameters, so requests reach past
+# the 404s. Writes nothing into
 # the source tree. Run by .ci/run.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,7 +35,13 @@ cleanup() {
 trap cleanup EXIT
 
 export COMMONLAB_DATABASE_URL="sqlite://$work/fuzz.db"
-"$bin" flags import "$root/tests/sdk/flags.json" --reason "api fuzz test" >/dev/null
+reason="api fuzz test"
+"$bin" flags import "$root/experiments/flags.json" --reason "$reason" >/dev/null
+"$bin" experiments create "$root/experiments/thanks-button.toml" --reason "$reason" >/dev/null
+"$bin" experiments start thanks-button --reason "$reason" >/dev/null 2>&1
+"$bin" surveys publish "$root/surveys/sus.toml" --reason "$reason" >/dev/null
+"$bin" surveys campaign create fuzz-wave --instrument sus --version 1 --wave w1 \
+  --opens 2026-01-01T00:00:00Z --closes 2099-12-31T00:00:00Z --reason "$reason" >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$bin" serve --listen "127.0.0.1:$port" --study-key-file "$work/study.key" \
   --admin-key-file "$work/admin.key" >"$work/server.out" 2>"$work/server.err" &
