@@ -14,7 +14,7 @@
 //!    them.
 //! 3. The route table ([`crate::route_table`]) adds each operation's
 //!    security (the role of its guard, as bearer or `X-API-Key`) and its
-//!    401 and 403 answers: who may call a route is written once, in its
+//!    401, 403 and 503 answers: who may call a route is written once, in its
 //!    handler's signature.
 //!
 //! `docs/openapi.json` is a committed copy for readers; the test
@@ -168,7 +168,8 @@ pub fn build() -> Value {
 }
 
 /// Adds to each operation of `table` its security and, for a route that
-/// needs a key, its 401 and 403 answers.
+/// needs a key, its 401, 403 and 503 answers (the keys and what they guard
+/// are in the database).
 fn secure(doc: &mut Value, table: &[Route<crate::AppState>]) {
     for route in table {
         let method = route.method().as_str().to_ascii_lowercase();
@@ -194,7 +195,12 @@ fn secure(doc: &mut Value, table: &[Route<crate::AppState>]) {
             .or_insert_with(|| Value::Object(Map::new()))
             .as_object_mut()
             .expect("responses is an object");
-        for (status, name) in [("401", "Unauthorized"), ("403", "Forbidden")] {
+        let answers = [
+            ("401", "Unauthorized"),
+            ("403", "Forbidden"),
+            ("503", "Unavailable"),
+        ];
+        for (status, name) in answers {
             if status == "403" && role == Role::Sdk.as_str() {
                 continue; // no key is below sdk
             }

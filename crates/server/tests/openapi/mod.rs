@@ -55,7 +55,8 @@ fn document_and_route_table_agree() {
     assert!(table.iter().any(|r| !answers_json(r.path())));
 
     // Each operation's security is its route's guard: none for a public
-    // route; the role, as bearer or X-API-Key, with 401 (and 403 above sdk).
+    // route; the role, as bearer or X-API-Key, with 401, 503 (and 403 above
+    // sdk).
     for r in &table {
         if !answers_json(r.path()) {
             continue;
@@ -74,12 +75,14 @@ fn document_and_route_table_agree() {
             Access::Role(role) => {
                 let want = json!([{ "bearer": [role.as_str()] }, { "apiKey": [role.as_str()] }]);
                 assert_eq!(op["security"], want, "{} {}", r.method(), r.path());
-                assert!(
-                    op["responses"]["401"].is_object(),
-                    "{} {}",
-                    r.method(),
-                    r.path()
-                );
+                for status in ["401", "503"] {
+                    assert!(
+                        op["responses"][status].is_object(),
+                        "{} {}: {status}",
+                        r.method(),
+                        r.path()
+                    );
+                }
                 assert_eq!(
                     op["responses"]["403"].is_object(),
                     role != Role::Sdk,
