@@ -126,7 +126,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),
         Err(e) => {
-            let pointer = to_pointer(&e.path().to_string());
+            let pointer = to_pointer(e.path());
             let inner = e.into_inner();
             if inner.is_syntax() || inner.is_eof() {
                 Err(BodyError::Syntax {
@@ -151,32 +151,23 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
-/// serde_path_to_error writes `a.b[0].c`; problem+json wants `/a/b/0/c`.
-fn to_pointer(path: &str) -> String {
-    if path == "." || path.is_empty() {
-        return String::new();
-    }
+/// The JSON pointer (RFC 6901) of serde_path_to_error's path, made from
+/// its segments: a member name may hold `.`, `[`, `/` or `~` (the dotted
+/// text, `a.b[0].c`, cannot be read back).
+fn to_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
     let mut out = String::new();
-    for seg in path.split('.') {
-        let mut rest = seg;
-        while !rest.is_empty() {
-            if let Some(start) = rest.find('[') {
-                if start > 0 {
-                    out.push('/');
-                    out.push_str(&rest[..start]);
-                }
-                let end = rest[start..]
-                    .find(']')
-                    .map(|e| start + e)
-                    .unwrap_or(rest.len() - 1);
+    for seg in path {
+        match seg {
+            Segment::Seq { index } => {
                 out.push('/');
-                out.push_str(&rest[start + 1..end]);
-                rest = &rest[end + 1..];
-            } else {
-                out.push('/');
-                out.push_str(rest);
-                rest = "";
+                out.push_str(&index.to_string());
             }
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                out.push('/');
+                out.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            Segment::Unknown => {}
         }
     }
     out
@@ -231,11 +222,36 @@ fn parse_query<T: DeserializeOwned>(q: &str) -> Result<T, String> {
 mod tests {
     use super::*;
 
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        flag: std::collections::BTreeMap<String, Vec<u32>>,
+    }
+
+    fn pointer_of(body: &str) -> String {
+        match parse_json::<Outer>(body.as_bytes()) {
+            Err(BodyError::Shape { pointer, .. }) => pointer,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn pointers() {
-        assert_eq!(to_pointer("."), "");
-        assert_eq!(to_pointer("flag.variants.on"), "/flag/variants/on");
-        assert_eq!(to_pointer("cohorts[2].values[0]"), "/cohorts/2/values/0");
+        assert_eq!(pointer_of(r#"[]"#), "");
+        assert_eq!(pointer_of(r#"{"flag": {"on": [1, "x"]}}"#), "/flag/on/1");
+        // Names holding the characters of the dotted path, or RFC 6901's.
+        assert_eq!(
+            pointer_of(r#"{"flag": {"a.b[0]": [-1]}}"#),
+            "/flag/a.b[0]/0"
+        );
+        assert_eq!(
+            pointer_of(r#"{"flag": {"a/b~c": ["x"]}}"#),
+            "/flag/a~1b~0c/0"
+        );
+        // An unknown member whose name has `[` without `]` (a 500 once).
+        assert_eq!(pointer_of(r#"{"a[": 1}"#), "/a[");
+        assert_eq!(pointer_of(r#"{"\u00e9[": 1}"#), "/\u{e9}[");
     }
 
     #[derive(serde::Deserialize, Debug)]

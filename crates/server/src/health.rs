@@ -30,10 +30,31 @@ where
     ]
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "meta",
+    operation_id = "healthz",
+    summary = "Liveness (no authentication)",
+    responses(
+        (status = 200, description = "`{\"status\": \"ok\"}`.", body = serde_json::Value),
+    ),
+)]
 async fn healthz(_: Public) -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "meta",
+    operation_id = "readyz",
+    summary = "Readiness: the database answers (no authentication)",
+    responses(
+        (status = 200, description = "Ready, with the flag-set revision served (and `flagSetProblem` when the stored set could not be loaded).", body = serde_json::Value),
+        (status = 503, description = "The database does not answer.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn readyz(
     _: Public,
     State(store): State<Store>,
@@ -52,6 +73,16 @@ async fn readyz(
 }
 
 /// Every series in Prometheus' text format (no personal data).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    operation_id = "metrics",
+    summary = "Metrics of this process (Prometheus text format; no authentication, no personal data)",
+    responses(
+        (status = 200, description = "Every series.", body = String, content_type = "text/plain; version=0.0.4"),
+    ),
+)]
 async fn metrics(_: Public, State(sources): State<MetricsSources>) -> Response {
     let text = sources.metrics.render(&sources);
     let mut resp = text.into_response();

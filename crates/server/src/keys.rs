@@ -32,10 +32,11 @@ where
 }
 
 /// A key just created: the plaintext is in `key`, shown this once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedKey {
     pub id: String,
     pub name: String,
+    #[schema(value_type = String)]
     pub role: Role,
     pub key: String,
 }
@@ -109,18 +110,44 @@ async fn insert_key(
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys",
+    tag = "keys",
+    operation_id = "listKeys",
+    summary = "Every API key (never the plaintext)",
+    responses(
+        (status = 200, description = "`keys`: id, name, role, who created it, when, and revocation.", body = serde_json::Value),
+    ),
+)]
 async fn list(_: RequireAdmin, State(store): State<Store>) -> Result<Response, Problem> {
     let keys: Vec<ApiKeyRecord> = store.list_api_keys(true).await.map_err(Error::from)?;
     Ok(Json(serde_json::json!({ "keys": keys })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = KeyCreateBody)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     name: String,
     role: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys",
+    tag = "keys",
+    operation_id = "createKey",
+    summary = "Create a key; the plaintext is shown this once",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "The key, with its plaintext in `key` (answered with `Cache-Control: no-store`).", body = CreatedKey),
+        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn create(
     RequireAdmin(caller): RequireAdmin,
     State(store): State<Store>,
@@ -150,6 +177,22 @@ struct RevokeQuery {
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/keys/{id}",
+    tag = "keys",
+    operation_id = "revokeKey",
+    summary = "Revoke a key",
+    params(
+        ("id" = String, Path, description = "The key's id."),
+        ("reason" = Option<String>, Query, description = "Why (recorded)."),
+    ),
+    responses(
+        (status = 200, description = "The revoked key's record.", body = serde_json::Value),
+        (status = 404, description = "No such key.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn revoke(
     RequireAdmin(caller): RequireAdmin,
     State(store): State<Store>,

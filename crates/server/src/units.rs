@@ -74,6 +74,24 @@ fn check_text(field: &str, s: &str) -> Result<(), Problem> {
     Ok(())
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/units/{id}/consent",
+    tag = "telemetry",
+    operation_id = "setConsent",
+    summary = "Record a consent decision of a unit",
+    params(
+        ("id" = String, Path, min_length = 1, description = "The raw unit id the platform knows (the OFREP `targetingKey`); pseudonymised before it reaches the store."),
+    ),
+    request_body = crate::openapi::shapes::ConsentRequest,
+    responses(
+        (status = 200, description = "The stored decision (without `unit` for keys below researcher).", body = crate::openapi::shapes::ConsentRecord),
+        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn set_consent(
     RequireSdk(caller): RequireSdk,
     State(state): State<UnitsContext>,
@@ -106,6 +124,19 @@ async fn set_consent(
     Ok(Json(body).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/units/{id}/consent",
+    tag = "telemetry",
+    operation_id = "consentHistory",
+    summary = "A unit's consent history, all scopes, oldest first",
+    params(
+        ("id" = String, Path, min_length = 1, description = "The raw unit id the platform knows (the OFREP `targetingKey`); pseudonymised before it reaches the store."),
+    ),
+    responses(
+        (status = 200, description = "The history.", body = crate::openapi::shapes::ConsentHistory),
+    ),
+)]
 async fn consent_history(
     _: RequireResearcher,
     State(state): State<UnitsContext>,
@@ -144,6 +175,21 @@ struct ReasonQuery {
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/units/{id}",
+    tag = "telemetry",
+    operation_id = "eraseUnit",
+    summary = "Erase everything stored about a unit",
+    params(
+        ("id" = String, Path, min_length = 1, description = "The raw unit id the platform knows (the OFREP `targetingKey`); pseudonymised before it reaches the store."),
+        ("reason" = String, Query, min_length = 1, description = "Why the unit is erased (recorded in the erasure log); not empty."),
+    ),
+    responses(
+        (status = 200, description = "What was erased.", body = crate::openapi::shapes::ErasureResponse),
+        (status = 422, description = "No reason.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn erase(
     RequireResearcher(caller): RequireResearcher,
     State(state): State<UnitsContext>,

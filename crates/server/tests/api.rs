@@ -17,6 +17,7 @@ mod harness;
 mod http;
 mod observe;
 mod ofrep;
+mod openapi;
 mod privacy;
 mod surveys;
 mod trials;

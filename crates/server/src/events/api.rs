@@ -20,8 +20,8 @@
 //! batch that cannot be queued within a second gets 503 with `Retry-After`
 //! instead of queueing without bound. When every event of a batch is
 //! invalid the answer is 422, a problem+json carrying the same members.
-//! The shapes are documented in `docs/openapi.json` (served at
-//! `GET /openapi.json`, see [`crate::openapi`]).
+//! The shapes are in the OpenAPI document (served at
+//! `GET /api/v1/openapi.json`, see [`crate::openapi`]).
 
 use super::counters::IngestCounters;
 use super::group_commit::{GroupCommitter, SubmitError};
@@ -128,6 +128,21 @@ pub fn parse_batch(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Value>, Probl
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "telemetry",
+    operation_id = "ingestEvents",
+    summary = "Store a batch of telemetry events",
+    request_body(content((crate::openapi::shapes::EventBatch = "application/json"), (crate::openapi::shapes::EventBatch = "application/x-ndjson")), description = "A JSON array of events, or NDJSON (one event per line; blank lines skipped)."),
+    responses(
+        (status = 200, description = "The outcome: stored, duplicates, dropped and rejected events.", body = crate::openapi::shapes::IngestOutcome),
+        (status = 400, description = "The body (or an NDJSON line) is not JSON; nothing stored.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body or the batch is over its limit; nothing stored.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not `application/json` or `application/x-ndjson`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not an array, or every event invalid (the outcome is in the problem).", body = crate::openapi::shapes::EventsUnprocessable, content_type = "application/problem+json"),
+    ),
+)]
 async fn ingest(
     _: RequireSdk,
     State(state): State<IngestContext>,

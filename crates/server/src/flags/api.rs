@@ -129,6 +129,16 @@ fn summaries(loaded: &LoadedFlags) -> Vec<FlagSummary> {
         .collect()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/flags",
+    tag = "flags",
+    operation_id = "listFlags",
+    summary = "Every flag with its state, type and variants",
+    responses(
+        (status = 200, description = "`revision` and `flags` (key, state, type, variants, defaultVariant, etag).", body = serde_json::Value),
+    ),
+)]
 async fn list_flags(
     _: RequireDeveloper,
     State(flags): State<FlagsContext>,
@@ -146,6 +156,20 @@ async fn list_flags(
     .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/flags/{key}",
+    tag = "flags",
+    operation_id = "getFlag",
+    summary = "One flag's definition",
+    params(
+        ("key" = String, Path, description = "The flag's key."),
+    ),
+    responses(
+        (status = 200, description = "`key`, `revision`, `etag` and the `flag` definition (flagd's format with Commonlab's extensions).", body = serde_json::Value),
+        (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn get_flag(
     _: RequireDeveloper,
     State(flags): State<FlagsContext>,
@@ -171,7 +195,8 @@ async fn get_flag(
     Ok(resp)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = FlagCreateBody)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     key: String,
@@ -179,6 +204,22 @@ struct CreateBody {
     reason: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/flags",
+    tag = "flags",
+    operation_id = "createFlag",
+    summary = "Create a flag",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "The change: the new revision and the flag.", body = serde_json::Value),
+        (status = 409, description = "A flag with this key exists.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn create_flag(
     RequireResearcher(caller): RequireResearcher,
     State(flags): State<FlagsContext>,
@@ -192,13 +233,35 @@ async fn create_flag(
     Ok(change_response(StatusCode::CREATED, change))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = FlagUpdateBody)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
     flag: Value,
     reason: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/flags/{key}",
+    tag = "flags",
+    operation_id = "updateFlag",
+    summary = "Replace a flag's definition",
+    params(
+        ("key" = String, Path, description = "The flag's key."),
+        ("If-Match" = Option<String>, Header, description = "The ETag read earlier: the change is refused (409) if the flag changed since."),
+    ),
+    request_body = UpdateBody,
+    responses(
+        (status = 200, description = "The change.", body = serde_json::Value),
+        (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn update_flag(
     RequireResearcher(caller): RequireResearcher,
     State(flags): State<FlagsContext>,
@@ -227,6 +290,24 @@ struct ReasonQuery {
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/flags/{key}",
+    tag = "flags",
+    operation_id = "deleteFlag",
+    summary = "Delete a flag",
+    params(
+        ("key" = String, Path, description = "The flag's key."),
+        ("If-Match" = Option<String>, Header, description = "The ETag read earlier: the change is refused (409) if the flag changed since."),
+        ("reason" = Option<String>, Query, description = "Why (recorded in the audit log); required, not empty."),
+    ),
+    responses(
+        (status = 200, description = "The change.", body = serde_json::Value),
+        (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The flag changed since `If-Match`, or a trial controls it.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn delete_flag(
     RequireResearcher(caller): RequireResearcher,
     State(flags): State<FlagsContext>,
@@ -244,13 +325,35 @@ async fn delete_flag(
     Ok(change_response(StatusCode::OK, change))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = FlagStateBody)]
 #[serde(deny_unknown_fields)]
 struct StateBody {
     state: String,
     reason: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/flags/{key}/state",
+    tag = "flags",
+    operation_id = "setFlagState",
+    summary = "Enable or disable a flag",
+    params(
+        ("key" = String, Path, description = "The flag's key."),
+        ("If-Match" = Option<String>, Header, description = "The ETag read earlier: the change is refused (409) if the flag changed since."),
+    ),
+    request_body = StateBody,
+    responses(
+        (status = 200, description = "The change.", body = serde_json::Value),
+        (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn set_state(
     RequireDeveloper(caller): RequireDeveloper,
     State(flags): State<FlagsContext>,
@@ -284,7 +387,8 @@ async fn set_state(
     Ok(change_response(StatusCode::OK, change))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = FlagCohortBody)]
 #[serde(deny_unknown_fields)]
 struct CohortBody {
     attribute: String,
@@ -293,6 +397,28 @@ struct CohortBody {
     reason: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/flags/{key}/cohorts/{name}",
+    tag = "flags",
+    operation_id = "putFlagCohort",
+    summary = "Set a per-cohort override",
+    params(
+        ("key" = String, Path, description = "The flag's key."),
+        ("name" = String, Path, description = "The cohort's name."),
+        ("If-Match" = Option<String>, Header, description = "The ETag read earlier: the change is refused (409) if the flag changed since."),
+    ),
+    request_body = CohortBody,
+    responses(
+        (status = 200, description = "The change.", body = serde_json::Value),
+        (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn put_cohort(
     RequireDeveloper(caller): RequireDeveloper,
     State(flags): State<FlagsContext>,
@@ -317,6 +443,25 @@ async fn put_cohort(
     .await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/flags/{key}/cohorts/{name}",
+    tag = "flags",
+    operation_id = "deleteFlagCohort",
+    summary = "Remove a per-cohort override",
+    params(
+        ("key" = String, Path, description = "The flag's key."),
+        ("name" = String, Path, description = "The cohort's name."),
+        ("If-Match" = Option<String>, Header, description = "The ETag read earlier: the change is refused (409) if the flag changed since."),
+        ("reason" = Option<String>, Query, description = "Why (recorded in the audit log); required, not empty."),
+    ),
+    responses(
+        (status = 200, description = "The change.", body = serde_json::Value),
+        (status = 404, description = "No such flag or cohort.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn delete_cohort(
     RequireDeveloper(caller): RequireDeveloper,
     State(flags): State<FlagsContext>,
@@ -376,6 +521,22 @@ async fn history(
     Ok(Json(json!({ "history": items })).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/flags/{key}/history",
+    tag = "flags",
+    operation_id = "flagHistory",
+    summary = "A flag's history from the audit log, newest first",
+    params(
+        ("key" = String, Path, description = "The flag's key."),
+        ("limit" = Option<u32>, Query, description = "At most this many entries (1 to 500, default 50)."),
+        ("before" = Option<i64>, Query, description = "Only revisions before this one."),
+    ),
+    responses(
+        (status = 200, description = "`history`: the revisions that changed the flag, with actor, reason and diff.", body = serde_json::Value),
+        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn flag_history(
     _: RequireDeveloper,
     State(flags): State<FlagsContext>,
@@ -385,6 +546,21 @@ async fn flag_history(
     history(&flags, Some(&key), q).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/history",
+    tag = "flags",
+    operation_id = "flagSetHistory",
+    summary = "The flag set's history from the audit log, newest first",
+    params(
+        ("limit" = Option<u32>, Query, description = "At most this many entries (1 to 500, default 50)."),
+        ("before" = Option<i64>, Query, description = "Only revisions before this one."),
+    ),
+    responses(
+        (status = 200, description = "`history`: the revisions, with actor, reason and diff.", body = serde_json::Value),
+        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn set_history(
     _: RequireDeveloper,
     State(flags): State<FlagsContext>,
@@ -399,6 +575,20 @@ struct ExportQuery {
     format: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/export",
+    tag = "flags",
+    operation_id = "exportFlags",
+    summary = "The whole flag set as a document",
+    params(
+        ("format" = Option<String>, Query, description = "`commonlab` (default) or `flagd`."),
+    ),
+    responses(
+        (status = 200, description = "The flag-set document.", body = serde_json::Value),
+        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn export(
     _: RequireDeveloper,
     State(flags): State<FlagsContext>,
@@ -438,6 +628,28 @@ struct ImportQuery {
     replace_overrides: Option<bool>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/import",
+    tag = "flags",
+    operation_id = "importFlags",
+    summary = "Replace the flag set with a document",
+    params(
+        ("If-Match" = Option<String>, Header, description = "A flag-set ETag (`\"rev-3\"`, from GET /api/v1/export) or `*`."),
+        ("reason" = Option<String>, Query, description = "Why (recorded in the audit log); required, not empty."),
+        ("strict" = Option<bool>, Query, description = "Refuse a document with any problem, even one that loads leniently."),
+        ("replace_overrides" = Option<bool>, Query, description = "Take the file's cohort overrides only, dropping the stored ones."),
+    ),
+    request_body = serde_json::Value,
+    responses(
+        (status = 200, description = "The import outcome: the new revision and what changed.", body = serde_json::Value),
+        (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn import(
     RequireResearcher(caller): RequireResearcher,
     State(flags): State<FlagsContext>,

@@ -286,6 +286,25 @@ fn count(metrics: &Metrics, set: &FlagSet, key: &str, item: &Item<'_>) {
     metrics.count_evaluation(key, set.get(key).is_some(), item_reason(item));
 }
 
+#[utoipa::path(
+    post,
+    path = "/ofrep/v1/evaluate/flags/{key}",
+    tag = "ofrep",
+    operation_id = "ofrepEvaluateFlag",
+    summary = "Evaluate one flag (OFREP)",
+    params(
+        ("key" = String, Path, description = "The flag's key."),
+    ),
+    request_body = crate::openapi::shapes::OfrepRequest,
+    responses(
+        (status = 200, description = "The flag resolved.", body = crate::openapi::shapes::OfrepSuccess),
+        (status = 404, description = "No such flag (`FLAG_NOT_FOUND`).", body = crate::openapi::shapes::OfrepError),
+        (status = 400, description = "The body is not JSON or the context is invalid (`INVALID_CONTEXT`), or the flag cannot be evaluated for it.", body = crate::openapi::shapes::OfrepError),
+        (status = 413, description = "The body is over the size limit (`GENERAL`).", body = crate::openapi::shapes::OfrepError),
+        (status = 415, description = "The body is not `application/json` (`GENERAL`).", body = crate::openapi::shapes::OfrepError),
+        (status = 429, description = "Over the rate limit of this key or address; retry after `Retry-After` seconds.", headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+)]
 async fn evaluate_one(
     _: RequireSdk,
     OfrepQuota(metrics): OfrepQuota,
@@ -367,6 +386,25 @@ fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
         .any(|t| t == etag || t == "*")
 }
 
+#[utoipa::path(
+    post,
+    path = "/ofrep/v1/evaluate/flags",
+    tag = "ofrep",
+    operation_id = "ofrepEvaluateFlags",
+    summary = "Evaluate every flag (OFREP bulk)",
+    params(
+        ("If-None-Match" = Option<String>, Header, description = "The ETag of an earlier answer: 304 while it still holds."),
+    ),
+    request_body = crate::openapi::shapes::OfrepRequest,
+    responses(
+        (status = 200, description = "Every flag, resolved or failed.", body = crate::openapi::shapes::OfrepBulk, headers(("ETag" = String, description = "Names the revision, trials version, context and validity."))),
+        (status = 304, description = "The answer named by `If-None-Match` still holds."),
+        (status = 400, description = "The body is not JSON or the context is invalid (`INVALID_CONTEXT`), or the flag cannot be evaluated for it.", body = crate::openapi::shapes::OfrepError),
+        (status = 413, description = "The body is over the size limit (`GENERAL`).", body = crate::openapi::shapes::OfrepError),
+        (status = 415, description = "The body is not `application/json` (`GENERAL`).", body = crate::openapi::shapes::OfrepError),
+        (status = 429, description = "Over the rate limit of this key or address; retry after `Retry-After` seconds.", headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+)]
 async fn evaluate_bulk(
     _: RequireSdk,
     OfrepQuota(metrics): OfrepQuota,

@@ -52,6 +52,16 @@ where
     ]
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/surveys/instruments",
+    tag = "surveys",
+    operation_id = "listSurveyInstruments",
+    summary = "Published survey instrument versions",
+    responses(
+        (status = 200, description = "The versions.", body = crate::openapi::shapes::InstrumentList),
+    ),
+)]
 async fn list_instruments(
     _: RequireResearcher,
     State(cx): State<SurveysContext>,
@@ -77,6 +87,23 @@ struct PublishBody {
     reason: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/surveys/instruments",
+    tag = "surveys",
+    operation_id = "publishSurveyInstrument",
+    summary = "Publish an instrument version",
+    request_body = crate::openapi::shapes::PublishInstrument,
+    responses(
+        (status = 201, description = "Published.", body = crate::openapi::shapes::SurveyInstrument),
+        (status = 200, description = "The same version was published already (idempotent).", body = crate::openapi::shapes::SurveyInstrument),
+        (status = 409, description = "A different instrument was published under this key and version.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn publish(
     RequireResearcher(caller): RequireResearcher,
     State(cx): State<SurveysContext>,
@@ -102,6 +129,16 @@ async fn publish(
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/surveys/campaigns",
+    tag = "surveys",
+    operation_id = "listSurveyCampaigns",
+    summary = "Survey campaigns with their counts",
+    responses(
+        (status = 200, description = "The campaigns.", body = crate::openapi::shapes::CampaignList),
+    ),
+)]
 async fn list_campaigns(
     _: RequireResearcher,
     State(cx): State<SurveysContext>,
@@ -114,6 +151,22 @@ async fn list_campaigns(
     Ok(Json(json!({ "campaigns": out })).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/surveys/campaigns",
+    tag = "surveys",
+    operation_id = "createSurveyCampaign",
+    summary = "Create a campaign for a wave",
+    request_body = crate::openapi::shapes::CreateCampaign,
+    responses(
+        (status = 201, description = "Created.", body = crate::openapi::shapes::SurveyCampaign),
+        (status = 409, description = "A campaign with this key exists.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn create_campaign(
     RequireResearcher(caller): RequireResearcher,
     State(cx): State<SurveysContext>,
@@ -125,6 +178,20 @@ async fn create_campaign(
     Ok((StatusCode::CREATED, Json(summary)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/surveys/campaigns/{key}",
+    tag = "surveys",
+    operation_id = "showSurveyCampaign",
+    summary = "One campaign with its counts",
+    params(
+        ("key" = String, Path, description = "The campaign's key."),
+    ),
+    responses(
+        (status = 200, description = "The campaign.", body = crate::openapi::shapes::SurveyCampaign),
+        (status = 404, description = "No such campaign.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn show_campaign(
     _: RequireResearcher,
     State(cx): State<SurveysContext>,
@@ -142,6 +209,26 @@ struct LinksBody {
     reason: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/surveys/campaigns/{key}/links",
+    tag = "surveys",
+    operation_id = "createSurveyLinks",
+    summary = "Invite units and sign their personal links",
+    params(
+        ("key" = String, Path, description = "The campaign's key."),
+    ),
+    request_body = crate::openapi::shapes::LinksRequest,
+    responses(
+        (status = 200, description = "The links.", body = crate::openapi::shapes::SurveyLinks),
+        (status = 404, description = "No such campaign.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The campaign is closed.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn links(
     RequireResearcher(caller): RequireResearcher,
     State(cx): State<SurveysContext>,
@@ -194,6 +281,23 @@ fn text_allowed(caller: &Caller, wanted: bool) -> Result<bool, Problem> {
     Ok(wanted)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/surveys/campaigns/{key}/results",
+    tag = "surveys",
+    operation_id = "surveyResults",
+    summary = "Results of a campaign",
+    params(
+        ("key" = String, Path, description = "The campaign's key."),
+        ("include_text" = Option<bool>, Query, description = "Include free-text answers (text items, the \"other\" text of a multiple choice). Admin keys only: 403 for others (`errors` points at `/include_text`)."),
+        ("respondents" = Option<bool>, Query, description = "`false` leaves out the per-respondent list."),
+    ),
+    responses(
+        (status = 200, description = "The results.", body = crate::openapi::shapes::SurveyResults),
+        (status = 404, description = "No such campaign.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn results(
     RequireResearcher(caller): RequireResearcher,
     State(cx): State<SurveysContext>,
@@ -220,6 +324,23 @@ async fn results(
     .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/surveys/campaigns/{key}/export",
+    tag = "surveys",
+    operation_id = "surveyExport",
+    summary = "Export a campaign's answers or codebook",
+    params(
+        ("key" = String, Path, description = "The campaign's key."),
+        ("include_text" = Option<bool>, Query, description = "Include free-text answers (text items, the \"other\" text of a multiple choice). Admin keys only: 403 for others (`errors` points at `/include_text`)."),
+        ("format" = Option<String>, Query, description = "`wide` (default), `long`, `codebook-json` or `codebook-csv`."),
+    ),
+    responses(
+        (status = 200, description = "The export.", content((String = "text/csv"), (serde_json::Value = "application/json"))),
+        (status = 404, description = "No such campaign.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn export_campaign(
     RequireResearcher(caller): RequireResearcher,
     State(cx): State<SurveysContext>,
@@ -256,6 +377,20 @@ async fn export_campaign(
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/surveys/trials/{key}/response",
+    tag = "surveys",
+    operation_id = "surveyTrialResponse",
+    summary = "A trial's survey response across its waves",
+    params(
+        ("key" = String, Path, description = "The trial's key."),
+    ),
+    responses(
+        (status = 200, description = "Response rates per wave and arm, and the differential-response test.", body = crate::openapi::shapes::TrialSurveyResponse),
+        (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn trial_response(
     _: RequireResearcher,
     State(cx): State<SurveysContext>,

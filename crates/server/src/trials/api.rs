@@ -87,6 +87,20 @@ struct ListQuery {
     status: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/trials",
+    tag = "trials",
+    operation_id = "listTrials",
+    summary = "Trials, optionally of one status",
+    params(
+        ("status" = Option<String>, Query, description = "draft, running, stopped, concluded or archived."),
+    ),
+    responses(
+        (status = 200, description = "`trials`: key, flag, status, version, specHash, startedAt, updatedAt.", body = serde_json::Value),
+        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn list(
     _: RequireDeveloper,
     State(trials): State<TrialsContext>,
@@ -115,7 +129,8 @@ async fn list(
     Ok(Json(json!({ "trials": items })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = TrialSourceBody)]
 #[serde(deny_unknown_fields)]
 struct SourceBody {
     /// The trial file (TOML).
@@ -132,6 +147,21 @@ impl SourceBody {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/trials/validate",
+    tag = "trials",
+    operation_id = "validateTrial",
+    summary = "Check a trial file without storing it",
+    request_body = SourceBody,
+    responses(
+        (status = 200, description = "`valid`, the trial's `key` and `specHash`.", body = serde_json::Value),
+        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn validate(
     _: RequireDeveloper,
     State(flags): State<FlagCache>,
@@ -147,6 +177,22 @@ async fn validate(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/trials",
+    tag = "trials",
+    operation_id = "createTrial",
+    summary = "Create a draft trial from its file",
+    request_body = SourceBody,
+    responses(
+        (status = 201, description = "The stored trial.", body = serde_json::Value, headers(("ETag" = String, description = "The trial file's hash."))),
+        (status = 409, description = "A trial with this key exists, or its flag is taken.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn create(
     RequireResearcher(caller): RequireResearcher,
     State(trials): State<TrialsContext>,
@@ -169,6 +215,20 @@ async fn create(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/trials/{key}",
+    tag = "trials",
+    operation_id = "showTrial",
+    summary = "A trial with its overview (exposures per arm, alerts)",
+    params(
+        ("key" = String, Path, description = "The trial's key."),
+    ),
+    responses(
+        (status = 200, description = "The trial and its overview.", body = serde_json::Value, headers(("ETag" = String, description = "The trial file's hash."))),
+        (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn show(
     _: RequireDeveloper,
     State(trials): State<TrialsContext>,
@@ -179,6 +239,28 @@ async fn show(
     Ok(with_etag(Json(shown).into_response(), &hash))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/trials/{key}",
+    tag = "trials",
+    operation_id = "updateDraftTrial",
+    summary = "Replace a draft trial's file",
+    params(
+        ("key" = String, Path, description = "The trial's key."),
+        ("If-Match" = String, Header, description = "The ETag of GET /api/v1/trials/{key}."),
+    ),
+    request_body = SourceBody,
+    responses(
+        (status = 200, description = "The stored trial.", body = serde_json::Value, headers(("ETag" = String, description = "The trial file's hash."))),
+        (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The trial is not a draft, or changed since `If-Match`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 428, description = "No `If-Match`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn update_draft(
     RequireResearcher(caller): RequireResearcher,
     State(trials): State<TrialsContext>,
@@ -205,7 +287,8 @@ async fn update_draft(
     Ok(with_etag(Json(t).into_response(), &hash))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = TrialMoveBody)]
 #[serde(deny_unknown_fields)]
 struct ReasonBody {
     reason: String,
@@ -215,6 +298,27 @@ struct ReasonBody {
     force: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/trials/{key}/{action}",
+    tag = "trials",
+    operation_id = "moveTrial",
+    summary = "Start, stop, resume, conclude or archive a trial",
+    params(
+        ("key" = String, Path, description = "The trial's key."),
+        ("action" = String, Path, description = "start, stop, resume, conclude or archive."),
+    ),
+    request_body = ReasonBody,
+    responses(
+        (status = 200, description = "The trial after the move.", body = serde_json::Value),
+        (status = 404, description = "No such trial or action.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The move is not allowed from the trial's status.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn lifecycle(
     RequireResearcher(caller): RequireResearcher,
     State(trials): State<TrialsContext>,
@@ -244,6 +348,26 @@ async fn lifecycle(
     Ok(Json(t).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/trials/{key}/amend",
+    tag = "trials",
+    operation_id = "amendTrial",
+    summary = "Amend a running trial (recorded as a deviation when locked fields change)",
+    params(
+        ("key" = String, Path, description = "The trial's key."),
+    ),
+    request_body = SourceBody,
+    responses(
+        (status = 200, description = "`trial` and `lockedFieldsChanged`.", body = serde_json::Value),
+        (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The trial cannot be amended in its status.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn amend(
     RequireResearcher(caller): RequireResearcher,
     State(trials): State<TrialsContext>,
@@ -264,6 +388,20 @@ async fn amend(
     Ok(Json(json!({ "trial": t, "lockedFieldsChanged": changed })).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/trials/{key}/assignments",
+    tag = "trials",
+    operation_id = "trialAssignments",
+    summary = "A trial's assignments as CSV",
+    params(
+        ("key" = String, Path, description = "The trial's key."),
+    ),
+    responses(
+        (status = 200, description = "One row per assigned unit (pseudonyms).", body = String, content_type = "text/csv"),
+        (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn assignments(
     _: RequireResearcher,
     State(trials): State<TrialsContext>,
@@ -289,6 +427,22 @@ struct AnalysisQuery {
 
 /// Every metric of the trial's locked plan computed in the database, and
 /// the statistics engine's results (`docs/metrics.md`, `docs/analyze.md`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/trials/{key}/analysis",
+    tag = "trials",
+    operation_id = "trialAnalysis",
+    summary = "A stored trial analysed as its design requires",
+    params(
+        ("key" = String, Path, description = "The trial's key.", min_length = 1),
+        ("as_of" = Option<String>, Query, format = DateTime, description = "The RFC 3339 time to analyse at (default now); windows that close later are left out."),
+    ),
+    responses(
+        (status = 200, description = "The analysis.", body = crate::openapi::shapes::TrialAnalysis),
+        (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn analysis(
     _: RequireResearcher,
     State(trials): State<TrialsContext>,
@@ -309,7 +463,7 @@ async fn analysis(
     Ok(Json(result).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ExposureBody {
     flag: String,
@@ -318,6 +472,21 @@ struct ExposureBody {
 
 /// A client that prefetched flags reports that a member could now see the
 /// feature. Answers which trial and arm the unit is in (or none).
+#[utoipa::path(
+    post,
+    path = "/api/v1/exposures",
+    tag = "trials",
+    operation_id = "logExposure",
+    summary = "Log an exposure explicitly (for SDKs that evaluate locally)",
+    request_body = ExposureBody,
+    responses(
+        (status = 200, description = "`trial` (null when no running trial takes the context), `arm`, `excluded`.", body = serde_json::Value),
+        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn exposure(
     _: RequireSdk,
     State(flags): State<FlagCache>,

@@ -30,6 +30,24 @@ pub(super) struct ReportQuery {
     per_user: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/trials/{key}/report",
+    tag = "trials",
+    operation_id = "trialReport",
+    summary = "A stored trial's validation report",
+    params(
+        ("key" = String, Path, description = "The trial's key."),
+        ("format" = Option<String>, Query, description = "`json` (default), `md` or `html`."),
+        ("as_of" = Option<String>, Query, description = "RFC 3339 time to analyse at; default the conclusion of a concluded trial, the stop of a stopped one, else now."),
+        ("per_user" = Option<bool>, Query, description = "Ask for a per-user p-value: refused with 422 (pointing at `/per_user`) for a trial that randomised communities."),
+    ),
+    responses(
+        (status = 200, description = "The report.", content((crate::openapi::shapes::TrialReport = "application/json"), (String = "text/markdown"), (String = "text/html"))),
+        (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub(super) async fn report(
     _: RequireResearcher,
     State(trials): State<TrialsContext>,

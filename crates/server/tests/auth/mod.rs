@@ -352,6 +352,13 @@ fn requests(survey: &str, csrf: &str) -> Vec<Request> {
             None,
             PUBLIC,
         ),
+        (
+            Method::GET,
+            "/api/v1/openapi.json",
+            "/api/v1/openapi.json".into(),
+            None,
+            PUBLIC,
+        ),
     ];
     // Every lifecycle action of the one `{action}` route.
     for action in commonlab_server::trials::ACTIONS {
