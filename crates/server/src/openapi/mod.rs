@@ -92,7 +92,7 @@ every route of the route table that answers JSON. Errors are RFC 9457 problem de
 (`application/problem+json`) naming the offending field as a JSON pointer; OFREP routes \
 answer OFREP's error bodies. Roles include the ones below them: admin > researcher > \
 developer > sdk; each operation's `security` names the least role that may call it. \
-The survey pages (`/s/...`) are HTML and not described here (docs/surveys.md).",
+The survey pages (`/s/...`) and the web console (`/console/...`) are HTML and not described here (docs/surveys.md, docs/console.md).",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     servers((url = "http://127.0.0.1:8080")),
