@@ -22,6 +22,11 @@ use commonlab_core::experiments::{format_rfc3339, SpecError};
 use commonlab_store::{Store, StoreError, TrialStatus};
 use document::{Dates, Deviation, Provenance, Report, TrialHistory};
 
+/// The git commit this crate was built from (`build.rs`): `git rev-parse
+/// HEAD` (with `-dirty` when a tracked file was modified) in a checkout,
+/// else the `COMMONLAB_GIT_COMMIT` variable at build time, else `unknown`.
+pub const GIT_COMMIT: &str = env!("COMMONLAB_GIT_COMMIT");
+
 /// What can go wrong while analysing or rendering a stored trial.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {

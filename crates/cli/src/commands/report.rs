@@ -16,9 +16,9 @@ use commonlab_server::settings::Settings;
 use commonlab_store::{Store, TrialStatus};
 use std::path::{Path, PathBuf};
 
-/// The git commit the binary was built from, when the build set
-/// `COMMONLAB_GIT_COMMIT` (docs/reports.md).
-pub const COMMIT: Option<&str> = option_env!("COMMONLAB_GIT_COMMIT");
+/// The git commit the binary was built from (`commonlab_report::GIT_COMMIT`,
+/// docs/reports.md).
+pub const COMMIT: &str = commonlab_report::GIT_COMMIT;
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
@@ -45,7 +45,7 @@ fn command_line() -> String {
 fn provenance(command: String) -> Provenance {
     Provenance {
         version: env!("CARGO_PKG_VERSION").to_string(),
-        commit: COMMIT.map(str::to_string),
+        commit: Some(COMMIT.to_string()),
         command,
     }
 }

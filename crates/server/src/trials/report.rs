@@ -73,7 +73,7 @@ pub(super) async fn report(
         .map_err(Error::from)?;
     let provenance = Provenance {
         version: env!("CARGO_PKG_VERSION").to_string(),
-        commit: option_env!("COMMONLAB_GIT_COMMIT").map(str::to_string),
+        commit: Some(commonlab_report::GIT_COMMIT.to_string()),
         command: format!(
             "GET /api/v1/trials/{key}/report?format={format}&as_of={}",
             as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
