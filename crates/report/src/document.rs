@@ -10,6 +10,7 @@ use crate::analysis::{
 };
 use crate::breakdown::{self, CommunityEffect};
 use crate::canonical::sha256;
+use crate::surveys::SurveyInput;
 use chrono::{DateTime, Utc};
 use commonlab_core::experiments::{format_rfc3339, Design, Horizon, TrialSpec, Unit};
 use serde::Serialize;
@@ -78,6 +79,14 @@ pub struct Report {
     pub trajectories: Vec<CommunityRow>,
     /// Few-community designs: what the design can and cannot show.
     pub few_communities: Option<FewCommunities>,
+    /// The primary metric's estimate as data accrued (the cumulative
+    /// effect chart).
+    pub cumulative: crate::series::Cumulative,
+    /// The primary metric's distribution by arm (the distribution chart).
+    pub distribution: crate::series::Distribution,
+    /// The trial's survey waves (absent without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub surveys: Option<crate::surveys::SurveySection>,
     pub footer: Footer,
 }
 
@@ -431,6 +440,8 @@ fn bayes(m: &MetricAnalysis, arm: &str, method: &str) -> (Option<f64>, Option<f6
 fn results(t: &StoredTrial, a: &TrialAnalysis) -> Vec<MetricResult> {
     a.metrics
         .iter()
+        // Survey scales are reported in their own section.
+        .filter(|m| !crate::surveys::is_survey_metric(m))
         .map(|m| {
             let arm_values = breakdown::arm_values(t, &m.name);
             let control_value = arm_values
@@ -669,13 +680,34 @@ pub fn per_user_refusal(spec: &TrialSpec) -> Option<String> {
     ))
 }
 
-/// Builds the report (pure).
+/// Builds the report of a trial without survey input (pure; see
+/// [`build_with`]).
 pub fn build(
     t: &StoredTrial,
     a: &TrialAnalysis,
     history: &TrialHistory,
     provenance: &Provenance,
 ) -> Report {
+    build_with(t, a, &SurveyInput::default(), history, provenance)
+}
+
+/// Builds the report (pure): `surveys` adds what the analysis does not
+/// carry of the trial's survey waves (reliability, item answers); small
+/// cells are withheld below `surveys.min_cell` (at least
+/// [`crate::DEFAULT_MIN_CELL`] when it is 0).
+pub fn build_with(
+    t: &StoredTrial,
+    a: &TrialAnalysis,
+    surveys: &SurveyInput,
+    history: &TrialHistory,
+    provenance: &Provenance,
+) -> Report {
+    let min_cell = if surveys.min_cell == 0 {
+        crate::DEFAULT_MIN_CELL
+    } else {
+        surveys.min_cell
+    };
+    let arms: Vec<String> = t.spec.arms.iter().map(|x| x.variant.clone()).collect();
     let results = results(t, a);
     let (text, row_counts) = data_text(t);
     let primary = &t.spec.metrics.primary;
@@ -724,6 +756,9 @@ pub fn build(
         communities: breakdown::community_effects(t, &primary.name),
         trajectories,
         few_communities: few_communities(t, &results),
+        cumulative: crate::series::cumulative(t),
+        distribution: crate::series::distribution(t, min_cell),
+        surveys: crate::surveys::section(a, surveys, &arms),
         results,
         comparisons: a.comparisons.clone(),
         decision: a.decision.clone(),

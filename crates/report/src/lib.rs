@@ -11,9 +11,12 @@ pub mod analysis;
 pub mod breakdown;
 pub mod canonical;
 pub mod charts;
+mod charts_series;
 pub mod document;
 pub mod feedback;
 pub mod render;
+pub mod series;
+pub mod surveys;
 pub mod verify;
 pub mod wp2;
 
@@ -26,6 +29,11 @@ use document::{Dates, Deviation, Provenance, Report, TrialHistory};
 /// HEAD` (with `-dirty` when a tracked file was modified) in a checkout,
 /// else the `COMMONLAB_GIT_COMMIT` variable at build time, else `unknown`.
 pub const GIT_COMMIT: &str = env!("COMMONLAB_GIT_COMMIT");
+
+/// The smallest breakdown a report shows when its caller gives none: a
+/// histogram bin, a community × period cell or a survey arm with fewer
+/// units than this is withheld (the server passes `survey_min_cell`).
+pub const DEFAULT_MIN_CELL: usize = 5;
 
 /// What can go wrong while analysing or rendering a stored trial.
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +129,8 @@ pub fn check_per_user(
     }
 }
 
-/// The report of a stored trial already read (pure, CPU work).
+/// The report of a stored trial already read (pure, CPU work), without
+/// its survey waves (see [`from_analysis`]).
 pub fn from_stored(
     stored: &analysis::StoredTrial,
     hist: &TrialHistory,
@@ -129,6 +138,19 @@ pub fn from_stored(
 ) -> Report {
     let a = analysis::analyse(stored);
     document::build(stored, &a, hist, provenance)
+}
+
+/// The report of a stored trial from its analysis (to which the caller
+/// that reads the surveys has added the survey scales and response) and
+/// the survey input (pure, CPU work).
+pub fn from_analysis(
+    stored: &analysis::StoredTrial,
+    a: &analysis::TrialAnalysis,
+    surveys: &surveys::SurveyInput,
+    hist: &TrialHistory,
+    provenance: &Provenance,
+) -> Report {
+    document::build_with(stored, a, surveys, hist, provenance)
 }
 
 /// Reads `key` from the store, analyses it as its design requires and
