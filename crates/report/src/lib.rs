@@ -129,17 +129,6 @@ pub fn check_per_user(
     }
 }
 
-/// The report of a stored trial already read (pure, CPU work), without
-/// its survey waves (see [`from_analysis`]).
-pub fn from_stored(
-    stored: &analysis::StoredTrial,
-    hist: &TrialHistory,
-    provenance: &Provenance,
-) -> Report {
-    let a = analysis::analyse(stored);
-    document::build(stored, &a, hist, provenance)
-}
-
 /// The report of a stored trial from its analysis (to which the caller
 /// that reads the surveys has added the survey scales and response) and
 /// the survey input (pure, CPU work).
@@ -151,25 +140,6 @@ pub fn from_analysis(
     provenance: &Provenance,
 ) -> Report {
     document::build_with(stored, a, surveys, hist, provenance)
-}
-
-/// Reads `key` from the store, analyses it as its design requires and
-/// builds the report document. The analysis runs on the calling thread
-/// (CPU work: call it from a blocking context in a server).
-pub async fn report(store: &Store, key: &str, opts: &Options) -> Result<Report, ReportError> {
-    let record = store
-        .get_trial(key)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("trial '{key}'")))?;
-    let spec =
-        commonlab_core::experiments::parse_trial(&record.spec_source, &format!("trial {key}"))?;
-    check_per_user(&spec, opts.per_user)?;
-    let as_of = opts
-        .as_of
-        .unwrap_or_else(|| default_as_of(&record, opts.now));
-    let stored = analysis::fetch(store, key, as_of).await?;
-    let hist = history(store, key).await?;
-    Ok(from_stored(&stored, &hist, &opts.provenance))
 }
 
 /// Every file of a report directory, by name, in the order written.
