@@ -482,3 +482,30 @@ fn distribution_withholds_small_cells() {
     assert_eq!(h.distribution.of, "none");
     assert!(h.distribution.note.is_some());
 }
+
+#[test]
+fn the_build_records_its_git_commit() {
+    let c = commonlab_report::GIT_COMMIT;
+    let hash = c.strip_suffix("-dirty").unwrap_or(c);
+    // Built in a checkout (as CI and this test are): a full commit id of
+    // this repository; `unknown` only outside one.
+    let inside = std::process::Command::new("git")
+        .args(["rev-parse", "--git-dir"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if inside {
+        assert!(
+            hash.len() == 40 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{c}"
+        );
+        let known = std::process::Command::new("git")
+            .args(["cat-file", "-e", &format!("{hash}^{{commit}}")])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(known.success(), "{c} is not a commit of this repository");
+    } else {
+        assert!(!c.is_empty());
+    }
+}
