@@ -79,7 +79,11 @@ fn from_git(start: &Path) -> Option<String> {
     }
     let dirty = git(&top, &["status", "--porcelain", "--untracked-files=no"])
         .is_some_and(|s| !s.is_empty());
-    Some(if dirty { format!("{commit}-dirty") } else { commit })
+    Some(if dirty {
+        format!("{commit}-dirty")
+    } else {
+        commit
+    })
 }
 
 fn main() {

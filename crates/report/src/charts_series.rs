@@ -156,7 +156,9 @@ fn histogram(report: &Report) -> Drawn {
         return Ok(None);
     }
     let share = |a: &crate::series::DistributionArm, i: usize| {
-        a.counts[i].filter(|_| a.n > 0).map(|c| c as f64 / a.n as f64)
+        a.counts[i]
+            .filter(|_| a.n > 0)
+            .map(|c| c as f64 / a.n as f64)
     };
     let top = d
         .by_arm
@@ -259,8 +261,7 @@ fn cells(report: &Report) -> Drawn {
     let n = arms.len();
     let mut svg = String::new();
     {
-        let root =
-            SVGBackend::with_string(&mut svg, (720, 80 + 60 * n as u32)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (720, 80 + 60 * n as u32)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let mut ch = ChartBuilder::on(&root)
             .margin(12)
@@ -277,7 +278,9 @@ fn cells(report: &Report) -> Drawn {
                 if (y - i).abs() > 1e-6 || i < 0.0 {
                     return String::new();
                 }
-                arms.get(i as usize).map(|a| a.to_string()).unwrap_or_default()
+                arms.get(i as usize)
+                    .map(|a| a.to_string())
+                    .unwrap_or_default()
             })
             .x_desc(format!("{} per community × period cell", d.metric))
             .draw()
@@ -390,7 +393,10 @@ pub(crate) fn likert(report: &Report) -> Drawn {
             .map_err(err)?;
         for p in 0..points {
             let fill = shade(p);
-            let label = labels.get(p).cloned().unwrap_or_else(|| (p + 1).to_string());
+            let label = labels
+                .get(p)
+                .cloned()
+                .unwrap_or_else(|| (p + 1).to_string());
             ch.draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
                 .map_err(err)?
                 .label(format!("{} {label}", p + 1))

@@ -161,7 +161,9 @@ pub fn cumulative(t: &StoredTrial) -> Cumulative {
             }
             out.points.push(CumulativePoint {
                 through_period: through.period,
-                through: through.end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                through: through
+                    .end
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 arm: e.arm.clone(),
                 method: e.method.clone(),
                 estimate: e.estimate,
@@ -186,7 +188,9 @@ fn edges(sorted: &[f64]) -> Vec<f64> {
     };
     let integers = sorted.iter().all(|v| v.fract() == 0.0);
     if integers && hi - lo <= 30.0 {
-        return (0..=((hi - lo) as i64 + 1)).map(|i| lo + i as f64).collect();
+        return (0..=((hi - lo) as i64 + 1))
+            .map(|i| lo + i as f64)
+            .collect();
     }
     let q99 = sorted[((sorted.len() - 1) as f64 * 0.99).round() as usize];
     let top = if q99 > lo { q99 } else { hi.max(lo + 1.0) };
@@ -196,7 +200,8 @@ fn edges(sorted: &[f64]) -> Vec<f64> {
 
 fn bin_labels(bins: &[f64], sorted: &[f64]) -> Vec<String> {
     let nb = bins.len().saturating_sub(1);
-    let unit = sorted.iter().all(|v| v.fract() == 0.0) && bins.windows(2).all(|w| w[1] - w[0] == 1.0);
+    let unit =
+        sorted.iter().all(|v| v.fract() == 0.0) && bins.windows(2).all(|w| w[1] - w[0] == 1.0);
     (0..nb)
         .map(|i| {
             let a = crate::render::num(bins[i]);

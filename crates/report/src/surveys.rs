@@ -182,23 +182,21 @@ fn response_cells(v: &Value) -> Vec<ResponseCell> {
 
 fn scale(m: &MetricAnalysis, min_cell: usize, control: &str) -> SurveyScale {
     let k = min_cell as i64;
-    let suppressed: Vec<String> = m
-        .n
-        .iter()
-        .filter(|(_, &n)| n > 0 && n < k)
-        .map(|(a, _)| a.clone())
-        .collect();
+    let suppressed: Vec<String> =
+        m.n.iter()
+            .filter(|(_, &n)| n > 0 && n < k)
+            .map(|(a, _)| a.clone())
+            .collect();
     let withheld = |arm: &str| suppressed.iter().any(|s| s == arm);
-    let means: BTreeMap<String, Option<f64>> = m
-        .n
-        .keys()
-        .map(|a| {
-            let v = (!withheld(a))
-                .then(|| m.detail["means"][a].as_f64())
-                .flatten();
-            (a.clone(), v)
-        })
-        .collect();
+    let means: BTreeMap<String, Option<f64>> =
+        m.n.keys()
+            .map(|a| {
+                let v = (!withheld(a))
+                    .then(|| m.detail["means"][a].as_f64())
+                    .flatten();
+                (a.clone(), v)
+            })
+            .collect();
     let control_mean = means.get(control).copied().flatten().filter(|v| *v != 0.0);
     let mut notices: Vec<String> = m.notice.iter().cloned().collect();
     let effects = m
@@ -243,8 +241,7 @@ fn scale(m: &MetricAnalysis, min_cell: usize, control: &str) -> SurveyScale {
             .unwrap_or_default()
             .to_string(),
         metric: m.name.clone(),
-        n: m
-            .n
+        n: m.n
             .iter()
             .map(|(a, &n)| (a.clone(), (!withheld(a)).then_some(n)))
             .collect(),
@@ -344,9 +341,8 @@ pub fn section(a: &TrialAnalysis, input: &SurveyInput, arms: &[String]) -> Optio
                 .filter(|m| m.detail["survey"]["wave"] == wave.as_str())
                 .map(|m| {
                     let mut s = scale(m, min_cell, &control);
-                    s.reliability = extra.and_then(|x| {
-                        x.reliability.iter().find(|r| r.scale == s.scale).cloned()
-                    });
+                    s.reliability = extra
+                        .and_then(|x| x.reliability.iter().find(|r| r.scale == s.scale).cloned());
                     s
                 })
                 .collect();

@@ -122,7 +122,16 @@ pub async fn run(settings: &Settings, args: ReportArgs) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from("reports/out").join(&key));
     let bar = progress(2);
     let done = with_store(&settings.database_url, async |store| {
-        write_one(store, &key, &opts, settings.survey_min_cell, &formats, &dir, &bar).await
+        write_one(
+            store,
+            &key,
+            &opts,
+            settings.survey_min_cell,
+            &formats,
+            &dir,
+            &bar,
+        )
+        .await
     })
     .await;
     bar.finish_and_clear();

@@ -349,9 +349,15 @@ pub fn survey_fixture(
         panic!("a member trial");
     };
     let mut scores = Vec::new();
-    let labels: Vec<String> = ["Strongly disagree", "Disagree", "Neutral", "Agree", "Strongly agree"]
-        .map(String::from)
-        .to_vec();
+    let labels: Vec<String> = [
+        "Strongly disagree",
+        "Disagree",
+        "Neutral",
+        "Agree",
+        "Strongly agree",
+    ]
+    .map(String::from)
+    .to_vec();
     let (mut g1, mut g2) = (Vec::new(), Vec::new());
     let mut invited: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
     let mut heart_belonging = 0;

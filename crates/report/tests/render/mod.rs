@@ -359,7 +359,10 @@ fn surveys_section_reports_scales_response_and_reliability_withholding_small_cel
     let s = r.surveys.as_ref().expect("a surveys section");
     assert_eq!(s.min_cell, 5);
     let w = &s.waves[0];
-    assert_eq!((w.wave.as_str(), w.campaign.as_str()), ("followup", "thanks-followup"));
+    assert_eq!(
+        (w.wave.as_str(), w.campaign.as_str()),
+        ("followup", "thanks-followup")
+    );
     let arms: Vec<&str> = w.response.iter().map(|c| c.arm.as_str()).collect();
     assert_eq!(arms, ["control", "heart", "banner"]);
     assert_eq!(w.response[0].invited, Some(64));
@@ -376,12 +379,18 @@ fn surveys_section_reports_scales_response_and_reliability_withholding_small_cel
     assert_eq!(g.effects.len(), 2);
     let m = metrics.iter().find(|m| m.name == g.metric).unwrap();
     for (e, want) in g.effects.iter().zip(&m.estimates) {
-        assert_eq!((e.arm.as_str(), e.absolute), (want.arm.as_str(), want.estimate));
+        assert_eq!(
+            (e.arm.as_str(), e.absolute),
+            (want.arm.as_str(), want.estimate)
+        );
         assert_eq!(e.p_value, want.p_value);
         assert_eq!(e.correction, "uncorrected");
     }
     assert_eq!(g.reliability.as_ref().unwrap().alpha, Some(0.81));
-    assert_eq!(g.n.get("heart").copied().flatten(), m.n.get("heart").copied());
+    assert_eq!(
+        g.n.get("heart").copied().flatten(),
+        m.n.get("heart").copied()
+    );
 
     // 3 heart respondents on `belonging`: the arm's n, mean and its
     // comparison are withheld; banner's stays.
@@ -392,21 +401,29 @@ fn surveys_section_reports_scales_response_and_reliability_withholding_small_cel
     assert!(b.means["banner"].is_some());
     let compared: Vec<&str> = b.effects.iter().map(|e| e.arm.as_str()).collect();
     assert_eq!(compared, ["banner"]);
-    assert!(b.notice.as_deref().unwrap().contains("heart against control: withheld"));
+    assert!(b
+        .notice
+        .as_deref()
+        .unwrap()
+        .contains("heart against control: withheld"));
 
     // Likert: shares per point sum to 1; the small arm is withheld.
     let g2 = w.likert.iter().find(|i| i.item == "g2").unwrap();
     let heart = g2.by_arm.iter().find(|a| a.arm == "heart").unwrap();
     assert!(heart.suppressed && heart.shares.is_none() && heart.counts.is_none());
-    for a in w.likert.iter().flat_map(|i| &i.by_arm).filter(|a| !a.suppressed) {
+    for a in w
+        .likert
+        .iter()
+        .flat_map(|i| &i.by_arm)
+        .filter(|a| !a.suppressed)
+    {
         let total: f64 = a.shares.as_ref().unwrap().iter().sum();
         assert!((total - 1.0).abs() < 1e-12, "{total}");
         assert_eq!(a.counts.as_ref().unwrap().iter().sum::<u64>(), a.n.unwrap());
     }
 
     // Every number is in results.json, and the documents show the section.
-    let json: serde_json::Value =
-        serde_json::from_str(&render::results_json(&r).unwrap()).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&render::results_json(&r).unwrap()).unwrap();
     assert_eq!(
         json["surveys"]["waves"][0]["scales"][0]["effects"][1]["absolute"]
             .as_f64()
@@ -414,14 +431,19 @@ fn surveys_section_reports_scales_response_and_reliability_withholding_small_cel
         commonlab_report::canonical::round(g.effects[1].absolute)
     );
     let md = render::markdown(&r).unwrap();
-    assert!(md.contains("## Surveys") && md.contains("### Wave followup"), "{md}");
+    assert!(
+        md.contains("## Surveys") && md.contains("### Wave followup"),
+        "{md}"
+    );
     let html = render::html(&r).unwrap();
     assert!(html.contains("id=\"surveys\""));
     assert!(html.contains("<title>Likert items by arm</title>"));
     // A trial without survey waves has no section, and no key in JSON.
     let plain = report(&t);
     assert!(plain.surveys.is_none());
-    assert!(!render::results_json(&plain).unwrap().contains("\"surveys\""));
+    assert!(!render::results_json(&plain)
+        .unwrap()
+        .contains("\"surveys\""));
 }
 
 #[test]
@@ -442,7 +464,12 @@ fn cumulative_effect_ends_at_the_designs_result() {
     // Member designs' rows carry no date: no points, and a note says why.
     let t = thanks();
     assert!(t.cumulative.points.is_empty());
-    assert!(t.cumulative.note.as_deref().unwrap().contains("no exposure date"));
+    assert!(t
+        .cumulative
+        .note
+        .as_deref()
+        .unwrap()
+        .contains("no exposure date"));
     let html = render::html(&r).unwrap();
     assert!(html.contains("<title>Cumulative effect on"));
 }
@@ -461,7 +488,10 @@ fn distribution_withholds_small_cells() {
         assert_eq!(a.counts.len(), nb);
         let shown: u64 = a.counts.iter().flatten().sum();
         assert!(shown <= a.n as u64);
-        assert!(a.counts.iter().flatten().all(|&c| c == 0 || c >= 5), "{a:?}");
+        assert!(
+            a.counts.iter().flatten().all(|&c| c == 0 || c >= 5),
+            "{a:?}"
+        );
     }
     // Shown and withheld together account for every member (the heart
     // arm's 32 members in 0/1 bins: both bins large enough here).

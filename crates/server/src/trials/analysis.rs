@@ -93,10 +93,8 @@ pub async fn report(
     add_surveys(store, &spec, &mut analysis, min_cell).await?;
     let input = survey_input(store, key, min_cell).await?;
     let provenance = opts.provenance.clone();
-    blocking(move || {
-        commonlab_report::from_analysis(&trial, &analysis, &input, &hist, &provenance)
-    })
-    .await
+    blocking(move || commonlab_report::from_analysis(&trial, &analysis, &input, &hist, &provenance))
+        .await
 }
 
 /// What the report shows of a trial's survey waves beyond its analysis:
@@ -118,7 +116,8 @@ pub async fn survey_input(
     campaigns.sort_by(|a, b| (a.opens_at, &a.key).cmp(&(b.opens_at, &b.key)));
     let mut waves = Vec::with_capacity(campaigns.len());
     for c in &campaigns {
-        let (_, instrument, results) = surveys::service::results(store, &c.key, min_cell, false).await?;
+        let (_, instrument, results) =
+            surveys::service::results(store, &c.key, min_cell, false).await?;
         let reliability = results
             .scales
             .iter()

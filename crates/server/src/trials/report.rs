@@ -77,13 +77,8 @@ pub(super) async fn report(
             ),
         },
     };
-    let r = super::analysis::report(
-        &trials.store,
-        &key,
-        &opts,
-        trials.config.survey_min_cell,
-    )
-    .await?;
+    let r =
+        super::analysis::report(&trials.store, &key, &opts, trials.config.survey_min_cell).await?;
     let format = format.to_string();
     let rendered = tokio::task::spawn_blocking(move || -> Result<String, ReportError> {
         match format.as_str() {

@@ -55,7 +55,7 @@ pub async fn write_reports(
             commonlab_report::DEFAULT_MIN_CELL,
         )
         .await
-            .with_context(|| format!("cannot make the report of '{trial}'"))?;
+        .with_context(|| format!("cannot make the report of '{trial}'"))?;
         let dir = out.join(trial);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
