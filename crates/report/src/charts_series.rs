@@ -32,14 +32,20 @@ pub(crate) fn cumulative(report: &Report) -> Drawn {
         .points
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| {
+            let (al, ah) = p.always_valid.unwrap_or((None, None));
             (
-                l.min(p.ci_low.unwrap_or(p.estimate)).min(p.estimate),
-                h.max(p.ci_high.unwrap_or(p.estimate)).max(p.estimate),
+                l.min(p.ci_low.unwrap_or(p.estimate))
+                    .min(al.unwrap_or(p.estimate))
+                    .min(p.estimate),
+                h.max(p.ci_high.unwrap_or(p.estimate))
+                    .max(ah.unwrap_or(p.estimate))
+                    .max(p.estimate),
             )
         });
     let (lo, hi) = pad(lo, hi);
     let first = c.points.iter().map(|p| p.through_period).min().unwrap_or(0) as f64;
     let last = c.points.iter().map(|p| p.through_period).max().unwrap_or(0) as f64;
+    let by = if c.by == "look" { "look" } else { "to period" };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (720, 360)).into_drawing_area();
@@ -58,7 +64,7 @@ pub(crate) fn cumulative(report: &Report) -> Drawn {
                 if (x - i).abs() > 1e-6 {
                     String::new()
                 } else {
-                    format!("to period {i}")
+                    format!("{by} {i}")
                 }
             })
             .y_desc(format!("effect on {} (95% interval)", c.metric))
@@ -84,6 +90,22 @@ pub(crate) fn cumulative(report: &Report) -> Drawn {
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour));
             for p in &pts {
                 let x = p.through_period as f64 + dx;
+                // The sequential boundary: the always-valid interval, a
+                // thin line with caps (an infinite end runs to the edge).
+                if let Some((a, b)) = p.always_valid {
+                    let (a, b) = (a.unwrap_or(lo), b.unwrap_or(hi));
+                    for seg in [
+                        vec![(x + 0.05, a), (x + 0.05, b)],
+                        vec![(x, a), (x + 0.1, a)],
+                        vec![(x, b), (x + 0.1, b)],
+                    ] {
+                        ch.draw_series(std::iter::once(PathElement::new(
+                            seg,
+                            GREYS[2].stroke_width(1),
+                        )))
+                        .map_err(err)?;
+                    }
+                }
                 if let (Some(a), Some(b)) = (p.ci_low, p.ci_high) {
                     ch.draw_series(std::iter::once(PathElement::new(
                         vec![(x, a), (x, b)],
@@ -115,21 +137,39 @@ pub(crate) fn cumulative(report: &Report) -> Drawn {
             .map_err(err)?;
         root.present().map_err(err)?;
     }
-    let title = format!("Cumulative effect on {} as periods closed", c.metric);
+    let bound = |x: Option<f64>| x.map_or("unbounded".into(), |v| format!("{v:.4}"));
+    let title = if c.by == "look" {
+        format!(
+            "Cumulative effect on {} at each look, with the sequential boundary",
+            c.metric
+        )
+    } else {
+        format!("Cumulative effect on {} as periods closed", c.metric)
+    };
     let alt = format!(
-        "Estimates of the effect on {} (treatment minus control) from the periods closed so far, one point per period and treatment arm with its 95% interval ({} interval of the design's lead method) as a vertical line; a horizontal line marks no effect. Values: {}.",
+        "Estimates of the effect on {} (treatment minus control) from the data so far, one point per {} and treatment arm with its fixed-horizon 95% interval as a thick vertical line{}; a horizontal line marks no effect. Values: {}.",
         c.metric,
-        c.interval,
+        if c.by == "look" { "look" } else { "closed period" },
+        if c.interval == "always_valid" {
+            " and the always-valid 95% interval (the sequential boundary) as a thin capped line beside it"
+        } else {
+            ""
+        },
         c.points
             .iter()
             .map(|p| format!(
-                "{} to period {} {:.4} [{}]",
+                "{} {by} {} {:.4} [{}]{}",
                 p.arm,
                 p.through_period,
                 p.estimate,
                 p.ci_low
                     .zip(p.ci_high)
-                    .map_or("no interval".into(), |(a, b)| format!("{a:.4}, {b:.4}"))
+                    .map_or("no interval".into(), |(a, b)| format!("{a:.4}, {b:.4}")),
+                p.always_valid.map_or(String::new(), |(a, b)| format!(
+                    " always-valid [{}, {}]",
+                    bound(a),
+                    bound(b)
+                ))
             ))
             .collect::<Vec<_>>()
             .join("; ")

@@ -688,17 +688,20 @@ pub fn build(
     history: &TrialHistory,
     provenance: &Provenance,
 ) -> Report {
-    build_with(t, a, &SurveyInput::default(), history, provenance)
+    build_with(t, a, &SurveyInput::default(), &[], history, provenance)
 }
 
 /// Builds the report (pure): `surveys` adds what the analysis does not
-/// carry of the trial's survey waves (reliability, item answers); small
+/// carry of the trial's survey waves (reliability, item answers), `looks`
+/// a sequential `hash` plan's primary metric at its past looks
+/// ([`crate::series::Look`]); small
 /// cells are withheld below `surveys.min_cell` (at least
 /// [`crate::DEFAULT_MIN_CELL`] when it is 0).
 pub fn build_with(
     t: &StoredTrial,
     a: &TrialAnalysis,
     surveys: &SurveyInput,
+    looks: &[crate::series::Look],
     history: &TrialHistory,
     provenance: &Provenance,
 ) -> Report {
@@ -756,7 +759,7 @@ pub fn build_with(
         communities: breakdown::community_effects(t, &primary.name),
         trajectories,
         few_communities: few_communities(t, &results),
-        cumulative: crate::series::cumulative(t),
+        cumulative: crate::series::cumulative(t, looks),
         distribution: crate::series::distribution(t, min_cell),
         surveys: crate::surveys::section(a, surveys, &arms),
         results,

@@ -130,16 +130,36 @@ pub fn check_per_user(
 }
 
 /// The report of a stored trial from its analysis (to which the caller
-/// that reads the surveys has added the survey scales and response) and
-/// the survey input (pure, CPU work).
+/// that reads the surveys has added the survey scales and response), the
+/// survey input and a sequential `hash` plan's looks (pure, CPU work).
 pub fn from_analysis(
     stored: &analysis::StoredTrial,
     a: &analysis::TrialAnalysis,
     surveys: &surveys::SurveyInput,
+    looks: &[series::Look],
     hist: &TrialHistory,
     provenance: &Provenance,
 ) -> Report {
-    document::build_with(stored, a, surveys, hist, provenance)
+    document::build_with(stored, a, surveys, looks, hist, provenance)
+}
+
+/// The times of a sequential plan's looks already past at `as_of`: the
+/// planned window split into `looks` equal parts, every boundary but the
+/// last (the report's own data are the last point). Empty for a fixed
+/// plan.
+pub fn past_looks(
+    spec: &commonlab_core::experiments::TrialSpec,
+    as_of: DateTime<Utc>,
+) -> Vec<DateTime<Utc>> {
+    let commonlab_core::experiments::Horizon::Sequential { looks } = spec.analysis.horizon else {
+        return Vec::new();
+    };
+    let (start, end) = (spec.schedule.start, spec.schedule.end);
+    let looks = i64::from(looks).max(1);
+    (1..looks)
+        .filter_map(|i| DateTime::from_timestamp(start + (end - start) * i / looks, 0))
+        .filter(|at| *at < as_of)
+        .collect()
 }
 
 /// Every file of a report directory, by name, in the order written.

@@ -5,9 +5,15 @@
 //!   accrued. Community designs: for each closed period `p`, the design's
 //!   analysis (the same lead method) re-run on the community × period
 //!   cells of periods `0..=p` (at most [`CUMULATIVE_POINTS`] points,
-//!   evenly spaced, the last always included). Member designs' rows carry
-//!   no exposure date (`hash`: sums per arm and community; `blocked`: one
-//!   value per member), so they get no points and a note saying why.
+//!   evenly spaced, the last always included). `hash` designs with a
+//!   sequential plan: the caller reads the primary metric's cells as of
+//!   each planned look already past ([`Look`]: the only extra queries, one
+//!   per look); each point is the Welch difference with its fixed 95%
+//!   interval and the always-valid 95% interval (the engine's confidence
+//!   sequence: the sequential boundary), the last point the report's own
+//!   data. Other member designs' rows carry no exposure date (`hash`: sums
+//!   per arm and community; `blocked`: one value per member), so they get
+//!   no points and a note saying why.
 //! - [`distribution`]: member designs with per-member rows (`blocked`): a
 //!   histogram of the per-member values by arm (unit bins for small
 //!   integer ranges, else [`BINS`] equal bins up to the 99th percentile
@@ -19,7 +25,17 @@
 use crate::analysis::{
     analyse, community_rows, MetricData, MetricRows, StoredTrial, TrialAnalysis,
 };
+use chrono::{DateTime, Utc};
+use commonlab_store::MetricCell;
 use serde::Serialize;
+
+/// A `hash` trial's primary metric as of one planned look of a sequential
+/// plan (read by the caller; see the module docs).
+#[derive(Debug, Clone)]
+pub struct Look {
+    pub at: DateTime<Utc>,
+    pub cells: Vec<MetricCell>,
+}
 
 /// At most this many points of the cumulative effect.
 pub const CUMULATIVE_POINTS: usize = 12;
@@ -29,20 +45,22 @@ pub const BINS: usize = 20;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Cumulative {
     pub metric: String,
-    /// What a point accrues over (`period`), or `none`.
+    /// What a point accrues over (`period`, `look`), or `none`.
     pub by: &'static str,
-    /// `fixed` (95% interval of the design's lead method at each point).
+    /// `fixed` (95% interval of the design's lead method at each point)
+    /// or `always_valid` (also the sequential plan's always-valid one).
     pub interval: &'static str,
     pub points: Vec<CumulativePoint>,
     /// Why there are no points.
     pub note: Option<String>,
 }
 
-/// The estimate from periods `0..=through_period`.
+/// The estimate from periods `0..=through_period` (or looks).
 #[derive(Debug, Clone, Serialize)]
 pub struct CumulativePoint {
+    /// The period (or look, from 1; the last is the report's data).
     pub through_period: i64,
-    /// The end of that period's window (RFC 3339).
+    /// The end of that period's window, or the look's time (RFC 3339).
     pub through: String,
     pub arm: String,
     pub method: String,
@@ -50,6 +68,9 @@ pub struct CumulativePoint {
     pub ci_low: Option<f64>,
     pub ci_high: Option<f64>,
     pub p_value: Option<f64>,
+    /// Sequential plans: the always-valid 95% interval (`null`: ±∞).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub always_valid: Option<(Option<f64>, Option<f64>)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -94,8 +115,60 @@ fn primary(t: &StoredTrial) -> Option<&MetricData> {
         .find(|d| d.metric.name == t.spec.metrics.primary.name)
 }
 
-/// The primary metric's estimate as data accrued (see the module docs).
-pub fn cumulative(t: &StoredTrial) -> Cumulative {
+/// A `hash` sequential plan's points: per look, and the report's data.
+fn sequential(t: &StoredTrial, d: &MetricData, looks: &[Look], out: &mut Cumulative) {
+    out.by = "look";
+    out.interval = "always_valid";
+    let main = Look {
+        at: d.as_of,
+        cells: match &d.rows {
+            MetricRows::Cells(c) => c.clone(),
+            _ => Vec::new(),
+        },
+    };
+    for (i, look) in looks
+        .iter()
+        .filter(|l| l.at < d.as_of)
+        .chain(std::iter::once(&main))
+        .enumerate()
+    {
+        let mut part = t.clone();
+        part.as_of = look.at;
+        part.metrics = vec![MetricData {
+            rows: MetricRows::Cells(look.cells.clone()),
+            as_of: look.at,
+            ..d.clone()
+        }];
+        let a: TrialAnalysis = analyse(&part);
+        for m in &a.metrics {
+            for e in &m.estimates {
+                let abs = &m.detail["comparisons"][&e.arm]["absolute"];
+                let (fixed, seq) = (&abs["two_sided"], &abs["sequential_two_sided"]);
+                let Some(est) = fixed["effect"].as_f64() else {
+                    continue;
+                };
+                out.points.push(CumulativePoint {
+                    through_period: i as i64 + 1,
+                    through: look.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    arm: e.arm.clone(),
+                    method: "welch".into(),
+                    estimate: est,
+                    ci_low: fixed["ci_lower"].as_f64(),
+                    ci_high: fixed["ci_upper"].as_f64(),
+                    p_value: fixed["p_value"].as_f64(),
+                    always_valid: Some((seq["ci_lower"].as_f64(), seq["ci_upper"].as_f64())),
+                });
+            }
+        }
+    }
+    if out.points.is_empty() {
+        out.note = Some("no look yet has an estimate in both arms".into());
+    }
+}
+
+/// The primary metric's estimate as data accrued (see the module docs);
+/// `looks` only for `hash` designs with a sequential plan.
+pub fn cumulative(t: &StoredTrial, looks: &[Look]) -> Cumulative {
     let mut out = Cumulative {
         metric: t.spec.metrics.primary.name.clone(),
         by: "none",
@@ -106,6 +179,14 @@ pub fn cumulative(t: &StoredTrial) -> Cumulative {
         out.note = Some("the primary metric has no rows".into());
         return out;
     };
+    let sequential_plan = matches!(
+        t.spec.analysis.horizon,
+        commonlab_core::experiments::Horizon::Sequential { .. }
+    );
+    if matches!(d.rows, MetricRows::Cells(_)) && sequential_plan {
+        sequential(t, d, looks, &mut out);
+        return out;
+    }
     let MetricRows::Communities { rows, closed, .. } = &d.rows else {
         out.note = Some(format!(
             "not drawn: a {} design's rows carry no exposure date (they are {}), so the estimate cannot be recomputed as data accrued without reading the events again",
@@ -170,6 +251,7 @@ pub fn cumulative(t: &StoredTrial) -> Cumulative {
                 ci_low: e.ci95.map(|c| c.0),
                 ci_high: e.ci95.map(|c| c.1),
                 p_value: e.p_value,
+                always_valid: None,
             });
         }
     }

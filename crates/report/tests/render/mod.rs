@@ -20,7 +20,7 @@ fn with_surveys(t: &StoredTrial) -> Report {
     let (waves, response, input) = survey_fixture(t, 11);
     a.metrics.extend(analyse_scales(&t.spec, &waves, a.as_of));
     a.survey_response = Some(response);
-    build_with(t, &a, &input, &history(&t.spec), &provenance())
+    build_with(t, &a, &input, &[], &history(&t.spec), &provenance())
 }
 
 fn thanks() -> Report {
@@ -538,4 +538,71 @@ fn the_build_records_its_git_commit() {
     } else {
         assert!(!c.is_empty());
     }
+}
+
+#[test]
+fn a_sequential_hash_plan_shows_its_looks_with_the_always_valid_interval() {
+    let hash = with_design(THANKS, "[design]\nkind = \"hash\"\nsalt = \"s\"\n");
+    let seq = hash.replace("horizon = \"fixed\"", "horizon = \"sequential\"\nlooks = 4");
+    assert_ne!(seq, hash);
+    let t = members_trial(&seq, 3);
+    let spec = &t.spec;
+    // Looks split the planned window in 4; only those already past count.
+    let (start, end) = (spec.schedule.start, spec.schedule.end);
+    let at = |i: i64| chrono::DateTime::from_timestamp(start + (end - start) * i / 4, 0).unwrap();
+    let all = commonlab_report::past_looks(spec, at(4));
+    assert_eq!(all, vec![at(1), at(2), at(3)]);
+    assert_eq!(commonlab_report::past_looks(spec, at(2)), vec![at(1)]);
+    assert!(commonlab_report::past_looks(&members_trial(&hash, 3).spec, at(4)).is_empty());
+    // Earlier looks' cells (other seeded samples stand in for them).
+    let cells = |seed| match &members_trial(&seq, seed).metrics[0].rows {
+        commonlab_report::analysis::MetricRows::Cells(c) => c.clone(),
+        _ => panic!("hash cells"),
+    };
+    let looks: Vec<commonlab_report::series::Look> = [(at(1), 4), (at(2), 5)]
+        .into_iter()
+        .map(|(at, seed)| commonlab_report::series::Look {
+            at,
+            cells: cells(seed),
+        })
+        .collect();
+    let a = analyse(&t);
+    let r = build_with(
+        &t,
+        &a,
+        &Default::default(),
+        &looks,
+        &history(&t.spec),
+        &provenance(),
+    );
+    let c = &r.cumulative;
+    assert_eq!((c.by, c.interval), ("look", "always_valid"));
+    // Looks before the data's as-of time, then the data: 2 arms each.
+    let before = looks.iter().filter(|l| l.at < t.as_of).count();
+    assert_eq!(before, 2);
+    assert_eq!(c.points.len(), 2 * (before + 1), "{c:?}");
+    for p in &c.points {
+        let (lo, hi) = p.always_valid.expect("an always-valid interval");
+        let (lo, hi) = (lo.unwrap_or(f64::NEG_INFINITY), hi.unwrap_or(f64::INFINITY));
+        // The confidence sequence is wider than the fixed interval.
+        assert!(lo < p.ci_low.unwrap() && hi > p.ci_high.unwrap(), "{p:?}");
+        assert!(lo <= p.estimate && p.estimate <= hi);
+    }
+    // The last look is the report's data: the engine's Welch difference.
+    for arm in ["heart", "banner"] {
+        let last = c.points.iter().rev().find(|p| p.arm == arm).unwrap();
+        let welch = &a.metrics[0].detail["comparisons"][arm]["absolute"];
+        assert_eq!(Some(last.estimate), welch["two_sided"]["effect"].as_f64());
+        assert_eq!(
+            last.always_valid.unwrap().0,
+            welch["sequential_two_sided"]["ci_lower"].as_f64()
+        );
+    }
+    let html = render::html(&r).unwrap();
+    assert!(
+        html.contains("with the sequential boundary</title>"),
+        "chart title"
+    );
+    let md = render::markdown(&r).unwrap();
+    assert!(md.contains("| Look | At | Arm |"), "{md}");
 }

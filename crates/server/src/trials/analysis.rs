@@ -92,9 +92,25 @@ pub async fn report(
     .await?;
     add_surveys(store, &spec, &mut analysis, min_cell).await?;
     let input = survey_input(store, key, min_cell).await?;
+    // A sequential hash plan: the primary metric at each look already
+    // past (the cumulative effect with its always-valid interval).
+    let mut looks = Vec::new();
+    if matches!(
+        spec.design,
+        commonlab_core::experiments::Design::Hash { .. }
+    ) {
+        for at in commonlab_report::past_looks(&spec, as_of) {
+            let cells = store
+                .metric_cells(record.id, &spec.metrics.primary, at)
+                .await?;
+            looks.push(commonlab_report::series::Look { at, cells });
+        }
+    }
     let provenance = opts.provenance.clone();
-    blocking(move || commonlab_report::from_analysis(&trial, &analysis, &input, &hist, &provenance))
-        .await
+    blocking(move || {
+        commonlab_report::from_analysis(&trial, &analysis, &input, &looks, &hist, &provenance)
+    })
+    .await
 }
 
 /// What the report shows of a trial's survey waves beyond its analysis:
