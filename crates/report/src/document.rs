@@ -223,6 +223,33 @@ pub struct Effect {
     pub beside: Vec<crate::analysis::Beside>,
 }
 
+impl Effect {
+    /// `e` with its relative effect against `control_value` (`None` when
+    /// unknown or 0), uncorrected, without Bayesian figures.
+    pub fn uncorrected(e: &crate::analysis::Estimate, control_value: Option<f64>) -> Effect {
+        let rel = |x: f64| control_value.map(|c| x / c.abs());
+        Effect {
+            arm: e.arm.clone(),
+            control: e.control.clone(),
+            method: e.method.clone(),
+            absolute: e.estimate,
+            ci_low: e.ci95.map(|c| c.0),
+            ci_high: e.ci95.map(|c| c.1),
+            se: e.se,
+            relative: rel(e.estimate),
+            relative_ci_low: e.ci95.and_then(|c| rel(c.0)),
+            relative_ci_high: e.ci95.and_then(|c| rel(c.1)),
+            p_value: e.p_value,
+            adjusted_p_value: None,
+            correction: "uncorrected",
+            min_attainable_p: e.min_attainable_p,
+            chance_to_win: None,
+            risk: None,
+            beside: e.beside.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FewCommunities {
     pub communities: usize,
@@ -459,30 +486,18 @@ fn results(t: &StoredTrial, a: &TrialAnalysis) -> Vec<MetricResult> {
                         .iter()
                         .chain(&a.comparisons.others)
                         .find(|c| c.metric == m.name && c.arm == e.arm);
-                    let rel = |x: f64| control_value.map(|c| x / c.abs());
                     let (chance_to_win, risk) = if t.spec.is_community_design() {
                         (None, None)
                     } else {
                         bayes(m, &e.arm, &e.method)
                     };
                     Effect {
-                        arm: e.arm.clone(),
-                        control: e.control.clone(),
-                        method: e.method.clone(),
-                        absolute: e.estimate,
-                        ci_low: e.ci95.map(|c| c.0),
-                        ci_high: e.ci95.map(|c| c.1),
-                        se: e.se,
-                        relative: rel(e.estimate),
-                        relative_ci_low: e.ci95.and_then(|c| rel(c.0)),
-                        relative_ci_high: e.ci95.and_then(|c| rel(c.1)),
                         p_value: planned.and_then(|p| p.p_value).or(e.p_value),
                         adjusted_p_value: planned.and_then(|p| p.adjusted_p_value),
                         correction: planned.map_or("uncorrected", |p| p.correction),
-                        min_attainable_p: e.min_attainable_p,
                         chance_to_win,
                         risk,
-                        beside: e.beside.clone(),
+                        ..Effect::uncorrected(e, control_value)
                     }
                 })
                 .collect();

@@ -212,28 +212,7 @@ fn scale(m: &MetricAnalysis, min_cell: usize, control: &str) -> SurveyScale {
             }
             keep
         })
-        .map(|e| {
-            let rel = |x: f64| control_mean.map(|c| x / c.abs());
-            Effect {
-                arm: e.arm.clone(),
-                control: e.control.clone(),
-                method: e.method.clone(),
-                absolute: e.estimate,
-                ci_low: e.ci95.map(|c| c.0),
-                ci_high: e.ci95.map(|c| c.1),
-                se: e.se,
-                relative: rel(e.estimate),
-                relative_ci_low: e.ci95.and_then(|c| rel(c.0)),
-                relative_ci_high: e.ci95.and_then(|c| rel(c.1)),
-                p_value: e.p_value,
-                adjusted_p_value: None,
-                correction: "uncorrected",
-                min_attainable_p: e.min_attainable_p,
-                chance_to_win: None,
-                risk: None,
-                beside: e.beside.clone(),
-            }
-        })
+        .map(|e| Effect::uncorrected(e, control_mean))
         .collect();
     SurveyScale {
         scale: m.detail["survey"]["scale"]

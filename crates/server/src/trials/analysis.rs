@@ -123,13 +123,7 @@ pub async fn survey_input(
     trial: &str,
     min_cell: usize,
 ) -> Result<SurveyInput, Error> {
-    let mut campaigns: Vec<_> = store
-        .list_campaigns()
-        .await?
-        .into_iter()
-        .filter(|c| c.trial_key.as_deref() == Some(trial))
-        .collect();
-    campaigns.sort_by(|a, b| (a.opens_at, &a.key).cmp(&(b.opens_at, &b.key)));
+    let campaigns = trial_campaigns(store, trial).await?;
     let mut waves = Vec::with_capacity(campaigns.len());
     for c in &campaigns {
         let (_, instrument, results) =
@@ -229,6 +223,21 @@ fn reliability(
     }
 }
 
+/// The campaigns of `trial` (its survey waves), in opening order.
+async fn trial_campaigns(
+    store: &Store,
+    trial: &str,
+) -> Result<Vec<commonlab_store::CampaignRecord>, Error> {
+    let mut campaigns: Vec<_> = store
+        .list_campaigns()
+        .await?
+        .into_iter()
+        .filter(|c| c.trial_key.as_deref() == Some(trial))
+        .collect();
+    campaigns.sort_by(|a, b| (a.opens_at, &a.key).cmp(&(b.opens_at, &b.key)));
+    Ok(campaigns)
+}
+
 /// Adds the trial's survey waves (its campaigns) to its analysis: each
 /// scale of each wave becomes a secondary metric `survey:WAVE:SCALE`
 /// (`report::analysis::analyse_scales`: per-member designs get Welch per
@@ -242,16 +251,10 @@ pub async fn add_surveys(
     analysis: &mut TrialAnalysis,
     min_cell: usize,
 ) -> Result<(), Error> {
-    let mut campaigns: Vec<_> = store
-        .list_campaigns()
-        .await?
-        .into_iter()
-        .filter(|c| c.trial_key.as_deref() == Some(analysis.trial.as_str()))
-        .collect();
+    let campaigns = trial_campaigns(store, &analysis.trial).await?;
     if campaigns.is_empty() {
         return Ok(());
     }
-    campaigns.sort_by(|a, b| (a.opens_at, &a.key).cmp(&(b.opens_at, &b.key)));
     let mut waves = Vec::with_capacity(campaigns.len());
     for c in &campaigns {
         let instrument = surveys::service::instrument(store, &c.instrument, c.version).await?;
