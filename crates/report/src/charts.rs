@@ -20,7 +20,7 @@ pub struct Chart {
     pub svg: String,
 }
 
-const GREYS: [RGBColor; 4] = [
+pub(crate) const GREYS: [RGBColor; 4] = [
     RGBColor(0, 0, 0),
     RGBColor(90, 90, 90),
     RGBColor(140, 140, 140),
@@ -35,7 +35,7 @@ fn escape(s: &str) -> String {
 }
 
 /// Adds `role`, the title and the description to plotters' SVG.
-fn accessible(svg: String, title: &str, alt: &str) -> String {
+pub(crate) fn accessible(svg: String, title: &str, alt: &str) -> String {
     let Some(open) = svg.find("<svg") else {
         return svg;
     };
@@ -54,11 +54,11 @@ fn accessible(svg: String, title: &str, alt: &str) -> String {
     out
 }
 
-fn err<E: std::fmt::Debug>(e: E) -> String {
+pub(crate) fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
 }
 
-fn pad(lo: f64, hi: f64) -> (f64, f64) {
+pub(crate) fn pad(lo: f64, hi: f64) -> (f64, f64) {
     let (lo, hi) = (lo.min(0.0), hi.max(0.0));
     let span = (hi - lo).max(1e-9);
     (lo - span * 0.08, hi + span * 0.08)
@@ -371,7 +371,10 @@ pub fn charts(report: &Report) -> (Vec<Chart>, Vec<String>) {
             schedule as fn(&Report) -> Result<Option<Chart>, String>,
         ),
         ("forest", forest),
+        ("cumulative", crate::charts_series::cumulative),
         ("trajectories", trajectories),
+        ("distribution", crate::charts_series::distribution),
+        ("likert", crate::charts_series::likert),
     ] {
         match f(report) {
             Ok(Some(c)) => out.push(c),

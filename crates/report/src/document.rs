@@ -10,6 +10,7 @@ use crate::analysis::{
 };
 use crate::breakdown::{self, CommunityEffect};
 use crate::canonical::sha256;
+use crate::surveys::SurveyInput;
 use chrono::{DateTime, Utc};
 use commonlab_core::experiments::{format_rfc3339, Design, Horizon, TrialSpec, Unit};
 use serde::Serialize;
@@ -78,6 +79,14 @@ pub struct Report {
     pub trajectories: Vec<CommunityRow>,
     /// Few-community designs: what the design can and cannot show.
     pub few_communities: Option<FewCommunities>,
+    /// The primary metric's estimate as data accrued (the cumulative
+    /// effect chart).
+    pub cumulative: crate::series::Cumulative,
+    /// The primary metric's distribution by arm (the distribution chart).
+    pub distribution: crate::series::Distribution,
+    /// The trial's survey waves (absent without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub surveys: Option<crate::surveys::SurveySection>,
     pub footer: Footer,
 }
 
@@ -212,6 +221,33 @@ pub struct Effect {
     /// Expected loss of shipping the arm (in the metric's units).
     pub risk: Option<f64>,
     pub beside: Vec<crate::analysis::Beside>,
+}
+
+impl Effect {
+    /// `e` with its relative effect against `control_value` (`None` when
+    /// unknown or 0), uncorrected, without Bayesian figures.
+    pub fn uncorrected(e: &crate::analysis::Estimate, control_value: Option<f64>) -> Effect {
+        let rel = |x: f64| control_value.map(|c| x / c.abs());
+        Effect {
+            arm: e.arm.clone(),
+            control: e.control.clone(),
+            method: e.method.clone(),
+            absolute: e.estimate,
+            ci_low: e.ci95.map(|c| c.0),
+            ci_high: e.ci95.map(|c| c.1),
+            se: e.se,
+            relative: rel(e.estimate),
+            relative_ci_low: e.ci95.and_then(|c| rel(c.0)),
+            relative_ci_high: e.ci95.and_then(|c| rel(c.1)),
+            p_value: e.p_value,
+            adjusted_p_value: None,
+            correction: "uncorrected",
+            min_attainable_p: e.min_attainable_p,
+            chance_to_win: None,
+            risk: None,
+            beside: e.beside.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -431,6 +467,8 @@ fn bayes(m: &MetricAnalysis, arm: &str, method: &str) -> (Option<f64>, Option<f6
 fn results(t: &StoredTrial, a: &TrialAnalysis) -> Vec<MetricResult> {
     a.metrics
         .iter()
+        // Survey scales are reported in their own section.
+        .filter(|m| !crate::surveys::is_survey_metric(m))
         .map(|m| {
             let arm_values = breakdown::arm_values(t, &m.name);
             let control_value = arm_values
@@ -448,30 +486,18 @@ fn results(t: &StoredTrial, a: &TrialAnalysis) -> Vec<MetricResult> {
                         .iter()
                         .chain(&a.comparisons.others)
                         .find(|c| c.metric == m.name && c.arm == e.arm);
-                    let rel = |x: f64| control_value.map(|c| x / c.abs());
                     let (chance_to_win, risk) = if t.spec.is_community_design() {
                         (None, None)
                     } else {
                         bayes(m, &e.arm, &e.method)
                     };
                     Effect {
-                        arm: e.arm.clone(),
-                        control: e.control.clone(),
-                        method: e.method.clone(),
-                        absolute: e.estimate,
-                        ci_low: e.ci95.map(|c| c.0),
-                        ci_high: e.ci95.map(|c| c.1),
-                        se: e.se,
-                        relative: rel(e.estimate),
-                        relative_ci_low: e.ci95.and_then(|c| rel(c.0)),
-                        relative_ci_high: e.ci95.and_then(|c| rel(c.1)),
                         p_value: planned.and_then(|p| p.p_value).or(e.p_value),
                         adjusted_p_value: planned.and_then(|p| p.adjusted_p_value),
                         correction: planned.map_or("uncorrected", |p| p.correction),
-                        min_attainable_p: e.min_attainable_p,
                         chance_to_win,
                         risk,
-                        beside: e.beside.clone(),
+                        ..Effect::uncorrected(e, control_value)
                     }
                 })
                 .collect();
@@ -669,13 +695,37 @@ pub fn per_user_refusal(spec: &TrialSpec) -> Option<String> {
     ))
 }
 
-/// Builds the report (pure).
+/// Builds the report of a trial without survey input (pure; see
+/// [`build_with`]).
 pub fn build(
     t: &StoredTrial,
     a: &TrialAnalysis,
     history: &TrialHistory,
     provenance: &Provenance,
 ) -> Report {
+    build_with(t, a, &SurveyInput::default(), &[], history, provenance)
+}
+
+/// Builds the report (pure): `surveys` adds what the analysis does not
+/// carry of the trial's survey waves (reliability, item answers), `looks`
+/// a sequential `hash` plan's primary metric at its past looks
+/// ([`crate::series::Look`]); small
+/// cells are withheld below `surveys.min_cell` (at least
+/// [`crate::DEFAULT_MIN_CELL`] when it is 0).
+pub fn build_with(
+    t: &StoredTrial,
+    a: &TrialAnalysis,
+    surveys: &SurveyInput,
+    looks: &[crate::series::Look],
+    history: &TrialHistory,
+    provenance: &Provenance,
+) -> Report {
+    let min_cell = if surveys.min_cell == 0 {
+        crate::DEFAULT_MIN_CELL
+    } else {
+        surveys.min_cell
+    };
+    let arms: Vec<String> = t.spec.arms.iter().map(|x| x.variant.clone()).collect();
     let results = results(t, a);
     let (text, row_counts) = data_text(t);
     let primary = &t.spec.metrics.primary;
@@ -724,6 +774,9 @@ pub fn build(
         communities: breakdown::community_effects(t, &primary.name),
         trajectories,
         few_communities: few_communities(t, &results),
+        cumulative: crate::series::cumulative(t, looks),
+        distribution: crate::series::distribution(t, min_cell),
+        surveys: crate::surveys::section(a, surveys, &arms),
         results,
         comparisons: a.comparisons.clone(),
         decision: a.decision.clone(),

@@ -11,9 +11,12 @@ pub mod analysis;
 pub mod breakdown;
 pub mod canonical;
 pub mod charts;
+mod charts_series;
 pub mod document;
 pub mod feedback;
 pub mod render;
+pub mod series;
+pub mod surveys;
 pub mod verify;
 pub mod wp2;
 
@@ -21,6 +24,16 @@ use chrono::{DateTime, Utc};
 use commonlab_core::experiments::{format_rfc3339, SpecError};
 use commonlab_store::{Store, StoreError, TrialStatus};
 use document::{Dates, Deviation, Provenance, Report, TrialHistory};
+
+/// The git commit this crate was built from (`build.rs`): `git rev-parse
+/// HEAD` (with `-dirty` when a tracked file was modified) in a checkout,
+/// else the `COMMONLAB_GIT_COMMIT` variable at build time, else `unknown`.
+pub const GIT_COMMIT: &str = env!("COMMONLAB_GIT_COMMIT");
+
+/// The smallest breakdown a report shows when its caller gives none: a
+/// histogram bin, a community × period cell or a survey arm with fewer
+/// units than this is withheld (the server passes `survey_min_cell`).
+pub const DEFAULT_MIN_CELL: usize = 5;
 
 /// What can go wrong while analysing or rendering a stored trial.
 #[derive(Debug, thiserror::Error)]
@@ -116,33 +129,37 @@ pub fn check_per_user(
     }
 }
 
-/// The report of a stored trial already read (pure, CPU work).
-pub fn from_stored(
+/// The report of a stored trial from its analysis (to which the caller
+/// that reads the surveys has added the survey scales and response), the
+/// survey input and a sequential `hash` plan's looks (pure, CPU work).
+pub fn from_analysis(
     stored: &analysis::StoredTrial,
+    a: &analysis::TrialAnalysis,
+    surveys: &surveys::SurveyInput,
+    looks: &[series::Look],
     hist: &TrialHistory,
     provenance: &Provenance,
 ) -> Report {
-    let a = analysis::analyse(stored);
-    document::build(stored, &a, hist, provenance)
+    document::build_with(stored, a, surveys, looks, hist, provenance)
 }
 
-/// Reads `key` from the store, analyses it as its design requires and
-/// builds the report document. The analysis runs on the calling thread
-/// (CPU work: call it from a blocking context in a server).
-pub async fn report(store: &Store, key: &str, opts: &Options) -> Result<Report, ReportError> {
-    let record = store
-        .get_trial(key)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("trial '{key}'")))?;
-    let spec =
-        commonlab_core::experiments::parse_trial(&record.spec_source, &format!("trial {key}"))?;
-    check_per_user(&spec, opts.per_user)?;
-    let as_of = opts
-        .as_of
-        .unwrap_or_else(|| default_as_of(&record, opts.now));
-    let stored = analysis::fetch(store, key, as_of).await?;
-    let hist = history(store, key).await?;
-    Ok(from_stored(&stored, &hist, &opts.provenance))
+/// The times of a sequential plan's looks already past at `as_of`: the
+/// planned window split into `looks` equal parts, every boundary but the
+/// last (the report's own data are the last point). Empty for a fixed
+/// plan.
+pub fn past_looks(
+    spec: &commonlab_core::experiments::TrialSpec,
+    as_of: DateTime<Utc>,
+) -> Vec<DateTime<Utc>> {
+    let commonlab_core::experiments::Horizon::Sequential { looks } = spec.analysis.horizon else {
+        return Vec::new();
+    };
+    let (start, end) = (spec.schedule.start, spec.schedule.end);
+    let looks = i64::from(looks).max(1);
+    (1..looks)
+        .filter_map(|i| DateTime::from_timestamp(start + (end - start) * i / looks, 0))
+        .filter(|at| *at < as_of)
+        .collect()
 }
 
 /// Every file of a report directory, by name, in the order written.

@@ -13,12 +13,13 @@ use commonlab_report::document::Provenance;
 use commonlab_report::render::IndexEntry;
 use commonlab_report::{canonical, render, verify, Options};
 use commonlab_server::settings::Settings;
+use commonlab_server::trials::analysis;
 use commonlab_store::{Store, TrialStatus};
 use std::path::{Path, PathBuf};
 
-/// The git commit the binary was built from, when the build set
-/// `COMMONLAB_GIT_COMMIT` (docs/reports.md).
-pub const COMMIT: Option<&str> = option_env!("COMMONLAB_GIT_COMMIT");
+/// The git commit the binary was built from (`commonlab_report::GIT_COMMIT`,
+/// docs/reports.md).
+pub const COMMIT: &str = commonlab_report::GIT_COMMIT;
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
@@ -45,7 +46,7 @@ fn command_line() -> String {
 fn provenance(command: String) -> Provenance {
     Provenance {
         version: env!("CARGO_PKG_VERSION").to_string(),
-        commit: COMMIT.map(str::to_string),
+        commit: Some(COMMIT.to_string()),
         command,
     }
 }
@@ -66,12 +67,13 @@ async fn write_one(
     store: &Store,
     key: &str,
     opts: &Options,
+    min_cell: usize,
     formats: &[&str],
     dir: &Path,
     bar: &indicatif::ProgressBar,
 ) -> Result<(String, String, String)> {
     bar.set_message(format!("{key}: computing metrics in the database"));
-    let report = commonlab_report::report(store, key, opts).await?;
+    let report = analysis::report(store, key, opts, min_cell).await?;
     bar.inc(1);
     bar.set_message(format!("{key}: rendering"));
     let mut files = commonlab_report::files(&report, formats)?;
@@ -120,7 +122,16 @@ pub async fn run(settings: &Settings, args: ReportArgs) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from("reports/out").join(&key));
     let bar = progress(2);
     let done = with_store(&settings.database_url, async |store| {
-        write_one(store, &key, &opts, &formats, &dir, &bar).await
+        write_one(
+            store,
+            &key,
+            &opts,
+            settings.survey_min_cell,
+            &formats,
+            &dir,
+            &bar,
+        )
+        .await
     })
     .await;
     bar.finish_and_clear();
@@ -133,6 +144,7 @@ pub async fn run(settings: &Settings, args: ReportArgs) -> Result<()> {
 }
 
 async fn all(settings: &Settings, opts: &Options, out: &Path) -> Result<()> {
+    let min_cell = settings.survey_min_cell;
     with_store(&settings.database_url, async |store| {
         let mut trials = store.list_trials(Some(TrialStatus::Concluded)).await?;
         trials.extend(store.list_trials(Some(TrialStatus::Archived)).await?);
@@ -142,7 +154,7 @@ async fn all(settings: &Settings, opts: &Options, out: &Path) -> Result<()> {
         let mut failures = Vec::new();
         for t in &trials {
             let dir = out.join(&t.key);
-            match write_one(store, &t.key, opts, &["all"], &dir, &bar).await {
+            match write_one(store, &t.key, opts, min_cell, &["all"], &dir, &bar).await {
                 Ok((title, status, decision)) => entries.push(IndexEntry {
                     key: t.key.clone(),
                     title,
@@ -217,7 +229,7 @@ async fn verify_dir(settings: &Settings, dir: &Path) -> Result<()> {
         },
     };
     let report = with_store(&settings.database_url, async |store| {
-        Ok(commonlab_report::report(store, &key, &opts).await?)
+        Ok(analysis::report(store, &key, &opts, settings.survey_min_cell).await?)
     })
     .await?;
     let fresh = canonical::to_value(&report)?;

@@ -328,3 +328,130 @@ pub fn with_design(source: &str, design: &str) -> String {
     let end = start + source[start..].find("\n[exposure]").unwrap();
     format!("{}{}\n{}", &source[..start], design, &source[end..])
 }
+
+/// A survey wave of a member trial (the inputs the server gives the
+/// report): scale scores, the response per arm as `survey_response`, the
+/// reliability and the Likert answers. Scale `gratitude` has every arm;
+/// scale `belonging` and item `g2` have 3 respondents in `heart` (withheld
+/// below 5).
+pub fn survey_fixture(
+    t: &StoredTrial,
+    seed: u64,
+) -> (
+    Vec<commonlab_report::analysis::WaveScores>,
+    serde_json::Value,
+    commonlab_report::surveys::SurveyInput,
+) {
+    use commonlab_report::analysis::{ScaleScore, WaveScores};
+    use commonlab_report::surveys::{LikertInput, ScaleReliability, SurveyInput, WaveInput};
+    let mut rng = Rng(seed);
+    let MetricRows::Members(members) = &t.metrics[0].rows else {
+        panic!("a member trial");
+    };
+    let mut scores = Vec::new();
+    let labels: Vec<String> = [
+        "Strongly disagree",
+        "Disagree",
+        "Neutral",
+        "Agree",
+        "Strongly agree",
+    ]
+    .map(String::from)
+    .to_vec();
+    let (mut g1, mut g2) = (Vec::new(), Vec::new());
+    let mut invited: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    let mut heart_belonging = 0;
+    for m in members {
+        let e = invited.entry(m.arm.as_str()).or_default();
+        e.0 += 1;
+        if !rng.chance(0.6) {
+            continue;
+        }
+        e.1 += 1;
+        let lift = match m.arm.as_str() {
+            "banner" => 0.6,
+            "heart" => 0.2,
+            _ => 0.0,
+        };
+        let score = 3.0 + lift + (rng.unit() - 0.5) * 2.0;
+        scores.push(ScaleScore {
+            unit: m.unit.clone(),
+            arm: Some(m.arm.clone()),
+            scale: "gratitude".into(),
+            score,
+        });
+        let heart = m.arm == "heart";
+        if !heart || heart_belonging < 3 {
+            heart_belonging += u32::from(heart);
+            scores.push(ScaleScore {
+                unit: m.unit.clone(),
+                arm: Some(m.arm.clone()),
+                scale: "belonging".into(),
+                score: 2.5 + lift / 2.0 + rng.unit(),
+            });
+            g2.push((m.arm.clone(), 1 + (rng.next() % 5) as u8));
+        }
+        g1.push((m.arm.clone(), (score.round() as u8).clamp(1, 5)));
+    }
+    let arms = ["control", "heart", "banner"];
+    let cells: Vec<serde_json::Value> = arms
+        .iter()
+        .map(|a| {
+            let (n, c) = invited[a];
+            serde_json::json!({"arm": a, "invited": n, "completed": c, "rate": c as f64 / n as f64, "suppressed": false})
+        })
+        .collect();
+    let test = serde_json::json!({"test": "chi_square", "chi2": 1.25, "df": 2.0, "p_value": 0.535, "fisher_p": null, "flagged": false, "message": "the arms completed the survey at similar rates"});
+    let response = serde_json::json!({
+        "min_cell": 5,
+        "arms": arms,
+        "waves": [{"campaign": "thanks-followup", "wave": "followup", "arms": cells}],
+        "differential": {"waves": [test.clone()], "pooled": test, "flagged": false},
+    });
+    let waves = vec![WaveScores {
+        wave: "followup".into(),
+        campaign: "thanks-followup".into(),
+        scales: vec!["gratitude".into(), "belonging".into()],
+        scores,
+    }];
+    let input = SurveyInput {
+        min_cell: 5,
+        waves: vec![WaveInput {
+            wave: "followup".into(),
+            campaign: "thanks-followup".into(),
+            reliability: vec![
+                ScaleReliability {
+                    scale: "gratitude".into(),
+                    n: Some(70),
+                    alpha: Some(0.81),
+                    alpha_ci_low: Some(0.74),
+                    alpha_ci_high: Some(0.87),
+                    omega: Some(0.82),
+                    note: None,
+                },
+                ScaleReliability {
+                    scale: "belonging".into(),
+                    n: Some(60),
+                    alpha: Some(0.64),
+                    alpha_ci_low: Some(0.5),
+                    alpha_ci_high: Some(0.75),
+                    omega: None,
+                    note: Some("alpha below 0.7; omega: the one-factor model is improper".into()),
+                },
+            ],
+            likert: vec![
+                LikertInput {
+                    item: "g1".into(),
+                    labels: labels.clone(),
+                    answers: g1,
+                },
+                LikertInput {
+                    item: "g2".into(),
+                    labels,
+                    answers: g2,
+                },
+            ],
+        }],
+    };
+    (waves, response, input)
+}

@@ -4,8 +4,8 @@
 //! a per-user test for community designs.
 
 use super::fixtures::*;
-use commonlab_report::analysis::{analyse, StoredTrial};
-use commonlab_report::document::{build, per_user_refusal, Report};
+use commonlab_report::analysis::{analyse, analyse_scales, StoredTrial};
+use commonlab_report::document::{build, build_with, per_user_refusal, Report};
 use commonlab_report::{feedback, render, verify};
 
 fn report(t: &StoredTrial) -> Report {
@@ -13,8 +13,18 @@ fn report(t: &StoredTrial) -> Report {
     build(t, &a, &history(&t.spec), &provenance())
 }
 
+/// The report with a survey wave (the server adds the scales and the
+/// response to the analysis, and gives the reliability and item answers).
+fn with_surveys(t: &StoredTrial) -> Report {
+    let mut a = analyse(t);
+    let (waves, response, input) = survey_fixture(t, 11);
+    a.metrics.extend(analyse_scales(&t.spec, &waves, a.as_of));
+    a.survey_response = Some(response);
+    build_with(t, &a, &input, &[], &history(&t.spec), &provenance())
+}
+
 fn thanks() -> Report {
-    report(&members_trial(THANKS, 7))
+    with_surveys(&members_trial(THANKS, 7))
 }
 
 fn dashboard() -> Report {
@@ -338,4 +348,261 @@ fn wp2_parameters_follow_their_schema_and_feed_the_simulator() {
     assert_eq!(params.communities.len(), 2);
     assert_eq!(params.communities[1].members, 150);
     assert!(params.effects.contains_key("on"));
+}
+
+#[test]
+fn surveys_section_reports_scales_response_and_reliability_withholding_small_cells() {
+    let t = members_trial(THANKS, 7);
+    let r = thanks();
+    // Survey scales are in their own section, not among the plan's metrics.
+    assert!(r.results.iter().all(|m| !m.name.starts_with("survey:")));
+    let s = r.surveys.as_ref().expect("a surveys section");
+    assert_eq!(s.min_cell, 5);
+    let w = &s.waves[0];
+    assert_eq!(
+        (w.wave.as_str(), w.campaign.as_str()),
+        ("followup", "thanks-followup")
+    );
+    let arms: Vec<&str> = w.response.iter().map(|c| c.arm.as_str()).collect();
+    assert_eq!(arms, ["control", "heart", "banner"]);
+    assert_eq!(w.response[0].invited, Some(64));
+    assert_eq!(w.differential.as_ref().unwrap().p_value, Some(0.535));
+    assert!(s.pooled_differential.is_some());
+
+    // Every arm has enough respondents: both comparisons, each equal to
+    // the analysis's own Welch test on the scores.
+    let (waves, _, _) = survey_fixture(&t, 11);
+    let metrics = analyse_scales(&t.spec, &waves, t.as_of);
+    let g = w.scales.iter().find(|x| x.scale == "gratitude").unwrap();
+    assert_eq!(g.metric, "survey:followup:gratitude");
+    assert!(g.suppressed.is_empty());
+    assert_eq!(g.effects.len(), 2);
+    let m = metrics.iter().find(|m| m.name == g.metric).unwrap();
+    for (e, want) in g.effects.iter().zip(&m.estimates) {
+        assert_eq!(
+            (e.arm.as_str(), e.absolute),
+            (want.arm.as_str(), want.estimate)
+        );
+        assert_eq!(e.p_value, want.p_value);
+        assert_eq!(e.correction, "uncorrected");
+    }
+    assert_eq!(g.reliability.as_ref().unwrap().alpha, Some(0.81));
+    assert_eq!(
+        g.n.get("heart").copied().flatten(),
+        m.n.get("heart").copied()
+    );
+
+    // 3 heart respondents on `belonging`: the arm's n, mean and its
+    // comparison are withheld; banner's stays.
+    let b = w.scales.iter().find(|x| x.scale == "belonging").unwrap();
+    assert_eq!(b.suppressed, ["heart"]);
+    assert_eq!(b.n["heart"], None);
+    assert_eq!(b.means["heart"], None);
+    assert!(b.means["banner"].is_some());
+    let compared: Vec<&str> = b.effects.iter().map(|e| e.arm.as_str()).collect();
+    assert_eq!(compared, ["banner"]);
+    assert!(b
+        .notice
+        .as_deref()
+        .unwrap()
+        .contains("heart against control: withheld"));
+
+    // Likert: shares per point sum to 1; the small arm is withheld.
+    let g2 = w.likert.iter().find(|i| i.item == "g2").unwrap();
+    let heart = g2.by_arm.iter().find(|a| a.arm == "heart").unwrap();
+    assert!(heart.suppressed && heart.shares.is_none() && heart.counts.is_none());
+    for a in w
+        .likert
+        .iter()
+        .flat_map(|i| &i.by_arm)
+        .filter(|a| !a.suppressed)
+    {
+        let total: f64 = a.shares.as_ref().unwrap().iter().sum();
+        assert!((total - 1.0).abs() < 1e-12, "{total}");
+        assert_eq!(a.counts.as_ref().unwrap().iter().sum::<u64>(), a.n.unwrap());
+    }
+
+    // Every number is in results.json, and the documents show the section.
+    let json: serde_json::Value = serde_json::from_str(&render::results_json(&r).unwrap()).unwrap();
+    assert_eq!(
+        json["surveys"]["waves"][0]["scales"][0]["effects"][1]["absolute"]
+            .as_f64()
+            .unwrap(),
+        commonlab_report::canonical::round(g.effects[1].absolute)
+    );
+    let md = render::markdown(&r).unwrap();
+    assert!(
+        md.contains("## Surveys") && md.contains("### Wave followup"),
+        "{md}"
+    );
+    let html = render::html(&r).unwrap();
+    assert!(html.contains("id=\"surveys\""));
+    assert!(html.contains("<title>Likert items by arm</title>"));
+    // A trial without survey waves has no section, and no key in JSON.
+    let plain = report(&t);
+    assert!(plain.surveys.is_none());
+    assert!(!render::results_json(&plain)
+        .unwrap()
+        .contains("\"surveys\""));
+}
+
+#[test]
+fn cumulative_effect_ends_at_the_designs_result() {
+    let r = dashboard();
+    let c = &r.cumulative;
+    assert_eq!(c.by, "period");
+    assert!(c.points.len() >= 2, "{c:?}");
+    let periods: Vec<i64> = c.points.iter().map(|p| p.through_period).collect();
+    assert!(periods.windows(2).all(|w| w[0] < w[1]), "{periods:?}");
+    // The last point re-runs the analysis on every closed period: the
+    // design's own estimate and interval.
+    let last = c.points.last().unwrap();
+    let e = &r.results[0].effects[0];
+    assert_eq!(last.method, e.method);
+    assert_eq!(last.estimate, e.absolute);
+    assert_eq!((last.ci_low, last.ci_high), (e.ci_low, e.ci_high));
+    // Member designs' rows carry no date: no points, and a note says why.
+    let t = thanks();
+    assert!(t.cumulative.points.is_empty());
+    assert!(t
+        .cumulative
+        .note
+        .as_deref()
+        .unwrap()
+        .contains("no exposure date"));
+    let html = render::html(&r).unwrap();
+    assert!(html.contains("<title>Cumulative effect on"));
+}
+
+#[test]
+fn distribution_withholds_small_cells() {
+    let r = thanks();
+    let d = &r.distribution;
+    assert_eq!(d.of, "member");
+    assert_eq!(d.min_cell, 5);
+    let nb = d.bins.len() - 1;
+    assert!(nb >= 1);
+    let n: i64 = d.by_arm.iter().map(|a| a.n).sum();
+    assert_eq!(n, 128);
+    for a in &d.by_arm {
+        assert_eq!(a.counts.len(), nb);
+        let shown: u64 = a.counts.iter().flatten().sum();
+        assert!(shown <= a.n as u64);
+        assert!(
+            a.counts.iter().flatten().all(|&c| c == 0 || c >= 5),
+            "{a:?}"
+        );
+    }
+    // Shown and withheld together account for every member (the heart
+    // arm's 32 members in 0/1 bins: both bins large enough here).
+    let md = render::markdown(&r).unwrap();
+    assert!(md.contains("### Distribution"), "{md}");
+    // Community designs: cells, those with fewer members than k withheld.
+    let w = dashboard();
+    assert_eq!(w.distribution.of, "cell");
+    assert!(!w.distribution.cells.is_empty());
+    for c in &w.distribution.cells {
+        assert_eq!(c.value.is_none(), c.members < 5, "{c:?}");
+    }
+    let html = render::html(&w).unwrap();
+    assert!(html.contains("<title>Distribution of"));
+    // hash designs read sums only: no distribution, and a note.
+    let hash = with_design(THANKS, "[design]\nkind = \"hash\"\nsalt = \"s\"\n");
+    let h = report(&members_trial(&hash, 3));
+    assert_eq!(h.distribution.of, "none");
+    assert!(h.distribution.note.is_some());
+}
+
+#[test]
+fn the_build_records_its_git_commit() {
+    let c = commonlab_report::GIT_COMMIT;
+    let hash = c.strip_suffix("-dirty").unwrap_or(c);
+    // Built in a checkout (as CI and this test are): a full commit id of
+    // this repository; `unknown` only outside one.
+    let inside = std::process::Command::new("git")
+        .args(["rev-parse", "--git-dir"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if inside {
+        assert!(
+            hash.len() == 40 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{c}"
+        );
+        let known = std::process::Command::new("git")
+            .args(["cat-file", "-e", &format!("{hash}^{{commit}}")])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(known.success(), "{c} is not a commit of this repository");
+    } else {
+        assert!(!c.is_empty());
+    }
+}
+
+#[test]
+fn a_sequential_hash_plan_shows_its_looks_with_the_always_valid_interval() {
+    let hash = with_design(THANKS, "[design]\nkind = \"hash\"\nsalt = \"s\"\n");
+    let seq = hash.replace("horizon = \"fixed\"", "horizon = \"sequential\"\nlooks = 4");
+    assert_ne!(seq, hash);
+    let t = members_trial(&seq, 3);
+    let spec = &t.spec;
+    // Looks split the planned window in 4; only those already past count.
+    let (start, end) = (spec.schedule.start, spec.schedule.end);
+    let at = |i: i64| chrono::DateTime::from_timestamp(start + (end - start) * i / 4, 0).unwrap();
+    let all = commonlab_report::past_looks(spec, at(4));
+    assert_eq!(all, vec![at(1), at(2), at(3)]);
+    assert_eq!(commonlab_report::past_looks(spec, at(2)), vec![at(1)]);
+    assert!(commonlab_report::past_looks(&members_trial(&hash, 3).spec, at(4)).is_empty());
+    // Earlier looks' cells (other seeded samples stand in for them).
+    let cells = |seed| match &members_trial(&seq, seed).metrics[0].rows {
+        commonlab_report::analysis::MetricRows::Cells(c) => c.clone(),
+        _ => panic!("hash cells"),
+    };
+    let looks: Vec<commonlab_report::series::Look> = [(at(1), 4), (at(2), 5)]
+        .into_iter()
+        .map(|(at, seed)| commonlab_report::series::Look {
+            at,
+            cells: cells(seed),
+        })
+        .collect();
+    let a = analyse(&t);
+    let r = build_with(
+        &t,
+        &a,
+        &Default::default(),
+        &looks,
+        &history(&t.spec),
+        &provenance(),
+    );
+    let c = &r.cumulative;
+    assert_eq!((c.by, c.interval), ("look", "always_valid"));
+    // Looks before the data's as-of time, then the data: 2 arms each.
+    let before = looks.iter().filter(|l| l.at < t.as_of).count();
+    assert_eq!(before, 2);
+    assert_eq!(c.points.len(), 2 * (before + 1), "{c:?}");
+    for p in &c.points {
+        let (lo, hi) = p.always_valid.expect("an always-valid interval");
+        let (lo, hi) = (lo.unwrap_or(f64::NEG_INFINITY), hi.unwrap_or(f64::INFINITY));
+        // The confidence sequence is wider than the fixed interval.
+        assert!(lo < p.ci_low.unwrap() && hi > p.ci_high.unwrap(), "{p:?}");
+        assert!(lo <= p.estimate && p.estimate <= hi);
+    }
+    // The last look is the report's data: the engine's Welch difference.
+    for arm in ["heart", "banner"] {
+        let last = c.points.iter().rev().find(|p| p.arm == arm).unwrap();
+        let welch = &a.metrics[0].detail["comparisons"][arm]["absolute"];
+        assert_eq!(Some(last.estimate), welch["two_sided"]["effect"].as_f64());
+        assert_eq!(
+            last.always_valid.unwrap().0,
+            welch["sequential_two_sided"]["ci_lower"].as_f64()
+        );
+    }
+    let html = render::html(&r).unwrap();
+    assert!(
+        html.contains("with the sequential boundary</title>"),
+        "chart title"
+    );
+    let md = render::markdown(&r).unwrap();
+    assert!(md.contains("| Look | At | Arm |"), "{md}");
 }

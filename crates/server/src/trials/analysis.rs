@@ -10,7 +10,9 @@ use crate::surveys;
 use chrono::{DateTime, Utc};
 use commonlab_core::experiments::{parse_trial, TrialSpec};
 use commonlab_report::analysis::{self as report, StoredTrial, TrialAnalysis};
-use commonlab_report::ReportError;
+use commonlab_report::document::Report;
+use commonlab_report::surveys::{LikertInput, ScaleReliability, SurveyInput, WaveInput};
+use commonlab_report::{Options, ReportError};
 use commonlab_store::{MetricSnapshot, Store, StoreError, TrialRecord};
 
 impl From<ReportError> for Error {
@@ -44,16 +46,196 @@ pub async fn analyse(
 ) -> Result<TrialAnalysis, Error> {
     let trial = stored(store, key, as_of).await?;
     let spec = trial.spec.clone();
-    let mut analysis = match tokio::task::spawn_blocking(move || report::analyse(&trial)).await {
-        Ok(analysis) => analysis,
+    let mut analysis = blocking(move || report::analyse(&trial)).await?;
+    add_surveys(store, &spec, &mut analysis, min_cell).await?;
+    Ok(analysis)
+}
+
+/// Runs CPU work of the report pipeline on a blocking thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(done) => Ok(done),
         // The pipeline does not panic on any stored data; if it did, that is
         // our bug, not the client's: let it surface as one.
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         // Cancelled: the runtime is shutting down.
-        Err(_) => return Err(StoreError::Unavailable("the server is shutting down".into()).into()),
-    };
+        Err(_) => Err(StoreError::Unavailable("the server is shutting down".into()).into()),
+    }
+}
+
+/// The validation report of `key` (`commonlab report`, `GET
+/// /api/v1/trials/{key}/report`): the design's analysis with the trial's
+/// survey waves ([`add_surveys`], [`survey_input`]), every breakdown
+/// smaller than `min_cell` withheld. Refuses a per-user test of a
+/// community design ([`commonlab_report::check_per_user`]).
+pub async fn report(
+    store: &Store,
+    key: &str,
+    opts: &Options,
+    min_cell: usize,
+) -> Result<Report, Error> {
+    let record = store
+        .get_trial(key)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("trial '{key}'")))?;
+    let spec = parse_trial(&record.spec_source, &format!("trial {key}"))?;
+    commonlab_report::check_per_user(&spec, opts.per_user)?;
+    let as_of = opts
+        .as_of
+        .unwrap_or_else(|| commonlab_report::default_as_of(&record, opts.now));
+    let trial = stored(store, key, as_of).await?;
+    let hist = commonlab_report::history(store, key).await?;
+    let (trial, mut analysis) = blocking(move || {
+        let a = report::analyse(&trial);
+        (trial, a)
+    })
+    .await?;
     add_surveys(store, &spec, &mut analysis, min_cell).await?;
-    Ok(analysis)
+    let input = survey_input(store, key, min_cell).await?;
+    // A sequential hash plan: the primary metric at each look already
+    // past (the cumulative effect with its always-valid interval).
+    let mut looks = Vec::new();
+    if matches!(
+        spec.design,
+        commonlab_core::experiments::Design::Hash { .. }
+    ) {
+        for at in commonlab_report::past_looks(&spec, as_of) {
+            let cells = store
+                .metric_cells(record.id, &spec.metrics.primary, at)
+                .await?;
+            looks.push(commonlab_report::series::Look { at, cells });
+        }
+    }
+    let provenance = opts.provenance.clone();
+    blocking(move || {
+        commonlab_report::from_analysis(&trial, &analysis, &input, &looks, &hist, &provenance)
+    })
+    .await
+}
+
+/// What the report shows of a trial's survey waves beyond its analysis:
+/// each scale's reliability (alpha with its Feldt interval, omega, as the
+/// campaign's results compute them) and each Likert item's completed
+/// answers with the arm of the unit's first exposure (the report counts
+/// them, withholding arms below `min_cell`). Waves in opening order.
+pub async fn survey_input(
+    store: &Store,
+    trial: &str,
+    min_cell: usize,
+) -> Result<SurveyInput, Error> {
+    let campaigns = trial_campaigns(store, trial).await?;
+    let mut waves = Vec::with_capacity(campaigns.len());
+    for c in &campaigns {
+        let (_, instrument, results) =
+            surveys::service::results(store, &c.key, min_cell, false).await?;
+        let reliability = results
+            .scales
+            .iter()
+            .map(|s| reliability(&s.key, &s.reliability))
+            .collect();
+        let arms: std::collections::BTreeMap<String, Option<String>> = store
+            .campaign_units(c.id)
+            .await?
+            .into_iter()
+            .map(|u| (u.unit, u.arm))
+            .collect();
+        let completed: Vec<_> = store
+            .responses(c.id)
+            .await?
+            .into_iter()
+            .filter(|r| r.status == commonlab_store::ResponseStatus::Completed)
+            .filter_map(|r| {
+                let arm = arms.get(&r.unit).cloned().flatten()?;
+                Some((arm, surveys::results::answers_of(&r)))
+            })
+            .collect();
+        let language = instrument.default_language().to_string();
+        let likert = instrument
+            .items()
+            .filter_map(|(_, item)| {
+                let commonlab_core::surveys::ItemKind::Likert { points, labels } = &item.kind
+                else {
+                    return None;
+                };
+                let labels = labels
+                    .get(&language)
+                    .cloned()
+                    .unwrap_or_else(|| (1..=*points).map(|p| p.to_string()).collect());
+                let answers = completed
+                    .iter()
+                    .filter_map(|(arm, answers)| match answers.get(&item.key) {
+                        Some(commonlab_core::surveys::Answer::Number(v))
+                            if *v >= 1.0 && *v <= f64::from(*points) =>
+                        {
+                            Some((arm.clone(), *v as u8))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                Some(LikertInput {
+                    item: item.key.clone(),
+                    labels,
+                    answers,
+                })
+            })
+            .collect();
+        waves.push(WaveInput {
+            wave: c.wave.clone(),
+            campaign: c.key.clone(),
+            reliability,
+            likert,
+        });
+    }
+    Ok(SurveyInput { min_cell, waves })
+}
+
+fn reliability(
+    scale: &str,
+    r: &surveys::results::Computed<surveys::results::Reliability>,
+) -> ScaleReliability {
+    match r {
+        surveys::results::Computed::Value(r) => {
+            let omega = r.omega.value().map(|o| o.omega);
+            let notes: Vec<String> = r
+                .warning
+                .iter()
+                .cloned()
+                .chain(match &r.omega {
+                    surveys::results::Computed::Error { error } => Some(format!("omega: {error}")),
+                    surveys::results::Computed::Value(_) => None,
+                })
+                .collect();
+            ScaleReliability {
+                scale: scale.to_string(),
+                n: Some(r.n as u64),
+                alpha: Some(r.alpha),
+                alpha_ci_low: Some(r.alpha_ci95.0),
+                alpha_ci_high: Some(r.alpha_ci95.1),
+                omega,
+                note: (!notes.is_empty()).then(|| notes.join("; ")),
+            }
+        }
+        surveys::results::Computed::Error { error } => ScaleReliability {
+            scale: scale.to_string(),
+            note: Some(error.clone()),
+            ..Default::default()
+        },
+    }
+}
+
+/// The campaigns of `trial` (its survey waves), in opening order.
+async fn trial_campaigns(
+    store: &Store,
+    trial: &str,
+) -> Result<Vec<commonlab_store::CampaignRecord>, Error> {
+    let mut campaigns: Vec<_> = store
+        .list_campaigns()
+        .await?
+        .into_iter()
+        .filter(|c| c.trial_key.as_deref() == Some(trial))
+        .collect();
+    campaigns.sort_by(|a, b| (a.opens_at, &a.key).cmp(&(b.opens_at, &b.key)));
+    Ok(campaigns)
 }
 
 /// Adds the trial's survey waves (its campaigns) to its analysis: each
@@ -69,16 +251,10 @@ pub async fn add_surveys(
     analysis: &mut TrialAnalysis,
     min_cell: usize,
 ) -> Result<(), Error> {
-    let mut campaigns: Vec<_> = store
-        .list_campaigns()
-        .await?
-        .into_iter()
-        .filter(|c| c.trial_key.as_deref() == Some(analysis.trial.as_str()))
-        .collect();
+    let campaigns = trial_campaigns(store, &analysis.trial).await?;
     if campaigns.is_empty() {
         return Ok(());
     }
-    campaigns.sort_by(|a, b| (a.opens_at, &a.key).cmp(&(b.opens_at, &b.key)));
     let mut waves = Vec::with_capacity(campaigns.len());
     for c in &campaigns {
         let instrument = surveys::service::instrument(store, &c.instrument, c.version).await?;

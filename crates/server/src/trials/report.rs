@@ -11,7 +11,6 @@ use crate::problem::Problem;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use commonlab_core::experiments::parse_trial;
 use commonlab_report::document::Provenance;
 use commonlab_report::{render, ReportError};
 use commonlab_store::StoreError;
@@ -81,25 +80,25 @@ pub(super) async fn report(
         .await
         .map_err(Error::from)?
         .ok_or_else(|| Error::from(StoreError::NotFound(format!("trial '{key}'"))))?;
-    let spec = parse_trial(&record.spec_source, &format!("trial {key}")).map_err(Error::from)?;
-    commonlab_report::check_per_user(&spec, q.per_user).map_err(Error::from)?;
-    let as_of =
-        as_of.unwrap_or_else(|| commonlab_report::default_as_of(&record, trials.clock.now()));
-    let stored = super::analysis::stored(&trials.store, &key, as_of).await?;
-    let hist = commonlab_report::history(&trials.store, &key)
-        .await
-        .map_err(Error::from)?;
-    let provenance = Provenance {
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        commit: option_env!("COMMONLAB_GIT_COMMIT").map(str::to_string),
-        command: format!(
-            "GET /api/v1/trials/{key}/report?format={format}&as_of={}",
-            as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ),
+    let now = trials.clock.now();
+    let as_of = as_of.unwrap_or_else(|| commonlab_report::default_as_of(&record, now));
+    let opts = commonlab_report::Options {
+        as_of: Some(as_of),
+        now,
+        per_user: q.per_user,
+        provenance: Provenance {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            commit: Some(commonlab_report::GIT_COMMIT.to_string()),
+            command: format!(
+                "GET /api/v1/trials/{key}/report?format={format}&as_of={}",
+                as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        },
     };
+    let r =
+        super::analysis::report(&trials.store, &key, &opts, trials.config.survey_min_cell).await?;
     let format = format.to_string();
     let rendered = tokio::task::spawn_blocking(move || -> Result<String, ReportError> {
-        let r = commonlab_report::from_stored(&stored, &hist, &provenance);
         match format.as_str() {
             "md" => render::markdown(&r),
             "html" => render::html(&r),

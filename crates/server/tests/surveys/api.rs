@@ -319,6 +319,39 @@ async fn researchers_publish_invite_and_read_results() {
         let waves = a["survey_response"]["waves"].as_array().unwrap();
         let followup = waves.iter().find(|w| w["wave"] == "followup").unwrap_or_else(|| panic!("{}", a["survey_response"]));
         assert_eq!(followup["arms"][0]["invited"], 4, "{followup}");
+        // The trial's report shows the wave: response by arm, each scale by
+        // arm with the analysis's estimate and the results' reliability,
+        // and each Likert item's answers by arm (counted from the
+        // respondents the results list).
+        let rep = api.ok(Method::GET, "/api/v1/trials/thanks-hash/report?as_of=2027-01-20T00:00:00Z", None, StatusCode::OK).await;
+        let s = &rep["surveys"];
+        assert_eq!(s["min_cell"], 2, "{s}");
+        let w = s["waves"].as_array().unwrap().iter().find(|w| w["wave"] == "followup").unwrap_or_else(|| panic!("{s}"));
+        assert_eq!(w["response"][0]["invited"], followup["arms"][0]["invited"], "{w}");
+        let value = w["scales"].as_array().unwrap().iter().find(|x| x["scale"] == "value").unwrap_or_else(|| panic!("{w}"));
+        assert!((value["effects"][0]["absolute"].as_f64().unwrap() - e["estimate"].as_f64().unwrap()).abs() < 1e-9, "{value}");
+        assert!((value["means"]["control"].as_f64().unwrap() - mean(c)).abs() < 1e-9, "{value}");
+        let scale = r["results"]["scales"].as_array().unwrap().iter().find(|x| x["key"] == "value").unwrap();
+        match scale["reliability"]["alpha"].as_f64() {
+            Some(alpha) => assert!((value["reliability"]["alpha"].as_f64().unwrap() - alpha).abs() < 1e-9, "{value}"),
+            None => assert!(value["reliability"]["note"].is_string(), "{value}"),
+        }
+        assert!(rep["results"].as_array().unwrap().iter().all(|m| !m["name"].as_str().unwrap().starts_with("survey:")));
+        let item = &w["likert"][0];
+        let key = item["item"].as_str().unwrap_or_else(|| panic!("{w}"));
+        for (i, arm) in ["control", "small"].iter().enumerate() {
+            let mut want = vec![0u64; item["labels"].as_array().unwrap().len()];
+            for p in r["results"]["respondents"].as_array().unwrap() {
+                if p["arm"] == *arm && p["status"] == "completed" {
+                    if let Some(v) = p["items"][key]["raw"].as_f64() {
+                        want[v as usize - 1] += 1;
+                    }
+                }
+            }
+            let got = &item["by_arm"][i];
+            assert_eq!(got["arm"], *arm, "{item}");
+            assert_eq!(got["counts"], json!(want), "{item}");
+        }
         // Once the wave has closed, no more links.
         clock.set(at("2027-02-01T00:00:00Z"));
         let p = api.refused(Method::POST, links, Some(json!({"units": ["late"], "reason": "r"})), StatusCode::CONFLICT, "").await;

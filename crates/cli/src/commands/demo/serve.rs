@@ -48,9 +48,14 @@ pub async fn write_reports(
                 command: command.to_string(),
             },
         };
-        let report = commonlab_report::report(store, trial, &opts)
-            .await
-            .with_context(|| format!("cannot make the report of '{trial}'"))?;
+        let report = commonlab_server::trials::analysis::report(
+            store,
+            trial,
+            &opts,
+            commonlab_report::DEFAULT_MIN_CELL,
+        )
+        .await
+        .with_context(|| format!("cannot make the report of '{trial}'"))?;
         let dir = out.join(trial);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
