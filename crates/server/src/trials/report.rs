@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use commonlab_core::experiments::parse_trial;
 use commonlab_report::document::Provenance;
 use commonlab_report::{render, ReportError};
-use commonlab_store::StoreError;
+use commonlab_store::{Store, StoreError};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -57,20 +57,41 @@ pub(super) async fn report(
                 .with_timezone(&chrono::Utc),
         ),
     };
-    let record = trials
-        .store
-        .get_trial(&key)
-        .await
-        .map_err(Error::from)?
+    let body = render_report(
+        &trials.store,
+        &key,
+        format,
+        as_of,
+        q.per_user,
+        trials.clock.now(),
+    )
+    .await?;
+    let mut resp = body.into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(resp)
+}
+
+/// The report of trial `key` in `format` (`json`, `md` or `html`, checked
+/// by the caller) as of `as_of` (default: [`commonlab_report::default_as_of`]
+/// at `now`): the API's and the console's (`/console/trials/{key}/report`).
+pub async fn render_report(
+    store: &Store,
+    key: &str,
+    format: &str,
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+    per_user: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String, Error> {
+    let record = store
+        .get_trial(key)
+        .await?
         .ok_or_else(|| Error::from(StoreError::NotFound(format!("trial '{key}'"))))?;
-    let spec = parse_trial(&record.spec_source, &format!("trial {key}")).map_err(Error::from)?;
-    commonlab_report::check_per_user(&spec, q.per_user).map_err(Error::from)?;
-    let as_of =
-        as_of.unwrap_or_else(|| commonlab_report::default_as_of(&record, trials.clock.now()));
-    let stored = super::analysis::stored(&trials.store, &key, as_of).await?;
-    let hist = commonlab_report::history(&trials.store, &key)
-        .await
-        .map_err(Error::from)?;
+    let spec = parse_trial(&record.spec_source, &format!("trial {key}"))?;
+    commonlab_report::check_per_user(&spec, per_user)?;
+    let as_of = as_of.unwrap_or_else(|| commonlab_report::default_as_of(&record, now));
+    let stored = super::analysis::stored(store, key, as_of).await?;
+    let hist = commonlab_report::history(store, key).await?;
     let provenance = Provenance {
         version: env!("CARGO_PKG_VERSION").to_string(),
         commit: option_env!("COMMONLAB_GIT_COMMIT").map(str::to_string),
@@ -89,18 +110,9 @@ pub(super) async fn report(
         }
     })
     .await;
-    let body = match rendered {
-        Ok(r) => r.map_err(Error::from)?,
+    match rendered {
+        Ok(r) => Ok(r?),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => {
-            return Err(Error::from(StoreError::Unavailable(
-                "the server is shutting down".into(),
-            ))
-            .into())
-        }
-    };
-    let mut resp = body.into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    Ok(resp)
+        Err(_) => Err(StoreError::Unavailable("the server is shutting down".into()).into()),
+    }
 }
