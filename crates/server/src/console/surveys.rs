@@ -268,3 +268,10 @@ async fn preview(
         &page,
     )
 }
+
+/// Whether this module's templates compile: for the tests.
+#[cfg(test)]
+pub(super) fn check_templates() -> Result<(), String> {
+    LIST.check()?;
+    PREVIEW.check()
+}

@@ -553,3 +553,10 @@ fn researcher_view(
         actions,
     }
 }
+
+/// Whether this module's templates compile: for the tests.
+#[cfg(test)]
+pub(super) fn check_templates() -> Result<(), String> {
+    LIST.check()?;
+    TRIAL.check()
+}

@@ -394,3 +394,28 @@ async fn report(
         Err(e) => failed(&s, e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_templates_compile() {
+        CONFIRM.check().unwrap();
+        super::super::trials::check_templates().unwrap();
+        super::super::surveys::check_templates().unwrap();
+    }
+
+    #[test]
+    fn the_buttons_are_the_moves_the_services_allow() {
+        use TrialStatus::*;
+        let shown = |s: TrialStatus| -> Vec<&str> {
+            ACTIONS.iter().copied().filter(|a| applies(a, s)).collect()
+        };
+        assert_eq!(shown(Draft), ["start", "archive"]);
+        assert_eq!(shown(Running), ["stop", "conclude"]);
+        assert_eq!(shown(Stopped), ["resume", "conclude", "archive"]);
+        assert_eq!(shown(Concluded), ["archive"]);
+        assert!(shown(Archived).is_empty());
+    }
+}
