@@ -302,6 +302,8 @@ struct Researcher {
     design_analysis: String,
     alerts: Vec<String>,
     srm: Option<serde_json::Value>,
+    /// The SRM test's p-value, to 4 significant digits.
+    srm_p: Option<String>,
     exposures: Vec<ExposureRow>,
     exposure_rows_left_out: usize,
     survey_response: Option<serde_json::Value>,
@@ -324,6 +326,8 @@ struct TrialView {
     plan: Vec<(&'static str, String)>,
     metrics: Vec<(&'static str, String)>,
     arms: Vec<ArmView>,
+    /// Exposed units (not excluded), all arms.
+    exposed: i64,
     schedule: ScheduleView,
     complete_at: Option<String>,
     diagram: Option<Diagram>,
@@ -440,7 +444,7 @@ async fn show(
         Err(e) => return failed(&s, e),
     };
     let complete_at = schedule.complete_at.map(time);
-    let arms = spec
+    let arms: Vec<ArmView> = spec
         .arms
         .iter()
         .map(|a| {
@@ -479,6 +483,7 @@ async fn show(
         },
         plan: plan(&spec),
         metrics: metric_names(&spec),
+        exposed: arms.iter().map(|a| a.exposed).sum(),
         arms,
         diagram: diagram(&spec, &record, &schedule),
         schedule,
@@ -511,6 +516,7 @@ fn researcher_view(
                 design_analysis: String::new(),
                 alerts: Vec::new(),
                 srm: None,
+                srm_p: None,
                 exposures: Vec::new(),
                 exposure_rows_left_out: 0,
                 survey_response: None,
@@ -544,6 +550,11 @@ fn researcher_view(
         design_analysis: a.design_analysis.clone(),
         alerts,
         srm: q.srm.as_ref().and_then(|s| serde_json::to_value(s).ok()),
+        srm_p: q
+            .srm
+            .as_ref()
+            .and_then(|s| s.p_value)
+            .map(|p| format!("{p:.4}")),
         exposure_rows_left_out: q.exposures.len().saturating_sub(exposures.len()),
         exposures,
         survey_response: a.survey_response.clone(),
@@ -559,4 +570,46 @@ fn researcher_view(
 pub(super) fn check_templates() -> Result<(), String> {
     LIST.check()?;
     TRIAL.check()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn the_trial_page_renders_every_section() {
+        let researcher = json!({
+            "error": null, "notice": "N", "design_analysis": "", "alerts": ["SRM!"],
+            "srm": {"mismatch": true, "p_value": 0.0001, "error": null}, "srm_p": "0.0001",
+            "exposures": [{"community": "c1", "arm": "a", "units": 3, "excluded": false, "last": "t"}],
+            "exposure_rows_left_out": 0,
+            "decision": {"outcome": "iterate", "arm": null},
+            "caveat": "CAVEAT", "report": "/r",
+            "actions": [{"action": "stop", "label": "Pause", "href": "/x"}],
+        });
+        let mut researcher = researcher;
+        researcher["survey_response"] = json!({"min_cell": 5, "waves": [{"wave": "w", "campaign": "c", "arms": [
+            {"arm": "a", "invited": 10, "completed": 4, "rate": 0.4, "suppressed": false},
+            {"arm": "b", "invited": null, "completed": null, "rate": null, "suppressed": true}]}]});
+        let mut page = json!({
+            "key": "k", "title": "T", "hypothesis": "H", "owner": "o", "status": "running",
+            "flag": "f", "design": "hash", "unit": "user", "plan": [["Alpha", "0.05"]],
+            "metrics": [["Primary", "m"]], "exposed": 3,
+            "arms": [{"arm": "a", "weight": 1, "control": true, "assigned": 3, "exposed": 3}],
+            "schedule": {"start": "s", "end": "e", "state": "assigning", "note": "n", "completion": "c"},
+            "complete_at": null,
+            "diagram": {"caption": "D", "columns": ["P1"], "rows": [{"label": "c1", "cells": [{"text": "on", "treated": true}]}], "note": null},
+            "as_of": "12:00:00 UTC", "events": [{"at": "t", "kind": "start", "actor": "a", "reason": "r"}],
+            "done": "start",
+        });
+        page["researcher"] = researcher;
+        let r = layout::render(&TRIAL, &layout::Frame::signed_out("t"), &page, StatusCode::OK);
+        assert_eq!(r.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
+        let body = String::from_utf8(bytes.to_vec()).unwrap();
+        for shown in ["CAVEAT", "SRM!", "p = 0.0001", "40.0%", "withheld", "class=\"on\">on<"] {
+            assert!(body.contains(shown), "{shown}: {body}");
+        }
+    }
 }

@@ -5,6 +5,20 @@
 
 use super::*;
 
+/// A page's status and body, its HTML escapes of `/`, `'`, `"` and `&`
+/// undone (the templates escape every value, links included).
+async fn page(resp: reqwest::Response) -> (StatusCode, String) {
+    let (s, body) = super::page(resp).await;
+    (s, unescape(&body))
+}
+
+fn unescape(html: &str) -> String {
+    html.replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
 const MINI: &str = include_str!("../fixtures/surveys/mini.toml");
 
 async fn api(h: &Harness, path: &str, body: Value) {
@@ -67,7 +81,7 @@ async fn surveys_list_and_preview_in_every_language() {
         }
         let (s, html) = page(r.get("/console/surveys/mini/1/preview?lang=fr").send().await.unwrap()).await;
         assert_eq!(s, StatusCode::OK);
-        assert!(html.contains("has no language &#x27;fr&#x27;") || html.contains("has no language 'fr'"), "{html}");
+        assert!(html.contains("has no language 'fr'"), "{html}");
         assert!(html.contains("<div lang=\"en\""));
         // Previews store nothing.
         let c = h.server.state.store.campaign("mini-1").await.unwrap().unwrap();

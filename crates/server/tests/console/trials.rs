@@ -7,6 +7,20 @@
 
 use super::*;
 
+/// A page's status and body, its HTML escapes of `/`, `'`, `"` and `&`
+/// undone (the templates escape every value, links included).
+async fn page(resp: reqwest::Response) -> (StatusCode, String) {
+    let (s, body) = super::page(resp).await;
+    (s, unescape(&body))
+}
+
+fn unescape(html: &str) -> String {
+    html.replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
 const HASH: &str = include_str!("../fixtures/trials/hash.toml");
 const WEDGE: &str = include_str!("../fixtures/trials/wedge.toml");
 
@@ -200,8 +214,8 @@ async fn a_researcher_runs_a_trial_from_the_console() {
         assert_eq!(status(&h, key).await.0, "concluded");
         let events = h.server.state.store.trial_events(key).await.unwrap();
         assert!(events.iter().any(|e| e.action == "deviation"), "{events:?}");
-        let last = events.last().unwrap();
-        assert_eq!(last.reason, "Decision: Iterate. budget cut");
+        let concluded = events.iter().find(|e| e.action == "conclude").unwrap();
+        assert_eq!(concluded.reason, "Decision: Iterate. budget cut");
         let (_, html) = page(r.get(&trial).send().await.unwrap()).await;
         assert!(html.contains(&format!("href=\"{trial}/archive\"")) && !html.contains(&format!("href=\"{trial}/conclude\"")));
 
@@ -239,8 +253,9 @@ async fn conclude_and_ship_serves_the_arm() {
         assert_eq!(s, StatusCode::SEE_OTHER, "{html}");
         let (st, _) = status(&h, "thanks-hash").await;
         assert_eq!(st, "concluded");
-        let last = h.server.state.store.trial_events("thanks-hash").await.unwrap();
-        assert_eq!(last.last().unwrap().reason, "Decision: Ship (ship arm big). clear win");
+        let events = h.server.state.store.trial_events("thanks-hash").await.unwrap();
+        let concluded = events.iter().find(|e| e.action == "conclude").unwrap();
+        assert_eq!(concluded.reason, "Decision: Ship (ship arm big). clear win");
         let now = h.server.state.store.flag_set_head("default").await.unwrap().unwrap();
         assert_eq!(now.revision, head + 1);
         let doc: Value = serde_json::from_str(&now.document).unwrap();
