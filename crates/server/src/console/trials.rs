@@ -20,13 +20,13 @@ use super::ConsoleContext;
 use crate::error::Error;
 use crate::route::Route;
 use crate::trials::cache::{Allocation, RunningTrial};
-use crate::trials::overview::{schedule_view, ScheduleView};
+use crate::trials::overview::ScheduleView;
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use commonlab_core::auth::Role;
-use commonlab_core::experiments::{parse_trial, Design, Horizon, TrialSpec};
+use commonlab_core::experiments::{Design, Horizon, TrialSpec};
 use commonlab_store::{StoreError, TrialEvent, TrialRecord, TrialStatus};
 use serde::{Deserialize, Serialize};
 
@@ -120,8 +120,9 @@ async fn list(
 
 /// A schedule as a table: one row per community, one column per period,
 /// each cell the arm in words (the text alternative is the table itself).
-#[derive(Serialize, Default)]
-struct Diagram {
+/// Built once per digest ([`super::trials_cache`]).
+#[derive(Debug, Serialize, Default)]
+pub struct Diagram {
     caption: String,
     columns: Vec<String>,
     rows: Vec<DiagramRow>,
@@ -129,19 +130,23 @@ struct Diagram {
     note: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 struct DiagramRow {
     label: String,
     cells: Vec<Cell>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 struct Cell {
     text: String,
     treated: bool,
 }
 
-fn diagram(spec: &TrialSpec, record: &TrialRecord, schedule: &ScheduleView) -> Option<Diagram> {
+pub(super) fn diagram(
+    spec: &TrialSpec,
+    record: &TrialRecord,
+    schedule: &ScheduleView,
+) -> Option<Diagram> {
     let control = &spec.control().variant;
     let treatment = &spec.treatment().variant;
     let allocation = record
@@ -314,7 +319,7 @@ struct Researcher {
 }
 
 #[derive(Serialize)]
-struct TrialView {
+struct TrialView<'a> {
     key: String,
     title: String,
     hypothesis: String,
@@ -328,9 +333,9 @@ struct TrialView {
     arms: Vec<ArmView>,
     /// Exposed units (not excluded), all arms.
     exposed: i64,
-    schedule: ScheduleView,
+    schedule: &'a ScheduleView,
     complete_at: Option<String>,
-    diagram: Option<Diagram>,
+    diagram: Option<&'a Diagram>,
     as_of: String,
     events: Vec<EventView>,
     done: Option<String>,
@@ -422,14 +427,6 @@ async fn show(
         Ok(None) => return not_found(&s, &key),
         Err(e) => return layout::store_failed(&s, e),
     };
-    let spec = match parse_trial(&record.spec_source, &format!("trial {key}")) {
-        Ok(spec) => spec,
-        Err(e) => return failed(&s, e.into()),
-    };
-    let schedule = match schedule_view(&record, now) {
-        Ok(v) => v,
-        Err(e) => return failed(&s, e),
-    };
     let (events, digest) = match tokio::try_join!(
         async { ctx.store.trial_events(&key).await.map_err(Error::from) },
         ctx.digests.get(
@@ -443,6 +440,7 @@ async fn show(
         Ok(x) => x,
         Err(e) => return failed(&s, e),
     };
+    let (spec, schedule) = (&digest.spec, &digest.schedule);
     let complete_at = schedule.complete_at.map(time);
     let arms: Vec<ArmView> = spec
         .arms
@@ -466,7 +464,7 @@ async fn show(
         .caller
         .role
         .allows(Role::Researcher)
-        .then(|| researcher_view(&spec, &record, &digest.analysis, complete_at.as_deref()));
+        .then(|| researcher_view(spec, &record, &digest.analysis, complete_at.as_deref()));
     let view = TrialView {
         key: record.key.clone(),
         title: spec.title.clone(),
@@ -481,11 +479,11 @@ async fn show(
                 format!("community (attribute {attribute})")
             }
         },
-        plan: plan(&spec),
-        metrics: metric_names(&spec),
+        plan: plan(spec),
+        metrics: metric_names(spec),
         exposed: arms.iter().map(|a| a.exposed).sum(),
         arms,
-        diagram: diagram(&spec, &record, &schedule),
+        diagram: digest.diagram.as_ref(),
         schedule,
         complete_at,
         as_of: digest.as_of.format("%H:%M:%S UTC").to_string(),

@@ -3,7 +3,9 @@
 //! what needs the exposures or the events: the units assigned and exposed
 //! per arm (`Store::arm_counts`) and the analysis of the stored trial
 //! (`trials::analysis::analyse`: the data-quality checks with the exposures
-//! per arm and community, the survey response). It is computed at most
+//! per arm and community, the survey response), with what is derived from
+//! the trial's file (the parsed spec, where it is in its schedule, the
+//! schedule table), so a view parses nothing. It is computed at most
 //! once per trial every `console_trial_cache` (default
 //! [`crate::config::Config`]'s 10 s) and when the trial's status or
 //! version changes; the page states when it was computed.
@@ -17,7 +19,10 @@
 //! dropped first).
 
 use crate::error::Error;
+use super::trials::{diagram, Diagram};
 use crate::trials::analysis;
+use crate::trials::overview::{schedule_view, ScheduleView};
+use commonlab_core::experiments::{parse_trial, TrialSpec};
 use chrono::{DateTime, Utc};
 use commonlab_report::analysis::TrialAnalysis;
 use commonlab_store::{Store, TrialRecord, TrialStatus};
@@ -40,6 +45,10 @@ pub struct Digest {
     pub arms: Vec<(String, i64, i64)>,
     /// The analysis, or why there is none.
     pub analysis: Result<TrialAnalysis, String>,
+    pub spec: TrialSpec,
+    /// Where the trial is in its schedule, as of `as_of`.
+    pub schedule: ScheduleView,
+    pub diagram: Option<Diagram>,
 }
 
 #[derive(Default)]
@@ -136,6 +145,9 @@ async fn compute(
     min_cell: usize,
 ) -> Result<Digest, Error> {
     let computed = Instant::now();
+    let spec = parse_trial(&trial.spec_source, &format!("trial {}", trial.key))?;
+    let schedule = schedule_view(trial, now)?;
+    let diagram = diagram(&spec, trial, &schedule);
     let arms = store.arm_counts(trial.id).await?;
     let analysis = match analysis::analyse(store, &trial.key, now, min_cell).await {
         Ok(a) => Ok(a),
@@ -150,5 +162,8 @@ async fn compute(
         as_of: now,
         arms,
         analysis,
+        spec,
+        schedule,
+        diagram,
     })
 }
