@@ -49,7 +49,7 @@ wait_for() {
 
 export COMMONLAB_DATABASE_URL="sqlite://$work/browser.db"
 port=$(free_port)
-"$bin" serve --listen "127.0.0.1:$port" --study-key-file "$work/study.key" \
+COMMONLAB_CONSOLE_SECURE_COOKIE=false "$bin" serve --listen "127.0.0.1:$port" --study-key-file "$work/study.key" \
   --admin-key-file "$work/admin.key" >"$work/server.out" 2>"$work/server.err" &
 server_pid=$!
 wait_for "http://127.0.0.1:$port/readyz" || { cat "$work/server.err" >&2; exit 1; }
@@ -59,7 +59,7 @@ chromedriver --port="$driver_port" >"$work/chromedriver.log" 2>&1 &
 chromedriver_pid=$!
 wait_for "http://127.0.0.1:$driver_port/status" || { cat "$work/chromedriver.log" >&2; exit 1; }
 
-STUDY_KEY_FILE="$work/study.key" BASE_URL="http://127.0.0.1:$port" \
+STUDY_KEY_FILE="$work/study.key" ADMIN_KEY_FILE="$work/admin.key" BASE_URL="http://127.0.0.1:$port" \
   WEBDRIVER_URL="http://127.0.0.1:$driver_port" AXE_JS="$axe" "$driver_bin"
 
 kill -TERM "$server_pid"

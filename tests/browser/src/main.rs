@@ -13,6 +13,8 @@
 //! server's study key, to sign links), `BASE_URL` (the server),
 //! `WEBDRIVER_URL` (chromedriver), `AXE_JS` (axe.min.js).
 
+mod console_trials;
+
 use anyhow::{bail, ensure, Context, Result};
 use chrono::Utc;
 use commonlab_core::privacy::StudyKey;
@@ -129,6 +131,10 @@ async fn main() -> Result<()> {
             ensure!(r.orders.contains_key("1") && r.orders.contains_key("2"));
             println!("{}: completed with {} answers", words.lang, r.answers.len());
         }
+        let admin = std::fs::read_to_string(env("ADMIN_KEY_FILE")?)?;
+        let pages = console_trials::run(&browser, &axe, &base, admin.trim()).await?;
+        println!("console: trials and surveys walked, {pages} pages checked by axe-core");
+        checked += pages;
         Ok::<_, anyhow::Error>(())
     }
     .await;
