@@ -124,7 +124,9 @@ async fn main() -> Result<()> {
 
     // The flags and the trial, through the API.
     let now = Utc::now();
-    let admin = create_key(&store, "load-admin", Role::Admin, "load", now).await?.key;
+    let admin = create_key(&store, "load-admin", Role::Admin, "load", now)
+        .await?
+        .key;
     commonlab_server::sync::refresh_keys(&server.state).await?;
     let post = |path: &str| http.post(format!("{base}{path}")).bearer_auth(&admin);
     let r = post("/api/v1/import?reason=load")
@@ -186,7 +188,9 @@ async fn main() -> Result<()> {
     );
 
     // Sign in as a researcher, through the form.
-    let researcher = create_key(&store, "load-researcher", Role::Researcher, "load", now).await?.key;
+    let researcher = create_key(&store, "load-researcher", Role::Researcher, "load", now)
+        .await?
+        .key;
     commonlab_server::sync::refresh_keys(&server.state).await?;
     let form = http.get(format!("{base}/console/sign-in")).send().await?;
     let pre = set_cookie(&form, "commonlab_console_pre").context("a pre-session cookie")?;
@@ -194,7 +198,11 @@ async fn main() -> Result<()> {
     let signed = http
         .post(format!("{base}/console/sign-in"))
         .header(header::COOKIE, format!("commonlab_console_pre={pre}"))
-        .form(&[("_csrf", csrf.as_str()), ("key", researcher.as_str()), ("next", "")])
+        .form(&[
+            ("_csrf", csrf.as_str()),
+            ("key", researcher.as_str()),
+            ("next", ""),
+        ])
         .send()
         .await?;
     let session = set_cookie(&signed, "commonlab_console").context("a session cookie")?;
@@ -202,7 +210,11 @@ async fn main() -> Result<()> {
     let page = format!("{base}/console/trials/thanks-hash");
 
     let first = Instant::now();
-    let r = http.get(&page).header(header::COOKIE, &cookie).send().await?;
+    let r = http
+        .get(&page)
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await?;
     ensure!(r.status().is_success(), "trial page: {}", r.status());
     let html = r.text().await?;
     println!(
@@ -223,7 +235,11 @@ async fn main() -> Result<()> {
             let mut times = Vec::new();
             while Instant::now() < deadline {
                 let t = Instant::now();
-                let r = http.get(&page).header(header::COOKIE, &cookie).send().await?;
+                let r = http
+                    .get(&page)
+                    .header(header::COOKIE, &cookie)
+                    .send()
+                    .await?;
                 ensure!(r.status().is_success(), "trial page: {}", r.status());
                 r.bytes().await?;
                 times.push(t.elapsed());
@@ -235,7 +251,10 @@ async fn main() -> Result<()> {
     for c in clients {
         client_times.extend(c.await??);
     }
-    report("server side", std::mem::take(&mut *server_times.lock().unwrap()));
+    report(
+        "server side",
+        std::mem::take(&mut *server_times.lock().unwrap()),
+    );
     report("client side", client_times);
     server.stop().await?;
     store.close().await;

@@ -41,7 +41,11 @@ impl Api {
 
     async fn new_key(&self, admin: &str, role: &str) -> Result<String> {
         let v = self
-            .call(admin, "/api/v1/keys", json!({"name": format!("browser-{role}"), "role": role}))
+            .call(
+                admin,
+                "/api/v1/keys",
+                json!({"name": format!("browser-{role}"), "role": role}),
+            )
             .await?;
         Ok(v["key"].as_str().context("a key")?.to_string())
     }
@@ -51,7 +55,8 @@ impl Api {
 async fn look(c: &Client, axe: &str, name: &str) -> Result<()> {
     axe_check(c, axe, name).await?;
     let png = c.screenshot().await?;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-screenshots");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-screenshots");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join(format!("console-{name}.png")), png)?;
     Ok(())
@@ -76,16 +81,26 @@ pub async fn run(c: &Client, axe: &str, base: &str, admin: &str) -> Result<usize
         .send()
         .await?;
     ensure!(r.status().is_success(), "import: {}", r.text().await?);
-    api.call(admin, "/api/v1/trials", json!({"source": TRIAL, "reason": "browser test"}))
-        .await?;
+    api.call(
+        admin,
+        "/api/v1/trials",
+        json!({"source": TRIAL, "reason": "browser test"}),
+    )
+    .await?;
     let researcher = api.new_key(admin, "researcher").await?;
     let sdk = api.new_key(admin, "sdk").await?;
     let mut checked = 0;
 
     // Sign in through the form.
     c.goto(&format!("{base}/console/trials")).await?;
-    c.find(Locator::Id("key")).await?.send_keys(&researcher).await?;
-    c.find(Locator::Css("main form button[type=submit]")).await?.click().await?;
+    c.find(Locator::Id("key"))
+        .await?
+        .send_keys(&researcher)
+        .await?;
+    c.find(Locator::Css("main form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
     ensure!(
         c.current_url().await?.path() == "/console/trials",
         "after signing in: {}",
@@ -99,11 +114,20 @@ pub async fn run(c: &Client, axe: &str, base: &str, admin: &str) -> Result<usize
     c.find(Locator::LinkText(KEY)).await?.click().await?;
     look(c, axe, "trial-draft").await?;
     c.find(Locator::LinkText("Start")).await?.click().await?;
-    ensure!(text(c).await?.contains("Start trial"), "the confirmation page");
+    ensure!(
+        text(c).await?.contains("Start trial"),
+        "the confirmation page"
+    );
     look(c, axe, "trial-start").await?;
     checked += 3;
-    c.find(Locator::Id("reason")).await?.send_keys("browser pilot").await?;
-    c.find(Locator::Css("main form button[type=submit]")).await?.click().await?;
+    c.find(Locator::Id("reason"))
+        .await?
+        .send_keys("browser pilot")
+        .await?;
+    c.find(Locator::Css("main form button[type=submit]"))
+        .await?
+        .click()
+        .await?;
     ensure!(text(c).await?.contains("Done: start"), "{}", text(c).await?);
 
     // Traffic through the public API: evaluations, then events.
@@ -146,7 +170,10 @@ pub async fn run(c: &Client, axe: &str, base: &str, admin: &str) -> Result<usize
         if exposed.trim() == units.to_string() {
             break;
         }
-        ensure!(Instant::now() < deadline, "{exposed} exposures on the page after 40 s");
+        ensure!(
+            Instant::now() < deadline,
+            "{exposed} exposures on the page after 40 s"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     ensure!(text(c).await?.contains("Fixed-horizon plan"));
@@ -154,12 +181,16 @@ pub async fn run(c: &Client, axe: &str, base: &str, admin: &str) -> Result<usize
     checked += 1;
 
     // The report.
-    c.find(Locator::LinkText("Open the report")).await?.click().await?;
+    c.find(Locator::LinkText("Open the report"))
+        .await?
+        .click()
+        .await?;
     let report = c.find(Locator::Css("body")).await?.text().await?;
     ensure!(report.contains(KEY), "the report: {report}");
     let png = c.screenshot().await?;
     std::fs::write(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-screenshots/console-report.png"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/browser-screenshots/console-report.png"),
         png,
     )?;
 
@@ -168,7 +199,10 @@ pub async fn run(c: &Client, axe: &str, base: &str, admin: &str) -> Result<usize
     look(c, axe, "surveys").await?;
     checked += 1;
     let mut previews = Vec::new();
-    for a in c.find_all(Locator::Css("a[href*='/preview?lang=']")).await? {
+    for a in c
+        .find_all(Locator::Css("a[href*='/preview?lang=']"))
+        .await?
+    {
         previews.push(a.attr("href").await?.context("a link")?);
     }
     ensure!(!previews.is_empty(), "no preview links");
@@ -180,8 +214,15 @@ pub async fn run(c: &Client, axe: &str, base: &str, admin: &str) -> Result<usize
 
     // Sign out.
     c.goto(&format!("{base}/console/trials")).await?;
-    c.find(Locator::Css("form.who button")).await?.click().await?;
-    ensure!(text(c).await?.contains("You are signed out"), "{}", text(c).await?);
+    c.find(Locator::Css("form.who button"))
+        .await?
+        .click()
+        .await?;
+    ensure!(
+        text(c).await?.contains("You are signed out"),
+        "{}",
+        text(c).await?
+    );
     c.goto(&format!("{base}/console/trials/{KEY}")).await?;
     ensure!(
         c.current_url().await?.path() == "/console/sign-in",

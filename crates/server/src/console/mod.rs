@@ -106,9 +106,9 @@ where
         trials_actions::routes(),
         surveys::routes(),
     ]
-        .into_iter()
-        .flatten()
-        .collect()
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// The substate of the console's pages.

@@ -125,7 +125,12 @@ async fn list(
             Err(e) => (
                 String::new(),
                 Vec::new(),
-                Some(e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")),
+                Some(
+                    e.iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
             ),
         };
         by_key.entry(r.key.clone()).or_default().push(VersionView {

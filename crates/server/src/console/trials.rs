@@ -206,7 +206,11 @@ pub(super) fn diagram(
                     .iter()
                     .enumerate()
                     .map(|(i, p)| {
-                        let now = if sb.current_period == Some(i) { " (now)" } else { "" };
+                        let now = if sb.current_period == Some(i) {
+                            " (now)"
+                        } else {
+                            ""
+                        };
                         format!("Period {} from {}{now}", i + 1, time(p.start))
                     })
                     .collect(),
@@ -373,7 +377,10 @@ pub(super) fn failed(s: &Session, e: Error) -> Response {
 
 fn metric_names(spec: &TrialSpec) -> Vec<(&'static str, String)> {
     let names = |m: &[commonlab_core::experiments::Metric]| {
-        m.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+        m.iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     vec![
         ("Primary", spec.metrics.primary.name.clone()),
@@ -487,7 +494,12 @@ async fn show(
         schedule,
         complete_at,
         as_of: digest.as_of.format("%H:%M:%S UTC").to_string(),
-        events: events.iter().rev().take(SHOWN_EVENTS).map(event_view).collect(),
+        events: events
+            .iter()
+            .rev()
+            .take(SHOWN_EVENTS)
+            .map(event_view)
+            .collect(),
         done: q
             .done
             .filter(|d| super::trials_actions::ACTIONS.contains(&d.as_str())),
@@ -602,11 +614,25 @@ mod tests {
             "done": "start",
         });
         page["researcher"] = researcher;
-        let r = layout::render(&TRIAL, &layout::Frame::signed_out("t"), &page, StatusCode::OK);
+        let r = layout::render(
+            &TRIAL,
+            &layout::Frame::signed_out("t"),
+            &page,
+            StatusCode::OK,
+        );
         assert_eq!(r.status(), StatusCode::OK);
-        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
+        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
         let body = String::from_utf8(bytes.to_vec()).unwrap();
-        for shown in ["CAVEAT", "SRM!", "p = 0.0001", "40.0%", "withheld", "class=\"on\">on<"] {
+        for shown in [
+            "CAVEAT",
+            "SRM!",
+            "p = 0.0001",
+            "40.0%",
+            "withheld",
+            "class=\"on\">on<",
+        ] {
             assert!(body.contains(shown), "{shown}: {body}");
         }
     }

@@ -379,8 +379,15 @@ async fn report(
     State(ctx): State<ConsoleContext>,
     Path(key): Path<String>,
 ) -> Response {
-    match crate::trials::report::render_report(&ctx.store, &key, "html", None, false, ctx.clock.now())
-        .await
+    match crate::trials::report::render_report(
+        &ctx.store,
+        &key,
+        "html",
+        None,
+        false,
+        ctx.clock.now(),
+    )
+    .await
     {
         Ok(body) => {
             let mut r = layout::html(StatusCode::OK, body);

@@ -18,12 +18,12 @@
 //! [`MAX_DIGESTS`] trials are kept (the least recently computed is
 //! dropped first).
 
-use crate::error::Error;
 use super::trials::{diagram, Diagram};
+use crate::error::Error;
 use crate::trials::analysis;
 use crate::trials::overview::{schedule_view, ScheduleView};
-use commonlab_core::experiments::{parse_trial, TrialSpec};
 use chrono::{DateTime, Utc};
+use commonlab_core::experiments::{parse_trial, TrialSpec};
 use commonlab_report::analysis::TrialAnalysis;
 use commonlab_store::{Store, TrialRecord, TrialStatus};
 use std::collections::HashMap;
@@ -60,7 +60,10 @@ struct Slot {
 
 impl Slot {
     fn current(&self) -> Option<Arc<Digest>> {
-        self.current.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

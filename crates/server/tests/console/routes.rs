@@ -50,7 +50,13 @@ pub fn console_requests(h: &Harness) -> Vec<ConsoleRequest> {
         // Trials and surveys (console/trials*.rs, console/surveys.rs): a
         // trial that does not exist (404, not a refusal); the post without
         // a reason writes nothing (422).
-        (Method::GET, "/console/trials", "/console/trials".into(), vec![], DEV),
+        (
+            Method::GET,
+            "/console/trials",
+            "/console/trials".into(),
+            vec![],
+            DEV,
+        ),
         (
             Method::GET,
             "/console/trials/{key}",
@@ -79,7 +85,13 @@ pub fn console_requests(h: &Harness) -> Vec<ConsoleRequest> {
             vec![("reason", String::new())],
             RES,
         ),
-        (Method::GET, "/console/surveys", "/console/surveys".into(), vec![], RES),
+        (
+            Method::GET,
+            "/console/surveys",
+            "/console/surveys".into(),
+            vec![],
+            RES,
+        ),
         (
             Method::GET,
             "/console/surveys/{key}/{version}/preview",

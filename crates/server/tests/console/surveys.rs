@@ -28,7 +28,11 @@ async fn api(h: &Harness, path: &str, body: Value) {
         .send()
         .await
         .unwrap();
-    assert!(resp.status().is_success(), "{path}: {}", resp.text().await.unwrap());
+    assert!(
+        resp.status().is_success(),
+        "{path}: {}",
+        resp.text().await.unwrap()
+    );
 }
 
 #[tokio::test]

@@ -37,23 +37,37 @@ async fn create(h: &Harness, source: &str) {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED, "{}", resp.text().await.unwrap());
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{}",
+        resp.text().await.unwrap()
+    );
 }
 
 async fn status(h: &Harness, key: &str) -> (String, i64) {
     let t = h.server.state.store.get_trial(key).await.unwrap().unwrap();
-    (t.status.to_string(), h.server.state.store.trial_events(key).await.unwrap().len() as i64)
+    (
+        t.status.to_string(),
+        h.server.state.store.trial_events(key).await.unwrap().len() as i64,
+    )
 }
 
 /// The number in the page's "Exposed" count.
 fn exposed_on(html: &str) -> i64 {
-    let at = html.find("<dt>Exposed</dt><dd>").expect("the exposed count");
+    let at = html
+        .find("<dt>Exposed</dt><dd>")
+        .expect("the exposed count");
     let rest = &html[at + "<dt>Exposed</dt><dd>".len()..];
     rest[..rest.find('<').unwrap()].parse().unwrap()
 }
 
 /// Posts `form` (with the session's token) to `path`.
-async fn send(b: &Browser<'_>, path: &str, form: &[(&str, &str)]) -> (StatusCode, String, Option<String>) {
+async fn send(
+    b: &Browser<'_>,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, String, Option<String>) {
     let csrf = b.csrf().await;
     let mut f = form.to_vec();
     f.push(("_csrf", &csrf));
@@ -116,10 +130,15 @@ async fn a_researcher_runs_a_trial_from_the_console() {
         // Confirmation first: the form, then the post.
         let (s, html) = page(r.get(&format!("{trial}/start")).send().await.unwrap()).await;
         assert_eq!(s, StatusCode::OK);
-        assert!(html.contains(&format!("action=\"{trial}/start\"")) && html.contains("name=\"reason\""));
+        assert!(
+            html.contains(&format!("action=\"{trial}/start\"")) && html.contains("name=\"reason\"")
+        );
         // Without the session's token: refused, nothing written.
         let resp = r
-            .post(&format!("{trial}/start"), &[("reason", "go"), ("_csrf", "AAAA")])
+            .post(
+                &format!("{trial}/start"),
+                &[("reason", "go"), ("_csrf", "AAAA")],
+            )
             .send()
             .await
             .unwrap();
@@ -130,15 +149,28 @@ async fn a_researcher_runs_a_trial_from_the_console() {
         assert!(html.contains("There is a problem") && html.contains("href=\"#reason\""));
         assert_eq!(status(&h, key).await, ("draft".into(), 1));
         // Forcing is for conclusions only, as in the API.
-        let (s, _, _) = send(&r, &format!("{trial}/start"), &[("reason", "go"), ("force", "yes")]).await;
+        let (s, _, _) = send(
+            &r,
+            &format!("{trial}/start"),
+            &[("reason", "go"), ("force", "yes")],
+        )
+        .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-        let (s, _, to) = send(&r, &format!("{trial}/start"), &[("reason", "pilot approved")]).await;
+        let (s, _, to) = send(
+            &r,
+            &format!("{trial}/start"),
+            &[("reason", "pilot approved")],
+        )
+        .await;
         assert_eq!(s, StatusCode::SEE_OTHER);
         assert_eq!(to.as_deref(), Some(format!("{trial}?done=start").as_str()));
         assert_eq!(status(&h, key).await, ("running".into(), 2));
         let events = h.server.state.store.trial_events(key).await.unwrap();
         let last = events.last().unwrap();
-        assert_eq!((last.action.as_str(), last.reason.as_str()), ("start", "pilot approved"));
+        assert_eq!(
+            (last.action.as_str(), last.reason.as_str()),
+            ("start", "pilot approved")
+        );
         assert!(last.actor.contains("researcher"), "{}", last.actor);
         let (_, html) = page(r.get(&format!("{trial}?done=start")).send().await.unwrap()).await;
         assert!(html.contains("Done: start"));
@@ -148,7 +180,11 @@ async fn a_researcher_runs_a_trial_from_the_console() {
         let sdk = h.key(Role::Sdk).await;
         for i in 0..30 {
             let (s, body) = h
-                .eval(&sdk, "thanks-button", json!({"targetingKey": format!("m{i}"), "community": "wiki-a"}))
+                .eval(
+                    &sdk,
+                    "thanks-button",
+                    json!({"targetingKey": format!("m{i}"), "community": "wiki-a"}),
+                )
                 .await;
             assert_eq!(s, StatusCode::OK, "{body}");
         }
@@ -157,19 +193,31 @@ async fn a_researcher_runs_a_trial_from_the_console() {
             let (_, html) = page(r.get(&trial).send().await.unwrap()).await;
             let n = exposed_on(&html);
             if n == 30 {
-                assert!(html.contains("Exposed units per arm and community"), "{html}");
+                assert!(
+                    html.contains("Exposed units per arm and community"),
+                    "{html}"
+                );
                 assert!(html.contains("<th scope=\"row\">wiki-a</th>"), "{html}");
                 break;
             }
-            assert!(n < 30 && Instant::now() < deadline, "{n} exposures on the page");
+            assert!(
+                n < 30 && Instant::now() < deadline,
+                "{n} exposures on the page"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
 
         // The report, for the session.
         let resp = r.get(&format!("{trial}/report")).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
-        let csp = resp.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_string();
-        assert!(csp.starts_with("default-src 'none'") && !csp.contains("script"), "{csp}");
+        let csp = resp.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            csp.starts_with("default-src 'none'") && !csp.contains("script"),
+            "{csp}"
+        );
         let html = resp.text().await.unwrap();
         assert!(html.contains(key) && html.contains("<html"), "{html}");
         let (s, _) = page(d.get(&format!("{trial}/report")).send().await.unwrap()).await;
@@ -190,26 +238,55 @@ async fn a_researcher_runs_a_trial_from_the_console() {
         let conclude = format!("{trial}/conclude");
         let (s, html) = page(r.get(&conclude).send().await.unwrap()).await;
         assert_eq!(s, StatusCode::OK);
-        assert!(html.contains("name=\"decision\"") && html.contains("name=\"ship\"") && html.contains("name=\"force\""));
-        assert!(html.contains("primary up, guardrails fine"), "the plan's decision texts");
+        assert!(
+            html.contains("name=\"decision\"")
+                && html.contains("name=\"ship\"")
+                && html.contains("name=\"force\"")
+        );
+        assert!(
+            html.contains("primary up, guardrails fine"),
+            "the plan's decision texts"
+        );
         let (s, html, _) = send(&r, &conclude, &[("reason", "enough")]).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(html.contains("href=\"#decision\""));
         let before = status(&h, key).await;
-        let (s, html, _) = send(&r, &conclude, &[("reason", "enough"), ("decision", "iterate")]).await;
+        let (s, html, _) = send(
+            &r,
+            &conclude,
+            &[("reason", "enough"), ("decision", "iterate")],
+        )
+        .await;
         assert_eq!(s, StatusCode::CONFLICT, "{html}");
-        assert!(html.contains("cannot be concluded yet") && html.contains("href=\"#force\""), "{html}");
+        assert!(
+            html.contains("cannot be concluded yet") && html.contains("href=\"#force\""),
+            "{html}"
+        );
         assert_eq!(status(&h, key).await, before);
         let (s, html, _) = send(
             &r,
             &conclude,
-            &[("reason", "budget cut"), ("decision", "iterate"), ("force", "yes"), ("ship", "nonsense")],
+            &[
+                ("reason", "budget cut"),
+                ("decision", "iterate"),
+                ("force", "yes"),
+                ("ship", "nonsense"),
+            ],
         )
         .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
         assert!(html.contains("is not an arm"), "{html}");
         assert_eq!(status(&h, key).await, before);
-        let (s, _, _) = send(&r, &conclude, &[("reason", "budget cut"), ("decision", "iterate"), ("force", "yes")]).await;
+        let (s, _, _) = send(
+            &r,
+            &conclude,
+            &[
+                ("reason", "budget cut"),
+                ("decision", "iterate"),
+                ("force", "yes"),
+            ],
+        )
+        .await;
         assert_eq!(s, StatusCode::SEE_OTHER);
         assert_eq!(status(&h, key).await.0, "concluded");
         let events = h.server.state.store.trial_events(key).await.unwrap();
@@ -217,7 +294,10 @@ async fn a_researcher_runs_a_trial_from_the_console() {
         let concluded = events.iter().find(|e| e.action == "conclude").unwrap();
         assert_eq!(concluded.reason, "Decision: Iterate. budget cut");
         let (_, html) = page(r.get(&trial).send().await.unwrap()).await;
-        assert!(html.contains(&format!("href=\"{trial}/archive\"")) && !html.contains(&format!("href=\"{trial}/conclude\"")));
+        assert!(
+            html.contains(&format!("href=\"{trial}/archive\""))
+                && !html.contains(&format!("href=\"{trial}/conclude\""))
+        );
 
         // Unknown trial and action.
         let (s, _) = page(r.get("/console/trials/nope").send().await.unwrap()).await;
@@ -243,20 +323,46 @@ async fn conclude_and_ship_serves_the_arm() {
         let trial = "/console/trials/thanks-hash";
         let (s, _, _) = send(&r, &format!("{trial}/start"), &[("reason", "go")]).await;
         assert_eq!(s, StatusCode::SEE_OTHER);
-        let head = h.server.state.store.flag_set_head("default").await.unwrap().unwrap().revision;
+        let head = h
+            .server
+            .state
+            .store
+            .flag_set_head("default")
+            .await
+            .unwrap()
+            .unwrap()
+            .revision;
         let (s, html, _) = send(
             &r,
             &format!("{trial}/conclude"),
-            &[("reason", "clear win"), ("decision", "ship"), ("ship", "big"), ("force", "yes")],
+            &[
+                ("reason", "clear win"),
+                ("decision", "ship"),
+                ("ship", "big"),
+                ("force", "yes"),
+            ],
         )
         .await;
         assert_eq!(s, StatusCode::SEE_OTHER, "{html}");
         let (st, _) = status(&h, "thanks-hash").await;
         assert_eq!(st, "concluded");
-        let events = h.server.state.store.trial_events("thanks-hash").await.unwrap();
+        let events = h
+            .server
+            .state
+            .store
+            .trial_events("thanks-hash")
+            .await
+            .unwrap();
         let concluded = events.iter().find(|e| e.action == "conclude").unwrap();
         assert_eq!(concluded.reason, "Decision: Ship (ship arm big). clear win");
-        let now = h.server.state.store.flag_set_head("default").await.unwrap().unwrap();
+        let now = h
+            .server
+            .state
+            .store
+            .flag_set_head("default")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(now.revision, head + 1);
         let doc: Value = serde_json::from_str(&now.document).unwrap();
         let flag = &doc["flags"]["thanks-button"];
@@ -284,7 +390,9 @@ async fn a_stepped_wedge_shows_its_schedule_as_a_table() {
         let (s, _, _) = send(&r, &format!("{trial}/start"), &[("reason", "go")]).await;
         assert_eq!(s, StatusCode::SEE_OTHER);
         let (_, html) = page(r.get(trial).send().await.unwrap()).await;
-        let table = &html[html.find("<caption>Stepped wedge").expect("the schedule table")..];
+        let table = &html[html
+            .find("<caption>Stepped wedge")
+            .expect("the schedule table")..];
         let table = &table[..table.find("</table>").unwrap()];
         // Four communities; five periods (a baseline and one per step).
         assert_eq!(table.matches("<th scope=\"row\">").count(), 4, "{table}");
@@ -322,13 +430,38 @@ async fn the_trial_page_serves_cached_aggregates() {
         assert_eq!(exposed_on(&html), 0);
         let sdk = h.key(Role::Sdk).await;
         for i in 0..5 {
-            h.eval(&sdk, "thanks-button", json!({"targetingKey": format!("u{i}"), "community": "c"}))
-                .await;
+            h.eval(
+                &sdk,
+                "thanks-button",
+                json!({"targetingKey": format!("u{i}"), "community": "c"}),
+            )
+            .await;
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        let t = h.server.state.store.get_trial("thanks-hash").await.unwrap().unwrap();
-        while h.server.state.store.arm_counts(t.id).await.unwrap().iter().map(|a| a.2).sum::<i64>() < 5 {
-            assert!(Instant::now() < deadline, "the exposures were never written");
+        let t = h
+            .server
+            .state
+            .store
+            .get_trial("thanks-hash")
+            .await
+            .unwrap()
+            .unwrap();
+        while h
+            .server
+            .state
+            .store
+            .arm_counts(t.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|a| a.2)
+            .sum::<i64>()
+            < 5
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the exposures were never written"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // Within the cache's lifetime the page shows the aggregates it
