@@ -225,21 +225,29 @@ fn confirm_page(
     )
 }
 
-async fn trial(s: &Session, ctx: &ConsoleContext, key: &str) -> Result<TrialRecord, Response> {
+/// The action and the trial a confirmation or a post is for (404 pages
+/// for an unknown one).
+async fn target(
+    s: &Session,
+    ctx: &ConsoleContext,
+    key: &str,
+    action: &str,
+) -> Result<(&'static str, TrialRecord), Response> {
+    let Some(action) = action_of(action) else {
+        return Err(layout::error_page(
+            Some(s),
+            StatusCode::NOT_FOUND,
+            "No such action",
+            &format!(
+                "'{action}' is not a trial action: use start, stop, resume, conclude or archive."
+            ),
+        ));
+    };
     match ctx.store.get_trial(key).await {
-        Ok(Some(t)) => Ok(t),
+        Ok(Some(t)) => Ok((action, t)),
         Ok(None) => Err(not_found(s, key)),
         Err(e) => Err(layout::store_failed(s, e)),
     }
-}
-
-fn unknown_action(s: &Session, action: &str) -> Response {
-    layout::error_page(
-        Some(s),
-        StatusCode::NOT_FOUND,
-        "No such action",
-        &format!("'{action}' is not a trial action: use start, stop, resume, conclude or archive."),
-    )
 }
 
 async fn confirm(
@@ -247,11 +255,8 @@ async fn confirm(
     State(ctx): State<ConsoleContext>,
     Path((key, action)): Path<(String, String)>,
 ) -> Response {
-    let Some(action) = action_of(&action) else {
-        return unknown_action(&s, &action);
-    };
-    let t = match trial(&s, &ctx, &key).await {
-        Ok(t) => t,
+    let (action, t) = match target(&s, &ctx, &key, &action).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     confirm_page(
@@ -271,11 +276,8 @@ async fn act(
     Path((key, action)): Path<(String, String)>,
     ConsoleForm(form): ConsoleForm<ActionForm>,
 ) -> Response {
-    let Some(action) = action_of(&action) else {
-        return unknown_action(&s, &action);
-    };
-    let t = match trial(&s, &ctx, &key).await {
-        Ok(t) => t,
+    let (action, t) = match target(&s, &ctx, &key, &action).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let again = |errors: Vec<ErrorLink>, status: StatusCode| {

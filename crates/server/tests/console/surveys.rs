@@ -5,19 +5,7 @@
 
 use super::*;
 
-/// A page's status and body, its HTML escapes of `/`, `'`, `"` and `&`
-/// undone (the templates escape every value, links included).
-async fn page(resp: reqwest::Response) -> (StatusCode, String) {
-    let (s, body) = super::page(resp).await;
-    (s, unescape(&body))
-}
-
-fn unescape(html: &str) -> String {
-    html.replace("&#x2f;", "/")
-        .replace("&#x27;", "'")
-        .replace("&quot;", "\"")
-        .replace("&amp;", "&")
-}
+use super::trials::page;
 
 const MINI: &str = include_str!("../fixtures/surveys/mini.toml");
 

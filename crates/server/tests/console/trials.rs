@@ -9,7 +9,7 @@ use super::*;
 
 /// A page's status and body, its HTML escapes of `/`, `'`, `"` and `&`
 /// undone (the templates escape every value, links included).
-async fn page(resp: reqwest::Response) -> (StatusCode, String) {
+pub(super) async fn page(resp: reqwest::Response) -> (StatusCode, String) {
     let (s, body) = super::page(resp).await;
     (s, unescape(&body))
 }
@@ -53,6 +53,26 @@ async fn status(h: &Harness, key: &str) -> (String, i64) {
     )
 }
 
+/// A server whose clock stands at `when`, with the flags and trial
+/// `source` (a draft), its trial pages' aggregates cached for `cache`.
+async fn server(db: &TestDb, when: &str, cache: Duration, source: &str) -> Harness {
+    let h = Harness::on(db)
+        .clock(Clock::fixed(at(when)))
+        .config(|c| c.console_trial_cache = cache)
+        .start()
+        .await;
+    h.import_fixture().await;
+    create(&h, source).await;
+    h
+}
+
+/// A browser signed in with a new key of `role`.
+async fn signed_in(h: &Harness, role: Role) -> Browser<'_> {
+    let mut b = Browser::new(h);
+    b.sign_in(&h.key(role).await).await;
+    b
+}
+
 /// The number in the page's "Exposed" count.
 fn exposed_on(html: &str) -> i64 {
     let at = html
@@ -83,19 +103,11 @@ async fn send(
 #[tokio::test]
 async fn a_researcher_runs_a_trial_from_the_console() {
     both_backends(|db| async move {
-        let h = Harness::on(&db)
-            .clock(Clock::fixed(at("2026-06-01T12:00:00Z")))
-            .config(|c| c.console_trial_cache = Duration::ZERO)
-            .start()
-            .await;
-        h.import_fixture().await;
-        create(&h, HASH).await;
+        let h = server(&db, "2026-06-01T12:00:00Z", Duration::ZERO, HASH).await;
         let key = "thanks-hash";
         let trial = format!("/console/trials/{key}");
-        let mut r = Browser::new(&h);
-        r.sign_in(&h.key(Role::Researcher).await).await;
-        let mut d = Browser::new(&h);
-        d.sign_in(&h.key(Role::Developer).await).await;
+        let r = signed_in(&h, Role::Researcher).await;
+        let d = signed_in(&h, Role::Developer).await;
 
         // The list, by state.
         let (s, html) = page(r.get("/console/trials").send().await.unwrap()).await;
@@ -312,14 +324,8 @@ async fn a_researcher_runs_a_trial_from_the_console() {
 #[tokio::test]
 async fn conclude_and_ship_serves_the_arm() {
     both_backends(|db| async move {
-        let h = Harness::on(&db)
-            .clock(Clock::fixed(at("2026-06-01T12:00:00Z")))
-            .start()
-            .await;
-        h.import_fixture().await;
-        create(&h, HASH).await;
-        let mut r = Browser::new(&h);
-        r.sign_in(&h.key(Role::Researcher).await).await;
+        let h = server(&db, "2026-06-01T12:00:00Z", Duration::from_secs(10), HASH).await;
+        let r = signed_in(&h, Role::Researcher).await;
         let trial = "/console/trials/thanks-hash";
         let (s, _, _) = send(&r, &format!("{trial}/start"), &[("reason", "go")]).await;
         assert_eq!(s, StatusCode::SEE_OTHER);
@@ -376,14 +382,8 @@ async fn conclude_and_ship_serves_the_arm() {
 #[tokio::test]
 async fn a_stepped_wedge_shows_its_schedule_as_a_table() {
     both_backends(|db| async move {
-        let h = Harness::on(&db)
-            .clock(Clock::fixed(at("2026-04-15T00:00:00Z")))
-            .start()
-            .await;
-        h.import_fixture().await;
-        create(&h, WEDGE).await;
-        let mut r = Browser::new(&h);
-        r.sign_in(&h.key(Role::Researcher).await).await;
+        let h = server(&db, "2026-04-15T00:00:00Z", Duration::from_secs(10), WEDGE).await;
+        let r = signed_in(&h, Role::Researcher).await;
         let trial = "/console/trials/editor-wedge";
         let (_, html) = page(r.get(trial).send().await.unwrap()).await;
         assert!(html.contains("Drawn when the trial starts"), "{html}");
@@ -414,15 +414,8 @@ async fn a_stepped_wedge_shows_its_schedule_as_a_table() {
 #[tokio::test]
 async fn the_trial_page_serves_cached_aggregates() {
     both_backends(|db| async move {
-        let h = Harness::on(&db)
-            .clock(Clock::fixed(at("2026-06-01T12:00:00Z")))
-            .config(|c| c.console_trial_cache = Duration::from_secs(3600))
-            .start()
-            .await;
-        h.import_fixture().await;
-        create(&h, HASH).await;
-        let mut r = Browser::new(&h);
-        r.sign_in(&h.key(Role::Researcher).await).await;
+        let h = server(&db, "2026-06-01T12:00:00Z", Duration::from_secs(3600), HASH).await;
+        let r = signed_in(&h, Role::Researcher).await;
         let trial = "/console/trials/thanks-hash";
         let (s, _, _) = send(&r, &format!("{trial}/start"), &[("reason", "go")]).await;
         assert_eq!(s, StatusCode::SEE_OTHER);
