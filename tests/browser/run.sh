@@ -51,7 +51,7 @@ export COMMONLAB_DATABASE_URL="sqlite://$work/browser.db"
 # Plain HTTP on the loopback: the console's cookies cannot be Secure here.
 export COMMONLAB_CONSOLE_SECURE_COOKIE=false
 port=$(free_port)
-"$bin" serve --listen "127.0.0.1:$port" --study-key-file "$work/study.key" \
+COMMONLAB_CONSOLE_SECURE_COOKIE=false "$bin" serve --listen "127.0.0.1:$port" --study-key-file "$work/study.key" \
   --admin-key-file "$work/admin.key" >"$work/server.out" 2>"$work/server.err" &
 server_pid=$!
 wait_for "http://127.0.0.1:$port/readyz" || { cat "$work/server.err" >&2; exit 1; }

@@ -79,6 +79,9 @@ pub struct Config {
     pub console_sessions_per_key: usize,
     /// The console's session and form key, derived from the study key.
     pub console_keys: Arc<ConsoleKeys>,
+    /// How long the console's trial page reuses a trial's aggregates
+    /// (`console::trials_cache`); fixed at 10 s outside the tests.
+    pub console_trial_cache: Duration,
 }
 
 impl Config {
@@ -123,6 +126,7 @@ impl Config {
             console_session: Duration::from_secs(8 * 3600),
             console_secure_cookie: true,
             console_sessions_per_key: 10,
+            console_trial_cache: Duration::from_secs(10),
         }
     }
 }

@@ -55,6 +55,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The OFREP rate limits (per key and per address).
     pub ofrep_limits: Arc<OfrepLimits>,
+    /// The console trial pages' cached aggregates.
+    pub console_digests: Arc<crate::console::trials_cache::TrialDigests>,
 }
 
 impl AppState {
@@ -79,6 +81,7 @@ impl AppState {
                     .map(|r| (r.method().clone(), r.path())),
             )),
             ofrep_limits: Arc::new(OfrepLimits::new(config.ofrep_limits)),
+            console_digests: Arc::default(),
             config: Arc::new(config),
         }
     }
@@ -202,6 +205,8 @@ impl FromRef<AppState> for ConsoleContext {
             clock: s.clock.clone(),
             keys: s.keys.clone(),
             flags: s.flags.clone(),
+            trials: s.trials.clone(),
+            digests: s.console_digests.clone(),
         }
     }
 }

@@ -17,6 +17,8 @@
 
 mod console;
 
+mod console_trials;
+
 use anyhow::{bail, ensure, Context, Result};
 use chrono::Utc;
 use commonlab_core::privacy::StudyKey;
@@ -139,6 +141,9 @@ async fn main() -> Result<()> {
             println!("{}: completed with {} answers", words.lang, r.answers.len());
         }
         console_pages = console::run(&browser, &axe, &base, &admin_key, &shots).await?;
+        let pages = console_trials::run(&browser, &axe, &base, &admin_key).await?;
+        println!("console: trials and surveys walked, {pages} pages checked by axe-core");
+        console_pages += pages;
         Ok::<_, anyhow::Error>(())
     }
     .await;

@@ -18,7 +18,9 @@
 //! - Layout ([`layout`]): one base template (skip link, header, nav by
 //!   role, main landmark), inline CSS allowed by its hash, nothing else.
 //! - Pages: home ([`home`]), API keys ([`keys`], admins), the audit log
-//!   ([`audit`]); flags, trials and surveys are separate modules.
+//!   ([`audit`]); flags; trials ([`trials`], their lifecycle buttons
+//!   [`trials_actions`], their cached aggregates [`trials_cache`]) and
+//!   surveys ([`surveys`]).
 //!
 //! # How to add a console page
 //!
@@ -80,6 +82,10 @@ pub mod keys;
 pub mod layout;
 pub mod session;
 pub mod sign_in;
+pub mod surveys;
+pub mod trials;
+pub mod trials_actions;
+pub mod trials_cache;
 
 pub use csrf::ConsoleForm;
 pub use layout::{Frame, Nav, Template};
@@ -105,6 +111,9 @@ where
         home::routes(),
         keys::routes(),
         audit::routes(),
+        trials::routes(),
+        trials_actions::routes(),
+        surveys::routes(),
     ]
     .into_iter()
     .flatten()
@@ -121,4 +130,8 @@ pub struct ConsoleContext {
     pub keys: KeyCache,
     /// The served flag set (counts on the home page).
     pub flags: FlagCache,
+    /// The running trials (refreshed after a trial changes here).
+    pub trials: crate::trials::TrialCache,
+    /// The trial pages' cached aggregates ([`trials_cache`]).
+    pub digests: Arc<trials_cache::TrialDigests>,
 }

@@ -13,7 +13,7 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use commonlab_report::document::Provenance;
 use commonlab_report::{render, ReportError};
-use commonlab_store::StoreError;
+use commonlab_store::{Store, StoreError};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -74,18 +74,43 @@ pub(super) async fn report(
                 .with_timezone(&chrono::Utc),
         ),
     };
-    let record = trials
-        .store
-        .get_trial(&key)
-        .await
-        .map_err(Error::from)?
+    let body = render_report(
+        &trials.store,
+        &key,
+        format,
+        as_of,
+        q.per_user,
+        trials.clock.now(),
+        trials.config.survey_min_cell,
+    )
+    .await?;
+    let mut resp = body.into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(resp)
+}
+
+/// The report of trial `key` in `format` (`json`, `md` or `html`, checked
+/// by the caller) as of `as_of` (default: [`commonlab_report::default_as_of`]
+/// at `now`): the API's and the console's (`/console/trials/{key}/report`).
+pub async fn render_report(
+    store: &Store,
+    key: &str,
+    format: &str,
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+    per_user: bool,
+    now: chrono::DateTime<chrono::Utc>,
+    survey_min_cell: usize,
+) -> Result<String, Error> {
+    let record = store
+        .get_trial(key)
+        .await?
         .ok_or_else(|| Error::from(StoreError::NotFound(format!("trial '{key}'"))))?;
-    let now = trials.clock.now();
     let as_of = as_of.unwrap_or_else(|| commonlab_report::default_as_of(&record, now));
     let opts = commonlab_report::Options {
         as_of: Some(as_of),
         now,
-        per_user: q.per_user,
+        per_user,
         provenance: Provenance {
             version: env!("CARGO_PKG_VERSION").to_string(),
             commit: Some(commonlab_report::GIT_COMMIT.to_string()),
@@ -95,8 +120,7 @@ pub(super) async fn report(
             ),
         },
     };
-    let r =
-        super::analysis::report(&trials.store, &key, &opts, trials.config.survey_min_cell).await?;
+    let r = super::analysis::report(store, key, &opts, survey_min_cell).await?;
     let format = format.to_string();
     let rendered = tokio::task::spawn_blocking(move || -> Result<String, ReportError> {
         match format.as_str() {
@@ -106,18 +130,9 @@ pub(super) async fn report(
         }
     })
     .await;
-    let body = match rendered {
-        Ok(r) => r.map_err(Error::from)?,
+    match rendered {
+        Ok(r) => Ok(r?),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => {
-            return Err(Error::from(StoreError::Unavailable(
-                "the server is shutting down".into(),
-            ))
-            .into())
-        }
-    };
-    let mut resp = body.into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    Ok(resp)
+        Err(_) => Err(StoreError::Unavailable("the server is shutting down".into()).into()),
+    }
 }

@@ -8,6 +8,8 @@ use super::*;
 mod pages;
 mod routes;
 mod sessions;
+mod surveys;
+mod trials;
 
 /// A client that does not follow redirects (the tests look at each 303).
 pub fn client() -> reqwest::Client {

@@ -24,6 +24,7 @@ pub fn console_requests(h: &Harness) -> Vec<ConsoleRequest> {
     let _ = h;
     const DEV: Access = Access::Console(Role::Developer);
     const ADMIN: Access = Access::Console(Role::Admin);
+    const RES: Access = Access::Console(Role::Researcher);
     vec![
         (
             Method::GET,
@@ -86,6 +87,58 @@ pub fn console_requests(h: &Harness) -> Vec<ConsoleRequest> {
             "/console/keys/000000000000/revoke".into(),
             vec![("reason", "r".into())],
             ADMIN,
+        ),
+        // Trials and surveys (console/trials*.rs, console/surveys.rs): a
+        // trial that does not exist (404, not a refusal); the post without
+        // a reason writes nothing (422).
+        (
+            Method::GET,
+            "/console/trials",
+            "/console/trials".into(),
+            vec![],
+            DEV,
+        ),
+        (
+            Method::GET,
+            "/console/trials/{key}",
+            "/console/trials/absent".into(),
+            vec![],
+            DEV,
+        ),
+        (
+            Method::GET,
+            "/console/trials/{key}/report",
+            "/console/trials/absent/report".into(),
+            vec![],
+            RES,
+        ),
+        (
+            Method::GET,
+            "/console/trials/{key}/{action}",
+            "/console/trials/absent/start".into(),
+            vec![],
+            RES,
+        ),
+        (
+            Method::POST,
+            "/console/trials/{key}/{action}",
+            "/console/trials/absent/start".into(),
+            vec![("reason", String::new())],
+            RES,
+        ),
+        (
+            Method::GET,
+            "/console/surveys",
+            "/console/surveys".into(),
+            vec![],
+            RES,
+        ),
+        (
+            Method::GET,
+            "/console/surveys/{key}/{version}/preview",
+            "/console/surveys/absent/1/preview?lang=en".into(),
+            vec![],
+            RES,
         ),
     ]
 }

@@ -41,7 +41,7 @@ pub fn first<'a>(fields: &'a Fields, name: &str) -> Option<&'a str> {
     fields.get(name).and_then(|v| v.first()).map(String::as_str)
 }
 
-fn text_of<'a>(text: &'a Text, lang: &str, default: &str) -> &'a str {
+pub fn text_of<'a>(text: &'a Text, lang: &str, default: &str) -> &'a str {
     text.get(lang)
         .or_else(|| text.get(default))
         .map_or("", String::as_str)
