@@ -19,8 +19,10 @@
 //! and its SQL: `flag_sets`, `api_keys`, `trials` (with assignments and the
 //! lifecycle changes that read other trials), `exposures`, `events` (with
 //! `ingest`), `privacy` (consent, erasure, the study key), `metrics`, `surveys`
-//! (instruments, campaigns, responses) and `survey_results` (invitations
-//! and the rows results are computed from).
+//! (instruments, campaigns, responses), `survey_results` (invitations
+//! and the rows results are computed from) and `survey_triggers` (what
+//! survey-trigger flags read: the campaigns naming one, a unit's standing
+//! and latest consents).
 //! A method's body is written once for both databases: `with_backend!`
 //! instantiates it for each backend's concrete sqlx types (see
 //! ARCHITECTURE.md for why neither `sqlx::Any` nor functions generic over
@@ -222,6 +224,7 @@ mod postgres;
 mod privacy;
 mod sqlite;
 mod survey_results;
+mod survey_triggers;
 mod surveys;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -242,6 +245,7 @@ pub use flag_sets::{FlagDeviation, FlagSetRevision, NewRevision, RevisionSummary
 pub use metrics::{MetricCell, MetricSnapshot};
 pub use privacy::{ConsentRecord, ErasureOutcome, ErasureRecord, StudyKeyState, UnitVersions};
 pub use survey_results::{CampaignUnit, NewInvitation};
+pub use survey_triggers::{LatestConsent, TriggerStanding};
 pub use surveys::{
     CampaignRecord, InstrumentRecord, NewCampaign, NewInstrument, ResponseCounts, ResponseRecord,
     ResponseStatus,

@@ -197,6 +197,7 @@ pub async fn create_campaign(
             wave: &req.wave,
             opens_at: req.opens_at,
             closes_at: req.closes_at,
+            trigger_flag: None,
             actor: meta.actor,
             reason: meta.reason,
             at: meta.at,
