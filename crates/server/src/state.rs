@@ -19,6 +19,7 @@ use crate::flags::limits::OfrepLimits;
 use crate::observability::Metrics;
 use crate::serve::HttpCounters;
 use crate::surveys::api::SurveysContext;
+use crate::surveys::trigger::Triggers;
 use crate::surveys::pages::{PagesContext, PagesShared};
 use crate::trials::api::TrialsContext;
 use crate::trials::cache::TrialCache;
@@ -54,13 +55,17 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The OFREP rate limits (per key and per address).
     pub ofrep_limits: Arc<OfrepLimits>,
+    /// The survey-trigger flags and the unit standings they read.
+    pub triggers: Triggers,
 }
 
 impl AppState {
     /// The state of a replica on `store`, its caches empty (see
     /// [`crate::build_state`], which also loads them).
     pub fn new(store: Store, config: Config, clock: Clock) -> AppState {
+        let config = Arc::new(config);
         AppState {
+            triggers: Triggers::new(store.clone(), config.clone()),
             store,
             flags: FlagCache::new(),
             keys: KeyCache::default(),
@@ -78,7 +83,7 @@ impl AppState {
                     .map(|r| (r.method().clone(), r.path())),
             )),
             ofrep_limits: Arc::new(OfrepLimits::new(config.ofrep_limits)),
-            config: Arc::new(config),
+            config,
         }
     }
 }
@@ -110,6 +115,7 @@ substates!(
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     ofrep_limits: Arc<OfrepLimits>,
+    triggers: Triggers,
 );
 
 impl FromRef<AppState> for FlagsContext {
@@ -179,6 +185,7 @@ impl FromRef<AppState> for PagesContext {
             clock: s.clock.clone(),
             shared: s.survey_pages.clone(),
             metrics: s.metrics.clone(),
+            triggers: s.triggers.clone(),
         }
     }
 }
