@@ -196,6 +196,7 @@ impl FromRef<AppState> for SurveysContext {
             store: s.store.clone(),
             config: s.config.clone(),
             clock: s.clock.clone(),
+            triggers: s.triggers.clone(),
         }
     }
 }

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 mod api;
 mod load;
+mod trigger;
 
 pub const MINI: &str = include_str!("../fixtures/surveys/mini.toml");
 
