@@ -369,3 +369,37 @@ async fn a_trigger_flag_is_a_flag_key_no_flag_set_defines() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_campaign_takes_its_trial_waves_trigger_flag() {
+    both_backends(|db| async move {
+        let h = Harness::start(&db).await;
+        h.import_fixture().await;
+        publish_mini(&h).await;
+        let trial = format!(
+            "{}\n[[surveys]]\ninstrument = \"mini\"\nwave = \"pulse\"\ntrigger_flag = \"{FLAG}\"\n",
+            include_str!("../fixtures/trials/hash.toml")
+        );
+        let (s, body) = call(&h, Method::POST, "/api/v1/trials", json!({"source": trial, "reason": "plan"})).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        let now = Utc::now();
+        let mut req = json!({"key": "pulse-1", "instrument": "mini", "version": 1,
+                             "trial": "thanks-hash", "wave": "pulse", "opens_at": now,
+                             "closes_at": now + chrono::Duration::days(1), "reason": "r"});
+        req["trigger_flag"] = json!("another-prompt");
+        let resp = h
+            .req(Method::POST, "/api/v1/surveys/campaigns", Some(&h.admin))
+            .json(&req)
+            .send()
+            .await
+            .unwrap();
+        let p = problem(resp, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(p["errors"][0]["pointer"], "/trigger_flag", "{p}");
+        req.as_object_mut().unwrap().remove("trigger_flag");
+        let (s, body) = call(&h, Method::POST, "/api/v1/surveys/campaigns", req).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        assert_eq!(body["trigger_flag"], FLAG);
+        h.stop().await;
+    })
+    .await;
+}
