@@ -301,6 +301,8 @@ fn count(metrics: &Metrics, set: &FlagSet, key: &str, item: &Item<'_>) {
     metrics.count_evaluation(key, set.get(key).is_some(), item_reason(item));
 }
 
+// Each argument is an extractor (the guard, the quota, the substates).
+#[allow(clippy::too_many_arguments)]
 async fn evaluate_one(
     _: RequireSdk,
     OfrepQuota(metrics): OfrepQuota,
@@ -324,7 +326,10 @@ async fn evaluate_one(
         if let Some(a) = triggers.evaluate(&key, tk, now).await {
             let item = trigger_item(&key, &a);
             metrics.count_evaluation(&key, true, item_reason(&item));
-            return json_response(StatusCode::OK, serde_json::to_vec(&item).unwrap_or_default());
+            return json_response(
+                StatusCode::OK,
+                serde_json::to_vec(&item).unwrap_or_default(),
+            );
         }
     }
     let decision = trial_decision(&decider, &key, &r, &ctx).await;

@@ -234,8 +234,7 @@ pub async fn create_campaign(
 /// A survey-trigger flag must be a flag key that no flag set defines (the
 /// server answers it; a flag of the set would shadow it).
 async fn check_trigger_flag(store: &Store, flag: &str) -> Result<(), Error> {
-    commonlab_core::flags::check_new_key(flag)
-        .map_err(|e| Error::invalid("/trigger_flag", e))?;
+    commonlab_core::flags::check_new_key(flag).map_err(|e| Error::invalid("/trigger_flag", e))?;
     for (set, _) in store.flag_set_versions().await? {
         let Some(head) = store.flag_set_head(&set).await? else {
             continue;

@@ -287,9 +287,7 @@ impl Triggers {
 
     fn consent_withdrawn(&self, consents: &[LatestConsent]) -> bool {
         match &self.0.config.consent_scope {
-            Some(scope) => consents
-                .iter()
-                .any(|c| &c.scope == scope && c.withdrawn()),
+            Some(scope) => consents.iter().any(|c| &c.scope == scope && c.withdrawn()),
             // No scope configured: a withdrawal in any scope counts.
             None => consents.iter().any(LatestConsent::withdrawn),
         }
@@ -369,7 +367,11 @@ pub async fn trigger_keys_among<'a>(
     let campaigns = store.trigger_campaigns().await?;
     let mut taken: Vec<String> = keys
         .into_iter()
-        .filter(|k| campaigns.iter().any(|c| c.trigger_flag.as_deref() == Some(*k)))
+        .filter(|k| {
+            campaigns
+                .iter()
+                .any(|c| c.trigger_flag.as_deref() == Some(*k))
+        })
         .map(str::to_string)
         .collect();
     taken.sort();

@@ -301,7 +301,13 @@ async fn two_replicas_give_the_same_link() {
             .await
             .unwrap();
         let now = Utc::now();
-        trigger_campaign(&a, "both", now - chrono::Duration::hours(1), now + chrono::Duration::days(2)).await;
+        trigger_campaign(
+            &a,
+            "both",
+            now - chrono::Duration::hours(1),
+            now + chrono::Duration::days(2),
+        )
+        .await;
         let path = invite(&a, "both", "zoe").await;
         commonlab_server::sync::refresh_all(&b.server.state)
             .await
@@ -380,7 +386,13 @@ async fn a_campaign_takes_its_trial_waves_trigger_flag() {
             "{}\n[[surveys]]\ninstrument = \"mini\"\nwave = \"pulse\"\ntrigger_flag = \"{FLAG}\"\n",
             include_str!("../fixtures/trials/hash.toml")
         );
-        let (s, body) = call(&h, Method::POST, "/api/v1/trials", json!({"source": trial, "reason": "plan"})).await;
+        let (s, body) = call(
+            &h,
+            Method::POST,
+            "/api/v1/trials",
+            json!({"source": trial, "reason": "plan"}),
+        )
+        .await;
         assert_eq!(s, StatusCode::CREATED, "{body}");
         let now = Utc::now();
         let mut req = json!({"key": "pulse-1", "instrument": "mini", "version": 1,

@@ -241,7 +241,10 @@ async fn trigger_flags_are_stored_and_a_units_standing_is_read_by_pseudonym() {
                 })
                 .await
                 .unwrap_err();
-            assert!(!matches!(err, StoreError::AlreadyExists(_)), "{bad}: {err:?}");
+            assert!(
+                !matches!(err, StoreError::AlreadyExists(_)),
+                "{bad}: {err:?}"
+            );
         }
 
         let (me, other) = (unit(1), unit(2));
@@ -294,9 +297,18 @@ async fn trigger_flags_are_stored_and_a_units_standing_is_read_by_pseudonym() {
             }]
         );
         // The latest consent decision per scope.
-        store.set_consent(&me, "research", "1", true, at(40)).await.unwrap();
-        store.set_consent(&me, "research", "1", false, at(41)).await.unwrap();
-        store.set_consent(&me, "email", "1", true, at(41)).await.unwrap();
+        store
+            .set_consent(&me, "research", "1", true, at(40))
+            .await
+            .unwrap();
+        store
+            .set_consent(&me, "research", "1", false, at(41))
+            .await
+            .unwrap();
+        store
+            .set_consent(&me, "email", "1", true, at(41))
+            .await
+            .unwrap();
         let (_, consents) = store.trigger_standing(&me).await.unwrap();
         let got: Vec<(&str, bool)> = consents
             .iter()

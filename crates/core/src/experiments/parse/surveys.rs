@@ -132,7 +132,8 @@ fn read_entry(cx: &mut Cx<'_>, t: &Tbl<'_>, earlier: &[Survey]) -> Option<Vec<Su
             .clone()
             .find(|s| s.wave == wave && s.trigger_flag != trigger_flag)
         {
-            let describe = |f: &Option<String>| f.as_ref().map_or("none".into(), |f| format!("{f:?}"));
+            let describe =
+                |f: &Option<String>| f.as_ref().map_or("none".into(), |f| format!("{f:?}"));
             cx.err(
                 pos_of("trigger_flag"),
                 &t.field("trigger_flag"),
