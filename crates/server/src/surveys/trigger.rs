@@ -273,14 +273,7 @@ impl Triggers {
             consents,
         });
         if !ttl.is_zero() {
-            let mut units = self.units();
-            if units.len() >= MAX_CACHED_UNITS && !units.contains_key(unit) {
-                units.retain(|_, s| s.at.elapsed() < ttl);
-                if units.len() >= MAX_CACHED_UNITS {
-                    units.clear();
-                }
-            }
-            units.insert(unit.to_string(), s.clone());
+            insert_bounded(&mut self.units(), unit, s.clone(), ttl, MAX_CACHED_UNITS);
         }
         Ok(s)
     }
@@ -358,6 +351,24 @@ impl Triggers {
     }
 }
 
+/// Puts `s` in `units` under `unit`, keeping at most `max` entries: when
+/// full, the entries older than `ttl` go first, then all of them.
+fn insert_bounded(
+    units: &mut HashMap<String, Arc<Standing>>,
+    unit: &str,
+    s: Arc<Standing>,
+    ttl: std::time::Duration,
+    max: usize,
+) {
+    if units.len() >= max && !units.contains_key(unit) {
+        units.retain(|_, s| s.at.elapsed() < ttl);
+        if units.len() >= max {
+            units.clear();
+        }
+    }
+    units.insert(unit.to_string(), s);
+}
+
 /// The keys among `keys` that a campaign names as its trigger flag (a
 /// flag set must not define them).
 pub async fn trigger_keys_among<'a>(
@@ -377,4 +388,56 @@ pub async fn trigger_keys_among<'a>(
     taken.sort();
     taken.dedup();
     Ok(taken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn standing(age: Duration) -> Arc<Standing> {
+        Arc::new(Standing {
+            at: Instant::now() - age,
+            generation: 0,
+            campaigns: Vec::new(),
+            consents: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn the_standing_cache_is_bounded_evicting_expired_entries_first() {
+        let ttl = Duration::from_secs(5);
+        let mut units = HashMap::new();
+        insert_bounded(&mut units, "old", standing(Duration::from_secs(60)), ttl, 3);
+        insert_bounded(&mut units, "a", standing(Duration::ZERO), ttl, 3);
+        insert_bounded(&mut units, "b", standing(Duration::ZERO), ttl, 3);
+        assert_eq!(units.len(), 3);
+        // Full: the expired entry makes room.
+        insert_bounded(&mut units, "c", standing(Duration::ZERO), ttl, 3);
+        let mut keys: Vec<&str> = units.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["a", "b", "c"]);
+        // Replacing a present unit evicts nothing.
+        insert_bounded(&mut units, "a", standing(Duration::ZERO), ttl, 3);
+        assert_eq!(units.len(), 3);
+        // Full of fresh entries: everything goes.
+        insert_bounded(&mut units, "d", standing(Duration::ZERO), ttl, 3);
+        assert_eq!(units.keys().collect::<Vec<_>>(), ["d"]);
+    }
+
+    #[test]
+    fn off_answers_carry_nothing_but_show_false() {
+        for why in [Why::NotInvited, Why::Completed, Why::ConsentWithdrawn] {
+            let a = Answer::off(why);
+            assert_eq!(
+                serde_json::to_value(&a.value).unwrap(),
+                serde_json::json!({"show": false})
+            );
+            assert_eq!(a.reason(), "TARGETING_MATCH");
+        }
+        assert_eq!(Answer::off(Why::NoTargetingKey).reason(), "DEFAULT");
+        // The order of precedence among campaigns.
+        assert!(Why::Show < Why::Completed && Why::Completed < Why::NotOpen);
+        assert!(Why::Expired < Why::NotInvited);
+    }
 }
