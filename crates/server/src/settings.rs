@@ -448,10 +448,39 @@ mod tests {
     #[test]
     fn keys_are_the_fields_of_overrides() {
         let keys = Settings::keys();
-        assert_eq!(keys.len(), 27);
+        assert_eq!(keys.len(), 28);
+        assert!(keys.contains(&"public_url"));
         assert_eq!(keys[0], "database_url");
         assert!(keys.contains(&"exposure_cache_bytes"));
         assert_eq!(env_var("max_connections"), "COMMONLAB_MAX_CONNECTIONS");
+    }
+
+    #[test]
+    fn the_public_url_is_an_http_address_without_its_trailing_slash() {
+        let with = |u: &str| Settings {
+            public_url: Some(u.into()),
+            ..Settings::default()
+        };
+        for bad in ["example.org", "ftp://x", "https://", "https://a b"] {
+            assert_eq!(
+                with(bad).check(),
+                Err(SettingsError::NotHttpUrl("public_url")),
+                "{bad}"
+            );
+        }
+        let ok = with("https://lab.example.org/");
+        assert_eq!(ok.check(), Ok(()));
+        let config = ok.to_config(StudyKey::from_bytes(&[7; 32]).unwrap());
+        assert_eq!(
+            config.public_url.as_deref(),
+            Some("https://lab.example.org")
+        );
+        assert_eq!(
+            Settings::default()
+                .to_config(StudyKey::from_bytes(&[7; 32]).unwrap())
+                .public_url,
+            None
+        );
     }
 
     #[test]
