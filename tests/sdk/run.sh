@@ -29,6 +29,15 @@ for _ in $(seq 1 100); do
   if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/readyz')" 2>/dev/null; then break; fi
   sleep 0.1
 done
+# An in-app survey: a campaign with a survey-trigger flag, member-7 invited
+# (the links need the study key the server created).
+"$bin" surveys publish "$root/surveys/nps.toml" --reason "sdk end-to-end test" >/dev/null
+"$bin" surveys campaign create sdk-nps --instrument nps --version 1 --wave pulse \
+  --opens 2026-01-01T00:00:00Z --closes 2099-01-01T00:00:00Z --trigger-flag survey-prompt \
+  --reason "sdk end-to-end test" >/dev/null
+echo member-7 > "$work/units.txt"
+"$bin" surveys links sdk-nps --units "$work/units.txt" --study-key-file "$work/study.key" \
+  --reason "sdk end-to-end test" >/dev/null
 COMMONLAB_URL="http://127.0.0.1:$port" COMMONLAB_SDK_KEY="$key" "$venv/bin/python" "$here/test_ofrep_sdk.py"
 kill -TERM "$server_pid"
 status=0

@@ -6,7 +6,9 @@ Environment: COMMONLAB_URL (base URL), COMMONLAB_SDK_KEY (an sdk-role key).
 
 import os
 import sys
+import time
 import unittest
+import urllib.request
 
 from openfeature import api
 from openfeature.contrib.provider.ofrep import OFREPProvider
@@ -98,6 +100,23 @@ class OfrepSdk(unittest.TestCase):
     def test_disabled_flag_gives_code_default(self):
         d = self.bearer.get_boolean_details("retired-feature", False, self.ctx())
         self.assertIs(d.value, False)
+
+    def test_survey_trigger_flag(self):
+        # The server reloads trigger campaigns every poll: wait for it.
+        for _ in range(50):
+            d = self.bearer.get_object_details("survey-prompt", {"show": False}, self.ctx("member-7"))
+            if d.error_code is None:
+                break
+            time.sleep(0.1)
+        self.assertIsNone(d.error_code)
+        self.assertEqual((d.value["show"], d.variant, d.reason), (True, "show", Reason.TARGETING_MATCH))
+        self.assertEqual((d.value["campaign"], d.value["wave"]), ("sdk-nps", "pulse"))
+        self.assertTrue(d.value["url"].startswith("/s/v1."), d.value)
+        with urllib.request.urlopen(URL + d.value["url"]) as page:
+            self.assertEqual(page.status, 200)
+            self.assertIn("<form", page.read().decode())
+        d = self.bearer.get_object_details("survey-prompt", {"show": True}, self.ctx("member-8"))
+        self.assertEqual((d.value, d.variant), ({"show": False}, "not_invited"))
 
     def test_bad_key_is_refused(self):
         bad = client_with({"Authorization": "Bearer cl_000000000000_" + "A" * 43})

@@ -26,7 +26,7 @@ pub struct Cli {
     /// idle_timeout_secs, header_read_timeout_secs, request_timeout_secs,
     /// max_connections, exposure_cache_bytes, survey_rate_per_ip_per_minute,
     /// survey_rate_per_link_per_minute, survey_rate_max_tracked,
-    /// survey_min_cell, log_format, access_log, hsts_max_age_secs,
+    /// survey_min_cell, public_url, log_format, access_log, hsts_max_age_secs,
     /// ofrep_key_per_second, ofrep_ip_per_second, ofrep_max_tracked_ips,
     /// console_session_secs, console_secure_cookie,
     /// console_sessions_per_key; each also as an environment
@@ -238,6 +238,11 @@ pub enum CampaignCmd {
         /// When it closes and its links expire (RFC 3339).
         #[arg(long)]
         closes: String,
+        /// A survey-trigger flag: a flag key (defined in no flag set) that
+        /// OFREP answers with invited units' personal links (default: the
+        /// trial wave's trigger_flag, if any).
+        #[arg(long)]
+        trigger_flag: Option<String>,
         #[arg(long)]
         reason: String,
     },

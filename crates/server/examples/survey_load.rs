@@ -191,6 +191,7 @@ async fn main() -> Result<()> {
             wave: "w",
             opens_at: now - chrono::Duration::hours(1),
             closes_at: now + chrono::Duration::days(1),
+            trigger_flag: None,
             actor: "load",
             reason: "load test",
             at: now,

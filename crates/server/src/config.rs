@@ -62,6 +62,12 @@ pub struct Config {
     /// Survey results and exports withhold every breakdown (arm, community)
     /// with fewer respondents than this (`k`; at least 1).
     pub survey_min_cell: usize,
+    /// The server's public address (`https://host`), put before `/s/…` in
+    /// the links survey-trigger flags answer with (none: the path alone).
+    pub public_url: Option<String>,
+    /// How long a replica keeps a unit's survey-trigger standing
+    /// (`surveys::trigger`; zero: read at every evaluation).
+    pub survey_trigger_ttl: Duration,
     /// One `info` line per request (target `commonlab::access`).
     pub access_log: bool,
     /// `Strict-Transport-Security` on every response, with this max-age
@@ -120,6 +126,8 @@ impl Config {
             survey_rate_per_link_per_minute: 60,
             survey_rate_max_tracked: 100_000,
             survey_min_cell: 5,
+            public_url: None,
+            survey_trigger_ttl: Duration::from_secs(5),
             access_log: false,
             hsts_max_age: None,
             ofrep_limits: OfrepLimitSettings::default(),

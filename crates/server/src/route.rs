@@ -74,6 +74,7 @@ guarded_handler!(T2, T3, T4);
 guarded_handler!(T2, T3, T4, T5);
 guarded_handler!(T2, T3, T4, T5, T6);
 guarded_handler!(T2, T3, T4, T5, T6, T7);
+guarded_handler!(T2, T3, T4, T5, T6, T7, T8);
 
 /// `Route::get(path, handler)` and its siblings: the route's access is
 /// the guard type `G` of the handler's first argument.

@@ -126,6 +126,9 @@ pub struct Settings {
     /// Survey results and exports withhold every breakdown (arm, community)
     /// with fewer respondents than this.
     pub survey_min_cell: usize,
+    /// The server's public address (`https://host[:port]`, no trailing
+    /// `/`): the links survey-trigger flags answer with start with it.
+    pub public_url: Option<String>,
     /// `serve`'s log lines: `text` (for people) or `json` (one object a
     /// line, for log collectors).
     pub log_format: LogFormat,
@@ -185,6 +188,7 @@ impl Default for Settings {
             survey_rate_per_link_per_minute: 60,
             survey_rate_max_tracked: 100_000,
             survey_min_cell: 5,
+            public_url: None,
             log_format: LogFormat::Text,
             access_log: false,
             hsts_max_age_secs: 0,
@@ -224,6 +228,7 @@ pub struct Overrides {
     pub survey_rate_per_link_per_minute: Option<u32>,
     pub survey_rate_max_tracked: Option<usize>,
     pub survey_min_cell: Option<usize>,
+    pub public_url: Option<String>,
     pub log_format: Option<LogFormat>,
     pub access_log: Option<bool>,
     pub hsts_max_age_secs: Option<u64>,
@@ -240,6 +245,8 @@ pub struct Overrides {
 pub enum SettingsError {
     #[error("{0} must be at least 1")]
     AtLeastOne(&'static str),
+    #[error("{0} must be an http:// or https:// address")]
+    NotHttpUrl(&'static str),
 }
 
 impl Settings {
@@ -275,6 +282,7 @@ impl Settings {
             survey_rate_per_link_per_minute,
             survey_rate_max_tracked,
             survey_min_cell,
+            public_url,
             log_format,
             access_log,
             hsts_max_age_secs,
@@ -311,6 +319,7 @@ impl Settings {
             survey_rate_max_tracked: survey_rate_max_tracked
                 .unwrap_or(self.survey_rate_max_tracked),
             survey_min_cell: survey_min_cell.unwrap_or(self.survey_min_cell),
+            public_url: public_url.or(self.public_url),
             log_format: log_format.unwrap_or(self.log_format),
             access_log: access_log.unwrap_or(self.access_log),
             hsts_max_age_secs: hsts_max_age_secs.unwrap_or(self.hsts_max_age_secs),
@@ -355,6 +364,14 @@ impl Settings {
         if self.survey_min_cell == 0 {
             return Err(SettingsError::AtLeastOne("survey_min_cell"));
         }
+        if let Some(u) = &self.public_url {
+            let rest = u
+                .strip_prefix("https://")
+                .or_else(|| u.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.chars().any(|c| c.is_whitespace())) {
+                return Err(SettingsError::NotHttpUrl("public_url"));
+            }
+        }
         if self.ofrep_max_tracked_ips == 0 {
             return Err(SettingsError::AtLeastOne("ofrep_max_tracked_ips"));
         }
@@ -394,6 +411,10 @@ impl Settings {
             survey_rate_per_link_per_minute: self.survey_rate_per_link_per_minute,
             survey_rate_max_tracked: self.survey_rate_max_tracked,
             survey_min_cell: self.survey_min_cell,
+            public_url: self
+                .public_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_string()),
             access_log: self.access_log,
             hsts_max_age: (self.hsts_max_age_secs > 0)
                 .then(|| Duration::from_secs(self.hsts_max_age_secs)),
@@ -455,10 +476,39 @@ mod tests {
     #[test]
     fn keys_are_the_fields_of_overrides() {
         let keys = Settings::keys();
-        assert_eq!(keys.len(), 30);
+        assert_eq!(keys.len(), 31);
+        assert!(keys.contains(&"public_url"));
         assert_eq!(keys[0], "database_url");
         assert!(keys.contains(&"exposure_cache_bytes"));
         assert_eq!(env_var("max_connections"), "COMMONLAB_MAX_CONNECTIONS");
+    }
+
+    #[test]
+    fn the_public_url_is_an_http_address_without_its_trailing_slash() {
+        let with = |u: &str| Settings {
+            public_url: Some(u.into()),
+            ..Settings::default()
+        };
+        for bad in ["example.org", "ftp://x", "https://", "https://a b"] {
+            assert_eq!(
+                with(bad).check(),
+                Err(SettingsError::NotHttpUrl("public_url")),
+                "{bad}"
+            );
+        }
+        let ok = with("https://lab.example.org/");
+        assert_eq!(ok.check(), Ok(()));
+        let config = ok.to_config(StudyKey::from_bytes(&[7; 32]).unwrap());
+        assert_eq!(
+            config.public_url.as_deref(),
+            Some("https://lab.example.org")
+        );
+        assert_eq!(
+            Settings::default()
+                .to_config(StudyKey::from_bytes(&[7; 32]).unwrap())
+                .public_url,
+            None
+        );
     }
 
     #[test]

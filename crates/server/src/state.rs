@@ -21,6 +21,7 @@ use crate::observability::Metrics;
 use crate::serve::HttpCounters;
 use crate::surveys::api::SurveysContext;
 use crate::surveys::pages::{PagesContext, PagesShared};
+use crate::surveys::trigger::Triggers;
 use crate::trials::api::TrialsContext;
 use crate::trials::cache::TrialCache;
 use crate::trials::decision::Decider;
@@ -57,13 +58,17 @@ pub struct AppState {
     pub ofrep_limits: Arc<OfrepLimits>,
     /// The console trial pages' cached aggregates.
     pub console_digests: Arc<crate::console::trials_cache::TrialDigests>,
+    /// The survey-trigger flags and the unit standings they read.
+    pub triggers: Triggers,
 }
 
 impl AppState {
     /// The state of a replica on `store`, its caches empty (see
     /// [`crate::build_state`], which also loads them).
     pub fn new(store: Store, config: Config, clock: Clock) -> AppState {
+        let config = Arc::new(config);
         AppState {
+            triggers: Triggers::new(store.clone(), config.clone()),
             store,
             flags: FlagCache::new(),
             keys: KeyCache::default(),
@@ -82,7 +87,7 @@ impl AppState {
             )),
             ofrep_limits: Arc::new(OfrepLimits::new(config.ofrep_limits)),
             console_digests: Arc::default(),
-            config: Arc::new(config),
+            config,
         }
     }
 }
@@ -114,6 +119,7 @@ substates!(
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     ofrep_limits: Arc<OfrepLimits>,
+    triggers: Triggers,
 );
 
 impl FromRef<AppState> for FlagsContext {
@@ -183,6 +189,7 @@ impl FromRef<AppState> for PagesContext {
             clock: s.clock.clone(),
             shared: s.survey_pages.clone(),
             metrics: s.metrics.clone(),
+            triggers: s.triggers.clone(),
         }
     }
 }
@@ -193,6 +200,7 @@ impl FromRef<AppState> for SurveysContext {
             store: s.store.clone(),
             config: s.config.clone(),
             clock: s.clock.clone(),
+            triggers: s.triggers.clone(),
         }
     }
 }

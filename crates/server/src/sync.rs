@@ -1,6 +1,7 @@
 //! Keeping a replica's caches fresh: every `poll_interval` the server asks the
-//! database for the flag set's head revision, the keys and trials versions
-//! and the erasure and consent counters (cheap queries) and reloads, or
+//! database for the flag set's head revision, the keys and trials versions,
+//! the erasure and consent counters and the campaigns with a survey-trigger
+//! flag (cheap queries) and reloads, or
 //! forgets, what changed. With the default 200 ms a change made
 //! through any replica is served by all of them well within a second.
 
@@ -32,6 +33,7 @@ pub async fn refresh_all(state: &AppState) -> Result<(), StoreError> {
     refresh_flags(state).await?;
     refresh_keys(state).await?;
     state.units.refresh(&state.store, &state.exposures).await?;
+    state.triggers.refresh(&state.store).await?;
     refresh_trials(state).await
 }
 

@@ -20,8 +20,10 @@
 //! lifecycle changes that read other trials), `exposures`, `events` (with
 //! `ingest`), `privacy` (consent, erasure, the study key), `metrics`, `surveys`
 //! (instruments, campaigns, responses), `survey_results` (invitations
-//! and the rows results are computed from), `console_sessions` and
-//! `audit_log` (every audit source as one list).
+//! and the rows results are computed from), `survey_triggers` (what
+//! survey-trigger flags read: the campaigns naming one, a unit's standing
+//! and latest consents), `console_sessions` and `audit_log` (every audit
+//! source as one list).
 //! A method's body is written once for both databases: `with_backend!`
 //! instantiates it for each backend's concrete sqlx types (see
 //! ARCHITECTURE.md for why neither `sqlx::Any` nor functions generic over
@@ -229,6 +231,7 @@ mod postgres;
 mod privacy;
 mod sqlite;
 mod survey_results;
+mod survey_triggers;
 mod surveys;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -251,6 +254,7 @@ pub use flag_sets::{FlagDeviation, FlagSetRevision, NewRevision, RevisionSummary
 pub use metrics::{MetricCell, MetricSnapshot};
 pub use privacy::{ConsentRecord, ErasureOutcome, ErasureRecord, StudyKeyState, UnitVersions};
 pub use survey_results::{CampaignUnit, NewInvitation};
+pub use survey_triggers::{LatestConsent, TriggerStanding};
 pub use surveys::{
     CampaignRecord, InstrumentRecord, NewCampaign, NewInstrument, ResponseCounts, ResponseRecord,
     ResponseStatus,

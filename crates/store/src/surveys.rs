@@ -48,6 +48,9 @@ pub struct NewCampaign<'a> {
     pub wave: &'a str,
     pub opens_at: DateTime<Utc>,
     pub closes_at: DateTime<Utc>,
+    /// The survey-trigger flag's key, if the campaign has one (checked by
+    /// the caller, and by the database: a flag key).
+    pub trigger_flag: Option<&'a str>,
     pub actor: &'a str,
     pub reason: &'a str,
     pub at: DateTime<Utc>,
@@ -66,6 +69,9 @@ pub struct CampaignRecord {
     pub created_at: DateTime<Utc>,
     pub created_by: String,
     pub reason: String,
+    /// The survey-trigger flag (`docs/surveys.md`, "In-app"), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_flag: Option<String>,
 }
 
 /// Where a response stands.
@@ -232,6 +238,7 @@ impl Store {
             .bind(Ts(micros(c.at)))
             .bind(c.actor)
             .bind(c.reason)
+            .bind(c.trigger_flag)
             .execute(db.writer())
             .await
             .map(|r| r.rows_affected()));
@@ -413,16 +420,29 @@ const LIST_INSTRUMENTS: &str = concat!(
     " FROM survey_instruments ORDER BY key, version"
 );
 
-/// $1 key … $10 reason.
+/// $1 key … $10 reason, $11 trigger flag.
 const INSERT_CAMPAIGN: &str = "INSERT INTO survey_campaigns \
-     (key, instrument, version, trial_key, wave, opens_at, closes_at, created_at, created_by, reason) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+     (key, instrument, version, trial_key, wave, opens_at, closes_at, created_at, created_by, \
+      reason, trigger_flag) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
-const SELECT_CAMPAIGN: &str = "SELECT id, key, instrument, version, trial_key, wave, opens_at, \
-     closes_at, created_at, created_by, reason FROM survey_campaigns WHERE key = $1";
+macro_rules! campaign_columns {
+    () => {
+        "id, key, instrument, version, trial_key, wave, opens_at, closes_at, created_at, \
+         created_by, reason, trigger_flag"
+    };
+}
 
-const LIST_CAMPAIGNS: &str = "SELECT id, key, instrument, version, trial_key, wave, opens_at, \
-     closes_at, created_at, created_by, reason FROM survey_campaigns ORDER BY key";
+const SELECT_CAMPAIGN: &str = concat!(
+    "SELECT ",
+    campaign_columns!(),
+    " FROM survey_campaigns WHERE key = $1"
+);
+
+const LIST_CAMPAIGNS: &str = concat!(
+    "SELECT ",
+    campaign_columns!(),
+    " FROM survey_campaigns ORDER BY key"
+);
 
 /// $1 campaign, $2 unit, $3 status, $4 language, $5 consent version, $6 at.
 /// A declined response may still be started; nothing else is reset.

@@ -91,6 +91,7 @@ pub async fn run(settings: &Settings, given_actor: Option<&str>, cmd: SurveysCmd
             wave,
             opens,
             closes,
+            trigger_flag,
             reason,
         }) => {
             let time = |flag: &str, s: &str| {
@@ -110,6 +111,7 @@ pub async fn run(settings: &Settings, given_actor: Option<&str>, cmd: SurveysCmd
                 version,
                 trial,
                 wave,
+                trigger_flag,
                 reason: reason.clone(),
             };
             let actor = actor(given_actor)?;
@@ -130,7 +132,11 @@ pub async fn run(settings: &Settings, given_actor: Option<&str>, cmd: SurveysCmd
                     .unwrap_or_default(),
                 output::time(&c.opens_at),
                 output::time(&c.closes_at)
-            )
+            )?;
+            if let Some(flag) = &c.trigger_flag {
+                outln!("shown in-app to invited units by the survey-trigger flag '{flag}'")?;
+            }
+            Ok(())
         }
         SurveysCmd::Campaign(CampaignCmd::List) => {
             let now = chrono::Utc::now();

@@ -261,6 +261,10 @@ pub struct Survey {
     /// The wave's key (e.g. `baseline`, `followup`).
     pub wave: String,
     pub timing: WaveTiming,
+    /// The survey-trigger flag of the wave (`trigger_flag`): a flag key the
+    /// server answers over OFREP for units invited to a campaign of the
+    /// wave, with their personal link (`docs/surveys.md`, "In-app").
+    pub trigger_flag: Option<String>,
 }
 
 /// When a wave is due. A campaign of the wave sets the actual opening and
@@ -332,6 +336,15 @@ impl TrialSpec {
     }
 
     /// The instruments a wave of this trial gives (empty for an unknown wave).
+    /// The survey-trigger flag the file gives `wave`, if any (every entry
+    /// of a wave gives the same one: checked when parsed).
+    pub fn wave_trigger_flag(&self, wave: &str) -> Option<&str> {
+        self.surveys
+            .iter()
+            .filter(|s| s.wave == wave)
+            .find_map(|s| s.trigger_flag.as_deref())
+    }
+
     pub fn wave_instruments(&self, wave: &str) -> Vec<&str> {
         self.surveys
             .iter()

@@ -11,6 +11,7 @@ use crate::flag_set::FlagCache;
 use crate::flags::limits::{OfrepLimits, OfrepQuota};
 use crate::observability::Metrics;
 use crate::route::Route;
+use crate::surveys::trigger::{self, Triggers};
 use crate::trials::cache::RunningTrials;
 use crate::trials::decision::Decider;
 use crate::trials::exposure::Decision;
@@ -35,6 +36,7 @@ where
     KeyCache: FromRef<S>,
     Arc<OfrepLimits>: FromRef<S>,
     Arc<Metrics>: FromRef<S>,
+    Triggers: FromRef<S>,
 {
     vec![
         Route::post("/ofrep/v1/evaluate/flags/{key}", evaluate_one),
@@ -76,6 +78,19 @@ struct Failure<'a> {
 enum Item<'a> {
     Ok(Success<'a>),
     Err(Failure<'a>),
+}
+
+static NO_METADATA: std::sync::LazyLock<Metadata> = std::sync::LazyLock::new(Metadata::new);
+
+/// The wire item of a survey-trigger flag's answer (`surveys::trigger`).
+fn trigger_item<'a>(key: &'a str, a: &'a trigger::Answer) -> Item<'a> {
+    Item::Ok(Success {
+        key,
+        value: Some(&a.value),
+        reason: a.reason(),
+        variant: Some(a.variant()),
+        metadata: Cow::Borrowed(&NO_METADATA),
+    })
 }
 
 /// The wire item for a resolution, or for the trial arm that replaces it
@@ -305,11 +320,14 @@ fn count(metrics: &Metrics, set: &FlagSet, key: &str, item: &Item<'_>) {
         (status = 429, description = "Over the rate limit of this key or address; retry after `Retry-After` seconds.", headers(("Retry-After" = u64, description = "Seconds to wait."))),
     ),
 )]
+// Each argument is an extractor (the guard, the quota, the substates).
+#[allow(clippy::too_many_arguments)]
 async fn evaluate_one(
     _: RequireSdk,
     OfrepQuota(metrics): OfrepQuota,
     State(flags): State<FlagCache>,
     State(decider): State<Decider>,
+    State(triggers): State<Triggers>,
     Path(key): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -322,6 +340,17 @@ async fn evaluate_one(
     let now = decider.clock.now();
     let ctx = EvalContext::new(&ctx_value, now.timestamp());
     let r = loaded.set.evaluate(&key, &ctx);
+    if matches!(&r.error, Some(e) if e.code == ErrorCode::FlagNotFound) {
+        let tk = ctx_value.get("targetingKey").and_then(|v| v.as_str());
+        if let Some(a) = triggers.evaluate(&key, tk, now).await {
+            let item = trigger_item(&key, &a);
+            metrics.count_evaluation(&key, true, item_reason(&item));
+            return json_response(
+                StatusCode::OK,
+                serde_json::to_vec(&item).unwrap_or_default(),
+            );
+        }
+    }
     let decision = trial_decision(&decider, &key, &r, &ctx).await;
     if let Some(d) = &decision {
         decider
@@ -410,6 +439,7 @@ async fn evaluate_bulk(
     OfrepQuota(metrics): OfrepQuota,
     State(flags): State<FlagCache>,
     State(decider): State<Decider>,
+    State(triggers): State<Triggers>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
@@ -419,11 +449,28 @@ async fn evaluate_bulk(
     };
     let loaded = flags.snapshot();
     let trials = decider.trials.current();
-    let canonical_ctx = serde_json::to_vec(&ctx_value).unwrap_or_default();
+    let mut canonical_ctx = serde_json::to_vec(&ctx_value).unwrap_or_default();
     let now = decider.clock.now();
+    // Survey-trigger flags (none defined in the flag set) answer by the
+    // unit's standing: their answers go into the ETag's digest.
+    let tk = ctx_value.get("targetingKey").and_then(|v| v.as_str());
+    let mut trigger_answers = triggers.evaluate_all(tk, now).await;
+    trigger_answers.retain(|(k, _)| loaded.set.get(k).is_none());
+    for (k, a) in &trigger_answers {
+        canonical_ctx.extend_from_slice(k.as_bytes());
+        canonical_ctx.extend_from_slice(a.variant().as_bytes());
+        canonical_ctx.extend(serde_json::to_vec(&a.value).unwrap_or_default());
+    }
     // Trials and the clock change the answer too: the trials version and
     // the instant of the next change are part of the ETag.
     let until = valid_until(&loaded.set, &trials, now.timestamp());
+    let until = match (!trigger_answers.is_empty())
+        .then(|| triggers.next_change(now.timestamp()))
+        .flatten()
+    {
+        Some(t) => Some(until.map_or(t, |u| u.min(t))),
+        None => until,
+    };
     let etag = bulk_etag(loaded.revision, trials.version, &canonical_ctx, until);
     if etag_matches(&headers, &etag) {
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
@@ -447,7 +494,7 @@ async fn evaluate_bulk(
         }
         decisions.push(d);
     }
-    let items: Vec<Item<'_>> = keys
+    let mut items: Vec<Item<'_>> = keys
         .iter()
         .zip(results.iter())
         .zip(decisions.iter())
@@ -455,6 +502,11 @@ async fn evaluate_bulk(
         .collect();
     for (k, it) in keys.iter().zip(items.iter()) {
         count(&metrics, &loaded.set, k, it);
+    }
+    for (k, a) in &trigger_answers {
+        let it = trigger_item(k, a);
+        metrics.count_evaluation(k, true, item_reason(&it));
+        items.push(it);
     }
     let body = serde_json::to_vec(&Bulk {
         flags: items,

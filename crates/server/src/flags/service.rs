@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::flag_set::empty_document;
 pub use crate::flag_set::head;
 use crate::problem::FieldError;
+use crate::surveys::trigger::trigger_keys_among;
 use commonlab_core::flags::{FlagSet, LoadMode, LoadWarning};
 use commonlab_store::{FlagDeviation, NewRevision, Store, StoreError};
 use serde_json::{json, Map, Value};
@@ -274,6 +275,20 @@ pub async fn import(
                 column: (e.column > 0).then_some(e.column),
             }],
         })?;
+    if let Some(key) = trigger_keys_among(store, compiled.keys()).await?.first() {
+        let pointer = flag_pointer(key);
+        let (line, column) = commonlab_core::flags::position_of(source, &pointer);
+        let why = trigger_key_taken(key);
+        return Err(Error::Invalid {
+            message: format!("{pointer}: {why}"),
+            issues: vec![FieldError {
+                pointer,
+                detail: why,
+                line: Some(line),
+                column: Some(column),
+            }],
+        });
+    }
     for attempt in 0..MAX_ATTEMPTS {
         if attempt > 0 {
             backoff(attempt).await;
@@ -375,6 +390,9 @@ pub async fn create_flag(
     meta: &ChangeMeta<'_>,
 ) -> Result<FlagChange, Error> {
     validate_key(key)?;
+    if !trigger_keys_among(store, [key]).await?.is_empty() {
+        return Err(Error::invalid("/key", trigger_key_taken(key)));
+    }
     change_flag(store, set, key, "create", meta, None, |current| {
         if current.is_some() {
             return Err(Error::FlagExists(key.to_string()));
@@ -513,6 +531,11 @@ pub async fn set_cohort(
 /// [`commonlab_core::flags::check_new_key`]).
 pub fn validate_key(key: &str) -> Result<(), Error> {
     commonlab_core::flags::check_new_key(key).map_err(|why| Error::invalid("/key", why))
+}
+
+/// Why a flag may not take `key`: a campaign's survey-trigger flag.
+fn trigger_key_taken(key: &str) -> String {
+    format!("{key:?} is a survey campaign's survey-trigger flag, answered by the server (docs/surveys.md, \"In-app\"); choose another key")
 }
 
 /// Refuses an imported document that adds a flag whose key is not an

@@ -31,6 +31,8 @@ pub struct SurveysContext {
     pub store: Store,
     pub config: Arc<Config>,
     pub clock: Clock,
+    /// Told which units a links request invited.
+    pub triggers: super::trigger::Triggers,
 }
 
 pub fn routes<S>() -> Vec<Route<S>>
@@ -246,6 +248,9 @@ async fn links(
         &meta,
     )
     .await?;
+    for l in &links.links {
+        cx.triggers.forget(&l.pseudonym);
+    }
     // The links are credentials: no cache may keep them.
     Ok((
         StatusCode::OK,

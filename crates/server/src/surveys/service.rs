@@ -84,6 +84,10 @@ pub struct CampaignRequest {
     pub wave: String,
     pub opens_at: DateTime<Utc>,
     pub closes_at: DateTime<Utc>,
+    /// The survey-trigger flag's key (`docs/surveys.md`, "In-app"); when
+    /// absent, the trial wave's `trigger_flag`, if any.
+    #[serde(default)]
+    pub trigger_flag: Option<String>,
     #[serde(default)]
     pub reason: String,
 }
@@ -103,7 +107,9 @@ const KEY_RULE: &str =
 /// a trial, the trial must name the wave and give this instrument in it
 /// (`[[surveys]]` of its file). Refused with the field named: a key that
 /// is not a key, an unpublished version, an unknown trial or wave, a
-/// campaign that closes before it opens or has closed already. Dates
+/// campaign that closes before it opens or has closed already, a
+/// trigger flag that is not a flag key, is defined in a flag set, or
+/// differs from the trial wave's `trigger_flag`. Dates
 /// that do not fit the wave's timing are reported as `warnings`.
 pub async fn create_campaign(
     store: &Store,
@@ -149,6 +155,7 @@ pub async fn create_campaign(
         ));
     }
     let mut warnings = Vec::new();
+    let mut trigger_flag = req.trigger_flag.clone();
     if let Some(trial) = &req.trial {
         let Some(record) = store.get_trial(trial).await? else {
             return Err(Error::invalid("/trial", format!("no trial '{trial}'")));
@@ -176,6 +183,19 @@ pub async fn create_campaign(
             req.opens_at.timestamp(),
             req.closes_at.timestamp(),
         );
+        match (spec.wave_trigger_flag(&req.wave), &trigger_flag) {
+            (Some(f), Some(given)) if f != given => {
+                return Err(Error::invalid(
+                    "/trigger_flag",
+                    format!(
+                        "wave '{}' of trial '{trial}' has trigger_flag {f:?}, not {given:?}; leave it out to take the wave's",
+                        req.wave
+                    ),
+                ))
+            }
+            (Some(f), None) => trigger_flag = Some(f.to_string()),
+            _ => {}
+        }
         if !given.contains(&req.instrument.as_str()) {
             return Err(Error::invalid(
                 "/instrument",
@@ -188,6 +208,9 @@ pub async fn create_campaign(
             ));
         }
     }
+    if let Some(flag) = &trigger_flag {
+        check_trigger_flag(store, flag).await?;
+    }
     let c = store
         .create_campaign(&NewCampaign {
             key: &req.key,
@@ -197,6 +220,7 @@ pub async fn create_campaign(
             wave: &req.wave,
             opens_at: req.opens_at,
             closes_at: req.closes_at,
+            trigger_flag: trigger_flag.as_deref(),
             actor: meta.actor,
             reason: meta.reason,
             at: meta.at,
@@ -205,6 +229,27 @@ pub async fn create_campaign(
     let mut s = summary(store, c, meta.at).await?;
     s.warnings = warnings;
     Ok(s)
+}
+
+/// A survey-trigger flag must be a flag key that no flag set defines (the
+/// server answers it; a flag of the set would shadow it).
+async fn check_trigger_flag(store: &Store, flag: &str) -> Result<(), Error> {
+    commonlab_core::flags::check_new_key(flag).map_err(|e| Error::invalid("/trigger_flag", e))?;
+    for (set, _) in store.flag_set_versions().await? {
+        let Some(head) = store.flag_set_head(&set).await? else {
+            continue;
+        };
+        let doc: serde_json::Value = serde_json::from_str(&head.document).unwrap_or_default();
+        if doc.get("flags").and_then(|f| f.get(flag)).is_some() {
+            return Err(Error::invalid(
+                "/trigger_flag",
+                format!(
+                    "{flag:?} is a flag of flag set '{set}'; a survey-trigger flag is answered by the server and must not be defined in a flag set (choose another key, or remove the flag)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A campaign with its counts, as listed.

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 mod api;
 mod load;
+mod trigger;
 
 pub const MINI: &str = include_str!("../fixtures/surveys/mini.toml");
 
@@ -52,6 +53,7 @@ pub async fn seed(
             wave: "baseline",
             opens_at: opens,
             closes_at: closes,
+            trigger_flag: None,
             actor: "test",
             reason: "survey page tests",
             at: Utc::now(),
@@ -541,6 +543,7 @@ async fn bad_links_forged_forms_and_closed_waves_get_friendly_refusals() {
                     wave: "baseline",
                     opens_at: opens,
                     closes_at: closes,
+                    trigger_flag: None,
                     actor: "test",
                     reason: "r",
                     at: now,

@@ -649,6 +649,7 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
                 wave: "baseline",
                 opens_at: at(75),
                 closes_at: at(1_000),
+                trigger_flag: None,
                 actor: "cli:ana",
                 reason: "pilot",
                 at: at(75),

@@ -28,6 +28,7 @@ async fn campaign(store: &Store, key: &str, trial_key: Option<&str>) -> i64 {
             wave: "followup",
             opens_at: at(10),
             closes_at: at(10_000),
+            trigger_flag: None,
             actor: "cli:ana",
             reason: "wave 1",
             at: at(5),

@@ -26,6 +26,7 @@ fn campaign(key: &str, version: i64) -> NewCampaign<'_> {
         wave: "followup",
         opens_at: at(10),
         closes_at: at(10_000),
+        trigger_flag: None,
         actor: "cli:ana",
         reason: "wave 1",
         at: at(5),
@@ -207,6 +208,113 @@ async fn responses_are_saved_page_by_page_in_order_and_erased_with_the_unit() {
         assert_eq!(erased.survey_responses, 1);
         assert_eq!(store.response(c.id, &a).await.unwrap(), None);
         assert_eq!(store.responses(c.id).await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn trigger_flags_are_stored_and_a_units_standing_is_read_by_pseudonym() {
+    both_backends(|db| async move {
+        let store = db.store();
+        let h = hash_of(1);
+        store
+            .publish_instrument(&instrument("a = 1", &h, 1))
+            .await
+            .unwrap();
+        let plain = store.create_campaign(&campaign("w1", 1)).await.unwrap();
+        assert_eq!(plain.trigger_flag, None);
+        let trig = store
+            .create_campaign(&NewCampaign {
+                trigger_flag: Some("survey-prompt"),
+                ..campaign("w2", 1)
+            })
+            .await
+            .unwrap();
+        assert_eq!(trig.trigger_flag.as_deref(), Some("survey-prompt"));
+        assert_eq!(store.trigger_campaigns().await.unwrap(), vec![trig.clone()]);
+        // The database refuses what is not a flag key.
+        for bad in ["", "has space", "-dash"] {
+            let err = store
+                .create_campaign(&NewCampaign {
+                    trigger_flag: Some(bad),
+                    ..campaign("w3", 1)
+                })
+                .await
+                .unwrap_err();
+            assert!(
+                !matches!(err, StoreError::AlreadyExists(_)),
+                "{bad}: {err:?}"
+            );
+        }
+
+        let (me, other) = (unit(1), unit(2));
+        let none = store.trigger_standing(&me).await.unwrap();
+        assert_eq!(none, (vec![], vec![]));
+        // Invited to both: only the trigger campaign is read.
+        for c in [plain.id, trig.id] {
+            store
+                .invite_units(
+                    c,
+                    &[commonlab_store::NewInvitation {
+                        unit: me.clone(),
+                        community: None,
+                    }],
+                    "cli:ana",
+                    "wave",
+                    at(20),
+                )
+                .await
+                .unwrap();
+        }
+        let (standing, consents) = store.trigger_standing(&me).await.unwrap();
+        assert_eq!(
+            standing,
+            vec![commonlab_store::TriggerStanding {
+                campaign_id: trig.id,
+                invited: true,
+                status: None,
+            }]
+        );
+        assert!(consents.is_empty());
+        store
+            .begin_response(trig.id, &me, "en", "v1", true, at(30))
+            .await
+            .unwrap();
+        // A response without an invitation is read too.
+        store
+            .begin_response(trig.id, &other, "en", "v1", false, at(30))
+            .await
+            .unwrap();
+        let (standing, _) = store.trigger_standing(&me).await.unwrap();
+        assert_eq!(standing[0].status, Some(ResponseStatus::Started));
+        let (standing, _) = store.trigger_standing(&other).await.unwrap();
+        assert_eq!(
+            standing,
+            vec![commonlab_store::TriggerStanding {
+                campaign_id: trig.id,
+                invited: false,
+                status: Some(ResponseStatus::Declined),
+            }]
+        );
+        // The latest consent decision per scope.
+        store
+            .set_consent(&me, "research", "1", true, at(40))
+            .await
+            .unwrap();
+        store
+            .set_consent(&me, "research", "1", false, at(41))
+            .await
+            .unwrap();
+        store
+            .set_consent(&me, "email", "1", true, at(41))
+            .await
+            .unwrap();
+        let (_, consents) = store.trigger_standing(&me).await.unwrap();
+        let got: Vec<(&str, bool)> = consents
+            .iter()
+            .map(|c| (c.scope.as_str(), c.withdrawn()))
+            .collect();
+        assert_eq!(got, [("email", false), ("research", true)]);
     })
     .await;
 }

@@ -56,6 +56,7 @@ pub async fn run_wave(
             wave: wave.to_string(),
             opens_at: opens,
             closes_at: closes,
+            trigger_flag: None,
             reason: meta.reason.to_string(),
         },
         &meta,

@@ -11,6 +11,7 @@
 //! instrument = "cbpp-community"
 //! wave = "followup"
 //! after_first_exposure = "14d"
+//! trigger_flag = "survey-prompt"   # optional: shown in-app over OFREP
 //! ```
 //!
 //! The older shorthand `waves = ["baseline", "follow-up"]` (no timing) is
@@ -29,6 +30,7 @@ const FIELDS: &[&str] = &[
     "waves",
     "when",
     "after_first_exposure",
+    "trigger_flag",
 ];
 const WHEN: &[&str] = &["before_start", "at_end"];
 
@@ -96,8 +98,9 @@ fn read_entry(cx: &mut Cx<'_>, t: &Tbl<'_>, earlier: &[Survey]) -> Option<Vec<Su
             list
         }
     };
-    let timing = read_timing(cx, t)?;
-    let instrument = instrument?;
+    let timing = read_timing(cx, t);
+    let trigger_flag = read_trigger_flag(cx, t);
+    let (timing, trigger_flag, instrument) = (timing?, trigger_flag?, instrument?);
     let mut out: Vec<Survey> = Vec::new();
     for wave in waves {
         let seen = earlier.iter().chain(&out);
@@ -125,13 +128,61 @@ fn read_entry(cx: &mut Cx<'_>, t: &Tbl<'_>, earlier: &[Survey]) -> Option<Vec<Su
             );
             return None;
         }
+        if let Some(other) = seen
+            .clone()
+            .find(|s| s.wave == wave && s.trigger_flag != trigger_flag)
+        {
+            let describe =
+                |f: &Option<String>| f.as_ref().map_or("none".into(), |f| format!("{f:?}"));
+            cx.err(
+                pos_of("trigger_flag"),
+                &t.field("trigger_flag"),
+                format!(
+                    "wave {wave:?} has trigger_flag {} for {:?} but {} here; a wave has one survey-trigger flag",
+                    describe(&other.trigger_flag),
+                    other.instrument,
+                    describe(&trigger_flag)
+                ),
+            );
+            return None;
+        }
         out.push(Survey {
             instrument: instrument.clone(),
             wave,
             timing,
+            trigger_flag: trigger_flag.clone(),
         });
     }
     Some(out)
+}
+
+/// `trigger_flag`: a flag key (`flags::check_new_key`), or none.
+/// `Some(None)` when absent, `None` after reporting a mistake.
+fn read_trigger_flag(cx: &mut Cx<'_>, t: &Tbl<'_>) -> Option<Option<String>> {
+    let Some(n) = t.get("trigger_flag") else {
+        return Some(None);
+    };
+    let field = t.field("trigger_flag");
+    match &n.kind {
+        Kind::Str(s) => match crate::flags::check_new_key(s) {
+            Ok(()) => Some(Some(s.clone())),
+            Err(e) => {
+                cx.err(n.pos, &field, e);
+                None
+            }
+        },
+        _ => {
+            cx.err(
+                n.pos,
+                &field,
+                format!(
+                    "expected a flag key such as \"survey-prompt\"; found {}",
+                    n.describe()
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn read_timing(cx: &mut Cx<'_>, t: &Tbl<'_>) -> Option<WaveTiming> {

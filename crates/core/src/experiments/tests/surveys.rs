@@ -119,7 +119,7 @@ colour = "red"
         format!("t.toml:{}:9: surveys[5].waves: give either wave (one wave with its timing) or waves (a list of unscheduled waves), not both", l + 26),
         format!("t.toml:{}:9: surveys[6].waves: a timing (when, after_first_exposure) needs one wave per [[surveys]] entry: use wave = \"...\"", l + 30),
         format!("t.toml:{}:24: surveys[7].after_first_exposure: expected a duration such as \"14d\", \"12h\" or \"30m\"; found a string", l + 36),
-        format!("t.toml:{}:10: surveys[7].colour: unknown field; expected one of: instrument, wave, waves, when, after_first_exposure", l + 37),
+        format!("t.toml:{}:10: surveys[7].colour: unknown field; expected one of: instrument, wave, waves, when, after_first_exposure, trigger_flag", l + 37),
     ];
     assert_eq!(got, want);
 }
@@ -149,6 +149,64 @@ when = "before_start"
         [
             format!("t.toml:{}:8: surveys[1].wave: wave \"baseline\" is before_start for \"sus\" but 7d after first exposure here; a wave is one point in time for every instrument", l + 7),
             format!("t.toml:{}:14: surveys[2].wave: instrument \"sus\" is given twice in wave \"baseline\"", l + 11),
+        ]
+    );
+}
+
+#[test]
+fn a_wave_may_name_one_survey_trigger_flag() {
+    let (src, _) = with(
+        r#"[[surveys]]
+instrument = "sus"
+wave = "baseline"
+when = "before_start"
+trigger_flag = "survey-prompt"
+
+[[surveys]]
+instrument = "nps"
+wave = "baseline"
+when = "before_start"
+trigger_flag = "survey-prompt"
+
+[[surveys]]
+instrument = "nps"
+wave = "endline"
+when = "at_end"
+"#,
+    );
+    let s = spec(&src, "t.toml");
+    assert_eq!(s.wave_trigger_flag("baseline"), Some("survey-prompt"));
+    assert_eq!(s.wave_trigger_flag("endline"), None);
+    assert_eq!(s.wave_trigger_flag("nope"), None);
+
+    let (src, l) = with(
+        r#"[[surveys]]
+instrument = "sus"
+wave = "baseline"
+trigger_flag = "survey prompt"
+
+[[surveys]]
+instrument = "nps"
+wave = "endline"
+trigger_flag = 3
+
+[[surveys]]
+instrument = "sus"
+wave = "endline"
+trigger_flag = "another"
+
+[[surveys]]
+instrument = "umux-lite"
+wave = "endline"
+"#,
+    );
+    let got = error_lines(&src, "t.toml");
+    assert_eq!(
+        got,
+        [
+            format!("t.toml:{}:16: surveys[0].trigger_flag: flag key \"survey prompt\" contains ' ': a key is 1 to 200 ASCII letters, digits, '_', '-' or '.', starting with a letter, digit or '_'", l + 3),
+            format!("t.toml:{}:16: surveys[1].trigger_flag: expected a flag key such as \"survey-prompt\"; found an integer", l + 8),
+            format!("t.toml:{}:1: surveys[3].trigger_flag: wave \"endline\" has trigger_flag \"another\" for \"sus\" but none here; a wave has one survey-trigger flag", l + 15),
         ]
     );
 }

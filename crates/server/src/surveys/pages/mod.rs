@@ -106,6 +106,8 @@ pub struct PagesContext {
     pub shared: Arc<PagesShared>,
     /// Counts completed responses (`commonlab_survey_responses_total`).
     pub metrics: Arc<crate::observability::Metrics>,
+    /// Told when a response starts, is declined or completes.
+    pub triggers: super::trigger::Triggers,
 }
 
 /// The client's address, when the server knows it (the connection's peer).
@@ -401,7 +403,10 @@ async fn consent(
         )
         .await
     {
-        Ok(_) => see_other(v.show_url()),
+        Ok(_) => {
+            ctx.triggers.forget(v.claims.unit());
+            see_other(v.show_url())
+        }
         Err(e) => store_failed(&v.lang, e),
     }
 }
@@ -521,6 +526,7 @@ async fn answer(
     match saved {
         Ok(_) if complete => {
             ctx.metrics.count_survey_response(&v.campaign.key);
+            ctx.triggers.forget(v.claims.unit());
             see_other(format!("/s/{}/done?lang={}", v.token, v.lang))
         }
         Ok(_) => see_other(v.show_url()),

@@ -1,0 +1,11 @@
+-- Commonlab schema, part 13 (PostgreSQL twin of migrations/sqlite/0013): a
+-- campaign may name a survey-trigger flag, a flag key the server answers
+-- over OFREP for the units the campaign invited, with their personal link
+-- (docs/surveys.md, "In-app"). NULL: the campaign sends links only.
+
+ALTER TABLE survey_campaigns ADD COLUMN trigger_flag TEXT
+    CHECK (trigger_flag ~ '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$');
+
+-- Replicas load the campaigns with a trigger flag on every poll.
+CREATE INDEX survey_campaigns_trigger_flag_idx ON survey_campaigns (trigger_flag)
+    WHERE trigger_flag IS NOT NULL;
