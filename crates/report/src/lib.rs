@@ -130,6 +130,17 @@ pub fn from_stored(
 /// builds the report document. The analysis runs on the calling thread
 /// (CPU work: call it from a blocking context in a server).
 pub async fn report(store: &Store, key: &str, opts: &Options) -> Result<Report, ReportError> {
+    report_with_progress(store, key, opts, &|_, _| {}).await
+}
+
+/// [`report`], calling `progress(done, total)` as the plan's metrics are
+/// computed (see [`analysis::fetch_with_progress`]).
+pub async fn report_with_progress(
+    store: &Store,
+    key: &str,
+    opts: &Options,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Report, ReportError> {
     let record = store
         .get_trial(key)
         .await?
@@ -140,7 +151,7 @@ pub async fn report(store: &Store, key: &str, opts: &Options) -> Result<Report, 
     let as_of = opts
         .as_of
         .unwrap_or_else(|| default_as_of(&record, opts.now));
-    let stored = analysis::fetch(store, key, as_of).await?;
+    let stored = analysis::fetch_with_progress(store, key, as_of, progress).await?;
     let hist = history(store, key).await?;
     Ok(from_stored(&stored, &hist, &opts.provenance))
 }

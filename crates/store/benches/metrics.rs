@@ -36,7 +36,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use commonlab_core::experiments::{parse_metric_library, Metric};
+use commonlab_core::experiments::{parse_metric_library, parse_trial, Metric};
+use futures_util::StreamExt;
 use commonlab_stats::rows::{analyze_rows, DesignKind, Row, RowsDesign, RowsInput};
 use commonlab_store::{NewTrial, PeriodSpan, Store, TrialChange};
 use sqlx::{AssertSqlSafe, Connection};
@@ -58,6 +59,8 @@ kind = "proportion"
 events = ["contribution_created"]
 direction = "increase"
 "#;
+
+const REPORT_TRIAL: &str = include_str!("../../../bench/report-trial.toml");
 
 const BASE: &str = "2027-01-01T00:00:00";
 const SPREAD_SECS: i64 = 40 * 86_400;
@@ -85,59 +88,118 @@ fn unit_hex(dialect_pg: bool, u: &str) -> String {
     }
 }
 
+/// The trial `key` (created and started with `source` if missing); its id
+/// and whether it was created now.
+async fn ensure_trial(store: &Store, key: &str, source: &str) -> (i64, bool) {
+    if let Some(t) = store.get_trial(key).await.unwrap() {
+        return (t.id, false);
+    }
+    let at: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
+    let hash = "ab".repeat(32);
+    store
+        .create_trial(&NewTrial {
+            key,
+            flag_key: "bench",
+            spec_source: source,
+            spec_canonical: "{}",
+            spec_hash: &hash,
+            actor: "bench",
+            reason: "bench",
+            at,
+        })
+        .await
+        .unwrap();
+    let change = TrialChange {
+        actor: "bench",
+        reason: "bench",
+        at,
+    };
+    let id = store.start_trial(key, 1, None, &change).await.unwrap().id;
+    (id, true)
+}
+
 async fn prepare_store(url: &str) -> (Store, i64) {
     let store = Store::connect_and_migrate(url).await.expect("connect");
-    let trial = match store.get_trial("bench-metrics").await.unwrap() {
-        Some(t) => t.id,
-        None => {
-            let at: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
-            let hash = "ab".repeat(32);
-            store
-                .create_trial(&NewTrial {
-                    key: "bench-metrics",
-                    flag_key: "bench",
-                    spec_source: "# bench",
-                    spec_canonical: "{}",
-                    spec_hash: &hash,
-                    actor: "bench",
-                    reason: "bench",
-                    at,
-                })
-                .await
-                .unwrap();
-            store
-                .start_trial(
-                    "bench-metrics",
-                    1,
-                    None,
-                    &TrialChange {
-                        actor: "bench",
-                        reason: "bench",
-                        at,
-                    },
-                )
-                .await
-                .unwrap()
-                .id
-        }
-    };
+    let (trial, _) = ensure_trial(&store, "bench-metrics", "# bench").await;
     (store, trial)
 }
 
-async fn sqlite_dataset(units: usize, per_unit: usize) -> (Store, i64) {
+/// The report benchmark's trial (`bench/report-trial.toml`, key
+/// `bench-report`) with the exposures of `bench-metrics` (copied when the
+/// trial is created or the dataset was regenerated).
+async fn prepare_report_trial(store: &Store, url: &str, from_trial: i64) -> i64 {
+    let (id, _) = ensure_trial(store, "bench-report", REPORT_TRIAL).await;
+    let copy = format!(
+        "INSERT INTO exposures (trial_id, unit, arm, community, trial_version, exposed_at, source, excluded)
+         SELECT {id}, unit, arm, community, trial_version, exposed_at, source, excluded
+         FROM exposures WHERE trial_id = {from_trial}"
+    );
+    let count = format!("SELECT count(*) FROM exposures WHERE trial_id = {id}");
+    let wanted = format!("SELECT count(*) FROM exposures WHERE trial_id = {from_trial}");
+    macro_rules! sync {
+        ($conn:expr) => {{
+            let mut conn = $conn;
+            let (have,): (i64,) = sqlx::query_as(AssertSqlSafe(count))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            let (want,): (i64,) = sqlx::query_as(AssertSqlSafe(wanted))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            if have != want {
+                sqlx::query(AssertSqlSafe(format!(
+                    "DELETE FROM exposures WHERE trial_id = {id}"
+                )))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+                sqlx::query(AssertSqlSafe(copy))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }};
+    }
+    if url.starts_with("sqlite:") {
+        sync!(sqlx::SqliteConnection::connect(url).await.unwrap());
+    } else {
+        sync!(sqlx::PgConnection::connect(url).await.unwrap());
+    }
+    id
+}
+
+/// The report trial's ten metrics computed as `report::analysis::fetch`
+/// does (`Store::metric_cells` each), `concurrency` at a time.
+async fn report_metrics(
+    store: &Store,
+    trial: i64,
+    metrics: &[&Metric],
+    as_of: DateTime<Utc>,
+    concurrency: usize,
+) -> Vec<Vec<commonlab_store::MetricCell>> {
+    futures_util::stream::iter(metrics.iter().map(|m| store.metric_cells(trial, m, as_of)))
+        .buffered(concurrency)
+        .map(Result::unwrap)
+        .collect()
+        .await
+}
+
+async fn sqlite_dataset(units: usize, per_unit: usize) -> (Store, i64, String) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench-data");
     std::fs::create_dir_all(dir).unwrap();
     let path = format!("{dir}/metrics.db");
     let url = format!("sqlite://{path}");
     let (store, trial) = prepare_store(&url).await;
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let have: (i64, i64) =
-        sqlx::query_as("SELECT (SELECT count(*) FROM exposures), (SELECT count(*) FROM events)")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+    let have: (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT (SELECT count(*) FROM exposures WHERE trial_id = {trial}), (SELECT count(*) FROM events)"
+    )))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
     if have == (units as i64, (units * per_unit) as i64) {
-        return (store, trial);
+        return (store, trial, url);
     }
     eprintln!(
         "sqlite: generating {units} units and {} events in {path} …",
@@ -193,10 +255,10 @@ async fn sqlite_dataset(units: usize, per_unit: usize) -> (Store, i64) {
         .await
         .unwrap();
     eprintln!("sqlite: generated in {:.0?}", started.elapsed());
-    (store, trial)
+    (store, trial, url)
 }
 
-async fn postgres_dataset(units: usize, per_unit: usize) -> (Store, i64) {
+async fn postgres_dataset(units: usize, per_unit: usize) -> (Store, i64, String) {
     let base = pg_base();
     let mut admin = sqlx::PgConnection::connect(&base)
         .await
@@ -209,13 +271,14 @@ async fn postgres_dataset(units: usize, per_unit: usize) -> (Store, i64) {
     let url = format!("{base}{sep}options=-c%20search_path%3Dbench_metrics");
     let (store, trial) = prepare_store(&url).await;
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    let have: (i64, i64) =
-        sqlx::query_as("SELECT (SELECT count(*) FROM exposures), (SELECT count(*) FROM events)")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+    let have: (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT (SELECT count(*) FROM exposures WHERE trial_id = {trial}), (SELECT count(*) FROM events)"
+    )))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
     if have == (units as i64, (units * per_unit) as i64) {
-        return (store, trial);
+        return (store, trial, url);
     }
     eprintln!(
         "postgres: generating {units} units and {} events in schema bench_metrics …",
@@ -267,7 +330,7 @@ async fn postgres_dataset(units: usize, per_unit: usize) -> (Store, i64) {
             .unwrap();
     }
     eprintln!("postgres: generated in {:.0?}", started.elapsed());
-    (store, trial)
+    (store, trial, url)
 }
 
 /// The stepped wedge's rows produced in the database and analysed; the
@@ -342,7 +405,7 @@ async fn main() {
         if !only.is_empty() && only != backend {
             continue;
         }
-        let (store, trial) = if backend == "sqlite" {
+        let (store, trial, url) = if backend == "sqlite" {
             sqlite_dataset(units, per_unit).await
         } else {
             postgres_dataset(units, per_unit).await
@@ -356,8 +419,13 @@ async fn main() {
         let cells = store.metric_cells(trial, metric, as_of).await.unwrap();
         let n: i64 = cells.iter().map(|c| c.n).sum();
         assert_eq!(n, units as i64, "every unit's window has closed");
+        let hash_runs = if std::env::var("METRICS_BENCH_HASH").as_deref() == Ok("0") {
+            0
+        } else {
+            runs
+        };
         let mut times = Vec::new();
-        for _ in 0..runs {
+        for _ in 0..hash_runs {
             let t = Instant::now();
             let again = store.metric_cells(trial, metric, as_of).await.unwrap();
             times.push(t.elapsed());
@@ -377,13 +445,15 @@ async fn main() {
             })
             .collect();
         eprintln!("{backend}: {}", per_arm.join("; "));
-        println!(
+        if !times.is_empty() {
+            println!(
             "| {backend} | {units} | {} | {:.2} s | {:.2} s | {:.2} s |",
             units * per_unit,
             times.iter().min().unwrap().as_secs_f64(),
             median(times.clone()).as_secs_f64(),
             times.iter().max().unwrap().as_secs_f64(),
-        );
+            );
+        }
         if std::env::var("METRICS_BENCH_DESIGN").as_deref() != Ok("0") {
             let share = parse_metric_library(SHARE, "bench.toml").unwrap();
             let share = &share.metrics["contributor_share"];
@@ -419,6 +489,54 @@ async fn main() {
                 times.iter().max().unwrap().as_secs_f64(),
             );
         }
+        if std::env::var("METRICS_BENCH_REPORT").as_deref() != Ok("0") {
+            report_trial(&store, &url, trial, as_of, runs, backend, units * per_unit).await;
+        }
         store.close().await;
+    }
+}
+
+/// Third measurement (issue 14): the ten metrics of `bench-report`, one at
+/// a time and `k` at a time (`METRICS_BENCH_CONCURRENCY`, default `1,2,4`),
+/// alternated within each run so that every level sees the same machine.
+async fn report_trial(
+    store: &Store,
+    url: &str,
+    from_trial: i64,
+    as_of: DateTime<Utc>,
+    runs: usize,
+    backend: &str,
+    events: usize,
+) {
+    let id = prepare_report_trial(store, url, from_trial).await;
+    let spec = parse_trial(REPORT_TRIAL, "bench/report-trial.toml").unwrap();
+    let metrics: Vec<&Metric> = std::iter::once(&spec.metrics.primary)
+        .chain(&spec.metrics.secondary)
+        .chain(&spec.metrics.guardrails)
+        .collect();
+    let levels: Vec<usize> = std::env::var("METRICS_BENCH_CONCURRENCY")
+        .unwrap_or_else(|_| "1,2,4".into())
+        .split(',')
+        .filter_map(|k| k.trim().parse().ok())
+        .filter(|&k| k > 0)
+        .collect();
+    let first = report_metrics(store, id, &metrics, as_of, 2).await;
+    let mut times = vec![Vec::new(); levels.len()];
+    for _ in 0..runs {
+        for (i, &k) in levels.iter().enumerate() {
+            let t = Instant::now();
+            let again = report_metrics(store, id, &metrics, as_of, k).await;
+            times[i].push(t.elapsed());
+            assert_eq!(again, first, "the same cells at any concurrency");
+        }
+    }
+    for (k, times) in levels.iter().zip(times) {
+        println!(
+            "| {backend}, {} report metrics, {k} at a time | 200000 | {events} | {:.2} s | {:.2} s | {:.2} s |",
+            metrics.len(),
+            times.iter().min().unwrap().as_secs_f64(),
+            median(times.clone()).as_secs_f64(),
+            times.iter().max().unwrap().as_secs_f64(),
+        );
     }
 }
