@@ -88,6 +88,15 @@ def null_when_inactive():
     return f"SELECT v.community, v.unit, {', '.join(cols)} FROM events v WHERE {SPAN} GROUP BY v.community, v.unit"
 
 
+def null_when_inactive_bare():
+    # As above with the event test's own 0/1 for the rows in the window.
+    cols = []
+    for i, (s, e) in enumerate(W):
+        within = f"v.ts >= '{s}' AND v.ts < '{e}'"
+        cols.append(f"max(CASE WHEN {within} THEN {HIT} END) AS y{i}")
+    return f"SELECT v.community, v.unit, {', '.join(cols)} FROM events v WHERE {SPAN} GROUP BY v.community, v.unit"
+
+
 def period_once():
     # The window computed once per row in a subquery that SQLite runs as a
     # co-routine (LIMIT keeps it from being flattened into the aggregate).
@@ -99,6 +108,7 @@ def period_once():
 
 SHAPES = {
     "y NULL when inactive, one aggregate per window": null_when_inactive,
+    "y NULL when inactive, the test's 0/1 without CASE": null_when_inactive_bare,
     "period once per row (co-routine), one aggregate per window": period_once,
     "current (2 bounds x 2 aggregates x 5 windows)": current,
     "scan and GROUP BY only (count)": scan_only,

@@ -32,6 +32,19 @@
 //! analysed (`rows::analyze_rows`, stepped wedge: randomisation inference
 //! over the 24 orders, CR2, the wild cluster bootstrap over all 6⁴ weight
 //! vectors). `METRICS_BENCH_DESIGN=0` skips it.
+//!
+//! Third measurement (issue 14): the ten metrics of
+//! `bench/report-trial.toml` (stored as the trial `bench-report` with the
+//! exposures of `bench-metrics`), each by `Store::metric_cells` as the
+//! report's `analysis::fetch` does, one at a time and `k` at a time
+//! (`METRICS_BENCH_CONCURRENCY`, default `1,2,4`; levels alternate within
+//! each run). `METRICS_BENCH_REPORT=0` skips it, `METRICS_BENCH_HASH=0`
+//! skips the timed runs of the first measurement. `bench/report-10m.sh`
+//! times `commonlab report bench-report` on the same data.
+//!
+//! Each row also gives the median CPU time of this process (user and
+//! system, `/proc/self/stat`): with SQLite, the statements' own work,
+//! whatever else the machine runs.
 
 use std::time::{Duration, Instant};
 
@@ -390,6 +403,34 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// CPU time (user + system) of this process so far, from `/proc/self/stat`
+/// (Linux; clock ticks of 10 ms). With SQLite the statements run in this
+/// process, so on a shared machine this is the work done whatever the
+/// others do; with PostgreSQL it is only the client's share.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // Fields 14 and 15 of the file: the 12th and 13th after the name.
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// "min / median / max" of wall-clock times and, beside them, the median
+/// CPU time of this process.
+fn figures(times: &[Duration], cpu: &[Duration]) -> String {
+    format!(
+        "{:.2} s | {:.2} s | {:.2} s | {:.2} s",
+        times.iter().min().unwrap().as_secs_f64(),
+        median(times.to_vec()).as_secs_f64(),
+        times.iter().max().unwrap().as_secs_f64(),
+        median(cpu.to_vec()).as_secs_f64(),
+    )
+}
+
 #[tokio::main]
 async fn main() {
     let units = env_usize("METRICS_BENCH_UNITS", 200_000);
@@ -399,8 +440,8 @@ async fn main() {
     let library = parse_metric_library(METRIC, "bench.toml").unwrap();
     let metric = &library.metrics["contributions_14d"];
     let as_of: DateTime<Utc> = "2027-03-01T00:00:00Z".parse().unwrap();
-    println!("| store | units | events | min | median | max |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| store | units | events | min | median | max | CPU (median) |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for backend in ["sqlite", "postgres"] {
         if !only.is_empty() && only != backend {
             continue;
@@ -424,11 +465,12 @@ async fn main() {
         } else {
             runs
         };
-        let mut times = Vec::new();
+        let (mut times, mut cpu) = (Vec::new(), Vec::new());
         for _ in 0..hash_runs {
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), cpu_time());
             let again = store.metric_cells(trial, metric, as_of).await.unwrap();
             times.push(t.elapsed());
+            cpu.push(cpu_time().saturating_sub(c));
             assert_eq!(again, cells);
         }
         let per_arm: Vec<String> = cells
@@ -447,11 +489,9 @@ async fn main() {
         eprintln!("{backend}: {}", per_arm.join("; "));
         if !times.is_empty() {
             println!(
-            "| {backend} | {units} | {} | {:.2} s | {:.2} s | {:.2} s |",
-            units * per_unit,
-            times.iter().min().unwrap().as_secs_f64(),
-            median(times.clone()).as_secs_f64(),
-            times.iter().max().unwrap().as_secs_f64(),
+                "| {backend} | {units} | {} | {} |",
+                units * per_unit,
+                figures(&times, &cpu),
             );
         }
         if std::env::var("METRICS_BENCH_DESIGN").as_deref() != Ok("0") {
@@ -470,11 +510,12 @@ async fn main() {
                 );
             }
             let first = stepped_wedge(&store, share).await;
-            let mut times = Vec::new();
+            let (mut times, mut cpu) = (Vec::new(), Vec::new());
             for _ in 0..runs {
-                let t = Instant::now();
+                let (t, c) = (Instant::now(), cpu_time());
                 let again = stepped_wedge(&store, share).await;
                 times.push(t.elapsed());
+                cpu.push(cpu_time().saturating_sub(c));
                 assert_eq!(again, first);
             }
             eprintln!(
@@ -482,11 +523,9 @@ async fn main() {
                 first.0, first.1, first.2
             );
             println!(
-                "| {backend}, stepped wedge rows + analysis | {units} | {} | {:.2} s | {:.2} s | {:.2} s |",
+                "| {backend}, stepped wedge rows + analysis | {units} | {} | {} |",
                 units * per_unit,
-                times.iter().min().unwrap().as_secs_f64(),
-                median(times.clone()).as_secs_f64(),
-                times.iter().max().unwrap().as_secs_f64(),
+                figures(&times, &cpu),
             );
         }
         if std::env::var("METRICS_BENCH_REPORT").as_deref() != Ok("0") {
@@ -522,21 +561,21 @@ async fn report_trial(
         .collect();
     let first = report_metrics(store, id, &metrics, as_of, 2).await;
     let mut times = vec![Vec::new(); levels.len()];
+    let mut cpu = vec![Vec::new(); levels.len()];
     for _ in 0..runs {
         for (i, &k) in levels.iter().enumerate() {
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), cpu_time());
             let again = report_metrics(store, id, &metrics, as_of, k).await;
             times[i].push(t.elapsed());
+            cpu[i].push(cpu_time().saturating_sub(c));
             assert_eq!(again, first, "the same cells at any concurrency");
         }
     }
-    for (k, times) in levels.iter().zip(times) {
+    for (i, k) in levels.iter().enumerate() {
         println!(
-            "| {backend}, {} report metrics, {k} at a time | 200000 | {events} | {:.2} s | {:.2} s | {:.2} s |",
+            "| {backend}, {} report metrics, {k} at a time | 200000 | {events} | {} |",
             metrics.len(),
-            times.iter().min().unwrap().as_secs_f64(),
-            median(times.clone()).as_secs_f64(),
-            times.iter().max().unwrap().as_secs_f64(),
+            figures(&times[i], &cpu[i]),
         );
     }
 }
