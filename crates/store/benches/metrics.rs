@@ -171,6 +171,14 @@ async fn prepare_report_trial(store: &Store, url: &str, from_trial: i64) -> i64 
                     .execute(&mut conn)
                     .await
                     .unwrap();
+                // Fresh statistics, as autovacuum would give a live table
+                // (without them, PostgreSQL's statistics say the new trial
+                // has no exposures, and its first percentile-capped metric
+                // had not finished after 19 minutes).
+                sqlx::query("ANALYZE exposures")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
             }
         }};
     }
