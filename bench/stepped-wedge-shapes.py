@@ -30,16 +30,22 @@ HIT = "v.name IN ('contribution_created')"
 SPAN = f"v.community IS NOT NULL AND v.community IN ({COMMS}) AND v.ts >= '{B[0]}' AND v.ts < '{B[-1]}'"
 
 
-def current():
+def per_window(column):
+    """One GROUP BY community, unit over the index with `column(i, within)`
+    as the columns of window i."""
     cols = []
     for i, (s, e) in enumerate(W):
-        within = f"v.ts >= '{s}' AND v.ts < '{e}'"
-        cols.append(f"max(CASE WHEN {within} THEN 1 ELSE 0 END) AS a{i}")
-        cols.append(f"max(CASE WHEN {within} AND {HIT} THEN 1.0 ELSE 0.0 END) AS y{i}")
-        cols.append(f"0.0 AS d{i}")
+        cols.extend(column(i, f"v.ts >= '{s}' AND v.ts < '{e}'"))
     return f"SELECT v.community, v.unit, {', '.join(cols)} FROM events v WHERE {SPAN} GROUP BY v.community, v.unit"
 
 
+def current():
+    # Before: active and y, two aggregates per window.
+    return per_window(lambda i, w: [
+        f"max(CASE WHEN {w} THEN 1 ELSE 0 END) AS a{i}",
+        f"max(CASE WHEN {w} AND {HIT} THEN 1.0 ELSE 0.0 END) AS y{i}",
+        f"0.0 AS d{i}",
+    ])
 def scan_only():
     return f"SELECT v.community, v.unit, count(*) FROM events v WHERE {SPAN} GROUP BY v.community, v.unit"
 
@@ -57,13 +63,7 @@ def period_case(col="v.ts"):
 
 
 def code_per_window():
-    cols = []
-    for i, (s, e) in enumerate(W):
-        within = f"v.ts >= '{s}' AND v.ts < '{e}'"
-        cols.append(f"max(CASE WHEN {within} THEN CASE WHEN {HIT} THEN 2 ELSE 1 END ELSE 0 END) AS c{i}")
-    return f"SELECT v.community, v.unit, {', '.join(cols)} FROM events v WHERE {SPAN} GROUP BY v.community, v.unit"
-
-
+    return per_window(lambda i, w: [f"max(CASE WHEN {w} THEN CASE WHEN {HIT} THEN 2 ELSE 1 END ELSE 0 END) AS c{i}"])
 def group_by_period():
     return (f"SELECT community, unit, p, max(h) FROM (SELECT v.community, v.unit, {period_case()} AS p, "
             f"CASE WHEN {HIT} THEN 1 ELSE 0 END AS h FROM events v WHERE {SPAN}) GROUP BY community, unit, p")
@@ -79,24 +79,12 @@ def distinct_code():
 
 
 def null_when_inactive():
-    # y per window NULL when the member has no event in it: one aggregate
-    # per window (two comparisons each).
-    cols = []
-    for i, (s, e) in enumerate(W):
-        within = f"v.ts >= '{s}' AND v.ts < '{e}'"
-        cols.append(f"max(CASE WHEN {within} THEN CASE WHEN {HIT} THEN 1.0 ELSE 0.0 END END) AS y{i}")
-    return f"SELECT v.community, v.unit, {', '.join(cols)} FROM events v WHERE {SPAN} GROUP BY v.community, v.unit"
-
-
+    # After: y per window, NULL when the member has no event in it: one
+    # aggregate per window (two comparisons each).
+    return per_window(lambda i, w: [f"max(CASE WHEN {w} THEN CASE WHEN {HIT} THEN 1.0 ELSE 0.0 END END) AS y{i}"])
 def null_when_inactive_bare():
     # As above with the event test's own 0/1 for the rows in the window.
-    cols = []
-    for i, (s, e) in enumerate(W):
-        within = f"v.ts >= '{s}' AND v.ts < '{e}'"
-        cols.append(f"max(CASE WHEN {within} THEN {HIT} END) AS y{i}")
-    return f"SELECT v.community, v.unit, {', '.join(cols)} FROM events v WHERE {SPAN} GROUP BY v.community, v.unit"
-
-
+    return per_window(lambda i, w: [f"max(CASE WHEN {w} THEN {HIT} END) AS y{i}"])
 def period_once():
     # The window computed once per row in a subquery that SQLite runs as a
     # co-routine (LIMIT keeps it from being flattened into the aggregate).

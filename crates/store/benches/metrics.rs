@@ -50,9 +50,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use commonlab_core::experiments::{parse_metric_library, parse_trial, Metric};
-use futures_util::StreamExt;
 use commonlab_stats::rows::{analyze_rows, DesignKind, Row, RowsDesign, RowsInput};
 use commonlab_store::{NewTrial, PeriodSpan, Store, TrialChange};
+use futures_util::StreamExt;
 use sqlx::{AssertSqlSafe, Connection};
 
 const METRIC: &str = r#"

@@ -255,7 +255,17 @@ pub async fn fetch_with_progress(
     let metrics: Vec<MetricData> = stream::iter(plan.into_iter().map(|(metric, role)| {
         let (snapshot, spec, communities) = (snapshots.get(&metric.name), &spec, &communities);
         async move {
-            metric_data(store, trial_id, spec, metric, role, snapshot, as_of, communities).await
+            metric_data(
+                store,
+                trial_id,
+                spec,
+                metric,
+                role,
+                snapshot,
+                as_of,
+                communities,
+            )
+            .await
         }
     }))
     // Results in the plan's order, whichever finishes first.
