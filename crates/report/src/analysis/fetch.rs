@@ -11,10 +11,9 @@ use commonlab_store::{
     CommunityRows, ExposureCount, ExposureRecord, MemberValue, MetricCell, MetricSnapshot,
     PeriodSpan, Store, StoreError, TrialStatus,
 };
-use futures_util::{stream, StreamExt, TryStreamExt};
+use futures_util::{stream, StreamExt};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// At most this many excluded units are listed (the count is exact).
 pub const EXCLUDED_LISTED: u32 = 1_000;
@@ -248,31 +247,35 @@ pub async fn fetch_with_progress(
     let communities: Vec<String> = spec.design.communities().unwrap_or_default().to_vec();
     let plan = StoredTrial::plan_metrics(&spec);
     let total = plan.len();
-    let done = AtomicUsize::new(0);
     progress(0, total);
-    let concurrency = metric_concurrency(store);
     let trial_id = record.id;
-    let metrics: Vec<MetricData> = stream::iter(plan.into_iter().map(|(metric, role)| {
-        let (snapshot, spec, communities) = (snapshots.get(&metric.name), &spec, &communities);
-        async move {
+    // The futures are collected first (they start when polled): a stream
+    // over a closure that borrows here would make the future of this
+    // function not `Send` for the server (rust-lang/rust#102211).
+    let pending: Vec<_> = plan
+        .into_iter()
+        .map(|(metric, role)| {
+            let snapshot = snapshots.get(&metric.name);
             metric_data(
                 store,
                 trial_id,
-                spec,
+                &spec,
                 metric,
                 role,
                 snapshot,
                 as_of,
-                communities,
+                &communities,
             )
-            .await
-        }
-    }))
+        })
+        .collect();
     // Results in the plan's order, whichever finishes first.
-    .buffered(concurrency)
-    .inspect(|_| progress(done.fetch_add(1, Ordering::Relaxed) + 1, total))
-    .try_collect()
-    .await?;
+    let mut computed = stream::iter(pending).buffered(metric_concurrency(store));
+    let mut metrics = Vec::with_capacity(total);
+    while let Some(m) = computed.next().await {
+        metrics.push(m?);
+        progress(metrics.len(), total);
+    }
+    drop(computed);
     let exposures = store.exposure_counts(record.id).await?;
     let excluded = store
         .exposure_records(record.id, true, EXCLUDED_LISTED)
