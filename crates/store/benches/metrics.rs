@@ -32,13 +32,27 @@
 //! analysed (`rows::analyze_rows`, stepped wedge: randomisation inference
 //! over the 24 orders, CR2, the wild cluster bootstrap over all 6⁴ weight
 //! vectors). `METRICS_BENCH_DESIGN=0` skips it.
+//!
+//! Third measurement (issue 14): the ten metrics of
+//! `bench/report-trial.toml` (stored as the trial `bench-report` with the
+//! exposures of `bench-metrics`), each by `Store::metric_cells` as the
+//! report's `analysis::fetch` does, one at a time and `k` at a time
+//! (`METRICS_BENCH_CONCURRENCY`, default `1,2,4`; levels alternate within
+//! each run). `METRICS_BENCH_REPORT=0` skips it, `METRICS_BENCH_HASH=0`
+//! skips the timed runs of the first measurement. `bench/report-10m.sh`
+//! times `commonlab report bench-report` on the same data.
+//!
+//! Each row also gives the median CPU time of this process (user and
+//! system, `/proc/self/stat`): with SQLite, the statements' own work,
+//! whatever else the machine runs.
 
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use commonlab_core::experiments::{parse_metric_library, Metric};
+use commonlab_core::experiments::{parse_metric_library, parse_trial, Metric};
 use commonlab_stats::rows::{analyze_rows, DesignKind, Row, RowsDesign, RowsInput};
 use commonlab_store::{NewTrial, PeriodSpan, Store, TrialChange};
+use futures_util::StreamExt;
 use sqlx::{AssertSqlSafe, Connection};
 
 const METRIC: &str = r#"
@@ -58,6 +72,8 @@ kind = "proportion"
 events = ["contribution_created"]
 direction = "increase"
 "#;
+
+const REPORT_TRIAL: &str = include_str!("../../../bench/report-trial.toml");
 
 const BASE: &str = "2027-01-01T00:00:00";
 const SPREAD_SECS: i64 = 40 * 86_400;
@@ -85,59 +101,126 @@ fn unit_hex(dialect_pg: bool, u: &str) -> String {
     }
 }
 
+/// The trial `key` (created and started with `source` if missing); its id
+/// and whether it was created now.
+async fn ensure_trial(store: &Store, key: &str, source: &str) -> (i64, bool) {
+    if let Some(t) = store.get_trial(key).await.unwrap() {
+        return (t.id, false);
+    }
+    let at: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
+    let hash = "ab".repeat(32);
+    store
+        .create_trial(&NewTrial {
+            key,
+            flag_key: "bench",
+            spec_source: source,
+            spec_canonical: "{}",
+            spec_hash: &hash,
+            actor: "bench",
+            reason: "bench",
+            at,
+        })
+        .await
+        .unwrap();
+    let change = TrialChange {
+        actor: "bench",
+        reason: "bench",
+        at,
+    };
+    let id = store.start_trial(key, 1, None, &change).await.unwrap().id;
+    (id, true)
+}
+
 async fn prepare_store(url: &str) -> (Store, i64) {
     let store = Store::connect_and_migrate(url).await.expect("connect");
-    let trial = match store.get_trial("bench-metrics").await.unwrap() {
-        Some(t) => t.id,
-        None => {
-            let at: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
-            let hash = "ab".repeat(32);
-            store
-                .create_trial(&NewTrial {
-                    key: "bench-metrics",
-                    flag_key: "bench",
-                    spec_source: "# bench",
-                    spec_canonical: "{}",
-                    spec_hash: &hash,
-                    actor: "bench",
-                    reason: "bench",
-                    at,
-                })
-                .await
-                .unwrap();
-            store
-                .start_trial(
-                    "bench-metrics",
-                    1,
-                    None,
-                    &TrialChange {
-                        actor: "bench",
-                        reason: "bench",
-                        at,
-                    },
-                )
-                .await
-                .unwrap()
-                .id
-        }
-    };
+    let (trial, _) = ensure_trial(&store, "bench-metrics", "# bench").await;
     (store, trial)
 }
 
-async fn sqlite_dataset(units: usize, per_unit: usize) -> (Store, i64) {
+/// The report benchmark's trial (`bench/report-trial.toml`, key
+/// `bench-report`) with the exposures of `bench-metrics` (copied when the
+/// trial is created or the dataset was regenerated).
+async fn prepare_report_trial(store: &Store, url: &str, from_trial: i64) -> i64 {
+    let (id, _) = ensure_trial(store, "bench-report", REPORT_TRIAL).await;
+    let copy = format!(
+        "INSERT INTO exposures (trial_id, unit, arm, community, trial_version, exposed_at, source, excluded)
+         SELECT {id}, unit, arm, community, trial_version, exposed_at, source, excluded
+         FROM exposures WHERE trial_id = {from_trial}"
+    );
+    let count = format!("SELECT count(*) FROM exposures WHERE trial_id = {id}");
+    let wanted = format!("SELECT count(*) FROM exposures WHERE trial_id = {from_trial}");
+    macro_rules! sync {
+        ($conn:expr) => {{
+            let mut conn = $conn;
+            let (have,): (i64,) = sqlx::query_as(AssertSqlSafe(count))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            let (want,): (i64,) = sqlx::query_as(AssertSqlSafe(wanted))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            if have != want {
+                sqlx::query(AssertSqlSafe(format!(
+                    "DELETE FROM exposures WHERE trial_id = {id}"
+                )))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+                sqlx::query(AssertSqlSafe(copy))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                // Fresh statistics, as autovacuum would give a live table
+                // (without them, PostgreSQL's statistics say the new trial
+                // has no exposures, and its first percentile-capped metric
+                // had not finished after 19 minutes).
+                sqlx::query("ANALYZE exposures")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }};
+    }
+    if url.starts_with("sqlite:") {
+        sync!(sqlx::SqliteConnection::connect(url).await.unwrap());
+    } else {
+        sync!(sqlx::PgConnection::connect(url).await.unwrap());
+    }
+    id
+}
+
+/// The report trial's ten metrics computed as `report::analysis::fetch`
+/// does (`Store::metric_cells` each), `concurrency` at a time.
+async fn report_metrics(
+    store: &Store,
+    trial: i64,
+    metrics: &[&Metric],
+    as_of: DateTime<Utc>,
+    concurrency: usize,
+) -> Vec<Vec<commonlab_store::MetricCell>> {
+    futures_util::stream::iter(metrics.iter().map(|m| store.metric_cells(trial, m, as_of)))
+        .buffered(concurrency)
+        .map(Result::unwrap)
+        .collect()
+        .await
+}
+
+async fn sqlite_dataset(units: usize, per_unit: usize) -> (Store, i64, String) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench-data");
     std::fs::create_dir_all(dir).unwrap();
     let path = format!("{dir}/metrics.db");
     let url = format!("sqlite://{path}");
     let (store, trial) = prepare_store(&url).await;
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let have: (i64, i64) =
-        sqlx::query_as("SELECT (SELECT count(*) FROM exposures), (SELECT count(*) FROM events)")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+    let have: (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT (SELECT count(*) FROM exposures WHERE trial_id = {trial}), (SELECT count(*) FROM events)"
+    )))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
     if have == (units as i64, (units * per_unit) as i64) {
-        return (store, trial);
+        return (store, trial, url);
     }
     eprintln!(
         "sqlite: generating {units} units and {} events in {path} …",
@@ -193,10 +276,10 @@ async fn sqlite_dataset(units: usize, per_unit: usize) -> (Store, i64) {
         .await
         .unwrap();
     eprintln!("sqlite: generated in {:.0?}", started.elapsed());
-    (store, trial)
+    (store, trial, url)
 }
 
-async fn postgres_dataset(units: usize, per_unit: usize) -> (Store, i64) {
+async fn postgres_dataset(units: usize, per_unit: usize) -> (Store, i64, String) {
     let base = pg_base();
     let mut admin = sqlx::PgConnection::connect(&base)
         .await
@@ -209,13 +292,14 @@ async fn postgres_dataset(units: usize, per_unit: usize) -> (Store, i64) {
     let url = format!("{base}{sep}options=-c%20search_path%3Dbench_metrics");
     let (store, trial) = prepare_store(&url).await;
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    let have: (i64, i64) =
-        sqlx::query_as("SELECT (SELECT count(*) FROM exposures), (SELECT count(*) FROM events)")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+    let have: (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT (SELECT count(*) FROM exposures WHERE trial_id = {trial}), (SELECT count(*) FROM events)"
+    )))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
     if have == (units as i64, (units * per_unit) as i64) {
-        return (store, trial);
+        return (store, trial, url);
     }
     eprintln!(
         "postgres: generating {units} units and {} events in schema bench_metrics …",
@@ -267,7 +351,7 @@ async fn postgres_dataset(units: usize, per_unit: usize) -> (Store, i64) {
             .unwrap();
     }
     eprintln!("postgres: generated in {:.0?}", started.elapsed());
-    (store, trial)
+    (store, trial, url)
 }
 
 /// The stepped wedge's rows produced in the database and analysed; the
@@ -327,6 +411,34 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// CPU time (user + system) of this process so far, from `/proc/self/stat`
+/// (Linux; clock ticks of 10 ms). With SQLite the statements run in this
+/// process, so on a shared machine this is the work done whatever the
+/// others do; with PostgreSQL it is only the client's share.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // Fields 14 and 15 of the file: the 12th and 13th after the name.
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// "min / median / max" of wall-clock times and, beside them, the median
+/// CPU time of this process.
+fn figures(times: &[Duration], cpu: &[Duration]) -> String {
+    format!(
+        "{:.2} s | {:.2} s | {:.2} s | {:.2} s",
+        times.iter().min().unwrap().as_secs_f64(),
+        median(times.to_vec()).as_secs_f64(),
+        times.iter().max().unwrap().as_secs_f64(),
+        median(cpu.to_vec()).as_secs_f64(),
+    )
+}
+
 #[tokio::main]
 async fn main() {
     let units = env_usize("METRICS_BENCH_UNITS", 200_000);
@@ -336,13 +448,13 @@ async fn main() {
     let library = parse_metric_library(METRIC, "bench.toml").unwrap();
     let metric = &library.metrics["contributions_14d"];
     let as_of: DateTime<Utc> = "2027-03-01T00:00:00Z".parse().unwrap();
-    println!("| store | units | events | min | median | max |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| store | units | events | min | median | max | CPU (median) |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for backend in ["sqlite", "postgres"] {
         if !only.is_empty() && only != backend {
             continue;
         }
-        let (store, trial) = if backend == "sqlite" {
+        let (store, trial, url) = if backend == "sqlite" {
             sqlite_dataset(units, per_unit).await
         } else {
             postgres_dataset(units, per_unit).await
@@ -356,11 +468,17 @@ async fn main() {
         let cells = store.metric_cells(trial, metric, as_of).await.unwrap();
         let n: i64 = cells.iter().map(|c| c.n).sum();
         assert_eq!(n, units as i64, "every unit's window has closed");
-        let mut times = Vec::new();
-        for _ in 0..runs {
-            let t = Instant::now();
+        let hash_runs = if std::env::var("METRICS_BENCH_HASH").as_deref() == Ok("0") {
+            0
+        } else {
+            runs
+        };
+        let (mut times, mut cpu) = (Vec::new(), Vec::new());
+        for _ in 0..hash_runs {
+            let (t, c) = (Instant::now(), cpu_time());
             let again = store.metric_cells(trial, metric, as_of).await.unwrap();
             times.push(t.elapsed());
+            cpu.push(cpu_time().saturating_sub(c));
             assert_eq!(again, cells);
         }
         let per_arm: Vec<String> = cells
@@ -377,13 +495,13 @@ async fn main() {
             })
             .collect();
         eprintln!("{backend}: {}", per_arm.join("; "));
-        println!(
-            "| {backend} | {units} | {} | {:.2} s | {:.2} s | {:.2} s |",
-            units * per_unit,
-            times.iter().min().unwrap().as_secs_f64(),
-            median(times.clone()).as_secs_f64(),
-            times.iter().max().unwrap().as_secs_f64(),
-        );
+        if !times.is_empty() {
+            println!(
+                "| {backend} | {units} | {} | {} |",
+                units * per_unit,
+                figures(&times, &cpu),
+            );
+        }
         if std::env::var("METRICS_BENCH_DESIGN").as_deref() != Ok("0") {
             let share = parse_metric_library(SHARE, "bench.toml").unwrap();
             let share = &share.metrics["contributor_share"];
@@ -400,11 +518,12 @@ async fn main() {
                 );
             }
             let first = stepped_wedge(&store, share).await;
-            let mut times = Vec::new();
+            let (mut times, mut cpu) = (Vec::new(), Vec::new());
             for _ in 0..runs {
-                let t = Instant::now();
+                let (t, c) = (Instant::now(), cpu_time());
                 let again = stepped_wedge(&store, share).await;
                 times.push(t.elapsed());
+                cpu.push(cpu_time().saturating_sub(c));
                 assert_eq!(again, first);
             }
             eprintln!(
@@ -412,13 +531,59 @@ async fn main() {
                 first.0, first.1, first.2
             );
             println!(
-                "| {backend}, stepped wedge rows + analysis | {units} | {} | {:.2} s | {:.2} s | {:.2} s |",
+                "| {backend}, stepped wedge rows + analysis | {units} | {} | {} |",
                 units * per_unit,
-                times.iter().min().unwrap().as_secs_f64(),
-                median(times.clone()).as_secs_f64(),
-                times.iter().max().unwrap().as_secs_f64(),
+                figures(&times, &cpu),
             );
         }
+        if std::env::var("METRICS_BENCH_REPORT").as_deref() != Ok("0") {
+            report_trial(&store, &url, trial, as_of, runs, backend, units * per_unit).await;
+        }
         store.close().await;
+    }
+}
+
+/// Third measurement (issue 14): the ten metrics of `bench-report`, one at
+/// a time and `k` at a time (`METRICS_BENCH_CONCURRENCY`, default `1,2,4`),
+/// alternated within each run so that every level sees the same machine.
+async fn report_trial(
+    store: &Store,
+    url: &str,
+    from_trial: i64,
+    as_of: DateTime<Utc>,
+    runs: usize,
+    backend: &str,
+    events: usize,
+) {
+    let id = prepare_report_trial(store, url, from_trial).await;
+    let spec = parse_trial(REPORT_TRIAL, "bench/report-trial.toml").unwrap();
+    let metrics: Vec<&Metric> = std::iter::once(&spec.metrics.primary)
+        .chain(&spec.metrics.secondary)
+        .chain(&spec.metrics.guardrails)
+        .collect();
+    let levels: Vec<usize> = std::env::var("METRICS_BENCH_CONCURRENCY")
+        .unwrap_or_else(|_| "1,2,4".into())
+        .split(',')
+        .filter_map(|k| k.trim().parse().ok())
+        .filter(|&k| k > 0)
+        .collect();
+    let first = report_metrics(store, id, &metrics, as_of, 2).await;
+    let mut times = vec![Vec::new(); levels.len()];
+    let mut cpu = vec![Vec::new(); levels.len()];
+    for _ in 0..runs {
+        for (i, &k) in levels.iter().enumerate() {
+            let (t, c) = (Instant::now(), cpu_time());
+            let again = report_metrics(store, id, &metrics, as_of, k).await;
+            times[i].push(t.elapsed());
+            cpu[i].push(cpu_time().saturating_sub(c));
+            assert_eq!(again, first, "the same cells at any concurrency");
+        }
+    }
+    for (i, k) in levels.iter().enumerate() {
+        println!(
+            "| {backend}, {} report metrics, {k} at a time | 200000 | {events} | {} |",
+            metrics.len(),
+            figures(&times[i], &cpu[i]),
+        );
     }
 }

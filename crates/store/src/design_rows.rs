@@ -251,8 +251,9 @@ impl Store {
 /// names and filter values.
 ///
 /// ```text
-/// g      per (community, member): for each window, active (any event in
-///        it), y and d, as conditional aggregates of one GROUP BY that
+/// g      per (community, member): for each window, y (NULL when the
+///        member had no event in it) and d, as conditional aggregates of
+///        one GROUP BY that
 ///        follows the order of the covering index (community, unit, ts,
 ///        name) (migration 0009): no sort, no table access without
 ///        property filters or summed values
@@ -320,17 +321,28 @@ fn compile_community(
         Dialect::Postgres => format!("({e})::float8"),
         Dialect::Sqlite => e,
     };
-    // Per window: active (any event), y and d, as conditional aggregates
-    // of one GROUP BY (community, unit) that follows the index order.
+    // Per window: y (NULL when the member has no event in the window, so
+    // that it also says whether the member was active) and d, as
+    // conditional aggregates of one GROUP BY (community, unit) that
+    // follows the index order. One aggregate per window for y: an
+    // aggregate ignores the NULL of the rows outside the window, and
+    // `sum` of no row is NULL (SQLite's `total` would give 0.0; every
+    // term is a float, so `sum` adds exactly as `total` does).
+    let real = |e: String| match dialect {
+        Dialect::Sqlite if e != "1.0" => format!("CAST({e} AS REAL)"),
+        _ => e,
+    };
     let mut cols = Vec::new();
     for (i, (_, s, e)) in bounds.iter().enumerate() {
         let within = format!("v.ts >= {s} AND v.ts < {e}");
-        cols.push(format!("max(CASE WHEN {within} THEN 1 ELSE 0 END) AS a{i}"));
-        let hit_y = format!("{within} AND {}", matches(&y_names));
+        let hit_y = matches(&y_names);
         let y = match metric.kind {
-            MetricKind::Proportion => f8(format!("max(CASE WHEN {hit_y} THEN 1.0 ELSE 0.0 END)")),
-            _ => b.float(&format!(
-                "CASE WHEN {hit_y} THEN {contribution} ELSE 0.0 END"
+            MetricKind::Proportion => f8(format!(
+                "max(CASE WHEN {within} THEN CASE WHEN {hit_y} THEN 1.0 ELSE 0.0 END END)"
+            )),
+            _ => f8(format!(
+                "sum(CASE WHEN {within} THEN CASE WHEN {hit_y} THEN {} ELSE 0.0 END END)",
+                real(contribution.clone())
             )),
         };
         cols.push(format!("{y} AS y{i}"));
@@ -354,7 +366,7 @@ fn compile_community(
         .enumerate()
         .map(|(i, (period, _, _))| {
             format!(
-                "  SELECT community, {period} AS period, unit, y{i} AS y, d{i} AS d FROM g WHERE a{i} = 1 AND unit NOT IN (SELECT unit FROM multi)"
+                "  SELECT community, {period} AS period, unit, y{i} AS y, d{i} AS d FROM g WHERE y{i} IS NOT NULL AND unit NOT IN (SELECT unit FROM multi)"
             )
         })
         .collect();

@@ -51,12 +51,20 @@ fn provenance(command: String) -> Provenance {
     }
 }
 
-fn progress(steps: u64) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(steps),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
+/// The progress bar on stderr: drawn only when stdout and stderr are both
+/// terminals (nothing is drawn into a file or a pipe, or between the lines
+/// of a log that captures one of them). Its length grows as each trial's
+/// plan is read: one step per metric, one for rendering and writing.
+fn progress() -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !(std::io::stdout().is_terminal() && std::io::stderr().is_terminal()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar =
+        indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
+    {
         bar.set_style(style);
     }
     bar
@@ -73,11 +81,21 @@ async fn write_one(
     bar: &indicatif::ProgressBar,
 ) -> Result<(String, String, String)> {
     bar.set_message(format!("{key}: computing metrics in the database"));
-    let report = analysis::report(store, key, opts, min_cell).await?;
-    bar.inc(1);
+    let on_metric = |done: usize, total: usize| {
+        if done == 0 {
+            bar.inc_length(total as u64 + 1);
+        } else {
+            bar.inc(1);
+            bar.set_message(format!(
+                "{key}: {done} of {total} metrics computed in the database"
+            ));
+        }
+    };
+    let report = analysis::report_with_progress(store, key, opts, min_cell, &on_metric).await?;
     bar.set_message(format!("{key}: rendering"));
     let mut files = commonlab_report::files(&report, formats)?;
     if formats.contains(&"all") {
+        bar.set_message(format!("{key}: community activity for WP2"));
         files.push((
             "wp2-parameters.json",
             commonlab_report::wp2_parameters(store, &report).await?,
@@ -120,7 +138,7 @@ pub async fn run(settings: &Settings, args: ReportArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("reports/out").join(&key));
-    let bar = progress(2);
+    let bar = progress();
     let done = with_store(&settings.database_url, async |store| {
         write_one(
             store,
@@ -149,7 +167,7 @@ async fn all(settings: &Settings, opts: &Options, out: &Path) -> Result<()> {
         let mut trials = store.list_trials(Some(TrialStatus::Concluded)).await?;
         trials.extend(store.list_trials(Some(TrialStatus::Archived)).await?);
         trials.sort_by(|a, b| a.key.cmp(&b.key));
-        let bar = progress(2 * trials.len() as u64);
+        let bar = progress();
         let mut entries = Vec::new();
         let mut failures = Vec::new();
         for t in &trials {

@@ -66,6 +66,30 @@ async fn seeded(db: &commonlab_store::testing::TestDb, url: &str, work: &Scratch
     key_file
 }
 
+/// `commonlab ARGS` on a pseudo-terminal (stdout and stderr both), through
+/// util-linux's `script`: what it drew, in `stdout`.
+fn on_terminal(url: &str, args: &[&str]) -> Output {
+    let line = std::iter::once(BIN)
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut command = Command::new("script");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("COMMONLAB_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .args(["-qec", &line, "/dev/null"])
+        .env("COMMONLAB_DATABASE_URL", url)
+        .env("COMMONLAB_ACTOR", "cli-test")
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script (util-linux)")
+}
+
 fn import(url: &str, work: &Scratch, key_file: &Path, name: &str, ndjson: &str) {
     let file = work.write(name, ndjson);
     let o = commonlab()
@@ -93,6 +117,7 @@ async fn report_writes_verifies_and_detects_a_changed_number() {
         let o = run(&url, &args);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         assert!(stdout(&o).contains("wrote the report of refs-trial"), "{}", stdout(&o));
+        assert_eq!(stderr(&o), "", "no progress bar when not on a terminal");
         for f in ["results.json", "report.md", "report.html", "decision.json", "decision.md", "wp2-parameters.json"] {
             assert!(out.join(f).is_file(), "{f}");
         }
@@ -124,6 +149,16 @@ async fn report_writes_verifies_and_detects_a_changed_number() {
         let o = run(&url, &["report", "refs-trial", "--format", "md", "--out", md_only.to_str().unwrap(), "--as-of", "2026-02-01T00:00:00Z"]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         assert!(md_only.join("report.md").is_file() && !md_only.join("results.json").exists());
+
+        // On a terminal (a pseudo-terminal from util-linux's `script`), a
+        // progress bar counts the metrics computed in the database.
+        let on_tty = work.join("tty");
+        let o = on_terminal(&url, &["report", "refs-trial", "--format", "md", "--out", on_tty.to_str().unwrap(), "--as-of", "2026-02-01T00:00:00Z"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let shown = stdout(&o);
+        assert!(shown.contains("refs-trial: computing metrics in the database") || shown.contains("metrics computed in the database"), "{shown}");
+        assert!(shown.contains("wrote the report of refs-trial"), "{shown}");
+        assert!(on_tty.join("report.md").is_file());
 
         // Clear errors.
         let o = run(&url, &["report", "no-such-trial", "--out", work.join("x").to_str().unwrap()]);

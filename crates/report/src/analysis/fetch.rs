@@ -11,6 +11,7 @@ use commonlab_store::{
     CommunityRows, ExposureCount, ExposureRecord, MemberValue, MetricCell, MetricSnapshot,
     PeriodSpan, Store, StoreError, TrialStatus,
 };
+use futures_util::{stream, StreamExt};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -106,8 +107,84 @@ impl StoredTrial {
     }
 }
 
+/// One metric's rows as its design needs them (see [`fetch`]).
+#[allow(clippy::too_many_arguments)]
+async fn metric_data(
+    store: &Store,
+    trial_id: i64,
+    spec: &TrialSpec,
+    metric: &Metric,
+    role: Role,
+    snapshot: Option<&MetricSnapshot>,
+    as_of: DateTime<Utc>,
+    communities: &[String],
+) -> Result<MetricData, ReportError> {
+    let metric_as_of = snapshot.map_or(as_of, |s| s.as_of);
+    let source = if snapshot.is_some() {
+        Source::Snapshot
+    } else {
+        Source::Database
+    };
+    let rows = match &spec.design {
+        Design::Hash { .. } => MetricRows::Cells(match snapshot {
+            Some(s) => s.cells.clone(),
+            None => store.metric_cells(trial_id, metric, as_of).await?,
+        }),
+        Design::Blocked { .. } => {
+            MetricRows::Members(store.member_values(trial_id, metric, metric_as_of).await?)
+        }
+        Design::Cluster { .. } | Design::SteppedWedge { .. } | Design::Switchback { .. } => {
+            let (closed, open): (Vec<PeriodSpan>, Vec<PeriodSpan>) = spec
+                .period_windows(metric)
+                .into_iter()
+                .map(|w| PeriodSpan {
+                    period: i64::from(w.period),
+                    start: at(w.start),
+                    end: at(w.end),
+                })
+                .partition(|w| w.end <= metric_as_of);
+            let rows = store
+                .community_period_cells(metric, communities, &closed)
+                .await?;
+            MetricRows::Communities { rows, closed, open }
+        }
+    };
+    // Only hash designs analyse the stored aggregates themselves; the
+    // others recompute as of the conclusion.
+    let source = match (&spec.design, source) {
+        (Design::Hash { .. }, s) => s,
+        _ => Source::Database,
+    };
+    Ok(MetricData {
+        metric: metric.clone(),
+        role,
+        source,
+        as_of: metric_as_of,
+        rows,
+    })
+}
+
 fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// How many of a trial's metrics are computed at once, at most: each is one
+/// statement that keeps a core of the database busy, and the machines
+/// Commonlab runs on have few (docs/benchmarks.md, "A report of ten
+/// metrics"). Never more than the pool's connections less one, so that
+/// other readers (the server's requests) still get one.
+pub const METRIC_CONCURRENCY: usize = 2;
+
+/// [`METRIC_CONCURRENCY`] within `store`'s read pool.
+fn metric_concurrency(store: &Store) -> usize {
+    let readers = store
+        .pool_usage()
+        .iter()
+        .filter(|p| p.pool != "write")
+        .map(|p| p.max as usize)
+        .max()
+        .unwrap_or(1);
+    METRIC_CONCURRENCY.min(readers.saturating_sub(1)).max(1)
 }
 
 /// Reads `key`'s plan and the rows its design needs as of `as_of` (a
@@ -117,6 +194,20 @@ pub async fn fetch(
     store: &Store,
     key: &str,
     as_of: DateTime<Utc>,
+) -> Result<StoredTrial, ReportError> {
+    fetch_with_progress(store, key, as_of, &|_, _| {}).await
+}
+
+/// [`fetch`], calling `progress(done, total)` with the number of the plan's
+/// metrics computed so far: `(0, total)` before the first, then once as
+/// each completes. Up to [`METRIC_CONCURRENCY`] metrics are computed at
+/// once; the result is the same as one at a time (metrics in the plan's
+/// order).
+pub async fn fetch_with_progress(
+    store: &Store,
+    key: &str,
+    as_of: DateTime<Utc>,
+    progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<StoredTrial, ReportError> {
     let record = store
         .get_trial(key)
@@ -154,53 +245,37 @@ pub async fn fetch(
         _ => Allocation::None,
     };
     let communities: Vec<String> = spec.design.communities().unwrap_or_default().to_vec();
-    let mut metrics = Vec::new();
-    for (metric, role) in StoredTrial::plan_metrics(&spec) {
-        let snapshot = snapshots.get(&metric.name);
-        let metric_as_of = snapshot.map_or(as_of, |s| s.as_of);
-        let source = if snapshot.is_some() {
-            Source::Snapshot
-        } else {
-            Source::Database
-        };
-        let rows = match &spec.design {
-            Design::Hash { .. } => MetricRows::Cells(match snapshot {
-                Some(s) => s.cells.clone(),
-                None => store.metric_cells(record.id, metric, as_of).await?,
-            }),
-            Design::Blocked { .. } => {
-                MetricRows::Members(store.member_values(record.id, metric, metric_as_of).await?)
-            }
-            Design::Cluster { .. } | Design::SteppedWedge { .. } | Design::Switchback { .. } => {
-                let (closed, open): (Vec<PeriodSpan>, Vec<PeriodSpan>) = spec
-                    .period_windows(metric)
-                    .into_iter()
-                    .map(|w| PeriodSpan {
-                        period: i64::from(w.period),
-                        start: at(w.start),
-                        end: at(w.end),
-                    })
-                    .partition(|w| w.end <= metric_as_of);
-                let rows = store
-                    .community_period_cells(metric, &communities, &closed)
-                    .await?;
-                MetricRows::Communities { rows, closed, open }
-            }
-        };
-        // Only hash designs analyse the stored aggregates themselves; the
-        // others recompute as of the conclusion.
-        let source = match (&spec.design, source) {
-            (Design::Hash { .. }, s) => s,
-            _ => Source::Database,
-        };
-        metrics.push(MetricData {
-            metric: metric.clone(),
-            role,
-            source,
-            as_of: metric_as_of,
-            rows,
-        });
+    let plan = StoredTrial::plan_metrics(&spec);
+    let total = plan.len();
+    progress(0, total);
+    let trial_id = record.id;
+    // The futures are collected first (they start when polled): a stream
+    // over a closure that borrows here would make the future of this
+    // function not `Send` for the server (rust-lang/rust#102211).
+    let pending: Vec<_> = plan
+        .into_iter()
+        .map(|(metric, role)| {
+            let snapshot = snapshots.get(&metric.name);
+            metric_data(
+                store,
+                trial_id,
+                &spec,
+                metric,
+                role,
+                snapshot,
+                as_of,
+                &communities,
+            )
+        })
+        .collect();
+    // Results in the plan's order, whichever finishes first.
+    let mut computed = stream::iter(pending).buffered(metric_concurrency(store));
+    let mut metrics = Vec::with_capacity(total);
+    while let Some(m) = computed.next().await {
+        metrics.push(m?);
+        progress(metrics.len(), total);
     }
+    drop(computed);
     let exposures = store.exposure_counts(record.id).await?;
     let excluded = store
         .exposure_records(record.id, true, EXCLUDED_LISTED)

@@ -74,6 +74,19 @@ pub async fn report(
     opts: &Options,
     min_cell: usize,
 ) -> Result<Report, Error> {
+    report_with_progress(store, key, opts, min_cell, &|_, _| {}).await
+}
+
+/// [`report`], calling `progress(done, total)` as the plan's metrics are
+/// computed in the database ([`report::fetch_with_progress`]; the
+/// `commonlab report` progress bar).
+pub async fn report_with_progress(
+    store: &Store,
+    key: &str,
+    opts: &Options,
+    min_cell: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Report, Error> {
     let record = store
         .get_trial(key)
         .await?
@@ -83,7 +96,7 @@ pub async fn report(
     let as_of = opts
         .as_of
         .unwrap_or_else(|| commonlab_report::default_as_of(&record, opts.now));
-    let trial = stored(store, key, as_of).await?;
+    let trial = report::fetch_with_progress(store, key, as_of, progress).await?;
     let hist = commonlab_report::history(store, key).await?;
     let (trial, mut analysis) = blocking(move || {
         let a = report::analyse(&trial);

@@ -331,6 +331,16 @@ async fn community_period_cells_match_the_documented_semantics() {
             );
             let total: f64 = per_member.iter().map(|v| v.y).sum();
             assert!(close(total, want.values().map(|c| c.1).sum()), "{}", m.name);
+            // Members active in a window without a matching event are
+            // counted with 0 (the statement tells them from members
+            // without any event by a NULL, not by a 0).
+            if m.name != "capped" {
+                assert!(
+                    per_member.iter().any(|v| v.y == 0.0),
+                    "{}: no member active without the metric's event",
+                    m.name
+                );
+            }
         }
         // No closed window: nothing.
         let m = &library.metrics["any_e1"];
