@@ -115,6 +115,11 @@
 //!   reasons and revoker, and the `erasures` and `consents` rows of
 //!   `change_counters` (bumped with every erasure and consent decision, for
 //!   replicas to drop what they cached about units): migration 0006.
+//! * `period_exposures` (per trial, community, period and arm served of a
+//!   community design: the exposures served, first and last; added by the
+//!   exposure writer, no unit in it) and `metric_snapshots.communities`
+//!   (a community design's community × period cells at conclusion):
+//!   migration 0011.
 //!
 //! ## SQLite specifics
 //!
@@ -218,6 +223,7 @@ mod flag_sets;
 #[macro_use]
 mod metrics;
 mod design_rows;
+mod period_exposures;
 mod postgres;
 mod privacy;
 mod sqlite;
@@ -240,6 +246,7 @@ pub use events::{
 pub use exposures::{AssignmentExport, ExposureSource, NewExposure};
 pub use flag_sets::{FlagDeviation, FlagSetRevision, NewRevision, RevisionSummary};
 pub use metrics::{MetricCell, MetricSnapshot};
+pub use period_exposures::{merge_period_exposures, PeriodExposures};
 pub use privacy::{ConsentRecord, ErasureOutcome, ErasureRecord, StudyKeyState, UnitVersions};
 pub use survey_results::{CampaignUnit, NewInvitation};
 pub use surveys::{

@@ -9,16 +9,13 @@ use commonlab_core::experiments::{
 };
 use commonlab_store::{
     CommunityRows, ExposureCount, ExposureRecord, MemberValue, MetricCell, MetricSnapshot,
-    PeriodSpan, Store, StoreError, TrialStatus,
+    PeriodExposures, PeriodSpan, Store, StoreError, TrialStatus,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// At most this many excluded units are listed (the count is exact).
 pub const EXCLUDED_LISTED: u32 = 1_000;
-/// At most this many exposures of a community design are checked against
-/// its schedule (it records one per community).
-pub const COMMUNITY_EXPOSURES: u32 = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -92,8 +89,9 @@ pub struct StoredTrial {
     /// Units excluded by a developer's override (at most
     /// [`EXCLUDED_LISTED`]).
     pub excluded: Vec<ExposureRecord>,
-    /// Community designs: their exposures (one per community).
-    pub community_exposures: Vec<ExposureRecord>,
+    /// Community designs: the exposures served per community, period and
+    /// arm (schedule adherence).
+    pub period_exposures: Vec<PeriodExposures>,
 }
 
 impl StoredTrial {
@@ -205,10 +203,8 @@ pub async fn fetch(
     let excluded = store
         .exposure_records(record.id, true, EXCLUDED_LISTED)
         .await?;
-    let community_exposures = if spec.is_community_design() {
-        store
-            .exposure_records(record.id, false, COMMUNITY_EXPOSURES)
-            .await?
+    let period_exposures = if spec.is_community_design() {
+        store.period_exposures(record.id).await?
     } else {
         Vec::new()
     };
@@ -223,6 +219,6 @@ pub async fn fetch(
         metrics,
         exposures,
         excluded,
-        community_exposures,
+        period_exposures,
     })
 }

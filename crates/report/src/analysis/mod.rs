@@ -37,7 +37,7 @@ pub use community::{community_rows, engine_rows, CommunityRow};
 pub use fetch::{fetch, Allocation, MetricData, MetricRows, Role, Source, StoredTrial};
 pub use members::{blocked_rows, rows_design};
 pub use plan::{DecisionOutcome, PlannedComparison, PlannedComparisons};
-pub use quality::{Adherence, Quality, ADHERENCE_WARNING};
+pub use quality::{Adherence, Quality, Served, ADHERENCE_WARNING};
 pub use rows::{rows_table, RowsTable};
 pub use surveys::{analyse_scales, metric_name, ScaleScore, WaveScores};
 pub use switchback::{scheme_of, switchback_input, DRAWS as SWITCHBACK_DRAWS};

@@ -333,7 +333,7 @@ async fn stepped_wedge_example_trial_from_stored_data() {
         let periods = spec.periods();
         let windows = spec.period_windows(&spec.metrics.primary);
         assert_eq!(periods.len(), 5);
-        // Each community evaluated once per period (one exposure is kept).
+        // Each community evaluated once per period.
         for p in &periods {
             clock.set(DateTime::from_timestamp(p.start + 3600, 0).unwrap());
             for c in ["wiki-a", "coop-b", "social-c", "hackerspace-d"] {
@@ -411,6 +411,7 @@ async fn stepped_wedge_example_trial_from_stored_data() {
         }
         clock.set(at("2027-07-02T00:00:00Z"));
         h.send_all(&sdk, &events).await;
+        adherence::wait_served(&db, "value-dashboard", 20).await;
         let v = h.analysis("value-dashboard", "2027-07-02T00:00:00Z").await;
         assert_eq!(v["design"], "stepped_wedge");
         let primary = metric(&v, "weekly_contributor_share");
@@ -459,8 +460,8 @@ async fn stepped_wedge_example_trial_from_stored_data() {
         let adherence = v["quality"]["adherence"].as_array().unwrap();
         assert_eq!(
             adherence.len(),
-            4,
-            "one exposure is kept per community: {adherence:?}"
+            20,
+            "every community in every period: {adherence:?}"
         );
         assert!(adherence
             .iter()
@@ -684,3 +685,6 @@ async fn hash_trial_welch_from_stored_data() {
 
 #[path = "switchback.rs"]
 mod switchback;
+
+#[path = "adherence.rs"]
+mod adherence;

@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use super::*;
 
 mod forced;
+mod period;
 use commonlab_store::{
     EventFilter, ExposureSource, MetricCell, MetricSnapshot, NewAssignment, NewEvent, NewExposure,
     NewSequentialAssignment, NewTrial, TrialChange, TrialStatus,
@@ -497,6 +498,8 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
         )
         .await;
         dropped.push(("record_exposures", n));
+        let n = period::added(store, trial_id).await;
+        dropped.push(("add_period_exposures", n));
 
         // Metric snapshots.
         let n = at_every_point(
