@@ -108,9 +108,27 @@ fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+/// A community design's windows for `metric`: those closed at `as_of`
+/// (analysed) and those still open.
+pub fn period_spans(
+    spec: &TrialSpec,
+    metric: &Metric,
+    as_of: DateTime<Utc>,
+) -> (Vec<PeriodSpan>, Vec<PeriodSpan>) {
+    spec.period_windows(metric)
+        .into_iter()
+        .map(|w| PeriodSpan {
+            period: i64::from(w.period),
+            start: at(w.start),
+            end: at(w.end),
+        })
+        .partition(|w| w.end <= as_of)
+}
+
 /// Reads `key`'s plan and the rows its design needs as of `as_of` (a
-/// concluded trial: as of its conclusion, from the stored aggregates where
-/// the design's analysis can use them).
+/// concluded trial: as of its conclusion, from the aggregates stored when
+/// it concluded where the design's analysis uses aggregates: `hash` and
+/// the community designs; `docs/experiments.md`, "Concluding").
 pub async fn fetch(
     store: &Store,
     key: &str,
@@ -170,25 +188,25 @@ pub async fn fetch(
                 MetricRows::Members(store.member_values(record.id, metric, metric_as_of).await?)
             }
             Design::Cluster { .. } | Design::SteppedWedge { .. } | Design::Switchback { .. } => {
-                let (closed, open): (Vec<PeriodSpan>, Vec<PeriodSpan>) = spec
-                    .period_windows(metric)
-                    .into_iter()
-                    .map(|w| PeriodSpan {
-                        period: i64::from(w.period),
-                        start: at(w.start),
-                        end: at(w.end),
-                    })
-                    .partition(|w| w.end <= metric_as_of);
-                let rows = store
-                    .community_period_cells(metric, &communities, &closed)
-                    .await?;
+                let (closed, open) = period_spans(&spec, metric, metric_as_of);
+                let rows = match snapshot.and_then(|s| s.communities.clone()) {
+                    Some(rows) => rows,
+                    None => {
+                        store
+                            .community_period_cells(metric, &communities, &closed)
+                            .await?
+                    }
+                };
                 MetricRows::Communities { rows, closed, open }
             }
         };
-        // Only hash designs analyse the stored aggregates themselves; the
-        // others recompute as of the conclusion.
-        let source = match (&spec.design, source) {
-            (Design::Hash { .. }, s) => s,
+        // Hash designs analyse their stored cells, community designs their
+        // stored community × period cells; blocked designs (per-member
+        // rows, not kept) recompute as of the conclusion.
+        let source = match (&spec.design, snapshot) {
+            (Design::Hash { .. }, _) => source,
+            (Design::Blocked { .. }, _) | (_, None) => Source::Database,
+            (_, Some(s)) if s.communities.is_some() => Source::Snapshot,
             _ => Source::Database,
         };
         metrics.push(MetricData {

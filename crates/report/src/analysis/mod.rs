@@ -34,7 +34,9 @@ mod surveys;
 mod switchback;
 
 pub use community::{community_rows, engine_rows, CommunityRow};
-pub use fetch::{fetch, Allocation, MetricData, MetricRows, Role, Source, StoredTrial};
+pub use fetch::{
+    fetch, period_spans, Allocation, MetricData, MetricRows, Role, Source, StoredTrial,
+};
 pub use members::{blocked_rows, rows_design};
 pub use plan::{DecisionOutcome, PlannedComparison, PlannedComparisons};
 pub use quality::{Adherence, Quality, Served, ADHERENCE_WARNING};

@@ -688,3 +688,6 @@ mod switchback;
 
 #[path = "adherence.rs"]
 mod adherence;
+
+#[path = "concluded.rs"]
+mod concluded;

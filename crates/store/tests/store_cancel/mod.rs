@@ -372,6 +372,7 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
                             as_of: at(20),
                             computed_at: at(20),
                             cells: vec![cell("arm0")],
+                            communities: None,
                         })
                         .collect();
                     let from = [TrialStatus::Running, TrialStatus::Stopped];
@@ -514,6 +515,7 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
                             as_of: at(50),
                             computed_at: at(51),
                             cells: vec![cell("arm0"), cell("arm1")],
+                            communities: None,
                         })
                         .collect();
                     store.save_metric_snapshots(trial_id, &snapshots).await
