@@ -219,6 +219,7 @@ mod column;
 mod error;
 mod events;
 mod exposures;
+#[macro_use]
 mod flag_sets;
 #[macro_use]
 mod metrics;
@@ -244,7 +245,7 @@ pub use events::{
     EventCursor, EventFilter, EventRecord, InsertOutcome, NewEvent, RefusedEvent, SyncPoint,
 };
 pub use exposures::{AssignmentExport, ExposureSource, NewExposure};
-pub use flag_sets::{FlagDeviation, FlagSetRevision, NewRevision, RevisionSummary};
+pub use flag_sets::{FlagDeviation, FlagSetAppend, FlagSetRevision, NewRevision, RevisionSummary};
 pub use metrics::{MetricCell, MetricSnapshot};
 pub use period_exposures::{merge_period_exposures, PeriodExposures};
 pub use privacy::{ConsentRecord, ErasureOutcome, ErasureRecord, StudyKeyState, UnitVersions};

@@ -91,7 +91,10 @@ impl Store {
     }
 
     /// A trial's counts, by community, period and arm.
-    pub async fn period_exposures(&self, trial_id: i64) -> Result<Vec<PeriodExposures>, StoreError> {
+    pub async fn period_exposures(
+        &self,
+        trial_id: i64,
+    ) -> Result<Vec<PeriodExposures>, StoreError> {
         with_backend!(self, |db| sqlx::query_as(SELECT)
             .bind(trial_id)
             .fetch_all(db.reader())

@@ -3,8 +3,7 @@
 //! a trial changes through this replica).
 
 use commonlab_core::experiments::{
-    format_rfc3339, parse_trial, switchback_schedule, Design, Period, SwitchbackSchedule,
-    TrialSpec,
+    format_rfc3339, parse_trial, switchback_schedule, Design, Period, SwitchbackSchedule, TrialSpec,
 };
 use commonlab_store::{Store, StoreError, TrialRecord};
 use std::collections::{BTreeMap, HashMap};

@@ -32,8 +32,8 @@ pub(super) async fn wait_served(db: &TestDb, key: &str, n: i64) {
 }
 
 #[tokio::test]
-async fn a_community_served_the_wrong_arm_for_part_of_a_period_shows_the_drop_in_that_period_only(
-) {
+async fn a_community_served_the_wrong_arm_for_part_of_a_period_shows_the_drop_in_that_period_only()
+{
     both_backends(|db| async move {
         let (h, clock) = start_at(&db, "2026-01-15T00:00:00Z").await;
         h.import_fixture().await;

@@ -40,12 +40,24 @@ async fn a_concluded_community_trial_reads_its_snapshot_not_the_events() {
         let before = h.analysis("editor-wedge", "2028-01-10T00:00:00Z").await;
         let primary = metric(&before, &primary_metric.name);
         assert_eq!(primary["source"], "database", "{primary}");
-        assert_eq!(primary["estimates"].as_array().unwrap().len(), 1, "{primary}");
+        assert_eq!(
+            primary["estimates"].as_array().unwrap().len(),
+            1,
+            "{primary}"
+        );
 
         let resp = h
-            .post("/api/v1/trials/editor-wedge/conclude", json!({"reason": "done"}))
+            .post(
+                "/api/v1/trials/editor-wedge/conclude",
+                json!({"reason": "done"}),
+            )
             .await;
-        assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap());
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "{}",
+            resp.text().await.unwrap()
+        );
         let concluded = h.analysis("editor-wedge", "2028-01-10T00:00:00Z").await;
         let snapshot = metric(&concluded, &primary_metric.name).clone();
         assert_eq!(snapshot["source"], "snapshot", "{snapshot}");
@@ -59,7 +71,14 @@ async fn a_concluded_community_trial_reads_its_snapshot_not_the_events() {
             for i in 0..8 {
                 let id = format!("late-coop-b-{i}");
                 let t = DateTime::from_timestamp(w.start + 7200, 0).unwrap();
-                late.push(ev(rng.next(), &id, "coop-b", "contribution_created", t, json!({})));
+                late.push(ev(
+                    rng.next(),
+                    &id,
+                    "coop-b",
+                    "contribution_created",
+                    t,
+                    json!({}),
+                ));
             }
         }
         h.send_all(&sdk, &late).await;

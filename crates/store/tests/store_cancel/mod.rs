@@ -18,6 +18,7 @@ use super::*;
 
 mod forced;
 mod period;
+mod ship;
 use commonlab_store::{
     EventFilter, ExposureSource, MetricCell, MetricSnapshot, NewAssignment, NewEvent, NewExposure,
     NewSequentialAssignment, NewTrial, TrialChange, TrialStatus,
@@ -402,6 +403,8 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
         // A forced conclusion (forced.rs).
         let n = forced::conclusion(store, &h).await;
         dropped.push(("conclude_trial_with_deviation", n));
+        let n = ship::conclusion(store, &h).await;
+        dropped.push(("conclude_trial_and_ship", n));
 
         // Assignments: sequential positions stay gap-free per stratum.
         let n = at_every_point(

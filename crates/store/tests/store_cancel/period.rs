@@ -32,7 +32,11 @@ pub(super) async fn added(store: &Store, trial_id: i64) -> usize {
                 let rows = store.period_exposures(trial_id).await.unwrap();
                 let total: i64 = rows.iter().map(|r| r.exposures).sum();
                 assert_eq!(total % KEYS, 0, "a partial batch: {total}");
-                assert!(rows.is_empty() || rows.len() as i64 == KEYS, "{}", rows.len());
+                assert!(
+                    rows.is_empty() || rows.len() as i64 == KEYS,
+                    "{}",
+                    rows.len()
+                );
             })
         },
     )

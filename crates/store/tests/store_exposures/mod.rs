@@ -252,7 +252,15 @@ async fn export_pages_by_unit() {
     .await;
 }
 
-fn served(trial_id: i64, community: &str, period: i64, arm: &str, n: i64, first: i64, last: i64) -> PeriodExposures {
+fn served(
+    trial_id: i64,
+    community: &str,
+    period: i64,
+    arm: &str,
+    n: i64,
+    first: i64,
+    last: i64,
+) -> PeriodExposures {
     PeriodExposures {
         trial_id,
         community: community.into(),
@@ -307,7 +315,10 @@ async fn exposures_served_per_period_add_up() {
             vec![served(other, "north", 1, "on", 7, 1, 2)]
         );
         // Erasing a unit does not touch the per-community counts.
-        store.erase_unit(&unit(1), "cli:dpo", "request", at(60)).await.unwrap();
+        store
+            .erase_unit(&unit(1), "cli:dpo", "request", at(60))
+            .await
+            .unwrap();
         assert_eq!(store.period_exposures(trial).await.unwrap(), rows);
         // All or nothing: a refused row leaves the whole batch out.
         let refused = store

@@ -4,6 +4,8 @@
 //! database stand for two replicas.
 
 use super::*;
+
+mod ship;
 use commonlab_store::{
     CommunityCell, CommunityRows, MetricCell, MetricSnapshot, TrialRecord, TrialStatus,
 };
