@@ -119,7 +119,7 @@ pub struct Estimate {
     pub min_attainable_p: Option<f64>,
     /// The method the estimate and p-value come from, e.g. `"welch"`,
     /// `"cuped"`, `"post_stratified"`, `"stratified_permutation"`,
-    /// `"randomisation"`.
+    /// `"cuped_within_strata"`, `"randomisation"`.
     pub method: String,
     /// The model fitted, when there is one.
     pub model: Option<String>,
