@@ -1,8 +1,9 @@
 //! CUPED within strata against `reference/cuped_strata.json`, produced by
 //! `reference/cuped_strata.py` (numpy 2.1.3, scipy 1.14.1, statsmodels
-//! 0.14.4, pandas 2.2.3): θ against statsmodels OLS `y ~ C(stratum × arm)
-//! + x`, the estimate, standard error, df, p-value and interval against the
-//! documented formula evaluated with numpy and scipy. To 1e-9 relative.
+//! 0.14.4, pandas 2.2.3): θ against the statsmodels OLS coefficient on x
+//! of `y ~ C(stratum × arm) + x`; the estimate, standard error, df,
+//! p-value and interval against the documented formula evaluated with
+//! numpy and scipy. To 1e-9 relative.
 
 use super::{within_strata, StratumRow};
 use crate::effects::MetricKind;

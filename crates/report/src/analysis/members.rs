@@ -443,8 +443,8 @@ fn cuped_within_strata(
 /// The blocked estimate led by CUPED within strata when it gives one and
 /// the covariate explains something (θ ≠ 0, as for `hash` designs); the
 /// stratified permutation test and the post-stratified t-test (without
-/// the covariate) beside it. Otherwise the estimate as it was, with the
-/// reason beside.
+/// the covariate) beside it. With θ = 0 the estimate as it was; when
+/// CUPED gives no estimate, that and the reason beside it.
 fn with_cuped(e: Estimate, c: Result<StrataCuped, String>) -> Estimate {
     let mut beside = vec![Beside {
         method: e.method.clone(),
@@ -454,14 +454,9 @@ fn with_cuped(e: Estimate, c: Result<StrataCuped, String>) -> Estimate {
         note: Some("without the covariate".into()),
     }];
     let c = match c {
-        Ok(c) if c.theta != 0.0 => Ok(c),
-        Ok(_) => Err(
-            "the covariate explains nothing (theta = 0: no variance within strata and arms)"
-                .to_string(),
-        ),
-        Err(why) => Err(why),
-    };
-    let c = match c {
+        // A covariate that explains nothing (no variance within strata and
+        // arms): the estimate as it was, as for `hash` designs.
+        Ok(c) if c.theta == 0.0 => return e,
         Ok(c) => c,
         Err(why) => {
             let mut e = e;

@@ -63,9 +63,9 @@ async fn a_community_served_the_wrong_arm_for_part_of_a_period_shows_the_drop_in
         // hour apart); coop-b is overridden for 5 of its 20 in period 1.
         let wrong = if scheduled("coop-b", 1) == "on" { "off" } else { "on" };
         let mut total = 0;
-        for k in 0..3 {
+        for (k, period) in periods.iter().enumerate().take(3) {
             for i in 0..20 {
-                clock.set(DateTime::from_timestamp(periods[k].start + 3600 * (i + 1), 0).unwrap());
+                clock.set(DateTime::from_timestamp(period.start + 3600 * (i + 1), 0).unwrap());
                 if k == 1 && i == 10 {
                     let resp = cohort(Method::PUT, "")
                         .json(&json!({"attribute": "community", "values": ["coop-b"], "variant": wrong, "reason": "coop asked for a pause"}))

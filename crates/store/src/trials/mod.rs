@@ -394,7 +394,7 @@ impl Store {
         update: &TrialUpdate<'_>,
         change: &TrialChange<'_>,
         overlaps: Option<&OverlapCheck<'_>>,
-    ) -> Result<Option<(TrialRecord, Option<Shipped>)>, StoreError> {
+    ) -> Result<Option<Updated>, StoreError> {
         let at = Ts(change.at);
         let sql = update.sql();
         let ship = update.ship().map(|s| FlagSetAppend {
@@ -405,7 +405,7 @@ impl Store {
             ..*s
         });
         let running = crate::flag_sets::running_trials(self.backend());
-        let result: Result<Result<Option<(TrialRecord, Option<Shipped>)>, Refused>, sqlx::Error> =
+        let result: Result<Result<Option<Updated>, Refused>, sqlx::Error> =
             with_backend!(self, async |db| {
                 let q = sqlx::query_as(AssertSqlSafe(sql.as_str()))
                     .bind(key)
@@ -519,6 +519,9 @@ impl Store {
 /// The flag-set revision a shipping conclusion appended, and the trials
 /// that recorded a deviation for it.
 pub(crate) type Shipped = (FlagSetRevision, Vec<String>);
+
+/// A trial changed, with what its change shipped.
+type Updated = (TrialRecord, Option<Shipped>);
 
 /// Why a trial change wrote nothing, besides its condition.
 enum Refused {
