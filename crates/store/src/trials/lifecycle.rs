@@ -12,7 +12,7 @@
 //! refusal. Concluding stores the metric snapshots in the transaction that
 //! concludes, conditional on the spec they were computed under.
 
-use super::TrialUpdate;
+use super::{Shipped, TrialUpdate};
 use crate::{
     FlagSetAppend, FlagSetRevision, MetricSnapshot, Store, StoreError, TrialChange, TrialRecord,
     TrialStatus,
@@ -75,8 +75,10 @@ impl Store {
         snapshots: &[MetricSnapshot],
         change: &TrialChange<'_>,
     ) -> Result<TrialRecord, StoreError> {
-        self.conclude(key, from, spec_hash, version, snapshots, change, None)
+        let ends = (None, None);
+        self.conclude(key, from, spec_hash, version, snapshots, change, ends)
             .await
+            .map(|(trial, _)| trial)
     }
 
     /// [`Store::conclude_trial`] before the trial's data were complete:
@@ -94,23 +96,14 @@ impl Store {
         change: &TrialChange<'_>,
         deviation: &str,
     ) -> Result<TrialRecord, StoreError> {
-        if deviation.trim().is_empty() {
-            return Err(StoreError::InvalidState(format!(
-                "trial '{key}': a deviation needs a reason"
-            )));
-        }
-        self.conclude(
-            key,
-            from,
-            spec_hash,
-            version,
-            snapshots,
-            change,
-            Some(deviation),
-        )
-        .await
+        let ends = (Some(deviation), None);
+        self.conclude(key, from, spec_hash, version, snapshots, change, ends)
+            .await
+            .map(|(trial, _)| trial)
     }
 
+    /// Every conclusion: `ends` is the deviation to record (not empty)
+    /// and the flag-set revision to append, each if any.
     #[allow(clippy::too_many_arguments)]
     async fn conclude(
         &self,
@@ -120,11 +113,16 @@ impl Store {
         version: i64,
         snapshots: &[MetricSnapshot],
         change: &TrialChange<'_>,
-        deviation: Option<&str>,
-    ) -> Result<TrialRecord, StoreError> {
+        (deviation, ship): (Option<&str>, Option<&FlagSetAppend<'_>>),
+    ) -> Result<(TrialRecord, Option<Shipped>), StoreError> {
         if from.is_empty() || from.contains(&TrialStatus::Draft) {
             return Err(StoreError::InvalidState(format!(
                 "trial '{key}': only a started trial can be concluded"
+            )));
+        }
+        if deviation.is_some_and(|d| d.trim().is_empty()) {
+            return Err(StoreError::InvalidState(format!(
+                "trial '{key}': a deviation needs a reason"
             )));
         }
         let update = TrialUpdate::Conclude {
@@ -133,9 +131,9 @@ impl Store {
             version,
             snapshots,
             deviation,
-            ship: None,
+            ship,
         };
-        self.update_trial_checked(key, &update, change, None).await
+        self.update_trial_shipping(key, &update, change, None).await
     }
 
     /// [`Store::conclude_trial`] (or, with `deviation`,
@@ -158,26 +156,9 @@ impl Store {
         deviation: Option<&str>,
         ship: &FlagSetAppend<'_>,
     ) -> Result<(TrialRecord, FlagSetRevision, Vec<String>), StoreError> {
-        if from.is_empty() || from.contains(&TrialStatus::Draft) {
-            return Err(StoreError::InvalidState(format!(
-                "trial '{key}': only a started trial can be concluded"
-            )));
-        }
-        if deviation.is_some_and(|d| d.trim().is_empty()) {
-            return Err(StoreError::InvalidState(format!(
-                "trial '{key}': a deviation needs a reason"
-            )));
-        }
-        let update = TrialUpdate::Conclude {
-            from,
-            spec_hash,
-            version,
-            snapshots,
-            deviation,
-            ship: Some(ship),
-        };
+        let ends = (deviation, Some(ship));
         let (trial, shipped) = self
-            .update_trial_shipping(key, &update, change, None)
+            .conclude(key, from, spec_hash, version, snapshots, change, ends)
             .await?;
         let (revision, noted) = shipped.ok_or_else(|| {
             StoreError::InvalidState(format!("trial '{key}': the flag change was not written"))

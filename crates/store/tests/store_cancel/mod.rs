@@ -403,8 +403,7 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
         // A forced conclusion (forced.rs).
         let n = forced::conclusion(store, &h).await;
         dropped.push(("conclude_trial_with_deviation", n));
-        let n = ship::conclusion(store, &h).await;
-        dropped.push(("conclude_trial_and_ship", n));
+        dropped.push(("conclude_trial_and_ship", ship::conclusion(store, &h).await));
 
         // Assignments: sequential positions stay gap-free per stratum.
         let n = at_every_point(
@@ -502,8 +501,7 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
         )
         .await;
         dropped.push(("record_exposures", n));
-        let n = period::added(store, trial_id).await;
-        dropped.push(("add_period_exposures", n));
+        dropped.push(("add_period_exposures", period::added(store, trial_id).await));
 
         // Metric snapshots.
         let n = at_every_point(
