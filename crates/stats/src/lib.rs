@@ -21,6 +21,7 @@ pub mod analyze;
 pub mod bayes;
 pub mod cluster;
 pub mod cuped;
+pub mod cuped_strata;
 pub mod dist;
 pub mod effects;
 pub mod multiple;

@@ -8,8 +8,101 @@ use sqlx::QueryBuilder;
 
 use crate::column::{micros, Ts};
 use crate::error::{db_err, is_contention, is_unique_violation};
-use crate::trials::NewTrialEvent;
 use crate::{Backend, Store, StoreError};
+
+/// Appends revision `$expected + 1` of set `$set` in transaction `$tx`
+/// (`$change`, a `NewRevision`, at `$at`, a `Ts`), with a `deviation`
+/// event for every running trial (read by `$running`, see
+/// `running_trials`) of a flag in `$deviations`. Evaluates to `None`
+/// (nothing written; roll back) if the head is not `$expected`, else
+/// `Some((FlagSetRevision, keys of the trials that recorded one))`. Used
+/// by `Store::append_flag_set_revision_with_deviations` and by the trial
+/// conclusion that ships (`trials::ship`), in their own transactions.
+macro_rules! append_revision {
+    ($tx:ident, $running:expr, $set:expr, $expected:expr, $change:expr, $deviations:expr, $at:expr) => {{
+        let (set, expected, change, at): (&str, i64, &$crate::NewRevision<'_>, $crate::column::Ts) =
+            ($set, $expected, $change, $at);
+        // SQLite: the write lock keeps other writers out. PostgreSQL: a
+        // concurrent writer of the same set makes these wait for its row
+        // (or unique-index entry) and then re-check against its commit.
+        let set_id: Option<i64> = if expected == 0 {
+            sqlx::query_scalar($crate::flag_sets::CREATE_SET)
+                .bind(set)
+                .bind(at)
+                .fetch_optional(&mut *$tx)
+                .await?
+        } else {
+            sqlx::query_scalar($crate::flag_sets::ADVANCE_SET)
+                .bind(set)
+                .bind(at)
+                .bind(expected)
+                .fetch_optional(&mut *$tx)
+                .await?
+        };
+        match set_id {
+            None => None,
+            Some(set_id) => {
+                let revision = expected + 1;
+                sqlx::query($crate::flag_sets::INSERT_REVISION)
+                    .bind(set_id)
+                    .bind(revision)
+                    .bind(change.document)
+                    .bind(change.actor)
+                    .bind(change.action)
+                    .bind(change.flag_key)
+                    .bind(change.reason)
+                    .bind(at)
+                    .execute(&mut *$tx)
+                    .await?;
+                let mut noted = Vec::new();
+                let deviations: &[$crate::FlagDeviation<'_>] = $deviations;
+                if !deviations.is_empty() {
+                    let trials: Vec<$crate::flag_sets::RunningTrial> =
+                        sqlx::query_as($running).fetch_all(&mut *$tx).await?;
+                    for t in &trials {
+                        for d in deviations.iter().filter(|d| d.flag_key == t.flag_key) {
+                            let event = $crate::trials::NewTrialEvent {
+                                trial_id: t.id,
+                                action: "deviation",
+                                actor: change.actor,
+                                reason: d.reason,
+                                spec_hash: &t.spec_hash,
+                                version: t.version,
+                                at,
+                            };
+                            event.insert().execute(&mut *$tx).await?;
+                            noted.push(t.key.clone());
+                        }
+                    }
+                }
+                let stored = $crate::FlagSetRevision {
+                    set: set.to_string(),
+                    revision,
+                    document: change.document.to_string(),
+                    actor: change.actor.to_string(),
+                    action: change.action.to_string(),
+                    flag_key: change.flag_key.map(str::to_string),
+                    reason: change.reason.to_string(),
+                    created_at: change.at,
+                };
+                Some((stored, noted))
+            }
+        }
+    }};
+}
+
+/// A flag-set revision appended in the transaction of another change (a
+/// trial's conclusion that ships an arm, `Store::conclude_trial_and_ship`):
+/// revision `expected + 1` of `set`, with the deviation events of
+/// `append_flag_set_revision_with_deviations`.
+#[derive(Debug, Clone, Copy)]
+pub struct FlagSetAppend<'a> {
+    pub set: &'a str,
+    /// The head the change was computed from.
+    pub expected: i64,
+    pub change: NewRevision<'a>,
+    pub deviations: &'a [FlagDeviation<'a>],
+}
 
 /// A change to append to a flag set's log.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -187,7 +280,7 @@ impl Store {
         .map_err(db_err)
     }
 
-    async fn current_revision(&self, set: &str) -> Result<i64, StoreError> {
+    pub(crate) async fn current_revision(&self, set: &str) -> Result<i64, StoreError> {
         let current: Option<i64> = with_backend!(self, |db| sqlx::query_scalar(CURRENT)
             .bind(set)
             .fetch_optional(db.reader())
@@ -208,70 +301,17 @@ impl Store {
         let running = running_trials(self.backend());
         with_backend!(self, |db| {
             let mut tx = db.begin_write().await?;
-            // SQLite: the write lock keeps other writers out. PostgreSQL: a
-            // concurrent writer of the same set makes these wait for its row
-            // (or unique-index entry) and then re-check against its commit.
-            let set_id: Option<i64> = if expected == 0 {
-                sqlx::query_scalar(CREATE_SET)
-                    .bind(set)
-                    .bind(at)
-                    .fetch_optional(&mut *tx)
-                    .await?
-            } else {
-                sqlx::query_scalar(ADVANCE_SET)
-                    .bind(set)
-                    .bind(at)
-                    .bind(expected)
-                    .fetch_optional(&mut *tx)
-                    .await?
-            };
-            let Some(set_id) = set_id else {
-                tx.rollback().await?;
-                return Ok(None);
-            };
-            let revision = expected + 1;
-            sqlx::query(INSERT_REVISION)
-                .bind(set_id)
-                .bind(revision)
-                .bind(change.document)
-                .bind(change.actor)
-                .bind(change.action)
-                .bind(change.flag_key)
-                .bind(change.reason)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            let mut noted = Vec::new();
-            if !deviations.is_empty() {
-                let trials: Vec<RunningTrial> = sqlx::query_as(running).fetch_all(&mut *tx).await?;
-                for t in &trials {
-                    for d in deviations.iter().filter(|d| d.flag_key == t.flag_key) {
-                        let event = NewTrialEvent {
-                            trial_id: t.id,
-                            action: "deviation",
-                            actor: change.actor,
-                            reason: d.reason,
-                            spec_hash: &t.spec_hash,
-                            version: t.version,
-                            at,
-                        };
-                        event.insert().execute(&mut *tx).await?;
-                        noted.push(t.key.clone());
-                    }
+            let appended = append_revision!(tx, running, set, expected, change, deviations, at);
+            match appended {
+                Some(done) => {
+                    tx.commit().await?;
+                    Ok(Some(done))
+                }
+                None => {
+                    tx.rollback().await?;
+                    Ok(None)
                 }
             }
-            tx.commit().await?;
-            let stored = FlagSetRevision {
-                set: set.to_string(),
-                revision,
-                document: change.document.to_string(),
-                actor: change.actor.to_string(),
-                action: change.action.to_string(),
-                flag_key: change.flag_key.map(str::to_string),
-                reason: change.reason.to_string(),
-                created_at: change.at,
-            };
-            Ok(Some((stored, noted)))
         })
     }
 }
@@ -293,19 +333,19 @@ fn append_failure(err: Option<sqlx::Error>, expected: i64, current: i64) -> Stor
 
 /// A running trial, as a flag-set change that deviates from it sees it.
 #[derive(sqlx::FromRow)]
-struct RunningTrial {
-    id: i64,
-    key: String,
-    flag_key: String,
-    spec_hash: String,
-    version: i64,
+pub(crate) struct RunningTrial {
+    pub(crate) id: i64,
+    pub(crate) key: String,
+    pub(crate) flag_key: String,
+    pub(crate) spec_hash: String,
+    pub(crate) version: i64,
 }
 
 /// The running trials, read inside the flag-set transaction to record
 /// deviations. PostgreSQL locks them, in id order, so that the events'
 /// `seq` cannot be taken concurrently; SQLite's write lock does that
 /// already (and it has no `FOR UPDATE`).
-fn running_trials(backend: Backend) -> &'static str {
+pub(crate) fn running_trials(backend: Backend) -> &'static str {
     match backend {
         Backend::Sqlite => {
             "SELECT id, key, flag_key, spec_hash, version FROM trials \
@@ -338,14 +378,15 @@ const VERSIONS: &str = "SELECT name, current_revision FROM flag_sets ORDER BY na
 const CURRENT: &str = "SELECT current_revision FROM flag_sets WHERE name = $1";
 
 /// $1 name, $2 at. Returns no row if the set exists already.
-const CREATE_SET: &str = "INSERT INTO flag_sets (name, current_revision, created_at, updated_at) \
+pub(crate) const CREATE_SET: &str =
+    "INSERT INTO flag_sets (name, current_revision, created_at, updated_at) \
      VALUES ($1, 1, $2, $2) ON CONFLICT (name) DO NOTHING RETURNING id";
 
 /// $1 name, $2 at, $3 expected. Returns no row unless the head is $3.
-const ADVANCE_SET: &str =
+pub(crate) const ADVANCE_SET: &str =
     "UPDATE flag_sets SET current_revision = current_revision + 1, updated_at = $2 \
      WHERE name = $1 AND current_revision = $3 RETURNING id";
 
-const INSERT_REVISION: &str = "INSERT INTO flag_set_revisions \
+pub(crate) const INSERT_REVISION: &str = "INSERT INTO flag_set_revisions \
      (flag_set_id, revision, document, actor, action, flag_key, reason, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";

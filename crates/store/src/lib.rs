@@ -122,6 +122,11 @@
 //!   cookie, the key, created, expires, ended and why): migration 0012.
 //!   The audit log page reads them with the other logs
 //!   (`audit_log::audit_entries`).
+//! * `period_exposures` (per trial, community, period and arm served of a
+//!   community design: the exposures served, first and last; added by the
+//!   exposure writer, no unit in it) and `metric_snapshots.communities`
+//!   (a community design's community × period cells at conclusion):
+//!   migration 0011.
 //!
 //! ## SQLite specifics
 //!
@@ -223,10 +228,12 @@ mod console_sessions;
 mod error;
 mod events;
 mod exposures;
+#[macro_use]
 mod flag_sets;
 #[macro_use]
 mod metrics;
 mod design_rows;
+mod period_exposures;
 mod postgres;
 mod privacy;
 mod sqlite;
@@ -250,8 +257,9 @@ pub use events::{
     EventCursor, EventFilter, EventRecord, InsertOutcome, NewEvent, RefusedEvent, SyncPoint,
 };
 pub use exposures::{AssignmentExport, ExposureSource, NewExposure};
-pub use flag_sets::{FlagDeviation, FlagSetRevision, NewRevision, RevisionSummary};
+pub use flag_sets::{FlagDeviation, FlagSetAppend, FlagSetRevision, NewRevision, RevisionSummary};
 pub use metrics::{MetricCell, MetricSnapshot};
+pub use period_exposures::{merge_period_exposures, PeriodExposures};
 pub use privacy::{ConsentRecord, ErasureOutcome, ErasureRecord, StudyKeyState, UnitVersions};
 pub use survey_results::{CampaignUnit, NewInvitation};
 pub use survey_triggers::{LatestConsent, TriggerStanding};

@@ -39,7 +39,7 @@ use sqlx::{AssertSqlSafe, Database, Encode, Type};
 
 use crate::column::Ts;
 use crate::error::{db_err, write_err};
-use crate::{Backend, Store, StoreError};
+use crate::{Backend, CommunityRows, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
@@ -111,8 +111,16 @@ pub struct MetricSnapshot {
     /// The analysis time the cells were computed for.
     pub as_of: chrono::DateTime<chrono::Utc>,
     pub computed_at: chrono::DateTime<chrono::Utc>,
+    /// Per-(arm, community) sufficient statistics (`hash` designs; empty
+    /// for community designs).
     #[sqlx(json)]
     pub cells: Vec<MetricCell>,
+    /// Community designs: the community × period cells of the windows
+    /// closed at `as_of`, and the members left out (migration 0011).
+    /// Aggregates only: no unit in them. `None` for member designs.
+    #[sqlx(json(nullable))]
+    #[serde(default)]
+    pub communities: Option<CommunityRows>,
 }
 
 impl Store {
@@ -225,6 +233,7 @@ where
     &'s str: for<'q> Encode<'q, DB> + Type<DB>,
     Ts: for<'q> Encode<'q, DB> + Type<DB>,
     Json<&'s [MetricCell]>: for<'q> Encode<'q, DB> + Type<DB>,
+    Option<Json<CommunityRows>>: for<'q> Encode<'q, DB> + Type<DB>,
 {
     sqlx::query(UPSERT_SNAPSHOT)
         .bind(trial_id)
@@ -233,15 +242,19 @@ where
         .bind(Ts(s.as_of))
         .bind(Ts(s.computed_at))
         .bind(Json(s.cells.as_slice()))
+        .bind(s.communities.clone().map(Json))
 }
 
-/// $1 trial id, $2 metric, $3 spec hash, $4 as of, $5 computed at, $6 cells.
+/// $1 trial id, $2 metric, $3 spec hash, $4 as of, $5 computed at, $6 cells,
+/// $7 community cells.
 const UPSERT_SNAPSHOT: &str = "INSERT INTO metric_snapshots \
-     (trial_id, metric, spec_hash, as_of, computed_at, cells) VALUES ($1, $2, $3, $4, $5, $6) \
+     (trial_id, metric, spec_hash, as_of, computed_at, cells, communities) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) \
      ON CONFLICT (trial_id, metric) DO UPDATE SET spec_hash = excluded.spec_hash, \
-     as_of = excluded.as_of, computed_at = excluded.computed_at, cells = excluded.cells";
+     as_of = excluded.as_of, computed_at = excluded.computed_at, cells = excluded.cells, \
+     communities = excluded.communities";
 
-const SNAPSHOTS: &str = "SELECT metric, spec_hash, as_of, computed_at, cells \
+const SNAPSHOTS: &str = "SELECT metric, spec_hash, as_of, computed_at, cells, communities \
      FROM metric_snapshots WHERE trial_id = $1 ORDER BY metric";
 
 pub(crate) struct Builder {

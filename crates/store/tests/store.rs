@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use commonlab_store::testing::{both_backends, TestDb, BACKENDS};
 use commonlab_store::{
     Backend, EventFilter, ExposureSource, NewApiKeyRecord, NewAssignment, NewEvent, NewExposure,
-    NewRevision, NewSequentialAssignment, NewTrial, Store, StoreError, TrialChange, TrialStatus,
+    NewRevision, NewSequentialAssignment, NewTrial, PeriodExposures, Store, StoreError,
+    TrialChange, TrialStatus,
 };
 use serde_json::{json, Map, Value};
 use uuid::Uuid;

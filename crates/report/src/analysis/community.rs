@@ -27,7 +27,7 @@ pub struct CommunityRow {
 }
 
 /// The arm of `community` in `period` (index into the trial's periods).
-fn arm_in(t: &StoredTrial, community: &str, period: i64) -> Option<String> {
+pub(super) fn arm_in(t: &StoredTrial, community: &str, period: i64) -> Option<String> {
     let control = t.spec.control().variant.clone();
     match &t.allocation {
         Allocation::Cluster(map) => map.get(community).cloned(),

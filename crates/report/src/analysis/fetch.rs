@@ -9,7 +9,7 @@ use commonlab_core::experiments::{
 };
 use commonlab_store::{
     CommunityRows, ExposureCount, ExposureRecord, MemberValue, MetricCell, MetricSnapshot,
-    PeriodSpan, Store, StoreError, TrialStatus,
+    PeriodExposures, PeriodSpan, Store, StoreError, TrialStatus,
 };
 use futures_util::{stream, StreamExt};
 use serde::Serialize;
@@ -17,9 +17,6 @@ use std::collections::BTreeMap;
 
 /// At most this many excluded units are listed (the count is exact).
 pub const EXCLUDED_LISTED: u32 = 1_000;
-/// At most this many exposures of a community design are checked against
-/// its schedule (it records one per community).
-pub const COMMUNITY_EXPOSURES: u32 = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -93,8 +90,9 @@ pub struct StoredTrial {
     /// Units excluded by a developer's override (at most
     /// [`EXCLUDED_LISTED`]).
     pub excluded: Vec<ExposureRecord>,
-    /// Community designs: their exposures (one per community).
-    pub community_exposures: Vec<ExposureRecord>,
+    /// Community designs: the exposures served per community, period and
+    /// arm (schedule adherence).
+    pub period_exposures: Vec<PeriodExposures>,
 }
 
 impl StoredTrial {
@@ -134,25 +132,25 @@ async fn metric_data(
             MetricRows::Members(store.member_values(trial_id, metric, metric_as_of).await?)
         }
         Design::Cluster { .. } | Design::SteppedWedge { .. } | Design::Switchback { .. } => {
-            let (closed, open): (Vec<PeriodSpan>, Vec<PeriodSpan>) = spec
-                .period_windows(metric)
-                .into_iter()
-                .map(|w| PeriodSpan {
-                    period: i64::from(w.period),
-                    start: at(w.start),
-                    end: at(w.end),
-                })
-                .partition(|w| w.end <= metric_as_of);
-            let rows = store
-                .community_period_cells(metric, communities, &closed)
-                .await?;
+            let (closed, open) = period_spans(spec, metric, metric_as_of);
+            let rows = match snapshot.and_then(|s| s.communities.clone()) {
+                Some(rows) => rows,
+                None => {
+                    store
+                        .community_period_cells(metric, communities, &closed)
+                        .await?
+                }
+            };
             MetricRows::Communities { rows, closed, open }
         }
     };
-    // Only hash designs analyse the stored aggregates themselves; the
-    // others recompute as of the conclusion.
-    let source = match (&spec.design, source) {
-        (Design::Hash { .. }, s) => s,
+    // Hash designs analyse their stored cells, community designs their
+    // stored community × period cells; blocked designs (per-member rows,
+    // not kept) recompute as of the conclusion.
+    let source = match (&spec.design, snapshot) {
+        (Design::Hash { .. }, _) => source,
+        (Design::Blocked { .. }, _) | (_, None) => Source::Database,
+        (_, Some(s)) if s.communities.is_some() => Source::Snapshot,
         _ => Source::Database,
     };
     Ok(MetricData {
@@ -187,9 +185,27 @@ fn metric_concurrency(store: &Store) -> usize {
     METRIC_CONCURRENCY.min(readers.saturating_sub(1)).max(1)
 }
 
+/// A community design's windows for `metric`: those closed at `as_of`
+/// (analysed) and those still open.
+pub fn period_spans(
+    spec: &TrialSpec,
+    metric: &Metric,
+    as_of: DateTime<Utc>,
+) -> (Vec<PeriodSpan>, Vec<PeriodSpan>) {
+    spec.period_windows(metric)
+        .into_iter()
+        .map(|w| PeriodSpan {
+            period: i64::from(w.period),
+            start: at(w.start),
+            end: at(w.end),
+        })
+        .partition(|w| w.end <= as_of)
+}
+
 /// Reads `key`'s plan and the rows its design needs as of `as_of` (a
-/// concluded trial: as of its conclusion, from the stored aggregates where
-/// the design's analysis can use them).
+/// concluded trial: as of its conclusion, from the aggregates stored when
+/// it concluded where the design's analysis uses aggregates: `hash` and
+/// the community designs; `docs/experiments.md`, "Concluding").
 pub async fn fetch(
     store: &Store,
     key: &str,
@@ -280,10 +296,8 @@ pub async fn fetch_with_progress(
     let excluded = store
         .exposure_records(record.id, true, EXCLUDED_LISTED)
         .await?;
-    let community_exposures = if spec.is_community_design() {
-        store
-            .exposure_records(record.id, false, COMMUNITY_EXPOSURES)
-            .await?
+    let period_exposures = if spec.is_community_design() {
+        store.period_exposures(record.id).await?
     } else {
         Vec::new()
     };
@@ -298,6 +312,6 @@ pub async fn fetch_with_progress(
         metrics,
         exposures,
         excluded,
-        community_exposures,
+        period_exposures,
     })
 }

@@ -8,6 +8,7 @@ use commonlab_core::experiments::{Metric, MetricKind, TrialSpec};
 use commonlab_stats::analyze::{
     analyze, AnalyzeInput, Entry, MetricInput, MetricOutcome, StratumInput,
 };
+use commonlab_stats::cuped_strata::{within_strata, StrataCuped, StratumRow};
 use commonlab_stats::effects::{ArmStats, MetricKind as StatsKind};
 use commonlab_stats::randomization::Alternative;
 use commonlab_stats::rows::{analyze_rows, DesignKind, Row, RowsDesign, RowsInput, RowsOutput};
@@ -352,10 +353,20 @@ pub(super) fn analyse_blocked(t: &StoredTrial) -> Vec<MetricAnalysis> {
                     rows: blocked_rows(members, &control, arm),
                     design: rows_design(DesignKind::BlockedUsers, &control, t.seed),
                 };
+                // The covariate in the within-stratum comparison.
+                let cuped = d
+                    .metric
+                    .covariate
+                    .is_some()
+                    .then(|| cuped_within_strata(d.metric.kind, members, &control, arm));
                 match analyze_rows(&input) {
                     Ok(r) => {
                         detail.insert(arm.clone(), serde_json::to_value(&r).unwrap_or_default());
-                        out.estimates.push(blocked_estimate(&r, arm, &control));
+                        let mut e = blocked_estimate(&r, arm, &control);
+                        if let Some(c) = cuped {
+                            e = with_cuped(e, c);
+                        }
+                        out.estimates.push(e);
                     }
                     Err(e) => errors.push(format!("{arm}: {e}")),
                 }
@@ -403,6 +414,88 @@ fn cells_by_stratum(members: &[MemberValue]) -> Vec<MetricCell> {
         c.dx_sum += v.d * v.x;
     }
     cells.into_values().collect()
+}
+
+/// CUPED within strata of one treatment arm against control
+/// (`stats::cuped_strata`): each member's stratum, arm, value and
+/// pre-exposure covariate.
+fn cuped_within_strata(
+    kind: MetricKind,
+    members: &[MemberValue],
+    control: &str,
+    arm: &str,
+) -> Result<StrataCuped, String> {
+    let strata: Vec<String> = members.iter().map(stratum_of).collect();
+    let rows: Vec<StratumRow<'_>> = members
+        .iter()
+        .zip(&strata)
+        .filter(|(v, _)| v.arm == control || v.arm == arm)
+        .map(|(v, s)| StratumRow {
+            stratum: s,
+            treated: v.arm == arm,
+            y: v.y,
+            x: v.x,
+        })
+        .collect();
+    within_strata(stats_kind(kind), &rows).map_err(|e| e.to_string())
+}
+
+/// The blocked estimate led by CUPED within strata when it gives one and
+/// the covariate explains something (θ ≠ 0, as for `hash` designs); the
+/// stratified permutation test and the post-stratified t-test (without
+/// the covariate) beside it. With θ = 0 the estimate as it was; when
+/// CUPED gives no estimate, that and the reason beside it.
+fn with_cuped(e: Estimate, c: Result<StrataCuped, String>) -> Estimate {
+    let mut beside = vec![Beside {
+        method: e.method.clone(),
+        estimate: Some(e.estimate),
+        se: e.se,
+        p_value: e.p_value,
+        note: Some("without the covariate".into()),
+    }];
+    let c = match c {
+        // A covariate that explains nothing (no variance within strata and
+        // arms): the estimate as it was, as for `hash` designs.
+        Ok(c) if c.theta == 0.0 => return e,
+        Ok(c) => c,
+        Err(why) => {
+            let mut e = e;
+            e.beside.push(Beside {
+                method: "cuped_within_strata".into(),
+                estimate: None,
+                se: None,
+                p_value: None,
+                note: Some(why),
+            });
+            return e;
+        }
+    };
+    beside.extend(e.beside.iter().filter(|b| b.method != e.method).cloned());
+    let left = if c.left_out.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; strata without two members in each arm left out: {}",
+            c.left_out.join(", ")
+        )
+    };
+    Estimate {
+        estimate: c.estimate,
+        se: Some(c.se),
+        ci95: Some((c.ci95[0], c.ci95[1])),
+        p_value: Some(c.p_value),
+        min_attainable_p: None,
+        method: "cuped_within_strata".into(),
+        model: Some(format!(
+            "y - theta * x compared within {} strata, weighted by stratum size (theta = {:.6}, pooled within stratum and arm; df = {:.1})",
+            c.strata, c.theta, c.df
+        )),
+        why: format!(
+            "members were randomised within strata and the metric has a pre-exposure covariate: CUPED within each stratum removes the variance the covariate explains (Student t with the Welch-Satterthwaite df of the stratified variance; the permutation test without the covariate beside){left}"
+        ),
+        beside,
+        ..e
+    }
 }
 
 fn blocked_estimate(r: &RowsOutput, arm: &str, control: &str) -> Estimate {

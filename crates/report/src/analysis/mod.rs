@@ -35,12 +35,12 @@ mod switchback;
 
 pub use community::{community_rows, engine_rows, CommunityRow};
 pub use fetch::{
-    fetch, fetch_with_progress, Allocation, MetricData, MetricRows, Role, Source, StoredTrial,
-    METRIC_CONCURRENCY,
+    fetch, fetch_with_progress, period_spans, Allocation, MetricData, MetricRows, Role, Source,
+    StoredTrial, METRIC_CONCURRENCY,
 };
 pub use members::{blocked_rows, rows_design};
 pub use plan::{DecisionOutcome, PlannedComparison, PlannedComparisons};
-pub use quality::{Adherence, Quality, ADHERENCE_WARNING};
+pub use quality::{Adherence, Quality, Served, ADHERENCE_WARNING};
 pub use rows::{rows_table, RowsTable};
 pub use surveys::{analyse_scales, metric_name, ScaleScore, WaveScores};
 pub use switchback::{scheme_of, switchback_input, DRAWS as SWITCHBACK_DRAWS};
@@ -120,7 +120,7 @@ pub struct Estimate {
     pub min_attainable_p: Option<f64>,
     /// The method the estimate and p-value come from, e.g. `"welch"`,
     /// `"cuped"`, `"post_stratified"`, `"stratified_permutation"`,
-    /// `"randomisation"`.
+    /// `"cuped_within_strata"`, `"randomisation"`.
     pub method: String,
     /// The model fitted, when there is one.
     pub model: Option<String>,

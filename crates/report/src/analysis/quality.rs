@@ -3,7 +3,8 @@
 //! whole communities are; exposure counts per arm and community; the units
 //! a developer's override excluded.
 
-use super::fetch::{Allocation, StoredTrial};
+use super::community::arm_in;
+use super::fetch::StoredTrial;
 use super::members::arm_order;
 use chrono::{DateTime, Utc};
 use commonlab_stats::srm::{check, SRM_P_THRESHOLD};
@@ -21,7 +22,8 @@ pub struct Quality {
     pub srm: Option<Srm>,
     pub srm_note: Option<String>,
     /// Community designs: per community and period, the share of its
-    /// exposures served the arm its schedule says.
+    /// exposures served the arm its schedule says, with the exposures per
+    /// arm served.
     pub adherence: Vec<Adherence>,
     /// Exposed units per arm and community (excluded units apart).
     pub exposures: Vec<ExposureCountOut>,
@@ -52,6 +54,17 @@ pub struct Adherence {
     pub adherent: i64,
     pub share: f64,
     pub warning: bool,
+    /// The exposures of the community in the period per arm served.
+    pub served: Vec<Served>,
+}
+
+/// Exposures of one community in one period served one arm.
+#[derive(Debug, Clone, Serialize)]
+pub struct Served {
+    pub arm: String,
+    pub exposures: i64,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -132,7 +145,7 @@ pub(super) fn checks(t: &StoredTrial) -> Quality {
         }
         (
             None,
-            Some("communities, not members, are randomised: a sample-ratio test over a handful of communities says nothing; schedule adherence is checked instead (one exposure is recorded per community, the first)".to_string()),
+            Some("communities, not members, are randomised: a sample-ratio test over a handful of communities says nothing; schedule adherence per community and period is checked instead".to_string()),
             adherence,
         )
     } else {
@@ -198,61 +211,46 @@ fn srm(t: &StoredTrial) -> Srm {
     }
 }
 
-/// The scheduled arm of every recorded exposure of a community design,
-/// per community and period.
+/// Per community and period of a community design: the exposures served
+/// (every evaluation counted, `Store::add_period_exposures`), and the
+/// share of them served the arm the schedule gives the community in that
+/// period. An override that serves the scheduled arm is adherent: the
+/// community got what its schedule says.
 fn adherence(t: &StoredTrial) -> Vec<Adherence> {
-    let periods = t.spec.periods();
-    let mut cells: BTreeMap<(String, i64), (String, i64, i64)> = BTreeMap::new();
-    for e in &t.community_exposures {
-        let Some(community) = e.community.clone() else {
+    let mut cells: BTreeMap<(String, i64), Adherence> = BTreeMap::new();
+    for e in &t.period_exposures {
+        let Some(scheduled) = arm_in(t, &e.community, e.period) else {
             continue;
         };
-        let ts = e.exposed_at.timestamp();
-        let Some(p) = periods.iter().find(|p| ts >= p.start && ts < p.end) else {
-            continue;
-        };
-        let scheduled = match &t.allocation {
-            Allocation::Cluster(map) => map.get(&community).cloned(),
-            Allocation::SteppedWedge(s) => s.iter().find(|(c, _)| *c == community).map(|(_, x)| {
-                if ts >= *x {
-                    t.spec.treatment().variant.clone()
-                } else {
-                    t.spec.control().variant.clone()
-                }
-            }),
-            Allocation::Switchback(s) => s.on_at(&community, ts).map(|on| {
-                if on {
-                    t.spec.treatment().variant.clone()
-                } else {
-                    t.spec.control().variant.clone()
-                }
-            }),
-            Allocation::None => None,
-        };
-        let Some(scheduled) = scheduled else {
-            continue;
-        };
-        let c = cells
-            .entry((community, i64::from(p.index)))
-            .or_insert((scheduled.clone(), 0, 0));
-        c.1 += 1;
-        if e.arm == scheduled && e.excluded_reason.is_none() {
-            c.2 += 1;
+        let a = cells
+            .entry((e.community.clone(), e.period))
+            .or_insert_with(|| Adherence {
+                community: e.community.clone(),
+                period: e.period,
+                scheduled_arm: scheduled.clone(),
+                exposures: 0,
+                adherent: 0,
+                share: 0.0,
+                warning: false,
+                served: Vec::new(),
+            });
+        a.exposures += e.exposures;
+        if e.arm == scheduled {
+            a.adherent += e.exposures;
         }
+        a.served.push(Served {
+            arm: e.arm.clone(),
+            exposures: e.exposures,
+            first: e.first,
+            last: e.last,
+        });
     }
     cells
-        .into_iter()
-        .map(|((community, period), (scheduled_arm, n, ok))| {
-            let share = ok as f64 / n as f64;
-            Adherence {
-                community,
-                period,
-                scheduled_arm,
-                exposures: n,
-                adherent: ok,
-                share,
-                warning: share < ADHERENCE_WARNING,
-            }
+        .into_values()
+        .map(|mut a| {
+            a.share = a.adherent as f64 / a.exposures as f64;
+            a.warning = a.share < ADHERENCE_WARNING;
+            a
         })
         .collect()
 }

@@ -91,7 +91,7 @@ fn stored(spec: TrialSpec, rows: impl Fn(&str) -> Vec<MemberValue>, as_of: &str)
             exposed_at: at("2027-01-13T00:00:00Z"),
             excluded_reason: Some("cohort override 'qa'".into()),
         }],
-        community_exposures: Vec::new(),
+        period_exposures: Vec::new(),
     }
 }
 

@@ -8,7 +8,7 @@ use commonlab_core::experiments::{
 use commonlab_report::analysis::{Allocation, MetricData, MetricRows, Role, Source, StoredTrial};
 use commonlab_report::document::{Dates, Provenance, TrialHistory};
 use commonlab_store::{
-    CommunityCell, CommunityRows, ExposureCount, ExposureRecord, MemberValue, MetricCell,
+    CommunityCell, CommunityRows, ExposureCount, MemberValue, MetricCell, PeriodExposures,
     PeriodSpan,
 };
 
@@ -197,7 +197,7 @@ pub fn members_trial(source: &str, seed: u64) -> StoredTrial {
         metrics,
         exposures,
         excluded: Vec::new(),
-        community_exposures: Vec::new(),
+        period_exposures: Vec::new(),
         spec,
     }
 }
@@ -292,19 +292,21 @@ pub fn community_trial(source: &str, seed: u64) -> StoredTrial {
         })
         .collect();
     let mut exposures = Vec::new();
-    let mut community_exposures = Vec::new();
+    let mut period_exposures = Vec::new();
     for c in COMMUNITIES {
         exposures.push(exposure("off", c, 1));
         let first = match &allocation {
             Allocation::Cluster(map) => map.get(c).cloned().unwrap_or_default(),
             _ => "off".into(),
         };
-        community_exposures.push(ExposureRecord {
-            unit: c.into(),
+        period_exposures.push(PeriodExposures {
+            trial_id: 1,
+            community: c.into(),
+            period: 0,
             arm: first,
-            community: Some(c.into()),
-            exposed_at: at("2027-02-01T08:00:00Z"),
-            excluded_reason: None,
+            exposures: 1,
+            first: at("2027-02-01T08:00:00Z"),
+            last: at("2027-02-01T08:00:00Z"),
         });
     }
     StoredTrial {
@@ -317,7 +319,7 @@ pub fn community_trial(source: &str, seed: u64) -> StoredTrial {
         metrics,
         exposures,
         excluded: Vec::new(),
-        community_exposures,
+        period_exposures,
         spec,
     }
 }

@@ -14,7 +14,7 @@ pub use crate::flag_set::head;
 use crate::problem::FieldError;
 use crate::surveys::trigger::trigger_keys_among;
 use commonlab_core::flags::{FlagSet, LoadMode, LoadWarning};
-use commonlab_store::{FlagDeviation, NewRevision, Store, StoreError};
+use commonlab_store::{FlagDeviation, FlagSetRevision, NewRevision, Store, StoreError};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -173,6 +173,60 @@ pub async fn change_flag<F>(
 where
     F: Fn(Option<&Value>) -> Result<Option<Value>, Error>,
 {
+    change_flag_with(store, set, key, action, meta, if_match, f, &Append).await
+}
+
+/// A future of the store, boxed (the writer of a flag change is chosen at
+/// run time).
+pub type StoreFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// How [`change_flag_with`] writes the revision it computed: given the
+/// head it was computed from, the revision and the deviations to record.
+pub trait WriteRevision: Sync {
+    fn write<'a>(
+        &'a self,
+        store: &'a Store,
+        set: &'a str,
+        expected: i64,
+        change: &'a NewRevision<'a>,
+        deviations: &'a [FlagDeviation<'a>],
+    ) -> StoreFuture<'a, (FlagSetRevision, Vec<String>)>;
+}
+
+/// The plain flag change: `Store::append_flag_set_revision_with_deviations`.
+struct Append;
+
+impl WriteRevision for Append {
+    fn write<'a>(
+        &'a self,
+        store: &'a Store,
+        set: &'a str,
+        expected: i64,
+        change: &'a NewRevision<'a>,
+        deviations: &'a [FlagDeviation<'a>],
+    ) -> StoreFuture<'a, (FlagSetRevision, Vec<String>)> {
+        Box::pin(store.append_flag_set_revision_with_deviations(set, expected, change, deviations))
+    }
+}
+
+/// [`change_flag`] whose revision is written by `writer`: a
+/// [`StoreError::Conflict`] from it (the head moved) computes
+/// the change again on the new head; any other error is returned.
+#[allow(clippy::too_many_arguments)]
+pub async fn change_flag_with<F>(
+    store: &Store,
+    set: &str,
+    key: &str,
+    action: &str,
+    meta: &ChangeMeta<'_>,
+    if_match: Option<&str>,
+    f: F,
+    writer: &dyn WriteRevision,
+) -> Result<FlagChange, Error>
+where
+    F: Fn(Option<&Value>) -> Result<Option<Value>, Error>,
+{
     check_reason(meta.reason)?;
     let pointer = flag_pointer(key);
     for attempt in 0..MAX_ATTEMPTS {
@@ -225,8 +279,8 @@ where
                 reason,
             })
             .collect();
-        match store
-            .append_flag_set_revision_with_deviations(set, revision, &change, &deviations)
+        match writer
+            .write(store, set, revision, &change, &deviations)
             .await
         {
             Ok((rev, noted)) => {

@@ -303,24 +303,37 @@ pub async fn add_surveys(
 }
 
 /// Computes every metric of the trial as of `at` (the aggregates a trial
-/// concludes with; `trial_service` stores them with the conclusion).
+/// concludes with; `trial_service` stores them with the conclusion): per
+/// (arm, community) cells for member designs, the community × period cells
+/// of the windows closed at `at` for community designs (no per-member row
+/// is kept: the analysis of a community design uses the cells only).
 pub async fn snapshot(
     store: &Store,
     record: &TrialRecord,
     at: DateTime<Utc>,
 ) -> Result<Vec<MetricSnapshot>, Error> {
     let spec = parse_trial(&record.spec_source, &format!("trial {}", record.key))?;
+    let communities = spec.design.communities();
     let mut out = Vec::new();
     for metric in std::iter::once(&spec.metrics.primary)
         .chain(&spec.metrics.secondary)
         .chain(&spec.metrics.guardrails)
     {
+        let (cells, rows) = match communities {
+            Some(list) => {
+                let (closed, _) = report::period_spans(&spec, metric, at);
+                let rows = store.community_period_cells(metric, list, &closed).await?;
+                (Vec::new(), Some(rows))
+            }
+            None => (store.metric_cells(record.id, metric, at).await?, None),
+        };
         out.push(MetricSnapshot {
             metric: metric.name.clone(),
             spec_hash: record.spec_hash.clone(),
             as_of: at,
             computed_at: at,
-            cells: store.metric_cells(record.id, metric, at).await?,
+            cells,
+            communities: rows,
         });
     }
     Ok(out)

@@ -3,7 +3,7 @@
 //! a trial changes through this replica).
 
 use commonlab_core::experiments::{
-    format_rfc3339, parse_trial, switchback_schedule, Design, SwitchbackSchedule, TrialSpec,
+    format_rfc3339, parse_trial, switchback_schedule, Design, Period, SwitchbackSchedule, TrialSpec,
 };
 use commonlab_store::{Store, StoreError, TrialRecord};
 use std::collections::{BTreeMap, HashMap};
@@ -130,6 +130,9 @@ pub struct RunningTrial {
     pub seed: u64,
     pub spec: TrialSpec,
     pub allocation: Allocation,
+    /// The periods of a community design (`TrialSpec::periods`), computed
+    /// once: the exposure tally finds an evaluation's period in them.
+    pub periods: Vec<Period>,
 }
 
 impl RunningTrial {
@@ -148,6 +151,7 @@ impl RunningTrial {
             key: r.key.clone(),
             version: r.version,
             seed,
+            periods: spec.periods(),
             spec,
             allocation,
         })

@@ -10,6 +10,7 @@
 
 use super::cache::RunningTrial;
 use super::dedup::ExposureDedup;
+use super::served::ServedTally;
 use commonlab_core::privacy::{pseudonymise, StudyKey};
 use commonlab_store::{ExposureSource, NewAssignment, NewExposure, Store, StoreError};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +33,8 @@ pub struct Decision {
 }
 
 const BATCH: usize = 2_000;
+/// How often the writer adds the counts of [`ServedTally`] to the store.
+const SERVED_FLUSH: Duration = Duration::from_secs(1);
 /// At shutdown, attempts (backing off from 100 ms) at each batch left
 /// before it is counted as dropped; while running, the writer never gives
 /// up on a batch.
@@ -68,6 +71,9 @@ pub struct ExposureSink {
     dropped: Arc<AtomicU64>,
     /// First exposures written.
     written: Arc<AtomicU64>,
+    /// Community designs: every exposure served, per (trial, community,
+    /// period, arm), until the writer adds them to the store.
+    served: Arc<ServedTally>,
 }
 
 impl Default for ExposureSink {
@@ -91,6 +97,7 @@ impl ExposureSink {
             dedup: Arc::new(ExposureDedup::with_budget(bytes)),
             dropped: Arc::default(),
             written: Arc::default(),
+            served: Arc::default(),
         }
     }
 
@@ -142,13 +149,18 @@ impl ExposureSink {
     /// Records the exposure of a decision (once per unit and server, once
     /// it is written). An excluded decision (a cohort override) is sent
     /// even when the unit's plain exposure was written: the store then
-    /// marks that exposure excluded.
+    /// marks that exposure excluded. Every exposure of a community design
+    /// is also counted per (community, period, arm served) for the
+    /// schedule-adherence check ([`super::served`]).
     pub async fn record(
         &self,
         d: &Decision,
         source: ExposureSource,
         at: chrono::DateTime<chrono::Utc>,
     ) {
+        if d.trial.spec.is_community_design() {
+            self.served.add(&d.trial, &d.unit_id, &d.arm, at);
+        }
         if self
             .dedup
             .is_seen(d.trial.id, &d.unit_id, d.excluded_reason.is_some())
@@ -295,11 +307,29 @@ async fn record_isolating(store: &Store, batch: &[NewExposure]) -> Result<Vec<us
     Ok(refused)
 }
 
+/// Adds the counts of exposures served per (trial, community, period,
+/// arm) to the store in one transaction; on failure they are kept for the
+/// next attempt.
+async fn flush_served(store: &Store, sink: &ExposureSink) -> Result<(), StoreError> {
+    let rows = sink.served.take();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    match store.add_period_exposures(&rows).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            sink.served.restore(rows);
+            Err(e)
+        }
+    }
+}
+
 /// Writes exposures in batches until `shutdown`, then drains what is left.
 /// A batch is retried until it is written while the server runs; at
 /// shutdown each batch left gets a few attempts, and what still cannot be
 /// written is counted ([`ExposureSink::dropped`]) and logged, never dropped
-/// silently.
+/// silently. About once a second (and once more at shutdown) it adds the
+/// exposures served per period ([`ServedTally`]) to the store.
 pub async fn run_writer(
     store: Store,
     key: Arc<StudyKey>,
@@ -308,8 +338,15 @@ pub async fn run_writer(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut flush = tokio::time::interval(SERVED_FLUSH);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = flush.tick() => {
+                if let Err(e) = flush_served(&store, &sink).await {
+                    tracing::warn!(error = %e, "could not add the exposures served per period; retrying");
+                }
+            }
             n = rx.recv_many(&mut batch, BATCH) => {
                 if n == 0 {
                     break;
@@ -344,6 +381,15 @@ pub async fn run_writer(
             sink.count_dropped(batch.len());
             batch.clear();
         }
+    }
+    let mut attempt = 0;
+    while let Err(e) = flush_served(&store, &sink).await {
+        attempt += 1;
+        if attempt >= SHUTDOWN_ATTEMPTS {
+            tracing::error!(error = %e, lost = sink.served.pending(), "exposures served per period were not added at shutdown");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100) * 2u32.pow(attempt)).await;
     }
     let dropped = sink.dropped();
     if dropped > 0 {

@@ -3,7 +3,8 @@
 //! ([`cache`]), the decision of which arm a unit gets ([`decision`]), the
 //! consent and erasure caches about units it reads ([`unit_cache`]), and
 //! the exposure writer ([`exposure`], with its bounded de-duplication,
-//! [`dedup`]). [`analysis`] turns a stored trial's metrics into the
+//! [`dedup`], and the tally of exposures a community design serves per
+//! period, [`served`]). [`analysis`] turns a stored trial's metrics into the
 //! statistics engine's input; [`overview`] is a trial as shown (API and
 //! `experiments show`), with where it is in its schedule.
 
@@ -15,6 +16,7 @@ pub mod dedup;
 pub mod exposure;
 pub mod overview;
 pub mod report;
+pub mod served;
 pub mod service;
 pub mod ship;
 pub mod unit_cache;

@@ -19,7 +19,7 @@ use crate::error::Error;
 use chrono::{DateTime, Utc};
 use commonlab_core::experiments::{parse_trial, SpecError, TrialSpec};
 use commonlab_core::flags::{FlagSet, LoadMode};
-use commonlab_store::{Store, TrialChange, TrialRecord, TrialStatus};
+use commonlab_store::{MetricSnapshot, Store, TrialChange, TrialRecord, TrialStatus};
 use rand::RngCore;
 
 /// Parses a trial file and checks it against the flag set.
@@ -198,6 +198,73 @@ pub async fn conclude(
     meta: &ChangeMeta<'_>,
     force: bool,
 ) -> Result<TrialRecord, Error> {
+    conclude_with(store, key, meta, force, &Conclude).await
+}
+
+/// A conclusion ready to write: the statuses it was judged in, the plan
+/// its snapshots were computed under, the change and the deviation to
+/// record (a forced conclusion).
+pub struct Prepared<'a> {
+    pub key: &'a str,
+    pub checked: &'a [TrialStatus],
+    pub spec_hash: &'a str,
+    pub version: i64,
+    pub snapshots: &'a [MetricSnapshot],
+    pub change: &'a TrialChange<'a>,
+    pub deviation: Option<&'a str>,
+}
+
+/// A future of a conclusion's write.
+pub type ConclusionFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<TrialRecord, Error>> + Send + 'a>>;
+
+/// How [`conclude_with`] writes a prepared conclusion, in one transaction
+/// (the store's conclusion, or that and a flag change: `super::ship`).
+/// A `SpecConflict` or `InvalidState` from the store is judged again.
+pub trait WriteConclusion: Sync {
+    fn write<'a>(&'a self, store: &'a Store, p: &'a Prepared<'a>) -> ConclusionFuture<'a>;
+}
+
+/// The plain conclusion: `Store::conclude_trial[_with_deviation]`.
+struct Conclude;
+
+impl WriteConclusion for Conclude {
+    fn write<'a>(&'a self, store: &'a Store, p: &'a Prepared<'a>) -> ConclusionFuture<'a> {
+        Box::pin(async move {
+            let (key, checked, hash, version) = (p.key, p.checked, p.spec_hash, p.version);
+            Ok(match p.deviation {
+                Some(d) => {
+                    store
+                        .conclude_trial_with_deviation(
+                            key,
+                            checked,
+                            hash,
+                            version,
+                            p.snapshots,
+                            p.change,
+                            d,
+                        )
+                        .await?
+                }
+                None => {
+                    store
+                        .conclude_trial(key, checked, hash, version, p.snapshots, p.change)
+                        .await?
+                }
+            })
+        })
+    }
+}
+
+/// [`conclude`], the prepared conclusion written by `writer`.
+pub async fn conclude_with(
+    store: &Store,
+    key: &str,
+    meta: &ChangeMeta<'_>,
+    force: bool,
+    writer: &dyn WriteConclusion,
+) -> Result<TrialRecord, Error> {
+    use commonlab_store::StoreError::{InvalidState, SpecConflict};
     use TrialStatus::*;
     let c = change(meta)?;
     let from = &[Running, Stopped];
@@ -240,22 +307,18 @@ pub async fn conclude(
         } else {
             from
         };
-        let (hash, version) = (&record.spec_hash, record.version);
-        let done = match &deviation {
-            Some(d) => {
-                store
-                    .conclude_trial_with_deviation(key, checked, hash, version, &snapshots, &c, d)
-                    .await
-            }
-            None => {
-                store
-                    .conclude_trial(key, checked, hash, version, &snapshots, &c)
-                    .await
-            }
+        let prepared = Prepared {
+            key,
+            checked,
+            spec_hash: &record.spec_hash,
+            version: record.version,
+            snapshots: &snapshots,
+            change: &c,
+            deviation: deviation.as_deref(),
         };
-        match done {
-            Err(commonlab_store::StoreError::SpecConflict { .. }) => continue,
-            Err(commonlab_store::StoreError::InvalidState(_))
+        match writer.write(store, &prepared).await {
+            Err(Error::Store(SpecConflict { .. })) => continue,
+            Err(Error::Store(InvalidState(_)))
                 if checked.len() == 1
                     && get(store, key).await.is_ok_and(|now| {
                         now.status != record.status && from.contains(&now.status)
@@ -263,7 +326,7 @@ pub async fn conclude(
             {
                 continue
             }
-            done => return Ok(done?),
+            done => return done,
         }
     }
     Err(Error::Store(commonlab_store::StoreError::Unavailable(

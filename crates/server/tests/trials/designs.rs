@@ -13,6 +13,7 @@ use super::*;
 use chrono::DateTime;
 use commonlab_core::experiments::{cluster_allocation, stepped_wedge_schedule, TrialSpec};
 use commonlab_report::analysis::rows_design;
+use commonlab_stats::cuped_strata::{within_strata, StratumRow};
 use commonlab_stats::rows::{analyze_rows, DesignKind, Row, RowsInput, RowsOutput};
 
 const EXAMPLE_FLAGS: &str = include_str!("../../../../experiments/flags.json");
@@ -215,7 +216,7 @@ async fn blocked_example_trial_each_arm_against_control() {
         let key = &h.server.state.config.study_key;
         let communities = ["wiki-a", "coop-b", "social-c", "hackerspace-d"];
         let mut rng = Rng(12);
-        let mut members = Vec::new(); // (pseudonym, community, arm, exposed_at)
+        let mut members = Vec::new(); // (pseudonym, community, arm, contributed, contributed before)
         let mut events = Vec::new();
         let base = at("2027-01-15T09:00:00Z");
         for (c, community) in communities.iter().enumerate() {
@@ -231,6 +232,12 @@ async fn blocked_example_trial_each_arm_against_control() {
                     _ => 0.7,
                 };
                 let contributed = rng.chance(p);
+                // In the 28 days before exposure (the primary metric's CUPED
+                // covariate): more likely for those who contribute after.
+                let before = rng.chance(if contributed { 0.7 } else { 0.2 });
+                if before {
+                    events.push(ev(rng.next(), &id, community, "contribution_created", now - chrono::Duration::days(5), json!({})));
+                }
                 if contributed {
                     events.push(ev(rng.next(), &id, community, "contribution_created", now + chrono::Duration::days(2), json!({"self_reply": false})));
                     for _ in 0..rng.below(3) {
@@ -242,7 +249,7 @@ async fn blocked_example_trial_each_arm_against_control() {
                 if rng.chance(0.3) {
                     events.push(ev(rng.next(), &id, community, "thanks_given", now + chrono::Duration::days(1), json!({})));
                 }
-                members.push((pseudonymise(key, &id).into_string(), *community, arm, contributed));
+                members.push((pseudonymise(key, &id).into_string(), *community, arm, contributed, before));
             }
         }
         h.wait_exposed("thanks-button", 96).await;
@@ -277,14 +284,35 @@ async fn blocked_example_trial_each_arm_against_control() {
             .unwrap();
             let e = estimate(primary, arm);
             assert_eq!(e["control"], "control");
-            assert_eq!(e["method"], "stratified_permutation", "{e}");
-            assert_close("estimate", &e["estimate"], want.estimate);
+            // The metric's covariate (contributions in the 28 days before
+            // exposure) is used within strata: CUPED leads (#12).
+            let strata: Vec<(String, bool, f64, f64)> = members
+                .iter()
+                .filter(|m| m.2 == "control" || m.2 == arm)
+                .map(|m| (format!("[\"{}\"]", m.1), m.2 == arm, f64::from(u8::from(m.3)), f64::from(u8::from(m.4))))
+                .collect();
+            let cuped = within_strata(
+                commonlab_stats::effects::MetricKind::Proportion,
+                &strata.iter().map(|r| StratumRow { stratum: &r.0, treated: r.1, y: r.2, x: r.3 }).collect::<Vec<_>>(),
+            )
+            .unwrap();
+            assert!(cuped.theta > 0.0, "{cuped:?}");
+            assert_eq!(e["method"], "cuped_within_strata", "{e}");
+            assert_close("CUPED estimate", &e["estimate"], cuped.estimate);
+            assert_close("CUPED se", &e["se"], cuped.se);
+            assert_close("CUPED p", &e["p_value"], cuped.p_value);
+            assert_close("CUPED ci low", &e["ci95"][0], cuped.ci95[0]);
+            // Beside it, without the covariate: the permutation test and the
+            // post-stratified t-test.
+            let unadjusted = beside(e, "stratified_permutation");
+            assert_close("estimate", &unadjusted["estimate"], want.estimate);
             let post = want.post_stratified.as_ref().unwrap().result.as_ref().unwrap();
-            assert_close("se", &e["se"], post.se);
+            assert_close("se", &unadjusted["se"], post.se);
             assert_close("post-stratified p", &beside(e, "post_stratified")["p_value"], post.p_value);
             let perm = want.randomisation.result.as_ref().unwrap();
-            assert_close("permutation p", &e["p_value"], perm.p_value);
+            assert_close("permutation p", &unadjusted["p_value"], perm.p_value);
             assert!(want.estimate > 0.0, "the known effect shows: {}", want.estimate);
+            assert!(cuped.se < post.se, "the covariate removes variance: {} vs {}", cuped.se, post.se);
         }
         // Holm over the two primary comparisons; secondary uncorrected.
         let c = &v["comparisons"];
@@ -333,7 +361,7 @@ async fn stepped_wedge_example_trial_from_stored_data() {
         let periods = spec.periods();
         let windows = spec.period_windows(&spec.metrics.primary);
         assert_eq!(periods.len(), 5);
-        // Each community evaluated once per period (one exposure is kept).
+        // Each community evaluated once per period.
         for p in &periods {
             clock.set(DateTime::from_timestamp(p.start + 3600, 0).unwrap());
             for c in ["wiki-a", "coop-b", "social-c", "hackerspace-d"] {
@@ -411,6 +439,7 @@ async fn stepped_wedge_example_trial_from_stored_data() {
         }
         clock.set(at("2027-07-02T00:00:00Z"));
         h.send_all(&sdk, &events).await;
+        adherence::wait_served(&db, "value-dashboard", 20).await;
         let v = h.analysis("value-dashboard", "2027-07-02T00:00:00Z").await;
         assert_eq!(v["design"], "stepped_wedge");
         let primary = metric(&v, "weekly_contributor_share");
@@ -459,8 +488,8 @@ async fn stepped_wedge_example_trial_from_stored_data() {
         let adherence = v["quality"]["adherence"].as_array().unwrap();
         assert_eq!(
             adherence.len(),
-            4,
-            "one exposure is kept per community: {adherence:?}"
+            20,
+            "every community in every period: {adherence:?}"
         );
         assert!(adherence
             .iter()
@@ -684,3 +713,9 @@ async fn hash_trial_welch_from_stored_data() {
 
 #[path = "switchback.rs"]
 mod switchback;
+
+#[path = "adherence.rs"]
+mod adherence;
+
+#[path = "concluded.rs"]
+mod concluded;

@@ -9,6 +9,7 @@ mod exposures;
 mod guards;
 mod lifecycle;
 mod report;
+mod ship;
 
 const HASH: &str = include_str!("../fixtures/trials/hash.toml");
 const HASH_AMENDED: &str = include_str!("../fixtures/trials/hash-amended.toml");

@@ -176,6 +176,7 @@ async fn switchback_example_served_by_the_clock_and_analysed_from_stored_data() 
         }
         clock.set(at("2027-05-11T00:00:00Z"));
         h.send_all(&sdk, &events).await;
+        super::adherence::wait_served(&db, KEY, 32).await;
         let v = h.analysis(KEY, "2027-05-11T00:00:00Z").await;
         assert_eq!(v["design"], "switchback");
         let primary = metric(&v, "weekly_contributor_share");
@@ -233,7 +234,7 @@ async fn switchback_example_served_by_the_clock_and_analysed_from_stored_data() 
         // Quality: adherence per community and period; every exposure
         // followed the grid.
         let adherence = v["quality"]["adherence"].as_array().unwrap();
-        assert_eq!(adherence.len(), 4, "{adherence:?}");
+        assert_eq!(adherence.len(), 32, "{adherence:?}");
         assert!(adherence.iter().all(|a| a["share"] == 1.0), "{adherence:?}");
         assert!(v["quality"]["srm"].is_null());
         h.stop().await;

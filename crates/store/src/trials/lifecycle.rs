@@ -12,8 +12,11 @@
 //! refusal. Concluding stores the metric snapshots in the transaction that
 //! concludes, conditional on the spec they were computed under.
 
-use super::TrialUpdate;
-use crate::{MetricSnapshot, Store, StoreError, TrialChange, TrialRecord, TrialStatus};
+use super::{Shipped, TrialUpdate};
+use crate::{
+    FlagSetAppend, FlagSetRevision, MetricSnapshot, Store, StoreError, TrialChange, TrialRecord,
+    TrialStatus,
+};
 
 /// Decides whether a trial may run beside the running trials it is given
 /// (every running trial but itself): `Some(reason)` refuses. Called inside
@@ -72,8 +75,10 @@ impl Store {
         snapshots: &[MetricSnapshot],
         change: &TrialChange<'_>,
     ) -> Result<TrialRecord, StoreError> {
-        self.conclude(key, from, spec_hash, version, snapshots, change, None)
+        let ends = (None, None);
+        self.conclude(key, from, spec_hash, version, snapshots, change, ends)
             .await
+            .map(|(trial, _)| trial)
     }
 
     /// [`Store::conclude_trial`] before the trial's data were complete:
@@ -91,23 +96,14 @@ impl Store {
         change: &TrialChange<'_>,
         deviation: &str,
     ) -> Result<TrialRecord, StoreError> {
-        if deviation.trim().is_empty() {
-            return Err(StoreError::InvalidState(format!(
-                "trial '{key}': a deviation needs a reason"
-            )));
-        }
-        self.conclude(
-            key,
-            from,
-            spec_hash,
-            version,
-            snapshots,
-            change,
-            Some(deviation),
-        )
-        .await
+        let ends = (Some(deviation), None);
+        self.conclude(key, from, spec_hash, version, snapshots, change, ends)
+            .await
+            .map(|(trial, _)| trial)
     }
 
+    /// Every conclusion: `ends` is the deviation to record (not empty)
+    /// and the flag-set revision to append, each if any.
     #[allow(clippy::too_many_arguments)]
     async fn conclude(
         &self,
@@ -117,11 +113,16 @@ impl Store {
         version: i64,
         snapshots: &[MetricSnapshot],
         change: &TrialChange<'_>,
-        deviation: Option<&str>,
-    ) -> Result<TrialRecord, StoreError> {
+        (deviation, ship): (Option<&str>, Option<&FlagSetAppend<'_>>),
+    ) -> Result<(TrialRecord, Option<Shipped>), StoreError> {
         if from.is_empty() || from.contains(&TrialStatus::Draft) {
             return Err(StoreError::InvalidState(format!(
                 "trial '{key}': only a started trial can be concluded"
+            )));
+        }
+        if deviation.is_some_and(|d| d.trim().is_empty()) {
+            return Err(StoreError::InvalidState(format!(
+                "trial '{key}': a deviation needs a reason"
             )));
         }
         let update = TrialUpdate::Conclude {
@@ -130,7 +131,38 @@ impl Store {
             version,
             snapshots,
             deviation,
+            ship,
         };
-        self.update_trial_checked(key, &update, change, None).await
+        self.update_trial_shipping(key, &update, change, None).await
+    }
+
+    /// [`Store::conclude_trial`] (or, with `deviation`,
+    /// [`Store::conclude_trial_with_deviation`]) and the flag-set revision
+    /// `ship` in ONE transaction: both are written or neither. Refused as
+    /// a conclusion is; [`StoreError::Conflict`] with the current head if
+    /// the flag set's head is no longer `ship.expected` (compute the
+    /// revision again); any error appending the revision rolls the
+    /// conclusion back. Returns the concluded trial, the revision and the
+    /// trials that recorded a deviation for it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn conclude_trial_and_ship(
+        &self,
+        key: &str,
+        from: &[TrialStatus],
+        spec_hash: &str,
+        version: i64,
+        snapshots: &[MetricSnapshot],
+        change: &TrialChange<'_>,
+        deviation: Option<&str>,
+        ship: &FlagSetAppend<'_>,
+    ) -> Result<(TrialRecord, FlagSetRevision, Vec<String>), StoreError> {
+        let ends = (deviation, Some(ship));
+        let (trial, shipped) = self
+            .conclude(key, from, spec_hash, version, snapshots, change, ends)
+            .await?;
+        let (revision, noted) = shipped.ok_or_else(|| {
+            StoreError::InvalidState(format!("trial '{key}': the flag change was not written"))
+        })?;
+        Ok((trial, revision, noted))
     }
 }

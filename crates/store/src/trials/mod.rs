@@ -11,7 +11,7 @@ use sqlx::{AssertSqlSafe, Database, Encode, Type};
 use crate::column::{micros, Ts};
 use crate::error::{db_err, unique_violation_on, write_err, UnknownValue};
 use crate::metrics::upsert_snapshot;
-use crate::{Store, StoreError, BUMP_COUNTER};
+use crate::{FlagSetAppend, FlagSetRevision, NewRevision, Store, StoreError, BUMP_COUNTER};
 
 mod assignments;
 mod lifecycle;
@@ -345,6 +345,22 @@ impl Store {
         change: &TrialChange<'_>,
         overlaps: Option<&OverlapCheck<'_>>,
     ) -> Result<TrialRecord, StoreError> {
+        self.update_trial_shipping(key, update, change, overlaps)
+            .await
+            .map(|(trial, _)| trial)
+    }
+
+    /// [`Store::update_trial_checked`], with the flag-set revision the
+    /// update appended in its transaction, if it ships one
+    /// ([`StoreError::Conflict`] with the current head when that head
+    /// moved: nothing is written).
+    pub(crate) async fn update_trial_shipping(
+        &self,
+        key: &str,
+        update: &TrialUpdate<'_>,
+        change: &TrialChange<'_>,
+        overlaps: Option<&OverlapCheck<'_>>,
+    ) -> Result<(TrialRecord, Option<Shipped>), StoreError> {
         let change = TrialChange {
             at: micros(change.at),
             ..*change
@@ -378,10 +394,18 @@ impl Store {
         update: &TrialUpdate<'_>,
         change: &TrialChange<'_>,
         overlaps: Option<&OverlapCheck<'_>>,
-    ) -> Result<Option<TrialRecord>, StoreError> {
+    ) -> Result<Option<Updated>, StoreError> {
         let at = Ts(change.at);
         let sql = update.sql();
-        let result: Result<Result<Option<TrialRecord>, String>, sqlx::Error> =
+        let ship = update.ship().map(|s| FlagSetAppend {
+            change: NewRevision {
+                at: micros(s.change.at),
+                ..s.change
+            },
+            ..*s
+        });
+        let running = crate::flag_sets::running_trials(self.backend());
+        let result: Result<Result<Option<Updated>, Refused>, sqlx::Error> =
             with_backend!(self, async |db| {
                 let q = sqlx::query_as(AssertSqlSafe(sql.as_str()))
                     .bind(key)
@@ -422,7 +446,7 @@ impl Store {
                         .await?;
                     if let Some(why) = overlaps(&running) {
                         tx.rollback().await?;
-                        return Ok(Err(why));
+                        return Ok(Err(Refused::Overlap(why)));
                     }
                 }
                 let Some(trial): Option<TrialRecord> = q.fetch_optional(&mut *tx).await? else {
@@ -452,11 +476,59 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                 }
+                let shipped = match &ship {
+                    None => None,
+                    Some(s) => {
+                        let revision_at = Ts(s.change.at);
+                        let appended = append_revision!(
+                            tx,
+                            running,
+                            s.set,
+                            s.expected,
+                            &s.change,
+                            s.deviations,
+                            revision_at
+                        );
+                        match appended {
+                            Some(done) => Some(done),
+                            None => {
+                                tx.rollback().await?;
+                                return Ok(Err(Refused::HeadMoved));
+                            }
+                        }
+                    }
+                };
                 tx.commit().await?;
-                Ok(Ok(Some(trial)))
+                Ok(Ok(Some((trial, shipped))))
             });
-        result.map_err(write_err)?.map_err(StoreError::InvalidState)
+        match result.map_err(write_err)? {
+            Ok(done) => Ok(done),
+            Err(Refused::Overlap(why)) => Err(StoreError::InvalidState(why)),
+            Err(Refused::HeadMoved) => {
+                let ship = ship.expect("only a shipping update finds the head moved");
+                let current = self.current_revision(ship.set).await?;
+                Err(StoreError::Conflict {
+                    expected: ship.expected,
+                    current,
+                })
+            }
+        }
     }
+}
+
+/// The flag-set revision a shipping conclusion appended, and the trials
+/// that recorded a deviation for it.
+pub(crate) type Shipped = (FlagSetRevision, Vec<String>);
+
+/// A trial changed, with what its change shipped.
+type Updated = (TrialRecord, Option<Shipped>);
+
+/// Why a trial change wrote nothing, besides its condition.
+enum Refused {
+    /// The overlap check's reason.
+    Overlap(String),
+    /// The flag-set head the shipped revision was computed from moved.
+    HeadMoved,
 }
 
 /// An entry to append to a trial's log, in the transaction of the change it

@@ -2,7 +2,7 @@
 //! statuses each allows, its `UPDATE`, its event, and why it was refused.
 
 use super::trial_columns;
-use crate::{MetricSnapshot, StoreError, TrialRecord, TrialStatus};
+use crate::{FlagSetAppend, MetricSnapshot, StoreError, TrialRecord, TrialStatus};
 
 /// A conditional change of a trial row.
 pub(crate) enum TrialUpdate<'a> {
@@ -36,6 +36,10 @@ pub(crate) enum TrialUpdate<'a> {
         /// Recorded as a `deviation` event after the `conclude` one (a
         /// conclusion before the data were complete).
         deviation: Option<&'a str>,
+        /// A flag-set revision appended in the same transaction (the
+        /// conclusion ships an arm); its head having moved refuses the
+        /// whole change.
+        ship: Option<&'a FlagSetAppend<'a>>,
     },
 }
 
@@ -161,6 +165,14 @@ impl TrialUpdate<'_> {
     pub(crate) fn deviation(&self) -> Option<&str> {
         match self {
             TrialUpdate::Conclude { deviation, .. } => *deviation,
+            _ => None,
+        }
+    }
+
+    /// The flag-set revision to append with the change.
+    pub(crate) fn ship(&self) -> Option<&FlagSetAppend<'_>> {
+        match self {
+            TrialUpdate::Conclude { ship, .. } => *ship,
             _ => None,
         }
     }

@@ -21,6 +21,7 @@ pub(super) async fn conclusion(store: &Store, h: &str) -> usize {
                     as_of: at(20),
                     computed_at: at(20),
                     cells: vec![cell("arm0")],
+                    communities: None,
                 }];
                 let from = [TrialStatus::Running];
                 match store

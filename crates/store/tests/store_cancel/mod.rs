@@ -18,6 +18,8 @@ use super::*;
 
 mod console;
 mod forced;
+mod period;
+mod ship;
 use commonlab_store::{
     EventFilter, ExposureSource, MetricCell, MetricSnapshot, NewAssignment, NewEvent, NewExposure,
     NewSequentialAssignment, NewTrial, TrialChange, TrialStatus,
@@ -372,6 +374,7 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
                             as_of: at(20),
                             computed_at: at(20),
                             cells: vec![cell("arm0")],
+                            communities: None,
                         })
                         .collect();
                     let from = [TrialStatus::Running, TrialStatus::Stopped];
@@ -401,6 +404,7 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
         // A forced conclusion (forced.rs).
         let n = forced::conclusion(store, &h).await;
         dropped.push(("conclude_trial_with_deviation", n));
+        dropped.push(("conclude_trial_and_ship", ship::conclusion(store, &h).await));
 
         // Assignments: sequential positions stay gap-free per stratum.
         let n = at_every_point(
@@ -498,6 +502,7 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
         )
         .await;
         dropped.push(("record_exposures", n));
+        dropped.push(("add_period_exposures", period::added(store, trial_id).await));
 
         // Metric snapshots.
         let n = at_every_point(
@@ -512,6 +517,7 @@ async fn every_write_is_all_or_nothing_when_its_caller_is_dropped() {
                             as_of: at(50),
                             computed_at: at(51),
                             cells: vec![cell("arm0"), cell("arm1")],
+                            communities: None,
                         })
                         .collect();
                     store.save_metric_snapshots(trial_id, &snapshots).await

@@ -251,3 +251,84 @@ async fn export_pages_by_unit() {
     })
     .await;
 }
+
+fn served(
+    trial_id: i64,
+    community: &str,
+    period: i64,
+    arm: &str,
+    n: i64,
+    first: i64,
+    last: i64,
+) -> PeriodExposures {
+    PeriodExposures {
+        trial_id,
+        community: community.into(),
+        period,
+        arm: arm.into(),
+        exposures: n,
+        first: at(first),
+        last: at(last),
+    }
+}
+
+/// Exposures served per (trial, community, period, arm): a batch's rows of
+/// one key merge, an upsert adds to the stored count and widens first and
+/// last; other trials apart; a unit's erasure leaves them (no unit in
+/// them); a zero count is refused and the batch left out whole.
+#[tokio::test]
+async fn exposures_served_per_period_add_up() {
+    both_backends(|db| async move {
+        let store = db.store();
+        let trial = running_trial(store, "t").await;
+        let other = running_trial(store, "u").await;
+        store.add_period_exposures(&[]).await.unwrap();
+        store
+            .add_period_exposures(&[
+                served(trial, "north", 1, "on", 3, 10, 20),
+                served(trial, "north", 1, "on", 2, 5, 15), // same key: merged
+                served(trial, "north", 1, "off", 1, 12, 12),
+                served(trial, "south", 0, "off", 4, 1, 9),
+                served(other, "north", 1, "on", 7, 1, 2),
+            ])
+            .await
+            .unwrap();
+        store
+            .add_period_exposures(&[
+                served(trial, "north", 1, "on", 10, 8, 30),
+                served(trial, "south", 2, "on", 1, 50, 50),
+            ])
+            .await
+            .unwrap();
+        let rows = store.period_exposures(trial).await.unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                served(trial, "north", 1, "off", 1, 12, 12),
+                served(trial, "north", 1, "on", 15, 5, 30),
+                served(trial, "south", 0, "off", 4, 1, 9),
+                served(trial, "south", 2, "on", 1, 50, 50),
+            ]
+        );
+        assert_eq!(
+            store.period_exposures(other).await.unwrap(),
+            vec![served(other, "north", 1, "on", 7, 1, 2)]
+        );
+        // Erasing a unit does not touch the per-community counts.
+        store
+            .erase_unit(&unit(1), "cli:dpo", "request", at(60))
+            .await
+            .unwrap();
+        assert_eq!(store.period_exposures(trial).await.unwrap(), rows);
+        // All or nothing: a refused row leaves the whole batch out.
+        let refused = store
+            .add_period_exposures(&[
+                served(trial, "north", 1, "on", 1, 70, 70),
+                served(trial, "east", 0, "on", 0, 70, 70),
+            ])
+            .await;
+        assert!(refused.is_err(), "{refused:?}");
+        assert_eq!(store.period_exposures(trial).await.unwrap(), rows);
+    })
+    .await;
+}

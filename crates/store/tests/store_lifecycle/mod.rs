@@ -4,7 +4,11 @@
 //! database stand for two replicas.
 
 use super::*;
-use commonlab_store::{MetricCell, MetricSnapshot, TrialRecord, TrialStatus};
+
+mod ship;
+use commonlab_store::{
+    CommunityCell, CommunityRows, MetricCell, MetricSnapshot, TrialRecord, TrialStatus,
+};
 
 /// Refuses a trial beside any running trial of the same flag.
 fn same_flag(running: &[TrialRecord]) -> Option<String> {
@@ -39,6 +43,21 @@ fn snapshots(hash: &str, as_of: DateTime<Utc>, n: i64) -> Vec<MetricSnapshot> {
             as_of,
             computed_at: as_of,
             cells: vec![cell.clone()],
+            // m2 as a community design keeps it: community × period cells.
+            communities: (*m == "m2").then(|| CommunityRows {
+                cells: vec![CommunityCell {
+                    community: "north".into(),
+                    period: 1,
+                    n,
+                    sum: 2.5,
+                    sum_squares: 4.25,
+                    d_sum: 0.0,
+                    d_sum_squares: 0.0,
+                    yd_sum: 0.0,
+                    y_cap: Some(9.0),
+                }],
+                excluded_members: 3,
+            }),
         })
         .collect()
 }
@@ -211,6 +230,9 @@ async fn a_conclusion_and_its_snapshot_commit_together() {
         assert_eq!(winner.status, TrialStatus::Concluded);
         let stored = store.metric_snapshots(trial_id).await.unwrap();
         assert_eq!(stored.len(), 2);
+        // The winner's snapshots, community cells included, read back whole.
+        let secs = winner.concluded_at.unwrap().timestamp() - at(0).timestamp();
+        assert_eq!(stored, snapshots(&now.spec_hash, at(secs), secs));
         for s in &stored {
             assert_eq!(Some(s.as_of), winner.concluded_at, "{}", db.backend());
             assert_eq!(
