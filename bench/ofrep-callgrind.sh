@@ -5,7 +5,9 @@
 # Each binary serves a fresh SQLite database (default settings, log level
 # info); wrk warms it up for 3 s at 2 connections, the counters are zeroed,
 # then wrk runs DURATION seconds (default 10) and the instructions counted
-# are divided by the requests wrk completed.
+# are divided by the requests wrk completed. KEEP=DIR keeps each build's
+# profile of the measured run as DIR/NAME.cg.out (for
+# `callgrind_annotate --inclusive=yes DIR/NAME.cg.out`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 duration=${DURATION:-10}
@@ -35,6 +37,7 @@ for arg in "$@"; do
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   sleep 1
   ir=$(cat "$dir"/cg.out.* | awk '/^summary:/ {s += $2} END {print s}')
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cat "$dir"/cg.out.* > "$KEEP/$name.cg.out"; fi
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
   python3 -c "print(f'| $name | $reqs | {$ir/$reqs:,.0f} |')"
 done

@@ -159,7 +159,7 @@ pub(super) fn for_each_allocation(
         for &i in &blocks[b].options[new] {
             state.set(i, true);
         }
-        if visited % REFRESH == 0 {
+        if visited.is_multiple_of(REFRESH) {
             state.refresh();
         }
         if new == 0 || new == blocks[b].options.len() - 1 {
