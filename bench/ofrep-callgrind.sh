@@ -10,6 +10,9 @@
 # bulk). SETUP, when set, is run after the flags are imported with the
 # binary as $1 and the database URL in COMMONLAB_DATABASE_URL (e.g.
 # bench/trigger-setup.sh: a campaign with a survey-trigger flag).
+# KEEP=DIR keeps each build's
+# profile of the measured run as DIR/NAME.cg.out (for
+# `callgrind_annotate --inclusive=yes DIR/NAME.cg.out`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 duration=${DURATION:-10}
@@ -41,6 +44,7 @@ for arg in "$@"; do
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   sleep 1
   ir=$(cat "$dir"/cg.out.* | awk '/^summary:/ {s += $2} END {print s}')
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cat "$dir"/cg.out.* > "$KEEP/$name.cg.out"; fi
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
   python3 -c "print(f'| $name | $reqs | {$ir/$reqs:,.0f} |')"
 done

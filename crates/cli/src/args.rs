@@ -694,8 +694,13 @@ pub struct LoadtestArgs {
     pub duration: String,
     /// Relative weights of the request kinds: single (OFREP single-flag
     /// evaluation), bulk (OFREP bulk), events (POST /v1/events batch),
-    /// survey (survey page view, with --survey-links).
-    #[arg(long, default_value = "single=60,bulk=15,events=25,survey=10")]
+    /// survey (survey page view, with --survey-links or --research-key),
+    /// answer (one step of a respondent answering a survey: open the link,
+    /// consent, each page posted, the thanks page; with --research-key).
+    #[arg(
+        long,
+        default_value = "single=60,bulk=15,events=25,survey=10,answer=10"
+    )]
     pub mix: String,
     /// A flag for single evaluations; repeatable (default: every flag a
     /// bulk evaluation lists).
@@ -711,9 +716,21 @@ pub struct LoadtestArgs {
     #[arg(long, default_value_t = 20)]
     pub batch: usize,
     /// A file of survey page links, one a line (absolute, or /s/TOKEN on
-    /// --url); without it survey views are left out of the mix.
+    /// --url); without it survey views use the campaign set up with
+    /// --research-key, or are left out of the mix.
     #[arg(long)]
     pub survey_links: Option<PathBuf>,
+    /// A researcher key of that server: the run publishes its own survey
+    /// instrument, creates a campaign (loadtest-SEED-UNIXTIME) and makes
+    /// personal links for synthetic units through the management API, for
+    /// the answer steps (and the page views, without --survey-links).
+    /// Without it survey answers are left out of the mix.
+    #[arg(long, env = "COMMONLAB_RESEARCH_KEY", hide_env_values = true)]
+    pub research_key: Option<String>,
+    /// Survey respondents answering at once, each with one request in
+    /// flight at most (more start when all of them are waiting).
+    #[arg(long, default_value_t = 50)]
+    pub respondents_at_once: usize,
     /// Seed of the request mix.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

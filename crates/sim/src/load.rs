@@ -1,7 +1,10 @@
 //! Open-loop load generation against a running server, through its
 //! public interfaces only: OFREP single and bulk evaluations with varied
-//! targeting keys and communities, `POST /v1/events` batches, and survey
-//! page views when links are given.
+//! targeting keys and communities, `POST /v1/events` batches, survey
+//! page views, and survey answers: respondents going through the real
+//! flow (open the link, consent, post each page with its form token, the
+//! thanks page) on a campaign the run sets up through the management API
+//! with a researcher key ([`survey`]).
 //!
 //! Open loop: request `i` is scheduled at `start + i/rate` whatever the
 //! server does, and its latency is measured from that scheduled time to
@@ -25,6 +28,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+pub mod survey;
+pub use survey::SurveyReport;
+use survey::{Respondents, Step, StepDone};
 
 /// Longest run.
 pub const MAX_DURATION: Duration = Duration::from_secs(600);
@@ -55,29 +62,34 @@ pub struct Mix {
     pub bulk: u32,
     pub events: u32,
     pub survey: u32,
+    /// Steps of respondents answering a survey (needs a researcher key).
+    pub answer: u32,
 }
 
 impl Default for Mix {
     /// 60% single evaluations, 15% bulk, 25% event batches; survey page
-    /// views 10 when links are given.
+    /// views 10 and survey answer steps 10 when a campaign is there.
     fn default() -> Self {
         Mix {
             single: 60,
             bulk: 15,
             events: 25,
             survey: 10,
+            answer: 10,
         }
     }
 }
 
 impl Mix {
-    /// `single=60,bulk=15,events=25,survey=10`; kinds left out weigh 0.
+    /// `single=60,bulk=15,events=25,survey=10,answer=10`; kinds left out
+    /// weigh 0.
     pub fn parse(text: &str) -> Result<Mix, LoadError> {
         let mut mix = Mix {
             single: 0,
             bulk: 0,
             events: 0,
             survey: 0,
+            answer: 0,
         };
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (k, v) = part
@@ -94,18 +106,25 @@ impl Mix {
                 "bulk" => mix.bulk = w,
                 "events" => mix.events = w,
                 "survey" => mix.survey = w,
+                "answer" => mix.answer = w,
                 other => {
                     return Err(invalid(
                         "--mix",
-                        format!("unknown kind '{other}' (single, bulk, events, survey)"),
+                        format!("unknown kind '{other}' (single, bulk, events, survey, answer)"),
                     ))
                 }
             }
         }
-        if mix.single + mix.bulk + mix.events + mix.survey == 0 {
+        if mix.total() == 0 {
             return Err(invalid("--mix", "every weight is 0"));
         }
         Ok(mix)
+    }
+}
+
+impl Mix {
+    fn total(&self) -> u32 {
+        self.single + self.bulk + self.events + self.survey + self.answer
     }
 }
 
@@ -116,6 +135,10 @@ pub enum Kind {
     Bulk,
     Events,
     Survey,
+    /// A respondent's `GET`s: opening the link, the thanks page.
+    AnswerView,
+    /// A respondent's posts: consent, each page.
+    AnswerPost,
 }
 
 impl Kind {
@@ -125,6 +148,8 @@ impl Kind {
             Kind::Bulk => "ofrep_bulk",
             Kind::Events => "events",
             Kind::Survey => "survey_view",
+            Kind::AnswerView => "survey_answer_view",
+            Kind::AnswerPost => "survey_answer_post",
         }
     }
 }
@@ -146,8 +171,15 @@ pub struct LoadConfig {
     pub users: u64,
     /// Events per batch.
     pub batch: usize,
-    /// Survey page URLs (empty: no survey views).
+    /// Survey page URLs (empty: the links of the campaign set up with
+    /// `research_key`, else no survey views).
     pub survey_links: Vec<String>,
+    /// A researcher key: with it, a campaign is set up for survey answers
+    /// (and views, without `survey_links`); without it they are left out.
+    pub research_key: Option<String>,
+    /// Respondents answering at once (each with at most one request in
+    /// flight); more start when these are all waiting for an answer.
+    pub respondents_at_once: usize,
     pub seed: u64,
     /// Per request.
     pub timeout: Duration,
@@ -174,7 +206,9 @@ pub struct KindReport {
     pub sent: u64,
     /// Answered 2xx.
     pub ok: u64,
-    /// Failures by status code, or `timeout` / `connect` / `other`.
+    /// Failures by status code, or `timeout` / `connect` / `other`; for
+    /// survey posts also `form_refused` (answered 200: the form was shown
+    /// again) and `303_elsewhere` (sent on to an unexpected page).
     pub errors: BTreeMap<String, u64>,
     /// Scheduled but not sent (too many in flight).
     pub not_sent: u64,
@@ -207,6 +241,9 @@ pub struct LoadReport {
     pub mix: Mix,
     pub flags: Vec<String>,
     pub kinds: Vec<KindReport>,
+    /// Survey answers: the campaign and its respondents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub survey: Option<SurveyReport>,
     pub notes: Vec<String>,
 }
 
@@ -253,16 +290,24 @@ impl LoadConfig {
         if self.max_in_flight == 0 {
             return Err(invalid("--max-in-flight", "must be at least 1"));
         }
+        if self.respondents_at_once == 0 || self.respondents_at_once > survey::MAX_LINKS / 2 {
+            return Err(invalid(
+                "--respondents-at-once",
+                format!("must be 1 to {}", survey::MAX_LINKS / 2),
+            ));
+        }
         Ok(())
     }
 }
 
 struct Done {
     kind: Kind,
-    /// Status code, or the kind of failure.
-    status: Result<u16, &'static str>,
+    /// Accepted, or why not (a status code or the kind of failure).
+    outcome: Result<(), String>,
     latency: Duration,
     rejected_events: u64,
+    /// A survey respondent's step.
+    step: Option<StepDone>,
 }
 
 /// Everything a request needs, shared by the tasks.
@@ -309,12 +354,16 @@ fn failure(e: &reqwest::Error) -> &'static str {
     }
 }
 
-/// Sends one request and reads its answer.
+/// Sends one request and reads its answer: accepted or why not, events
+/// rejected, and for a survey step what it moves the respondent to.
 async fn request(
     shared: &Shared,
     kind: Kind,
     body: RequestBody,
-) -> (Result<u16, &'static str>, u64) {
+) -> (Result<(), String>, u64, Option<StepDone>) {
+    if let RequestBody::Step(step) = body {
+        return answer_step(shared, step).await;
+    }
     let builder = match body {
         RequestBody::Evaluate { flag, context } => {
             let url = match &flag {
@@ -333,6 +382,7 @@ async fn request(
             .bearer_auth(&shared.key)
             .json(&events),
         RequestBody::Page(url) => shared.http.get(url),
+        RequestBody::Step(_) => unreachable!("answered above"),
     };
     match builder.send().await {
         Ok(resp) => {
@@ -347,13 +397,55 @@ async fn request(
                     } else {
                         0
                     };
-                    (Ok(status), rejected)
+                    let outcome = if (200..300).contains(&status) {
+                        Ok(())
+                    } else {
+                        Err(status.to_string())
+                    };
+                    (outcome, rejected, None)
                 }
-                Err(e) => (Err(failure(&e)), 0),
+                Err(e) => (Err(failure(&e).into()), 0, None),
             }
         }
-        Err(e) => (Err(failure(&e)), 0),
+        Err(e) => (Err(failure(&e).into()), 0, None),
     }
+}
+
+/// One step of a survey respondent (`survey` module docs).
+async fn answer_step(shared: &Shared, step: Step) -> (Result<(), String>, u64, Option<StepDone>) {
+    let post = step.is_post();
+    let builder = match &step.form {
+        Some(form) => shared.http.post(&step.url).form(form),
+        None => shared.http.get(&step.url),
+    };
+    let (outcome, form_token) = match builder.send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            match resp.bytes().await {
+                Ok(body) => survey::judge(
+                    post,
+                    status,
+                    location.as_deref(),
+                    step.expect_location.as_deref(),
+                    &body,
+                ),
+                Err(e) => (Err(failure(&e).into()), None),
+            }
+        }
+        Err(e) => (Err(failure(&e).into()), None),
+    };
+    let done = StepDone {
+        respondent: step.respondent,
+        step: step.step,
+        accepted: outcome.is_ok(),
+        form_token,
+    };
+    (outcome, 0, Some(done))
 }
 
 enum RequestBody {
@@ -363,6 +455,7 @@ enum RequestBody {
     },
     Events(Vec<Event>),
     Page(String),
+    Step(Step),
 }
 
 /// Waits until `at`: tokio's timer wakes on whole milliseconds (up to one
@@ -386,8 +479,10 @@ pub async fn run(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<LoadReport, LoadError> {
     cfg.check()?;
+    // Redirects are not followed: a survey post's 303 is its answer.
     let http = reqwest::Client::builder()
         .timeout(cfg.timeout)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| LoadError::Server(format!("cannot build the HTTP client: {e}")))?;
     let shared = std::sync::Arc::new(Shared {
@@ -397,9 +492,39 @@ pub async fn run(
     });
     let mut notes = Vec::new();
     let mut mix = cfg.mix;
-    if cfg.survey_links.is_empty() && mix.survey > 0 {
+    let mut survey_links = cfg.survey_links.clone();
+    let mut respondents = None;
+    let wants_campaign = mix.answer > 0 || (mix.survey > 0 && survey_links.is_empty());
+    match &cfg.research_key {
+        Some(key) if wants_campaign => {
+            // Enough links for the answer steps expected, with a margin.
+            let steps = (cfg.rate * cfg.duration.as_secs_f64() * f64::from(mix.answer)
+                / f64::from(mix.total().max(1)))
+            .ceil() as usize;
+            let answering = if mix.answer > 0 {
+                steps * 5 / 4 / survey::STEPS + cfg.respondents_at_once + 10
+            } else {
+                0
+            };
+            let setup = survey::set_up(&shared, key, &cfg.communities, answering, cfg.seed).await?;
+            if survey_links.is_empty() {
+                survey_links = setup.view_links.clone();
+            }
+            if mix.answer > 0 {
+                respondents = Some(Respondents::new(&setup, cfg.respondents_at_once));
+            }
+        }
+        None if mix.answer > 0 => {
+            mix.answer = 0;
+            notes.push(
+                "survey answers skipped: they need a campaign, set up with a researcher key (--research-key)".into(),
+            );
+        }
+        _ => {}
+    }
+    if survey_links.is_empty() && mix.survey > 0 {
         mix.survey = 0;
-        notes.push("survey page views skipped: no survey links given (--survey-links FILE)".into());
+        notes.push("survey page views skipped: no survey links given (--survey-links FILE) and no campaign set up (--research-key)".into());
     }
     let flags = if cfg.flags.is_empty() && mix.single > 0 {
         discover_flags(&shared).await?
@@ -411,24 +536,31 @@ pub async fn run(
             "the server's flag set is empty: no flag to evaluate (import flags, give --flag, or set single=0 in --mix)".into(),
         ));
     }
-    if mix.single + mix.bulk + mix.events + mix.survey == 0 {
+    if mix.total() == 0 {
         return Err(invalid("--mix", "nothing left to send"));
     }
+    // An answer step is picked as `AnswerPost`; the respondent's step then
+    // says whether it is a view or a post.
     let kinds: Vec<(Kind, u32)> = [
         (Kind::Single, mix.single),
         (Kind::Bulk, mix.bulk),
         (Kind::Events, mix.events),
         (Kind::Survey, mix.survey),
+        (Kind::AnswerPost, mix.answer),
     ]
     .into_iter()
     .filter(|(_, w)| *w > 0)
     .collect();
+    let mut reported: Vec<Kind> = kinds.iter().map(|(k, _)| *k).collect();
+    if mix.answer > 0 {
+        reported.insert(reported.len() - 1, Kind::AnswerView);
+    }
     let total_weight: u32 = kinds.iter().map(|(_, w)| w).sum();
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let scheduled = (cfg.rate * cfg.duration.as_secs_f64()).floor().max(1.0) as u64;
     let mut histograms: BTreeMap<Kind, Histogram<u64>> = BTreeMap::new();
     let mut reports: BTreeMap<Kind, KindReport> = BTreeMap::new();
-    for (k, _) in &kinds {
+    for k in &reported {
         histograms.insert(
             *k,
             Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
@@ -449,7 +581,8 @@ pub async fn run(
     }
     let record = |done: Done,
                   histograms: &mut BTreeMap<Kind, Histogram<u64>>,
-                  reports: &mut BTreeMap<Kind, KindReport>| {
+                  reports: &mut BTreeMap<Kind, KindReport>,
+                  respondents: &mut Option<Respondents>| {
         let micros = u64::try_from(done.latency.as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -457,14 +590,16 @@ pub async fn run(
             h.saturating_record(micros);
         }
         if let Some(r) = reports.get_mut(&done.kind) {
-            match done.status {
-                Ok(s) if (200..300).contains(&s) => r.ok += 1,
-                Ok(s) => *r.errors.entry(s.to_string()).or_default() += 1,
-                Err(e) => *r.errors.entry(e.to_string()).or_default() += 1,
+            match done.outcome {
+                Ok(()) => r.ok += 1,
+                Err(e) => *r.errors.entry(e).or_default() += 1,
             }
             if let Some((_, rejected)) = &mut r.events {
                 *rejected += done.rejected_events;
             }
+        }
+        if let (Some(step), Some(rs)) = (done.step, respondents.as_mut()) {
+            rs.done(step);
         }
     };
     let mut tasks: JoinSet<Done> = JoinSet::new();
@@ -479,11 +614,11 @@ pub async fn run(
         max_lag = max_lag.max(now.saturating_duration_since(at));
         while let Some(joined) = tasks.try_join_next() {
             if let Ok(done) = joined {
-                record(done, &mut histograms, &mut reports);
+                record(done, &mut histograms, &mut reports, &mut respondents);
             }
         }
         let mut pick = rng.random_range(0..total_weight);
-        let kind = kinds
+        let mut kind = kinds
             .iter()
             .find(|(_, w)| {
                 if pick < *w {
@@ -494,6 +629,32 @@ pub async fn run(
                 }
             })
             .map_or(Kind::Single, |(k, _)| *k);
+        let mut step = None;
+        if kind == Kind::AnswerPost {
+            match respondents.as_mut().and_then(|rs| rs.next(&mut rng)) {
+                Some(s) => {
+                    if !s.is_post() {
+                        kind = Kind::AnswerView;
+                    }
+                    step = Some(s);
+                }
+                None => {
+                    if let Some(r) = reports.get_mut(&Kind::AnswerView) {
+                        r.not_sent += 1;
+                    }
+                    continue;
+                }
+            }
+        }
+        if tasks.len() >= cfg.max_in_flight {
+            if let (Some(s), Some(rs)) = (&step, respondents.as_mut()) {
+                rs.unsent(s);
+            }
+            if let Some(r) = reports.get_mut(&kind) {
+                r.not_sent += 1;
+            }
+            continue;
+        }
         let user = rng.random_range(0..cfg.users);
         let unit = format!("load-{user}");
         let community = cfg.communities[(user % cfg.communities.len() as u64) as usize].clone();
@@ -511,27 +672,27 @@ pub async fn run(
                     })
                     .collect(),
             ),
-            Kind::Survey => RequestBody::Page(
-                cfg.survey_links[rng.random_range(0..cfg.survey_links.len())].clone(),
-            ),
+            Kind::Survey => {
+                RequestBody::Page(survey_links[rng.random_range(0..survey_links.len())].clone())
+            }
+            Kind::AnswerView | Kind::AnswerPost => {
+                RequestBody::Step(step.take().expect("an answer kind has its step"))
+            }
         };
         let report = reports.get_mut(&kind).expect("every kind has a report");
-        if tasks.len() >= cfg.max_in_flight {
-            report.not_sent += 1;
-            continue;
-        }
         report.sent += 1;
         if let Some((events, _)) = &mut report.events {
             *events += cfg.batch as u64;
         }
         let shared = shared.clone();
         tasks.spawn(async move {
-            let (status, rejected_events) = request(&shared, kind, body).await;
+            let (outcome, rejected_events, step) = request(&shared, kind, body).await;
             Done {
                 kind,
-                status,
+                outcome,
                 latency: at.elapsed(),
                 rejected_events,
+                step,
             }
         });
         sent += 1;
@@ -540,7 +701,7 @@ pub async fn run(
     }
     while let Some(joined) = tasks.join_next().await {
         if let Ok(done) = joined {
-            record(done, &mut histograms, &mut reports);
+            record(done, &mut histograms, &mut reports, &mut respondents);
         }
     }
     let elapsed = start.elapsed().as_secs_f64().max(1e-9);
@@ -588,6 +749,7 @@ pub async fn run(
         mix,
         flags,
         kinds: out,
+        survey: respondents.map(|rs| rs.report),
         notes,
     })
 }
@@ -627,7 +789,8 @@ mod tests {
                 single: 3,
                 bulk: 0,
                 events: 1,
-                survey: 0
+                survey: 0,
+                answer: 0,
             }
         );
         for bad in ["single", "single=x", "poll=1", "single=0", "bulk=1001"] {

@@ -6,8 +6,10 @@
 //! mean estimate (its bias) when half the effect carries over into the
 //! next period.
 //!
-//! `cargo run --release -p commonlab-stats --example calibrate_switchback [TRIALS] [DRAWS]`
-//! (default 2,000 trials, 999 draws).
+//! `cargo run --release -p commonlab-stats --example calibrate_switchback [TRIALS] [DRAWS] [SCHEME]`
+//! (default 2,000 trials, 999 draws, every scheme; `SCHEME` is `balanced`,
+//! `blocked_pairs` or `independent`, to run one scheme's rows alone). Each
+//! row's trials start from the same seed whatever else runs.
 
 use commonlab_stats::switchback::{analyze_switchback, Cell, Scheme, SwitchbackInput};
 use rand::{Rng, SeedableRng};
@@ -48,6 +50,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let trials: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2_000);
     let draws: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(999);
+    let only = args.get(3).map(String::as_str);
     let (nc, np) = (4, 8);
     let normal = Normal::new(0.0, 1.0).unwrap();
     println!(
@@ -59,6 +62,15 @@ fn main() {
         Scheme::BlockedPairs,
         Scheme::Independent { probability: 0.5 },
     ] {
+        let name = match scheme {
+            Scheme::Balanced => "balanced",
+            Scheme::BlockedPairs => "blocked_pairs",
+            Scheme::Independent { .. } => "independent",
+        };
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let started = std::time::Instant::now();
         for (label, effect, carry) in [
             ("no effect", 0.0, 0.0),
             ("effect 0.3 SD", 0.06, 0.0),
@@ -103,13 +115,14 @@ fn main() {
             }
             let share = |k: usize| k as f64 / n.max(1) as f64;
             println!(
-                "| {scheme:?} | {label} | {:.4} | {:.4} | {:.4} | {:.4} |",
+                "| {name} | {label} | {:.4} | {:.4} | {:.4} | {:.4} |",
                 share(ri),
                 share(cr2),
                 sum / n.max(1) as f64,
                 share(warned)
             );
         }
+        eprintln!("{name}: {:.1} s", started.elapsed().as_secs_f64());
     }
     println!("\n{trials} trials per row ({draws} draws when the allocations cannot be enumerated); noise SD 0.2 per cell, so 0.3 SD = 0.06");
 }

@@ -20,8 +20,9 @@
 //!   counted, so the p-value is conditional on an estimable allocation.
 //!   The smallest attainable p is stated: enumerated, the probability of
 //!   the allocations tying the most extreme `|θ̂|`; sampled, `1/(1+B)`.
-//!   `θ̂(a)` costs `O(cells²)` per allocation through
-//!   [`CellFwl`](crate::stepped_wedge::CellFwl).
+//!   A sampled `θ̂(a)` costs `O(cells · on cells)` through
+//!   [`CellFwl`](crate::stepped_wedge::CellFwl); enumerated allocations
+//!   are visited in a Gray code, `O(cells)` each (`switchback_enumerate.rs`).
 //! - **CR2** (Bell–McCaffrey, communities as clusters) beside it.
 //! - **Carry-over check**: over periods `k ≥ 1`, with `L_ck = D_c,k−1`,
 //!   `y = α_c + γ_k + a·D(1−L) + b·D·L + c·L + ε`: `a` is the effect in
@@ -39,6 +40,10 @@ use serde::Serialize;
 use crate::cluster::{ClusterTest, ClusteredOls};
 use crate::stepped_wedge::{CellFwl, ModelSpec, Panel};
 use crate::{Result, StatsError};
+
+#[path = "switchback_enumerate.rs"]
+mod enumerate;
+use enumerate::{for_each_allocation, Projection};
 
 /// At most this many cells (the refit holds a cells² matrix).
 pub const MAX_CELLS: usize = 10_000;
@@ -257,7 +262,7 @@ pub fn analyze_switchback(x: &SwitchbackInput) -> Result<SwitchbackResult> {
     let estimate = fwl.theta(&d_obs)?;
     let ols = ClusteredOls::new(panel.design_matrix(spec), &panel.y, &panel.cluster)?;
     let cr2 = ols.cr2(z.ncols())?;
-    let randomisation = randomise(x, &index_of(x), &fwl, estimate)?;
+    let randomisation = randomise(x, &index_of(x), &fwl, (&z, &panel.y), estimate)?;
     let (carryover, carryover_error) = match carryover(x) {
         Ok(c) => (Some(c), None),
         Err(e) => (None, Some(e.to_string())),
@@ -276,14 +281,18 @@ pub fn analyze_switchback(x: &SwitchbackInput) -> Result<SwitchbackResult> {
 /// The estimate and its randomisation inference only (what power and
 /// calibration runs repeat).
 pub fn switchback_ri(x: &SwitchbackInput) -> Result<(f64, SwitchbackRi)> {
-    let (panel, _, fwl) = setup(x)?;
+    let (panel, spec, fwl) = setup(x)?;
     let d_obs: Vec<f64> = panel
         .treated
         .iter()
         .map(|&t| f64::from(u8::from(t)))
         .collect();
     let estimate = fwl.theta(&d_obs)?;
-    Ok((estimate, randomise(x, &index_of(x), &fwl, estimate)?))
+    let z = panel.nuisance_matrix(spec);
+    Ok((
+        estimate,
+        randomise(x, &index_of(x), &fwl, (&z, &panel.y), estimate)?,
+    ))
 }
 
 fn index_of(x: &SwitchbackInput) -> Vec<Vec<Option<usize>>> {
@@ -353,10 +362,13 @@ fn setup(x: &SwitchbackInput) -> Result<(Panel, ModelSpec, CellFwl)> {
     Ok((panel, spec, fwl))
 }
 
+/// `model`: the nuisance design and the outcome, one row per cell (for
+/// the exact enumeration's projection).
 fn randomise(
     x: &SwitchbackInput,
     index: &[Vec<Option<usize>>],
     fwl: &CellFwl,
+    model: (&DMatrix<f64>, &[f64]),
     obs: f64,
 ) -> Result<SwitchbackRi> {
     let blocks = blocks(x, index)?;
@@ -377,35 +389,19 @@ fn randomise(
         }
     };
     if let Some(count) = count.filter(|&c| c <= u128::from(x.max_enumerate)) {
-        let mut choice = vec![0usize; blocks.len()];
+        let projection = Projection::new(model.0, model.1)?;
         let (mut extreme, mut defined, mut undefined) = (0.0, 0.0, 0u64);
         let mut thetas: Vec<(f64, f64)> = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            fill(&mut d, &choice);
-            let w: f64 = blocks
-                .iter()
-                .zip(&choice)
-                .map(|(b, &o)| b.weights[o])
-                .product();
-            match fwl.theta(&d) {
-                Ok(t) => {
-                    defined += w;
-                    if same_or_more(t, obs) {
-                        extreme += w;
-                    }
-                    thetas.push((t, w));
+        for_each_allocation(&projection, &blocks, |theta, w| match theta {
+            Some(t) => {
+                defined += w;
+                if same_or_more(t, obs) {
+                    extreme += w;
                 }
-                Err(_) => undefined += 1,
+                thetas.push((t, w));
             }
-            // Mixed-radix increment.
-            for (b, c) in blocks.iter().zip(choice.iter_mut()) {
-                *c += 1;
-                if *c < b.options.len() {
-                    break;
-                }
-                *c = 0;
-            }
-        }
+            None => undefined += 1,
+        });
         let max = thetas.iter().map(|(t, _)| t.abs()).fold(0.0, f64::max);
         let top: f64 = thetas
             .iter()

@@ -32,6 +32,8 @@ pub async fn run(args: LoadtestArgs) -> Result<()> {
         users: args.users,
         batch: args.batch,
         survey_links,
+        research_key: args.research_key.clone(),
+        respondents_at_once: args.respondents_at_once,
         seed: args.seed,
         timeout: Duration::from_secs(args.timeout.max(1)),
         max_in_flight: args.max_in_flight,
@@ -110,13 +112,14 @@ fn links(path: &std::path::Path, base: &str) -> Result<Vec<String>> {
 fn print_report(url: &str, r: &LoadReport) -> Result<()> {
     let mix = &r.mix;
     outln!(
-        "load test of {url}: {} requests/s for {} s (mix single={} bulk={} events={} survey={}), open loop",
+        "load test of {url}: {} requests/s for {} s (mix single={} bulk={} events={} survey={} answer={}), open loop",
         r.target_rate,
         r.duration_s,
         mix.single,
         mix.bulk,
         mix.events,
-        mix.survey
+        mix.survey,
+        mix.answer
     )?;
     outln!(
         "sent {} of {} scheduled at {:.1}/s (target {}), {} ok, {} errors, {} not sent; scheduler late by at most {:.1} ms; last answer after {:.2} s",
@@ -132,7 +135,7 @@ fn print_report(url: &str, r: &LoadReport) -> Result<()> {
     )?;
     outln!()?;
     outln!(
-        "{:<13} {:>8} {:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>9}",
+        "{:<18} {:>8} {:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>9}",
         "KIND",
         "SENT",
         "OK",
@@ -157,7 +160,7 @@ fn print_report(url: &str, r: &LoadReport) -> Result<()> {
                     )
                 });
         outln!(
-            "{:<13} {:>8} {:>8} {:>7} {:>9.1} {:>8} {:>8} {:>8} {:>9}",
+            "{:<18} {:>8} {:>8} {:>7} {:>9.1} {:>8} {:>8} {:>8} {:>9}",
             k.kind,
             k.sent,
             k.ok,
@@ -179,6 +182,17 @@ fn print_report(url: &str, r: &LoadReport) -> Result<()> {
         if let Some((events, rejected)) = k.events {
             outln!("events: {events} sent in batches, {rejected} rejected by the server")?;
         }
+    }
+    if let Some(s) = &r.survey {
+        outln!(
+            "survey answers: campaign {}, {} links; {} respondents started, {} completed, {} abandoned after a failed step; {} steps found no respondent free",
+            s.campaign,
+            s.links,
+            s.started,
+            s.completed,
+            s.abandoned,
+            s.no_respondent
+        )?;
     }
     for n in &r.notes {
         outln!("note: {n}")?;

@@ -1,10 +1,11 @@
 //! `loadtest`: a short open-loop run against an in-process server sends
 //! what it scheduled, without errors, and its counts add up (to what the
-//! server stored, too).
+//! server stored, too: events, and the survey answers of the campaign it
+//! set up through the management API).
 
 use super::*;
 use commonlab_core::privacy::StudyKey;
-use commonlab_store::{EventFilter, Store};
+use commonlab_store::{EventFilter, ResponseStatus, Store};
 
 const FLAGS: &str = r#"{"flags": {
   "banner": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"},
@@ -33,8 +34,23 @@ async fn a_short_run_sends_everything_it_scheduled_and_the_counts_add_up() {
             "keys", "create", "--role", "sdk", "--name", "load", "--reason", "load",
         ]);
         let key = key.lines().last().unwrap().trim().to_string();
+        let research = ok(&[
+            "keys",
+            "create",
+            "--role",
+            "researcher",
+            "--name",
+            "load-research",
+            "--reason",
+            "load",
+        ]);
+        let research = research.lines().last().unwrap().trim().to_string();
         let store = Store::connect_and_migrate(&url).await.unwrap();
-        let config = commonlab_server::Config::new(StudyKey::from_bytes(&[7; 32]).unwrap());
+        // Every synthetic respondent shares the generator's address.
+        let config = commonlab_server::Config {
+            survey_rate_per_ip_per_minute: 1_000_000,
+            ..commonlab_server::Config::new(StudyKey::from_bytes(&[7; 32]).unwrap())
+        };
         let state = commonlab_server::build_state(store.clone(), config, Default::default())
             .await
             .unwrap();
@@ -42,8 +58,6 @@ async fn a_short_run_sends_everything_it_scheduled_and_the_counts_add_up() {
             .await
             .unwrap();
         let base = format!("http://{}", server.addr);
-        // A public page stands in for the survey pages.
-        let links = dir.write("links.txt", "# survey pages\n/healthz\n\n");
         let args: Vec<String> = [
             "loadtest",
             "--url",
@@ -57,10 +71,12 @@ async fn a_short_run_sends_everything_it_scheduled_and_the_counts_add_up() {
             "--batch",
             "5",
             "--mix",
-            "single=5,bulk=2,events=2,survey=1",
+            "single=3,bulk=1,events=2,survey=1,answer=5",
             "--json",
-            "--survey-links",
-            links.to_str().unwrap(),
+            "--research-key",
+            &research,
+            "--respondents-at-once",
+            "3",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -93,7 +109,14 @@ async fn a_short_run_sends_everything_it_scheduled_and_the_counts_add_up() {
         let names: Vec<&str> = kinds.iter().map(|k| k["kind"].as_str().unwrap()).collect();
         assert_eq!(
             names,
-            ["ofrep_single", "ofrep_bulk", "events", "survey_view"]
+            [
+                "ofrep_single",
+                "ofrep_bulk",
+                "events",
+                "survey_view",
+                "survey_answer_view",
+                "survey_answer_post"
+            ]
         );
         let sum = |field: &str| {
             kinds
@@ -121,7 +144,42 @@ async fn a_short_run_sends_everything_it_scheduled_and_the_counts_add_up() {
         }
         let a = r["achieved_rate"].as_f64().unwrap();
         assert!(a > 0.0, "{a}");
+        // Respondents went through the flow: 6 requests each (open,
+        // consent, 3 pages, thanks), one step at a time per respondent.
+        let s = &r["survey"];
+        let steps = sum_of(kinds, "survey_answer_view") + sum_of(kinds, "survey_answer_post");
+        let (started, completed) = (
+            s["started"].as_u64().unwrap(),
+            s["completed"].as_u64().unwrap(),
+        );
+        assert!(completed >= 1, "{s}");
+        assert_eq!(s["abandoned"], 0, "{s}");
+        assert!(
+            started * 6 >= steps && steps >= completed * 6,
+            "{s} {steps}"
+        );
         server.stop().await.unwrap();
+        // The answers are stored: one completed response with every item
+        // per respondent who saw the thanks page, a started one for the rest.
+        let campaign = store
+            .campaign(s["campaign"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let responses = store.responses(campaign.id).await.unwrap();
+        let done: Vec<_> = responses
+            .iter()
+            .filter(|x| x.status == ResponseStatus::Completed)
+            .collect();
+        assert_eq!(done.len() as u64, completed);
+        for x in &done {
+            assert_eq!(x.answers.len(), 12, "{:?}", x.answers);
+            assert!(x
+                .answers
+                .values()
+                .all(|v| (1.0..=5.0).contains(&v.as_f64().unwrap())));
+        }
+        assert!(responses.len() as u64 <= started);
         // Every event sent was stored (each request answered only once
         // its events were on disk).
         let stored = store.count_events(&EventFilter::default()).await.unwrap();
@@ -129,6 +187,14 @@ async fn a_short_run_sends_everything_it_scheduled_and_the_counts_add_up() {
         store.close().await;
     })
     .await;
+}
+
+fn sum_of(kinds: &[serde_json::Value], kind: &str) -> u64 {
+    kinds
+        .iter()
+        .filter(|k| k["kind"] == kind)
+        .map(|k| k["sent"].as_u64().unwrap())
+        .sum()
 }
 
 #[test]
