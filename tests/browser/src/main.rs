@@ -176,6 +176,7 @@ async fn seed(store: &Store) -> Result<i64> {
             version: 1,
             trial_key: None,
             wave: "baseline",
+            trigger_flag: None,
             opens_at: now - chrono::Duration::hours(1),
             closes_at: now + chrono::Duration::days(1),
             actor: "browser-test",
