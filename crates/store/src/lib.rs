@@ -234,7 +234,9 @@ mod surveys;
 pub mod testing;
 mod trials;
 
-pub use activity::{CommunityActivity, EventTypeActivity, MAX_ACTIVE_MEMBERS};
+pub use activity::{
+    CommunityActivity, EventTypeActivity, UnitShare, MAX_ACTIVE_MEMBERS, MAX_SHARE_UNITS,
+};
 pub use api_keys::{ApiKeyRecord, NewApiKeyRecord};
 pub use audit_log::{AuditCursor, AuditEntry, AuditQuery, AuditSource};
 pub use console_sessions::{ConsoleSessionRecord, NewConsoleSession};

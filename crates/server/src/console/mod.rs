@@ -75,6 +75,8 @@
 
 pub mod audit;
 pub mod csrf;
+pub mod flags;
+pub mod flags_edit;
 pub mod home;
 pub mod keys;
 pub mod layout;
@@ -105,6 +107,7 @@ where
         home::routes(),
         keys::routes(),
         audit::routes(),
+        flags::routes(),
     ]
     .into_iter()
     .flatten()
