@@ -16,6 +16,7 @@
 //! (the admin key `serve` wrote), `SCREENSHOT_DIR` (where screenshots go).
 
 mod console;
+mod console_flags;
 
 use anyhow::{bail, ensure, Context, Result};
 use chrono::Utc;
@@ -139,6 +140,8 @@ async fn main() -> Result<()> {
             println!("{}: completed with {} answers", words.lang, r.answers.len());
         }
         console_pages = console::run(&browser, &axe, &base, &admin_key, &shots).await?;
+        console_pages +=
+            console_flags::run(&browser, &store, &axe, &base, &admin_key, &shots).await?;
         Ok::<_, anyhow::Error>(())
     }
     .await;
