@@ -5,15 +5,15 @@
 //! override for a community, and the flag evaluated over OFREP for a unit
 //! of that community has the override's value.
 
-use super::console::{check_page, click_and_wait, path, type_into};
 use super::body_text;
+use super::console::{check_page, click_and_wait, path, type_into};
 use anyhow::{ensure, Context, Result};
 use chrono::Utc;
 use commonlab_store::{NewRevision, Store};
 use fantoccini::{Client, Locator};
 use serde_json::Value;
-use std::path::Path;
 use std::io::{Read, Write};
+use std::path::Path;
 
 const FLAGS: &str = r#"{"flags": {"browser-banner": {"state": "ENABLED",
   "variants": {"on": true, "off": false}, "defaultVariant": "off"}}}"#;
@@ -22,7 +22,10 @@ const FLAGS: &str = r#"{"flags": {"browser-banner": {"state": "ENABLED",
 async fn new_key(c: &Client, base: &str, name: &str, role: &str) -> Result<String> {
     c.goto(&format!("{base}/console/keys")).await?;
     type_into(c, "name", name).await?;
-    c.find(Locator::Id("role")).await?.select_by_value(role).await?;
+    c.find(Locator::Id("role"))
+        .await?
+        .select_by_value(role)
+        .await?;
     type_into(c, "reason", "browser test of the flag pages").await?;
     click_and_wait(c, "main form button[type=submit]").await?;
     let secret = c.find(Locator::Id("secret")).await?.text().await?;
@@ -98,7 +101,8 @@ pub async fn run(
     ensure!(body_text(c).await?.contains("browser-banner"), "not listed");
     check_page(c, axe, "flags", shots).await?;
     checked += 1;
-    c.goto(&format!("{base}/console/flags/browser-banner")).await?;
+    c.goto(&format!("{base}/console/flags/browser-banner"))
+        .await?;
     check_page(c, axe, "flag", shots).await?;
     checked += 1;
 

@@ -78,7 +78,7 @@ async fn changed(ctx: &ConsoleContext, key: &str) -> Response {
 }
 
 /// A refusal of the flag service, as form errors (or a page).
-fn service_refusal(s: &Session, e: Error) -> Result<Vec<FieldError>, Response> {
+fn service_refusal(s: &Session, e: Error) -> Result<Vec<FieldError>, Box<Response>> {
     match e {
         Error::ReasonRequired => Ok(vec![err("reason", "A reason is required.")]),
         Error::Stale { .. } => Ok(vec![err(
@@ -86,13 +86,13 @@ fn service_refusal(s: &Session, e: Error) -> Result<Vec<FieldError>, Response> {
             "The flag was changed by someone else since this page was shown: check it again below and resubmit.",
         )]),
         Error::Invalid { message, .. } => Ok(vec![err("cohort-name", message)]),
-        Error::FlagNotFound(k) => Err(layout::error_page(
+        Error::FlagNotFound(k) => Err(Box::new(layout::error_page(
             Some(s),
             StatusCode::NOT_FOUND,
             "No such flag",
             &format!("There is no flag '{k}' in the flag set."),
-        )),
-        Error::Store(e) => Err(layout::store_failed(s, e)),
+        ))),
+        Error::Store(e) => Err(Box::new(layout::store_failed(s, e))),
         other => Ok(vec![err("cohort-name", other.to_string())]),
     }
 }
@@ -132,7 +132,7 @@ async fn set_state(
             Ok(_) => return changed(&ctx, &key).await,
             Err(e) => match service_refusal(&s, e) {
                 Ok(e) => errors = e,
-                Err(page) => return page,
+                Err(page) => return *page,
             },
         }
     }
@@ -260,11 +260,11 @@ async fn put_cohort(
 ) -> Response {
     let variants = match variants_of(&ctx, &key).await {
         Ok(Some(v)) => v,
-        Ok(None) => return service_refusal(&s, Error::FlagNotFound(key)).unwrap_err(),
+        Ok(None) => return *service_refusal(&s, Error::FlagNotFound(key)).unwrap_err(),
         Err(e) => {
             return service_refusal(&s, e)
                 .err()
-                .unwrap_or_else(|| layout::unavailable())
+                .map_or_else(layout::unavailable, |page| *page)
         }
     };
     let is_preview = form.action == "preview";
@@ -301,7 +301,7 @@ async fn put_cohort(
             Ok(_) => return changed(&ctx, &key).await,
             Err(e) => match service_refusal(&s, e) {
                 Ok(e) => errors = e,
-                Err(page) => return page,
+                Err(page) => return *page,
             },
         }
     }
@@ -370,7 +370,7 @@ async fn remove_cohort(
             }
             Err(e) => match service_refusal(&s, e) {
                 Ok(e) => errors = e,
-                Err(page) => return page,
+                Err(page) => return *page,
             },
         }
     }
