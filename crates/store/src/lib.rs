@@ -249,7 +249,9 @@ pub use events::{
     EventCursor, EventFilter, EventRecord, InsertOutcome, NewEvent, RefusedEvent, SyncPoint,
 };
 pub use exposures::{AssignmentExport, ExposureSource, NewExposure};
-pub use flag_sets::{FlagDeviation, FlagSetRevision, NewRevision, RevisionSummary};
+pub use flag_sets::{
+    FlagDeviation, FlagSetRevision, NewRevision, RevisionSummary, MAX_REVISIONS_READ,
+};
 pub use metrics::{MetricCell, MetricSnapshot};
 pub use privacy::{ConsentRecord, ErasureOutcome, ErasureRecord, StudyKeyState, UnitVersions};
 pub use survey_results::{CampaignUnit, NewInvitation};

@@ -51,7 +51,8 @@ pub(super) static FLAG: Template = Template::new(
     include_str!("../../templates/console/flag.html"),
 );
 
-/// Changes of a flag shown on its page (each reads two revisions).
+/// Changes of a flag shown on its page (with the revisions before them,
+/// read in one query).
 pub const HISTORY: u32 = 10;
 
 #[derive(Serialize)]
@@ -258,25 +259,33 @@ async fn history(
         .store
         .flag_set_history(set, Some(key), None, HISTORY)
         .await?;
-    let mut rows = Vec::with_capacity(entries.len());
-    for e in entries {
-        let after = ctx.store.flag_set_revision(set, e.revision).await?;
-        let before = if e.revision > 1 {
-            ctx.store.flag_set_revision(set, e.revision - 1).await?
-        } else {
-            None
-        };
-        let a = after.and_then(|r| flag_in(&r.document, key));
-        let b = before.and_then(|r| flag_in(&r.document, key));
-        rows.push(HistoryRow {
+    // Each change and the revision before it, in one query.
+    let mut wanted: Vec<i64> = entries
+        .iter()
+        .flat_map(|e| [e.revision - 1, e.revision])
+        .filter(|r| *r > 0)
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let docs: std::collections::HashMap<i64, Option<Value>> = ctx
+        .store
+        .flag_set_revisions(set, &wanted)
+        .await?
+        .into_iter()
+        .map(|r| (r.revision, flag_in(&r.document, key)))
+        .collect();
+    let at = |rev: i64| docs.get(&rev).cloned().flatten();
+    let rows = entries
+        .into_iter()
+        .map(|e| HistoryRow {
+            diff: diff(at(e.revision - 1).as_ref(), at(e.revision).as_ref()),
             revision: e.revision,
             at: e.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
             actor: e.actor,
             action: e.action,
             reason: e.reason,
-            diff: diff(b.as_ref(), a.as_ref()),
-        });
-    }
+        })
+        .collect();
     Ok(rows)
 }
 
