@@ -327,3 +327,83 @@ async fn cohort_overrides_are_checked_previewed_saved_and_served() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_running_trials_flag_is_marked_and_its_changes_are_deviations() {
+    both_backends(|db| async move {
+        let h = Harness::start(&db).await;
+        h.import_fixture().await;
+        // hash.toml: thanks-hash on flag thanks-button, scheduled over 2026-2027.
+        let source = include_str!("../fixtures/trials/hash.toml");
+        let api = |path: String, body: Value| {
+            h.req(Method::POST, &path, Some(&h.admin))
+                .json(&body)
+                .send()
+        };
+        let resp = api(
+            "/api/v1/trials".into(),
+            json!({"source": source, "reason": "pilot"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let resp = api(
+            "/api/v1/trials/thanks-hash/start".into(),
+            json!({"reason": "go"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "{}",
+            resp.text().await.unwrap()
+        );
+
+        let mut b = Browser::new(&h);
+        b.sign_in(&h.key(Role::Developer).await).await;
+        let (_, html) = page(b.get("/console/flags").send().await.unwrap()).await;
+        let row = &html[html.find(">thanks-button</a>").unwrap()..];
+        assert!(
+            row[..row.find("</tr>").unwrap()].contains("Controlled by</strong> thanks-hash"),
+            "{html}"
+        );
+        let (_, html) = page(b.get("/console/flags/thanks-button").send().await.unwrap()).await;
+        assert!(html.contains("Controlled by the running trial thanks-hash"));
+        let csrf = b.csrf().await;
+        let resp = b
+            .post(
+                "/console/flags/thanks-button/state",
+                &[
+                    ("_csrf", &csrf),
+                    ("state", "DISABLED"),
+                    ("reason", "incident"),
+                ],
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        let shown: Value = h
+            .req(Method::GET, "/api/v1/trials/thanks-hash", Some(&h.admin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let deviation = shown["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == "deviation")
+            .expect("a deviation in the trial's log");
+        let why = deviation["reason"].as_str().unwrap();
+        assert!(
+            why.contains("state ENABLED -> DISABLED") && why.contains("reason: incident"),
+            "{why}"
+        );
+        h.stop().await;
+    })
+    .await;
+}
