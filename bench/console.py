@@ -2,9 +2,10 @@
 """Server-side latency of the web console's pages, one client, sequential
 requests on the loopback (so latency ~ the server's time per page).
 
-Usage: python3 bench/console.py BASE_URL ADMIN_KEY [N]
+Usage: python3 bench/console.py BASE_URL ADMIN_KEY [N] [PAGE...]
 Signs in with ADMIN_KEY (an admin key), then GETs each page N times
-(default 500) after 20 warm-up requests, and prints p50, p99 and max in ms.
+(default 500) after 20 warm-up requests (the PAGEs if given, else the
+overview, audit and keys pages), and prints p50, p99 and max in ms.
 """
 import http.client
 import re
@@ -42,7 +43,8 @@ r, _ = request("POST", "/console/sign-in", body, f"commonlab_console_pre={pre}")
 assert r.status == 303, r.status
 session = f"commonlab_console={cookie(r, 'commonlab_console')}"
 
-for page in ["/console/", "/console/audit", "/console/keys"]:
+pages = sys.argv[4:] or ["/console/", "/console/audit", "/console/keys"]
+for page in pages:
     for _ in range(20):
         request("GET", page, cookie=session)
     times = []

@@ -91,3 +91,70 @@ impl Store {
         })
     }
 }
+
+/// At most this many distinct units are counted by
+/// [`Store::community_unit_share`] (each count stops there).
+pub const MAX_SHARE_UNITS: i64 = 1_000_000;
+
+/// Units with an event in `[from, to)`, and those of them with an event in
+/// one of some communities (the console's preview of a cohort override).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct UnitShare {
+    pub matching: i64,
+    pub total: i64,
+    /// A count reached [`MAX_SHARE_UNITS`] and stopped there.
+    pub capped: bool,
+}
+
+impl Store {
+    /// Distinct units with an event in `[from, to)`, and those with one in
+    /// a community of `communities` (at most 1,000 names), each count
+    /// stopping at [`MAX_SHARE_UNITS`]. Reads the events' index ranges by
+    /// time (and community) only: no event row leaves the database.
+    pub async fn community_unit_share(
+        &self,
+        communities: &[String],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<UnitShare, StoreError> {
+        if communities.len() > 1_000 {
+            return Err(StoreError::InvalidState(
+                "more than 1000 communities in one preview".into(),
+            ));
+        }
+        // One builder per backend (the macro's `db` differs in type).
+        macro_rules! count {
+            ($only:expr) => {{
+                let only: Option<&[String]> = $only;
+                with_backend!(self, |db| {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "SELECT COUNT(*) FROM (SELECT DISTINCT unit FROM events WHERE ts >= ",
+                    );
+                    q.push_bind(Ts(from)).push(" AND ts < ").push_bind(Ts(to));
+                    if let Some(list) = only {
+                        q.push(" AND community IN (");
+                        let mut sep = q.separated(", ");
+                        for c in list {
+                            sep.push_bind(c.clone());
+                        }
+                        q.push(")");
+                    }
+                    q.push(" LIMIT ").push_bind(MAX_SHARE_UNITS).push(") AS u");
+                    q.build_query_scalar::<i64>().fetch_one(db.reader()).await
+                })
+                .map_err(db_err)
+            }};
+        }
+        let total = count!(None)?;
+        let matching = if communities.is_empty() {
+            0
+        } else {
+            count!(Some(communities))?
+        };
+        Ok(UnitShare {
+            matching,
+            total,
+            capped: total >= MAX_SHARE_UNITS || matching >= MAX_SHARE_UNITS,
+        })
+    }
+}

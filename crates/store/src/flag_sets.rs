@@ -195,6 +195,34 @@ impl Store {
         .map_err(db_err)
     }
 
+    /// The revisions `revisions` of `set` (at most [`MAX_REVISIONS_READ`];
+    /// those that exist), in ascending order, in one query.
+    pub async fn flag_set_revisions(
+        &self,
+        set: &str,
+        revisions: &[i64],
+    ) -> Result<Vec<FlagSetRevision>, StoreError> {
+        if revisions.len() > MAX_REVISIONS_READ {
+            return Err(StoreError::InvalidState(format!(
+                "more than {MAX_REVISIONS_READ} revisions asked at once"
+            )));
+        }
+        if revisions.is_empty() {
+            return Ok(Vec::new());
+        }
+        with_backend!(self, |db| {
+            let mut q = QueryBuilder::new(REVISIONS_PREFIX);
+            q.push_bind(set).push(" AND r.revision IN (");
+            let mut sep = q.separated(", ");
+            for r in revisions {
+                sep.push_bind(*r);
+            }
+            q.push(") ORDER BY r.revision");
+            q.build_query_as().fetch_all(db.reader()).await
+        })
+        .map_err(db_err)
+    }
+
     /// Every flag set's name and current revision, sorted by name: one cheap
     /// query for polling.
     pub async fn flag_set_versions(&self) -> Result<Vec<(String, i64)>, StoreError> {
@@ -367,6 +395,14 @@ const REVISION: &str = "SELECT s.name, r.revision, r.document, r.actor, r.action
      r.reason, r.created_at FROM flag_sets s \
      JOIN flag_set_revisions r ON r.flag_set_id = s.id \
      WHERE s.name = $1 AND r.revision = $2";
+
+/// Followed by the bound set name and a list of revisions.
+const REVISIONS_PREFIX: &str = "SELECT s.name, r.revision, r.document, r.actor, r.action, \
+     r.flag_key, r.reason, r.created_at FROM flag_sets s \
+     JOIN flag_set_revisions r ON r.flag_set_id = s.id WHERE s.name = ";
+
+/// Most revisions [`Store::flag_set_revisions`] reads at once.
+pub const MAX_REVISIONS_READ: usize = 100;
 
 /// Followed by the bound set name and optional filters.
 const HISTORY_PREFIX: &str =

@@ -244,7 +244,9 @@ mod surveys;
 pub mod testing;
 mod trials;
 
-pub use activity::{CommunityActivity, EventTypeActivity, MAX_ACTIVE_MEMBERS};
+pub use activity::{
+    CommunityActivity, EventTypeActivity, UnitShare, MAX_ACTIVE_MEMBERS, MAX_SHARE_UNITS,
+};
 pub use api_keys::{ApiKeyRecord, NewApiKeyRecord};
 pub use audit_log::{AuditCursor, AuditEntry, AuditQuery, AuditSource};
 pub use console_sessions::{ConsoleSessionRecord, NewConsoleSession};
@@ -257,7 +259,9 @@ pub use events::{
     EventCursor, EventFilter, EventRecord, InsertOutcome, NewEvent, RefusedEvent, SyncPoint,
 };
 pub use exposures::{AssignmentExport, ExposureSource, NewExposure};
-pub use flag_sets::{FlagDeviation, FlagSetAppend, FlagSetRevision, NewRevision, RevisionSummary};
+pub use flag_sets::{
+    FlagDeviation, FlagSetAppend, FlagSetRevision, NewRevision, RevisionSummary, MAX_REVISIONS_READ,
+};
 pub use metrics::{MetricCell, MetricSnapshot};
 pub use period_exposures::{merge_period_exposures, PeriodExposures};
 pub use privacy::{ConsentRecord, ErasureOutcome, ErasureRecord, StudyKeyState, UnitVersions};

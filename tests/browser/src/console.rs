@@ -20,7 +20,7 @@ pub const PAGES: &[(&str, &str)] = &[
 ];
 
 /// Clicks `selector` and waits for the next page to load.
-async fn click_and_wait(c: &Client, selector: &str) -> Result<()> {
+pub(crate) async fn click_and_wait(c: &Client, selector: &str) -> Result<()> {
     c.execute("window.__commonlabOld = true; return true;", vec![])
         .await?;
     c.find(Locator::Css(selector))
@@ -44,7 +44,7 @@ async fn click_and_wait(c: &Client, selector: &str) -> Result<()> {
     bail!("the page after clicking {selector} did not load within 10 s")
 }
 
-async fn path(c: &Client) -> Result<String> {
+pub(crate) async fn path(c: &Client) -> Result<String> {
     let url = c.current_url().await?;
     Ok(match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
@@ -53,7 +53,7 @@ async fn path(c: &Client) -> Result<String> {
 }
 
 /// axe-core, no horizontal scroll at this (phone) width, a screenshot.
-async fn check_page(c: &Client, axe: &str, what: &str, shots: &Path) -> Result<()> {
+pub(crate) async fn check_page(c: &Client, axe: &str, what: &str, shots: &Path) -> Result<()> {
     axe_check(c, axe, what).await?;
     let fits = c
         .execute(
@@ -76,7 +76,7 @@ async fn check_page(c: &Client, axe: &str, what: &str, shots: &Path) -> Result<(
     Ok(())
 }
 
-async fn type_into(c: &Client, id: &str, text: &str) -> Result<()> {
+pub(crate) async fn type_into(c: &Client, id: &str, text: &str) -> Result<()> {
     let el = c.find(Locator::Id(id)).await?;
     el.clear().await?;
     el.send_keys(text).await?;

@@ -16,6 +16,7 @@
 //! (the admin key `serve` wrote), `SCREENSHOT_DIR` (where screenshots go).
 
 mod console;
+mod console_flags;
 
 mod console_trials;
 
@@ -144,6 +145,8 @@ async fn main() -> Result<()> {
         let pages = console_trials::run(&browser, &axe, &base, &admin_key).await?;
         println!("console: trials and surveys walked, {pages} pages checked by axe-core");
         console_pages += pages;
+        console_pages +=
+            console_flags::run(&browser, &store, &axe, &base, &admin_key, &shots).await?;
         Ok::<_, anyhow::Error>(())
     }
     .await;

@@ -77,6 +77,8 @@
 
 pub mod audit;
 pub mod csrf;
+pub mod flags;
+pub mod flags_edit;
 pub mod home;
 pub mod keys;
 pub mod layout;
@@ -111,6 +113,7 @@ where
         home::routes(),
         keys::routes(),
         audit::routes(),
+        flags::routes(),
         trials::routes(),
         trials_actions::routes(),
         surveys::routes(),

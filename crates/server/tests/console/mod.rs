@@ -5,6 +5,7 @@
 
 use super::*;
 
+mod flags;
 mod pages;
 mod routes;
 mod sessions;

@@ -46,3 +46,55 @@ async fn community_activity_counts_members_and_event_types() {
     })
     .await;
 }
+
+/// `community_unit_share` (the console's preview of a cohort override):
+/// distinct units in the window, and those with an event in one of the
+/// communities.
+#[tokio::test]
+async fn community_unit_share_counts_distinct_units_in_the_window() {
+    both_backends(|db| async move {
+        let store = db.store();
+        let with = |id: u128, u: u64, secs: i64, community: Option<&str>| NewEvent {
+            community: community.map(str::to_string),
+            ..event(id, u, "edit", secs)
+        };
+        let events = vec![
+            with(1, 1, 100, Some("coop-b")),
+            with(2, 1, 150, Some("coop-b")),
+            with(3, 2, 120, Some("wiki-a")),
+            with(4, 3, 130, None),
+            // Unit 4 in coop-b only outside the window (before, at the end).
+            with(5, 4, 50, Some("coop-b")),
+            with(6, 4, 200, Some("coop-b")),
+            with(7, 4, 199, Some("wiki-a")),
+        ];
+        store.insert_events(&events, at(0)).await.unwrap();
+        let share = |list: &[&str]| {
+            let list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+            let store = store.clone();
+            async move {
+                store
+                    .community_unit_share(&list, at(100), at(200))
+                    .await
+                    .unwrap()
+            }
+        };
+        let s = share(&["coop-b"]).await;
+        assert_eq!((s.matching, s.total, s.capped), (1, 4, false));
+        let s = share(&["coop-b", "wiki-a"]).await;
+        assert_eq!((s.matching, s.total), (3, 4));
+        let s = share(&[]).await;
+        assert_eq!((s.matching, s.total), (0, 4));
+        let s = store
+            .community_unit_share(&["coop-b".into()], at(300), at(400))
+            .await
+            .unwrap();
+        assert_eq!((s.matching, s.total), (0, 0));
+        let many: Vec<String> = (0..1001).map(|i| format!("c{i}")).collect();
+        assert!(store
+            .community_unit_share(&many, at(100), at(200))
+            .await
+            .is_err());
+    })
+    .await;
+}

@@ -68,6 +68,30 @@ async fn append_head_revision_and_history() {
             .unwrap()
             .is_none());
         assert!(store.flag_set_revision("other", 1).await.unwrap().is_none());
+        // Several revisions in one read: those that exist, ascending.
+        let some = store
+            .flag_set_revisions("default", &[4, 1, 9, 2])
+            .await
+            .unwrap();
+        let got: Vec<i64> = some.iter().map(|r| r.revision).collect();
+        assert_eq!(got, [1, 2, 4]);
+        assert_eq!(some[0], first);
+        assert!(some[2].document.contains("\"n\":4"));
+        assert!(store
+            .flag_set_revisions("other", &[1])
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store
+            .flag_set_revisions("default", &[])
+            .await
+            .unwrap()
+            .is_empty());
+        let too_many: Vec<i64> = (1..=101).collect();
+        assert!(store
+            .flag_set_revisions("default", &too_many)
+            .await
+            .is_err());
         assert!(store.flag_set_head("other").await.unwrap().is_none());
 
         let all = store
