@@ -21,11 +21,18 @@ pub const PAGES: &[(&str, &str)] = &[
 
 /// Clicks `selector` and waits for the next page to load.
 pub(crate) async fn click_and_wait(c: &Client, selector: &str) -> Result<()> {
+    click_on_and_wait(c, Locator::Css(selector)).await
+}
+
+/// Clicks the element `at` finds and waits for the next page to load (the
+/// click returns before it has: the old document is marked, and the wait
+/// ends when a complete document without the mark is there).
+pub(crate) async fn click_on_and_wait(c: &Client, at: Locator<'_>) -> Result<()> {
     c.execute("window.__commonlabOld = true; return true;", vec![])
         .await?;
-    c.find(Locator::Css(selector))
+    c.find(at)
         .await
-        .with_context(|| format!("no {selector}"))?
+        .with_context(|| format!("no {at:?}"))?
         .click()
         .await?;
     for _ in 0..200 {
@@ -41,7 +48,7 @@ pub(crate) async fn click_and_wait(c: &Client, selector: &str) -> Result<()> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    bail!("the page after clicking {selector} did not load within 10 s")
+    bail!("the page after clicking {at:?} did not load within 10 s")
 }
 
 pub(crate) async fn path(c: &Client) -> Result<String> {

@@ -72,10 +72,16 @@ pub async fn run(
     shots: &Path,
 ) -> Result<usize> {
     let mut checked = 0;
+    // On top of whatever the walks before this one stored (the trials walk
+    // imports the fixture flags).
+    let head = store
+        .flag_set_head("default")
+        .await?
+        .map_or(0, |r| r.revision);
     store
         .append_flag_set_revision(
             "default",
-            0,
+            head,
             &NewRevision {
                 document: FLAGS,
                 actor: "browser-test",

@@ -9,6 +9,7 @@
 //! committed).
 
 use super::axe_check;
+use super::console::click_on_and_wait;
 use anyhow::{ensure, Context, Result};
 use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
@@ -62,8 +63,35 @@ async fn look(c: &Client, axe: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The page's `main` text. A click that navigates returns before the new
+/// page replaces the old one, so the element found may go stale while it is
+/// read: read again (for up to 10 s).
 async fn text(c: &Client) -> Result<String> {
-    Ok(c.find(Locator::Css("main")).await?.text().await?)
+    let mut attempt = 0;
+    loop {
+        let read = async { c.find(Locator::Css("main")).await?.text().await }.await;
+        match read {
+            Ok(t) => return Ok(t),
+            Err(_) if attempt < 50 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// [`text`] once it contains `needle` (the page a click led to has
+/// loaded), or after 10 s whatever it is (the caller's check fails).
+async fn text_with(c: &Client, needle: &str) -> Result<String> {
+    for _ in 0..50 {
+        let t = text(c).await?;
+        if t.contains(needle) {
+            return Ok(t);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    text(c).await
 }
 
 /// Runs the walk; answers how many pages axe-core checked.
@@ -97,25 +125,30 @@ pub async fn run(c: &Client, axe: &str, base: &str, admin: &str) -> Result<usize
         .await?
         .send_keys(&researcher)
         .await?;
-    c.find(Locator::Css("main form button[type=submit]"))
-        .await?
-        .click()
-        .await?;
+    click_on_and_wait(c, Locator::Css("main form button[type=submit]")).await?;
+    // The click returns before the redirect has loaded: wait for it.
+    for _ in 0..50 {
+        if c.current_url().await?.path() == "/console/trials" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     ensure!(
         c.current_url().await?.path() == "/console/trials",
         "after signing in: {}",
         c.current_url().await?
     );
-    ensure!(text(c).await?.contains(KEY));
+    ensure!(text_with(c, KEY).await?.contains(KEY));
     look(c, axe, "trials").await?;
     checked += 1;
 
     // The draft, then its start, confirmed.
-    c.find(Locator::LinkText(KEY)).await?.click().await?;
+    click_on_and_wait(c, Locator::LinkText(KEY)).await?;
+    c.wait().for_element(Locator::LinkText("Start")).await?;
     look(c, axe, "trial-draft").await?;
-    c.find(Locator::LinkText("Start")).await?.click().await?;
+    click_on_and_wait(c, Locator::LinkText("Start")).await?;
     ensure!(
-        text(c).await?.contains("Start trial"),
+        text_with(c, "Start trial").await?.contains("Start trial"),
         "the confirmation page"
     );
     look(c, axe, "trial-start").await?;
@@ -124,11 +157,9 @@ pub async fn run(c: &Client, axe: &str, base: &str, admin: &str) -> Result<usize
         .await?
         .send_keys("browser pilot")
         .await?;
-    c.find(Locator::Css("main form button[type=submit]"))
-        .await?
-        .click()
-        .await?;
-    ensure!(text(c).await?.contains("Done: start"), "{}", text(c).await?);
+    click_on_and_wait(c, Locator::Css("main form button[type=submit]")).await?;
+    let done = text_with(c, "Done: start").await?;
+    ensure!(done.contains("Done: start"), "{done}");
 
     // Traffic through the public API: evaluations, then events.
     let units = 24;
@@ -176,16 +207,24 @@ pub async fn run(c: &Client, axe: &str, base: &str, admin: &str) -> Result<usize
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    ensure!(text(c).await?.contains("Fixed-horizon plan"));
+    ensure!(text_with(c, "Fixed-horizon plan")
+        .await?
+        .contains("Fixed-horizon plan"));
     look(c, axe, "trial-running").await?;
     checked += 1;
 
     // The report.
-    c.find(Locator::LinkText("Open the report"))
-        .await?
-        .click()
-        .await?;
-    let report = c.find(Locator::Css("body")).await?.text().await?;
+    click_on_and_wait(c, Locator::LinkText("Open the report")).await?;
+    let mut report = String::new();
+    for _ in 0..50 {
+        // The element may go stale while the report replaces the page.
+        let read = async { c.find(Locator::Css("body")).await?.text().await }.await;
+        report = read.unwrap_or_default();
+        if report.contains(KEY) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     ensure!(report.contains(KEY), "the report: {report}");
     let png = c.screenshot().await?;
     std::fs::write(
