@@ -83,6 +83,9 @@ pub struct Config {
     /// Most live console sessions one API key may hold; signing in once
     /// more ends the oldest.
     pub console_sessions_per_key: usize,
+    /// Sign-in attempts a minute from one address or IPv6 /64
+    /// (`console::sign_in`).
+    pub console_sign_in_per_ip_per_minute: u32,
     /// The console's session and form key, derived from the study key.
     pub console_keys: Arc<ConsoleKeys>,
     /// How long the console's trial page reuses a trial's aggregates
@@ -134,6 +137,7 @@ impl Config {
             console_session: Duration::from_secs(8 * 3600),
             console_secure_cookie: true,
             console_sessions_per_key: 10,
+            console_sign_in_per_ip_per_minute: 20,
             console_trial_cache: Duration::from_secs(10),
         }
     }

@@ -127,6 +127,7 @@ impl Running {
         let _ = self.shutdown.send(true);
         let _ = self.poller.await;
         let _ = self.retention.await;
+        self.state.console_digests.shutdown().await;
         // Every request has finished: the writer drains what they sent.
         if let Some((stop, writer)) = self.writer {
             let _ = stop.send(true);

@@ -150,6 +150,8 @@ pub struct Settings {
     pub console_secure_cookie: bool,
     /// Most live console sessions one API key may hold.
     pub console_sessions_per_key: usize,
+    /// Console sign-in attempts a minute from one address or IPv6 /64.
+    pub console_sign_in_per_ip_per_minute: u32,
 }
 
 /// The format of `serve`'s log lines.
@@ -198,6 +200,7 @@ impl Default for Settings {
             console_session_secs: 8 * 3600,
             console_secure_cookie: true,
             console_sessions_per_key: 10,
+            console_sign_in_per_ip_per_minute: 20,
         }
     }
 }
@@ -238,6 +241,7 @@ pub struct Overrides {
     pub console_session_secs: Option<u64>,
     pub console_secure_cookie: Option<bool>,
     pub console_sessions_per_key: Option<usize>,
+    pub console_sign_in_per_ip_per_minute: Option<u32>,
 }
 
 /// A value no server can run with.
@@ -292,6 +296,7 @@ impl Settings {
             console_session_secs,
             console_secure_cookie,
             console_sessions_per_key,
+            console_sign_in_per_ip_per_minute,
         } = layer;
         Settings {
             database_url: database_url.unwrap_or(self.database_url),
@@ -330,6 +335,8 @@ impl Settings {
             console_secure_cookie: console_secure_cookie.unwrap_or(self.console_secure_cookie),
             console_sessions_per_key: console_sessions_per_key
                 .unwrap_or(self.console_sessions_per_key),
+            console_sign_in_per_ip_per_minute: console_sign_in_per_ip_per_minute
+                .unwrap_or(self.console_sign_in_per_ip_per_minute),
         }
     }
 
@@ -356,6 +363,10 @@ impl Settings {
                 "survey_rate_per_link_per_minute",
             ),
             (self.survey_rate_max_tracked, "survey_rate_max_tracked"),
+            (
+                self.console_sign_in_per_ip_per_minute as usize,
+                "console_sign_in_per_ip_per_minute",
+            ),
         ] {
             if value == 0 {
                 return Err(SettingsError::AtLeastOne(key));
@@ -426,6 +437,7 @@ impl Settings {
             console_session: Duration::from_secs(self.console_session_secs),
             console_secure_cookie: self.console_secure_cookie,
             console_sessions_per_key: self.console_sessions_per_key,
+            console_sign_in_per_ip_per_minute: self.console_sign_in_per_ip_per_minute,
             ..base
         }
     }

@@ -58,6 +58,8 @@ pub struct AppState {
     pub ofrep_limits: Arc<OfrepLimits>,
     /// The console trial pages' cached aggregates.
     pub console_digests: Arc<crate::console::trials_cache::TrialDigests>,
+    /// The console's sign-in limit, per client address.
+    pub console_sign_in: Arc<crate::surveys::pages::limits::Keyed<std::net::IpAddr>>,
     /// The survey-trigger flags and the unit standings they read.
     pub triggers: Triggers,
 }
@@ -87,6 +89,10 @@ impl AppState {
             )),
             ofrep_limits: Arc::new(OfrepLimits::new(config.ofrep_limits)),
             console_digests: Arc::default(),
+            console_sign_in: Arc::new(crate::surveys::pages::limits::Keyed::new(
+                config.console_sign_in_per_ip_per_minute,
+                config.survey_rate_max_tracked,
+            )),
             config,
         }
     }
@@ -215,6 +221,7 @@ impl FromRef<AppState> for ConsoleContext {
             flags: s.flags.clone(),
             trials: s.trials.clone(),
             digests: s.console_digests.clone(),
+            sign_in_limit: s.console_sign_in.clone(),
         }
     }
 }

@@ -21,7 +21,7 @@
 //! Events: 40% are the metric's event, the rest three other names; times
 //! spread uniformly over 40 days either side of the unit's exposure (so
 //! about 3.5 metric events per unit fall in each window); ids time-ordered;
-//! rows stored in unit order.
+//! rows stored in counter order (units: see `unit_hex`).
 //!
 //! Second measurement, on the same data (issue 12): a stepped wedge over
 //! the dataset's 4 communities (`c0` … `c3`, each unit in one), five
@@ -93,11 +93,17 @@ fn pg_base() -> String {
 
 /// The generated rows, as SQL over a counter `k` (event) or `u` (unit).
 /// Shared by both dialects where the expressions agree.
+///
+/// A unit is 64 hex digits like a pseudonym: its first digit is `u % 16`
+/// (so that units spread over the hex range as HMACs do, which
+/// `Store::community_period_cells` relies on to split members into two
+/// halves at `"8"`), then `u`. Inserted in counter order, the indexes grow
+/// at 16 points per community rather than at random ones.
 fn unit_hex(dialect_pg: bool, u: &str) -> String {
     if dialect_pg {
-        format!("lpad(to_hex({u}), 64, '0')")
+        format!("to_hex({u} % 16) || lpad(to_hex({u}), 63, '0')")
     } else {
-        format!("printf('%064x', {u})")
+        format!("printf('%x%063x', {u} % 16, {u})")
     }
 }
 
@@ -213,13 +219,16 @@ async fn sqlite_dataset(units: usize, per_unit: usize) -> (Store, i64, String) {
     let url = format!("sqlite://{path}");
     let (store, trial) = prepare_store(&url).await;
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let have: (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT (SELECT count(*) FROM exposures WHERE trial_id = {trial}), (SELECT count(*) FROM events)"
+    // A data set of an earlier generator (other units) is made again.
+    let have: (i64, i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT (SELECT count(*) FROM exposures WHERE trial_id = {trial}), (SELECT count(*) FROM events),
+                (SELECT count(*) FROM exposures WHERE trial_id = {trial} AND unit = (SELECT {hex} FROM (SELECT 17 AS u) one))",
+        hex = unit_hex(false, "u"),
     )))
     .fetch_one(&mut conn)
     .await
     .unwrap();
-    if have == (units as i64, (units * per_unit) as i64) {
+    if have == (units as i64, (units * per_unit) as i64, 1) {
         return (store, trial, url);
     }
     eprintln!(
@@ -292,13 +301,16 @@ async fn postgres_dataset(units: usize, per_unit: usize) -> (Store, i64, String)
     let url = format!("{base}{sep}options=-c%20search_path%3Dbench_metrics");
     let (store, trial) = prepare_store(&url).await;
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    let have: (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT (SELECT count(*) FROM exposures WHERE trial_id = {trial}), (SELECT count(*) FROM events)"
+    // A data set of an earlier generator (other units) is made again.
+    let have: (i64, i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT (SELECT count(*) FROM exposures WHERE trial_id = {trial}), (SELECT count(*) FROM events),
+                (SELECT count(*) FROM exposures WHERE trial_id = {trial} AND unit = (SELECT {hex} FROM (SELECT 17 AS u) one))",
+        hex = unit_hex(true, "u"),
     )))
     .fetch_one(&mut conn)
     .await
     .unwrap();
-    if have == (units as i64, (units * per_unit) as i64) {
+    if have == (units as i64, (units * per_unit) as i64, 1) {
         return (store, trial, url);
     }
     eprintln!(

@@ -158,36 +158,61 @@ impl Store {
                 excluded_members: 0,
             });
         }
-        let q = compile_community(metric, self.dialect_of(), communities, windows, false);
-        let rows: Vec<CellRow> = with_backend!(self, |db| bind_metric!(
-            sqlx::query_as(AssertSqlSafe(q.sql.as_str())),
-            &q.binds
-        )
-        .fetch_all(db.reader())
-        .await)
-        .map_err(db_err)?;
+        // Two halves of the members at once (see [`SPLIT_AT`]), unless a
+        // percentile cap needs every member's value in one statement.
+        let halves = if matches!(metric.cap, Some(Cap::Percentile(_))) {
+            vec![Members::All]
+        } else {
+            vec![Members::Below(SPLIT_AT), Members::From(SPLIT_AT)]
+        };
+        let dialect = self.dialect_of();
+        let parts = futures_util::future::try_join_all(halves.into_iter().map(|members| {
+            let q = compile_community(metric, dialect, communities, windows, false, members);
+            async move {
+                let rows: Vec<CellRow> = with_backend!(self, |db| bind_metric!(
+                    sqlx::query_as(AssertSqlSafe(q.sql.as_str())),
+                    &q.binds
+                )
+                .fetch_all(db.reader())
+                .await)
+                .map_err(db_err)?;
+                Ok::<_, StoreError>(rows)
+            }
+        }))
+        .await?;
         let mut out = CommunityRows {
             cells: Vec::new(),
             excluded_members: 0,
         };
-        for r in rows {
+        let mut cells: std::collections::BTreeMap<(String, i64), CommunityCell> =
+            std::collections::BTreeMap::new();
+        for r in parts.into_iter().flatten() {
             match r.community {
-                Some(community) if r.period >= 0 => out.cells.push(CommunityCell {
-                    community,
-                    period: r.period,
-                    n: r.n,
-                    sum: r.sum,
-                    sum_squares: r.sum_squares,
-                    d_sum: r.d_sum,
-                    d_sum_squares: r.d_sum_squares,
-                    yd_sum: r.yd_sum,
-                    y_cap: r.y_cap,
-                }),
+                Some(community) if r.period >= 0 => {
+                    let cell = CommunityCell {
+                        community,
+                        period: r.period,
+                        n: r.n,
+                        sum: r.sum,
+                        sum_squares: r.sum_squares,
+                        d_sum: r.d_sum,
+                        d_sum_squares: r.d_sum_squares,
+                        yd_sum: r.yd_sum,
+                        y_cap: r.y_cap,
+                    };
+                    match cells.entry((cell.community.clone(), cell.period)) {
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            v.insert(cell);
+                        }
+                        std::collections::btree_map::Entry::Occupied(mut o) => {
+                            o.get_mut().add(&cell)
+                        }
+                    }
+                }
                 _ => out.excluded_members += r.n,
             }
         }
-        out.cells
-            .sort_by(|a, b| (&a.community, a.period).cmp(&(&b.community, b.period)));
+        out.cells = cells.into_values().collect();
         Ok(out)
     }
 
@@ -203,7 +228,14 @@ impl Store {
         if communities.is_empty() || windows.is_empty() {
             return Ok((Vec::new(), 0));
         }
-        let q = compile_community(metric, self.dialect_of(), communities, windows, true);
+        let q = compile_community(
+            metric,
+            self.dialect_of(),
+            communities,
+            windows,
+            true,
+            Members::All,
+        );
         let rows: Vec<MemberRow> = with_backend!(self, |db| bind_metric!(
             sqlx::query_as(AssertSqlSafe(q.sql.as_str())),
             &q.binds
@@ -235,7 +267,15 @@ impl Store {
         communities: &[String],
         windows: &[PeriodSpan],
     ) -> String {
-        compile_community(metric, self.dialect_of(), communities, windows, false).sql
+        compile_community(
+            metric,
+            self.dialect_of(),
+            communities,
+            windows,
+            false,
+            Members::All,
+        )
+        .sql
     }
 
     fn dialect_of(&self) -> Dialect {
@@ -243,6 +283,40 @@ impl Store {
             Backend::Sqlite => Dialect::Sqlite,
             Backend::Postgres => Dialect::Postgres,
         }
+    }
+}
+
+/// Where [`Store::community_period_cells`] splits the members into two
+/// halves computed at once (on two reader connections): pseudonyms are
+/// hexadecimal HMACs, so about half fall on each side of `"8"`. Any unit
+/// lies on exactly one side, so a member's rows (all its communities) are
+/// in one half, the members seen in two communities are found within it,
+/// and the halves' cells add up to the whole statement's. A unit that is
+/// not a pseudonym (tests, imports of raw ids) is still counted once; the
+/// halves are then merely unbalanced.
+pub const SPLIT_AT: &str = "8";
+
+/// Which members a community statement reads (by pseudonym).
+#[derive(Debug, Clone, Copy)]
+enum Members {
+    All,
+    Below(&'static str),
+    From(&'static str),
+}
+
+impl CommunityCell {
+    /// Adds the sums of `other`, the same cell of another set of members.
+    fn add(&mut self, other: &CommunityCell) {
+        self.n += other.n;
+        self.sum += other.sum;
+        self.sum_squares += other.sum_squares;
+        self.d_sum += other.d_sum;
+        self.d_sum_squares += other.d_sum_squares;
+        self.yd_sum += other.yd_sum;
+        self.y_cap = match (self.y_cap, other.y_cap) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 
@@ -267,6 +341,7 @@ fn compile_community(
     communities: &[String],
     windows: &[PeriodSpan],
     per_member: bool,
+    members: Members,
 ) -> crate::metrics::Compiled {
     let mut b = Builder {
         dialect,
@@ -296,6 +371,11 @@ fn compile_community(
         .iter()
         .map(|e| b.bind(Bind::Text(e.clone())))
         .collect();
+    let member_range = match members {
+        Members::All => String::new(),
+        Members::Below(at) => format!(" AND v.unit < {}", b.bind(Bind::Text(at.to_string()))),
+        Members::From(at) => format!(" AND v.unit >= {}", b.bind(Bind::Text(at.to_string()))),
+    };
     let name_in = |names: &[String]| format!("v.name IN ({})", names.join(", "));
     let filters: Vec<String> = metric
         .filters
@@ -371,7 +451,7 @@ fn compile_community(
         })
         .collect();
     let mut sql = format!(
-        "WITH g AS {g_mat}(\n  SELECT v.community, v.unit,\n    {}\n  FROM events v\n  WHERE v.community IS NOT NULL AND v.community IN ({}) AND v.ts >= {lo} AND v.ts < {hi}\n  GROUP BY v.community, v.unit\n),\n\
+        "WITH g AS {g_mat}(\n  SELECT v.community, v.unit,\n    {}\n  FROM events v\n  WHERE v.community IS NOT NULL AND v.community IN ({}) AND v.ts >= {lo} AND v.ts < {hi}{member_range}\n  GROUP BY v.community, v.unit\n),\n\
          multi AS (\n  SELECT unit FROM g GROUP BY unit HAVING count(*) > 1\n),\n\
          mv AS (\n{}\n)",
         cols.join(",\n    "),

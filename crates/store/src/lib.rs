@@ -252,7 +252,7 @@ pub use audit_log::{AuditCursor, AuditEntry, AuditQuery, AuditSource};
 pub use console_sessions::{ConsoleSessionRecord, NewConsoleSession};
 pub use design_rows::{
     CommunityCell, CommunityRows, ExposureCount, ExposureRecord, MemberPeriodValue, MemberValue,
-    PeriodSpan,
+    PeriodSpan, SPLIT_AT,
 };
 pub use error::{redact_url, StoreError, UnknownValue};
 pub use events::{

@@ -185,10 +185,11 @@ fn print_report(url: &str, r: &LoadReport) -> Result<()> {
     }
     if let Some(s) = &r.survey {
         outln!(
-            "survey answers: campaign {}, {} links; {} respondents started, {} completed, {} abandoned after a failed step; {} steps found no respondent free",
+            "survey answers: campaign {}, {} links; {} respondents started, {} submitted every page, {} saw the thanks page, {} abandoned after a failed step; {} steps found no respondent free",
             s.campaign,
             s.links,
             s.started,
+            s.submitted,
             s.completed,
             s.abandoned,
             s.no_respondent

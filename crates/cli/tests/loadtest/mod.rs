@@ -160,7 +160,9 @@ async fn a_short_run_sends_everything_it_scheduled_and_the_counts_add_up() {
         );
         server.stop().await.unwrap();
         // The answers are stored: one completed response with every item
-        // per respondent who saw the thanks page, a started one for the rest.
+        // per respondent whose last page was accepted (some may not have
+        // viewed the thanks page before the run ended), a started one for
+        // the rest.
         let campaign = store
             .campaign(s["campaign"].as_str().unwrap())
             .await
@@ -171,7 +173,9 @@ async fn a_short_run_sends_everything_it_scheduled_and_the_counts_add_up() {
             .iter()
             .filter(|x| x.status == ResponseStatus::Completed)
             .collect();
-        assert_eq!(done.len() as u64, completed);
+        let submitted = s["submitted"].as_u64().unwrap();
+        assert!(completed <= submitted && submitted <= completed + 3, "{s}");
+        assert_eq!(done.len() as u64, submitted);
         for x in &done {
             assert_eq!(x.answers.len(), 12, "{:?}", x.answers);
             assert!(x

@@ -18,9 +18,13 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// `serve` on `url` with debug logging, its output captured, its key files
-/// in `dir`; returns once it answers `/readyz`.
-async fn serve(url: &str, port: u16, dir: &Path) -> Child {
+/// `serve` on `url` with debug logging, its output captured in files of
+/// `dir` (not pipes: a pipe nobody reads while the server runs fills up
+/// with debug lines and stalls the server), its key files in `dir`;
+/// returns once it answers `/readyz`.
+async fn serve(url: &str, port: u16, dir: &Path) -> Served {
+    let out = dir.join("serve.out");
+    let err = dir.join("serve.err");
     let child = commonlab()
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--admin-key-file")
@@ -31,11 +35,14 @@ async fn serve(url: &str, port: u16, dir: &Path) -> Child {
         .env("COMMONLAB_LOG", "debug")
         .env_remove("COMMONLAB_CONFIG")
         .current_dir(std::env::temp_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
         .unwrap();
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while client
         .get(format!("http://127.0.0.1:{port}/readyz"))
@@ -46,19 +53,35 @@ async fn serve(url: &str, port: u16, dir: &Path) -> Child {
         assert!(Instant::now() < deadline, "server did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    child
+    Served { child, out, err }
 }
 
-/// Stops `child` with SIGTERM; its standard output and error together.
-fn stop(child: Child) -> String {
+/// A running `serve` and the files its output goes to.
+struct Served {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+/// Stops the server with SIGTERM; its standard output and error together.
+fn stop(served: Served) -> String {
+    let Served {
+        mut child,
+        out,
+        err,
+    } = served;
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "exit {:?}", out.status);
-    format!("{}{}", stdout(&out), stderr(&out))
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "exit {exit:?}");
+    format!(
+        "{}{}",
+        std::fs::read_to_string(out).unwrap(),
+        std::fs::read_to_string(err).unwrap()
+    )
 }
 
 #[tokio::test]

@@ -137,4 +137,6 @@ pub struct ConsoleContext {
     pub trials: crate::trials::TrialCache,
     /// The trial pages' cached aggregates ([`trials_cache`]).
     pub digests: Arc<trials_cache::TrialDigests>,
+    /// Sign-in attempts per client address (`console_sign_in_per_ip_per_minute`).
+    pub sign_in_limit: Arc<crate::surveys::pages::limits::Keyed<std::net::IpAddr>>,
 }

@@ -13,6 +13,11 @@
 //!   cookie; an `sdk` key: 403.
 //! - `POST /console/sign-out`: ends the session everywhere and drops the
 //!   cookie.
+//!
+//! Sign-in attempts are limited per client address (IPv6: per /64) to
+//! `console_sign_in_per_ip_per_minute` (default 20): beyond it the post
+//! answers 429 with `Retry-After`, checked before anything else is read,
+//! so a flood of guesses costs neither a key lookup nor a session write.
 
 use super::csrf::{self, cross_site, ConsoleForm};
 use super::layout::{self, Frame, Template};
@@ -20,9 +25,11 @@ use super::session::{self, new_secret, set_cookie, ConsoleDeveloper, COOKIE};
 use super::ConsoleContext;
 use crate::auth::authenticate_key;
 use crate::route::{Public, Route};
+use crate::surveys::pages::limits::ip_key;
+use crate::surveys::pages::ClientIp;
 use axum::body::Bytes;
 use axum::extract::{FromRef, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -155,9 +162,22 @@ async fn show(
 async fn sign_in(
     _: Public,
     State(ctx): State<ConsoleContext>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Err(wait) = ctx.sign_in_limit.check(&ip_key(ip)) {
+        let mut r = layout::error_page(
+            None,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-in attempts",
+            "Too many sign-in attempts came from your address. Wait a minute, then try again.",
+        );
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        return r;
+    }
     let refused = || csrf::refused(None);
     if cross_site(&headers) {
         return refused();

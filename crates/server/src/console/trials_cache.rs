@@ -10,13 +10,19 @@
 //! [`crate::config::Config`]'s 10 s) and when the trial's status or
 //! version changes; the page states when it was computed.
 //!
-//! Refreshing: the first view of a trial waits for its digest; a view of a
-//! stale one by a request while another is refreshing it is served the
-//! stale one (its time is on the page), so that one slow computation never
-//! holds up other views; the request that refreshes does it itself (no
-//! task is spawned; if it is dropped, the next view refreshes). At most
-//! [`MAX_DIGESTS`] trials are kept (the least recently computed is
-//! dropped first).
+//! Refreshing: the first view of a trial waits for its digest, and so does
+//! the first view after the trial's status or version changed (what the
+//! page says of its state must match). A view that finds a digest merely
+//! older than the TTL is served it at once (its time is on the page) and
+//! starts one refresh in the background, so no view waits for a
+//! recomputation of a known trial, and a trial has at most one computation
+//! running. The refreshes are tasks owned by [`TrialDigests`]: finished
+//! ones are reaped when the next starts, and [`TrialDigests::shutdown`]
+//! (called by [`crate::Running::wait`]) cancels and joins those still
+//! running; they only read, so cancelling one loses nothing. A refresh
+//! that fails is logged and the stale digest kept; the next view tries
+//! again. At most [`MAX_DIGESTS`] trials are kept (the least recently
+//! computed is dropped first).
 
 use super::trials::{diagram, Diagram};
 use crate::error::Error;
@@ -29,6 +35,7 @@ use commonlab_store::{Store, TrialRecord, TrialStatus};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
 
 /// Most trials whose digest a replica keeps.
 pub const MAX_DIGESTS: usize = 64;
@@ -54,11 +61,15 @@ pub struct Digest {
 #[derive(Default)]
 struct Slot {
     current: Mutex<Option<Arc<Digest>>>,
-    /// Held by the request computing the digest.
-    refreshing: tokio::sync::Mutex<()>,
+    /// Held by the request or task computing the digest.
+    refreshing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Slot {
+    fn set(&self, d: Arc<Digest>) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(d);
+    }
+
     fn current(&self) -> Option<Arc<Digest>> {
         self.current
             .lock()
@@ -67,10 +78,13 @@ impl Slot {
     }
 }
 
-/// The replica's digests, by trial key.
+/// The replica's digests, by trial key, and the refreshes running.
 #[derive(Default)]
 pub struct TrialDigests {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// Background refreshes (at most one per slot); `None` once shut down.
+    refreshes: Mutex<Option<JoinSet<()>>>,
+    shut_down: std::sync::atomic::AtomicBool,
 }
 
 fn stamp(t: &TrialRecord) -> (TrialStatus, i64) {
@@ -107,8 +121,9 @@ impl TrialDigests {
     }
 
     /// The digest of `trial`: a fresh one (younger than `ttl`, for its
-    /// status and version), else computed now, or a stale one while
-    /// another request computes it.
+    /// status and version); else one for its status and version, served
+    /// at once while a background refresh starts; else (none yet, or the
+    /// trial changed) computed now.
     pub async fn get(
         &self,
         store: &Store,
@@ -118,14 +133,17 @@ impl TrialDigests {
         min_cell: usize,
     ) -> Result<Arc<Digest>, Error> {
         let slot = self.slot(&trial.key);
-        let fresh = |d: &Digest| d.stamp == stamp(trial) && d.computed.elapsed() < ttl;
+        let same = |d: &Digest| d.stamp == stamp(trial);
+        let fresh = |d: &Digest| same(d) && d.computed.elapsed() < ttl;
         let _guard = match slot.current() {
             Some(d) if fresh(&d) => return Ok(d),
-            Some(stale) => match slot.refreshing.try_lock() {
-                Ok(g) => g,
-                Err(_) => return Ok(stale),
-            },
-            None => {
+            Some(stale) if same(&stale) => {
+                if let Ok(guard) = slot.refreshing.clone().try_lock_owned() {
+                    self.refresh_in_background(store, trial, now, min_cell, slot, guard);
+                }
+                return Ok(stale);
+            }
+            _ => {
                 let g = slot.refreshing.lock().await;
                 // Computed by the request that held the lock meanwhile.
                 if let Some(d) = slot.current().filter(|d| fresh(d)) {
@@ -135,8 +153,66 @@ impl TrialDigests {
             }
         };
         let d = Arc::new(compute(store, trial, now, min_cell).await?);
-        *slot.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(d.clone());
+        slot.set(d.clone());
         Ok(d)
+    }
+
+    /// Recomputes `trial`'s digest in a task of [`Self::refreshes`],
+    /// holding `guard` (the slot's refresh lock) until it is stored.
+    fn refresh_in_background(
+        &self,
+        store: &Store,
+        trial: &TrialRecord,
+        now: DateTime<Utc>,
+        min_cell: usize,
+        slot: Arc<Slot>,
+        guard: tokio::sync::OwnedMutexGuard<()>,
+    ) {
+        let mut refreshes = self.refreshes.lock().unwrap_or_else(|e| e.into_inner());
+        if self.shut_down.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let tasks = refreshes.get_or_insert_with(JoinSet::new);
+        while tasks.try_join_next().is_some() {}
+        let (store, trial) = (store.clone(), trial.clone());
+        tasks.spawn(async move {
+            let _guard = guard;
+            match compute(&store, &trial, now, min_cell).await {
+                Ok(d) => slot.set(Arc::new(d)),
+                Err(e) => tracing::warn!(
+                    trial = %trial.key,
+                    error = %e,
+                    "refreshing the console's trial digest failed; the previous one is kept"
+                ),
+            }
+        });
+    }
+
+    /// Waits for the background refreshes running now (for tests).
+    pub async fn settle(&self) {
+        let tasks = self
+            .refreshes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut tasks) = tasks {
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+
+    /// Cancels the background refreshes and waits for them to end; no new
+    /// one starts afterwards (views then compute their digest themselves).
+    pub async fn shutdown(&self) {
+        let tasks = {
+            let mut refreshes = self.refreshes.lock().unwrap_or_else(|e| e.into_inner());
+            self.shut_down
+                .store(true, std::sync::atomic::Ordering::Release);
+            refreshes.take()
+        };
+        if let Some(mut tasks) = tasks {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
     }
 }
 

@@ -236,3 +236,37 @@ async fn a_key_holds_a_bounded_number_of_sessions() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn sign_in_attempts_are_limited_per_address() {
+    both_backends(|db| async move {
+        let h = Harness::on(&db)
+            .config(|c| c.console_sign_in_per_ip_per_minute = 3)
+            .start()
+            .await;
+        let key = h.key(Role::Developer).await;
+        let mut b = Browser::new(&h);
+        let wrong = "cl_0123456789ab_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        for _ in 0..3 {
+            let resp = b.try_sign_in(wrong, "").await;
+            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        }
+        // The fourth attempt within the minute, even with a good key.
+        let resp = b.try_sign_in(&key, "").await;
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        let wait: u64 = resp.headers()[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+        assert_eq!(set_cookie(&resp, "commonlab_console"), None);
+        let html = resp.text().await.unwrap();
+        assert!(html.contains("Too many sign-in attempts"), "{html}");
+        // The form itself still shows (only attempts are limited).
+        let (status, _) = page(b.get("/console/sign-in").send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        h.stop().await;
+    })
+    .await;
+}

@@ -470,3 +470,57 @@ async fn the_trial_page_serves_cached_aggregates() {
     })
     .await;
 }
+
+/// A stale digest is served at once and refreshed in the background: the
+/// view that finds it stale does not wait for the recomputation.
+#[tokio::test]
+async fn a_stale_digest_is_served_while_it_is_refreshed_in_the_background() {
+    both_backends(|db| async move {
+        let h = server(&db, "2026-06-01T12:00:00Z", Duration::from_millis(1), HASH).await;
+        let r = signed_in(&h, Role::Researcher).await;
+        let trial = "/console/trials/thanks-hash";
+        let (s, _, _) = send(&r, &format!("{trial}/start"), &[("reason", "go")]).await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        let (_, html) = page(r.get(trial).send().await.unwrap()).await;
+        assert_eq!(exposed_on(&html), 0);
+        let sdk = h.key(Role::Sdk).await;
+        for i in 0..5 {
+            h.eval(
+                &sdk,
+                "thanks-button",
+                json!({"targetingKey": format!("u{i}"), "community": "c"}),
+            )
+            .await;
+        }
+        let state = &h.server.state;
+        let t = state.store.get_trial("thanks-hash").await.unwrap().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while state
+            .store
+            .arm_counts(t.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|a| a.2)
+            .sum::<i64>()
+            < 5
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the exposures were never written"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        // The digest is stale: this view is served it as it was (0
+        // exposed) and starts its refresh ...
+        let (_, html) = page(r.get(trial).send().await.unwrap()).await;
+        assert_eq!(exposed_on(&html), 0);
+        // ... which, once done, the next view shows.
+        state.console_digests.settle().await;
+        let (_, html) = page(r.get(trial).send().await.unwrap()).await;
+        assert_eq!(exposed_on(&html), 5);
+        h.stop().await;
+    })
+    .await;
+}

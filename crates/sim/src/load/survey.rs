@@ -170,6 +170,10 @@ pub struct SurveyReport {
     pub links: u64,
     /// Respondents who opened their link.
     pub started: u64,
+    /// Respondents whose last page was accepted: their response is
+    /// complete on the server (the thanks page may not have been viewed
+    /// yet when the run ended).
+    pub submitted: u64,
     /// Respondents whose thanks page was shown (every page accepted).
     pub completed: u64,
     /// Respondents left after a failed step.
@@ -337,6 +341,9 @@ impl Respondents {
             who.form_token = d.form_token;
         }
         who.step = d.step + 1;
+        if d.step == STEPS - 2 {
+            self.report.submitted += 1;
+        }
         if who.step == STEPS {
             self.report.completed += 1;
             self.start_fresh();
@@ -560,6 +567,7 @@ mod tests {
         assert_eq!(seen[4].1.as_deref(), Some("/s/T0/done"));
         assert_eq!(seen[2].1.as_deref(), Some("/s/T0"));
         assert_eq!(rs.report.completed, 1);
+        assert_eq!(rs.report.submitted, 1);
         // The second respondent starts, fails, and nobody is left.
         let s = rs.next(&mut rng).unwrap();
         assert_eq!((s.respondent, s.step), (1, 0));

@@ -139,6 +139,12 @@ type Key = (String, Option<String>);
 
 const COMMUNITIES: [&str; 3] = ["wiki-a", "coop-b", "social-c"];
 
+/// A pseudonym-like unit: 64 hex digits whose first ones are spread like
+/// an HMAC's (the store splits members at [`commonlab_store::SPLIT_AT`]).
+fn spread_unit(i: u64) -> String {
+    format!("{:016x}{:048x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15), i)
+}
+
 struct Member {
     id: String,
     /// Communities its events carry (two: left out).
@@ -274,6 +280,7 @@ async fn community_period_cells_match_the_documented_semantics() {
                     secs,
                 );
                 e.community = Some(c.to_string());
+                e.unit = spread_unit(i);
                 let ns = ["main", "talk"][rng.random_range(0..2)];
                 e.properties = props(json!({"ns": ns, "bytes": rng.random_range(0..40)}));
                 events.push(e);
@@ -281,13 +288,21 @@ async fn community_period_cells_match_the_documented_semantics() {
             // A member without a community: never counted.
             let mut e = event(u128::from(i * 100 + 99), i, "e1", 15 * day);
             e.community = None;
+            e.unit = spread_unit(i);
             events.push(e);
             members.push(Member {
-                id: unit(i),
+                id: spread_unit(i),
                 communities: cs,
             });
         }
         assert!(members.iter().any(|m| m.communities.len() > 1));
+        // Members (and members left out) on both sides of the store's
+        // split into two halves computed at once.
+        for below in [true, false] {
+            let side = |m: &&Member| (m.id.as_str() < commonlab_store::SPLIT_AT) == below;
+            assert!(members.iter().filter(side).count() > 20);
+            assert!(members.iter().filter(side).any(|m| m.communities.len() > 1));
+        }
         store.insert_events(&events, at(0)).await.unwrap();
         for m in library.metrics.values() {
             let got = store

@@ -30,24 +30,31 @@ pub struct LimitSettings {
     pub max_tracked: usize,
 }
 
-struct Keyed<K: std::hash::Hash + Eq + Clone> {
+/// A per-minute quota per key, with the memory bound described above
+/// (also the console's sign-in limit, `console::sign_in`).
+pub struct Keyed<K: std::hash::Hash + Eq + Clone> {
     limiter: DefaultKeyedRateLimiter<K>,
     overflow: DefaultDirectRateLimiter,
     max_tracked: usize,
+    checks: AtomicU64,
 }
 
 impl<K: std::hash::Hash + Eq + Clone> Keyed<K> {
-    fn new(per_minute: u32, max_tracked: usize) -> Self {
+    /// `per_minute` requests a minute per key (bursts up to the same
+    /// number), at most `max_tracked` keys held.
+    pub fn new(per_minute: u32, max_tracked: usize) -> Self {
         let quota = Quota::per_minute(NonZeroU32::new(per_minute.max(1)).expect("at least 1"));
         Keyed {
             limiter: RateLimiter::dashmap(quota),
             overflow: RateLimiter::direct(quota),
             max_tracked: max_tracked.max(1),
+            checks: AtomicU64::new(0),
         }
     }
 
-    fn check(&self, key: &K, sweep: bool) -> Result<(), Duration> {
-        if sweep {
+    /// A request of `key`; `Err(wait)` when over its quota.
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.limiter.retain_recent();
         }
         let clock = DefaultClock::default();
@@ -60,11 +67,24 @@ impl<K: std::hash::Hash + Eq + Clone> Keyed<K> {
     }
 }
 
+/// The key an address is limited under: IPv6 addresses by their /64, an
+/// unknown address (no peer known) as `0.0.0.0`, shared by all such.
+pub fn ip_key(ip: Option<IpAddr>) -> IpAddr {
+    match ip {
+        Some(IpAddr::V6(v6)) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::from(o)
+        }
+        Some(v4) => v4,
+        None => IpAddr::from([0u8; 4]),
+    }
+}
+
 /// The limiters of one replica (each replica limits what it serves).
 pub struct Limits {
     ips: Keyed<IpAddr>,
     links: Keyed<String>,
-    checks: AtomicU64,
 }
 
 impl Limits {
@@ -72,33 +92,18 @@ impl Limits {
         Limits {
             ips: Keyed::new(s.per_ip_per_minute, s.max_tracked),
             links: Keyed::new(s.per_link_per_minute, s.max_tracked),
-            checks: AtomicU64::new(0),
         }
-    }
-
-    fn sweep(&self) -> bool {
-        self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1
     }
 
     /// A request from `ip` (unknown: all such requests share one key);
     /// `Err(wait)` when over its quota.
     pub fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), Duration> {
-        let key = match ip {
-            Some(IpAddr::V6(v6)) => {
-                let mut o = v6.octets();
-                o[8..].fill(0);
-                IpAddr::from(o)
-            }
-            Some(v4) => v4,
-            None => IpAddr::from([0u8; 4]),
-        };
-        self.ips.check(&key, self.sweep())
+        self.ips.check(&ip_key(ip))
     }
 
     /// A request with the link of `unit` in `campaign` (a verified one).
     pub fn check_link(&self, campaign: &str, unit: &str) -> Result<(), Duration> {
-        self.links
-            .check(&format!("{campaign}/{unit}"), self.sweep())
+        self.links.check(&format!("{campaign}/{unit}"))
     }
 
     /// Keys tracked now (addresses, links).
