@@ -29,7 +29,8 @@ pub struct Cli {
     /// survey_min_cell, public_url, log_format, access_log, hsts_max_age_secs,
     /// ofrep_key_per_second, ofrep_ip_per_second, ofrep_max_tracked_ips,
     /// console_session_secs, console_secure_cookie,
-    /// console_sessions_per_key; each also as an environment
+    /// console_sessions_per_key, console_sign_in_per_ip_per_minute; each
+    /// also as an environment
     /// variable COMMONLAB_KEY (docs/configuration.md: defaults, order).
     #[arg(long, env = "COMMONLAB_CONFIG", global = true)]
     pub config: Option<PathBuf>,
