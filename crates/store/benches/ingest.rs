@@ -17,7 +17,11 @@
 //! * `INGEST_BENCH_PRELOAD`: rows stored (same id kind, not measured) before
 //!   measuring, to see how the id kind behaves on a big table (default 0);
 //! * `INGEST_BENCH_WRITERS`: concurrent writers, each with its own `Store`
-//!   as separate server processes would have (default 1).
+//!   as separate server processes would have (default 1);
+//! * `INGEST_BENCH_INDEX_AB=1`: each configuration twice in a row, with
+//!   and without migration 0009's index `events_community_unit_ts_idx`
+//!   (dropped from the fresh database before measuring), to see what the
+//!   community designs' index costs ingestion (column `0009`).
 
 use std::time::{Duration, Instant};
 
@@ -112,6 +116,22 @@ fn batches(ids: Ids, rows: usize, batch: usize, offset: usize) -> Vec<Vec<NewEve
         .collect()
 }
 
+/// Drops migration 0009's index from `db` (a fresh test database).
+async fn drop_community_index(db: &TestDb) {
+    use sqlx::Connection as _;
+    let sql = "DROP INDEX events_community_unit_ts_idx";
+    match db.store().backend() {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(db.url()).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(db.url()).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+        }
+    }
+}
+
 async fn durability(db: &TestDb) -> String {
     let show = |q: &'static str| async move {
         db.fetch_text_raw(q)
@@ -184,6 +204,11 @@ fn main() {
     let rows = env_usize("INGEST_BENCH_ROWS", 100_000);
     let preload = env_usize("INGEST_BENCH_PRELOAD", 0);
     let writers = env_usize("INGEST_BENCH_WRITERS", 1).max(1);
+    let index_variants: &[bool] = if env_usize("INGEST_BENCH_INDEX_AB", 0) == 1 {
+        &[true, false]
+    } else {
+        &[true]
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -195,14 +220,29 @@ fn main() {
              {writers} writer(s), durable commit per batch"
         );
         println!(
-            "{:<9} {:<4} {:>6} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9}",
-            "backend", "ids", "batch", "rows", "secs", "rows/s", "p50 ms", "p99 ms", "retry/s"
+            "{:<9} {:<4} {:>6} {:>5} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9}",
+            "backend",
+            "ids",
+            "batch",
+            "0009",
+            "rows",
+            "secs",
+            "rows/s",
+            "p50 ms",
+            "p99 ms",
+            "retry/s"
         );
         for backend in BACKENDS {
             let mut settings_shown = false;
             for ids in [Ids::V4, Ids::V7] {
-                for batch in [500usize, 5000] {
+                for (batch, &with_index) in [500usize, 5000]
+                    .into_iter()
+                    .flat_map(|b| index_variants.iter().map(move |i| (b, i)))
+                {
                     let db = TestDb::new(backend).await;
+                    if !with_index {
+                        drop_community_index(&db).await;
+                    }
                     if !settings_shown {
                         eprintln!("{backend}: {}", durability(&db).await);
                         settings_shown = true;
@@ -233,10 +273,11 @@ fn main() {
                         r.latencies[i].as_secs_f64() * 1000.0
                     };
                     println!(
-                        "{:<9} {:<4} {:>6} {:>9} {:>8.2} {:>10.0} {:>9.1} {:>9.1} {:>9.0}",
+                        "{:<9} {:<4} {:>6} {:>5} {:>9} {:>8.2} {:>10.0} {:>9.1} {:>9.1} {:>9.0}",
                         backend.as_str(),
                         format!("{ids:?}").to_lowercase(),
                         batch,
+                        if with_index { "yes" } else { "no" },
                         r.rows,
                         r.elapsed.as_secs_f64(),
                         r.rows as f64 / r.elapsed.as_secs_f64(),
