@@ -9,8 +9,10 @@
 //! 1. the first view of the trial page (the digest computed: arm counts
 //!    and the analysis of the stored trial), timed alone;
 //! 2. `--concurrency` clients (default 4) load the page back to back for
-//!    `--seconds` (default 30; the digest is recomputed every 10 s by the
-//!    view that finds it stale, so that cost is in the run). The
+//!    `--seconds` (default 30; the digest is recomputed every 10 s in a
+//!    background task started by the view that finds it stale, which is
+//!    served the stale one: that computation shares the cores with the
+//!    views, so its cost is in the run). The
 //!    server-side time of every view (from the request entering the router
 //!    to its response head) and the client-side time are reported as
 //!    p50/p99/max, with the number of views over 10 ms.
@@ -19,7 +21,10 @@
 //! cargo run --release -p commonlab-server --example console_trials_load -- \
 //!     [--database-url postgres://...] [--units 200000] [--concurrency 4] [--seconds 30]
 //! ```
-//! Without `--database-url`, a SQLite file in a temporary directory.
+//! Without `--database-url`, a SQLite file in a temporary directory. The
+//! example migrates and fills the database it is given: on PostgreSQL pass
+//! a scratch schema (`...?options=-c%20search_path%3Dconsole_load`, created
+//! empty beforehand and dropped afterwards).
 
 use anyhow::{ensure, Context, Result};
 use axum::extract::Request;

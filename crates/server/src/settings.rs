@@ -488,8 +488,9 @@ mod tests {
     #[test]
     fn keys_are_the_fields_of_overrides() {
         let keys = Settings::keys();
-        assert_eq!(keys.len(), 31);
+        assert_eq!(keys.len(), 32);
         assert!(keys.contains(&"public_url"));
+        assert!(keys.contains(&"console_sign_in_per_ip_per_minute"));
         assert_eq!(keys[0], "database_url");
         assert!(keys.contains(&"exposure_cache_bytes"));
         assert_eq!(env_var("max_connections"), "COMMONLAB_MAX_CONNECTIONS");

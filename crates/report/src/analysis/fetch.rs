@@ -166,15 +166,30 @@ fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-/// How many of a trial's metrics are computed at once, at most: each is one
-/// statement that keeps a core of the database busy, and the machines
-/// Commonlab runs on have few (docs/benchmarks.md, "A report of ten
-/// metrics"). Never more than the pool's connections less one, so that
-/// other readers (the server's requests) still get one.
+/// How many of a trial's metrics are computed at once on PostgreSQL, at
+/// most: each is one statement that keeps a core of the database busy,
+/// and the machines Commonlab runs on have few (docs/benchmarks.md, "A
+/// report of ten metrics"). Never more than the pool's connections less
+/// one, so that other readers (the server's requests) still get one.
 pub const METRIC_CONCURRENCY: usize = 2;
 
-/// [`METRIC_CONCURRENCY`] within `store`'s read pool.
+/// The same on SQLite: one at a time. Two of its metric statements at
+/// once took 60 % more CPU than one after the other (the per-member
+/// subqueries over materialised CTEs contend inside the library) and were
+/// slower in wall time too: 13.2–15.3 s against 11.2–12.8 s for ten
+/// metrics over 10M events, measured side by side on a quiet 2-core
+/// machine (docs/benchmarks.md, "A report of ten metrics, quiet machine").
+/// A community design's metric still splits its members in two halves
+/// computed at once (`Store::community_period_cells`), which does pay.
+pub const SQLITE_METRIC_CONCURRENCY: usize = 1;
+
+/// [`METRIC_CONCURRENCY`] (or [`SQLITE_METRIC_CONCURRENCY`]) within
+/// `store`'s read pool.
 fn metric_concurrency(store: &Store) -> usize {
+    let wanted = match store.backend() {
+        commonlab_store::Backend::Sqlite => SQLITE_METRIC_CONCURRENCY,
+        commonlab_store::Backend::Postgres => METRIC_CONCURRENCY,
+    };
     let readers = store
         .pool_usage()
         .iter()
@@ -182,7 +197,7 @@ fn metric_concurrency(store: &Store) -> usize {
         .map(|p| p.max as usize)
         .max()
         .unwrap_or(1);
-    METRIC_CONCURRENCY.min(readers.saturating_sub(1)).max(1)
+    wanted.min(readers.saturating_sub(1)).max(1)
 }
 
 /// A community design's windows for `metric`: those closed at `as_of`
