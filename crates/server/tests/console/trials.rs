@@ -411,52 +411,51 @@ async fn a_stepped_wedge_shows_its_schedule_as_a_table() {
     .await;
 }
 
+/// Starts the trial at `trial` (a console path) through the console, sees
+/// its page with no exposure (which computes the page's digest), then
+/// evaluates its flag for 5 units and waits until their exposures are
+/// stored.
+async fn start_then_expose_five(h: &Harness, r: &Browser<'_>, trial: &str) {
+    let (s, _, _) = send(r, &format!("{trial}/start"), &[("reason", "go")]).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (_, html) = page(r.get(trial).send().await.unwrap()).await;
+    assert_eq!(exposed_on(&html), 0);
+    let sdk = h.key(Role::Sdk).await;
+    for i in 0..5 {
+        h.eval(
+            &sdk,
+            "thanks-button",
+            json!({"targetingKey": format!("u{i}"), "community": "c"}),
+        )
+        .await;
+    }
+    let store = &h.server.state.store;
+    let t = store.get_trial("thanks-hash").await.unwrap().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store
+        .arm_counts(t.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.2)
+        .sum::<i64>()
+        < 5
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the exposures were never written"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn the_trial_page_serves_cached_aggregates() {
     both_backends(|db| async move {
         let h = server(&db, "2026-06-01T12:00:00Z", Duration::from_secs(3600), HASH).await;
         let r = signed_in(&h, Role::Researcher).await;
         let trial = "/console/trials/thanks-hash";
-        let (s, _, _) = send(&r, &format!("{trial}/start"), &[("reason", "go")]).await;
-        assert_eq!(s, StatusCode::SEE_OTHER);
-        let (_, html) = page(r.get(trial).send().await.unwrap()).await;
-        assert_eq!(exposed_on(&html), 0);
-        let sdk = h.key(Role::Sdk).await;
-        for i in 0..5 {
-            h.eval(
-                &sdk,
-                "thanks-button",
-                json!({"targetingKey": format!("u{i}"), "community": "c"}),
-            )
-            .await;
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let t = h
-            .server
-            .state
-            .store
-            .get_trial("thanks-hash")
-            .await
-            .unwrap()
-            .unwrap();
-        while h
-            .server
-            .state
-            .store
-            .arm_counts(t.id)
-            .await
-            .unwrap()
-            .iter()
-            .map(|a| a.2)
-            .sum::<i64>()
-            < 5
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the exposures were never written"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        start_then_expose_five(&h, &r, trial).await;
         // Within the cache's lifetime the page shows the aggregates it
         // computed, not the new exposures ...
         let (_, html) = page(r.get(trial).send().await.unwrap()).await;
@@ -479,45 +478,14 @@ async fn a_stale_digest_is_served_while_it_is_refreshed_in_the_background() {
         let h = server(&db, "2026-06-01T12:00:00Z", Duration::from_millis(1), HASH).await;
         let r = signed_in(&h, Role::Researcher).await;
         let trial = "/console/trials/thanks-hash";
-        let (s, _, _) = send(&r, &format!("{trial}/start"), &[("reason", "go")]).await;
-        assert_eq!(s, StatusCode::SEE_OTHER);
-        let (_, html) = page(r.get(trial).send().await.unwrap()).await;
-        assert_eq!(exposed_on(&html), 0);
-        let sdk = h.key(Role::Sdk).await;
-        for i in 0..5 {
-            h.eval(
-                &sdk,
-                "thanks-button",
-                json!({"targetingKey": format!("u{i}"), "community": "c"}),
-            )
-            .await;
-        }
-        let state = &h.server.state;
-        let t = state.store.get_trial("thanks-hash").await.unwrap().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while state
-            .store
-            .arm_counts(t.id)
-            .await
-            .unwrap()
-            .iter()
-            .map(|a| a.2)
-            .sum::<i64>()
-            < 5
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the exposures were never written"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        start_then_expose_five(&h, &r, trial).await;
         tokio::time::sleep(Duration::from_millis(5)).await;
         // The digest is stale: this view is served it as it was (0
         // exposed) and starts its refresh ...
         let (_, html) = page(r.get(trial).send().await.unwrap()).await;
         assert_eq!(exposed_on(&html), 0);
         // ... which, once done, the next view shows.
-        state.console_digests.settle().await;
+        h.server.state.console_digests.settle().await;
         let (_, html) = page(r.get(trial).send().await.unwrap()).await;
         assert_eq!(exposed_on(&html), 5);
         h.stop().await;
