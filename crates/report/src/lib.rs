@@ -186,34 +186,105 @@ pub fn files(r: &Report, formats: &[&str]) -> Result<Vec<(&'static str, String)>
     Ok(out)
 }
 
-/// `wp2-parameters.json` of a report (see [`wp2`]): the activity of the
-/// trial's communities from its planned start to the report's as-of time
-/// (or the planned end, if earlier), read from the store.
-pub async fn wp2_parameters(store: &Store, r: &Report) -> Result<String, ReportError> {
-    let mut communities: Vec<String> = r.design.communities.clone();
-    if communities.is_empty() {
-        communities = r
-            .quality
-            .exposures
-            .iter()
-            .filter_map(|e| e.community.clone())
-            .collect();
-        communities.sort();
-        communities.dedup();
+/// What `wp2-parameters.json` reads the activity of: the trial's
+/// communities (its design's, else those of its exposures), from its
+/// planned start to the report's as-of time (or the planned end, if
+/// earlier).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityScope {
+    pub communities: Vec<String>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+impl ActivityScope {
+    /// The scope of a built report.
+    pub fn of_report(r: &Report) -> ActivityScope {
+        let mut communities: Vec<String> = r.design.communities.clone();
+        if communities.is_empty() {
+            communities = r
+                .quality
+                .exposures
+                .iter()
+                .filter_map(|e| e.community.clone())
+                .collect();
+            communities.sort();
+            communities.dedup();
+        }
+        let parse = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or(r.footer.as_of)
+        };
+        let from = parse(&r.design.dates.planned_start);
+        let to = parse(&r.design.dates.planned_end)
+            .min(r.footer.as_of)
+            .max(from);
+        ActivityScope {
+            communities,
+            from,
+            to,
+        }
     }
-    let parse = |s: &str| {
-        DateTime::parse_from_rfc3339(s)
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or(r.footer.as_of)
-    };
-    let from = parse(&r.design.dates.planned_start);
-    let to = parse(&r.design.dates.planned_end)
-        .min(r.footer.as_of)
-        .max(from);
-    let mut activity = Vec::new();
-    for c in &communities {
-        activity.push(store.community_activity(c, from, to).await?);
+
+    /// The scope the report of `spec` as of `as_of` will have, known
+    /// before its analysis (so that the activity can be read beside the
+    /// metrics): `exposed` are the communities of the trial's exposures
+    /// (`Store::exposure_counts`). A caller checks it against
+    /// [`ActivityScope::of_report`] before using what it read.
+    pub fn predict(
+        spec: &commonlab_core::experiments::TrialSpec,
+        exposed: impl IntoIterator<Item = String>,
+        as_of: DateTime<Utc>,
+    ) -> ActivityScope {
+        use commonlab_core::experiments::Design;
+        let mut communities = match &spec.design {
+            Design::Cluster { communities }
+            | Design::SteppedWedge { communities, .. }
+            | Design::Switchback { communities, .. } => communities.clone(),
+            Design::Hash { .. } | Design::Blocked { .. } => Vec::new(),
+        };
+        if communities.is_empty() {
+            communities = exposed.into_iter().collect();
+            communities.sort();
+            communities.dedup();
+        }
+        let at = |secs: i64| DateTime::from_timestamp(secs, 0).unwrap_or(as_of);
+        let from = at(spec.schedule.start);
+        let to = at(spec.schedule.end).min(as_of).max(from);
+        ActivityScope {
+            communities,
+            from,
+            to,
+        }
     }
-    let doc = wp2::build(r, &activity, r.footer.seed.unwrap_or(0));
+}
+
+/// The activity of `scope`'s communities, one after another.
+pub async fn community_activities(
+    store: &Store,
+    scope: &ActivityScope,
+) -> Result<Vec<commonlab_store::CommunityActivity>, ReportError> {
+    let mut activity = Vec::with_capacity(scope.communities.len());
+    for c in &scope.communities {
+        activity.push(store.community_activity(c, scope.from, scope.to).await?);
+    }
+    Ok(activity)
+}
+
+/// `wp2-parameters.json` of a report (see [`wp2`]) from the activity of
+/// its [`ActivityScope`].
+pub fn wp2_document(
+    r: &Report,
+    activity: &[commonlab_store::CommunityActivity],
+) -> Result<String, ReportError> {
+    let doc = wp2::build(r, activity, r.footer.seed.unwrap_or(0));
     canonical::to_json(&doc).map_err(|e| ReportError::Render(e.to_string()))
+}
+
+/// `wp2-parameters.json` of a report (see [`wp2`]): the activity of
+/// [`ActivityScope::of_report`], read from the store.
+pub async fn wp2_parameters(store: &Store, r: &Report) -> Result<String, ReportError> {
+    let activity = community_activities(store, &ActivityScope::of_report(r)).await?;
+    wp2_document(r, &activity)
 }

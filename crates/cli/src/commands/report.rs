@@ -70,6 +70,32 @@ fn progress() -> indicatif::ProgressBar {
     bar
 }
 
+/// The [`commonlab_report::ActivityScope`] the report of `key` will have
+/// under `opts`, from the stored trial before its analysis.
+async fn predicted_scope(
+    store: &Store,
+    key: &str,
+    opts: &Options,
+) -> Result<commonlab_report::ActivityScope> {
+    let record = store
+        .get_trial(key)
+        .await?
+        .with_context(|| format!("no trial {key}"))?;
+    let spec = commonlab_core::experiments::parse_trial(&record.spec_source, key)
+        .map_err(|e| anyhow::anyhow!("trial {key}: {} mistakes in its file", e.len()))?;
+    let as_of = opts
+        .as_of
+        .unwrap_or_else(|| commonlab_report::default_as_of(&record, opts.now));
+    let exposed = store
+        .exposure_counts(record.id)
+        .await?
+        .into_iter()
+        .filter_map(|e| e.community);
+    Ok(commonlab_report::ActivityScope::predict(
+        &spec, exposed, as_of,
+    ))
+}
+
 /// Writes one trial's report files into `dir`; returns the decision.
 async fn write_one(
     store: &Store,
@@ -91,14 +117,35 @@ async fn write_one(
             ));
         }
     };
-    let report = analysis::report_with_progress(store, key, opts, min_cell, &on_metric).await?;
+    let all = formats.contains(&"all");
+    // `wp2-parameters.json`'s community activity is read beside the
+    // metrics, for the scope the report will have; used only if the
+    // report's scope turns out the same (else read again after it).
+    let early = async {
+        if !all {
+            return None;
+        }
+        let scope = predicted_scope(store, key, opts).await.ok()?;
+        let activity = commonlab_report::community_activities(store, &scope).await;
+        Some((scope, activity))
+    };
+    let (report, early) = tokio::join!(
+        analysis::report_with_progress(store, key, opts, min_cell, &on_metric),
+        early
+    );
+    let report = report?;
     bar.set_message(format!("{key}: rendering"));
     let mut files = commonlab_report::files(&report, formats)?;
-    if formats.contains(&"all") {
+    if all {
         bar.set_message(format!("{key}: community activity for WP2"));
+        let scope = commonlab_report::ActivityScope::of_report(&report);
+        let activity = match early {
+            Some((predicted, Ok(activity))) if predicted == scope => activity,
+            _ => commonlab_report::community_activities(store, &scope).await?,
+        };
         files.push((
             "wp2-parameters.json",
-            commonlab_report::wp2_parameters(store, &report).await?,
+            commonlab_report::wp2_document(&report, &activity)?,
         ));
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -606,3 +606,23 @@ fn a_sequential_hash_plan_shows_its_looks_with_the_always_valid_interval() {
     let md = render::markdown(&r).unwrap();
     assert!(md.contains("| Look | At | Arm |"), "{md}");
 }
+
+/// The scope of `wp2-parameters.json`'s activity is known before the
+/// analysis (`commonlab report` reads it beside the metrics, and uses it
+/// only when the report's scope is the same): for both example trials,
+/// the prediction from the trial's file and exposure counts is the
+/// report's scope.
+#[test]
+fn the_activity_scope_is_predicted_from_the_file_and_the_exposures() {
+    use commonlab_report::ActivityScope;
+    for (t, r) in [
+        (members_trial(THANKS, 7), thanks()),
+        (community_trial(DASHBOARD, 42), dashboard()),
+    ] {
+        let exposed = t.exposures.iter().filter_map(|e| e.community.clone());
+        let scope = ActivityScope::of_report(&r);
+        assert!(!scope.communities.is_empty());
+        assert!(scope.from < scope.to, "{scope:?}");
+        assert_eq!(ActivityScope::predict(&t.spec, exposed, t.as_of), scope);
+    }
+}
