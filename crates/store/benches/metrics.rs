@@ -35,10 +35,11 @@
 //!
 //! Third measurement (issue 14): the ten metrics of
 //! `bench/report-trial.toml` (stored as the trial `bench-report` with the
-//! exposures of `bench-metrics`), each by `Store::metric_cells` as the
-//! report's `analysis::fetch` does, one at a time and `k` at a time
-//! (`METRICS_BENCH_CONCURRENCY`, default `1,2,4`; levels alternate within
-//! each run). `METRICS_BENCH_REPORT=0` skips it, `METRICS_BENCH_HASH=0`
+//! exposures of `bench-metrics`): each by `Store::metric_cells`, one at a
+//! time and `k` at a time (level `k`), and by `Store::metrics_cells` in
+//! `K` fused statements at once (level `fK`); `METRICS_BENCH_CONCURRENCY`
+//! lists the levels (default `1,2,f1,f2`), which alternate within each
+//! run. `METRICS_BENCH_REPORT=0` skips it, `METRICS_BENCH_HASH=0`
 //! skips the timed runs of the first measurement. `bench/report-10m.sh`
 //! times `commonlab report bench-report` on the same data.
 //!
@@ -210,6 +211,30 @@ async fn report_metrics(
         .map(Result::unwrap)
         .collect()
         .await
+}
+
+/// The same by `Store::metrics_cells` (metrics sharing one statement):
+/// the metrics in `groups` contiguous groups, the groups at once.
+async fn report_metrics_fused(
+    store: &Store,
+    trial: i64,
+    metrics: &[&Metric],
+    as_of: DateTime<Utc>,
+    groups: usize,
+) -> Vec<Vec<commonlab_store::MetricCell>> {
+    let size = metrics.len().div_ceil(groups.max(1));
+    futures_util::stream::iter(
+        metrics
+            .chunks(size)
+            .map(|g| store.metrics_cells(trial, g, as_of)),
+    )
+    .buffered(groups.max(1))
+    .map(Result::unwrap)
+    .collect::<Vec<_>>()
+    .await
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 async fn sqlite_dataset(units: usize, per_unit: usize) -> (Store, i64, String) {
@@ -556,7 +581,7 @@ async fn main() {
 }
 
 /// Third measurement (issue 14): the ten metrics of `bench-report`, one at
-/// a time and `k` at a time (`METRICS_BENCH_CONCURRENCY`, default `1,2,4`),
+/// a time, `k` at a time or fused (`METRICS_BENCH_CONCURRENCY`),
 /// alternated within each run so that every level sees the same machine.
 async fn report_trial(
     store: &Store,
@@ -573,27 +598,50 @@ async fn report_trial(
         .chain(&spec.metrics.secondary)
         .chain(&spec.metrics.guardrails)
         .collect();
-    let levels: Vec<usize> = std::env::var("METRICS_BENCH_CONCURRENCY")
-        .unwrap_or_else(|_| "1,2,4".into())
+    // `k`: one statement per metric, k at a time; `fK`: the metrics in K
+    // fused statements, at once.
+    let levels: Vec<(bool, usize)> = std::env::var("METRICS_BENCH_CONCURRENCY")
+        .unwrap_or_else(|_| "1,2,f1,f2".into())
         .split(',')
-        .filter_map(|k| k.trim().parse().ok())
-        .filter(|&k| k > 0)
+        .filter_map(|k| {
+            let k = k.trim();
+            match k.strip_prefix('f') {
+                Some(g) => g.parse().ok().map(|g| (true, g)),
+                None => k.parse().ok().map(|k| (false, k)),
+            }
+        })
+        .filter(|&(_, k)| k > 0)
         .collect();
+    if std::env::var_os("METRICS_BENCH_PLAN").is_some() {
+        eprintln!(
+            "{backend} report metrics in one statement:\n{}",
+            store.metrics_sql(&metrics).unwrap_or_default()
+        );
+    }
     let first = report_metrics(store, id, &metrics, as_of, 2).await;
     let mut times = vec![Vec::new(); levels.len()];
     let mut cpu = vec![Vec::new(); levels.len()];
     for _ in 0..runs {
-        for (i, &k) in levels.iter().enumerate() {
+        for (i, &(fused, k)) in levels.iter().enumerate() {
             let (t, c) = (Instant::now(), cpu_time());
-            let again = report_metrics(store, id, &metrics, as_of, k).await;
+            let again = if fused {
+                report_metrics_fused(store, id, &metrics, as_of, k).await
+            } else {
+                report_metrics(store, id, &metrics, as_of, k).await
+            };
             times[i].push(t.elapsed());
             cpu[i].push(cpu_time().saturating_sub(c));
             assert_eq!(again, first, "the same cells at any concurrency");
         }
     }
-    for (i, k) in levels.iter().enumerate() {
+    for (i, &(fused, k)) in levels.iter().enumerate() {
+        let how = if fused {
+            format!("in {k} fused statement(s) at once")
+        } else {
+            format!("{k} at a time")
+        };
         println!(
-            "| {backend}, {} report metrics, {k} at a time | 200000 | {events} | {} |",
+            "| {backend}, {} report metrics, {how} | 200000 | {events} | {} |",
             metrics.len(),
             figures(&times[i], &cpu[i]),
         );

@@ -107,11 +107,16 @@ async fn write_one(
     bar: &indicatif::ProgressBar,
 ) -> Result<(String, String, String)> {
     bar.set_message(format!("{key}: computing metrics in the database"));
+    // `done` counts this trial's metrics computed so far (several at once
+    // when they share a statement, and possibly again as a repeat).
+    let start = std::sync::atomic::AtomicU64::new(bar.position());
     let on_metric = |done: usize, total: usize| {
+        use std::sync::atomic::Ordering::Relaxed;
         if done == 0 {
+            start.store(bar.position(), Relaxed);
             bar.inc_length(total as u64 + 1);
         } else {
-            bar.inc(1);
+            bar.set_position(start.load(Relaxed) + done as u64);
             bar.set_message(format!(
                 "{key}: {done} of {total} metrics computed in the database"
             ));

@@ -116,6 +116,7 @@ async fn metric_data(
     snapshot: Option<&MetricSnapshot>,
     as_of: DateTime<Utc>,
     communities: &[String],
+    computed: Option<Vec<MetricCell>>,
 ) -> Result<MetricData, ReportError> {
     let metric_as_of = snapshot.map_or(as_of, |s| s.as_of);
     let source = if snapshot.is_some() {
@@ -124,9 +125,10 @@ async fn metric_data(
         Source::Database
     };
     let rows = match &spec.design {
-        Design::Hash { .. } => MetricRows::Cells(match snapshot {
-            Some(s) => s.cells.clone(),
-            None => store.metric_cells(trial_id, metric, as_of).await?,
+        Design::Hash { .. } => MetricRows::Cells(match (snapshot, computed) {
+            (Some(s), _) => s.cells.clone(),
+            (None, Some(cells)) => cells,
+            (None, None) => store.metric_cells(trial_id, metric, as_of).await?,
         }),
         Design::Blocked { .. } => {
             MetricRows::Members(store.member_values(trial_id, metric, metric_as_of).await?)
@@ -183,6 +185,14 @@ pub const METRIC_CONCURRENCY: usize = 2;
 /// computed at once (`Store::community_period_cells`), which does pay.
 pub const SQLITE_METRIC_CONCURRENCY: usize = 1;
 
+/// How many statements a `hash` design's metrics are computed in, at
+/// once ([`hash_cells`]): one. On SQLite two statements took 30 % longer
+/// than one (each recomputes the window bounds, the costly part); on
+/// PostgreSQL the one statement leaves the second core to what
+/// `commonlab report` reads beside the metrics (wp2's community activity)
+/// and to other requests (docs/benchmarks.md, "Metrics in one statement").
+pub const FUSED_STATEMENTS: usize = 1;
+
 /// [`METRIC_CONCURRENCY`] (or [`SQLITE_METRIC_CONCURRENCY`]) within
 /// `store`'s read pool.
 fn metric_concurrency(store: &Store) -> usize {
@@ -198,6 +208,50 @@ fn metric_concurrency(store: &Store) -> usize {
         .max()
         .unwrap_or(1);
     wanted.min(readers.saturating_sub(1)).max(1)
+}
+
+/// A `hash` design's cells of the plan's metrics that have no stored
+/// snapshot, computed together by [`Store::metrics_cells`]: one statement
+/// for all of them ([`FUSED_STATEMENTS`]). Returns the cells by plan
+/// position (`None`: from a snapshot) and how many metrics were computed;
+/// `progress` is called as each statement completes.
+async fn hash_cells(
+    store: &Store,
+    trial_id: i64,
+    plan: &[(&Metric, Role)],
+    snapshots: &BTreeMap<String, MetricSnapshot>,
+    as_of: DateTime<Utc>,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<(Vec<Option<Vec<MetricCell>>>, usize), ReportError> {
+    let mut out = vec![None; plan.len()];
+    let wanted: Vec<usize> = (0..plan.len())
+        .filter(|&i| !snapshots.contains_key(&plan[i].0.name))
+        .collect();
+    if wanted.is_empty() {
+        return Ok((out, 0));
+    }
+    let statements = FUSED_STATEMENTS;
+    let size = wanted.len().div_ceil(statements);
+    let pending: Vec<_> = wanted
+        .chunks(size)
+        .map(|group| {
+            let metrics: Vec<&Metric> = group.iter().map(|&i| plan[i].0).collect();
+            async move {
+                let cells = store.metrics_cells(trial_id, &metrics, as_of).await;
+                (group, cells)
+            }
+        })
+        .collect();
+    let mut running = stream::iter(pending).buffer_unordered(statements);
+    let mut done = 0;
+    while let Some((group, cells)) = running.next().await {
+        for (&i, c) in group.iter().zip(cells?) {
+            out[i] = Some(c);
+        }
+        done += group.len();
+        progress(done, plan.len());
+    }
+    Ok((out, done))
 }
 
 /// A community design's windows for `metric`: those closed at `as_of`
@@ -230,10 +284,11 @@ pub async fn fetch(
 }
 
 /// [`fetch`], calling `progress(done, total)` with the number of the plan's
-/// metrics computed so far: `(0, total)` before the first, then once as
-/// each completes. Up to [`METRIC_CONCURRENCY`] metrics are computed at
-/// once; the result is the same as one at a time (metrics in the plan's
-/// order).
+/// metrics computed so far: `(0, total)` before the first, then as they
+/// complete (`done` never decreases, may repeat, and jumps by several
+/// when metrics share a statement: `hash` designs, see [`hash_cells`]).
+/// Up to [`METRIC_CONCURRENCY`] statements run at once; the result is the
+/// same as one metric at a time (metrics in the plan's order).
 pub async fn fetch_with_progress(
     store: &Store,
     key: &str,
@@ -280,12 +335,18 @@ pub async fn fetch_with_progress(
     let total = plan.len();
     progress(0, total);
     let trial_id = record.id;
+    let (mut computed, done) = if matches!(spec.design, Design::Hash { .. }) {
+        hash_cells(store, trial_id, &plan, &snapshots, as_of, progress).await?
+    } else {
+        (vec![None; total], 0)
+    };
     // The futures are collected first (they start when polled): a stream
     // over a closure that borrows here would make the future of this
     // function not `Send` for the server (rust-lang/rust#102211).
     let pending: Vec<_> = plan
         .into_iter()
-        .map(|(metric, role)| {
+        .zip(computed.iter_mut())
+        .map(|((metric, role), cells)| {
             let snapshot = snapshots.get(&metric.name);
             metric_data(
                 store,
@@ -296,17 +357,18 @@ pub async fn fetch_with_progress(
                 snapshot,
                 as_of,
                 &communities,
+                cells.take(),
             )
         })
         .collect();
     // Results in the plan's order, whichever finishes first.
-    let mut computed = stream::iter(pending).buffered(metric_concurrency(store));
+    let mut rows = stream::iter(pending).buffered(metric_concurrency(store));
     let mut metrics = Vec::with_capacity(total);
-    while let Some(m) = computed.next().await {
+    while let Some(m) = rows.next().await {
         metrics.push(m?);
-        progress(metrics.len(), total);
+        progress(metrics.len().max(done), total);
     }
-    drop(computed);
+    drop(rows);
     let exposures = store.exposure_counts(record.id).await?;
     let excluded = store
         .exposure_records(record.id, true, EXCLUDED_LISTED)

@@ -8,7 +8,7 @@
 use crate::error::Error;
 use crate::surveys;
 use chrono::{DateTime, Utc};
-use commonlab_core::experiments::{parse_trial, TrialSpec};
+use commonlab_core::experiments::{parse_trial, Metric, TrialSpec};
 use commonlab_report::analysis::{self as report, StoredTrial, TrialAnalysis};
 use commonlab_report::document::Report;
 use commonlab_report::surveys::{LikertInput, ScaleReliability, SurveyInput, WaveInput};
@@ -314,18 +314,25 @@ pub async fn snapshot(
 ) -> Result<Vec<MetricSnapshot>, Error> {
     let spec = parse_trial(&record.spec_source, &format!("trial {}", record.key))?;
     let communities = spec.design.communities();
-    let mut out = Vec::new();
-    for metric in std::iter::once(&spec.metrics.primary)
+    let plan: Vec<&Metric> = std::iter::once(&spec.metrics.primary)
         .chain(&spec.metrics.secondary)
         .chain(&spec.metrics.guardrails)
-    {
+        .collect();
+    // Member designs: the metrics that can share a statement do.
+    let mut member_cells = match communities {
+        Some(_) => Vec::new(),
+        None => store.metrics_cells(record.id, &plan, at).await?,
+    }
+    .into_iter();
+    let mut out = Vec::new();
+    for metric in plan {
         let (cells, rows) = match communities {
             Some(list) => {
                 let (closed, _) = report::period_spans(&spec, metric, at);
                 let rows = store.community_period_cells(metric, list, &closed).await?;
                 (Vec::new(), Some(rows))
             }
-            None => (store.metric_cells(record.id, metric, at).await?, None),
+            None => (member_cells.next().unwrap_or_default(), None),
         };
         out.push(MetricSnapshot {
             metric: metric.name.clone(),

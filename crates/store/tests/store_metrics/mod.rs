@@ -459,8 +459,25 @@ async fn metric_queries_match_the_documented_semantics() {
             let plan = store.metric_plan(trial_id, m, as_of).await.unwrap();
             assert!(!plan.is_empty());
         }
+        // All of them at once: those that can share a statement do
+        // (`metrics_cells`), and every metric's cells are still its own.
+        let all: Vec<&Metric> = library.metrics.values().collect();
+        let together = store.metrics_cells(trial_id, &all, as_of).await.unwrap();
+        assert_eq!(together.len(), all.len());
+        for (m, got) in all.iter().zip(together) {
+            let want = expected(m, &units, &events, as_of);
+            assert_cells(&format!("{} (fused)", m.name), store.backend(), got, &want);
+        }
+        let sql = store.metrics_sql(&all).expect("several metrics");
+        assert!(sql.contains("UNION ALL"), "{sql}");
         // Nothing is exposed to a trial that does not exist.
         let m = &library.metrics["any_e1_7d"];
+        assert!(store
+            .metrics_cells(9999, &all, as_of)
+            .await
+            .unwrap()
+            .iter()
+            .all(Vec::is_empty));
         assert!(store.metric_cells(9999, m, as_of).await.unwrap().is_empty());
         // Before any window closes, nobody is analysed.
         assert!(store

@@ -57,6 +57,9 @@ struct CaseEvent {
 #[derive(Debug, Clone)]
 struct Case {
     metric: Metric,
+    /// Computed with `metric` in one statement where both can share it
+    /// (`Store::metrics_cells`).
+    companion: Metric,
     units: Vec<CaseUnit>,
     events: Vec<CaseEvent>,
     /// `None`: long after every window; `Some((u, delta))`: `delta`
@@ -183,8 +186,8 @@ fn case() -> impl Strategy<Value = Case> {
         Just(Some(Err(()))),
         (-4i64..20).prop_map(|q| Some(Ok(q))),
     ];
-    (metric(), prop::collection::vec(unit, 1..10))
-        .prop_flat_map(move |(metric, units)| {
+    (metric(), metric(), prop::collection::vec(unit, 1..10))
+        .prop_flat_map(move |(metric, companion, units)| {
             let n = units.len();
             let event = (0..n, 0..NAMES.len(), when.clone(), value.clone()).prop_map(
                 |(unit, name, when, value)| CaseEvent {
@@ -199,14 +202,15 @@ fn case() -> impl Strategy<Value = Case> {
                 (0..n, prop::sample::select(vec![0i64, -1, 1])).prop_map(Some),
             ];
             (
-                Just(metric),
+                Just((metric, companion)),
                 Just(units),
                 prop::collection::vec(event, 0..40),
                 as_of,
             )
         })
-        .prop_map(|(metric, units, events, as_of)| Case {
+        .prop_map(|((metric, companion), units, events, as_of)| Case {
             metric,
+            companion,
             units,
             events,
             as_of,
@@ -288,8 +292,11 @@ fn materialise(case: &Case, first_unit: u64) -> (Vec<Unit>, Vec<Ev>, DateTime<Ut
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
 /// Stores the case under a new trial and fresh units and event ids, and
-/// returns the database's cells sorted like the reference's.
-async fn run(store: &Store, case: &Case) -> Result<(Vec<MetricCell>, Vec<MetricCell>), String> {
+/// returns the database's cells sorted like the reference's, with the
+/// reference: the metric alone, then with its companion in one call.
+type Outcome = Vec<(&'static str, Vec<MetricCell>, Vec<MetricCell>)>;
+
+async fn run(store: &Store, case: &Case) -> Result<Outcome, String> {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let trial_id = running_trial(store, &format!("prop-{n}")).await;
     let (units, events, as_of) = materialise(case, n * 1_000);
@@ -326,12 +333,36 @@ async fn run(store: &Store, case: &Case) -> Result<(Vec<MetricCell>, Vec<MetricC
         .insert_events(&batch, base())
         .await
         .map_err(|e| e.to_string())?;
-    let mut got = store
+    let sorted = |mut cells: Vec<MetricCell>| {
+        cells.sort_by(|a, b| (&a.arm, &a.community).cmp(&(&b.arm, &b.community)));
+        cells
+    };
+    let got = store
         .metric_cells(trial_id, &case.metric, as_of)
         .await
         .map_err(|e| e.to_string())?;
-    got.sort_by(|a, b| (&a.arm, &a.community).cmp(&(&b.arm, &b.community)));
-    Ok((got, expected(&case.metric, &units, &events, as_of)))
+    let mut together = store
+        .metrics_cells(trial_id, &[&case.companion, &case.metric], as_of)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (metric, companion) = (together.pop(), together.pop());
+    Ok(vec![
+        (
+            "alone",
+            sorted(got),
+            expected(&case.metric, &units, &events, as_of),
+        ),
+        (
+            "with a companion",
+            sorted(metric.unwrap_or_default()),
+            expected(&case.metric, &units, &events, as_of),
+        ),
+        (
+            "companion",
+            sorted(companion.unwrap_or_default()),
+            expected(&case.companion, &units, &events, as_of),
+        ),
+    ])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,10 +380,12 @@ async fn both_stores_and_the_reference_give_identical_sufficient_statistics() {
         runner
             .run(&case(), |case| {
                 for db in [&sqlite, &postgres] {
-                    let (got, want) = handle
+                    let results = handle
                         .block_on(run(db.store(), &case))
                         .map_err(TestCaseError::fail)?;
-                    prop_assert_eq!(got, want, "{}", db.backend());
+                    for (what, got, want) in results {
+                        prop_assert_eq!(got, want, "{} {}", db.backend(), what);
+                    }
                 }
                 Ok(())
             })

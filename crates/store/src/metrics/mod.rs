@@ -37,6 +37,8 @@ use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Database, Encode, Type};
 
+mod fused;
+
 use crate::column::Ts;
 use crate::error::{db_err, write_err};
 use crate::{Backend, CommunityRows, Store, StoreError};
@@ -102,6 +104,14 @@ pub struct MetricCell {
     pub x_cap: Option<f64>,
 }
 
+/// A row of the fused statement: the metric's position and its cell.
+#[derive(sqlx::FromRow)]
+struct FusedCell {
+    m: i64,
+    #[sqlx(flatten)]
+    cell: MetricCell,
+}
+
 /// A metric's aggregates, kept for a concluded trial.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct MetricSnapshot {
@@ -144,6 +154,77 @@ impl Store {
         .fetch_all(db.reader())
         .await)
         .map_err(db_err)
+    }
+
+    /// Several metrics of a trial, each as [`Store::metric_cells`] would
+    /// give it, in the order of `metrics`, by one statement ([`fused`]: the
+    /// window bounds computed once, and a per-unit value that several
+    /// metrics share once). Empty `metrics`: no statement.
+    pub async fn metrics_cells(
+        &self,
+        trial_id: i64,
+        metrics: &[&Metric],
+        as_of: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Vec<MetricCell>>, StoreError> {
+        let mut out: Vec<Vec<MetricCell>> = vec![Vec::new(); metrics.len()];
+        if let [metric] = metrics {
+            out[0] = self.metric_cells(trial_id, metric, as_of).await?;
+        } else if !metrics.is_empty() {
+            let q = fused::compile_many(metrics, self.dialect());
+            let rows: Vec<FusedCell> = match &self.inner {
+                crate::Inner::Sqlite(db) => {
+                    bind_metric!(
+                        sqlx::query_as(AssertSqlSafe(q.sql.as_str()))
+                            .bind(trial_id)
+                            .bind(Ts(as_of)),
+                        &q.binds
+                    )
+                    .fetch_all(db.reader())
+                    .await
+                }
+                crate::Inner::Postgres(db) => {
+                    async {
+                        let mut tx = db.reader().begin().await?;
+                        // Without JIT: compiling this wide statement took
+                        // 2.7 s of the 14 it ran, and saved less
+                        // (docs/benchmarks.md, "Metrics in one statement").
+                        sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
+                        let rows = bind_metric!(
+                            sqlx::query_as(AssertSqlSafe(q.sql.as_str()))
+                                .bind(trial_id)
+                                .bind(Ts(as_of)),
+                            &q.binds
+                        )
+                        .fetch_all(&mut *tx)
+                        .await?;
+                        tx.rollback().await?;
+                        Ok(rows)
+                    }
+                    .await
+                }
+            }
+            .map_err(db_err)?;
+            for row in rows {
+                let at = usize::try_from(row.m)
+                    .ok()
+                    .and_then(|m| out.get_mut(m))
+                    .ok_or_else(|| {
+                        StoreError::Database(sqlx::Error::Protocol(format!(
+                            "a fused metric row names metric {} of {}",
+                            row.m,
+                            metrics.len()
+                        )))
+                    })?;
+                at.push(row.cell);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The SQL [`Store::metrics_cells`] runs for `metrics` on this backend
+    /// (placeholders as [`Store::metric_sql`]); `None` for fewer than two.
+    pub fn metrics_sql(&self, metrics: &[&Metric]) -> Option<String> {
+        (metrics.len() > 1).then(|| fused::compile_many(metrics, self.dialect()).sql)
     }
 
     /// The SQL [`Store::metric_cells`] runs for `metric` on this backend
