@@ -262,7 +262,7 @@ pub use exposures::{AssignmentExport, ExposureSource, NewExposure};
 pub use flag_sets::{
     FlagDeviation, FlagSetAppend, FlagSetRevision, NewRevision, RevisionSummary, MAX_REVISIONS_READ,
 };
-pub use metrics::{MetricCell, MetricSnapshot};
+pub use metrics::{MetricCell, MetricSnapshot, FUSED_METRICS_MAX};
 pub use period_exposures::{merge_period_exposures, PeriodExposures};
 pub use privacy::{ConsentRecord, ErasureOutcome, ErasureRecord, StudyKeyState, UnitVersions};
 pub use survey_results::{CampaignUnit, NewInvitation};

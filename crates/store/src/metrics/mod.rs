@@ -104,6 +104,11 @@ pub struct MetricCell {
     pub x_cap: Option<f64>,
 }
 
+/// At most this many metrics share one statement ([`Store::metrics_cells`]):
+/// SQLite allows 500 terms in a compound SELECT and 2,000 columns, and a
+/// trial file may list more metrics than that.
+pub const FUSED_METRICS_MAX: usize = 32;
+
 /// A row of the fused statement: the metric's position and its cell.
 #[derive(sqlx::FromRow)]
 struct FusedCell {
@@ -159,8 +164,24 @@ impl Store {
     /// Several metrics of a trial, each as [`Store::metric_cells`] would
     /// give it, in the order of `metrics`, by one statement ([`fused`]: the
     /// window bounds computed once, and a per-unit value that several
-    /// metrics share once). Empty `metrics`: no statement.
+    /// metrics share once). Empty `metrics`: no statement. More than
+    /// [`FUSED_METRICS_MAX`] metrics take one statement per that many, one
+    /// after another.
     pub async fn metrics_cells(
+        &self,
+        trial_id: i64,
+        metrics: &[&Metric],
+        as_of: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Vec<MetricCell>>, StoreError> {
+        let mut out: Vec<Vec<MetricCell>> = Vec::with_capacity(metrics.len());
+        for group in metrics.chunks(FUSED_METRICS_MAX) {
+            out.extend(self.fused_cells(trial_id, group, as_of).await?);
+        }
+        Ok(out)
+    }
+
+    /// [`Store::metrics_cells`] for at most [`FUSED_METRICS_MAX`] metrics.
+    async fn fused_cells(
         &self,
         trial_id: i64,
         metrics: &[&Metric],

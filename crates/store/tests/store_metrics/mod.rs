@@ -468,6 +468,19 @@ async fn metric_queries_match_the_documented_semantics() {
             let want = expected(m, &units, &events, as_of);
             assert_cells(&format!("{} (fused)", m.name), store.backend(), got, &want);
         }
+        // More than one statement's worth: in several, the same cells.
+        let many: Vec<&Metric> = all
+            .iter()
+            .copied()
+            .cycle()
+            .take(commonlab_store::FUSED_METRICS_MAX + 3)
+            .collect();
+        let cells = store.metrics_cells(trial_id, &many, as_of).await.unwrap();
+        assert_eq!(cells.len(), many.len());
+        for (m, got) in many.iter().zip(cells) {
+            let want = expected(m, &units, &events, as_of);
+            assert_cells(&format!("{} (many)", m.name), store.backend(), got, &want);
+        }
         let sql = store.metrics_sql(&all).expect("several metrics");
         assert!(sql.contains("UNION ALL"), "{sql}");
         // Nothing is exposed to a trial that does not exist.
