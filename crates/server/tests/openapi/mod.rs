@@ -133,13 +133,22 @@ fn references_resolve_and_shapes_are_described() {
         let schema = &doc["components"]["schemas"][name];
         assert!(
             schema.as_object().is_some_and(|o| !o.is_empty()),
-            "shape {name} is not described in shapes.json"
+            "shape {name} is not described in openapi/shapes/"
         );
     }
     assert_eq!(doc["openapi"], "3.1.0");
     for scheme in ["bearer", "apiKey"] {
         assert!(doc["components"]["securitySchemes"][scheme].is_object());
     }
+}
+
+/// A shape never silently replaces a schema utoipa derived under the same
+/// name (only a marker's placeholder).
+#[test]
+#[should_panic(expected = "schemas/Problem is already in the document")]
+fn a_shape_does_not_replace_a_derived_schema() {
+    let mut doc = json!({ "components": { "schemas": { "Problem": { "type": "string" } } } });
+    shapes::merge(&mut doc);
 }
 
 /// `docs/openapi.json` is the document, byte for byte. To regenerate it:
