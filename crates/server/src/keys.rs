@@ -117,7 +117,7 @@ async fn insert_key(
     operation_id = "listKeys",
     summary = "Every API key (never the plaintext)",
     responses(
-        (status = 200, description = "`keys`: id, name, role, who created it, when, and revocation.", body = serde_json::Value),
+        (status = 200, description = "`keys`: id, name, role, who created it, when, and revocation.", body = crate::openapi::shapes::KeyList),
     ),
 )]
 async fn list(_: RequireAdmin, State(store): State<Store>) -> Result<Response, Problem> {
@@ -188,7 +188,7 @@ struct RevokeQuery {
         ("reason" = Option<String>, Query, description = "Why (recorded)."),
     ),
     responses(
-        (status = 200, description = "The revoked key's record.", body = serde_json::Value),
+        (status = 200, description = "The revoked key's record.", body = crate::openapi::shapes::ApiKey),
         (status = 404, description = "No such key.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
     ),

@@ -3,13 +3,14 @@
 //! the `developer` role; state and cohort changes `developer`; definitions
 //! (create, update, delete, import) `researcher`.
 
-use super::service::{self, ChangeMeta, Cohort, FlagChange};
+use super::service::{self, ChangeMeta, Cohort, FlagChange, ImportOutcome};
 use crate::auth::{Caller, RequireDeveloper, RequireResearcher};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::flag_set::{FlagCache, LoadedFlags};
+use crate::openapi::shapes;
 use crate::problem::Problem;
 use crate::route::Route;
 use axum::body::Bytes;
@@ -136,7 +137,7 @@ fn summaries(loaded: &LoadedFlags) -> Vec<FlagSummary> {
     operation_id = "listFlags",
     summary = "Every flag with its state, type and variants",
     responses(
-        (status = 200, description = "`revision` and `flags` (key, state, type, variants, defaultVariant, etag).", body = serde_json::Value),
+        (status = 200, description = "The served revision and a summary of every flag.", body = shapes::FlagList),
     ),
 )]
 async fn list_flags(
@@ -166,7 +167,7 @@ async fn list_flags(
         ("key" = String, Path, description = "The flag's key."),
     ),
     responses(
-        (status = 200, description = "`key`, `revision`, `etag` and the `flag` definition (flagd's format with Commonlab's extensions).", body = serde_json::Value),
+        (status = 200, description = "`key`, `revision`, `etag` and the `flag` definition (flagd's format with Commonlab's extensions).", body = shapes::StoredFlag, headers(("ETag" = String, description = "The flag's ETag (for `If-Match`)."))),
         (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -212,7 +213,7 @@ struct CreateBody {
     summary = "Create a flag",
     request_body = CreateBody,
     responses(
-        (status = 201, description = "The change: the new revision and the flag.", body = serde_json::Value),
+        (status = 201, description = "The change: the new revision and the flag.", body = FlagChange, headers(("ETag" = String, description = "The flag's ETag."))),
         (status = 409, description = "A flag with this key exists.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
@@ -253,7 +254,7 @@ struct UpdateBody {
     ),
     request_body = UpdateBody,
     responses(
-        (status = 200, description = "The change.", body = serde_json::Value),
+        (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
         (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
@@ -302,7 +303,7 @@ struct ReasonQuery {
         ("reason" = Option<String>, Query, description = "Why (recorded in the audit log); required, not empty."),
     ),
     responses(
-        (status = 200, description = "The change.", body = serde_json::Value),
+        (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
         (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The flag changed since `If-Match`, or a trial controls it.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
@@ -345,7 +346,7 @@ struct StateBody {
     ),
     request_body = StateBody,
     responses(
-        (status = 200, description = "The change.", body = serde_json::Value),
+        (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
         (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
@@ -410,7 +411,7 @@ struct CohortBody {
     ),
     request_body = CohortBody,
     responses(
-        (status = 200, description = "The change.", body = serde_json::Value),
+        (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
         (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
@@ -456,7 +457,7 @@ async fn put_cohort(
         ("reason" = Option<String>, Query, description = "Why (recorded in the audit log); required, not empty."),
     ),
     responses(
-        (status = 200, description = "The change.", body = serde_json::Value),
+        (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
         (status = 404, description = "No such flag or cohort.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
@@ -533,7 +534,7 @@ async fn history(
         ("before" = Option<i64>, Query, description = "Only revisions before this one."),
     ),
     responses(
-        (status = 200, description = "`history`: the revisions that changed the flag, with actor, reason and diff.", body = serde_json::Value),
+        (status = 200, description = "`history`: the revisions that changed the flag, with actor and reason.", body = shapes::FlagHistory),
         (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -557,7 +558,7 @@ async fn flag_history(
         ("before" = Option<i64>, Query, description = "Only revisions before this one."),
     ),
     responses(
-        (status = 200, description = "`history`: the revisions, with actor, reason and diff.", body = serde_json::Value),
+        (status = 200, description = "`history`: the revisions, with actor and reason.", body = shapes::FlagHistory),
         (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -585,7 +586,7 @@ struct ExportQuery {
         ("format" = Option<String>, Query, description = "`commonlab` (default) or `flagd`."),
     ),
     responses(
-        (status = 200, description = "The flag-set document.", body = serde_json::Value),
+        (status = 200, description = "The flag-set document (in `flagd` format, cohort overrides are written into each flag's `targeting`).", body = shapes::FlagSetDocument, headers(("ETag" = String, description = "The flag set's ETag (`\"rev-N\"`, for the `If-Match` of an import)."))),
         (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -642,7 +643,7 @@ struct ImportQuery {
     ),
     request_body = serde_json::Value,
     responses(
-        (status = 200, description = "The import outcome: the new revision and what changed.", body = serde_json::Value),
+        (status = 200, description = "The import outcome: the new revision, warnings, and which cohort overrides were kept or dropped.", body = ImportOutcome, headers(("ETag" = String, description = "The flag set's ETag after the import."))),
         (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),

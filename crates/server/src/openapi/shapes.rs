@@ -24,6 +24,9 @@ pub const SHAPES: &[(&str, &str)] = &[
         include_str!("shapes/survey_results.json"),
     ),
     ("ofrep.json", include_str!("shapes/ofrep.json")),
+    ("flags.json", include_str!("shapes/flags.json")),
+    ("keys.json", include_str!("shapes/keys.json")),
+    ("meta.json", include_str!("shapes/meta.json")),
 ];
 
 macro_rules! shapes {
@@ -45,6 +48,7 @@ macro_rules! shapes {
 }
 
 shapes!(
+    ApiKey,
     CampaignList,
     ConsentHistory,
     ConsentRecord,
@@ -53,8 +57,14 @@ shapes!(
     ErasureResponse,
     EventBatch,
     EventsUnprocessable,
+    FlagDefinition,
+    FlagHistory,
+    FlagList,
+    FlagSetDocument,
+    Health,
     IngestOutcome,
     InstrumentList,
+    KeyList,
     LinksRequest,
     OfrepBulk,
     OfrepError,
@@ -62,6 +72,8 @@ shapes!(
     OfrepSuccess,
     Problem,
     PublishInstrument,
+    Readiness,
+    StoredFlag,
     SurveyCampaign,
     SurveyInstrument,
     SurveyLinks,

@@ -6,10 +6,31 @@
 //! cannot promise what is not checked.
 
 use super::*;
+use std::sync::OnceLock;
 
 /// The document the server generates and serves.
 pub(crate) fn file() -> &'static str {
     commonlab_server::openapi::document()
+}
+
+/// [`file`], parsed once.
+pub(crate) fn parsed() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| serde_json::from_str(file()).expect("the document is JSON"))
+}
+
+/// Asserts that `body`, a JSON answer `status` of the operation `method
+/// template`, is what the document says: for the tests' helpers that read
+/// answers of their own.
+pub(crate) fn assert_documented(method: &Method, template: &str, status: StatusCode, body: &Value) {
+    let doc = parsed();
+    let m = method.as_str().to_ascii_lowercase();
+    let schema = response_schema(doc, template, &m, status.as_u16(), "application/json");
+    let errs = Checker { doc }.check(schema, body, "");
+    assert!(
+        errs.is_empty(),
+        "{method} {template} {status}: {errs:?}\n{body}"
+    );
 }
 
 /// Checks `value` against `schema`; returns the violations (empty: valid).

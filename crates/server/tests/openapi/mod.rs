@@ -3,11 +3,14 @@
 //! the document by `events::openapi` and the areas' own tests.)
 
 use super::*;
+use crate::events::openapi::Checker;
 use commonlab_server::openapi::{self, shapes};
 use commonlab_server::route::Access;
 use std::collections::BTreeSet;
 
+mod answers;
 mod found;
+mod walk;
 
 /// The committed copy, relative to this crate.
 const COPY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
