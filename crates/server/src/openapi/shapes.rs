@@ -27,6 +27,7 @@ pub const SHAPES: &[(&str, &str)] = &[
     ("flags.json", include_str!("shapes/flags.json")),
     ("keys.json", include_str!("shapes/keys.json")),
     ("meta.json", include_str!("shapes/meta.json")),
+    ("trials.json", include_str!("shapes/trials.json")),
 ];
 
 macro_rules! shapes {
@@ -57,6 +58,7 @@ shapes!(
     ErasureResponse,
     EventBatch,
     EventsUnprocessable,
+    ExposureOutcome,
     FlagDefinition,
     FlagHistory,
     FlagList,
@@ -78,9 +80,14 @@ shapes!(
     SurveyInstrument,
     SurveyLinks,
     SurveyResults,
+    TrialAmendment,
     TrialAnalysis,
+    TrialEvent,
+    TrialList,
+    TrialRecord,
     TrialReport,
     TrialSurveyResponse,
+    TrialValidation,
 );
 
 /// Replaces the markers' placeholders with the shapes of `shapes/` and

@@ -3,6 +3,7 @@
 
 use super::cache::TrialCache;
 use super::decision::Decider;
+use super::overview::TrialOverview;
 use super::service::{self, Move};
 use crate::audit::ChangeMeta;
 use crate::auth::{KeyCache, RequireDeveloper, RequireResearcher, RequireSdk};
@@ -11,6 +12,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::flag_set::FlagCache;
+use crate::openapi::shapes;
 use crate::problem::Problem;
 use crate::route::Route;
 use axum::extract::{FromRef, Path, State};
@@ -97,7 +99,7 @@ struct ListQuery {
         ("status" = Option<String>, Query, description = "draft, running, stopped, concluded or archived."),
     ),
     responses(
-        (status = 200, description = "`trials`: key, flag, status, version, specHash, startedAt, updatedAt.", body = serde_json::Value),
+        (status = 200, description = "`trials`: key, flag, status, version, specHash, startedAt, updatedAt.", body = shapes::TrialList),
         (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -155,7 +157,7 @@ impl SourceBody {
     summary = "Check a trial file without storing it",
     request_body = SourceBody,
     responses(
-        (status = 200, description = "`valid`, the trial's `key` and `specHash`.", body = serde_json::Value),
+        (status = 200, description = "`valid`, the trial's `key` and `specHash`.", body = shapes::TrialValidation),
         (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
@@ -185,7 +187,7 @@ async fn validate(
     summary = "Create a draft trial from its file",
     request_body = SourceBody,
     responses(
-        (status = 201, description = "The stored trial.", body = serde_json::Value, headers(("ETag" = String, description = "The trial file's hash."))),
+        (status = 201, description = "The stored trial.", body = shapes::TrialRecord, headers(("ETag" = String, description = "The trial file's hash."))),
         (status = 409, description = "A trial with this key exists, or its flag is taken.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
@@ -225,7 +227,7 @@ async fn create(
         ("key" = String, Path, description = "The trial's key."),
     ),
     responses(
-        (status = 200, description = "The trial and its overview.", body = serde_json::Value, headers(("ETag" = String, description = "The trial file's hash."))),
+        (status = 200, description = "The trial and its overview.", body = TrialOverview, headers(("ETag" = String, description = "The trial file's hash."))),
         (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -251,7 +253,7 @@ async fn show(
     ),
     request_body = SourceBody,
     responses(
-        (status = 200, description = "The stored trial.", body = serde_json::Value, headers(("ETag" = String, description = "The trial file's hash."))),
+        (status = 200, description = "The stored trial.", body = shapes::TrialRecord, headers(("ETag" = String, description = "The trial file's hash."))),
         (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The trial is not a draft, or changed since `If-Match`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 428, description = "No `If-Match`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
@@ -310,7 +312,7 @@ struct ReasonBody {
     ),
     request_body = ReasonBody,
     responses(
-        (status = 200, description = "The trial after the move.", body = serde_json::Value),
+        (status = 200, description = "The trial after the move.", body = shapes::TrialRecord),
         (status = 404, description = "No such trial or action.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The move is not allowed from the trial's status.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
@@ -359,7 +361,7 @@ async fn lifecycle(
     ),
     request_body = SourceBody,
     responses(
-        (status = 200, description = "`trial` and `lockedFieldsChanged`.", body = serde_json::Value),
+        (status = 200, description = "`trial` and `lockedFieldsChanged`.", body = shapes::TrialAmendment),
         (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The trial cannot be amended in its status.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
@@ -480,7 +482,7 @@ struct ExposureBody {
     summary = "Log an exposure explicitly (for SDKs that evaluate locally)",
     request_body = ExposureBody,
     responses(
-        (status = 200, description = "`trial` (null when no running trial takes the context), `arm`, `excluded`.", body = serde_json::Value),
+        (status = 200, description = "`trial` (null when no running trial takes the context), `arm`, `excluded`.", body = shapes::ExposureOutcome),
         (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),

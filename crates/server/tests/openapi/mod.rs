@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 mod answers;
 mod found;
+mod trial_answers;
 mod walk;
 
 /// The committed copy, relative to this crate.
