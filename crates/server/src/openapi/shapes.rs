@@ -77,6 +77,7 @@ shapes!(
     Readiness,
     StoredFlag,
     SurveyCampaign,
+    SurveyCodebook,
     SurveyInstrument,
     SurveyLinks,
     SurveyResults,

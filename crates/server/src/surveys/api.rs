@@ -341,7 +341,7 @@ async fn results(
         ("format" = Option<String>, Query, description = "`wide` (default), `long`, `codebook-json` or `codebook-csv`."),
     ),
     responses(
-        (status = 200, description = "The export.", content((String = "text/csv"), (serde_json::Value = "application/json"))),
+        (status = 200, description = "The export.", content((String = "text/csv"), (crate::openapi::shapes::SurveyCodebook = "application/json"))),
         (status = 404, description = "No such campaign.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
     ),

@@ -146,6 +146,48 @@ fn references_resolve_and_shapes_are_described() {
     }
 }
 
+/// No success answered as JSON is documented as "any JSON": each names a
+/// shape that constrains it (a `type`, a reference, ...), not `{}` or a
+/// bare description.
+#[test]
+fn every_json_success_has_a_shape() {
+    let doc = crate::events::openapi::parsed();
+    let resolve = |mut v: &'static Value| -> &'static Value {
+        while let Some(r) = v.get("$ref").and_then(Value::as_str) {
+            v = doc.pointer(r.strip_prefix('#').unwrap()).unwrap();
+        }
+        v
+    };
+    let mut checked = 0;
+    let mut shapeless = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for (status, resp) in op["responses"].as_object().into_iter().flatten() {
+                let Some(media) = resolve(resp)["content"].get("application/json") else {
+                    continue;
+                };
+                if !status.starts_with('2') {
+                    continue;
+                }
+                checked += 1;
+                let schema = resolve(&media["schema"]);
+                let constrains = schema.as_object().is_some_and(|o| {
+                    o.keys()
+                        .any(|k| !["description", "title", "examples"].contains(&k.as_str()))
+                });
+                if !constrains {
+                    shapeless.push(format!("{method} {path} {status}"));
+                }
+            }
+        }
+    }
+    assert!(
+        shapeless.is_empty(),
+        "successes documented as any JSON: {shapeless:?}"
+    );
+    assert!(checked > 40, "{checked}");
+}
+
 /// A shape never silently replaces a schema utoipa derived under the same
 /// name (only a marker's placeholder).
 #[test]
