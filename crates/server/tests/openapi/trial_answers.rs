@@ -1,12 +1,13 @@
 //! The trial routes' and explicit exposures' real answers against the
 //! document, through a trial's whole life: validated, created, edited as a
 //! draft, started, exposed, amended, its flag changed (a deviation),
-//! stopped, concluded by force and archived.
+//! stopped, concluded by force and archived; and a stepped wedge's draft.
 
 use super::walk::Walk;
 use super::*;
 
 const HASH: &str = include_str!("../fixtures/trials/hash.toml");
+const WEDGE: &str = include_str!("../fixtures/trials/wedge.toml");
 
 fn is_trial_route(path: &str) -> bool {
     path.starts_with("/api/v1/trials") || path == "/api/v1/exposures"
@@ -217,6 +218,18 @@ async fn trial_and_exposure_answers_are_documented() {
         let mut wrong = v.clone();
         wrong["events"][0]["action"] = json!("ship");
         assert!(w.refuses("TrialOverview", &wrong));
+
+        // A stepped wedge's draft shows its steps.
+        let create = (Method::POST, "/api/v1/trials", "/api/v1/trials");
+        let body = json!({"source": WEDGE, "reason": "plan"});
+        w.call(create, admin, Some(body), StatusCode::CREATED).await;
+        let wedge = (
+            Method::GET,
+            "/api/v1/trials/editor-wedge",
+            "/api/v1/trials/{key}",
+        );
+        let v = w.call(wedge, admin, None, StatusCode::OK).await;
+        assert_eq!(v["schedule"]["steps"].as_array().unwrap().len(), 4, "{v}");
 
         // The analysis (no data yet) belongs to the area too; its shape is
         // checked in depth by the design tests.
