@@ -142,10 +142,7 @@ struct CreateBody {
     request_body = CreateBody,
     responses(
         (status = 201, description = "The key, with its plaintext in `key` (answered with `Cache-Control: no-store`).", body = CreatedKey),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn create(
@@ -190,7 +187,7 @@ struct RevokeQuery {
     responses(
         (status = 200, description = "The revoked key's record.", body = crate::openapi::shapes::ApiKey),
         (status = 404, description = "No such key.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 async fn revoke(

@@ -215,10 +215,7 @@ struct CreateBody {
     responses(
         (status = 201, description = "The change: the new revision and the flag.", body = FlagChange, headers(("ETag" = String, description = "The flag's ETag."))),
         (status = 409, description = "A flag with this key exists.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn create_flag(
@@ -257,10 +254,7 @@ struct UpdateBody {
         (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
         (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn update_flag(
@@ -306,7 +300,7 @@ struct ReasonQuery {
         (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
         (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The flag changed since `If-Match`, or a trial controls it.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 async fn delete_flag(
@@ -349,10 +343,7 @@ struct StateBody {
         (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
         (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn set_state(
@@ -414,10 +405,7 @@ struct CohortBody {
         (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
         (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn put_cohort(
@@ -460,7 +448,7 @@ async fn put_cohort(
         (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
         (status = 404, description = "No such flag or cohort.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 async fn delete_cohort(
@@ -535,7 +523,7 @@ async fn history(
     ),
     responses(
         (status = 200, description = "`history`: the revisions that changed the flag, with actor and reason.", body = shapes::FlagHistory),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 async fn flag_history(
@@ -559,7 +547,7 @@ async fn flag_history(
     ),
     responses(
         (status = 200, description = "`history`: the revisions, with actor and reason.", body = shapes::FlagHistory),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 async fn set_history(
@@ -587,7 +575,7 @@ struct ExportQuery {
     ),
     responses(
         (status = 200, description = "The flag-set document (in `flagd` format, cohort overrides are written into each flag's `targeting`).", body = shapes::FlagSetDocument, headers(("ETag" = String, description = "The flag set's ETag (`\"rev-N\"`, for the `If-Match` of an import)."))),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 async fn export(
@@ -645,10 +633,7 @@ struct ImportQuery {
     responses(
         (status = 200, description = "The import outcome: the new revision, warnings, and which cohort overrides were kept or dropped.", body = ImportOutcome, headers(("ETag" = String, description = "The flag set's ETag after the import."))),
         (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn import(

@@ -22,6 +22,7 @@
 //! to regenerate it (`COMMONLAB_BLESS=1 cargo test -p commonlab-server
 //! --test api committed_copy`).
 
+pub mod errors;
 pub mod shapes;
 
 use crate::route::{Access, Public, Route};

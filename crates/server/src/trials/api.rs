@@ -100,7 +100,7 @@ struct ListQuery {
     ),
     responses(
         (status = 200, description = "`trials`: key, flag, status, version, specHash, startedAt, updatedAt.", body = shapes::TrialList),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 async fn list(
@@ -158,10 +158,7 @@ impl SourceBody {
     request_body = SourceBody,
     responses(
         (status = 200, description = "`valid`, the trial's `key` and `specHash`.", body = shapes::TrialValidation),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn validate(
@@ -189,10 +186,7 @@ async fn validate(
     responses(
         (status = 201, description = "The stored trial.", body = shapes::TrialRecord, headers(("ETag" = String, description = "The trial file's hash."))),
         (status = 409, description = "A trial with this key exists, or its flag is taken.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn create(
@@ -257,10 +251,7 @@ async fn show(
         (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The trial is not a draft, or changed since `If-Match`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 428, description = "No `If-Match`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn update_draft(
@@ -315,10 +306,7 @@ struct ReasonBody {
         (status = 200, description = "The trial after the move.", body = shapes::TrialRecord),
         (status = 404, description = "No such trial or action.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The move is not allowed from the trial's status.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn lifecycle(
@@ -364,10 +352,7 @@ async fn lifecycle(
         (status = 200, description = "`trial` and `lockedFieldsChanged`.", body = shapes::TrialAmendment),
         (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The trial cannot be amended in its status.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn amend(
@@ -442,7 +427,7 @@ struct AnalysisQuery {
     responses(
         (status = 200, description = "The analysis.", body = crate::openapi::shapes::TrialAnalysis),
         (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 async fn analysis(
@@ -483,10 +468,7 @@ struct ExposureBody {
     request_body = ExposureBody,
     responses(
         (status = 200, description = "`trial` (null when no running trial takes the context), `arm`, `excluded`.", body = shapes::ExposureOutcome),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn exposure(
