@@ -142,6 +142,7 @@ struct CreateBody {
     request_body = CreateBody,
     responses(
         (status = 201, description = "The key, with its plaintext in `key` (answered with `Cache-Control: no-store`).", body = CreatedKey),
+        (status = 409, description = "An active key has this name.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         crate::openapi::errors::BodyErrors,
     ),
 )]

@@ -247,13 +247,14 @@ struct UpdateBody {
     summary = "Replace a flag's definition",
     params(
         ("key" = String, Path, description = "The flag's key."),
-        ("If-Match" = Option<String>, Header, description = "The ETag read earlier: the change is refused (409) if the flag changed since."),
+        ("If-Match" = Option<String>, Header, description = "The flag's ETag read earlier (or `*`); required (428 without it): the change is refused (412) if the flag changed since."),
     ),
     request_body = UpdateBody,
     responses(
         (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
-        (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such flag (with `If-Match: *`; another ETag of a flag that does not exist is 412).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::StaleErrors,
+        (status = 428, description = "No `If-Match`: GET the flag first and send its ETag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         crate::openapi::errors::BodyErrors,
     ),
 )]
@@ -293,13 +294,13 @@ struct ReasonQuery {
     summary = "Delete a flag",
     params(
         ("key" = String, Path, description = "The flag's key."),
-        ("If-Match" = Option<String>, Header, description = "The ETag read earlier: the change is refused (409) if the flag changed since."),
+        ("If-Match" = Option<String>, Header, description = "The flag's ETag read earlier (or `*`): the change is refused (412) if the flag changed since."),
         ("reason" = Option<String>, Query, description = "Why (recorded in the audit log); required, not empty."),
     ),
     responses(
         (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
         (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The flag changed since `If-Match`, or a trial controls it.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::StaleErrors,
         crate::openapi::errors::QueryErrors,
     ),
 )]
@@ -336,13 +337,13 @@ struct StateBody {
     summary = "Enable or disable a flag",
     params(
         ("key" = String, Path, description = "The flag's key."),
-        ("If-Match" = Option<String>, Header, description = "The ETag read earlier: the change is refused (409) if the flag changed since."),
+        ("If-Match" = Option<String>, Header, description = "The flag's ETag read earlier (or `*`): the change is refused (412) if the flag changed since."),
     ),
     request_body = StateBody,
     responses(
         (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
         (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::StaleErrors,
         crate::openapi::errors::BodyErrors,
     ),
 )]
@@ -398,13 +399,13 @@ struct CohortBody {
     params(
         ("key" = String, Path, description = "The flag's key."),
         ("name" = String, Path, description = "The cohort's name."),
-        ("If-Match" = Option<String>, Header, description = "The ETag read earlier: the change is refused (409) if the flag changed since."),
+        ("If-Match" = Option<String>, Header, description = "The flag's ETag read earlier (or `*`): the change is refused (412) if the flag changed since."),
     ),
     request_body = CohortBody,
     responses(
         (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
         (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::StaleErrors,
         crate::openapi::errors::BodyErrors,
     ),
 )]
@@ -441,13 +442,13 @@ async fn put_cohort(
     params(
         ("key" = String, Path, description = "The flag's key."),
         ("name" = String, Path, description = "The cohort's name."),
-        ("If-Match" = Option<String>, Header, description = "The ETag read earlier: the change is refused (409) if the flag changed since."),
+        ("If-Match" = Option<String>, Header, description = "The flag's ETag read earlier (or `*`): the change is refused (412) if the flag changed since."),
         ("reason" = Option<String>, Query, description = "Why (recorded in the audit log); required, not empty."),
     ),
     responses(
         (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
         (status = 404, description = "No such flag or cohort.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::StaleErrors,
         crate::openapi::errors::QueryErrors,
     ),
 )]
@@ -624,7 +625,7 @@ struct ImportQuery {
     operation_id = "importFlags",
     summary = "Replace the flag set with a document",
     params(
-        ("If-Match" = Option<String>, Header, description = "A flag-set ETag (`\"rev-3\"`, from GET /api/v1/export) or `*`."),
+        ("If-Match" = Option<String>, Header, description = "A flag-set ETag (`\"rev-3\"`, from GET /api/v1/export) or `*`: the import is refused (412) if the set changed since; one of another form is refused (400)."),
         ("reason" = Option<String>, Query, description = "Why (recorded in the audit log); required, not empty."),
         ("strict" = Option<bool>, Query, description = "Refuse a document with any problem, even one that loads leniently."),
         ("replace_overrides" = Option<bool>, Query, description = "Take the file's cohort overrides only, dropping the stored ones."),
@@ -632,7 +633,7 @@ struct ImportQuery {
     request_body = serde_json::Value,
     responses(
         (status = 200, description = "The import outcome: the new revision, warnings, and which cohort overrides were kept or dropped.", body = ImportOutcome, headers(("ETag" = String, description = "The flag set's ETag after the import."))),
-        (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::StaleErrors,
         crate::openapi::errors::BodyErrors,
     ),
 )]

@@ -45,3 +45,15 @@ pub enum QueryErrors {
     )]
     InvalidParameter(Problem),
 }
+
+/// An `If-Match` that is not the current ETag (412): the resource changed
+/// since the client read it; nothing was changed.
+#[derive(utoipa::IntoResponses)]
+pub enum StaleErrors {
+    #[response(
+        status = 412,
+        description = "`If-Match` is not the current ETag: the resource changed since you read it (nothing was changed; read it again). For a flag or the flag set, `currentRevision` is the flag set's current revision.",
+        content_type = "application/problem+json"
+    )]
+    Stale(Problem),
+}

@@ -243,13 +243,14 @@ async fn show(
     summary = "Replace a draft trial's file",
     params(
         ("key" = String, Path, description = "The trial's key."),
-        ("If-Match" = String, Header, description = "The ETag of GET /api/v1/trials/{key}."),
+        ("If-Match" = String, Header, description = "The ETag of GET /api/v1/trials/{key}: the change is refused (412) if the trial changed since, and without it (428)."),
     ),
     request_body = SourceBody,
     responses(
         (status = 200, description = "The stored trial.", body = shapes::TrialRecord, headers(("ETag" = String, description = "The trial file's hash."))),
         (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The trial is not a draft, or changed since `If-Match`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The trial is not a draft.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::StaleErrors,
         (status = 428, description = "No `If-Match`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         crate::openapi::errors::BodyErrors,
     ),
