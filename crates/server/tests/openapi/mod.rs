@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 mod answers;
 mod found;
+mod preconditions;
 mod trial_answers;
 mod walk;
 
