@@ -4,7 +4,10 @@
 # target/) generates requests for every operation of
 # /api/v1/openapi.json, valid and invalid ones, and sends them with an
 # admin key to the real `commonlab serve` on a fresh SQLite database on
-# 127.0.0.1. Fails on any 5xx (check `not_a_server_error`) or when the
+# 127.0.0.1. Fails on any 5xx (check `not_a_server_error`), on an answer
+# whose body is not what the document says of its status and media type
+# (check `response_schema_conformance`), on a status the document does
+# not give the operation (check `status_code_conformance`), or when the
 # server dies. Bounded: COMMONLAB_API_FUZZ_EXAMPLES examples per operation
 # (default 40) and COMMONLAB_API_FUZZ_SECONDS for the whole run (default
 # 180; schemathesis keeps fuzzing until it is spent). A flag set, a
@@ -62,7 +65,7 @@ status=0
   timeout "$((seconds + 60))" "$venv/bin/st" --config-file "$here/schemathesis.toml" run "http://127.0.0.1:$port/api/v1/openapi.json" \
     --url "http://127.0.0.1:$port" \
     --header "Authorization: Bearer $key" \
-    --checks not_a_server_error \
+    --checks not_a_server_error,response_schema_conformance,status_code_conformance \
     --phases examples,coverage,fuzzing \
     --max-examples "$examples" \
     --max-time "$seconds" \

@@ -37,7 +37,7 @@ where
     operation_id = "healthz",
     summary = "Liveness (no authentication)",
     responses(
-        (status = 200, description = "`{\"status\": \"ok\"}`.", body = serde_json::Value),
+        (status = 200, description = "`{\"status\": \"ok\"}`.", body = crate::openapi::shapes::Health),
     ),
 )]
 async fn healthz(_: Public) -> Json<Value> {
@@ -51,7 +51,7 @@ async fn healthz(_: Public) -> Json<Value> {
     operation_id = "readyz",
     summary = "Readiness: the database answers (no authentication)",
     responses(
-        (status = 200, description = "Ready, with the flag-set revision served (and `flagSetProblem` when the stored set could not be loaded).", body = serde_json::Value),
+        (status = 200, description = "Ready, with the flag-set revision served (and `flagSetProblem` when the stored set could not be loaded).", body = crate::openapi::shapes::Readiness),
         (status = 503, description = "The database does not answer.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
     ),
 )]

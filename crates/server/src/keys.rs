@@ -117,7 +117,7 @@ async fn insert_key(
     operation_id = "listKeys",
     summary = "Every API key (never the plaintext)",
     responses(
-        (status = 200, description = "`keys`: id, name, role, who created it, when, and revocation.", body = serde_json::Value),
+        (status = 200, description = "`keys`: id, name, role, who created it, when, and revocation.", body = crate::openapi::shapes::KeyList),
     ),
 )]
 async fn list(_: RequireAdmin, State(store): State<Store>) -> Result<Response, Problem> {
@@ -142,10 +142,8 @@ struct CreateBody {
     request_body = CreateBody,
     responses(
         (status = 201, description = "The key, with its plaintext in `key` (answered with `Cache-Control: no-store`).", body = CreatedKey),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An active key has this name.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn create(
@@ -188,9 +186,9 @@ struct RevokeQuery {
         ("reason" = Option<String>, Query, description = "Why (recorded)."),
     ),
     responses(
-        (status = 200, description = "The revoked key's record.", body = serde_json::Value),
+        (status = 200, description = "The revoked key's record.", body = crate::openapi::shapes::ApiKey),
         (status = 404, description = "No such key.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 async fn revoke(

@@ -86,10 +86,7 @@ fn check_text(field: &str, s: &str) -> Result<(), Problem> {
     request_body = crate::openapi::shapes::ConsentRequest,
     responses(
         (status = 200, description = "The stored decision (without `unit` for keys below researcher).", body = crate::openapi::shapes::ConsentRecord),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn set_consent(

@@ -3,13 +3,14 @@
 //! the `developer` role; state and cohort changes `developer`; definitions
 //! (create, update, delete, import) `researcher`.
 
-use super::service::{self, ChangeMeta, Cohort, FlagChange};
+use super::service::{self, ChangeMeta, Cohort, FlagChange, ImportOutcome};
 use crate::auth::{Caller, RequireDeveloper, RequireResearcher};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::flag_set::{FlagCache, LoadedFlags};
+use crate::openapi::shapes;
 use crate::problem::Problem;
 use crate::route::Route;
 use axum::body::Bytes;
@@ -136,7 +137,7 @@ fn summaries(loaded: &LoadedFlags) -> Vec<FlagSummary> {
     operation_id = "listFlags",
     summary = "Every flag with its state, type and variants",
     responses(
-        (status = 200, description = "`revision` and `flags` (key, state, type, variants, defaultVariant, etag).", body = serde_json::Value),
+        (status = 200, description = "The served revision and a summary of every flag.", body = shapes::FlagList),
     ),
 )]
 async fn list_flags(
@@ -166,7 +167,7 @@ async fn list_flags(
         ("key" = String, Path, description = "The flag's key."),
     ),
     responses(
-        (status = 200, description = "`key`, `revision`, `etag` and the `flag` definition (flagd's format with Commonlab's extensions).", body = serde_json::Value),
+        (status = 200, description = "`key`, `revision`, `etag` and the `flag` definition (flagd's format with Commonlab's extensions).", body = shapes::StoredFlag, headers(("ETag" = String, description = "The flag's ETag (for `If-Match`)."))),
         (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -212,12 +213,9 @@ struct CreateBody {
     summary = "Create a flag",
     request_body = CreateBody,
     responses(
-        (status = 201, description = "The change: the new revision and the flag.", body = serde_json::Value),
+        (status = 201, description = "The change: the new revision and the flag.", body = FlagChange, headers(("ETag" = String, description = "The flag's ETag."))),
         (status = 409, description = "A flag with this key exists.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn create_flag(
@@ -249,17 +247,15 @@ struct UpdateBody {
     summary = "Replace a flag's definition",
     params(
         ("key" = String, Path, description = "The flag's key."),
-        ("If-Match" = Option<String>, Header, description = "The ETag read earlier: the change is refused (409) if the flag changed since."),
+        ("If-Match" = Option<String>, Header, description = "The flag's ETag read earlier (or `*`); required (428 without it): the change is refused (412) if the flag changed since."),
     ),
     request_body = UpdateBody,
     responses(
-        (status = 200, description = "The change.", body = serde_json::Value),
-        (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
+        (status = 404, description = "No such flag (with `If-Match: *`; another ETag of a flag that does not exist is 412).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::StaleErrors,
+        (status = 428, description = "No `If-Match`: GET the flag first and send its ETag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn update_flag(
@@ -298,14 +294,14 @@ struct ReasonQuery {
     summary = "Delete a flag",
     params(
         ("key" = String, Path, description = "The flag's key."),
-        ("If-Match" = Option<String>, Header, description = "The ETag read earlier: the change is refused (409) if the flag changed since."),
+        ("If-Match" = Option<String>, Header, description = "The flag's ETag read earlier (or `*`): the change is refused (412) if the flag changed since."),
         ("reason" = Option<String>, Query, description = "Why (recorded in the audit log); required, not empty."),
     ),
     responses(
-        (status = 200, description = "The change.", body = serde_json::Value),
+        (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
         (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The flag changed since `If-Match`, or a trial controls it.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::StaleErrors,
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 async fn delete_flag(
@@ -341,17 +337,14 @@ struct StateBody {
     summary = "Enable or disable a flag",
     params(
         ("key" = String, Path, description = "The flag's key."),
-        ("If-Match" = Option<String>, Header, description = "The ETag read earlier: the change is refused (409) if the flag changed since."),
+        ("If-Match" = Option<String>, Header, description = "The flag's ETag read earlier (or `*`): the change is refused (412) if the flag changed since."),
     ),
     request_body = StateBody,
     responses(
-        (status = 200, description = "The change.", body = serde_json::Value),
+        (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
         (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::StaleErrors,
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn set_state(
@@ -406,17 +399,14 @@ struct CohortBody {
     params(
         ("key" = String, Path, description = "The flag's key."),
         ("name" = String, Path, description = "The cohort's name."),
-        ("If-Match" = Option<String>, Header, description = "The ETag read earlier: the change is refused (409) if the flag changed since."),
+        ("If-Match" = Option<String>, Header, description = "The flag's ETag read earlier (or `*`): the change is refused (412) if the flag changed since."),
     ),
     request_body = CohortBody,
     responses(
-        (status = 200, description = "The change.", body = serde_json::Value),
+        (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
         (status = 404, description = "No such flag.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::StaleErrors,
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn put_cohort(
@@ -452,14 +442,14 @@ async fn put_cohort(
     params(
         ("key" = String, Path, description = "The flag's key."),
         ("name" = String, Path, description = "The cohort's name."),
-        ("If-Match" = Option<String>, Header, description = "The ETag read earlier: the change is refused (409) if the flag changed since."),
+        ("If-Match" = Option<String>, Header, description = "The flag's ETag read earlier (or `*`): the change is refused (412) if the flag changed since."),
         ("reason" = Option<String>, Query, description = "Why (recorded in the audit log); required, not empty."),
     ),
     responses(
-        (status = 200, description = "The change.", body = serde_json::Value),
+        (status = 200, description = "The change: the new revision and the flag.", body = FlagChange),
         (status = 404, description = "No such flag or cohort.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::StaleErrors,
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 async fn delete_cohort(
@@ -533,8 +523,8 @@ async fn history(
         ("before" = Option<i64>, Query, description = "Only revisions before this one."),
     ),
     responses(
-        (status = 200, description = "`history`: the revisions that changed the flag, with actor, reason and diff.", body = serde_json::Value),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "`history`: the revisions that changed the flag, with actor and reason.", body = shapes::FlagHistory),
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 async fn flag_history(
@@ -557,8 +547,8 @@ async fn flag_history(
         ("before" = Option<i64>, Query, description = "Only revisions before this one."),
     ),
     responses(
-        (status = 200, description = "`history`: the revisions, with actor, reason and diff.", body = serde_json::Value),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "`history`: the revisions, with actor and reason.", body = shapes::FlagHistory),
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 async fn set_history(
@@ -585,8 +575,8 @@ struct ExportQuery {
         ("format" = Option<String>, Query, description = "`commonlab` (default) or `flagd`."),
     ),
     responses(
-        (status = 200, description = "The flag-set document.", body = serde_json::Value),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The flag-set document (in `flagd` format, cohort overrides are written into each flag's `targeting`).", body = shapes::FlagSetDocument, headers(("ETag" = String, description = "The flag set's ETag (`\"rev-N\"`, for the `If-Match` of an import)."))),
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 async fn export(
@@ -635,19 +625,16 @@ struct ImportQuery {
     operation_id = "importFlags",
     summary = "Replace the flag set with a document",
     params(
-        ("If-Match" = Option<String>, Header, description = "A flag-set ETag (`\"rev-3\"`, from GET /api/v1/export) or `*`."),
+        ("If-Match" = Option<String>, Header, description = "A flag-set ETag (`\"rev-3\"`, from GET /api/v1/export) or `*`: the import is refused (412) if the set changed since; one of another form is refused (400)."),
         ("reason" = Option<String>, Query, description = "Why (recorded in the audit log); required, not empty."),
         ("strict" = Option<bool>, Query, description = "Refuse a document with any problem, even one that loads leniently."),
         ("replace_overrides" = Option<bool>, Query, description = "Take the file's cohort overrides only, dropping the stored ones."),
     ),
     request_body = serde_json::Value,
     responses(
-        (status = 200, description = "The import outcome: the new revision and what changed.", body = serde_json::Value),
-        (status = 409, description = "The change conflicts with the stored state (e.g. an `If-Match` that is not the current ETag).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The import outcome: the new revision, warnings, and which cohort overrides were kept or dropped.", body = ImportOutcome, headers(("ETag" = String, description = "The flag set's ETag after the import."))),
+        crate::openapi::errors::StaleErrors,
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn import(

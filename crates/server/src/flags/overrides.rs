@@ -12,14 +12,16 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// An override carried over by an import.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = OverrideKept)]
 pub struct Kept {
     pub flag: String,
     pub cohort: String,
 }
 
 /// An override an import removed, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = OverrideDropped)]
 pub struct Dropped {
     pub flag: String,
     pub cohort: String,
@@ -27,7 +29,7 @@ pub struct Dropped {
 }
 
 /// The fate of every override the flag set had before an import.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OverridesReport {
     pub kept: Vec<Kept>,
     pub dropped: Vec<Dropped>,

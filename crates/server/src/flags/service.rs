@@ -40,33 +40,48 @@ async fn backoff(attempt: u32) {
 }
 
 /// The result of a change to one flag.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct FlagChange {
+    /// The flag set's revision that holds the change.
+    #[schema(minimum = 1)]
     pub revision: i64,
     pub key: String,
-    /// The flag after the change; `None` when it was deleted.
+    /// The flag after the change; null when the change deleted it.
+    #[schema(value_type = Option<crate::openapi::shapes::FlagDefinition>, required = true)]
     pub flag: Option<Value>,
+    /// The flag's ETag after the change (as `GET /api/v1/flags/{key}`
+    /// answers it); null when the change deleted it.
+    #[schema(required = true)]
     pub etag: Option<String>,
     /// Running trials that control the flag and recorded this change as a
-    /// deviation in their log (see [`super::deviations`]).
+    /// deviation in their log.
+    // (How: `flags::deviations`.)
     pub deviations: Vec<String>,
 }
 
 /// The result of importing a whole document.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ImportOutcome {
+    /// The flag set's new revision.
+    #[schema(minimum = 1)]
     pub revision: i64,
+    /// Flags in the imported document (as loaded).
     pub flags: usize,
+    /// What a lenient load ignored or assumed (flagd logs these).
     pub warnings: Vec<WarningOut>,
     /// Which cohort overrides of the previous revision were kept or dropped.
     pub overrides: super::overrides::OverridesReport,
     /// Running trials whose flag the import changed: each recorded a
-    /// deviation (see [`super::deviations`]).
+    /// deviation in its log.
+    // (How: `flags::deviations`.)
     pub deviations: Vec<String>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+/// A problem of the imported document that a lenient load tolerated.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = ImportWarning)]
 pub struct WarningOut {
+    /// A JSON pointer (RFC 6901) into the imported document.
     pub pointer: String,
     pub message: String,
 }

@@ -9,8 +9,8 @@
 //! 2. Bodies the handlers build as JSON values, or whose types live in
 //!    crates without `utoipa` (OFREP items, analyses, reports, surveys,
 //!    telemetry), are named by a marker type of [`shapes`] and described in
-//!    `shapes.json` beside this file; those shapes replace the markers'
-//!    placeholders, and the server's tests check real responses against
+//!    the files of `shapes/` beside this file; those shapes replace the
+//!    markers' placeholders, and the server's tests check real responses against
 //!    them.
 //! 3. The route table ([`crate::route_table`]) adds each operation's
 //!    security (the role of its guard, as bearer or `X-API-Key`) and its
@@ -22,6 +22,7 @@
 //! to regenerate it (`COMMONLAB_BLESS=1 cargo test -p commonlab-server
 //! --test api committed_copy`).
 
+pub mod errors;
 pub mod shapes;
 
 use crate::route::{Access, Public, Route};

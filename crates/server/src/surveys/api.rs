@@ -100,10 +100,7 @@ struct PublishBody {
         (status = 201, description = "Published.", body = crate::openapi::shapes::SurveyInstrument),
         (status = 200, description = "The same version was published already (idempotent).", body = crate::openapi::shapes::SurveyInstrument),
         (status = 409, description = "A different instrument was published under this key and version.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn publish(
@@ -163,10 +160,7 @@ async fn list_campaigns(
     responses(
         (status = 201, description = "Created.", body = crate::openapi::shapes::SurveyCampaign),
         (status = 409, description = "A campaign with this key exists.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn create_campaign(
@@ -225,10 +219,7 @@ struct LinksBody {
         (status = 200, description = "The links.", body = crate::openapi::shapes::SurveyLinks),
         (status = 404, description = "No such campaign.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The campaign is closed.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn links(
@@ -300,7 +291,7 @@ fn text_allowed(caller: &Caller, wanted: bool) -> Result<bool, Problem> {
     responses(
         (status = 200, description = "The results.", body = crate::openapi::shapes::SurveyResults),
         (status = 404, description = "No such campaign.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 async fn results(
@@ -341,9 +332,9 @@ async fn results(
         ("format" = Option<String>, Query, description = "`wide` (default), `long`, `codebook-json` or `codebook-csv`."),
     ),
     responses(
-        (status = 200, description = "The export.", content((String = "text/csv"), (serde_json::Value = "application/json"))),
+        (status = 200, description = "The export.", content((String = "text/csv"), (crate::openapi::shapes::SurveyCodebook = "application/json"))),
         (status = 404, description = "No such campaign.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 async fn export_campaign(

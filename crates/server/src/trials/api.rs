@@ -3,6 +3,7 @@
 
 use super::cache::TrialCache;
 use super::decision::Decider;
+use super::overview::TrialOverview;
 use super::service::{self, Move};
 use crate::audit::ChangeMeta;
 use crate::auth::{KeyCache, RequireDeveloper, RequireResearcher, RequireSdk};
@@ -11,6 +12,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::flag_set::FlagCache;
+use crate::openapi::shapes;
 use crate::problem::Problem;
 use crate::route::Route;
 use axum::extract::{FromRef, Path, State};
@@ -97,8 +99,8 @@ struct ListQuery {
         ("status" = Option<String>, Query, description = "draft, running, stopped, concluded or archived."),
     ),
     responses(
-        (status = 200, description = "`trials`: key, flag, status, version, specHash, startedAt, updatedAt.", body = serde_json::Value),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "`trials`: key, flag, status, version, specHash, startedAt, updatedAt.", body = shapes::TrialList),
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 async fn list(
@@ -155,11 +157,8 @@ impl SourceBody {
     summary = "Check a trial file without storing it",
     request_body = SourceBody,
     responses(
-        (status = 200, description = "`valid`, the trial's `key` and `specHash`.", body = serde_json::Value),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "`valid`, the trial's `key` and `specHash`.", body = shapes::TrialValidation),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn validate(
@@ -185,12 +184,9 @@ async fn validate(
     summary = "Create a draft trial from its file",
     request_body = SourceBody,
     responses(
-        (status = 201, description = "The stored trial.", body = serde_json::Value, headers(("ETag" = String, description = "The trial file's hash."))),
+        (status = 201, description = "The stored trial.", body = shapes::TrialRecord, headers(("ETag" = String, description = "The trial file's hash."))),
         (status = 409, description = "A trial with this key exists, or its flag is taken.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn create(
@@ -225,7 +221,7 @@ async fn create(
         ("key" = String, Path, description = "The trial's key."),
     ),
     responses(
-        (status = 200, description = "The trial and its overview.", body = serde_json::Value, headers(("ETag" = String, description = "The trial file's hash."))),
+        (status = 200, description = "The trial and its overview.", body = TrialOverview, headers(("ETag" = String, description = "The trial file's hash."))),
         (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -247,18 +243,16 @@ async fn show(
     summary = "Replace a draft trial's file",
     params(
         ("key" = String, Path, description = "The trial's key."),
-        ("If-Match" = String, Header, description = "The ETag of GET /api/v1/trials/{key}."),
+        ("If-Match" = String, Header, description = "The ETag of GET /api/v1/trials/{key}: the change is refused (412) if the trial changed since, and without it (428)."),
     ),
     request_body = SourceBody,
     responses(
-        (status = 200, description = "The stored trial.", body = serde_json::Value, headers(("ETag" = String, description = "The trial file's hash."))),
+        (status = 200, description = "The stored trial.", body = shapes::TrialRecord, headers(("ETag" = String, description = "The trial file's hash."))),
         (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The trial is not a draft, or changed since `If-Match`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The trial is not a draft.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::StaleErrors,
         (status = 428, description = "No `If-Match`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn update_draft(
@@ -310,13 +304,10 @@ struct ReasonBody {
     ),
     request_body = ReasonBody,
     responses(
-        (status = 200, description = "The trial after the move.", body = serde_json::Value),
+        (status = 200, description = "The trial after the move.", body = shapes::TrialRecord),
         (status = 404, description = "No such trial or action.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The move is not allowed from the trial's status.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn lifecycle(
@@ -359,13 +350,10 @@ async fn lifecycle(
     ),
     request_body = SourceBody,
     responses(
-        (status = 200, description = "`trial` and `lockedFieldsChanged`.", body = serde_json::Value),
+        (status = 200, description = "`trial` and `lockedFieldsChanged`.", body = shapes::TrialAmendment),
         (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The trial cannot be amended in its status.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn amend(
@@ -440,7 +428,7 @@ struct AnalysisQuery {
     responses(
         (status = 200, description = "The analysis.", body = crate::openapi::shapes::TrialAnalysis),
         (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 async fn analysis(
@@ -480,11 +468,8 @@ struct ExposureBody {
     summary = "Log an exposure explicitly (for SDKs that evaluate locally)",
     request_body = ExposureBody,
     responses(
-        (status = 200, description = "`trial` (null when no running trial takes the context), `arm`, `excluded`.", body = serde_json::Value),
-        (status = 400, description = "The body is not JSON.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the size limit.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not `application/json`.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "`trial` (null when no running trial takes the context), `arm`, `excluded`.", body = shapes::ExposureOutcome),
+        crate::openapi::errors::BodyErrors,
     ),
 )]
 async fn exposure(

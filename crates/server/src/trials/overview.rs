@@ -5,32 +5,42 @@
 //! without a deviation).
 
 use crate::error::Error;
+use crate::openapi::shapes;
 use chrono::{DateTime, Utc};
 use commonlab_core::experiments::{
     format_duration, format_rfc3339, parse_trial, switchback_schedule, Completion, Design,
 };
 use commonlab_store::{Store, StoreError, TrialEvent, TrialRecord, TrialStatus};
 use serde::Serialize;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 /// A trial as shown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TrialOverview {
+    #[schema(value_type = shapes::TrialRecord)]
     pub trial: TrialRecord,
+    /// The trial's log, oldest first.
+    #[schema(value_type = Vec<shapes::TrialEvent>)]
     pub events: Vec<TrialEvent>,
+    /// The arms that have units, in arm order.
     pub arms: Vec<ArmCount>,
     pub schedule: ScheduleView,
 }
 
 /// Units assigned to an arm, and exposed to it (not excluded).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = TrialArmCount)]
 pub struct ArmCount {
     pub arm: String,
+    #[schema(minimum = 0)]
     pub assigned: i64,
+    #[schema(minimum = 0)]
     pub exposed: i64,
 }
 
 /// Where a trial is in its schedule at a given time.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = TrialSchedule)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleView {
     /// The schedule's start and end (from the trial file).
@@ -39,7 +49,7 @@ pub struct ScheduleView {
     /// Stepped wedges: the crossover times.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<DateTime<Utc>>,
-    /// Switchbacks: the community × period grid (drawn at start; `None`
+    /// Switchbacks: the community × period grid (drawn at start; absent
     /// for a draft, whose grid is not drawn yet).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub switchback: Option<SwitchbackView>,
@@ -47,12 +57,13 @@ pub struct ScheduleView {
     /// is assigned yet), `assigning`, `ended` (running, after the
     /// schedule's end: nothing new is assigned), or `not running`
     /// (stopped, concluded, archived).
+    #[schema(schema_with = schedule_states)]
     pub state: &'static str,
     /// The state in a sentence.
     pub note: String,
     /// Running and stopped trials: when the data are complete (a
     /// conclusion before is refused unless forced, and recorded as a
-    /// deviation); `None` if they never will be.
+    /// deviation); absent if they never will be.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub complete_at: Option<DateTime<Utc>>,
     /// Running and stopped trials: the completion rule in words.
@@ -61,9 +72,11 @@ pub struct ScheduleView {
 }
 
 /// A switchback's grid as shown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = TrialSwitchback)]
 #[serde(rename_all = "camelCase")]
 pub struct SwitchbackView {
+    #[schema(schema_with = switchback_schemes)]
     pub scheme: &'static str,
     /// At the start of each period, e.g. `1d`; `0s` without one.
     pub washout: String,
@@ -77,16 +90,52 @@ pub struct SwitchbackView {
     pub current_period: Option<usize>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = TrialPeriod)]
 pub struct PeriodView {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = TrialGridRow)]
 pub struct GridRow {
     pub community: String,
+    /// Per period.
     pub on: Vec<bool>,
+}
+
+/// The values of [`ScheduleView::state`], for the OpenAPI document.
+const STATES: [&str; 5] = ["draft", "waiting", "assigning", "ended", "not running"];
+
+fn schedule_states() -> Object {
+    let about = "`draft`, `waiting` (running, before the schedule's start: nothing is \
+                 assigned yet), `assigning`, `ended` (running, after the schedule's end: \
+                 nothing new is assigned), or `not running` (stopped, concluded, archived).";
+    string_enum(&STATES, about)
+}
+
+fn switchback_schemes() -> Object {
+    use commonlab_core::experiments::SwitchbackScheme;
+    let schemes = [
+        SwitchbackScheme::Independent { probability: 0.5 },
+        SwitchbackScheme::Balanced,
+        SwitchbackScheme::BlockedPairs,
+    ];
+    string_enum(
+        &schemes.map(SwitchbackScheme::as_str),
+        "The switchback's scheme.",
+    )
+}
+
+/// A string schema of the `values`, described by `about` (`schema_with`
+/// replaces the field's doc comment).
+fn string_enum(values: &[&str], about: &str) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .description(Some(about))
+        .build()
 }
 
 fn time(unix: i64) -> DateTime<Utc> {

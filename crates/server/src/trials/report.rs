@@ -44,7 +44,7 @@ pub(super) struct ReportQuery {
     responses(
         (status = 200, description = "The report.", content((crate::openapi::shapes::TrialReport = "application/json"), (String = "text/markdown"), (String = "text/html"))),
         (status = 404, description = "No such trial.", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter is invalid (named by `errors[].pointer`).", body = crate::openapi::shapes::Problem, content_type = "application/problem+json"),
+        crate::openapi::errors::QueryErrors,
     ),
 )]
 pub(super) async fn report(

@@ -6,10 +6,31 @@
 //! cannot promise what is not checked.
 
 use super::*;
+use std::sync::OnceLock;
 
 /// The document the server generates and serves.
 pub(crate) fn file() -> &'static str {
     commonlab_server::openapi::document()
+}
+
+/// [`file`], parsed once.
+pub(crate) fn parsed() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| serde_json::from_str(file()).expect("the document is JSON"))
+}
+
+/// Asserts that `body`, a JSON answer `status` of the operation `method
+/// template`, is what the document says: for the tests' helpers that read
+/// answers of their own.
+pub(crate) fn assert_documented(method: &Method, template: &str, status: StatusCode, body: &Value) {
+    let doc = parsed();
+    let m = method.as_str().to_ascii_lowercase();
+    let schema = response_schema(doc, template, &m, status.as_u16(), "application/json");
+    let errs = Checker { doc }.check(schema, body, "");
+    assert!(
+        errs.is_empty(),
+        "{method} {template} {status}: {errs:?}\n{body}"
+    );
 }
 
 /// Checks `value` against `schema`; returns the violations (empty: valid).
@@ -100,10 +121,13 @@ impl<'a> Checker<'a> {
                         }
                     }
                 }
-                "minItems" | "maxProperties" | "minLength" | "maxLength" => {
+                "minItems" | "maxItems" | "minProperties" | "maxProperties" | "minLength"
+                | "maxLength" => {
                     let n = arg.as_u64().unwrap() as usize;
                     let (len, ok) = match (keyword.as_str(), value) {
                         ("minItems", Value::Array(a)) => (a.len(), a.len() >= n),
+                        ("maxItems", Value::Array(a)) => (a.len(), a.len() <= n),
+                        ("minProperties", Value::Object(o)) => (o.len(), o.len() >= n),
                         ("maxProperties", Value::Object(o)) => (o.len(), o.len() <= n),
                         ("minLength", Value::String(s)) => {
                             let l = s.chars().count();
@@ -139,16 +163,25 @@ impl<'a> Checker<'a> {
                     }
                 }
                 "format" => {
-                    if let Some(s) = value.as_str() {
-                        let ok = match arg.as_str().unwrap() {
-                            "uuid" => uuid::Uuid::parse_str(s).is_ok(),
-                            "date-time" => chrono::DateTime::parse_from_rfc3339(s).is_ok(),
-                            "uri" => s.starts_with("https://"),
-                            f => panic!("format {f} is not checked"),
-                        };
-                        if !ok {
-                            errs.push(format!("{at}: {s:?} is not a {arg}"));
+                    // A format constrains the values of its own kind (strings
+                    // or numbers) and lets the others through, as `type` is
+                    // what refuses them.
+                    let ok = match (arg.as_str().unwrap(), value) {
+                        ("uuid", Value::String(s)) => uuid::Uuid::parse_str(s).is_ok(),
+                        ("date-time", Value::String(s)) => {
+                            chrono::DateTime::parse_from_rfc3339(s).is_ok()
                         }
+                        ("uri", Value::String(s)) => s.starts_with("https://"),
+                        // OpenAPI's integer formats: a whole number in range.
+                        ("int64", Value::Number(n)) => n.as_i64().is_some(),
+                        ("int32", Value::Number(n)) => {
+                            n.as_i64().is_some_and(|i| i32::try_from(i).is_ok())
+                        }
+                        ("uuid" | "date-time" | "uri" | "int64" | "int32", _) => true,
+                        (f, _) => panic!("format {f} is not checked"),
+                    };
+                    if !ok {
+                        errs.push(format!("{at}: {value} is not a {arg}"));
                     }
                 }
                 "pattern" => {
@@ -409,6 +442,57 @@ async fn openapi_document_matches_the_responses() {
         h.stop().await;
     })
     .await;
+}
+
+/// The keywords and formats of the management routes' shapes refuse what
+/// they should (and the checker is not a rubber stamp for them).
+#[test]
+fn checker_keywords() {
+    let doc = json!({ "components": { "schemas": { "N": { "type": "integer" } } } });
+    let valid = |schema: Value, v: Value| Checker { doc: &doc }.check(&schema, &v, "").is_empty();
+    // OpenAPI's integer formats: whole numbers in range; other kinds are
+    // `type`'s to refuse.
+    assert!(valid(json!({"format": "int64"}), json!(i64::MIN)));
+    assert!(valid(json!({"format": "int64"}), json!(i64::MAX)));
+    assert!(!valid(json!({"format": "int64"}), json!(u64::MAX)));
+    assert!(!valid(json!({"format": "int64"}), json!(1.5)));
+    assert!(valid(json!({"format": "int64"}), json!("7")));
+    assert!(valid(json!({"format": "int32"}), json!(i32::MIN)));
+    assert!(!valid(
+        json!({"format": "int32"}),
+        json!(i64::from(i32::MAX) + 1)
+    ));
+    assert!(valid(json!({"format": "date-time"}), json!(null)));
+    assert!(!valid(
+        json!({"format": "date-time"}),
+        json!("2026-13-01T00:00:00Z")
+    ));
+    // minProperties, maxItems.
+    assert!(valid(json!({"minProperties": 1}), json!({"a": 1})));
+    assert!(valid(json!({"maxItems": 3}), json!([1, 2, 3])));
+    assert!(!valid(json!({"maxItems": 3}), json!([1, 2, 3, 4])));
+    assert!(!valid(json!({"minProperties": 1}), json!({})));
+    assert!(valid(json!({"minProperties": 1}), json!([])));
+    // A nullable reference (utoipa's `Option<T>`): exactly one branch.
+    let nullable = json!({"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/N"}]});
+    assert!(valid(nullable.clone(), json!(null)));
+    assert!(valid(nullable.clone(), json!(3)));
+    assert!(!valid(nullable, json!("3")));
+    let both = json!({"oneOf": [{"type": "integer"}, {"type": "number"}]});
+    assert!(!valid(both, json!(3)));
+    // A map's values, and a closed object.
+    let map = json!({"type": "object", "additionalProperties": {"type": ["string", "number"]}});
+    assert!(valid(map.clone(), json!({"a": "x", "b": 2})));
+    assert!(!valid(map, json!({"a": true})));
+    let closed = json!({"type": "object", "properties": {"a": {}}, "additionalProperties": false});
+    assert!(valid(closed.clone(), json!({"a": [1]})));
+    assert!(!valid(closed, json!({"a": 1, "b": 2})));
+    // enum and const.
+    assert!(!valid(
+        json!({"enum": ["ENABLED", "DISABLED"]}),
+        json!("enabled")
+    ));
+    assert!(!valid(json!({"const": true}), json!(1)));
 }
 
 #[test]

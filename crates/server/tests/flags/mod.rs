@@ -40,10 +40,13 @@ impl Harness {
         .unwrap()
     }
 
+    /// `/readyz` (checked against the OpenAPI document).
     async fn readyz(&self) -> Value {
         let resp = self.req(Method::GET, "/readyz", None).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
-        resp.json().await.unwrap()
+        let body = resp.json().await.unwrap();
+        crate::events::openapi::assert_documented(&Method::GET, "/readyz", StatusCode::OK, &body);
+        body
     }
 }
 

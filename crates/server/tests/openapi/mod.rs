@@ -3,11 +3,16 @@
 //! the document by `events::openapi` and the areas' own tests.)
 
 use super::*;
+use crate::events::openapi::Checker;
 use commonlab_server::openapi::{self, shapes};
 use commonlab_server::route::Access;
 use std::collections::BTreeSet;
 
+mod answers;
 mod found;
+mod preconditions;
+mod trial_answers;
+mod walk;
 
 /// The committed copy, relative to this crate.
 const COPY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
@@ -133,13 +138,64 @@ fn references_resolve_and_shapes_are_described() {
         let schema = &doc["components"]["schemas"][name];
         assert!(
             schema.as_object().is_some_and(|o| !o.is_empty()),
-            "shape {name} is not described in shapes.json"
+            "shape {name} is not described in openapi/shapes/"
         );
     }
     assert_eq!(doc["openapi"], "3.1.0");
     for scheme in ["bearer", "apiKey"] {
         assert!(doc["components"]["securitySchemes"][scheme].is_object());
     }
+}
+
+/// No success answered as JSON is documented as "any JSON": each names a
+/// shape that constrains it (a `type`, a reference, ...), not `{}` or a
+/// bare description.
+#[test]
+fn every_json_success_has_a_shape() {
+    let doc = crate::events::openapi::parsed();
+    let resolve = |mut v: &'static Value| -> &'static Value {
+        while let Some(r) = v.get("$ref").and_then(Value::as_str) {
+            v = doc.pointer(r.strip_prefix('#').unwrap()).unwrap();
+        }
+        v
+    };
+    let mut checked = 0;
+    let mut shapeless = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for (status, resp) in op["responses"].as_object().into_iter().flatten() {
+                let Some(media) = resolve(resp)["content"].get("application/json") else {
+                    continue;
+                };
+                if !status.starts_with('2') {
+                    continue;
+                }
+                checked += 1;
+                let schema = resolve(&media["schema"]);
+                let constrains = schema.as_object().is_some_and(|o| {
+                    o.keys()
+                        .any(|k| !["description", "title", "examples"].contains(&k.as_str()))
+                });
+                if !constrains {
+                    shapeless.push(format!("{method} {path} {status}"));
+                }
+            }
+        }
+    }
+    assert!(
+        shapeless.is_empty(),
+        "successes documented as any JSON: {shapeless:?}"
+    );
+    assert!(checked > 40, "{checked}");
+}
+
+/// A shape never silently replaces a schema utoipa derived under the same
+/// name (only a marker's placeholder).
+#[test]
+#[should_panic(expected = "schemas/Problem is already in the document")]
+fn a_shape_does_not_replace_a_derived_schema() {
+    let mut doc = json!({ "components": { "schemas": { "Problem": { "type": "string" } } } });
+    shapes::merge(&mut doc);
 }
 
 /// `docs/openapi.json` is the document, byte for byte. To regenerate it:

@@ -460,7 +460,13 @@ async fn survey_answers_match_the_openapi_document() {
         h.conforms(&doc, ops(Method::GET, q, rt), call(Method::GET, q, None), StatusCode::NOT_FOUND).await;
         let et = "/api/v1/surveys/campaigns/{key}/export";
         let q = "/api/v1/surveys/campaigns/f1/export?format=codebook-json";
-        h.conforms(&doc, ops(Method::GET, q, et), call(Method::GET, q, None), StatusCode::OK).await;
+        let book = h.conforms(&doc, ops(Method::GET, q, et), call(Method::GET, q, None), StatusCode::OK).await;
+        assert_eq!(book["lead_columns"][0], "unit", "{book}");
+        assert!(!book["items"].as_array().unwrap().is_empty(), "{book}");
+        let mut wrong = book.clone();
+        wrong["items"][0]["kind"] = json!("slider");
+        let schema = super::events::openapi::response_schema(&doc, et, "get", 200, "application/json");
+        assert!(!super::events::openapi::Checker { doc: &doc }.check(schema, &wrong, "").is_empty());
         let q = "/api/v1/surveys/campaigns/f1/export?format=pdf";
         h.conforms(&doc, ops(Method::GET, q, et), call(Method::GET, q, None), StatusCode::UNPROCESSABLE_ENTITY).await;
         let tr = "/api/v1/surveys/trials/{key}/response";

@@ -81,12 +81,10 @@ impl Harness {
             .send()
             .await
             .unwrap();
-        assert_eq!(
-            resp.status(),
-            StatusCode::OK,
-            "{}",
-            resp.text().await.unwrap()
-        );
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        crate::events::openapi::assert_documented(&Method::POST, "/api/v1/import", status, &body);
     }
 
     /// Posts events in batches (within the test body limit); all stored.

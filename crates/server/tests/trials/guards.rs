@@ -12,20 +12,6 @@ impl Harness {
             .await
     }
 
-    async fn shown(&self, key: &str) -> Value {
-        let resp = self
-            .req(
-                Method::GET,
-                &format!("/api/v1/trials/{key}"),
-                Some(&self.admin),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        resp.json().await.unwrap()
-    }
-
     async fn log(&self, key: &str) -> Vec<(String, String)> {
         self.shown(key).await["events"]
             .as_array()

@@ -24,6 +24,21 @@ fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
         .with_timezone(&chrono::Utc)
 }
 
+/// The JSON body of `resp`, after asserting its status and that it is what
+/// the OpenAPI document says of `method template`.
+async fn documented(
+    resp: reqwest::Response,
+    status: StatusCode,
+    method: Method,
+    template: &str,
+) -> Value {
+    let got = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(got, status, "{body}");
+    crate::events::openapi::assert_documented(&method, template, status, &body);
+    body
+}
+
 async fn start_at(db: &TestDb, when: &str) -> (Harness, Clock) {
     let clock = Clock::fixed(at(when));
     let h = Harness::on(db).clock(clock.clone()).start().await;
@@ -39,6 +54,8 @@ impl Harness {
             .unwrap()
     }
 
+    /// Creates and starts the trial of `source`; returns the started trial.
+    /// Both answers are checked against the OpenAPI document.
     async fn create_and_start(&self, source: &str) -> Value {
         let resp = self
             .post(
@@ -46,12 +63,7 @@ impl Harness {
                 json!({"source": source, "reason": "pilot"}),
             )
             .await;
-        assert_eq!(
-            resp.status(),
-            StatusCode::CREATED,
-            "{}",
-            resp.text().await.unwrap()
-        );
+        documented(resp, StatusCode::CREATED, Method::POST, "/api/v1/trials").await;
         let key = parse_trial(source, "t").unwrap().key;
         let resp = self
             .post(
@@ -59,17 +71,13 @@ impl Harness {
                 json!({"reason": "go"}),
             )
             .await;
-        assert_eq!(
-            resp.status(),
-            StatusCode::OK,
-            "{}",
-            resp.text().await.unwrap()
-        );
-        resp.json().await.unwrap()
+        let template = "/api/v1/trials/{key}/{action}";
+        documented(resp, StatusCode::OK, Method::POST, template).await
     }
 
-    async fn arms(&self, key: &str) -> Vec<Value> {
-        let v: Value = self
+    /// The trial as shown (checked against the OpenAPI document).
+    async fn shown(&self, key: &str) -> Value {
+        let resp = self
             .req(
                 Method::GET,
                 &format!("/api/v1/trials/{key}"),
@@ -77,11 +85,12 @@ impl Harness {
             )
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
             .unwrap();
-        v["arms"].as_array().unwrap().clone()
+        documented(resp, StatusCode::OK, Method::GET, "/api/v1/trials/{key}").await
+    }
+
+    async fn arms(&self, key: &str) -> Vec<Value> {
+        self.shown(key).await["arms"].as_array().unwrap().clone()
     }
 
     /// Waits until the exposure writer has stored `n` exposures (not excluded).

@@ -41,18 +41,7 @@ async fn switchback_example_served_by_the_clock_and_analysed_from_stored_data() 
             assert_eq!(grid.on.iter().filter(|r| r[k]).count(), 2);
         }
         // Shown as a grid.
-        let shown: Value = h
-            .req(
-                Method::GET,
-                &format!("/api/v1/trials/{KEY}"),
-                Some(&h.admin),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let shown = h.shown(KEY).await;
         let view = &shown["schedule"]["switchback"];
         assert_eq!(view["scheme"], "balanced", "{shown}");
         assert_eq!(view["washout"], "1d");
