@@ -14,6 +14,8 @@ async fn community_activity_counts_members_and_event_types() {
         let events = vec![
             // Before the window: member 1 is seen, not active.
             with(1, 1, "edit", 50, "wiki-a"),
+            // An event type seen only before the window: not listed.
+            with(9, 1, "vote", 60, "wiki-a"),
             // In [100, 200): member 2 three events, member 3 one.
             with(2, 2, "edit", 100, "wiki-a"),
             with(3, 2, "edit", 150, "wiki-a"),
