@@ -30,8 +30,10 @@
 //! PostgreSQL runs it without JIT compilation (`SET LOCAL jit = off`):
 //! compiling its many expressions took 2.7 s and saved less.
 
-use super::{lit, Bind, Bounds, Builder, Compiled, Dialect};
-use commonlab_core::experiments::{Cap, Metric, MetricKind, MetricValue, PERCENTILE_SCALE};
+use super::{
+    capped, cast_null, cell_sums, lit, percentile_rank, Bind, Bounds, Builder, Compiled, Dialect,
+};
+use commonlab_core::experiments::{Cap, Metric, MetricKind, MetricValue};
 
 fn name_in(names: &[String]) -> String {
     if names.len() == 1 {
@@ -94,11 +96,12 @@ fn sqlite_value(v: &Value, bounds: &mut Bounds) -> String {
     ];
     conds.extend(v.filters.iter().cloned());
     let from = format!("FROM events v WHERE {}", conds.join(" AND "));
-    match &v.agg {
-        Agg::Exists => format!("(CASE WHEN EXISTS (SELECT 1 {from}) THEN 1.0 ELSE 0.0 END)"),
-        Agg::Sum(x) => format!("(SELECT total({x}) {from})"),
-        Agg::Count => format!("(1.0 * (SELECT count(*) {from}))"),
-    }
+    let (kind, sum) = match &v.agg {
+        Agg::Exists => (MetricKind::Proportion, None),
+        Agg::Sum(x) => (MetricKind::Mean, Some(x.as_str())),
+        Agg::Count => (MetricKind::Count, None),
+    };
+    super::sqlite_value(kind, sum, &from)
 }
 
 /// A value's part of one event name (PostgreSQL): its window, filters and,
@@ -351,10 +354,6 @@ pub(crate) fn compile_many(metrics: &[&Metric], dialect: Dialect) -> Compiled {
         "WITH exp AS {exp_mat}(\n  SELECT unit, arm, community,\n    {}\n  FROM exposures\n  WHERE trial_id = {p1} AND {included}\n),\n{pu}",
         bound_cols.join(",\n    "),
     );
-    let cast_null = |s: &str| match dialect {
-        Dialect::Postgres => format!("({s})::float8"),
-        Dialect::Sqlite => s.to_string(),
-    };
     let mut selects = Vec::with_capacity(parts.len());
     for (i, p) in parts.iter().enumerate() {
         let (ycap, xcap, from) = match p.cap {
@@ -365,12 +364,9 @@ pub(crate) fn compile_many(metrics: &[&Metric], dialect: Dialect) -> Compiled {
                 "pu".to_string(),
             ),
             Some(Cap::Percentile(q)) => {
-                // As in the one-metric statement: rank ceil(q·n) in integers,
-                // over this metric's closed units.
-                let scale = PERCENTILE_SCALE;
-                let k = Cap::percentile_millionths(q)
-                    .unwrap_or_else(|| ((q * scale as f64).round() as i64).clamp(1, scale - 1));
-                let rank = format!("(n * {k} + {}) / {scale}", scale - 1);
+                // As in the one-metric statement, over this metric's closed
+                // units.
+                let rank = percentile_rank(q);
                 // x is ranked only when it is a covariate (else constant 0).
                 let ranked: &[(&str, &String)] = if p.covariate {
                     &[("y", &p.y), ("x", &p.x)]
@@ -398,31 +394,16 @@ pub(crate) fn compile_many(metrics: &[&Metric], dialect: Dialect) -> Compiled {
                 )
             }
         };
-        let capped = |col: &str, cap: &str| {
-            if cap == "NULL" {
-                col.to_string()
-            } else {
-                format!("(CASE WHEN {col} > {cap} THEN {cap} ELSE {col} END)")
-            }
-        };
         let (yv, xv) = (capped(&p.y, &ycap), capped(&p.x, &xcap));
         sql.push_str(&format!(
             ",\nout{i} AS (\n  SELECT arm, community, {yv} AS y, {xv} AS x, {d} AS d, {yc} AS yc, {xc} AS xc FROM {from} WHERE ok{i}\n)",
             d = p.d,
-            yc = cast_null(&ycap),
-            xc = cast_null(&xcap),
+            yc = cast_null(dialect, &ycap),
+            xc = cast_null(dialect, &xcap),
         ));
         selects.push(format!(
-            "SELECT CAST({i} AS BIGINT) AS m, arm, community, count(*) AS n,\n  {sy} AS sum, {syy} AS sum_squares,\n  {sx} AS x_sum, {sxx} AS x_sum_squares, {sxy} AS xy_sum,\n  {sd} AS d_sum, {sdd} AS d_sum_squares, {syd} AS md_sum, {sdx} AS dx_sum,\n  max(yc) AS y_cap, max(xc) AS x_cap\nFROM out{i}\nGROUP BY arm, community",
-            sy = b.float("y"),
-            syy = b.float("y * y"),
-            sx = b.float("x"),
-            sxx = b.float("x * x"),
-            sxy = b.float("x * y"),
-            sd = b.float("d"),
-            sdd = b.float("d * d"),
-            syd = b.float("y * d"),
-            sdx = b.float("d * x"),
+            "SELECT CAST({i} AS BIGINT) AS m, arm, community, {}\nFROM out{i}\nGROUP BY arm, community",
+            cell_sums(&b)
         ));
     }
     sql.push('\n');

@@ -494,6 +494,64 @@ fn lit(x: f64) -> String {
     format!("{x:?}")
 }
 
+/// The rank of a percentile cap `p` among `n` values, as SQL: rank
+/// ceil(p·n) in integers. p = k / SCALE exactly (at most six decimals,
+/// checked at validation), so both databases agree with the decimal the
+/// researcher wrote (0.55 · 100 is 55, not the 55.000000000000007 of
+/// floating point).
+fn percentile_rank(p: f64) -> String {
+    let scale = PERCENTILE_SCALE;
+    let k = Cap::percentile_millionths(p)
+        .unwrap_or_else(|| ((p * scale as f64).round() as i64).clamp(1, scale - 1));
+    format!("(n * {k} + {}) / {scale}", scale - 1)
+}
+
+/// `col` capped at `cap` (`"NULL"`: not capped).
+fn capped(col: &str, cap: &str) -> String {
+    if cap == "NULL" {
+        col.to_string()
+    } else {
+        format!("(CASE WHEN {col} > {cap} THEN {cap} ELSE {col} END)")
+    }
+}
+
+/// A cap's value as a float column (PostgreSQL types a bare NULL).
+fn cast_null(dialect: Dialect, s: &str) -> String {
+    match dialect {
+        Dialect::Postgres => format!("({s})::float8"),
+        Dialect::Sqlite => s.to_string(),
+    }
+}
+
+/// The columns of a [`MetricCell`] after `arm, community`, summed over the
+/// rows of y, x, d, yc and xc.
+fn cell_sums(b: &Builder) -> String {
+    format!(
+        "count(*) AS n,\n  {sy} AS sum, {syy} AS sum_squares,\n  {sx} AS x_sum, {sxx} AS x_sum_squares, {sxy} AS xy_sum,\n  {sd} AS d_sum, {sdd} AS d_sum_squares, {syd} AS md_sum, {sdx} AS dx_sum,\n  max(yc) AS y_cap, max(xc) AS x_cap",
+        sy = b.float("y"),
+        syy = b.float("y * y"),
+        sx = b.float("x"),
+        sxx = b.float("x * x"),
+        sxy = b.float("x * y"),
+        sd = b.float("d"),
+        sdd = b.float("d * d"),
+        syd = b.float("y * d"),
+        sdx = b.float("d * x"),
+    )
+}
+
+/// SQLite: a per-unit value as a correlated subquery over `from` (`FROM
+/// events v WHERE …`): existence, count or the total of `sum`.
+fn sqlite_value(kind: MetricKind, sum: Option<&str>, from: &str) -> String {
+    match (kind, sum) {
+        (MetricKind::Proportion, _) => {
+            format!("(CASE WHEN EXISTS (SELECT 1 {from}) THEN 1.0 ELSE 0.0 END)")
+        }
+        (_, Some(v)) => format!("(SELECT total({v}) {from})"),
+        _ => format!("(1.0 * (SELECT count(*) {from}))"),
+    }
+}
+
 /// Window bounds of the `exp` rows: one column per distinct offset.
 struct Bounds {
     offsets: Vec<i64>,
@@ -598,14 +656,8 @@ pub(crate) fn compile_shaped(metric: &Metric, dialect: Dialect, shape: Shape) ->
                 format!("FROM events v WHERE {}", conds.join(" AND "))
             };
             let agg = |names: &[String], lo: &str, hi: &str, count_only: bool| {
-                let from = seek(names, lo, hi);
-                match (metric.kind, &value) {
-                    (MetricKind::Proportion, _) => {
-                        format!("(CASE WHEN EXISTS (SELECT 1 {from}) THEN 1.0 ELSE 0.0 END)")
-                    }
-                    (_, Some(v)) if !count_only => format!("(SELECT total({v}) {from})"),
-                    _ => format!("(1.0 * (SELECT count(*) {from}))"),
-                }
+                let sum = value.as_deref().filter(|_| !count_only);
+                sqlite_value(metric.kind, sum, &seek(names, lo, hi))
             };
             let y = agg(&y_names, &lo, &hi, false);
             let x = match &pre {
@@ -715,14 +767,7 @@ pub(crate) fn compile_shaped(metric: &Metric, dialect: Dialect, shape: Shape) ->
             "pu".to_string(),
         ),
         Some(Cap::Percentile(p)) => {
-            // Rank ceil(p·n) in integers: p = k / SCALE exactly (at most six
-            // decimals, checked at validation), so both databases agree
-            // with the decimal the researcher wrote (0.55 · 100 is 55, not
-            // the 55.000000000000007 of floating point).
-            let scale = PERCENTILE_SCALE;
-            let k = Cap::percentile_millionths(p)
-                .unwrap_or_else(|| ((p * scale as f64).round() as i64).clamp(1, scale - 1));
-            let rank = format!("(n * {k} + {}) / {scale}", scale - 1);
+            let rank = percentile_rank(p);
             for col in ["y", "x"] {
                 sql.push_str(&format!(
                     ",\n{col}_ranked AS (\n  SELECT {col}, row_number() OVER (ORDER BY {col}) AS r, count(*) OVER () AS n FROM pu\n),\n\
@@ -740,19 +785,8 @@ pub(crate) fn compile_shaped(metric: &Metric, dialect: Dialect, shape: Shape) ->
             )
         }
     };
-    let capped = |col: &str, cap: &str| {
-        if cap == "NULL" {
-            col.to_string()
-        } else {
-            format!("(CASE WHEN {col} > {cap} THEN {cap} ELSE {col} END)")
-        }
-    };
     let yv = capped("y", &ycap);
     let xv = capped("x", &xcap);
-    let cast_null = |s: &str| match dialect {
-        Dialect::Postgres => format!("({s})::float8"),
-        Dialect::Sqlite => s.to_string(),
-    };
     if shape == Shape::Units {
         sql.push_str(&format!(
             ",\nout AS (\n  SELECT unit, arm, community, stratum, {yv} AS y, {xv} AS x, d FROM {from}\n)\n\
@@ -765,18 +799,10 @@ pub(crate) fn compile_shaped(metric: &Metric, dialect: Dialect, shape: Shape) ->
     }
     sql.push_str(&format!(
         ",\nout AS (\n  SELECT arm, community, {yv} AS y, {xv} AS x, d, {yc} AS yc, {xc} AS xc FROM {from}\n)\n\
-         SELECT arm, community, count(*) AS n,\n  {sy} AS sum, {syy} AS sum_squares,\n  {sx} AS x_sum, {sxx} AS x_sum_squares, {sxy} AS xy_sum,\n  {sd} AS d_sum, {sdd} AS d_sum_squares, {syd} AS md_sum, {sdx} AS dx_sum,\n  max(yc) AS y_cap, max(xc) AS x_cap\nFROM out\nGROUP BY arm, community\nORDER BY arm, community",
-        yc = cast_null(&ycap),
-        xc = cast_null(&xcap),
-        sy = b.float("y"),
-        syy = b.float("y * y"),
-        sx = b.float("x"),
-        sxx = b.float("x * x"),
-        sxy = b.float("x * y"),
-        sd = b.float("d"),
-        sdd = b.float("d * d"),
-        syd = b.float("y * d"),
-        sdx = b.float("d * x"),
+         SELECT arm, community, {sums}\nFROM out\nGROUP BY arm, community\nORDER BY arm, community",
+        yc = cast_null(dialect, &ycap),
+        xc = cast_null(dialect, &xcap),
+        sums = cell_sums(&b),
     ));
     Compiled {
         sql,
