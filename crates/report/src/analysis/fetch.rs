@@ -185,14 +185,6 @@ pub const METRIC_CONCURRENCY: usize = 2;
 /// computed at once (`Store::community_period_cells`), which does pay.
 pub const SQLITE_METRIC_CONCURRENCY: usize = 1;
 
-/// How many statements a `hash` design's metrics are computed in, at
-/// once ([`hash_cells`]): one. On SQLite two statements took 30 % longer
-/// than one (each recomputes the window bounds, the costly part); on
-/// PostgreSQL the one statement leaves the second core to what
-/// `commonlab report` reads beside the metrics (wp2's community activity)
-/// and to other requests (docs/benchmarks.md, "Metrics in one statement").
-pub const FUSED_STATEMENTS: usize = 1;
-
 /// [`METRIC_CONCURRENCY`] (or [`SQLITE_METRIC_CONCURRENCY`]) within
 /// `store`'s read pool.
 fn metric_concurrency(store: &Store) -> usize {
@@ -212,9 +204,14 @@ fn metric_concurrency(store: &Store) -> usize {
 
 /// A `hash` design's cells of the plan's metrics that have no stored
 /// snapshot, computed together by [`Store::metrics_cells`]: one statement
-/// for all of them ([`FUSED_STATEMENTS`]). Returns the cells by plan
-/// position (`None`: from a snapshot) and how many metrics were computed;
-/// `progress` is called as each statement completes.
+/// for all of them (up to its 32). Not split into statements run at once:
+/// on SQLite two took 30 % longer than one (each recomputes the window
+/// bounds, the costly part); on PostgreSQL they were no faster, and one
+/// leaves the second core to what `commonlab report` reads beside the
+/// metrics (wp2's community activity) and to other requests
+/// (docs/benchmarks.md, "Metrics in one statement"). Returns the cells by
+/// plan position (`None`: from a snapshot) and how many were computed;
+/// `progress` is called when they are.
 async fn hash_cells(
     store: &Store,
     trial_id: i64,
@@ -230,28 +227,13 @@ async fn hash_cells(
     if wanted.is_empty() {
         return Ok((out, 0));
     }
-    let statements = FUSED_STATEMENTS;
-    let size = wanted.len().div_ceil(statements);
-    let pending: Vec<_> = wanted
-        .chunks(size)
-        .map(|group| {
-            let metrics: Vec<&Metric> = group.iter().map(|&i| plan[i].0).collect();
-            async move {
-                let cells = store.metrics_cells(trial_id, &metrics, as_of).await;
-                (group, cells)
-            }
-        })
-        .collect();
-    let mut running = stream::iter(pending).buffer_unordered(statements);
-    let mut done = 0;
-    while let Some((group, cells)) = running.next().await {
-        for (&i, c) in group.iter().zip(cells?) {
-            out[i] = Some(c);
-        }
-        done += group.len();
-        progress(done, plan.len());
+    let metrics: Vec<&Metric> = wanted.iter().map(|&i| plan[i].0).collect();
+    let cells = store.metrics_cells(trial_id, &metrics, as_of).await?;
+    for (&i, c) in wanted.iter().zip(cells) {
+        out[i] = Some(c);
     }
-    Ok((out, done))
+    progress(wanted.len(), plan.len());
+    Ok((out, wanted.len()))
 }
 
 /// A community design's windows for `metric`: those closed at `as_of`

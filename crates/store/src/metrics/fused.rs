@@ -31,7 +31,8 @@
 //! compiling its many expressions took 2.7 s and saved less.
 
 use super::{
-    capped, cast_null, cell_sums, lit, percentile_rank, Bind, Bounds, Builder, Compiled, Dialect,
+    capped, cast_null, cell_sums, intern, lit, percentile_rank, Agg, Bind, Bounds, Builder,
+    Compiled, Dialect,
 };
 use commonlab_core::experiments::{Cap, Metric, MetricKind, MetricValue};
 
@@ -41,16 +42,6 @@ fn name_in(names: &[String]) -> String {
     } else {
         format!("v.name IN ({})", names.join(", "))
     }
-}
-
-/// How a per-unit value aggregates its events.
-#[derive(Debug, Clone, PartialEq)]
-enum Agg {
-    /// 1 if there is one, else 0 (proportions).
-    Exists,
-    Count,
-    /// The sum of this expression over the events.
-    Sum(String),
 }
 
 /// A per-unit value: the events of `names` (placeholders) within
@@ -74,14 +65,7 @@ struct Values {
 impl Values {
     /// The column of `value` (`c{k}`), added if new.
     fn col(&mut self, value: Value) -> String {
-        let k = match self.values.iter().position(|v| *v == value) {
-            Some(k) => k,
-            None => {
-                self.values.push(value);
-                self.values.len() - 1
-            }
-        };
-        format!("c{k}")
+        format!("c{}", intern(&mut self.values, value))
     }
 }
 
@@ -95,13 +79,8 @@ fn sqlite_value(v: &Value, bounds: &mut Bounds) -> String {
         format!("v.ts < {}", bounds.col(v.hi)),
     ];
     conds.extend(v.filters.iter().cloned());
-    let from = format!("FROM events v WHERE {}", conds.join(" AND "));
-    let (kind, sum) = match &v.agg {
-        Agg::Exists => (MetricKind::Proportion, None),
-        Agg::Sum(x) => (MetricKind::Mean, Some(x.as_str())),
-        Agg::Count => (MetricKind::Count, None),
-    };
-    super::sqlite_value(kind, sum, &from)
+    v.agg
+        .sqlite(&format!("FROM events v WHERE {}", conds.join(" AND ")))
 }
 
 /// A value's part of one event name (PostgreSQL): its window, filters and,
@@ -131,14 +110,7 @@ fn postgres_values(values: &[Value], bounds: &mut Bounds) -> (Vec<String>, Vec<S
                     names.len() - 1
                 }
             };
-            let parts = &mut names[j].1;
-            let q = match parts.iter().position(|p| *p == part) {
-                Some(q) => q,
-                None => {
-                    parts.push(part.clone());
-                    parts.len() - 1
-                }
-            };
+            let q = intern(&mut names[j].1, part.clone());
             mine.push(format!("n{j}.q{q}"));
         }
         refs.push(mine);
@@ -255,17 +227,12 @@ pub(crate) fn compile_many(metrics: &[&Metric], dialect: Dialect) -> Compiled {
             MetricValue::Sum(p) => Some(format!("coalesce({}, 0.0)", b.number(p))),
         };
         let mut agg = |names: &[String], lo: i64, hi: i64, count_only: bool| {
-            let agg = match (metric.kind, &value) {
-                (MetricKind::Proportion, _) => Agg::Exists,
-                (_, Some(v)) if !count_only => Agg::Sum(v.clone()),
-                _ => Agg::Count,
-            };
             values.col(Value {
                 names: names.to_vec(),
                 lo,
                 hi,
                 filters: filters.clone(),
-                agg,
+                agg: Agg::of(metric.kind, value.as_deref(), count_only),
             })
         };
         let y = agg(&y_names, w.start_secs, w.end_secs, false);

@@ -540,15 +540,56 @@ fn cell_sums(b: &Builder) -> String {
     )
 }
 
-/// SQLite: a per-unit value as a correlated subquery over `from` (`FROM
-/// events v WHERE …`): existence, count or the total of `sum`.
-fn sqlite_value(kind: MetricKind, sum: Option<&str>, from: &str) -> String {
-    match (kind, sum) {
-        (MetricKind::Proportion, _) => {
-            format!("(CASE WHEN EXISTS (SELECT 1 {from}) THEN 1.0 ELSE 0.0 END)")
+/// How a per-unit value aggregates its events.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Agg {
+    /// 1 if there is one, else 0 (proportions).
+    Exists,
+    Count,
+    /// The sum of this expression over the events.
+    Sum(String),
+}
+
+impl Agg {
+    /// A metric's y or x (`count_only` false) or a ratio's d (true): `sum`
+    /// is the summed expression of its `value`, if any.
+    fn of(kind: MetricKind, sum: Option<&str>, count_only: bool) -> Agg {
+        match (kind, sum) {
+            (MetricKind::Proportion, _) => Agg::Exists,
+            (_, Some(v)) if !count_only => Agg::Sum(v.to_string()),
+            _ => Agg::Count,
         }
-        (_, Some(v)) => format!("(SELECT total({v}) {from})"),
-        _ => format!("(1.0 * (SELECT count(*) {from}))"),
+    }
+
+    /// SQLite: the value as a correlated subquery over `from` (`FROM
+    /// events v WHERE …`).
+    fn sqlite(&self, from: &str) -> String {
+        match self {
+            Agg::Exists => format!("(CASE WHEN EXISTS (SELECT 1 {from}) THEN 1.0 ELSE 0.0 END)"),
+            Agg::Sum(v) => format!("(SELECT total({v}) {from})"),
+            Agg::Count => format!("(1.0 * (SELECT count(*) {from}))"),
+        }
+    }
+
+    /// PostgreSQL: the value as an aggregate over the rows `within`.
+    fn postgres(&self, within: &str) -> String {
+        match self {
+            Agg::Exists => format!("(count(*) FILTER (WHERE {within}) > 0)::int::float8"),
+            Agg::Sum(v) => format!("coalesce(sum({v}) FILTER (WHERE {within}), 0)::float8"),
+            Agg::Count => format!("(count(*) FILTER (WHERE {within}))::float8"),
+        }
+    }
+}
+
+/// The position of `item` in `items`, appended if new (the columns and
+/// binds of a compiled statement, each written once).
+fn intern<T: PartialEq>(items: &mut Vec<T>, item: T) -> usize {
+    match items.iter().position(|x| *x == item) {
+        Some(i) => i,
+        None => {
+            items.push(item);
+            items.len() - 1
+        }
     }
 }
 
@@ -559,14 +600,7 @@ struct Bounds {
 
 impl Bounds {
     fn col(&mut self, secs: i64) -> String {
-        let i = match self.offsets.iter().position(|&o| o == secs) {
-            Some(i) => i,
-            None => {
-                self.offsets.push(secs);
-                self.offsets.len() - 1
-            }
-        };
-        format!("e.b{i}")
+        format!("e.b{}", intern(&mut self.offsets, secs))
     }
 }
 
@@ -656,8 +690,7 @@ pub(crate) fn compile_shaped(metric: &Metric, dialect: Dialect, shape: Shape) ->
                 format!("FROM events v WHERE {}", conds.join(" AND "))
             };
             let agg = |names: &[String], lo: &str, hi: &str, count_only: bool| {
-                let sum = value.as_deref().filter(|_| !count_only);
-                sqlite_value(metric.kind, sum, &seek(names, lo, hi))
+                Agg::of(metric.kind, value.as_deref(), count_only).sqlite(&seek(names, lo, hi))
             };
             let y = agg(&y_names, &lo, &hi, false);
             let x = match &pre {
@@ -697,15 +730,7 @@ pub(crate) fn compile_shaped(metric: &Metric, dialect: Dialect, shape: Shape) ->
             };
             let agg = |names: &[String], lo: &str, hi: &str, count_only: bool| {
                 let within = format!("{}v.ts >= {lo} AND v.ts < {hi}", is(names));
-                match (metric.kind, &value) {
-                    (MetricKind::Proportion, _) => {
-                        format!("(count(*) FILTER (WHERE {within}) > 0)::int::float8")
-                    }
-                    (_, Some(v)) if !count_only => {
-                        format!("coalesce(sum({v}) FILTER (WHERE {within}), 0)::float8")
-                    }
-                    _ => format!("(count(*) FILTER (WHERE {within}))::float8"),
-                }
+                Agg::of(metric.kind, value.as_deref(), count_only).postgres(&within)
             };
             let y = agg(&y_names, &lo, &hi, false);
             let x = match &pre {
